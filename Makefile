@@ -1,0 +1,41 @@
+# certpost: `make run` serves the API with the embedded SQLite default and its worker;
+# `make test` installs what the tests need and runs the whole suite on SQLite and PostgreSQL.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: run test test-sqlite test-postgres test-deps openapi bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/certpost serve
+
+test-deps: $(STAMP)
+	bash scripts/install-test-deps.sh
+	bash scripts/ensure-postgres.sh
+
+test: test-deps
+	CERTPOST_TEST_DB=sqlite $(BIN)/python -m pytest $(PYTEST_ARGS)
+	CERTPOST_TEST_DB=postgres $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-sqlite: test-deps
+	CERTPOST_TEST_DB=sqlite $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-postgres: test-deps
+	CERTPOST_TEST_DB=postgres $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+openapi: $(STAMP)
+	$(BIN)/certpost openapi > openapi/openapi.json
+
+bench: test-deps
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) data .pytest_cache

@@ -1,0 +1,39 @@
+"""Who is calling, and what they may see: authorisation rules as pure functions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.problems import Forbidden, NotFound
+
+
+@dataclass(frozen=True)
+class Caller:
+    token_id: str
+    role: str  # "admin" | "customer"
+    account_id: str | None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def require_admin(self) -> None:
+        if not self.is_admin:
+            raise Forbidden("this route needs an admin token")
+
+    def can_see(self, account_id: str | None) -> bool:
+        """Admins see everything; a customer sees its own account's rows only."""
+        return self.is_admin or (account_id is not None and account_id == self.account_id)
+
+    def check_visible(self, account_id: str | None, what: str) -> None:
+        # A customer probing another account's id gets exactly what a missing id gets.
+        if not self.can_see(account_id):
+            raise NotFound(f"{what} not found")
+
+    def owner_for_new(self, requested: str | None) -> str | None:
+        """The account a new row belongs to: the customer's own, or what an admin asks for."""
+        if self.is_admin:
+            return requested
+        if requested is not None and requested != self.account_id:
+            raise Forbidden("a customer token can only act for its own account")
+        return self.account_id

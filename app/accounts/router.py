@@ -1,0 +1,48 @@
+"""HTTP for accounts and API tokens (admin only)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from app.accounts.repository import AccountRepository
+from app.accounts.schemas import AccountCreate, AccountOut, TokenCreate, TokenOut
+from app.accounts.service import AccountExists, AccountService, UnknownAccount
+from app.deps import Admin, Session
+from app.problems import Forbidden, NotFound, responses
+
+router = APIRouter(prefix="/v1", tags=["accounts"])
+
+
+def get_service(session: Session) -> AccountService:
+    return AccountService(AccountRepository(session))
+
+
+Accounts = Annotated[AccountService, Depends(get_service)]
+
+
+@router.post("/accounts", status_code=201, response_model=AccountOut, responses=responses(Forbidden, AccountExists))
+async def create_account(body: AccountCreate, _admin: Admin, accounts: Accounts):
+    return await accounts.create_account(body.name)
+
+
+@router.get("/accounts", response_model=list[AccountOut], responses=responses(Forbidden))
+async def list_accounts(_admin: Admin, accounts: Accounts,
+                        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                        offset: Annotated[int, Query(ge=0)] = 0):
+    return await accounts.repo.list_accounts(limit, offset)
+
+
+@router.post("/tokens", status_code=201, response_model=TokenOut, responses=responses(Forbidden, UnknownAccount))
+async def create_token(body: TokenCreate, _admin: Admin, accounts: Accounts):
+    """Create an API token. The secret is in `token`, shown this once."""
+    row, text = await accounts.create_token(body.role, body.account_id, body.description)
+    return TokenOut(id=row.id, role=row.role, account_id=row.account_id, description=row.description,
+                    created_at=row.created_at, token=text)
+
+
+@router.delete("/tokens/{token_id}", status_code=204, responses=responses(Forbidden, NotFound))
+async def revoke_token(token_id: str, _admin: Admin, accounts: Accounts):
+    await accounts.revoke_token(token_id)
+    return Response(status_code=204)

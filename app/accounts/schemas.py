@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from app.schemas import Strict
+
+
+class AccountCreate(Strict):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class AccountOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    name: str
+    created_at: datetime
+
+
+class TokenCreate(Strict):
+    role: Literal["admin", "customer"]
+    account_id: str | None = None
+    description: str | None = Field(None, max_length=200)
+
+    @model_validator(mode="after")
+    def _account_matches_role(self):
+        if self.role == "customer" and not self.account_id:
+            raise ValueError("a customer token needs account_id")
+        if self.role == "admin" and self.account_id:
+            raise ValueError("an admin token has no account_id")
+        return self
+
+
+class TokenOut(BaseModel):
+    id: str
+    role: str
+    account_id: str | None
+    description: str | None
+    created_at: datetime
+    token: str = Field(description="The secret, shown this once; only its hash is stored.")

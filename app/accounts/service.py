@@ -1,0 +1,79 @@
+"""Accounts and API tokens: creation, revocation, and authenticating a bearer token."""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import IntegrityError
+
+from app.accounts import tokens
+from app.accounts.caller import Caller
+from app.accounts.models import Account, ApiToken
+from app.accounts.repository import AccountRepository
+from app.db import new_id
+from app.kit.time import utc_now
+from app.problems import Conflict, NotFound, RuleViolation, Unauthenticated
+
+
+class AccountExists(Conflict):
+    code, title = "account_exists", "An account with this name exists"
+
+
+class UnknownAccount(RuleViolation):
+    code, title = "unknown_account", "No such account"
+
+
+class AccountService:
+    def __init__(self, repo: AccountRepository):
+        self.repo = repo
+
+    async def create_account(self, name: str) -> Account:
+        if await self.repo.account_by_name(name):
+            raise AccountExists(f"an account named {name!r} exists")
+        account = Account(id=new_id(), name=name)
+        try:
+            await self.repo.add(account)
+        except IntegrityError:
+            raise AccountExists(f"an account named {name!r} exists") from None
+        return account
+
+    async def require_account(self, account_id: str) -> Account:
+        account = await self.repo.get_account(account_id)
+        if account is None:
+            raise UnknownAccount(f"account {account_id} does not exist")
+        return account
+
+    async def create_token(self, role: str, account_id: str | None, description: str | None = None) -> tuple[ApiToken, str]:
+        """Returns the row and the full token text, which is never stored or shown again."""
+        if account_id is not None:
+            await self.require_account(account_id)
+        secret = tokens.new_secret()
+        row = ApiToken(
+            id=new_id(),
+            role=role,
+            account_id=account_id,
+            secret_hash=tokens.hash_secret(secret),
+            description=description,
+            created_at=utc_now(),
+        )
+        await self.repo.add(row)
+        return row, tokens.format_token(row.id, secret)
+
+    async def revoke_token(self, token_id: str) -> None:
+        row = await self.repo.get_token(token_id)
+        if row is None or row.revoked_at is not None:
+            raise NotFound("token not found")
+        row.revoked_at = utc_now()
+        await self.repo.session.flush()
+
+    async def authenticate(self, bearer: str | None) -> Caller:
+        parsed = tokens.parse_token(bearer or "")
+        if parsed is None:
+            raise Unauthenticated("send Authorization: Bearer <token>")
+        row = await self.repo.get_token(parsed[0])
+        # Compare even when the row is missing, so both paths cost the same.
+        stored = row.secret_hash if row is not None else "0" * 64
+        if not tokens.secret_matches(parsed[1], stored) or row is None or row.revoked_at is not None:
+            raise Unauthenticated("the token is unknown or revoked")
+        return Caller(token_id=row.id, role=row.role, account_id=row.account_id)
+
+    async def has_tokens(self) -> bool:
+        return await self.repo.count_tokens() > 0

@@ -1,0 +1,102 @@
+"""The DNS provider interface used by the dns-01 solver, and its errors.
+
+dns-01 (RFC 8555 §8.4) needs three things from a DNS provider: put a TXT value at
+`_acme-challenge.<domain>`, take exactly that value away again, and know which name servers must
+answer with it before the CA is told to look. A wildcard and its base name share one owner name,
+so providers add and delete single values, never whole RRsets.
+
+Exception tree (each class carries a stable ``code`` slug for the API and the order's last error)::
+
+    DnsError                      dns_error
+    ├── DnsTsigRejected           dns_tsig_rejected        wrong key or secret (RFC 8945 §5.3)
+    ├── DnsUpdateRefused          dns_update_refused       REFUSED / NOTZONE / NOTAUTH-by-policy
+    ├── DnsZoneNotFound           dns_zone_not_found       no zone found for the name
+    ├── DnsUnreachable            dns_unreachable          timeout, connection refused, EOF
+    ├── DnsUpdateFailed           dns_update_failed        any other RCODE (SERVFAIL, …)
+    └── DnsPropagationTimeout     dns_propagation_timeout  name servers never served the values
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+
+class DnsError(Exception):
+    """Base of every DNS provider failure; ``str(err)`` never contains key material."""
+
+    code = "dns_error"
+
+    def __init__(self, detail: str, *, fqdn: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.fqdn = fqdn
+
+
+class DnsTsigRejected(DnsError):
+    """The server did not accept our TSIG signature (BADSIG/BADKEY/BADTIME, RFC 8945 §5.3)."""
+
+    code = "dns_tsig_rejected"
+
+
+class DnsUpdateRefused(DnsError):
+    """The server refused the update: not authoritative for the zone, or policy forbids the key."""
+
+    code = "dns_update_refused"
+
+
+class DnsZoneNotFound(DnsError):
+    code = "dns_zone_not_found"
+
+
+class DnsUnreachable(DnsError):
+    code = "dns_unreachable"
+
+
+class DnsUpdateFailed(DnsError):
+    code = "dns_update_failed"
+
+
+class DnsPropagationTimeout(DnsError):
+    code = "dns_propagation_timeout"
+
+
+Nameserver = tuple[str, int]
+"""(IP address, port) of a name server to query directly."""
+
+
+class DnsProvider(abc.ABC):
+    """Adds and removes single TXT values. Synchronous: the worker calls it in a thread."""
+
+    kind: str = ""
+
+    @abc.abstractmethod
+    def add_txt(self, fqdn: str, value: str) -> None:
+        """Add one TXT value at `fqdn`, keeping any values already there."""
+
+    @abc.abstractmethod
+    def delete_txt(self, fqdn: str, value: str) -> None:
+        """Delete one TXT value at `fqdn`; deleting a value that is absent is not an error."""
+
+    @abc.abstractmethod
+    def nameservers_to_check(self, fqdn: str) -> Sequence[Nameserver]:
+        """The authoritative servers that must serve the values before the CA is asked to look."""
+
+    def wait_for_propagation(
+        self,
+        fqdn: str,
+        values: Sequence[str],
+        *,
+        timeout: float = 120.0,
+        interval: float = 2.0,
+    ) -> None:
+        """Block until every server of `nameservers_to_check` serves all `values` at `fqdn`."""
+        from app.acme.dns.propagation import wait_for_txt
+
+        wait_for_txt(
+            fqdn,
+            values,
+            nameservers=self.nameservers_to_check(fqdn),
+            timeout=timeout,
+            interval=interval,
+        )

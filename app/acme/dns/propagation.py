@@ -1,0 +1,97 @@
+"""Waiting until authoritative name servers serve the dns-01 TXT values.
+
+RFC 8555 §8.4: the CA looks the TXT record up itself, and a failed challenge is final for the order,
+so answering before every authoritative server has the value wastes the order. Servers are asked
+directly (no recursion, no caches), each until it returns all expected values, within one deadline.
+
+`authoritative_nameservers()` finds the NS set of a zone through a resolver, for providers whose
+primary is not what the world queries (hidden primaries, DNS hosting APIs).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Iterable, Sequence
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import dns.resolver
+
+from app.acme.dns.base import DnsPropagationTimeout, Nameserver
+
+log = logging.getLogger("certpost.acme.dns")
+
+
+def query_txt(fqdn: str, server: Nameserver, *, timeout: float = 3.0) -> set[str] | None:
+    """TXT values a server returns for `fqdn` (empty set for NXDOMAIN/NODATA); None on no answer."""
+    host, port = server
+    query = dns.message.make_query(dns.name.from_text(fqdn), dns.rdatatype.TXT)
+    query.flags &= ~dns.flags.RD
+    try:
+        response, _ = dns.query.udp_with_fallback(query, host, timeout=timeout, port=port)
+    except (dns.exception.DNSException, OSError, EOFError):
+        return None
+    if response.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+        return None
+    values: set[str] = set()
+    for rrset in response.answer:
+        if rrset.rdtype != dns.rdatatype.TXT:
+            continue
+        for rdata in rrset:
+            values.add(b"".join(rdata.strings).decode("utf-8", "replace"))
+    return values
+
+
+def wait_for_txt(
+    fqdn: str,
+    values: Iterable[str],
+    *,
+    nameservers: Sequence[Nameserver],
+    timeout: float = 120.0,
+    interval: float = 2.0,
+) -> None:
+    """Poll each server until it serves every value; raise DnsPropagationTimeout at the deadline."""
+    wanted = set(values)
+    pending = list(dict.fromkeys(nameservers))
+    deadline = time.monotonic() + timeout
+    while True:
+        still: list[Nameserver] = []
+        for server in pending:
+            remaining = max(0.5, min(3.0, deadline - time.monotonic()))
+            served = query_txt(fqdn, server, timeout=remaining)
+            if served is None or not wanted <= served:
+                still.append(server)
+        pending = still
+        if not pending:
+            return
+        if time.monotonic() + interval > deadline:
+            servers = ", ".join(f"{h}:{p}" for h, p in pending)
+            raise DnsPropagationTimeout(
+                f"{fqdn}: TXT values not served by {servers} within {timeout:g} s", fqdn=fqdn
+            )
+        time.sleep(interval)
+
+
+def authoritative_nameservers(
+    zone: str, *, resolver: dns.resolver.Resolver | None = None, port: int = 53
+) -> list[Nameserver]:
+    """Addresses of the zone's NS hosts, resolved through `resolver` (the system's by default)."""
+    resolver = resolver or dns.resolver.Resolver()
+    servers: list[Nameserver] = []
+    for ns in resolver.resolve(zone, "NS"):
+        host = ns.target.to_text()
+        try:
+            infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_UDP)
+        except OSError:
+            log.warning("cannot resolve name server %s of %s", host, zone)
+            continue
+        for info in infos:
+            servers.append((info[4][0], port))
+    return list(dict.fromkeys(servers))

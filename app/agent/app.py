@@ -1,0 +1,94 @@
+"""The agent's HTTPS API: ``GET /v1/state`` and ``PUT /v1/config``, both signed by the controller.
+
+Every request must carry a valid Ed25519 signature from the controller key (``app.kit.signing``,
+a profile of RFC 9421) with a nonce not seen before; otherwise 401 problem+json (RFC 9457).
+Nothing is built at import: :func:`create_agent_app` builds the app for one configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from app.agent.config import AgentConfig
+from app.agent.desired import Desired
+from app.agent.service import Agent, AgentProblem
+from app.agent.state import NonceLedger
+from app.kit.signing import SignatureError, public_key_from_text, verify_request
+
+PROBLEM_TYPE = "https://certpost.dev/problems/agent/"
+
+
+def problem(status: int, code: str, title: str, detail: str = "", **extra) -> JSONResponse:
+    body = {"type": PROBLEM_TYPE + code, "title": title, "status": status, "detail": detail or title,
+            "code": code, **extra}
+    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+
+
+_SIGNATURE_TITLES = {
+    "signature_missing": "Signature missing",
+    "signature_invalid": "Signature invalid",
+    "digest_mismatch": "Content digest mismatch",
+    "signature_expired": "Signature expired",
+}
+
+
+def _signature_guard(config: AgentConfig):
+    public_key = public_key_from_text(config.controller_public_key)
+    ledger = NonceLedger.open(config.state_dir / "nonces.json", 2 * config.max_skew)
+    guard_lock = threading.Lock()
+
+    async def require_signature(request: Request) -> None:
+        body = await request.body()
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        try:
+            signed = verify_request(public_key, request.method, target, request.headers, body,
+                                    max_skew=config.max_skew)
+        except SignatureError as exc:
+            code = "signature_invalid" if exc.reason == "digest_mismatch" else exc.reason
+            raise AgentProblem(401, code, _SIGNATURE_TITLES[exc.reason], exc.detail) from None
+        with guard_lock:
+            fresh = ledger.remember(signed.nonce, signed.created)
+        if not fresh:
+            raise AgentProblem(401, "nonce_replayed", "Nonce replayed", "this request was already received")
+
+    return require_signature
+
+
+def _validation_errors(exc: ValidationError) -> list[dict]:
+    """Pydantic errors without the offending input: it may be a private key."""
+    return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+
+
+def create_agent_app(config: AgentConfig, agent: Agent | None = None) -> FastAPI:
+    agent = agent or Agent(config)
+    app = FastAPI(title="certpost agent", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.agent = agent
+    router = APIRouter(prefix="/v1", dependencies=[Depends(_signature_guard(config))])
+
+    @router.get("/state")
+    async def get_state() -> dict:
+        return agent.state()
+
+    @router.put("/config")
+    async def put_config(request: Request) -> JSONResponse:
+        try:
+            desired = Desired.model_validate(json.loads(await request.body()))
+        except (ValueError, ValidationError) as exc:
+            errors = _validation_errors(exc) if isinstance(exc, ValidationError) else []
+            raise AgentProblem(400, "invalid_request", "Invalid request",
+                               "the body is not a valid configuration document", errors=errors) from None
+        status, body = await agent.put_config(desired)
+        return JSONResponse(body, status_code=status)
+
+    app.include_router(router)
+
+    @app.exception_handler(AgentProblem)
+    async def _problem(_request: Request, exc: AgentProblem) -> JSONResponse:
+        return problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
+
+    return app

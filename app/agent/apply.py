@@ -1,0 +1,203 @@
+"""The apply pipeline: stage, validate, switch, reload, verify — and roll back on any failure.
+
+1. stage: write new bundle copies (content-addressed, harmless to the running daemons) and each
+   changed configuration file under a temporary name beside the live one;
+2. validate: build derived files (the Postfix table) and run each daemon's own check on a copy
+   of its main configuration that includes the staged files;
+3. switch: keep a hard link to each live file, then rename(2) the staged file over it;
+4. reload the daemons whose served configuration changed;
+5. verify by handshake (``app.agent.verify``).
+
+A failure before the switch leaves the live files untouched. A failure after it renames the
+saved links back, reloads again and verifies that the previous certificates are served again.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.agent.backends.base import BACKUP_SUFFIX, Backend, BundleRef, Rendered, StepError, View, staged_path
+from app.agent.bundles import BundleStore
+from app.agent.fsutil import atomic_write, fsync_dir, read_or_none, write_file
+from app.agent.verify import plan, run_probes
+
+
+class ApplyFailed(Exception):
+    def __init__(self, result: dict) -> None:
+        super().__init__(result.get("message", "apply failed"))
+        self.result = result
+
+
+@dataclass
+class _Work:
+    backend: Backend
+    rendered: Rendered
+    staged: dict[Path, Path] = field(default_factory=dict)
+    switched: list[tuple[Path, Path | None]] = field(default_factory=list)  # (live, backup)
+
+
+def _backup_path(live: Path) -> Path:
+    return live.with_name(f".{live.name}{BACKUP_SUFFIX}")
+
+
+class Pipeline:
+    def __init__(self, store: BundleStore, backends: list[Backend], *, verify_timeout: float = 5.0,
+                 verify_sample: int = 24) -> None:
+        self.store = store
+        self.backends = backends
+        self.verify_timeout = verify_timeout
+        self.verify_sample = verify_sample
+
+    # -- staging ---------------------------------------------------------------------------
+    def _mode(self, backend: Backend) -> tuple[int, str | None]:
+        group = backend.config.bundle_group
+        return (0o640, group) if group else (0o600, None)
+
+    def _content(self, backend: Backend, content: bytes | BundleRef) -> bytes:
+        if isinstance(content, BundleRef):
+            return backend.bundle_bytes(*self.store.read(content.fingerprint))
+        return content
+
+    def _stage(self, backend: Backend, view: View) -> _Work:
+        work = _Work(backend, backend.render(view))
+        mode, group = self._mode(backend)
+        if work.rendered.bundles:
+            backend.bundle_dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(backend.bundle_dir, 0o750 if group else 0o700)
+        for path, fp in work.rendered.bundles.items():
+            if not path.exists():
+                atomic_write(path, backend.bundle_bytes(*self.store.read(fp)), mode, group)
+        for live, content in work.rendered.files.items():
+            data = self._content(backend, content)
+            if read_or_none(live) != data:
+                staged = staged_path(live)
+                write_file(staged, data, mode, group)
+                work.staged[live] = staged
+        return work
+
+    def _discard_staged(self, works: list[_Work]) -> None:
+        for work in works:
+            for staged in work.staged.values():
+                staged.unlink(missing_ok=True)
+
+    # -- switching -------------------------------------------------------------------------
+    def _switch(self, work: _Work) -> None:
+        for live, staged in work.staged.items():
+            backup = None
+            if live.exists():
+                backup = _backup_path(live)
+                backup.unlink(missing_ok=True)
+                os.link(live, backup)
+            os.replace(staged, live)
+            work.switched.append((live, backup))
+        for directory in {live.parent for live in work.staged}:
+            fsync_dir(directory)
+
+    def _restore(self, work: _Work) -> None:
+        for live, backup in reversed(work.switched):
+            if backup is not None:
+                os.replace(backup, live)
+            else:
+                live.unlink(missing_ok=True)
+
+    def _finish(self, work: _Work) -> None:
+        """After success: drop the saved links and the bundle copies nothing names any more."""
+        for _, backup in work.switched:
+            if backup is not None:
+                backup.unlink(missing_ok=True)
+        keep = set(work.rendered.bundles) | set(work.rendered.files)
+        if work.backend.bundle_dir.exists():
+            for path in work.backend.bundle_dir.iterdir():
+                if path.suffix == ".pem" and path not in keep:
+                    path.unlink()
+
+    # -- the pipeline ----------------------------------------------------------------------
+    async def apply(self, view: View, previous: View | None, *, live: bool = True) -> dict:
+        """Apply ``view``; return the success result, or raise ApplyFailed with the failure.
+
+        ``live=False`` (bootstrap, before any daemon runs) skips validation, reload and verify.
+        """
+        timings: dict[str, float] = {}
+        mark = time.monotonic()
+
+        def lap(step: str) -> None:
+            nonlocal mark
+            now = time.monotonic()
+            timings[step] = round(now - mark, 3)
+            mark = now
+
+        positions = {b.name: b.log_position() for b in self.backends}
+        works = [self._stage(b, view) for b in self.backends]
+        lap("stage")
+        try:
+            for work in works:
+                if work.staged or not live:
+                    work.staged.update(await work.backend.build(work.staged))
+                if work.staged and live:
+                    await work.backend.validate(work.staged)
+        except StepError as exc:
+            self._discard_staged(works)
+            raise ApplyFailed(self._failure(exc, positions, rolled_back=True)) from None
+        lap("validate")
+        for work in works:
+            self._switch(work)
+        lap("switch")
+        changed = {w.backend.name: bool(w.switched) for w in works}
+        if not live:
+            for work in works:
+                self._finish(work)
+            return {"changed": changed, "verified": [], "timings": timings}
+        try:
+            await self._reload(works)
+            lap("reload")
+            verified = await self._verify(view, previous)
+            lap("verify")
+        except StepError as exc:
+            failure = self._failure(exc, positions, rolled_back=False)
+            failure["rolled_back"], note = await self._rollback(works, previous, view)
+            if note:
+                failure["message"] += f"\nrollback: {note}"
+            raise ApplyFailed(failure) from None
+        for work in works:
+            self._finish(work)
+        return {"changed": changed, "verified": verified, "timings": timings}
+
+    async def _reload(self, works: list[_Work]) -> None:
+        for work in works:
+            if work.switched and work.backend.needs_reload({live for live, _ in work.switched}):
+                await work.backend.reload()
+
+    async def _verify(self, view: View, previous: View | None) -> list[dict]:
+        probes = plan(self.backends, view, previous, self.verify_sample)
+        verified, failures = await run_probes(probes, self.verify_timeout)
+        if failures:
+            probe, error = failures[0]
+            extra = f" (and {len(failures) - 1} more failed probes)" if len(failures) > 1 else ""
+            raise StepError("verify", probe.daemon,
+                            f"port {probe.port} {probe.protocol} SNI {probe.sni}: {error}{extra}")
+        return verified
+
+    async def _rollback(self, works: list[_Work], previous: View | None, failed: View) -> tuple[bool, str]:
+        """Put the previous files back, reload, and check the previous certificates are served."""
+        for work in works:
+            self._restore(work)
+        try:
+            await self._reload(works)
+            if previous is not None:
+                await self._verify(previous, failed)
+        except StepError as exc:
+            return False, str(exc)
+        return True, ""
+
+    def _failure(self, exc: StepError, positions: dict[str, int], *, rolled_back: bool) -> dict:
+        message = exc.message
+        backend = next((b for b in self.backends if b.name == exc.daemon), None)
+        if backend is not None:
+            logged = backend.log_since(positions.get(backend.name, 0))
+            if logged:
+                message += f"\n{backend.name} log:\n{logged}"
+        return {"status": "failed", "step": exc.step, "daemon": exc.daemon, "message": message,
+                "rolled_back": rolled_back}

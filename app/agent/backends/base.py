@@ -1,0 +1,179 @@
+"""The small interface every daemon backend implements, and what they share.
+
+A backend turns the desired configuration into files (``render``), checks staged files with
+the daemon's own tool (``validate``), says whether a change needs a reload, reloads, and names
+the ports to verify. Writing, switching and rolling back files is generic (``app.agent.apply``),
+so each backend only knows its daemon's syntax and commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.agent.config import BackendConfig, VerifyTarget
+
+STAGED_SUFFIX = ".certpost-new"
+BACKUP_SUFFIX = ".certpost-old"
+
+
+class StepError(Exception):
+    """A pipeline step failed; ``message`` is the daemon's own words where there are any."""
+
+    def __init__(self, step: str, daemon: str, message: str) -> None:
+        super().__init__(f"{step} ({daemon}): {message}")
+        self.step = step
+        self.daemon = daemon
+        self.message = message
+
+
+@dataclass(frozen=True)
+class BundleRef:
+    """File content that is a bundle copy (resolved by the pipeline, which holds the keys)."""
+
+    fingerprint: str
+
+
+@dataclass
+class Rendered:
+    """Files one backend wants live.
+
+    ``files`` are small configuration files, switched atomically and rolled back as a set.
+    ``bundles`` maps a bundle copy's path to the fingerprint it holds; a path never changes
+    content, so a copy is written once, before the switch, and pruned after a success.
+    """
+
+    files: dict[Path, bytes | BundleRef] = field(default_factory=dict)
+    bundles: dict[Path, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class View:
+    """The part of the desired configuration a backend renders from (no key material)."""
+
+    server_certificate: str
+    webmail_default: str
+    mail: dict[str, str]
+    webmail: dict[str, str]
+
+
+def staged_path(live: Path) -> Path:
+    return live.with_name(f".{live.name}{STAGED_SUFFIX}")
+
+
+async def run(argv: tuple[str, ...] | list[str], *, umask: int | None = None, timeout: float = 120) -> tuple[int, str]:
+    """Run a command without a shell; return (exit status, stdout+stderr as text).
+
+    Output is kept because it is the daemon's own diagnosis; callers send validation output
+    that may contain key material (``doveconf -x``) to /dev/null instead.
+    """
+    kwargs = {"umask": umask} if umask is not None else {}
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, **kwargs
+        )
+    except OSError as exc:
+        return 127, f"{argv[0]}: {exc}"
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return -1, f"{argv[0]} did not finish within {timeout} s"
+    return proc.returncode, out.decode(errors="replace").strip()
+
+
+class Backend:
+    """Base class; subclasses set ``name`` and implement ``render`` and ``validate``."""
+
+    name = ""
+
+    def __init__(self, config: BackendConfig, options: dict | None = None) -> None:
+        self.config = config
+        self.directory = config.directory
+        self.bundle_dir = config.directory / "bundles"
+
+    # -- rendering -------------------------------------------------------------------------
+    def bundle_path(self, fingerprint: str) -> Path:
+        return self.bundle_dir / f"{fingerprint}.pem"
+
+    def bundle_bytes(self, key_pem: bytes, certs_pem: bytes) -> bytes:
+        """Content of a bundle copy: key first, then leaf and chain."""
+        return key_pem + certs_pem
+
+    def render(self, view: View) -> Rendered:
+        raise NotImplementedError
+
+    # -- validation ------------------------------------------------------------------------
+    async def build(self, staged: dict[Path, Path]) -> dict[Path, Path]:
+        """Derive files from staged ones (a Postfix table); return extra live->staged pairs."""
+        return {}
+
+    async def validate(self, staged: dict[Path, Path]) -> None:
+        """Run the daemon's own check against the staged files; raise StepError."""
+
+    def check_with_main_config(self, staged: dict[Path, Path]) -> Path:
+        """A copy of the daemon's main config that includes the staged files instead of the live.
+
+        Written beside the main config so relative includes still resolve; the live include
+        path must appear verbatim in the main config, otherwise our files are not in use.
+        """
+        main = self.config.main_config
+        if main is None:
+            raise StepError("validate", self.name, "main_config is not set in the agent configuration")
+        text = main.read_text()
+        for live, stage in staged.items():
+            if str(live) not in text:
+                raise StepError("validate", self.name, f"{main} does not include {live}")
+            text = text.replace(str(live), str(stage))
+        check = main.with_name(f".{main.name}.certpost-check")
+        check.write_text(text)
+        os.chmod(check, 0o600)
+        return check
+
+    async def run_validate_command(self, config_path: Path | None) -> None:
+        if not self.config.validate:
+            return
+        argv = [a.replace("{config}", str(config_path or self.config.main_config)) for a in self.config.validate]
+        status, output = await run(argv)
+        if status != 0:
+            raise StepError("validate", self.name, output or f"{argv[0]} exited with {status}")
+
+    # -- reload and verify -----------------------------------------------------------------
+    def needs_reload(self, changed: set[Path]) -> bool:
+        return bool(changed)
+
+    async def reload(self) -> None:
+        if not self.config.reload:
+            return
+        status, output = await run(self.config.reload)
+        if status != 0:
+            raise StepError("reload", self.name, output or f"{self.config.reload[0]} exited with {status}")
+
+    def verify_targets(self) -> tuple[VerifyTarget, ...]:
+        return self.config.verify
+
+    def serves_mail(self) -> bool:
+        return self.name != "nginx"
+
+    def log_position(self) -> int:
+        try:
+            return self.config.log_file.stat().st_size if self.config.log_file else 0
+        except FileNotFoundError:
+            return 0
+
+    def log_since(self, position: int, limit: int = 5) -> str:
+        """The daemon's own complaints since ``position`` in its log (errors and warnings)."""
+        if not self.config.log_file:
+            return ""
+        try:
+            with open(self.config.log_file, "rb") as log:
+                log.seek(position)
+                lines = log.read(1 << 20).decode(errors="replace").splitlines()
+        except FileNotFoundError:
+            return ""
+        words = ("error", "fatal", "panic", "warning", "emerg", "crit")
+        hits = [line for line in lines if any(w in line.lower() for w in words)]
+        return "\n".join(hits[-limit:])

@@ -1,0 +1,62 @@
+"""The desired configuration the controller pushes (``PUT /v1/config``), and what follows from it.
+
+This is the contract between the controller and the agent; ``docs/agent.md`` shows it in full.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_FP = re.compile(r"^[0-9a-f]{64}$")
+_NAME = re.compile(r"^(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
+
+
+class BundleIn(BaseModel):
+    """One certificate with its key; keys are never logged, returned or stored in state.json."""
+
+    model_config = ConfigDict(extra="forbid")
+    key_pem: str = Field(repr=False)
+    certificate_pem: str
+    chain_pem: str = ""
+
+
+def _check_fp(value: str) -> str:
+    if not _FP.match(value):
+        raise ValueError("a fingerprint is 64 lower-case hex digits (SHA-256 of the DER)")
+    return value
+
+
+def _check_names(mapping: dict[str, str]) -> dict[str, str]:
+    for name, fp in mapping.items():
+        # Names go verbatim into daemon configuration files: refuse anything that is not a
+        # lower-case A-label host name, so nothing can inject configuration syntax.
+        if not _NAME.match(name) or len(name) > 253:
+            raise ValueError(f"{name!r} is not a lower-case host name (IDNA A-labels)")
+        _check_fp(fp)
+    return mapping
+
+
+class Desired(BaseModel):
+    """What every daemon on this server should serve; ``bundles`` only carries new material."""
+
+    model_config = ConfigDict(extra="forbid")
+    generation: int = Field(ge=0)
+    server_hostname: str
+    server_certificate: str
+    webmail_default: str
+    mail: dict[str, str] = Field(default_factory=dict)
+    webmail: dict[str, str] = Field(default_factory=dict)
+    bundles: dict[str, BundleIn] = Field(default_factory=dict, repr=False)
+
+    _fp = field_validator("server_certificate", "webmail_default")(_check_fp)
+    _names = field_validator("mail", "webmail")(_check_names)
+
+    def referenced(self) -> set[str]:
+        """Every fingerprint some daemon will serve."""
+        return {self.server_certificate, self.webmail_default, *self.mail.values(), *self.webmail.values()}
+
+    def without_bundles(self) -> dict:
+        """The document as persisted in state.json: never any key material."""
+        return self.model_dump(exclude={"bundles"})

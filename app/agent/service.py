@@ -1,0 +1,136 @@
+"""The agent's rules around the pipeline: generations, missing bundles, state, bootstrap.
+
+One apply runs at a time (an asyncio lock); a generation is applied exactly once, and the
+result of the applied generation is returned again if it is pushed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+from app.agent.apply import ApplyFailed, Pipeline
+from app.agent.backends.base import Backend, View
+from app.agent.backends.dovecot import DovecotBackend
+from app.agent.backends.nginx import NginxBackend
+from app.agent.backends.postfix import PostfixBackend
+from app.agent.bundles import BundleError, BundleStore, build_bundle
+from app.agent.config import AgentConfig
+from app.agent.desired import Desired
+from app.agent.identity import self_signed
+from app.agent.state import AgentState, StateFile
+from app.kit.x509 import fingerprint_sha256, load_pem_certificates
+
+
+class AgentProblem(Exception):
+    """An error answered as RFC 9457 problem+json; ``extra`` adds members (e.g. ``missing``)."""
+
+    def __init__(self, status: int, code: str, title: str, detail: str = "", **extra) -> None:
+        super().__init__(detail or title)
+        self.status, self.code, self.title, self.detail, self.extra = status, code, title, detail, extra
+
+
+def make_backends(config: AgentConfig) -> list[Backend]:
+    backends: list[Backend] = []
+    if config.postfix:
+        backends.append(PostfixBackend(config.postfix, {"cert_first": config.testing.postfix_bundle_cert_first}))
+    if config.dovecot:
+        backends.append(DovecotBackend(config.dovecot))
+    if config.nginx:
+        backends.append(NginxBackend(config.nginx))
+    return backends
+
+
+def _view(desired: dict | Desired) -> View:
+    d = desired.model_dump() if isinstance(desired, Desired) else desired
+    return View(d["server_certificate"], d["webmail_default"], dict(d["mail"]), dict(d["webmail"]))
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.store = BundleStore(config.state_dir / "bundles")
+        self.state_file = StateFile(config.state_dir / "state.json")
+        self.backends = make_backends(config)
+        self.pipeline = Pipeline(self.store, self.backends, verify_timeout=config.verify_timeout,
+                                 verify_sample=config.verify_sample)
+        self.lock = asyncio.Lock()
+
+    def state(self) -> dict:
+        st = self.state_file.load()
+        return {
+            "applied_generation": st.applied_generation,
+            "fingerprints": self.store.held(),
+            "last_error": st.last_error,
+            "last_applied_at": st.last_applied_at,
+        }
+
+    async def bootstrap(self) -> bool:
+        """Write a self-signed server bundle and the daemons' files if nothing was ever applied.
+
+        Runs before the daemons start (no reload, no verify) so that their configuration can
+        name the agent's files from the first start. Returns True when it wrote anything.
+        """
+        st = self.state_file.load()
+        if st.desired is not None:
+            return False
+        key_pem, cert_pem = self_signed(self.config.hostname)
+        fp = fingerprint_sha256(load_pem_certificates(cert_pem)[0])
+        self.config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.store.put(fp, key_pem, cert_pem)
+        desired = {"generation": 0, "server_hostname": self.config.hostname, "server_certificate": fp,
+                   "webmail_default": fp, "mail": {}, "webmail": {}}
+        await self.pipeline.apply(_view(desired), None, live=False)
+        self.state_file.save(AgentState(applied_generation=0, desired=desired, last_applied_at=_now()))
+        return True
+
+    async def put_config(self, desired: Desired) -> tuple[int, dict]:
+        async with self.lock:
+            return await self._put_config(desired)
+
+    async def _put_config(self, desired: Desired) -> tuple[int, dict]:
+        st = self.state_file.load()
+        if desired.generation < st.applied_generation or (
+            desired.generation == st.applied_generation and st.last_result is None
+        ):
+            raise AgentProblem(409, "stale_generation", "Stale generation",
+                               f"generation {desired.generation} is not newer than the applied "
+                               f"generation {st.applied_generation}",
+                               applied_generation=st.applied_generation)
+        if desired.generation == st.applied_generation:
+            return 200, st.last_result  # exactly once per generation: the same answer again
+        missing = sorted(fp for fp in desired.referenced() if fp not in desired.bundles and not self.store.has(fp))
+        if missing:
+            raise AgentProblem(409, "missing_bundles", "Missing bundles",
+                               f"{len(missing)} referenced certificate(s) are neither held nor sent",
+                               missing=missing)
+        try:
+            built = {fp: build_bundle(fp, bundle) for fp, bundle in desired.bundles.items()}
+        except BundleError as exc:
+            raise AgentProblem(422, "invalid_bundle", "Invalid bundle", str(exc), fingerprint=exc.fingerprint) from None
+        for fp, (key_pem, certs_pem) in built.items():
+            self.store.put(fp, key_pem, certs_pem)
+
+        previous = _view(st.desired) if st.desired else None
+        try:
+            outcome = await self.pipeline.apply(_view(desired), previous)
+        except ApplyFailed as failed:
+            result = {"generation": desired.generation, **failed.result}
+            st.last_error = {**result, "at": _now()}
+            self.state_file.save(st)
+            return 422, {**result, "code": "apply_failed"}
+        result = {"status": "applied", "generation": desired.generation, **outcome}
+        st.applied_generation = desired.generation
+        st.desired = desired.without_bundles()
+        st.last_result = result
+        st.last_error = None
+        st.last_applied_at = _now()
+        self.state_file.save(st)
+        self.store.prune(desired.referenced())
+        return 200, result
+
+

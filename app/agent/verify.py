@@ -1,0 +1,96 @@
+"""Verification by handshake: after a change, each local port must serve the expected certificate.
+
+A daemon's own tools cannot be trusted to report a failed reload (``doveadm reload`` exits 0
+either way, Postfix restarts smtpd lazily), so the agent connects like a client would, for each
+bound SNI name, for no SNI, and for an unknown name, and compares fingerprints.
+
+Reloads are asynchronous, so each probe is retried until it matches or ``timeout`` passes.
+At thousands of names a full sweep would take minutes (about 7 ms per handshake per port, and
+more for STARTTLS), so the sample is bounded: every name whose certificate changed in this
+generation comes first (those are what the change could have broken), then a few stable names,
+capped at ``sample`` names per port. The cap also bounds the changed names; the no-SNI and
+unknown-name probes are always made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from app.agent.backends.base import Backend, View
+from app.agent.probe import ProbeError, served_fingerprint
+
+UNKNOWN_NAME = "certpost-unknown.invalid"
+
+
+@dataclass(frozen=True)
+class Probe:
+    daemon: str
+    host: str
+    port: int
+    protocol: str
+    sni: str | None
+    expected: str
+
+    def as_dict(self, served: str | None = None) -> dict:
+        return {"port": self.port, "protocol": self.protocol, "sni": self.sni, "fingerprint": served or self.expected}
+
+
+def _probe_name(name: str) -> str:
+    """A concrete name to send for a binding; ``*.a.test`` is probed as ``certpost-probe.a.test``."""
+    return "certpost-probe" + name[1:] if name.startswith("*.") else name
+
+
+def sample_names(names: dict[str, str], previous: dict[str, str], default: str, limit: int) -> list[tuple[str, str]]:
+    """(name, expected fingerprint) pairs to probe: changed and removed names first, then others."""
+    expected = dict(names)
+    for removed in previous.keys() - names.keys():
+        expected[removed] = default  # a removed name must fall back to the default
+    changed = sorted(n for n in expected if previous.get(n) != expected[n] or n not in names)
+    stable = sorted(n for n in expected if n not in changed)
+    chosen = (changed + stable)[:limit]
+    return [(n, expected[n]) for n in chosen]
+
+
+def plan(backends: list[Backend], view: View, previous: View | None, limit: int) -> list[Probe]:
+    probes: list[Probe] = []
+    for backend in backends:
+        if backend.serves_mail():
+            default, names, before = view.server_certificate, view.mail, previous.mail if previous else {}
+        else:
+            default, names, before = view.webmail_default, view.webmail, previous.webmail if previous else {}
+        picks = sample_names(names, before, default, limit)
+        for target in backend.verify_targets():
+            for sni, fp in [(None, default), (UNKNOWN_NAME, default), *picks]:
+                probes.append(Probe(backend.name, target.host, target.port, target.protocol,
+                                    _probe_name(sni) if sni else sni, fp))
+    return probes
+
+
+async def _probe_until(probe: Probe, deadline: float, limiter: asyncio.Semaphore) -> tuple[Probe, str | None, str]:
+    """(probe, served fingerprint or None, last error) after retrying until the deadline."""
+    delay, served, error = 0.05, None, ""
+    while True:
+        async with limiter:
+            try:
+                served = await asyncio.to_thread(
+                    served_fingerprint, probe.host, probe.port, probe.protocol, probe.sni, timeout=3
+                )
+                error = "" if served == probe.expected else f"served {served}, expected {probe.expected}"
+            except ProbeError as exc:
+                served, error = None, str(exc)
+        if not error or time.monotonic() >= deadline:
+            return probe, served, error
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.5)
+
+
+async def run_probes(probes: list[Probe], timeout: float, concurrency: int = 8) -> tuple[list[dict], list[tuple[Probe, str]]]:
+    """Run every probe concurrently; return (verified entries, failures with their error)."""
+    deadline = time.monotonic() + timeout
+    limiter = asyncio.Semaphore(concurrency)
+    results = await asyncio.gather(*(_probe_until(p, deadline, limiter) for p in probes))
+    verified = [p.as_dict(served) for p, served, error in results if not error]
+    failures = [(p, error) for p, _, error in results if error]
+    return verified, failures

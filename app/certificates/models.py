@@ -1,0 +1,56 @@
+"""A Certificate: public material in the clear, the private key sealed (``app.kit.crypto``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db import Base, IdMixin, TimestampMixin
+
+
+class Certificate(IdMixin, TimestampMixin, Base):
+    __tablename__ = "certificates"
+    __table_args__ = (
+        Index("ix_certificates_account_not_after", "account_id", "not_after"),
+        Index("ix_certificates_account_created", "account_id", "created_at", "id"),
+        Index("ix_certificates_created", "created_at", "id"),
+    )
+
+    account_id: Mapped[str | None] = mapped_column(ForeignKey("accounts.id", ondelete="RESTRICT"))
+    name: Mapped[str | None] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(16))  # upload | self-signed | acme
+    subject: Mapped[str] = mapped_column(Text)
+    issuer: Mapped[str] = mapped_column(Text)
+    serial: Mapped[str] = mapped_column(String(64))
+    sans: Mapped[list[str]] = mapped_column(JSON)
+    not_before: Mapped[datetime]
+    not_after: Mapped[datetime] = mapped_column(index=True)
+    fingerprint_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    key_type: Mapped[str] = mapped_column(String(16))
+    key_bits: Mapped[int] = mapped_column(Integer)
+    self_signed: Mapped[bool] = mapped_column(Boolean)
+    trusted: Mapped[bool] = mapped_column(Boolean)
+    chain_length: Mapped[int] = mapped_column(Integer)
+    certificate_pem: Mapped[str] = mapped_column(Text)  # the leaf
+    chain_pem: Mapped[str] = mapped_column(Text, default="")  # issuers, leaf excluded
+    key_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    key_wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    master_key_id: Mapped[str] = mapped_column(String(32))
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+
+    names: Mapped[list[CertificateName]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", passive_deletes=True
+    )
+
+
+class CertificateName(Base):
+    """One row per SAN, so ``covers=`` is an indexed lookup (see ``kit.coverage.candidate_sans``)."""
+
+    __tablename__ = "certificate_names"
+
+    certificate_id: Mapped[str] = mapped_column(
+        ForeignKey("certificates.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(253), primary_key=True, index=True)

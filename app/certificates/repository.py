@@ -1,0 +1,108 @@
+"""Queries for certificates, including where each one is in use."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.certificates.models import Certificate, CertificateName
+from app.domains.models import Binding, Domain
+from app.kit.time import as_utc
+from app.servers.models import Server
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One place a certificate is in use."""
+
+    kind: str  # "domain" | "server-mail" | "server-default"
+    service: str  # "webmail" | "mail"
+    hostname: str  # the name the certificate must cover there ("" for server-default)
+    domain: str | None = None
+    server_id: str | None = None
+
+
+@dataclass(frozen=True)
+class CertificateFilter:
+    account_id: str | None = None  # None: every account (admins)
+    restrict_to_account: bool = False
+    covers: list[str] | None = None  # candidate SANs (kit.coverage.candidate_sans)
+    expires_before: datetime | None = None
+
+
+def encode_cursor(row: Certificate) -> str:
+    return base64.urlsafe_b64encode(f"{row.created_at.isoformat()}|{row.id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str] | None:
+    try:
+        stamp, _, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return as_utc(datetime.fromisoformat(stamp)), row_id
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+class CertificateRepository:
+    def __init__(self, session: AsyncSession):
+        self.session = session
+
+    async def add(self, cert: Certificate) -> None:
+        self.session.add(cert)
+        await self.session.flush()
+
+    async def get(self, cert_id: str) -> Certificate | None:
+        return await self.session.get(Certificate, cert_id)
+
+    async def delete(self, cert: Certificate) -> None:
+        await self.session.delete(cert)
+        await self.session.flush()
+
+    async def list(self, flt: CertificateFilter, limit: int, after: tuple[datetime, str] | None) -> list[Certificate]:
+        stmt = select(Certificate)
+        if flt.restrict_to_account:
+            stmt = stmt.where(Certificate.account_id == flt.account_id)
+        if flt.covers:
+            covering = select(CertificateName.certificate_id).where(CertificateName.name.in_(flt.covers))
+            stmt = stmt.where(Certificate.id.in_(covering))
+        if flt.expires_before is not None:
+            stmt = stmt.where(Certificate.not_after < flt.expires_before)
+        if after is not None:
+            stamp, row_id = after
+            stmt = stmt.where(
+                or_(Certificate.created_at > stamp, and_(Certificate.created_at == stamp, Certificate.id > row_id))
+            )
+        stmt = stmt.order_by(Certificate.created_at, Certificate.id).limit(limit)
+        return list(await self.session.scalars(stmt))
+
+    async def usages(self, cert_ids: list[str]) -> dict[str, list[Usage]]:
+        """Where each certificate is in use, in two queries whatever the number of ids."""
+        out: dict[str, list[Usage]] = {cid: [] for cid in cert_ids}
+        if not cert_ids:
+            return out
+        rows = await self.session.execute(
+            select(Binding.certificate_id, Binding.service, Domain.name, Domain.server_id)
+            .join(Domain, Domain.id == Binding.domain_id)
+            .where(Binding.certificate_id.in_(cert_ids))
+            .order_by(Domain.name, Binding.service)
+        )
+        for cert_id, service, domain, server_id in rows:
+            out[cert_id].append(Usage("domain", service, f"{service}.{domain}", domain, server_id))
+        servers = await self.session.scalars(
+            select(Server).where(
+                or_(Server.mail_certificate_id.in_(cert_ids), Server.default_certificate_id.in_(cert_ids))
+            )
+        )
+        for server in servers:
+            if server.mail_certificate_id in out:
+                out[server.mail_certificate_id].append(
+                    Usage("server-mail", "mail", server.hostname, None, server.id)
+                )
+            if server.default_certificate_id in out:
+                out[server.default_certificate_id].append(
+                    Usage("server-default", "webmail", "", None, server.id)
+                )
+        return out

@@ -1,0 +1,191 @@
+"""HTTP for certificates: parse, delegate to the service, shape the answer."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile, status
+
+from app.certificates import errors, material
+from app.certificates.models import Certificate
+from app.certificates.repository import CertificateRepository, Usage
+from app.certificates.schemas import (
+    CertificateMaterialIn,
+    CertificateOut,
+    CertificatePage,
+    CertificateUpload,
+    SelfSignedCreate,
+    UsageOut,
+)
+from app.certificates.service import CertificateService, InvalidCursor, InvalidFilter
+from app.deps import Context, CurrentCaller, Session
+from app.kit import x509 as kx
+from app.kit.names import InvalidName, normalise_hostname
+from app.problems import AppError, Forbidden, NotFound, RuleViolation, responses
+
+router = APIRouter(prefix="/v1/certificates", tags=["certificates"])
+
+MATERIAL_ERRORS = (
+    errors.InvalidCertificate,
+    errors.InvalidKey,
+    errors.KeyMismatch,
+    errors.KeyPassphrase,
+    errors.InvalidChain,
+)
+
+
+class InvalidHostname(RuleViolation):
+    code, title = "invalid_name", "Not a valid host name"
+
+
+def get_service(session: Session, ctx: Context) -> CertificateService:
+    return CertificateService(CertificateRepository(session), ctx.master_key)
+
+
+Service = Annotated[CertificateService, Depends(get_service)]
+
+
+def to_out(cert: Certificate, usages: list[Usage]) -> CertificateOut:
+    return CertificateOut(
+        id=cert.id,
+        name=cert.name,
+        account_id=cert.account_id,
+        subject=cert.subject,
+        issuer=cert.issuer,
+        serial=cert.serial,
+        sans=cert.sans,
+        not_before=cert.not_before,
+        not_after=cert.not_after,
+        fingerprint_sha256=cert.fingerprint_sha256,
+        key_type=cert.key_type,
+        key_bits=cert.key_bits,
+        self_signed=cert.self_signed,
+        trusted=cert.trusted,
+        chain_length=cert.chain_length,
+        source=cert.source,
+        revision=cert.revision,
+        bindings=[UsageOut(**u.__dict__) for u in usages],
+        created_at=cert.created_at,
+        updated_at=cert.updated_at,
+    )
+
+
+async def _one(service: CertificateService, cert: Certificate) -> CertificateOut:
+    return to_out(cert, (await service.usages_of([cert]))[cert.id])
+
+
+def _read_pem(ctx: Context, body: CertificateMaterialIn) -> material.Material:
+    try:
+        return material.from_pem(
+            body.certificate_pem,
+            body.private_key_pem,
+            chain_pem=body.chain_pem,
+            passphrase=body.key_passphrase,
+            trust=ctx.trust,
+        )
+    except kx.MaterialError as exc:
+        raise errors.from_material_error(exc) from None
+
+
+@router.post("", status_code=201, response_model=CertificateOut, responses=responses(*MATERIAL_ERRORS, Forbidden))
+async def upload_certificate(body: CertificateUpload, caller: CurrentCaller, service: Service, ctx: Context):
+    """Store a certificate with its private key (PEM). The key is encrypted and never returned."""
+    owner = caller.owner_for_new(body.account_id)
+    mat = _read_pem(ctx, body)
+    return await _one(service, await service.store(mat, account_id=owner, name=body.name, source="upload"))
+
+
+@router.post("/import", status_code=201, response_model=CertificateOut, responses=responses(*MATERIAL_ERRORS, Forbidden))
+async def import_certificate(
+    caller: CurrentCaller,
+    service: Service,
+    ctx: Context,
+    certificate: Annotated[UploadFile | None, File(description="PEM: the leaf, optionally with its chain")] = None,
+    chain: Annotated[UploadFile | None, File(description="PEM: the issuers")] = None,
+    private_key: Annotated[UploadFile | None, File(description="PEM private key")] = None,
+    key_passphrase: Annotated[str | None, Form()] = None,
+    pkcs12: Annotated[UploadFile | None, File(description="PKCS#12 (.p12/.pfx) with key and chain")] = None,
+    password: Annotated[str | None, Form(description="The PKCS#12 password")] = None,
+    name: Annotated[str | None, Form(max_length=200)] = None,
+    account_id: Annotated[str | None, Form()] = None,
+):
+    """Store a certificate from files: PEM files, or one PKCS#12 archive with its password."""
+    owner = caller.owner_for_new(account_id)
+    try:
+        if pkcs12 is not None:
+            mat = material.from_pkcs12(await pkcs12.read(), password, trust=ctx.trust)
+        elif certificate is not None and private_key is not None:
+            mat = material.from_pem(
+                await certificate.read(),
+                await private_key.read(),
+                chain_pem=await chain.read() if chain is not None else None,
+                passphrase=key_passphrase,
+                trust=ctx.trust,
+            )
+        else:
+            raise errors.InvalidCertificate("send either `pkcs12`, or `certificate` and `private_key`")
+    except kx.MaterialError as exc:
+        raise errors.from_material_error(exc) from None
+    return await _one(service, await service.store(mat, account_id=owner, name=name, source="upload"))
+
+
+@router.post("/self-signed", status_code=201, response_model=CertificateOut, responses=responses(InvalidHostname, Forbidden))
+async def create_self_signed(body: SelfSignedCreate, caller: CurrentCaller, service: Service):
+    """Generate an ECDSA P-256 self-signed certificate for `names` (clients will warn)."""
+    owner = caller.owner_for_new(body.account_id)
+    try:
+        names = list(dict.fromkeys(normalise_hostname(n, allow_wildcard=True) for n in body.names))
+    except InvalidName as exc:
+        raise InvalidHostname(str(exc)) from None
+    mat = material.self_signed(names, days=body.days)
+    return await _one(service, await service.store(mat, account_id=owner, name=body.name, source="self-signed"))
+
+
+@router.get("", response_model=CertificatePage, responses=responses(InvalidCursor, InvalidFilter))
+async def list_certificates(
+    caller: CurrentCaller,
+    service: Service,
+    covers: Annotated[str | None, Query(description="Only certificates that cover this host name")] = None,
+    expires_before: Annotated[datetime | None, Query(description="Only those whose not_after is earlier")] = None,
+    account_id: Annotated[str | None, Query(description="Admins: only this account's")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query()] = None,
+):
+    page = await service.list(
+        caller,
+        covers_name=covers,
+        expires_before=expires_before,
+        account_id=account_id,
+        limit=limit,
+        cursor=cursor,
+    )
+    return CertificatePage(
+        items=[to_out(c, page.usages[c.id]) for c in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.get("/{certificate_id}", response_model=CertificateOut, responses=responses(NotFound))
+async def get_certificate(certificate_id: str, caller: CurrentCaller, service: Service):
+    return await _one(service, await service.get_visible(caller, certificate_id))
+
+
+@router.put(
+    "/{certificate_id}",
+    response_model=CertificateOut,
+    responses=responses(NotFound, errors.HostnameNotCovered, *MATERIAL_ERRORS),
+)
+async def replace_certificate(certificate_id: str, body: CertificateMaterialIn, caller: CurrentCaller, service: Service, ctx: Context):
+    """Replace the material (certificate and key). Bindings stay; `revision` goes up; servers redeploy."""
+    await service.get_visible(caller, certificate_id)
+    mat = _read_pem(ctx, body)
+    return await _one(service, await service.replace(caller, certificate_id, mat, body.name))
+
+
+@router.delete("/{certificate_id}", status_code=204, responses=responses(NotFound, errors.CertificateInUse))
+async def delete_certificate(certificate_id: str, caller: CurrentCaller, service: Service):
+    await service.delete(caller, certificate_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+__all__ = ["router", "AppError"]

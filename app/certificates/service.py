@@ -1,0 +1,174 @@
+"""Certificates: store uploaded or generated material, replace it, delete it.
+
+Rules about the material itself live in ``material.py``; rules about where a certificate may
+be bound live in ``app.domains.rules``. Nothing here commits: the request boundary does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+
+from app.accounts.caller import Caller
+from app.certificates import errors
+from app.certificates.material import Material
+from app.certificates.models import Certificate, CertificateName
+from app.certificates.repository import (
+    CertificateFilter,
+    CertificateRepository,
+    Usage,
+    decode_cursor,
+    encode_cursor,
+)
+from app.db import new_id
+from app.deployments.outbox import servers_changed
+from app.kit import x509 as kx
+from app.kit.coverage import candidate_sans, covers
+from app.kit.crypto import MasterKey, Sealed
+from app.kit.names import InvalidName, normalise_hostname
+from app.problems import NotFound, RuleViolation
+
+
+class InvalidCursor(RuleViolation):
+    code, title = "invalid_cursor", "The pagination cursor is not valid"
+
+
+class InvalidFilter(RuleViolation):
+    code, title = "invalid_filter", "A filter value is not valid"
+
+
+@dataclass
+class Page:
+    items: list[Certificate]
+    usages: dict[str, list[Usage]]
+    next_cursor: str | None
+
+
+def _dn(name: x509.Name) -> str:
+    return name.rfc4514_string()
+
+
+class CertificateService:
+    def __init__(self, repo: CertificateRepository, master_key: MasterKey):
+        self.repo = repo
+        self.master_key = master_key
+
+    # -- creation -------------------------------------------------------------------------
+    def _fill(self, cert: Certificate, material: Material) -> None:
+        leaf = material.leaf
+        info = kx.key_info(leaf.public_key())
+        sealed = self.master_key.seal(material.key_pem, cert.id)
+        cert.subject = _dn(leaf.subject)
+        cert.issuer = _dn(leaf.issuer)
+        cert.serial = format(leaf.serial_number, "x")
+        cert.sans = material.sans
+        cert.not_before = material.not_before
+        cert.not_after = material.not_after
+        cert.fingerprint_sha256 = material.fingerprint
+        cert.key_type = info.curve and f"ec-{info.curve}" or info.key_type
+        cert.key_bits = info.key_bits
+        cert.self_signed = material.self_signed
+        cert.trusted = material.trusted
+        cert.chain_length = 1 + len(material.chain)
+        cert.certificate_pem = material.certificate_pem
+        cert.chain_pem = material.chain_pem
+        cert.key_ciphertext = sealed.ciphertext
+        cert.key_wrapped = sealed.wrapped_key
+        cert.master_key_id = sealed.master_key_id
+        cert.names = [CertificateName(name=n) for n in dict.fromkeys(material.sans)]
+
+    async def store(self, material: Material, *, account_id: str | None, name: str | None, source: str) -> Certificate:
+        cert = Certificate(id=new_id(), account_id=account_id, name=name, source=source, revision=1)
+        self._fill(cert, material)
+        await self.repo.add(cert)
+        return cert
+
+    def private_key_pem(self, cert: Certificate) -> bytes:
+        """The unsealed key, for the deployment worker only; never for an API response."""
+        return self.master_key.open(
+            Sealed(cert.key_ciphertext, cert.key_wrapped, cert.master_key_id), cert.id
+        )
+
+    # -- reads ----------------------------------------------------------------------------
+    async def get_visible(self, caller: Caller, cert_id: str) -> Certificate:
+        cert = await self.repo.get(cert_id)
+        if cert is None:
+            raise NotFound("certificate not found")
+        caller.check_visible(cert.account_id, "certificate")
+        return cert
+
+    async def usages_of(self, certs: list[Certificate]) -> dict[str, list[Usage]]:
+        return await self.repo.usages([c.id for c in certs])
+
+    async def list(
+        self,
+        caller: Caller,
+        *,
+        covers_name: str | None,
+        expires_before: datetime | None,
+        account_id: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Page:
+        after = None
+        if cursor:
+            after = decode_cursor(cursor)
+            if after is None:
+                raise InvalidCursor("the cursor is not one this API returned")
+        candidates = None
+        if covers_name is not None:
+            try:
+                candidates = candidate_sans(normalise_hostname(covers_name))
+            except InvalidName as exc:
+                raise InvalidFilter(f"covers: {exc}") from None
+        restrict = not caller.is_admin or account_id is not None
+        flt = CertificateFilter(
+            account_id=caller.account_id if not caller.is_admin else account_id,
+            restrict_to_account=restrict,
+            covers=candidates,
+            expires_before=expires_before,
+        )
+        rows = await self.repo.list(flt, limit + 1, after)
+        next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+        rows = rows[:limit]
+        return Page(rows, await self.usages_of(rows), next_cursor)
+
+    # -- changes --------------------------------------------------------------------------
+    async def replace(self, caller: Caller, cert_id: str, material: Material, name: str | None) -> Certificate:
+        """New material for the same certificate: bindings stay, ``revision`` goes up.
+
+        The new certificate must still cover every host name it is bound to, and every server
+        that serves it gets a new generation (domain.md, "Rules that come from practice").
+        """
+        cert = await self.get_visible(caller, cert_id)
+        usages = (await self.repo.usages([cert.id]))[cert.id]
+        for usage in usages:
+            if usage.hostname and not covers(material.sans, usage.hostname):
+                raise errors.HostnameNotCovered(
+                    f"the new certificate does not cover {usage.hostname}, where this certificate is bound",
+                    hostname=usage.hostname,
+                )
+        self._fill(cert, material)
+        cert.revision += 1
+        if name is not None:
+            cert.name = name
+        await self.repo.session.flush()
+        await servers_changed(
+            self.repo.session,
+            [u.server_id for u in usages if u.server_id],
+            f"certificate {cert.id} replaced (revision {cert.revision})",
+        )
+        return cert
+
+    async def delete(self, caller: Caller, cert_id: str) -> None:
+        cert = await self.get_visible(caller, cert_id)
+        usages = (await self.repo.usages([cert.id]))[cert.id]
+        if usages:
+            where = ", ".join(sorted({u.hostname or f"server {u.server_id} default" for u in usages}))
+            raise errors.CertificateInUse(
+                f"the certificate is bound ({where}); remove those bindings first",
+                bindings=len(usages),
+            )
+        await self.repo.delete(cert)

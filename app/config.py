@@ -1,0 +1,63 @@
+"""Settings, read from the environment with the prefix ``CERTPOST_``.
+
+Nothing reads the environment at import: ``get_settings()`` is called by the CLI and by
+``create_app()``; tests build ``Settings(...)`` directly and hand it over.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CERTPOST_", extra="ignore")
+
+    data_dir: Path = Field(Path("./data"), description="Where the embedded database and keys live.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy async URL; default: SQLite file certpost.db in data_dir."
+    )
+    master_key_file: Path | None = Field(
+        None, description="32-byte key that wraps every private key's data key; default data_dir/master.key."
+    )
+    trust_bundle: Path | None = Field(
+        None, description="PEM file of extra trusted roots, added to certifi's Mozilla roots."
+    )
+    controller_key_file: Path | None = Field(
+        None, description="Ed25519 key that signs pushes to agents; default data_dir/controller.key."
+    )
+    max_body_bytes: int = 1024 * 1024
+    expiring_days: int = Field(30, description="Binding warns when the certificate expires sooner.")
+    run_worker: bool = Field(True, description="Run the deployment worker inside `certpost serve`.")
+    worker_poll_seconds: float = 1.0
+    retry_base_seconds: float = 5.0
+    retry_max_seconds: float = 600.0
+    agent_timeout_seconds: float = 120.0
+    dovecot_capacity: int = Field(
+        2000, description="Per-domain mail certificates per server above which a warning shows."
+    )
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'certpost.db').resolve()}"
+
+    @cached_property
+    def resolved_master_key_file(self) -> Path:
+        return self.master_key_file or self.data_dir / "master.key"
+
+    @cached_property
+    def resolved_controller_key_file(self) -> Path:
+        return self.controller_key_file or self.data_dir / "controller.key"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+
+def get_settings() -> Settings:
+    return Settings()

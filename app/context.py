@@ -1,0 +1,39 @@
+"""What the running service holds for its lifetime, built by the lifespan or the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.config import Settings
+from app.db import create_engine, create_sessionmaker
+from app.kit.crypto import MasterKey, load_master_key
+from app.kit.trust import TrustStore
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    master_key: MasterKey
+    trust: TrustStore
+
+    @classmethod
+    def build(cls, settings: Settings) -> AppContext:
+        # The embedded default creates its own master key; an explicit file must already exist.
+        master_key = load_master_key(
+            settings.resolved_master_key_file, create=settings.master_key_file is None
+        )
+        engine = create_engine(settings)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessionmaker=create_sessionmaker(engine),
+            master_key=master_key,
+            trust=TrustStore.load(settings.trust_bundle),
+        )
+
+    async def close(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,57 @@
+"""FastAPI dependencies: the request's session (the one place that commits), the caller."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.accounts.caller import Caller
+from app.accounts.repository import AccountRepository
+from app.accounts.service import AccountService
+from app.context import AppContext
+
+
+def get_context(request: Request) -> AppContext:
+    return request.app.state.ctx
+
+
+Context = Annotated[AppContext, Depends(get_context)]
+
+
+async def get_session(ctx: Context) -> AsyncIterator[AsyncSession]:
+    """One transaction per request: committed when the handler returns, else rolled back."""
+    async with ctx.sessionmaker() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+Session = Annotated[AsyncSession, Depends(get_session)]
+
+_bearer = HTTPBearer(auto_error=False, description="An API token: `cpt_<id>_<secret>`.")
+
+
+async def get_caller(
+    session: Session,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Caller:
+    token = credentials.credentials if credentials else None
+    return await AccountService(AccountRepository(session)).authenticate(token)
+
+
+CurrentCaller = Annotated[Caller, Depends(get_caller)]
+
+
+async def get_admin(caller: CurrentCaller) -> Caller:
+    caller.require_admin()
+    return caller
+
+
+Admin = Annotated[Caller, Depends(get_admin)]

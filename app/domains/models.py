@@ -1,0 +1,29 @@
+"""A hosted Domain and its Bindings (webmail, mail) to certificates."""
+
+from __future__ import annotations
+
+from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, IdMixin, TimestampMixin
+
+SERVICES = ("webmail", "mail")
+
+
+class Domain(IdMixin, TimestampMixin, Base):
+    __tablename__ = "domains"
+
+    name: Mapped[str] = mapped_column(String(253), unique=True)
+    server_id: Mapped[str] = mapped_column(ForeignKey("servers.id", ondelete="RESTRICT"), index=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="RESTRICT"), index=True)
+
+
+class Binding(IdMixin, TimestampMixin, Base):
+    __tablename__ = "bindings"
+    __table_args__ = (UniqueConstraint("domain_id", "service"),)
+
+    domain_id: Mapped[str] = mapped_column(ForeignKey("domains.id", ondelete="CASCADE"))
+    service: Mapped[str] = mapped_column(String(16))  # "webmail" | "mail"
+    certificate_id: Mapped[str] = mapped_column(
+        ForeignKey("certificates.id", ondelete="RESTRICT"), index=True
+    )

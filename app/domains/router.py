@@ -1,0 +1,181 @@
+"""HTTP for domains, bindings and the TLS status report."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from app.accounts.service import UnknownAccount
+from app.certificates import errors as cert_errors
+from app.certificates.repository import CertificateRepository
+from app.certificates.service import CertificateService
+from app.deps import Admin, Context, CurrentCaller, Session
+from app.domains import rules
+from app.domains.repository import DomainRepository
+from app.domains.schemas import (
+    BindingIn,
+    BindingOut,
+    BindingsOut,
+    DeploymentState,
+    DomainCreate,
+    DomainOut,
+    DomainPage,
+    MailTls,
+    PresentedCertificate,
+    Service,
+    ServiceTls,
+    TlsStatus,
+)
+from app.schemas import WarningOut
+from app.domains.service import (
+    CertificateAccountMismatch,
+    DomainExists,
+    DomainService,
+    Effective,
+    InvalidDomainName,
+    SniUnsupported,
+    UnknownServer,
+)
+from app.kit.coverage import covers
+from app.kit.time import utc_now
+from app.problems import Forbidden, NotFound, responses
+from app.servers.router import capacity_warnings
+from app.servers.software import capabilities
+
+router = APIRouter(prefix="/v1/domains", tags=["domains"])
+
+
+def get_service(session: Session, ctx: Context) -> DomainService:
+    certificates = CertificateService(CertificateRepository(session), ctx.master_key)
+    return DomainService(DomainRepository(session), certificates, ctx.settings.expiring_days)
+
+
+Domains = Annotated[DomainService, Depends(get_service)]
+
+
+def domain_out(d) -> DomainOut:
+    return DomainOut(id=d.id, name=d.name, server_id=d.server_id, account_id=d.account_id, created_at=d.created_at)
+
+
+def binding_out(domain: str, eff: Effective) -> BindingOut:
+    return BindingOut(
+        domain=domain,
+        service=eff.service,
+        hostname=eff.hostname,
+        source=eff.source,
+        certificate_id=eff.certificate.id,
+        fingerprint_sha256=eff.certificate.fingerprint_sha256,
+        warnings=[WarningOut(code=w.code, message=w.message) for w in eff.warnings],
+    )
+
+
+@router.post("", status_code=201, response_model=DomainOut,
+             responses=responses(Forbidden, InvalidDomainName, DomainExists, UnknownServer, UnknownAccount))
+async def create_domain(body: DomainCreate, _admin: Admin, domains: Domains):
+    return domain_out(await domains.create(body.name, body.server_id, body.account_id))
+
+
+@router.get("", response_model=DomainPage)
+async def list_domains(
+    caller: CurrentCaller,
+    domains: Domains,
+    server_id: Annotated[str | None, Query()] = None,
+    account_id: Annotated[str | None, Query(description="Admins: only this account's")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(description="The last name of the previous page")] = None,
+):
+    account = account_id if caller.is_admin else caller.account_id
+    rows = await domains.repo.list(account, server_id, limit + 1, cursor)
+    next_cursor = rows[limit - 1].name if len(rows) > limit else None
+    return DomainPage(items=[domain_out(d) for d in rows[:limit]], next_cursor=next_cursor)
+
+
+@router.get("/{name}", response_model=DomainOut, responses=responses(NotFound))
+async def get_domain(name: str, caller: CurrentCaller, domains: Domains):
+    return domain_out(await domains.get_visible(caller, name))
+
+
+@router.delete("/{name}", status_code=204, responses=responses(Forbidden, NotFound))
+async def delete_domain(name: str, admin: Admin, domains: Domains):
+    await domains.delete(admin, name)
+    return Response(status_code=204)
+
+
+@router.get("/{name}/bindings", response_model=BindingsOut, responses=responses(NotFound))
+async def get_bindings(name: str, caller: CurrentCaller, domains: Domains):
+    domain, _server, effective = await domains.effective(caller, name)
+    return BindingsOut(domain=domain.name, **{s: binding_out(domain.name, e) for s, e in effective.items()})
+
+
+@router.put(
+    "/{name}/bindings/{service}",
+    response_model=BindingOut,
+    responses=responses(NotFound, cert_errors.HostnameNotCovered, cert_errors.CertificateExpired,
+                        cert_errors.CertificateNotYetValid, SniUnsupported, CertificateAccountMismatch),
+)
+async def put_binding(name: str, service: Service, body: BindingIn, caller: CurrentCaller, domains: Domains):
+    """Bind a certificate to the domain's webmail (`webmail.<d>`) or mail (`mail.<d>`).
+
+    Refused when it does not cover the name, is out of date, or (mail) the server software has no
+    per-domain SNI. Accepted with `warnings` when untrusted, self-signed, expiring soon, or when the
+    server-wide mail certificate is untrusted.
+    """
+    eff = await domains.bind(caller, name, service, body.certificate_id)
+    return binding_out(eff.hostname.split(".", 1)[1], eff)
+
+
+@router.delete("/{name}/bindings/{service}", status_code=204, responses=responses(NotFound))
+async def delete_binding(name: str, service: Service, caller: CurrentCaller, domains: Domains):
+    """Return the service to the server's default certificate."""
+    await domains.unbind(caller, name, service)
+    return Response(status_code=204)
+
+
+def _presented(cert) -> PresentedCertificate:
+    return PresentedCertificate(
+        id=cert.id, fingerprint_sha256=cert.fingerprint_sha256, subject=cert.subject, issuer=cert.issuer,
+        sans=cert.sans, not_after=cert.not_after, self_signed=cert.self_signed,
+    )
+
+
+@router.get("/{name}/tls", response_model=TlsStatus, responses=responses(NotFound))
+async def tls_status(name: str, caller: CurrentCaller, domains: Domains, ctx: Context):
+    """What a browser (webmail) and a mail client (mail) would see, and why (domain.md)."""
+    domain, server, effective = await domains.effective(caller, name)
+    server_cert = await domains.certificates.repo.get(server.mail_certificate_id)
+    now = utc_now()
+    per_domain = capabilities(server.software).per_domain_mail
+    parts = {}
+    for service, eff in effective.items():
+        status = rules.service_status(
+            service, domain.name, eff.certificate, eff.source,
+            server_hostname=server.hostname, server_cert=server_cert, per_domain_mail=per_domain,
+            now=now, expiring_days=ctx.settings.expiring_days,
+        )
+        common = dict(
+            hostname=status.hostname, source=status.source, certificate=_presented(eff.certificate),
+            trusted=eff.certificate.trusted, covers_hostname=covers(eff.certificate.sans, status.hostname),
+            expires_at=eff.certificate.not_after, client_warning=status.client_warning,
+            reasons=status.reasons, notices=status.notices,
+        )
+        if service == "mail":
+            parts[service] = MailTls(**common, recommended_client_hostname=status.recommended_client_hostname,
+                                     recommendation_reason=status.recommendation_reason)
+        else:
+            parts[service] = ServiceTls(**common)
+    up_to_date = server.applied_generation >= server.desired_generation
+    warnings = [] if up_to_date else [WarningOut(
+        code="not_yet_deployed",
+        message=f"The server has applied generation {server.applied_generation} of {server.desired_generation}: "
+        "what is bound here may not be served yet.",
+    )]
+    mail_certs = (await domains.servers.mail_binding_counts([server.id])).get(server.id, 0)
+    warnings += capacity_warnings(server, mail_certs, ctx.settings.dovecot_capacity)
+    return TlsStatus(
+        domain=domain.name, server_id=server.id, server_hostname=server.hostname,
+        webmail=parts["webmail"], mail=parts["mail"],
+        deployment=DeploymentState(desired_generation=server.desired_generation,
+                                   applied_generation=server.applied_generation, up_to_date=up_to_date),
+        warnings=warnings,
+    )

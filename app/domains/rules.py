@@ -1,0 +1,145 @@
+"""The binding rules and the TLS status report of shared/guide/domain.md, as pure functions.
+
+Each function takes certificate-like objects (anything with ``sans``, ``not_before``,
+``not_after``, ``trusted`` and ``self_signed``) and a moment, and returns codes. The HTTP layer
+turns refusals into problems; nothing here touches the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from app.certificates import errors
+from app.kit.coverage import covers
+
+
+class CertFacts(Protocol):
+    sans: list[str]
+    not_before: datetime
+    not_after: datetime
+    trusted: bool
+    self_signed: bool
+
+
+@dataclass(frozen=True)
+class Warning:
+    code: str
+    message: str
+
+
+def service_hostname(service: str, domain: str) -> str:
+    """``webmail.<domain>`` or ``mail.<domain>``: the names clients connect to (domain.md)."""
+    return f"{service}.{domain}"
+
+
+def check_bindable(cert: CertFacts, hostname: str, now: datetime) -> None:
+    """Refuse a certificate that cannot serve ``hostname`` at all (domain.md, "Rules")."""
+    if not covers(cert.sans, hostname):
+        raise errors.HostnameNotCovered(
+            f"the certificate ({', '.join(cert.sans[:5]) or 'no DNS names'}) does not cover {hostname}",
+            hostname=hostname,
+        )
+    if now >= cert.not_after:
+        raise errors.CertificateExpired(f"the certificate expired at {cert.not_after.isoformat()}")
+    if now < cert.not_before:
+        raise errors.CertificateNotYetValid(f"the certificate is valid from {cert.not_before.isoformat()}")
+
+
+def certificate_warnings(cert: CertFacts, now: datetime, expiring_days: int) -> list[Warning]:
+    out: list[Warning] = []
+    if cert.self_signed:
+        out.append(Warning("self_signed", "The certificate is self-signed: every client will warn."))
+    elif not cert.trusted:
+        out.append(Warning("certificate_untrusted", "The certificate does not chain to a trusted root: clients will warn."))
+    if cert.not_after - now < timedelta(days=expiring_days):
+        days = max(0, (cert.not_after - now).days)
+        out.append(Warning("certificate_expiring", f"The certificate expires in {days} days ({cert.not_after.date()})."))
+    return out
+
+
+def server_certificate_usable(server_cert: CertFacts, server_hostname: str, now: datetime) -> bool:
+    """A server-wide mail certificate clients accept: trusted, in date, covering the host name."""
+    return (
+        server_cert.trusted
+        and covers(server_cert.sans, server_hostname)
+        and server_cert.not_before <= now < server_cert.not_after
+    )
+
+
+def mail_binding_warnings(server_cert: CertFacts, server_hostname: str, now: datetime) -> list[Warning]:
+    """domain.md: a per-domain mail certificate only helps when the server-wide one is trusted."""
+    if server_certificate_usable(server_cert, server_hostname, now):
+        return []
+    return [
+        Warning(
+            "server_certificate_untrusted",
+            f"The server-wide mail certificate of {server_hostname} is not trusted, so this per-domain "
+            "certificate is not effective for clients that send no SNI; secure the server-wide certificate too.",
+        )
+    ]
+
+
+def client_warning_reasons(cert: CertFacts, hostname: str, now: datetime) -> list[str]:
+    """Why a client connecting to ``hostname`` and shown ``cert`` would warn (empty: it won't)."""
+    reasons: list[str] = []
+    if not covers(cert.sans, hostname):
+        reasons.append("hostname_not_covered")
+    if cert.self_signed:
+        reasons.append("self_signed")
+    elif not cert.trusted:
+        reasons.append("certificate_untrusted")
+    if now >= cert.not_after:
+        reasons.append("certificate_expired")
+    elif now < cert.not_before:
+        reasons.append("certificate_not_yet_valid")
+    return reasons
+
+
+@dataclass
+class ServiceStatus:
+    service: str
+    hostname: str
+    source: str  # "binding" | "server-default"
+    reasons: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    recommended_client_hostname: str | None = None
+    recommendation_reason: str | None = None
+
+    @property
+    def client_warning(self) -> bool:
+        return bool(self.reasons)
+
+
+def service_status(
+    service: str,
+    domain: str,
+    presented: CertFacts,
+    source: str,
+    *,
+    server_hostname: str,
+    server_cert: CertFacts,
+    per_domain_mail: bool,
+    now: datetime,
+    expiring_days: int,
+) -> ServiceStatus:
+    """What a client connecting to ``<service>.<domain>`` sees, and what to tell users (domain.md)."""
+    hostname = service_hostname(service, domain)
+    status = ServiceStatus(service, hostname, source, client_warning_reasons(presented, hostname, now))
+    if presented.not_after - now < timedelta(days=expiring_days) and now < presented.not_after:
+        status.notices.append("certificate_expiring")
+    if service != "mail":
+        return status
+    if source == "binding" and not server_certificate_usable(server_cert, server_hostname, now):
+        status.notices.append("server_certificate_untrusted")
+    if not status.reasons:
+        status.recommended_client_hostname = hostname
+    elif server_certificate_usable(server_cert, server_hostname, now):
+        status.recommended_client_hostname = server_hostname
+        status.recommendation_reason = (
+            "no_sni_support" if not per_domain_mail else "mail_hostname_warns"
+        )
+    else:
+        status.recommendation_reason = "server_certificate_untrusted"
+    return status

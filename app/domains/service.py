@@ -1,0 +1,172 @@
+"""Domains, their webmail/mail bindings, and what clients see for them.
+
+Binding rules come from ``rules.py`` (pure); this module loads the rows, applies them and
+records the outbox change in the same transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+
+from app.accounts.caller import Caller
+from app.accounts.service import UnknownAccount
+from app.accounts.repository import AccountRepository
+from app.certificates.models import Certificate
+from app.certificates.service import CertificateService
+from app.db import new_id
+from app.deployments.outbox import servers_changed
+from app.domains import rules
+from app.domains.models import Binding, Domain
+from app.domains.repository import DomainRepository
+from app.kit.names import InvalidName, normalise_hostname
+from app.kit.time import utc_now
+from app.problems import Conflict, NotFound, RuleViolation
+from app.servers.models import Server
+from app.servers.repository import ServerRepository
+from app.servers.software import capabilities, sni_advice
+
+
+class InvalidDomainName(RuleViolation):
+    code, title = "invalid_name", "Not a valid domain name"
+
+
+class DomainExists(Conflict):
+    code, title = "domain_exists", "The domain is already registered"
+
+
+class UnknownServer(RuleViolation):
+    code, title = "unknown_server", "No such server"
+
+
+class SniUnsupported(Conflict):
+    code, title = "sni_unsupported", "This server cannot serve a per-domain mail certificate"
+
+
+class CertificateAccountMismatch(RuleViolation):
+    code, title = "certificate_account_mismatch", "The certificate belongs to another account"
+
+
+@dataclass
+class Effective:
+    """The certificate a service presents for a domain, and why."""
+
+    service: str
+    hostname: str
+    source: str  # "binding" | "server-default"
+    certificate: Certificate
+    warnings: list[rules.Warning]
+
+
+def parse_domain_name(name: str) -> str:
+    try:
+        return normalise_hostname(name)
+    except InvalidName as exc:
+        raise InvalidDomainName(str(exc)) from None
+
+
+class DomainService:
+    def __init__(self, repo: DomainRepository, certificates: CertificateService, expiring_days: int = 30):
+        self.repo = repo
+        self.certificates = certificates
+        self.servers = ServerRepository(repo.session)
+        self.expiring_days = expiring_days
+
+    async def create(self, name: str, server_id: str, account_id: str) -> Domain:
+        domain_name = parse_domain_name(name)
+        if await self.servers.get(server_id) is None:
+            raise UnknownServer(f"server {server_id} does not exist")
+        if await AccountRepository(self.repo.session).get_account(account_id) is None:
+            raise UnknownAccount(f"account {account_id} does not exist")
+        if await self.repo.by_name(domain_name):
+            raise DomainExists(f"{domain_name} is already registered")
+        domain = Domain(id=new_id(), name=domain_name, server_id=server_id, account_id=account_id)
+        try:
+            await self.repo.add(domain)
+        except IntegrityError:
+            raise DomainExists(f"{domain_name} is already registered") from None
+        await servers_changed(self.repo.session, [server_id], f"domain {domain_name} added")
+        return domain
+
+    async def get_visible(self, caller: Caller, name: str) -> Domain:
+        try:
+            domain_name = normalise_hostname(name)
+        except InvalidName:
+            raise NotFound("domain not found") from None
+        domain = await self.repo.by_name(domain_name)
+        if domain is None:
+            raise NotFound("domain not found")
+        caller.check_visible(domain.account_id, "domain")
+        return domain
+
+    async def delete(self, caller: Caller, name: str) -> None:
+        domain = await self.get_visible(caller, name)
+        await self.repo.delete(domain)
+        await servers_changed(self.repo.session, [domain.server_id], f"domain {domain.name} removed")
+
+    async def _server(self, domain: Domain) -> Server:
+        server = await self.servers.get(domain.server_id)
+        assert server is not None  # foreign key
+        return server
+
+    async def bind(self, caller: Caller, name: str, service: str, certificate_id: str) -> Effective:
+        domain = await self.get_visible(caller, name)
+        server = await self._server(domain)
+        cert = await self.certificates.get_visible(caller, certificate_id)
+        if cert.account_id is not None and cert.account_id != domain.account_id:
+            raise CertificateAccountMismatch("bind a certificate of the domain's own account")
+        if service == "mail" and not capabilities(server.software).per_domain_mail:
+            raise SniUnsupported(
+                f"{server.software} cannot serve a per-domain mail certificate for mail.{domain.name}",
+                advice=sni_advice(server.software, server.hostname),
+                recommended_client_hostname=server.hostname,
+            )
+        hostname = rules.service_hostname(service, domain.name)
+        now = utc_now()
+        rules.check_bindable(cert, hostname, now)
+        warnings = rules.certificate_warnings(cert, now, self.expiring_days)
+        if service == "mail":
+            server_cert = await self.certificates.repo.get(server.mail_certificate_id)
+            warnings += rules.mail_binding_warnings(server_cert, server.hostname, now)
+        existing = (await self.repo.bindings(domain.id)).get(service)
+        if existing is None:
+            await self.repo.add(Binding(id=new_id(), domain_id=domain.id, service=service, certificate_id=cert.id))
+        elif existing.certificate_id != cert.id:
+            existing.certificate_id = cert.id
+            existing.updated_at = now
+        else:
+            return Effective(service, hostname, "binding", cert, warnings)
+        await self.repo.session.flush()
+        await servers_changed(self.repo.session, [server.id], f"{service} of {domain.name} bound")
+        return Effective(service, hostname, "binding", cert, warnings)
+
+    async def unbind(self, caller: Caller, name: str, service: str) -> None:
+        domain = await self.get_visible(caller, name)
+        existing = (await self.repo.bindings(domain.id)).get(service)
+        if existing is None:
+            raise NotFound(f"{service} of {domain.name} has no binding")
+        await self.repo.delete(existing)
+        await servers_changed(self.repo.session, [domain.server_id], f"{service} of {domain.name} unbound")
+
+    async def effective(self, caller: Caller, name: str) -> tuple[Domain, Server, dict[str, Effective]]:
+        """For each service, the certificate the server presents: the binding, else the default."""
+        domain = await self.get_visible(caller, name)
+        server = await self._server(domain)
+        bindings = await self.repo.bindings(domain.id)
+        defaults = {"webmail": server.default_certificate_id, "mail": server.mail_certificate_id}
+        now = utc_now()
+        out: dict[str, Effective] = {}
+        for service in ("webmail", "mail"):
+            binding = bindings.get(service)
+            cert_id = binding.certificate_id if binding else defaults[service]
+            cert = await self.certificates.repo.get(cert_id)
+            assert cert is not None  # foreign key
+            out[service] = Effective(
+                service,
+                rules.service_hostname(service, domain.name),
+                "binding" if binding else "server-default",
+                cert,
+                rules.certificate_warnings(cert, now, self.expiring_days),
+            )
+        return domain, server, out

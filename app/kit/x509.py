@@ -1,0 +1,222 @@
+"""Parsing and inspecting X.509 material, with no I/O.
+
+Everything here is a pure function over bytes and ``cryptography`` objects so that the upload
+rules, the agent's bundle checks and the tests share one reading of a certificate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPublicKeyTypes,
+    PrivateKeyTypes,
+)
+
+MAX_CHAIN = 10
+"""Longest chain (leaf included) accepted on upload; real chains are 2-4 certificates."""
+
+_PEM_BEGIN_CERT = b"-----BEGIN CERTIFICATE-----"
+
+
+class MaterialError(ValueError):
+    """Base for every problem found in submitted certificate or key material.
+
+    ``code`` is the stable slug the API reports (see ``app/certificates/errors.py``).
+    """
+
+    code = "invalid_certificate"
+
+
+class InvalidCertificate(MaterialError):
+    code = "invalid_certificate"
+
+
+class InvalidKey(MaterialError):
+    code = "invalid_key"
+
+
+class KeyPassphrase(MaterialError):
+    code = "key_passphrase"
+
+
+class KeyMismatch(MaterialError):
+    code = "key_mismatch"
+
+
+class InvalidChain(MaterialError):
+    code = "invalid_chain"
+
+
+def _as_bytes(text: str | bytes) -> bytes:
+    return text.encode() if isinstance(text, str) else text
+
+
+def load_pem_certificates(text: str | bytes) -> list[x509.Certificate]:
+    """All certificates in a PEM text, in order; raises InvalidCertificate when there are none.
+
+    Other PEM blocks (a key pasted into the same box) are ignored here; keys are read separately.
+    """
+    data = _as_bytes(text)
+    if _PEM_BEGIN_CERT not in data:
+        raise InvalidCertificate("no PEM certificate (-----BEGIN CERTIFICATE-----) was found")
+    try:
+        return x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        raise InvalidCertificate("a PEM certificate block could not be parsed") from exc
+
+
+def load_private_key(text: str | bytes, passphrase: str | bytes | None = None) -> PrivateKeyTypes:
+    """Parse a PEM private key (PKCS#8, PKCS#1 or SEC1), decrypting it when it is encrypted.
+
+    Raises KeyPassphrase when a passphrase is needed, not needed, or wrong; InvalidKey otherwise.
+    The exception text never contains the key.
+    """
+    data = _as_bytes(text)
+    if b"PRIVATE KEY-----" not in data:
+        raise InvalidKey("no PEM private key (-----BEGIN ... PRIVATE KEY-----) was found")
+    pw = _as_bytes(passphrase) if passphrase else None
+    try:
+        return serialization.load_pem_private_key(data, password=pw)
+    except TypeError as exc:
+        if pw is None:
+            raise KeyPassphrase("the private key is encrypted: a key_passphrase is required") from None
+        raise KeyPassphrase("a key_passphrase was given but the private key is not encrypted") from exc
+    except ValueError:
+        if pw is not None and b"ENCRYPTED" in data:
+            raise KeyPassphrase("the key_passphrase does not decrypt the private key") from None
+        raise InvalidKey("the private key could not be parsed") from None
+    except Exception:  # unsupported algorithms raise UnsupportedAlgorithm
+        raise InvalidKey("the private key uses an unsupported algorithm") from None
+
+
+def private_key_pem(key: PrivateKeyTypes) -> bytes:
+    """Unencrypted PKCS#8 PEM, the one form certpost stores (encrypted at rest) and deploys."""
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def certificate_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _public_der(public_key) -> bytes:
+    return public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def key_matches(cert: x509.Certificate, key: PrivateKeyTypes) -> bool:
+    """True when ``key`` is the private half of the certificate's public key."""
+    return _public_der(cert.public_key()) == _public_der(key.public_key())
+
+
+def fingerprint_sha256(cert: x509.Certificate) -> str:
+    """Lower-case hex SHA-256 of the certificate's DER encoding (what clients display)."""
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """True when ``issuer``'s name and key produced ``cert``'s signature (RFC 5280 section 6.1.3)."""
+    if cert.issuer != issuer.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except Exception:  # InvalidSignature, TypeError for a mismatched key type, ValueError
+        return False
+    return True
+
+
+def check_chain_order(chain: list[x509.Certificate]) -> None:
+    """Each certificate must be issued by the next one (RFC 8446 section 4.4.2: leaf first).
+
+    A root at the end is allowed but not required. Raises InvalidChain.
+    """
+    if len(chain) > MAX_CHAIN:
+        raise InvalidChain(f"the chain has {len(chain)} certificates; at most {MAX_CHAIN} are accepted")
+    for position, (cert, issuer) in enumerate(zip(chain, chain[1:]), start=1):
+        if not signed_by(cert, issuer):
+            raise InvalidChain(
+                f"certificate {position} in the chain is not issued by certificate {position + 1}; "
+                "give the leaf first, then each issuer in order"
+            )
+
+
+def is_self_signed(cert: x509.Certificate) -> bool:
+    return signed_by(cert, cert)
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    key_type: str  # "rsa", "ec", "ed25519", "ed448"
+    key_bits: int
+    curve: str | None = None
+
+
+def key_info(public_key: CertificateIssuerPublicKeyTypes) -> KeyInfo:
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return KeyInfo("rsa", public_key.key_size)
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return KeyInfo("ec", public_key.curve.key_size, public_key.curve.name)
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        return KeyInfo("ed25519", 256)
+    if isinstance(public_key, ed448.Ed448PublicKey):
+        return KeyInfo("ed448", 456)
+    return KeyInfo(type(public_key).__name__.lower(), 0)
+
+
+def dns_names(cert: x509.Certificate) -> list[str]:
+    """The DNS names a certificate is for: its SAN dNSNames, else (legacy) its subject CN.
+
+    RFC 6125 section 6.4.4: the CN is consulted only when there is no SAN extension.
+    Names are returned as written (normalise with ``app.kit.names``).
+    """
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+        return [str(cns[0].value)] if cns else []
+    return list(san.get_values_for_type(x509.DNSName))
+
+
+def not_before(cert: x509.Certificate) -> datetime:
+    return cert.not_valid_before_utc
+
+
+def not_after(cert: x509.Certificate) -> datetime:
+    return cert.not_valid_after_utc
+
+
+
+
+__all__ = [
+    "InvalidCertificate",
+    "InvalidChain",
+    "InvalidKey",
+    "KeyInfo",
+    "KeyMismatch",
+    "KeyPassphrase",
+    "MAX_CHAIN",
+    "MaterialError",
+    "certificate_pem",
+    "check_chain_order",
+    "dns_names",
+    "fingerprint_sha256",
+    "is_self_signed",
+    "key_info",
+    "key_matches",
+    "load_pem_certificates",
+    "load_private_key",
+    "not_after",
+    "not_before",
+    "private_key_pem",
+    "signed_by",
+]

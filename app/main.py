@@ -1,0 +1,108 @@
+"""The API application: ``create_app()`` wires routers, problem handlers and the lifespan.
+
+Nothing is built at import. The lifespan builds the ``AppContext`` (engine, keys, trust store)
+unless the caller hands one in (tests do), and starts the deployment worker when asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from importlib import resources
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
+
+from app.accounts.router import router as accounts_router
+from app.certificates.router import router as certificates_router
+from app.config import Settings, get_settings
+from app.context import AppContext
+from app.domains.router import router as domains_router
+from app.limits import BodySizeLimit
+from app.problems import install_handlers
+from app.servers.router import router as servers_router
+
+DESCRIPTION = """
+certpost stores TLS certificates for hosted webmail and mail, binds them to domains and
+servers, and deploys them to each mail server's agent.
+
+Authenticate with `Authorization: Bearer <token>`. Errors are RFC 9457
+`application/problem+json` with a stable `code`. Private keys are write-only.
+"""
+
+
+def create_app(settings: Settings | None = None, context: AppContext | None = None,
+               *, run_worker: bool | None = None) -> FastAPI:
+    settings = settings or (context.settings if context else get_settings())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ctx = context or AppContext.build(settings)
+        app.state.ctx = ctx
+        worker_task = None
+        if run_worker if run_worker is not None else settings.run_worker:
+            from app.deployments.worker import run_forever
+
+            worker_task = asyncio.create_task(run_forever(ctx), name="certpost-worker")
+        try:
+            yield
+        finally:
+            if worker_task is not None:
+                worker_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker_task
+            if context is None:
+                await ctx.close()
+
+    app = FastAPI(
+        title="certpost",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    install_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    for router in (accounts_router, servers_router, domains_router, certificates_router):
+        app.include_router(router)
+    _install_ops_routes(app)
+    _install_docs(app)
+    return app
+
+
+def _install_ops_routes(app: FastAPI) -> None:
+    @app.get("/healthz", tags=["operations"], include_in_schema=True)
+    async def healthz() -> dict:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz() -> JSONResponse:
+        """The database answers."""
+        try:
+            async with app.state.ctx.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:
+            return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+        return JSONResponse({"status": "ok", "database": "ok"})
+
+
+def _install_docs(app: FastAPI) -> None:
+    """Swagger UI served from the package's own copy, so /docs works with no internet access."""
+    static = resources.files("fastapi_offline") / "static"
+    app.mount("/static/docs", StaticFiles(directory=str(static)), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title="certpost API",
+            swagger_js_url="/static/docs/swagger-ui-bundle.js",
+            swagger_css_url="/static/docs/swagger-ui.css",
+            swagger_favicon_url="/static/docs/favicon.png",
+        )

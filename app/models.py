@@ -1,0 +1,13 @@
+"""Every table, imported in one place for Alembic and for relationship resolution."""
+
+from app.accounts.models import Account, ApiToken
+from app.certificates.models import Certificate, CertificateName
+from app.db import Base
+from app.deployments.models import Deployment, DeploymentAttempt
+from app.domains.models import Binding, Domain
+from app.servers.models import Server
+
+__all__ = [
+    "Account", "ApiToken", "Base", "Binding", "Certificate", "CertificateName",
+    "Deployment", "DeploymentAttempt", "Domain", "Server",
+]

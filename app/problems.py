@@ -1,0 +1,155 @@
+"""Errors as classes, written out as RFC 9457 ``application/problem+json``.
+
+Every refusal the API can give is a subclass of ``AppError`` with an HTTP status, a stable
+``code`` slug (clients switch on it) and a title. ``install_handlers`` maps them, FastAPI's
+validation errors and anything unexpected, so that no request ever answers a bare 500 page,
+and no submitted value (a private key, say) is ever echoed back.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("certpost")
+
+PROBLEM_TYPE_BASE = "https://certpost.dev/problems/"
+PROBLEM_JSON = "application/problem+json"
+
+
+class AppError(Exception):
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+    title: ClassVar[str] = "Bad request"
+
+    def __init__(self, detail: str | None = None, **extra: Any):
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "type": PROBLEM_TYPE_BASE + self.code,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+            **self.extra,
+        }
+
+
+class NotFound(AppError):
+    status, code, title = 404, "not_found", "Not found"
+
+
+class Unauthenticated(AppError):
+    status, code, title = 401, "unauthenticated", "Authentication required"
+
+
+class Forbidden(AppError):
+    status, code, title = 403, "forbidden", "Not allowed for this token"
+
+
+class Conflict(AppError):
+    status, code, title = 409, "conflict", "Conflict"
+
+
+class RuleViolation(AppError):
+    """A well-formed request that breaks a product rule (domain.md)."""
+
+    status, code, title = 422, "rule_violation", "The request breaks a rule"
+
+
+class PayloadTooLarge(AppError):
+    status, code, title = 413, "payload_too_large", "Request body too large"
+
+
+def problem_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _validation_problem(exc: RequestValidationError) -> dict[str, Any]:
+    errors = [
+        {"loc": [str(part) for part in err.get("loc", ())], "message": err.get("msg", ""), "type": err.get("type", "")}
+        for err in exc.errors()
+    ]
+    return {
+        "type": PROBLEM_TYPE_BASE + "validation_error",
+        "title": "The request is malformed",
+        "status": 422,
+        "detail": "; ".join(f"{'.'.join(e['loc'])}: {e['message']}" for e in errors)[:2000],
+        "code": "validation_error",
+        "errors": errors,
+    }
+
+
+_HTTP_CODES = {
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
+
+
+def install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def _app_error(_request: Request, exc: AppError):
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return problem_response(exc.status, exc.body(), headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError):
+        # exc.errors() carries each submitted value under "input"; it is dropped on purpose.
+        return problem_response(422, _validation_problem(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException):
+        code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+        body = {
+            "type": PROBLEM_TYPE_BASE + code,
+            "title": str(exc.detail),
+            "status": exc.status_code,
+            "detail": str(exc.detail),
+            "code": code,
+        }
+        return problem_response(exc.status_code, body, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        log.error("unhandled error on %s %s: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
+        body = {
+            "type": PROBLEM_TYPE_BASE + "internal_error",
+            "title": "Internal error",
+            "status": 500,
+            "detail": "The server failed to handle the request; it has been logged.",
+            "code": "internal_error",
+        }
+        return problem_response(500, body)
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, with certpost's stable ``code``."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+
+
+def responses(*errors: type[AppError]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for a route, from the error classes it can raise."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for err in (Unauthenticated, *errors):
+        entry = out.setdefault(err.status, {"model": Problem, "description": ""})
+        line = f"`{err.code}`: {err.title}"
+        if line not in entry["description"]:
+            entry["description"] = "; ".join(filter(None, [entry["description"], line]))
+    return out

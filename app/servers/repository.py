@@ -1,0 +1,48 @@
+"""Queries for servers."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.domains.models import Binding, Domain
+from app.servers.models import Server
+
+
+class ServerRepository:
+    def __init__(self, session: AsyncSession):
+        self.session = session
+
+    async def add(self, server: Server) -> None:
+        self.session.add(server)
+        await self.session.flush()
+
+    async def get(self, server_id: str) -> Server | None:
+        return await self.session.get(Server, server_id)
+
+    async def by_name(self, name: str) -> Server | None:
+        return await self.session.scalar(select(Server).where(Server.name == name))
+
+    async def list(self, limit: int, offset: int) -> list[Server]:
+        stmt = select(Server).order_by(Server.name).limit(limit).offset(offset)
+        return list(await self.session.scalars(stmt))
+
+    async def count_domains(self, server_id: str) -> int:
+        stmt = select(func.count()).select_from(Domain).where(Domain.server_id == server_id)
+        return await self.session.scalar(stmt) or 0
+
+    async def mail_binding_counts(self, server_ids: list[str]) -> dict[str, int]:
+        """Per-domain mail certificates per server (the Dovecot capacity warning), one query."""
+        if not server_ids:
+            return {}
+        stmt = (
+            select(Domain.server_id, func.count(func.distinct(Binding.certificate_id)))
+            .join(Binding, Binding.domain_id == Domain.id)
+            .where(Domain.server_id.in_(server_ids), Binding.service == "mail")
+            .group_by(Domain.server_id)
+        )
+        return {server_id: count for server_id, count in await self.session.execute(stmt)}
+
+    async def delete(self, server: Server) -> None:
+        await self.session.delete(server)
+        await self.session.flush()

@@ -1,0 +1,138 @@
+"""HTTP for servers (admin only)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from app.certificates import errors as cert_errors
+from app.certificates.repository import CertificateRepository
+from app.certificates.service import CertificateService
+from app.deps import Admin, Context, Session
+from app.problems import NotFound, Forbidden, responses
+from app.servers.models import Server
+from app.servers.repository import ServerRepository
+from app.servers.schemas import (
+    CapabilitiesOut,
+    MailCertificateIn,
+    ServerCreate,
+    ServerOut,
+    ServerPatch,
+)
+from app.schemas import WarningOut
+from app.servers.service import (
+    InvalidAgentUrl,
+    InvalidHostname,
+    ServerExists,
+    ServerInUse,
+    ServerService,
+    server_capabilities,
+)
+
+router = APIRouter(prefix="/v1/servers", tags=["servers"])
+
+
+def get_service(session: Session, ctx: Context) -> ServerService:
+    certificates = CertificateService(CertificateRepository(session), ctx.master_key)
+    return ServerService(ServerRepository(session), certificates, ctx.settings.expiring_days)
+
+
+Service = Annotated[ServerService, Depends(get_service)]
+
+
+def capacity_warnings(server: Server, mail_certs: int, capacity: int) -> list[WarningOut]:
+    """Dovecot 2.3 re-reads every local_name block on reload (real-servers.md): warn early."""
+    if server.software == "postfix-dovecot" and mail_certs > capacity:
+        return [
+            WarningOut(
+                code="mail_certificates_over_capacity",
+                message=f"{mail_certs} per-domain mail certificates exceed the measured Dovecot capacity "
+                f"of {capacity}; reloads will be slow or fail. Prefer a trusted server-wide certificate.",
+            )
+        ]
+    return []
+
+
+async def to_outs(service: ServerService, servers: list[Server], capacity: int) -> list[ServerOut]:
+    counts = await service.repo.mail_binding_counts([s.id for s in servers])
+    out = []
+    for server in servers:
+        caps = server_capabilities(server)
+        mail_certs = counts.get(server.id, 0)
+        out.append(
+            ServerOut(
+                id=server.id,
+                name=server.name,
+                hostname=server.hostname,
+                software=server.software,
+                capabilities=CapabilitiesOut(
+                    per_domain_mail=caps.per_domain_mail,
+                    per_domain_webmail=caps.per_domain_webmail,
+                    server_wide_mail=caps.server_wide_mail,
+                    agent=caps.agent,
+                ),
+                agent_url=server.agent_url,
+                agent_tls_fingerprint=server.agent_tls_fingerprint,
+                mail_certificate_id=server.mail_certificate_id,
+                default_certificate_id=server.default_certificate_id,
+                desired_generation=server.desired_generation,
+                applied_generation=server.applied_generation,
+                per_domain_mail_certificates=mail_certs,
+                warnings=capacity_warnings(server, mail_certs, capacity),
+                created_at=server.created_at,
+                updated_at=server.updated_at,
+            )
+        )
+    return out
+
+
+@router.post("", status_code=201, response_model=ServerOut,
+             responses=responses(Forbidden, InvalidHostname, InvalidAgentUrl, ServerExists))
+async def register_server(body: ServerCreate, _admin: Admin, service: Service, ctx: Context):
+    """Register a mail server; it gets a self-signed certificate for its host name to start with."""
+    server = await service.register(**body.model_dump())
+    return (await to_outs(service, [server], ctx.settings.dovecot_capacity))[0]
+
+
+@router.get("", response_model=list[ServerOut], responses=responses(Forbidden))
+async def list_servers(_admin: Admin, service: Service, ctx: Context,
+                       limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                       offset: Annotated[int, Query(ge=0)] = 0):
+    return await to_outs(service, await service.repo.list(limit, offset), ctx.settings.dovecot_capacity)
+
+
+@router.get("/{server_id}", response_model=ServerOut, responses=responses(Forbidden, NotFound))
+async def get_server(server_id: str, _admin: Admin, service: Service, ctx: Context):
+    return (await to_outs(service, [await service.get(server_id)], ctx.settings.dovecot_capacity))[0]
+
+
+@router.patch("/{server_id}", response_model=ServerOut,
+              responses=responses(Forbidden, NotFound, InvalidAgentUrl, ServerExists))
+async def patch_server(server_id: str, body: ServerPatch, _admin: Admin, service: Service, ctx: Context):
+    """Change the name or the agent (URL, pinned TLS fingerprint); an agent change redeploys."""
+    server = await service.patch(server_id, body.model_dump(exclude_unset=True))
+    return (await to_outs(service, [server], ctx.settings.dovecot_capacity))[0]
+
+
+class MailCertificateOut(ServerOut):
+    certificate_warnings: list[WarningOut]
+
+
+@router.put("/{server_id}/mail-certificate", response_model=MailCertificateOut,
+            responses=responses(Forbidden, NotFound, cert_errors.HostnameNotCovered,
+                                cert_errors.CertificateExpired, cert_errors.CertificateNotYetValid))
+async def set_mail_certificate(server_id: str, body: MailCertificateIn, _admin: Admin, service: Service, ctx: Context):
+    """Make a certificate the server-wide mail certificate; it must cover the server's host name."""
+    server, _cert, warnings = await service.set_mail_certificate(server_id, body.certificate_id)
+    base = (await to_outs(service, [server], ctx.settings.dovecot_capacity))[0]
+    return MailCertificateOut(
+        **base.model_dump(),
+        certificate_warnings=[WarningOut(code=w.code, message=w.message) for w in warnings],
+    )
+
+
+@router.delete("/{server_id}", status_code=204, responses=responses(Forbidden, NotFound, ServerInUse))
+async def delete_server(server_id: str, _admin: Admin, service: Service):
+    await service.delete(server_id)
+    return Response(status_code=204)

@@ -1,0 +1,167 @@
+"""Registering mail servers and choosing their server-wide mail certificate."""
+
+from __future__ import annotations
+
+import httpx
+from sqlalchemy.exc import IntegrityError
+
+from app.certificates import material
+from app.certificates.models import Certificate
+from app.certificates.repository import CertificateRepository
+from app.certificates.service import CertificateService
+from app.db import new_id
+from app.deployments.outbox import servers_changed
+from app.domains import rules
+from app.kit.names import InvalidName, normalise_hostname
+from app.kit.time import utc_now
+from app.problems import Conflict, NotFound, RuleViolation
+from app.servers.models import Server
+from app.servers.repository import ServerRepository
+from app.servers.software import capabilities
+
+
+class InvalidHostname(RuleViolation):
+    code, title = "invalid_name", "Not a valid host name"
+
+
+class InvalidAgentUrl(RuleViolation):
+    code, title = "invalid_agent_url", "The agent URL must be an https:// URL"
+
+
+class ServerExists(Conflict):
+    code, title = "server_exists", "A server with this name exists"
+
+
+class ServerInUse(Conflict):
+    code, title = "server_in_use", "Domains still use this server"
+
+
+def normalise_agent_url(url: str | None) -> str | None:
+    """Agents are reached over https only (their certificate is pinned); no credentials in URLs."""
+    if url is None:
+        return None
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError):
+        raise InvalidAgentUrl("the agent URL cannot be parsed") from None
+    if parsed.scheme != "https" or not parsed.host:
+        raise InvalidAgentUrl("the agent URL must start with https:// and name a host")
+    if parsed.userinfo:
+        raise InvalidAgentUrl("the agent URL must not carry credentials")
+    return str(parsed).rstrip("/")
+
+
+def normalise_fingerprint(value: str | None) -> str | None:
+    if value is None:
+        return None
+    cleaned = value.replace(":", "").lower()
+    if len(cleaned) != 64:
+        raise RuleViolation("agent_tls_fingerprint must be a SHA-256 (64 hex digits)")
+    return cleaned
+
+
+class ServerService:
+    def __init__(self, repo: ServerRepository, certificates: CertificateService, expiring_days: int = 30):
+        self.repo = repo
+        self.certificates = certificates
+        self.expiring_days = expiring_days
+
+    async def get(self, server_id: str) -> Server:
+        server = await self.repo.get(server_id)
+        if server is None:
+            raise NotFound("server not found")
+        return server
+
+    async def register(self, *, name: str, hostname: str, software: str, agent_url: str | None,
+                       agent_tls_fingerprint: str | None) -> Server:
+        """Register a server with a fresh self-signed certificate for its host name.
+
+        That certificate is both its server-wide mail certificate and its default webmail
+        certificate, which is what a mail server presents out of the box (domain.md).
+        """
+        try:
+            host = normalise_hostname(hostname)
+        except InvalidName as exc:
+            raise InvalidHostname(f"hostname: {exc}") from None
+        if await self.repo.by_name(name):
+            raise ServerExists(f"a server named {name!r} exists")
+        default = await self.certificates.store(
+            material.self_signed([host]), account_id=None, name=f"{host} (self-signed default)", source="self-signed"
+        )
+        server = Server(
+            id=new_id(),
+            name=name,
+            hostname=host,
+            software=software,
+            agent_url=normalise_agent_url(agent_url),
+            agent_tls_fingerprint=normalise_fingerprint(agent_tls_fingerprint),
+            mail_certificate_id=default.id,
+            default_certificate_id=default.id,
+            desired_generation=0,
+            applied_generation=0,
+        )
+        try:
+            await self.repo.add(server)
+        except IntegrityError:
+            raise ServerExists(f"a server named {name!r} exists") from None
+        await servers_changed(self.repo.session, [server.id], "server registered")
+        await self.repo.session.refresh(server)
+        return server
+
+    async def patch(self, server_id: str, changes: dict) -> Server:
+        server = await self.get(server_id)
+        if "name" in changes and changes["name"] is not None:
+            server.name = changes["name"]
+        redeploy = False
+        if "agent_url" in changes:
+            server.agent_url = normalise_agent_url(changes["agent_url"])
+            redeploy = True
+        if "agent_tls_fingerprint" in changes:
+            server.agent_tls_fingerprint = normalise_fingerprint(changes["agent_tls_fingerprint"])
+            redeploy = True
+        try:
+            await self.repo.session.flush()
+        except IntegrityError:
+            raise ServerExists("a server with this name exists") from None
+        if redeploy:
+            # A new agent knows nothing yet: the current state goes out as a new generation.
+            await servers_changed(self.repo.session, [server.id], "agent changed")
+            await self.repo.session.refresh(server)
+        return server
+
+    async def set_mail_certificate(self, server_id: str, certificate_id: str) -> tuple[Server, Certificate, list[rules.Warning]]:
+        server = await self.get(server_id)
+        cert = await self.certificates.repo.get(certificate_id)
+        if cert is None:
+            raise NotFound("certificate not found")
+        now = utc_now()
+        rules.check_bindable(cert, server.hostname, now)
+        warnings = rules.certificate_warnings(cert, now, self.expiring_days)
+        if server.mail_certificate_id != cert.id:
+            server.mail_certificate_id = cert.id
+            await self.repo.session.flush()
+            await servers_changed(self.repo.session, [server.id], "server-wide mail certificate changed")
+            await self.repo.session.refresh(server)
+        return server, cert, warnings
+
+    async def delete(self, server_id: str) -> None:
+        server = await self.get(server_id)
+        count = await self.repo.count_domains(server.id)
+        if count:
+            raise ServerInUse(f"{count} domains use this server; move or delete them first", domains=count)
+        defaults = {server.mail_certificate_id, server.default_certificate_id}
+        await self.repo.delete(server)
+        await self._drop_orphan_defaults(defaults)
+
+    async def _drop_orphan_defaults(self, cert_ids: set[str]) -> None:
+        """The self-signed certificate made at registration goes with its server when unused."""
+        repo: CertificateRepository = self.certificates.repo
+        usages = await repo.usages(list(cert_ids))
+        for cert_id, used in usages.items():
+            cert = await repo.get(cert_id)
+            if cert is not None and not used and cert.source == "self-signed" and cert.account_id is None:
+                await repo.delete(cert)
+
+
+def server_capabilities(server: Server):
+    return capabilities(server.software)

@@ -1,0 +1,300 @@
+"""A throwaway test PKI: keys, root and intermediate CAs, server certificates, PEM/PKCS#12."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+KeyType = Literal["rsa-2048", "rsa-4096", "ec-p256", "ec-p384", "ed25519"]
+KEY_TYPES: tuple[str, ...] = ("rsa-2048", "rsa-4096", "ec-p256", "ec-p384", "ed25519")
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+
+HOUR = timedelta(hours=1)
+OCSP_URL = "http://ocsp.certpost.test/"
+
+# RSA keys are slow to make (4096 especially): cached per (key type, slot). EC/Ed25519 are always new.
+_RSA_CACHE: dict[tuple[str, str], rsa.RSAPrivateKey] = {}
+
+
+def new_key(
+    key_type: KeyType | str = "ec-p256", *, fresh: bool = False, slot: str = ""
+) -> PrivateKey:
+    """A private key. RSA keys are reused per (key_type, slot) unless fresh=True."""
+    if key_type in ("rsa-2048", "rsa-4096"):
+        if fresh:
+            return rsa.generate_private_key(65537, int(key_type[4:]))
+        if (key_type, slot) not in _RSA_CACHE:
+            _RSA_CACHE[key_type, slot] = rsa.generate_private_key(65537, int(key_type[4:]))
+        return _RSA_CACHE[key_type, slot]
+    if key_type == "ec-p256":
+        return ec.generate_private_key(ec.SECP256R1())
+    if key_type == "ec-p384":
+        return ec.generate_private_key(ec.SECP384R1())
+    if key_type == "ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
+    raise ValueError(f"unknown key type {key_type!r}; expected one of {KEY_TYPES}")
+
+
+def _algorithm(key: PrivateKey) -> hashes.HashAlgorithm | None:
+    return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+
+
+def _utc(when: datetime) -> datetime:
+    """Aware UTC, whole seconds (naive datetimes are taken as UTC)."""
+    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    return when.replace(microsecond=0)
+
+
+def _validity(
+    not_before: datetime | None, not_after: datetime | None, days: float
+) -> tuple[datetime, datetime]:
+    """Default now-1h .. now+days; shifted so a lone past not_after / future not_before works."""
+    now, span = _utc(datetime.now(UTC)), timedelta(days=days)
+    nb = _utc(not_before) if not_before is not None else None
+    na = _utc(not_after) if not_after is not None else None
+    if nb is None:
+        nb = now - HOUR if na is None or na > now - HOUR else na - span
+    if na is None:
+        na = now + span if nb <= now else nb + span
+    return nb, na
+
+
+def _key_pem(key: PrivateKey, encryption: serialization.KeySerializationEncryption) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    ).decode("ascii")
+
+
+def _pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def _cn(name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]) if name else x509.Name([])
+
+
+def _key_usage(*on: str) -> x509.KeyUsage:
+    flags = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment")
+    flags += ("key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only")
+    return x509.KeyUsage(**{f: f in on for f in flags})
+
+
+def _build(subject, issuer, key, signer, nb, na, serial, exts: list) -> x509.Certificate:
+    """Sign a certificate for key; exts is a list of (extension, critical)."""
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(serial if serial is not None else x509.random_serial_number())
+        .not_valid_before(nb)
+        .not_valid_after(na)
+    )
+    for ext, critical in exts:
+        b = b.add_extension(ext, critical=critical)
+    return b.sign(signer, _algorithm(signer))
+
+
+@dataclass
+class Issued:
+    """A certificate with its key, the intermediates above it, and the root (None if self-signed)."""
+
+    cert: x509.Certificate
+    key: PrivateKey
+    chain: list[x509.Certificate] = field(default_factory=list)
+    root: x509.Certificate | None = None
+
+    @property
+    def cert_pem(self) -> str:
+        return _pem(self.cert)
+
+    @property
+    def key_pem(self) -> str:
+        """Unencrypted PKCS#8 PEM."""
+        return _key_pem(self.key, serialization.NoEncryption())
+
+    @property
+    def chain_pem(self) -> str:
+        """The intermediates as PEM ("" when issued straight by the root)."""
+        return "".join(_pem(c) for c in self.chain)
+
+    @property
+    def fullchain_pem(self) -> str:
+        return self.cert_pem + self.chain_pem
+
+    def encrypted_key_pem(self, passphrase: bytes | str) -> str:
+        """PKCS#8 PEM encrypted with BestAvailableEncryption."""
+        if isinstance(passphrase, str):
+            passphrase = passphrase.encode()
+        return _key_pem(self.key, serialization.BestAvailableEncryption(passphrase))
+
+    def pkcs12(self, password: bytes | None, friendly_name: bytes | None = b"certpost") -> bytes:
+        """PKCS#12 bundle of key, certificate and chain (no root)."""
+        encryption = (
+            serialization.BestAvailableEncryption(password)
+            if password
+            else serialization.NoEncryption()
+        )
+        return pkcs12.serialize_key_and_certificates(
+            friendly_name, self.key, self.cert, self.chain or None, encryption
+        )
+
+    @property
+    def fingerprint(self) -> str:
+        """Lower-case hex SHA-256 of the DER certificate."""
+        return self.cert.fingerprint(hashes.SHA256()).hex()
+
+    @property
+    def der(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.DER)
+
+
+def _leaf(
+    names, key, ca, nb, na, cn=None, san=True, serial=None, ocsp_less=True
+) -> x509.Certificate:
+    """A serverAuth certificate for names, signed by ca (self-signed when ca is None)."""
+    names = list(names)
+    if not names:
+        raise ValueError("at least one name is needed")
+    if cn is None:  # CN=names[0], unless too long for a CN and the SAN carries the names
+        cn = names[0] if not san or len(names[0].encode()) <= 64 else ""
+    subject = _cn(cn)
+    rsa_key = isinstance(key, rsa.RSAPrivateKey)  # RSA key exchange needs keyEncipherment
+    ku = _key_usage("digital_signature", *(["key_encipherment"] if rsa_key else []))
+    aki = _aki(ca) if ca else x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key())
+    exts: list = [
+        (x509.BasicConstraints(ca=False, path_length=None), True),
+        (ku, True),
+        (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False),
+        (x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False),
+        (aki, False),
+    ]
+    if san:  # written exactly as given (wildcards, A-labels); critical with an empty subject
+        exts.append((x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), not cn))
+    if not ocsp_less:
+        ocsp = x509.AccessDescription(
+            x509.AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(OCSP_URL)
+        )
+        exts.append((x509.AuthorityInformationAccess([ocsp]), False))
+    issuer, signer = (ca.cert.subject, ca.key) if ca else (subject, key)
+    return _build(subject, issuer, key, signer, nb, na, serial, exts)
+
+
+def _aki(ca: CA) -> x509.AuthorityKeyIdentifier:
+    ski = ca.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+
+
+@dataclass
+class CA:
+    """A certificate authority: root (parent None) or intermediate."""
+
+    cert: x509.Certificate
+    key: PrivateKey
+    parent: CA | None = None
+
+    @classmethod
+    def create(
+        cls,
+        name: str = "certpost Test Root CA",
+        key_type: KeyType | str = "ec-p256",
+        not_before: datetime | None = None,
+        not_after: datetime | None = None,
+    ) -> CA:
+        """A self-signed root CA (default validity now-1h .. now+10y)."""
+        return cls._make(name, key_type, not_before, not_after, parent=None)
+
+    def intermediate(
+        self,
+        name: str,
+        key_type: KeyType | str = "ec-p256",
+        not_before: datetime | None = None,
+        not_after: datetime | None = None,
+    ) -> CA:
+        """A CA issued by this one (default validity now-1h .. now+5y)."""
+        return CA._make(name, key_type, not_before, not_after, parent=self)
+
+    @classmethod
+    def _make(cls, name, key_type, not_before, not_after, parent: CA | None) -> CA:
+        key = new_key(key_type, slot=f"ca:{name}")  # never the same RSA key as a leaf
+        nb, na = _validity(not_before, not_after, 3650 if parent is None else 1825)
+        exts: list = [
+            (x509.BasicConstraints(ca=True, path_length=None), True),
+            (_key_usage("key_cert_sign", "crl_sign"), True),
+            (x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False),
+        ]
+        if parent:
+            exts.append((_aki(parent), False))
+        issuer, signer = (parent.cert.subject, parent.key) if parent else (_cn(name), key)
+        return cls(_build(_cn(name), issuer, key, signer, nb, na, None, exts), key, parent)
+
+    @property
+    def is_root(self) -> bool:
+        return self.parent is None
+
+    @property
+    def root(self) -> x509.Certificate:
+        return self.cert if self.parent is None else self.parent.root
+
+    @property
+    def chain(self) -> list[x509.Certificate]:
+        """This CA and its ancestors, root excluded (what a leaf it issues is served with)."""
+        return [] if self.parent is None else [self.cert, *self.parent.chain]
+
+    @property
+    def cert_pem(self) -> str:
+        return _pem(self.cert)
+
+    @property
+    def key_pem(self) -> str:
+        return _key_pem(self.key, serialization.NoEncryption())
+
+    def issue(
+        self,
+        names: list[str],
+        *,
+        key_type: KeyType | str = "ec-p256",
+        key: PrivateKey | None = None,
+        not_before: datetime | None = None,
+        not_after: datetime | None = None,
+        days: float = 90,
+        cn: str | None = None,
+        san: bool = True,
+        serial: int | None = None,
+        ocsp_less: bool = True,
+    ) -> Issued:
+        """A serverAuth certificate for names. cn=None: names[0] ("" = empty subject)."""
+        key = key if key is not None else new_key(key_type)
+        nb, na = _validity(not_before, not_after, days)
+        cert = _leaf(names, key, self, nb, na, cn, san, serial, ocsp_less)
+        return Issued(cert, key, self.chain, self.root)
+
+
+def self_signed(
+    names: list[str],
+    *,
+    key_type: KeyType | str = "ec-p256",
+    days: float = 90,
+    not_before: datetime | None = None,
+    not_after: datetime | None = None,
+) -> Issued:
+    """A self-signed server certificate (root=None, chain=[])."""
+    key = new_key(key_type)
+    nb, na = _validity(not_before, not_after, days)
+    return Issued(_leaf(names, key, None, nb, na), key, [], None)
+
+
+def write_pem(path: str | Path, *texts: str | bytes) -> Path:
+    """Write the PEM texts one after another (each newline-terminated) to path; returns the Path."""
+    parts = [t.decode("ascii") if isinstance(t, bytes) else t for t in texts]
+    path = Path(path)
+    path.write_text("".join(p if p.endswith("\n") else p + "\n" for p in parts if p))
+    return path
