@@ -1,8 +1,9 @@
 """Refuse request bodies over the limit before they are parsed (413 ``payload_too_large``).
 
-A pure ASGI middleware: a declared Content-Length over the limit is refused at once; a body
-sent chunked is counted as it streams and refused when it passes the limit, so nothing large
-is ever buffered or handed to a JSON or multipart parser.
+A pure ASGI middleware. A declared Content-Length over the limit is refused at once. Otherwise
+the body (chunked or not) is read here, at most ``max_bytes`` of it, and refused as soon as it
+passes the limit; an acceptable body is then replayed to the application. So no JSON or
+multipart parser ever sees an oversized body, and at most 1 MiB per request is buffered.
 """
 
 from __future__ import annotations
@@ -18,34 +19,39 @@ class BodySizeLimit:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
             return await self.app(scope, receive, send)
         for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = 0
-                if declared > self.max_bytes:
-                    return await self._refuse(send)
-        seen = 0
-
-        async def counting_receive():
-            nonlocal seen
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                return await self._refuse(send)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise PayloadTooLarge(self._detail())
-            return message
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                return await self._refuse(send)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
 
-        return await self.app(scope, counting_receive, send)
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
 
-    def _detail(self) -> str:
-        return f"the request body is larger than {self.max_bytes} bytes"
+        return await self.app(scope, replay, send)
 
     async def _refuse(self, send) -> None:
-        body = json.dumps(PayloadTooLarge(self._detail()).body()).encode()
+        problem = PayloadTooLarge(f"the request body is larger than {self.max_bytes} bytes")
+        body = json.dumps(problem.body()).encode()
         await send({
             "type": "http.response.start",
             "status": 413,

@@ -105,4 +105,6 @@ def _install_docs(app: FastAPI) -> None:
             swagger_js_url="/static/docs/swagger-ui-bundle.js",
             swagger_css_url="/static/docs/swagger-ui.css",
             swagger_favicon_url="/static/docs/favicon.png",
+            # No badge that would call the public validator service.
+            swagger_ui_parameters={"validatorUrl": None},
         )

@@ -51,6 +51,7 @@ __all__ = [
     "DnsUpdateError",
     "DownloadError",
     "FinalizationError",
+    "Http01Solver",
     "HttpPublishError",
     "IssuedCertificate",
     "OrderError",

@@ -50,9 +50,7 @@ def ari_cert_id(cert: x509.Certificate | bytes | str) -> str:
     return f"{_b64url(aki.key_identifier)}.{_b64url(serial_bytes)}"
 
 
-def renewal_info(
-    client: acme_client.ClientV2, cert_pem: bytes | str
-) -> RenewalWindow | None:
+def renewal_info(client: acme_client.ClientV2, cert_pem: bytes | str) -> RenewalWindow | None:
     """The CA's suggested window for `cert_pem`, or None if the CA does not offer ARI.
 
     A plain GET, no signature (RFC 9773 §4.1). Raises RenewalInfoError when the CA offers ARI
@@ -80,7 +78,7 @@ def renewal_info(
 
 
 def _aware(moment: dt.datetime) -> dt.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def default_renewal_at(not_before: dt.datetime, not_after: dt.datetime) -> dt.datetime:

@@ -12,6 +12,8 @@ Issuance itself lives in ``app.acme.order``; this module re-exports it so that c
 from __future__ import annotations
 
 import logging
+
+import josepy as jose
 import requests
 from acme import client as acme_client
 from acme import errors as acme_errors
@@ -50,7 +52,7 @@ def make_client(
     )
     try:
         directory = acme_client.ClientV2.get_directory(directory_url, net)
-    except (requests.RequestException, acme_errors.Error, ValueError) as exc:
+    except (requests.RequestException, acme_errors.Error, jose.errors.Error, ValueError) as exc:
         raise AccountError(
             f"cannot read the ACME directory {directory_url}: {describe(exc)}",
             problem=problem_from_exception(exc),
@@ -117,7 +119,7 @@ def register_or_load_account(
         client.net.account = messages.RegistrationResource(
             body=messages.Registration(), uri=account_uri
         )
-    except (messages.Error, acme_errors.Error, requests.RequestException) as exc:
+    except (messages.Error, acme_errors.Error, jose.errors.Error, requests.RequestException) as exc:
         raise AccountError(
             f"account registration failed: {describe(exc)}", problem=problem_from_exception(exc)
         ) from exc
@@ -127,12 +129,12 @@ def register_or_load_account(
     return client, account_key_pem, account_uri
 
 
-from app.acme.order import IssuedCertificate, issue  # noqa: E402  (re-export, see module doc)
+from app.acme.order import IssuedCertificate, issue
 
 __all__ = [
     "DEFAULT_REQUEST_TIMEOUT",
-    "IssuedCertificate",
     "USER_AGENT",
+    "IssuedCertificate",
     "issue",
     "make_client",
     "register_or_load_account",

@@ -76,7 +76,9 @@ class AcmeError(Exception):
         }
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(step={self.step!r}, code={self.code!r}, detail={self.detail!r})"
+        return (
+            f"{type(self).__name__}(step={self.step!r}, code={self.code!r}, detail={self.detail!r})"
+        )
 
 
 class AccountError(AcmeError):

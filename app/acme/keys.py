@@ -33,7 +33,9 @@ def generate_private_key(key_type: str) -> ec.EllipticCurvePrivateKey | rsa.RSAP
         return rsa.generate_private_key(public_exponent=65537, key_size=2048)
     if key_type == "rsa-4096":
         return rsa.generate_private_key(public_exponent=65537, key_size=4096)
-    raise UnsupportedKeyType(f"unsupported key type {key_type!r}; use one of {', '.join(KEY_TYPES)}")
+    raise UnsupportedKeyType(
+        f"unsupported key type {key_type!r}; use one of {', '.join(KEY_TYPES)}"
+    )
 
 
 def private_key_pem(key: PrivateKeyTypes) -> bytes:

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import josepy as jose
 import requests
 from acme import client as acme_client
 from acme import errors as acme_errors
@@ -46,7 +47,13 @@ from app.acme.solvers import ChallengeSolver, ChallengeTask
 
 log = logging.getLogger("certpost.acme")
 
-_TRANSPORT_ERRORS = (messages.Error, acme_errors.Error, requests.RequestException, ValueError)
+_TRANSPORT_ERRORS = (
+    messages.Error,
+    acme_errors.Error,
+    jose.errors.Error,
+    requests.RequestException,
+    ValueError,
+)
 
 
 @dataclass(frozen=True)
@@ -192,7 +199,9 @@ def _validate(
         solver.prepare(tasks)
         for _, task in pending:
             try:
-                client.answer_challenge(task.challenge, task.challenge.chall.response(client.net.key))
+                client.answer_challenge(
+                    task.challenge, task.challenge.chall.response(client.net.key)
+                )
             except _TRANSPORT_ERRORS as exc:
                 raise ValidationError(
                     f"answering the challenge for {task.identifier} failed: {describe(exc)}",

@@ -109,9 +109,7 @@ class Dns01Solver(ChallengeSolver):
             except DnsPropagationTimeout as exc:
                 raise PropagationError(exc.detail, code=exc.code, timed_out=True) from exc
             except DnsError as exc:
-                raise PropagationError(
-                    f"cannot check {fqdn}: {exc.detail}", code=exc.code
-                ) from exc
+                raise PropagationError(f"cannot check {fqdn}: {exc.detail}", code=exc.code) from exc
 
     def cleanup(self, tasks: Sequence[ChallengeTask]) -> None:
         for task in tasks:
@@ -153,7 +151,7 @@ class Http01Solver(ChallengeSolver):
                 )
             try:
                 self.publish(task.token, task.key_authorization)
-            except Exception as exc:  # noqa: BLE001 - the callback may fail in any way
+            except Exception as exc:
                 raise HttpPublishError(
                     f"cannot publish the http-01 response for {task.identifier}: "
                     f"{type(exc).__name__}: {exc}"

@@ -48,7 +48,7 @@ class CertificateOut(BaseModel):
     not_before: datetime
     not_after: datetime
     fingerprint_sha256: str
-    key_type: str = Field(description="rsa, ec-secp256r1, ec-secp384r1, ed25519 …")
+    key_type: str = Field(description="rsa, ec-p256, ec-p384, ec-p521 or ed25519")
     key_bits: int
     self_signed: bool
     trusted: bool = Field(description="The chain verifies to a trusted root for the certificate's own names.")

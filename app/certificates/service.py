@@ -67,7 +67,7 @@ class CertificateService:
         cert.not_before = material.not_before
         cert.not_after = material.not_after
         cert.fingerprint_sha256 = material.fingerprint
-        cert.key_type = info.curve and f"ec-{info.curve}" or info.key_type
+        cert.key_type = kx.key_type_label(info)
         cert.key_bits = info.key_bits
         cert.self_signed = material.self_signed
         cert.trusted = material.trusted

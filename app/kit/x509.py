@@ -173,6 +173,16 @@ def key_info(public_key: CertificateIssuerPublicKeyTypes) -> KeyInfo:
     return KeyInfo(type(public_key).__name__.lower(), 0)
 
 
+_CURVES = {"secp256r1": "p256", "secp384r1": "p384", "secp521r1": "p521"}
+
+
+def key_type_label(info: KeyInfo) -> str:
+    """``rsa``, ``ec-p256``, ``ec-p384``, ``ec-p521``, ``ed25519``: the names ACME orders use too."""
+    if info.key_type == "ec":
+        return f"ec-{_CURVES.get(info.curve or '', info.curve)}"
+    return info.key_type
+
+
 def dns_names(cert: x509.Certificate) -> list[str]:
     """The DNS names a certificate is for: its SAN dNSNames, else (legacy) its subject CN.
 
@@ -213,6 +223,7 @@ __all__ = [
     "is_self_signed",
     "key_info",
     "key_matches",
+    "key_type_label",
     "load_pem_certificates",
     "load_private_key",
     "not_after",

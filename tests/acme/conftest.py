@@ -101,10 +101,12 @@ class Http01Responder:
         responder = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
+            def do_GET(self) -> None:
                 responder.requests.append(self.path)
                 token = self.path.removeprefix(CHALLENGE_PREFIX)
-                body = responder.tokens.get(token) if self.path.startswith(CHALLENGE_PREFIX) else None
+                body = (
+                    responder.tokens.get(token) if self.path.startswith(CHALLENGE_PREFIX) else None
+                )
                 if body is None:
                     self.send_response(404)
                     self.end_headers()

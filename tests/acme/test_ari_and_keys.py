@@ -32,7 +32,7 @@ from app.acme import (
 from app.acme.keys import generate_account_key, normalize_names
 from tests.support.ports import free_port
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def _cert(serial: int, aki: bytes) -> x509.Certificate:
@@ -115,11 +115,15 @@ class _AriDirectory:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 outer.seen.append(self.path)
                 if self.path == "/dir":
-                    body = {"newNonce": f"{base}/nonce", "newAccount": f"{base}/acct",
-                            "newOrder": f"{base}/order", "renewalInfo": f"{base}/ari"}
+                    body = {
+                        "newNonce": f"{base}/nonce",
+                        "newAccount": f"{base}/acct",
+                        "newOrder": f"{base}/order",
+                        "renewalInfo": f"{base}/ari",
+                    }
                     code = 200
                 elif self.path.startswith("/ari/") and status == 200:
                     body, code = {"suggestedWindow": window}, 200
@@ -128,8 +132,10 @@ class _AriDirectory:
                     code = status
                 data = json.dumps(body).encode()
                 self.send_response(code)
-                self.send_header("Content-Type", "application/json" if code == 200
-                                 else "application/problem+json")
+                self.send_header(
+                    "Content-Type",
+                    "application/json" if code == 200 else "application/problem+json",
+                )
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)

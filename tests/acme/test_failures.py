@@ -23,12 +23,12 @@ ACME_ERROR = "urn:ietf:params:acme:error:"
 
 
 def _provider(bind_server, **overrides) -> Rfc2136Provider:
-    kwargs = dict(
-        key_name=bind_server.key_name,
-        key_secret=bind_server.key_secret,
-        key_algorithm=bind_server.key_algorithm,
-        timeout=3.0,
-    )
+    kwargs = {
+        "key_name": bind_server.key_name,
+        "key_secret": bind_server.key_secret,
+        "key_algorithm": bind_server.key_algorithm,
+        "timeout": 3.0,
+    }
     kwargs.update(overrides)
     return Rfc2136Provider(bind_server.host, bind_server.port, **kwargs)
 
@@ -87,17 +87,18 @@ def test_name_in_a_zone_the_server_does_not_serve(acme_account, bind_server, dns
     assert (info.value.step, info.value.code) == ("dns_update", "dns_update_refused")
 
 
-def test_second_name_refused_after_first_added_still_cleans_up(
-    acme_account, bind_server, txt_at
-):
+def test_second_name_refused_after_first_added_still_cleans_up(acme_account, bind_server, txt_at):
     client, _, _ = acme_account
     provider = SecondAddRefused(
-        bind_server.host, bind_server.port,
-        key_name=bind_server.key_name, key_secret=bind_server.key_secret,
+        bind_server.host,
+        bind_server.port,
+        key_name=bind_server.key_name,
+        key_secret=bind_server.key_secret,
     )
     with pytest.raises(DnsUpdateError) as info:
-        issue(client, ["z19.test", "*.z19.test"], "ec-p256", Dns01Solver(provider),
-              poll_interval=0.05)
+        issue(
+            client, ["z19.test", "*.z19.test"], "ec-p256", Dns01Solver(provider), poll_interval=0.05
+        )
     assert info.value.code == "dns_update_refused"
     assert provider.added == [("_acme-challenge.z19.test", provider.added[0][1])]
     assert txt_at("_acme-challenge.z19.test") == set()
@@ -114,9 +115,7 @@ def test_propagation_timeout(acme_account, bind_server, txt_at):
     assert txt_at("_acme-challenge.z18.test") == set()
 
 
-def test_wrong_txt_value_fails_validation_with_the_cas_problem(
-    acme_account, dns_provider, txt_at
-):
+def test_wrong_txt_value_fails_validation_with_the_cas_problem(acme_account, dns_provider, txt_at):
     client, _, _ = acme_account
     solver = WrongValueDns01(dns_provider, propagation_interval=0.1)
     with pytest.raises(ValidationError) as info:
@@ -156,8 +155,13 @@ def test_http01_publish_failure(acme_account):
         raise ConnectionError("agent unreachable")
 
     with pytest.raises(HttpPublishError) as info:
-        issue(client, ["webmail.z15.test"], "ec-p256", Http01Solver(publish, lambda t: None),
-              poll_interval=0.05)
+        issue(
+            client,
+            ["webmail.z15.test"],
+            "ec-p256",
+            Http01Solver(publish, lambda t: None),
+            poll_interval=0.05,
+        )
     assert info.value.step == "http_publish"
 
 

@@ -30,7 +30,7 @@ def verify_chain(pebble_server, issued, name: str) -> None:
     verifier = (
         PolicyBuilder()
         .store(Store(roots))
-        .time(dt.datetime.now(dt.timezone.utc))
+        .time(dt.datetime.now(dt.UTC))
         .build_server_verifier(x509.DNSName(name))
     )
     chain = verifier.verify(leaf, intermediates)
@@ -71,8 +71,9 @@ def test_key_types(pebble_server, acme_account, dns_solver, key_type):
 def test_http01_for_webmail(pebble_server, acme_account, http01_responder):
     client, _, _ = acme_account
     solver = Http01Solver(http01_responder.publish, http01_responder.unpublish)
-    issued = issue(client, ["webmail.z25.test", "mail.z25.test"], "ec-p256", solver,
-                   poll_interval=0.05)
+    issued = issue(
+        client, ["webmail.z25.test", "mail.z25.test"], "ec-p256", solver, poll_interval=0.05
+    )
     verify_chain(pebble_server, issued, "webmail.z25.test")
     assert any(p.startswith("/.well-known/acme-challenge/") for p in http01_responder.requests)
     assert http01_responder.tokens == {}, "tokens are unpublished after success"
@@ -138,7 +139,10 @@ def test_unreachable_directory_is_an_account_error(pebble_server):
 
     with pytest.raises(AccountError) as info:
         register_or_load_account(
-            f"https://127.0.0.1:{free_port()}/dir", None, None, ca_bundle=pebble_server.ca_bundle,
+            f"https://127.0.0.1:{free_port()}/dir",
+            None,
+            None,
+            ca_bundle=pebble_server.ca_bundle,
             request_timeout=2,
         )
     assert info.value.step == "account" and info.value.problem is None

@@ -18,12 +18,12 @@ pytestmark = pytest.mark.acme
 
 
 def _provider(bind_server, **overrides) -> Rfc2136Provider:
-    kwargs = dict(
-        key_name=bind_server.key_name,
-        key_secret=bind_server.key_secret,
-        key_algorithm=bind_server.key_algorithm,
-        timeout=3.0,
-    )
+    kwargs = {
+        "key_name": bind_server.key_name,
+        "key_secret": bind_server.key_secret,
+        "key_algorithm": bind_server.key_algorithm,
+        "timeout": 3.0,
+    }
     kwargs.update(overrides)
     return Rfc2136Provider(bind_server.host, kwargs.pop("port", bind_server.port), **kwargs)
 

@@ -96,8 +96,8 @@ def _named_conf(
 key "{key_name}" {{ algorithm {TSIG_ALGORITHM}; secret "{secret}"; }};
 options {{
     directory "{directory}";
-    pid-file "{directory / 'named.pid'}";
-    session-keyfile "{directory / 'session.key'}";
+    pid-file "{directory / "named.pid"}";
+    session-keyfile "{directory / "session.key"}";
     managed-keys-directory "{directory}";
     listen-on port {port} {{ 127.0.0.1; }};
     listen-on-v6 {{ none; }};
@@ -111,11 +111,15 @@ controls {{ }};
 """
 
 
-def _wait_ready(host: str, port: int, proc: subprocess.Popen, log_path: Path, timeout: float) -> None:
+def _wait_ready(
+    host: str, port: int, proc: subprocess.Popen, log_path: Path, timeout: float
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"named exited with {proc.returncode}: {log_path.read_text()[-2000:]}")
+            raise RuntimeError(
+                f"named exited with {proc.returncode}: {log_path.read_text()[-2000:]}"
+            )
         try:
             with socket.create_connection((host, port), timeout=0.2):
                 pass
@@ -147,15 +151,14 @@ def start_bind(
     conf.write_text(_named_conf(directory, port, zones, readonly_zones, TSIG_KEY_NAME, secret))
     os.chmod(conf, 0o600)
     log_path = directory / "named.log"
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(
-        [NAMED, "-c", str(conf), "-g"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    log.close()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [NAMED, "-c", str(conf), "-g"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     try:
         _wait_ready("127.0.0.1", port, proc, log_path, timeout)
     except BaseException:

@@ -43,7 +43,7 @@ EAB_HMAC_KEY = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W
 
 def _write_https_material(directory: Path) -> Path:
     """A throwaway CA plus a 127.0.0.1/localhost leaf for Pebble's HTTPS; returns the CA file path."""
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "certpost test pebble https CA")])
     ca_cert = (
@@ -56,7 +56,8 @@ def _write_https_material(directory: Path) -> Path:
         .not_valid_after(now + dt.timedelta(days=2))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
         )
         .sign(ca_key, hashes.SHA256())
     )
@@ -75,7 +76,9 @@ def _write_https_material(directory: Path) -> Path:
             ),
             critical=False,
         )
-        .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
         .sign(ca_key, hashes.SHA256())
     )
     pem = serialization.Encoding.PEM
@@ -84,9 +87,7 @@ def _write_https_material(directory: Path) -> Path:
     (directory / "https-cert.pem").write_bytes(leaf.public_bytes(pem))
     key_path = directory / "https-key.pem"
     key_path.write_bytes(
-        leaf_key.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     os.chmod(key_path, 0o600)
     return ca_path
@@ -141,11 +142,15 @@ class PebbleServer:
         except Exception:  # noqa: BLE001 - any failure means "not answering"
             return False
 
-    def ensure_alive(self) -> bool:
-        """Restart Pebble (same ports) when its directory does not answer; True if it restarted."""
-        if self._proc is not None and self._proc.poll() is None and self.is_alive():
+    def ensure_alive(self, timeout: float = 3.0) -> bool:
+        """Restart Pebble (same ports) when its directory does not answer; True if it restarted.
+
+        A hung Pebble answers no request at all, so a directory GET within `timeout` is the test.
+        The issuing root changes with the restart: fetch it again afterwards.
+        """
+        if self._proc is not None and self._proc.poll() is None and self.is_alive(timeout):
             return False
-        stop_pebble(self, remove=False)
+        stop_pebble(self, remove=False, grace=1.0)
         _launch(self)
         self.restarts += 1
         return True
@@ -173,27 +178,34 @@ def _launch(server: PebbleServer, timeout: float = 10.0) -> None:
     cfg.write_text(json.dumps(_config(server), indent=2))
     env = dict(os.environ)
     env.update(PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT="0", PEBBLE_AUTHZREUSE="0")
-    log = open(server.log_path, "ab")
-    proc = subprocess.Popen(
-        [PEBBLE, "-config", str(cfg), "-dnsserver", server.dns_server],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env=env,
-        cwd=server.directory,
-        start_new_session=True,
-    )
-    log.close()
+    with open(server.log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [PEBBLE, "-config", str(cfg), "-dnsserver", server.dns_server],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=server.directory,
+            start_new_session=True,
+        )
     server._proc, server.pid = proc, proc.pid
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"pebble exited {proc.returncode}: {server.log_path.read_text()[-2000:]}")
-        if _port_open(server.listen_port) and _port_open(server.management_port) and server.is_alive(1.0):
+            raise RuntimeError(
+                f"pebble exited {proc.returncode}: {server.log_path.read_text()[-2000:]}"
+            )
+        if (
+            _port_open(server.listen_port)
+            and _port_open(server.management_port)
+            and server.is_alive(1.0)
+        ):
             return
         time.sleep(0.05)
     stop_pebble(server, remove=False)
-    raise RuntimeError(f"pebble did not start in {timeout} s: {server.log_path.read_text()[-2000:]}")
+    raise RuntimeError(
+        f"pebble did not start in {timeout} s: {server.log_path.read_text()[-2000:]}"
+    )
 
 
 def _port_open(port: int) -> bool:
@@ -225,13 +237,13 @@ def start_pebble(dns_server: str, *, http_port: int | None = None) -> PebbleServ
     return server
 
 
-def stop_pebble(server: PebbleServer, *, remove: bool = True) -> None:
-    """Stop the Pebble this module started, by its PID."""
+def stop_pebble(server: PebbleServer, *, remove: bool = True, grace: float = 5.0) -> None:
+    """Stop the Pebble this module started, by its PID (SIGKILL if it ignores SIGTERM)."""
     proc = server._proc
     if proc is not None and proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(5)
+            proc.wait(grace)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)

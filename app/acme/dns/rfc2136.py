@@ -96,7 +96,9 @@ class Rfc2136Provider(DnsProvider):
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:  # the secret stays out of logs and tracebacks
-        return f"Rfc2136Provider(server={self.server!r}, port={self.port}, key_name={self.key_name!r})"
+        return (
+            f"Rfc2136Provider(server={self.server!r}, port={self.port}, key_name={self.key_name!r})"
+        )
 
     # -- addressing -------------------------------------------------------------------------
 
@@ -195,7 +197,9 @@ class Rfc2136Provider(DnsProvider):
                 fqdn=fqdn,
             ) from None
         except dns.tsig.PeerError as exc:
-            raise DnsTsigRejected(f"{where} rejected TSIG: {type(exc).__name__}", fqdn=fqdn) from None
+            raise DnsTsigRejected(
+                f"{where} rejected TSIG: {type(exc).__name__}", fqdn=fqdn
+            ) from None
         except (dns.exception.Timeout, OSError, EOFError) as exc:
             raise DnsUnreachable(f"{where} did not answer the update: {exc!r}", fqdn=fqdn) from None
         rcode = response.rcode()

@@ -1,0 +1,52 @@
+"""Problem documents: payload validation, unknown fields, body size, no echo of submitted values."""
+
+from tests.support.api import assert_problem, upload_body
+
+
+async def test_unknown_fields_refused(client, admin):
+    r = await client.post("/v1/accounts", json={"name": "x", "colour": "blue"}, headers=admin)
+    body = assert_problem(r, 422, "validation_error")
+    assert body["errors"][0]["loc"] == ["body", "colour"]
+
+
+async def test_validation_error_never_echoes_values(client, admin, test_ca):
+    issued = test_ca.issue(["mail.a.test"])
+    secret_line = issued.key_pem.splitlines()[1]
+    body = upload_body(issued, unexpected=issued.key_pem, key_passphrase=12345)
+    body["certificate_pem"] = {"nested": issued.key_pem}
+    r = await client.post("/v1/certificates", json=body, headers=admin)
+    problem = assert_problem(r, 422, "validation_error")
+    assert secret_line not in r.text and "12345" not in r.text
+    assert {tuple(e["loc"]) for e in problem["errors"]} >= {("body", "unexpected"), ("body", "certificate_pem")}
+    for error in problem["errors"]:
+        assert set(error) == {"loc", "message", "type"}
+
+
+async def test_malformed_json(client, admin):
+    r = await client.post("/v1/accounts", content=b"{not json", headers={**admin, "content-type": "application/json"})
+    assert_problem(r, 422, "validation_error")
+
+
+async def test_body_over_one_mebibyte_refused_before_parsing(client, admin):
+    big = b'{"name": "' + b"x" * (1024 * 1024) + b'"}'
+    r = await client.post("/v1/accounts", content=big, headers={**admin, "content-type": "application/json"})
+    assert_problem(r, 413, "payload_too_large")
+
+    async def chunks():
+        yield b'--zz\r\nContent-Disposition: form-data; name="pkcs12"; filename="a.p12"\r\n\r\n'
+        for _ in range(20):
+            yield b"x" * 65536  # 1.25 MiB without a Content-Length
+
+    r = await client.post("/v1/certificates/import", content=chunks(), headers={**admin, "content-type": "multipart/form-data; boundary=zz"})
+    assert_problem(r, 413, "payload_too_large")
+
+
+async def test_unknown_route_and_method(client, admin):
+    assert_problem(await client.get("/v1/nothing", headers=admin), 404, "not_found")
+    assert_problem(await client.patch("/v1/accounts", headers=admin), 405, "method_not_allowed")
+
+
+async def test_health_and_readiness_need_no_token(client):
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    r = await client.get("/readyz")
+    assert r.status_code == 200 and r.json()["database"] == "ok"
