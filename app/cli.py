@@ -18,7 +18,7 @@ def _migrate(settings: Settings) -> None:
     from app.migrate import upgrade
 
     if settings.is_sqlite:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
 
 
@@ -139,9 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from app.kit.crypto import MasterKeyError
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args.func(args, get_settings())
+    try:
+        args.func(args, get_settings())
+    except MasterKeyError as exc:
+        sys.exit(f"certpost: {exc}")
 
 
 if __name__ == "__main__":

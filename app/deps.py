@@ -28,6 +28,7 @@ async def get_session(ctx: Context) -> AsyncIterator[AsyncSession]:
         try:
             yield session
             await session.commit()
+            ctx.notify_worker()
         except BaseException:
             await session.rollback()
             raise

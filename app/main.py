@@ -21,6 +21,7 @@ from app.accounts.router import router as accounts_router
 from app.certificates.router import router as certificates_router
 from app.config import Settings, get_settings
 from app.context import AppContext
+from app.deployments.router import router as deployments_router
 from app.domains.router import router as domains_router
 from app.limits import BodySizeLimit
 from app.problems import install_handlers
@@ -68,7 +69,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     )
     install_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    for router in (accounts_router, servers_router, domains_router, certificates_router):
+    for router in (accounts_router, servers_router, deployments_router, domains_router, certificates_router):
         app.include_router(router)
     _install_ops_routes(app)
     _install_docs(app)

@@ -31,7 +31,6 @@ class Deployment(IdMixin, TimestampMixin, Base):
     next_attempt_at: Mapped[datetime]
     last_error: Mapped[dict | None] = mapped_column(JSON)
     applied_at: Mapped[datetime | None]
-    locked_until: Mapped[datetime | None]
 
 
 class DeploymentAttempt(IdMixin, Base):

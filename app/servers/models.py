@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -27,3 +29,6 @@ class Server(IdMixin, TimestampMixin, Base):
     # Desired state version; bumped in the same transaction as every change to what it serves.
     desired_generation: Mapped[int] = mapped_column(Integer, default=0)
     applied_generation: Mapped[int] = mapped_column(Integer, default=0)
+    # One worker at a time delivers to a server: it holds this lease (see deployments/claims.py).
+    deploy_lease_until: Mapped[datetime | None]
+    deploy_lease_owner: Mapped[str | None] = mapped_column(String(64))

@@ -1,0 +1,138 @@
+"""Talking to a server's agent: HTTPS pinned to the agent's own certificate, signed requests.
+
+Pinning happens at the TLS handshake, before any request (and so any private key) is sent:
+the agent's certificate is fetched once, its SHA-256 compared with the fingerprint the admin
+registered, and that exact certificate becomes the only trust anchor of an ``ssl.SSLContext``
+(``VERIFY_X509_PARTIAL_CHAIN`` lets a self-signed leaf anchor itself). Every request carries an
+Ed25519 signature over method, path, body digest, time and nonce (``app.kit.signing``, after
+RFC 9421). Redirects are never followed: a signed push goes where the admin said, or nowhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import socket
+import ssl
+from dataclasses import dataclass
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from app.kit.signing import sign_request
+
+
+class AgentError(Exception):
+    """A delivery that did not apply. ``retryable`` says whether trying later may help."""
+
+    def __init__(self, code: str, detail: str, *, retryable: bool, body: dict | None = None, status: int | None = None):
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.retryable = retryable
+        self.body = body or {}
+        self.status = status
+
+    def as_dict(self) -> dict:
+        out = {"code": self.code, "detail": self.detail}
+        if self.status is not None:
+            out["status"] = self.status
+        for key in ("step", "daemon", "message", "rolled_back", "missing"):
+            if key in self.body:
+                out[key] = self.body[key]
+        return out
+
+
+@dataclass(frozen=True)
+class PinnedTls:
+    context: ssl.SSLContext
+    fingerprint: str
+
+
+def _fetch_pinned_context(host: str, port: int, fingerprint: str, timeout: float) -> PinnedTls:
+    probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    probe.check_hostname = False
+    probe.verify_mode = ssl.CERT_NONE
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        with probe.wrap_socket(sock, server_hostname=host) as tls:
+            der = tls.getpeercert(binary_form=True)
+    seen = hashlib.sha256(der).hexdigest()
+    if seen != fingerprint:
+        raise AgentError(
+            "agent_tls_pin_mismatch",
+            f"the agent presented a certificate with SHA-256 {seen}, not the registered {fingerprint}",
+            retryable=True,
+        )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    context.load_verify_locations(cadata=ssl.DER_cert_to_PEM_cert(der))
+    return PinnedTls(context, fingerprint)
+
+
+class AgentClient:
+    """One agent. Build per delivery; ``aclose()`` when done."""
+
+    def __init__(self, base_url: str, fingerprint: str | None, signing_key: Ed25519PrivateKey, *, timeout: float = 120.0):
+        if not fingerprint:
+            raise AgentError("agent_not_pinned", "the server has no agent_tls_fingerprint; set it with PATCH /v1/servers/{id}", retryable=False)
+        self.base = httpx.URL(base_url)
+        self.fingerprint = fingerprint
+        self.signing_key = signing_key
+        self.timeout = timeout
+        self._client: httpx.AsyncClient | None = None
+        self.bytes_sent = 0
+
+    async def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            host, port = self.base.host, self.base.port or 443
+            try:
+                pinned = await asyncio.to_thread(_fetch_pinned_context, host, port, self.fingerprint, min(self.timeout, 10.0))
+            except AgentError:
+                raise
+            except OSError as exc:
+                raise AgentError("agent_unreachable", f"cannot reach the agent at {self.base}: {exc}", retryable=True) from None
+            self._client = httpx.AsyncClient(
+                verify=pinned.context, follow_redirects=False, timeout=httpx.Timeout(self.timeout, connect=10.0)
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def _request(self, method: str, path: str, document: dict | None = None) -> dict:
+        client = await self._http()
+        url = self.base.join(path)
+        body = json.dumps(document, separators=(",", ":")).encode() if document is not None else b""
+        target = url.raw_path.decode()
+        headers = sign_request(self.signing_key, method, target, body)
+        if document is not None:
+            headers["Content-Type"] = "application/json"
+        self.bytes_sent += len(body)
+        try:
+            response = await client.request(method, url, content=body, headers=headers)
+        except httpx.TimeoutException:
+            raise AgentError("agent_timeout", f"the agent did not answer {method} {path} in {self.timeout} s", retryable=True) from None
+        except httpx.HTTPError as exc:
+            raise AgentError("agent_unreachable", f"{method} {path} failed: {type(exc).__name__}: {exc}", retryable=True) from None
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = {}
+        if response.is_redirect:
+            raise AgentError("agent_redirected", "the agent answered with a redirect, which is never followed", retryable=False, status=response.status_code)
+        if response.status_code >= 400 or payload.get("status") == "failed":
+            code = payload.get("code") or ("agent_apply_failed" if payload.get("status") == "failed" else f"agent_http_{response.status_code}")
+            detail = payload.get("detail") or payload.get("message") or response.reason_phrase
+            retryable = response.status_code >= 500 or code == "missing_bundles"
+            raise AgentError(code, str(detail), retryable=retryable, body=payload, status=response.status_code)
+        return payload
+
+    async def state(self) -> dict:
+        return await self._request("GET", "/v1/state")
+
+    async def put_config(self, document: dict) -> dict:
+        return await self._request("PUT", "/v1/config", document)

@@ -1,0 +1,61 @@
+"""Which worker delivers to which server: a lease on the server row.
+
+A worker claims a server with one conditional UPDATE (``... WHERE deploy_lease_until IS NULL
+OR deploy_lease_until < now``). On PostgreSQL a second worker running the same UPDATE waits
+for the first one's row lock and then re-checks the condition (READ COMMITTED re-evaluation),
+so it updates nothing; on SQLite writers are serialised anyway. So several workers never
+deliver to one server at once, and a worker that dies loses its lease when it expires.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.deployments.models import Deployment
+from app.servers.models import Server
+
+DUE = ("pending", "retrying")
+
+
+def _free(now: datetime):
+    return or_(Server.deploy_lease_until.is_(None), Server.deploy_lease_until < now)
+
+
+async def claim_due_servers(session: AsyncSession, owner: str, now: datetime, lease: timedelta, limit: int) -> list[str]:
+    candidates = list(
+        await session.scalars(
+            select(Deployment.server_id)
+            .join(Server, Server.id == Deployment.server_id)
+            .where(
+                Deployment.status.in_(DUE),
+                Deployment.next_attempt_at <= now,
+                Server.agent_url.is_not(None),
+                _free(now),
+            )
+            .group_by(Deployment.server_id)
+            .limit(limit)
+        )
+    )
+    claimed: list[str] = []
+    for server_id in candidates:
+        result = await session.execute(
+            update(Server)
+            .where(Server.id == server_id, _free(now))
+            .values(deploy_lease_until=now + lease, deploy_lease_owner=owner)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:
+            claimed.append(server_id)
+    return claimed
+
+
+async def release(session: AsyncSession, server_id: str, owner: str) -> None:
+    await session.execute(
+        update(Server)
+        .where(Server.id == server_id, Server.deploy_lease_owner == owner)
+        .values(deploy_lease_until=None, deploy_lease_owner=None)
+        .execution_options(synchronize_session=False)
+    )

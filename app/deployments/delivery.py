@@ -1,0 +1,151 @@
+"""Delivering the latest generation of one server to its agent, and recording the outcome.
+
+Three short transactions around the network call, never one held open across it:
+1. read the server's desired configuration and mark older undelivered generations superseded;
+2. (no transaction) ask the agent what it holds, send the document with only the missing
+   bundles, and wait for its verdict (it validates, reloads, verifies and rolls back itself);
+3. record the attempt, the deployment's status and the server's applied generation.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+
+from app.certificates.models import Certificate
+from app.context import AppContext
+from app.deployments.agent_client import AgentClient, AgentError
+from app.deployments.claims import DUE, release
+from app.deployments.desired import DesiredConfig, load_desired
+from app.deployments.models import Deployment, DeploymentAttempt
+from app.deployments.policy import next_attempt_at
+from app.kit.crypto import Sealed
+from app.kit.time import utc_now
+from app.servers.models import Server
+
+log = logging.getLogger("certpost.deployments")
+
+
+@dataclass
+class Outcome:
+    applied: bool
+    error: AgentError | None = None
+    bytes_sent: int = 0
+    response: dict | None = None
+
+
+async def deliver(ctx: AppContext, server_id: str, owner: str) -> Outcome | None:
+    started = utc_now()
+    async with ctx.sessionmaker() as session:
+        server = await session.get(Server, server_id)
+        if server is None:
+            return None
+        deployment = await session.scalar(
+            select(Deployment)
+            .where(Deployment.server_id == server_id, Deployment.status.in_(DUE))
+            .order_by(Deployment.generation.desc())
+            .limit(1)
+        )
+        if deployment is None:
+            await release(session, server_id, owner)
+            await session.commit()
+            return None
+        await session.execute(
+            update(Deployment)
+            .where(Deployment.server_id == server_id, Deployment.status.in_(DUE), Deployment.generation < deployment.generation)
+            .values(status="superseded", updated_at=started)
+            .execution_options(synchronize_session=False)
+        )
+        desired = await load_desired(session, server)
+        desired.generation = deployment.generation
+        agent = (server.agent_url, server.agent_tls_fingerprint)
+        await session.commit()
+
+    outcome = await _push(ctx, agent, desired)
+    await _record(ctx, server_id, deployment.id, owner, started, outcome)
+    return outcome
+
+
+async def _bundles(ctx: AppContext, desired: DesiredConfig, fingerprints: set[str]) -> dict[str, dict]:
+    """Key, leaf and chain for each fingerprint, the key unsealed only here, only for the push."""
+    if not fingerprints:
+        return {}
+    ids = [desired.certificate_ids[fp] for fp in fingerprints]
+    async with ctx.sessionmaker() as session:
+        certs = list(await session.scalars(select(Certificate).where(Certificate.id.in_(ids))))
+    bundles = {}
+    for cert in certs:
+        key = ctx.master_key.open(Sealed(cert.key_ciphertext, cert.key_wrapped, cert.master_key_id), cert.id)
+        bundles[cert.fingerprint_sha256] = {
+            "key_pem": key.decode(),
+            "certificate_pem": cert.certificate_pem,
+            "chain_pem": cert.chain_pem,
+        }
+    return bundles
+
+
+async def _push(ctx: AppContext, agent: tuple[str | None, str | None], desired: DesiredConfig) -> Outcome:
+    url, fingerprint = agent
+    try:
+        client = AgentClient(url, fingerprint, ctx.controller_key, timeout=ctx.settings.agent_timeout_seconds)
+    except AgentError as exc:
+        return Outcome(False, exc)
+    try:
+        state = await client.state()
+        if int(state.get("applied_generation", 0)) == desired.generation:
+            return Outcome(True, bytes_sent=client.bytes_sent, response=state)
+        missing = desired.fingerprints - set(state.get("fingerprints", []))
+        document = {**desired.document(), "bundles": await _bundles(ctx, desired, missing)}
+        try:
+            response = await client.put_config(document)
+        except AgentError as exc:
+            if exc.code != "missing_bundles":
+                raise
+            # The agent pruned something between our two requests: send what it names, once.
+            again = set(exc.body.get("missing", [])) & desired.fingerprints
+            document["bundles"].update(await _bundles(ctx, desired, again))
+            response = await client.put_config(document)
+        return Outcome(True, bytes_sent=client.bytes_sent, response=response)
+    except AgentError as exc:
+        return Outcome(False, exc, bytes_sent=client.bytes_sent)
+    finally:
+        await client.aclose()
+
+
+async def _record(ctx: AppContext, server_id: str, deployment_id: str, owner: str, started, outcome: Outcome) -> None:
+    now = utc_now()
+    settings = ctx.settings
+    async with ctx.sessionmaker() as session:
+        deployment = await session.get(Deployment, deployment_id)
+        server = await session.get(Server, server_id)
+        deployment.attempts += 1
+        deployment.updated_at = now
+        error = outcome.error.as_dict() if outcome.error else None
+        session.add(
+            DeploymentAttempt(
+                deployment_id=deployment_id,
+                started_at=started,
+                finished_at=now,
+                outcome="applied" if outcome.applied else "failed",
+                error=error,
+                bytes_sent=outcome.bytes_sent,
+            )
+        )
+        if outcome.applied:
+            deployment.status, deployment.applied_at, deployment.last_error = "applied", now, None
+            server.applied_generation = max(server.applied_generation, deployment.generation)
+            log.info("server %s applied generation %s (%d bytes)", server_id, deployment.generation, outcome.bytes_sent)
+        else:
+            deployment.last_error = error
+            if outcome.error.retryable:
+                deployment.status = "retrying"
+                deployment.next_attempt_at = next_attempt_at(
+                    now, deployment.attempts, base=settings.retry_base_seconds, cap=settings.retry_max_seconds
+                )
+            else:
+                deployment.status = "failed"
+            log.warning("server %s generation %s: %s (%s)", server_id, deployment.generation, outcome.error.code, outcome.error.detail)
+        await release(session, server_id, owner)
+        await session.commit()

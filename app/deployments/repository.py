@@ -1,0 +1,33 @@
+"""Queries for deployments and their attempts."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.deployments.models import Deployment, DeploymentAttempt
+
+
+class DeploymentRepository:
+    def __init__(self, session: AsyncSession):
+        self.session = session
+
+    async def for_server(self, server_id: str, limit: int, before_generation: int | None) -> list[Deployment]:
+        stmt = select(Deployment).where(Deployment.server_id == server_id)
+        if before_generation is not None:
+            stmt = stmt.where(Deployment.generation < before_generation)
+        stmt = stmt.order_by(Deployment.generation.desc()).limit(limit)
+        return list(await self.session.scalars(stmt))
+
+    async def get(self, server_id: str, deployment_id: str) -> Deployment | None:
+        row = await self.session.get(Deployment, deployment_id)
+        return row if row is not None and row.server_id == server_id else None
+
+    async def latest(self, server_id: str) -> Deployment | None:
+        return await self.session.scalar(
+            select(Deployment).where(Deployment.server_id == server_id).order_by(Deployment.generation.desc()).limit(1)
+        )
+
+    async def attempts(self, deployment_id: str) -> list[DeploymentAttempt]:
+        stmt = select(DeploymentAttempt).where(DeploymentAttempt.deployment_id == deployment_id).order_by(DeploymentAttempt.started_at)
+        return list(await self.session.scalars(stmt))

@@ -1,0 +1,78 @@
+"""HTTP for deployments of a server (admin only): history, push now, preview."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from app.deployments.desired import load_desired
+from app.deployments.models import Deployment
+from app.deployments.outbox import servers_changed
+from app.deployments.repository import DeploymentRepository
+from app.deployments.schemas import AttemptOut, DeploymentDetail, DeploymentOut, DeploymentPage, DesiredConfigOut
+from app.deps import Admin, Session
+from app.problems import Forbidden, NotFound, responses
+from app.servers.models import Server
+
+router = APIRouter(prefix="/v1/servers/{server_id}", tags=["deployments"])
+
+
+async def _server(session, server_id: str) -> Server:
+    server = await session.get(Server, server_id)
+    if server is None:
+        raise NotFound("server not found")
+    return server
+
+
+def _out(row: Deployment) -> DeploymentOut:
+    due = row.status in ("pending", "retrying")
+    return DeploymentOut(
+        id=row.id, server_id=row.server_id, generation=row.generation, reason=row.reason, status=row.status,
+        attempts=row.attempts, next_attempt_at=row.next_attempt_at if due else None, last_error=row.last_error,
+        applied_at=row.applied_at, created_at=row.created_at, updated_at=row.updated_at,
+    )
+
+
+@router.get("/deployments", response_model=DeploymentPage, responses=responses(Forbidden, NotFound))
+async def list_deployments(server_id: str, _admin: Admin, session: Session,
+                           limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                           before_generation: Annotated[int | None, Query(ge=1)] = None):
+    """Deployments of this server, newest generation first."""
+    await _server(session, server_id)
+    rows = await DeploymentRepository(session).for_server(server_id, limit + 1, before_generation)
+    next_cursor = rows[limit - 1].generation if len(rows) > limit else None
+    return DeploymentPage(items=[_out(r) for r in rows[:limit]], next_cursor=next_cursor)
+
+
+@router.get("/deployments/{deployment_id}", response_model=DeploymentDetail, responses=responses(Forbidden, NotFound))
+async def get_deployment(server_id: str, deployment_id: str, _admin: Admin, session: Session):
+    """One deployment with every attempt's outcome."""
+    repo = DeploymentRepository(session)
+    row = await repo.get(server_id, deployment_id)
+    if row is None:
+        raise NotFound("deployment not found")
+    history = [AttemptOut(started_at=a.started_at, finished_at=a.finished_at, outcome=a.outcome, error=a.error,
+                          bytes_sent=a.bytes_sent) for a in await repo.attempts(row.id)]
+    return DeploymentDetail(**_out(row).model_dump(), history=history)
+
+
+@router.post("/deployments", status_code=202, response_model=DeploymentOut, responses=responses(Forbidden, NotFound))
+async def push_now(server_id: str, _admin: Admin, session: Session):
+    """Push the server's current configuration again now, as a new generation.
+
+    A new generation (rather than re-sending the old one, which the agent would treat as a
+    no-op) makes the agent validate, reload and verify everything again.
+    """
+    await _server(session, server_id)
+    await servers_changed(session, [server_id], "push requested")
+    return _out(await DeploymentRepository(session).latest(server_id))
+
+
+@router.get("/config", response_model=DesiredConfigOut, responses=responses(Forbidden, NotFound))
+async def preview_config(server_id: str, _admin: Admin, session: Session):
+    """The configuration the agent should serve at the current desired generation (no keys)."""
+    server = await _server(session, server_id)
+    desired = await load_desired(session, server)
+    return DesiredConfigOut(**desired.document(), applied_generation=server.applied_generation,
+                            certificates=dict(sorted(desired.certificate_ids.items())))
