@@ -40,6 +40,22 @@ class Settings(BaseSettings):
         2000, description="Per-domain mail certificates per server above which a warning shows."
     )
 
+    # ACME (RFC 8555)
+    acme_directory_url: str = Field(
+        "https://acme-v02.api.letsencrypt.org/directory", description="The ACME CA's directory."
+    )
+    acme_email: str | None = Field(None, description="Contact address for the ACME account.")
+    acme_ca_bundle: Path | None = Field(None, description="PEM roots to trust for the CA's own HTTPS.")
+    acme_eab_kid: str | None = Field(None, description="External Account Binding key id.")
+    acme_eab_hmac_key: str | None = Field(None, description="External Account Binding HMAC key (base64url).")
+    acme_propagation_timeout: float = Field(300.0, description="Longest wait for TXT records to show.")
+    acme_propagation_interval: float = 5.0
+    acme_poll_interval: float = 0.5
+    acme_order_timeout: float = 600.0
+    renewal_check_seconds: float = Field(300.0, description="How often the worker looks for due renewals.")
+    renewal_retry_base_seconds: float = 300.0
+    renewal_retry_max_seconds: float = 6 * 3600.0
+
     @cached_property
     def resolved_database_url(self) -> str:
         if self.database_url:

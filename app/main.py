@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
 from app.accounts.router import router as accounts_router
+from app.acme.router import router as acme_router
 from app.certificates.router import router as certificates_router
 from app.config import Settings, get_settings
 from app.context import AppContext
@@ -69,7 +70,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     )
     install_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    for router in (accounts_router, servers_router, deployments_router, domains_router, certificates_router):
+    for router in (accounts_router, servers_router, deployments_router, domains_router, certificates_router, acme_router):
         app.include_router(router)
     _install_ops_routes(app)
     _install_docs(app)

@@ -1,6 +1,7 @@
 """Every table, imported in one place for Alembic and for relationship resolution."""
 
 from app.accounts.models import Account, ApiToken
+from app.acme.models import AcmeAccount, CertificateOrder, DnsProvider
 from app.certificates.models import Certificate, CertificateName
 from app.db import Base
 from app.deployments.models import Deployment, DeploymentAttempt
@@ -8,6 +9,6 @@ from app.domains.models import Binding, Domain
 from app.servers.models import Server
 
 __all__ = [
-    "Account", "ApiToken", "Base", "Binding", "Certificate", "CertificateName",
+    "Account", "AcmeAccount", "ApiToken", "CertificateOrder", "DnsProvider", "Base", "Binding", "Certificate", "CertificateName",
     "Deployment", "DeploymentAttempt", "Domain", "Server",
 ]

@@ -10,7 +10,7 @@ from tests.support.pki import CA, self_signed
 FIELDS = {
     "id", "name", "account_id", "subject", "issuer", "serial", "sans", "not_before", "not_after",
     "fingerprint_sha256", "key_type", "key_bits", "self_signed", "trusted", "chain_length", "source",
-    "revision", "bindings", "created_at", "updated_at",
+    "revision", "bindings", "created_at", "updated_at", "renewal_at", "renewal_status", "renewal_error",
 }
 
 

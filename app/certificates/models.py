@@ -39,6 +39,13 @@ class Certificate(IdMixin, TimestampMixin, Base):
     key_wrapped: Mapped[bytes] = mapped_column(LargeBinary)
     master_key_id: Mapped[str] = mapped_column(String(32))
     revision: Mapped[int] = mapped_column(Integer, default=1)
+    # ACME certificates only: when to renew, and how the last renewal went.
+    order_id: Mapped[str | None] = mapped_column(String(36))  # the order that issued the material
+    renewal_at: Mapped[datetime | None] = mapped_column(index=True)
+    renewal_status: Mapped[str | None] = mapped_column(String(16))  # scheduled | renewing | failed
+    renewal_error: Mapped[dict | None] = mapped_column(JSON)
+    renewal_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_renewal_attempt_at: Mapped[datetime | None]
 
     names: Mapped[list[CertificateName]] = relationship(
         cascade="all, delete-orphan", lazy="selectin", passive_deletes=True

@@ -66,6 +66,9 @@ def to_out(cert: Certificate, usages: list[Usage]) -> CertificateOut:
         source=cert.source,
         revision=cert.revision,
         bindings=[UsageOut(**u.__dict__) for u in usages],
+        renewal_at=cert.renewal_at,
+        renewal_status=cert.renewal_status,
+        renewal_error=cert.renewal_error,
         created_at=cert.created_at,
         updated_at=cert.updated_at,
     )

@@ -56,6 +56,9 @@ class CertificateOut(BaseModel):
     source: Literal["upload", "self-signed", "acme"]
     revision: int
     bindings: list[UsageOut]
+    renewal_at: datetime | None = Field(description="ACME: when the worker renews it (ARI window or 2/3 of lifetime).")
+    renewal_status: Literal["scheduled", "renewing", "failed"] | None
+    renewal_error: dict | None = Field(description="ACME: why the last renewal failed (`step`, `code`, `detail`, `problem`).")
     created_at: datetime
     updated_at: datetime
 

@@ -136,3 +136,11 @@ class AgentClient:
 
     async def put_config(self, document: dict) -> dict:
         return await self._request("PUT", "/v1/config", document)
+
+    async def put_challenge(self, token: str, key_authorization: str, names: list[str]) -> dict:
+        """Publish an HTTP-01 answer (RFC 8555 section 8.3) on the agent's web server."""
+        return await self._request("PUT", f"/v1/acme-challenges/{token}",
+                                   {"key_authorization": key_authorization, "names": names})
+
+    async def delete_challenge(self, token: str) -> dict:
+        return await self._request("DELETE", f"/v1/acme-challenges/{token}")

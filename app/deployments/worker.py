@@ -1,8 +1,10 @@
-"""The deployment worker: embedded in ``certpost serve`` or alone as ``certpost worker``.
+"""The worker: embedded in ``certpost serve`` or alone as ``certpost worker``.
 
-Each round claims servers with due deployments (``claims.py``), delivers to several at once
-(``delivery.py``, async I/O; one server never twice at once), and sleeps until the next poll
-or until the API wakes it after a commit.
+Each round it claims what is due and runs each piece as its own task, up to ``CONCURRENCY``
+at once: deliveries to servers (``delivery.py``; a lease keeps one server to one worker) and
+certificate orders (``app.acme.runner``; a lease per order). Every ``renewal_check_seconds``
+it starts renewal orders for ACME certificates that are due (``app.acme.renewal``). Between
+rounds it sleeps until the next poll, or until the API wakes it after a commit.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
 from datetime import timedelta
 
+from app.acme.repository import AcmeRepository
 from app.context import AppContext
 from app.deployments.claims import claim_due_servers
 from app.deployments.delivery import deliver
@@ -28,37 +32,78 @@ def worker_id() -> str:
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-async def run_once(ctx: AppContext, owner: str) -> int:
-    """One round; returns how many servers it delivered to."""
-    lease = timedelta(seconds=2 * ctx.settings.agent_timeout_seconds + 30)
-    async with ctx.sessionmaker() as session:
-        claimed = await claim_due_servers(session, owner, utc_now(), lease, CONCURRENCY)
-        await session.commit()
-    if not claimed:
-        return 0
-    results = await asyncio.gather(*(deliver(ctx, sid, owner) for sid in claimed), return_exceptions=True)
-    for server_id, result in zip(claimed, results):
-        if isinstance(result, BaseException):
-            log.error("delivery to server %s crashed: %s", server_id, type(result).__name__, exc_info=result)
-    return len(claimed)
+class Worker:
+    def __init__(self, ctx: AppContext, owner: str | None = None):
+        self.ctx = ctx
+        self.owner = owner or worker_id()
+        self.tasks: set[asyncio.Task] = set()
+        self._last_renewal_check = float("-inf")
+
+    def _spawn(self, coro, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s crashed: %s", task.get_name(), type(task.exception()).__name__, exc_info=task.exception())
+        self.ctx.notify_worker()
+
+    async def round(self) -> int:
+        """Claim and start what is due; returns how many tasks it started."""
+        from app.acme.renewal import schedule_due_renewals
+        from app.acme.runner import run_order
+
+        settings = self.ctx.settings
+        if time.monotonic() - self._last_renewal_check >= settings.renewal_check_seconds:
+            self._last_renewal_check = time.monotonic()
+            await schedule_due_renewals(self.ctx)
+        room = CONCURRENCY - len(self.tasks)
+        if room <= 0:
+            return 0
+        now = utc_now()
+        async with self.ctx.sessionmaker() as session:
+            servers = await claim_due_servers(session, self.owner, now,
+                                              timedelta(seconds=2 * settings.agent_timeout_seconds + 30), room)
+            orders = await AcmeRepository(session).claim_orders(
+                self.owner, now, now + timedelta(seconds=settings.acme_order_timeout + 120), max(0, room - len(servers)))
+            await session.commit()
+        for server_id in servers:
+            self._spawn(deliver(self.ctx, server_id, self.owner), f"deliver:{server_id}")
+        for order_id in orders:
+            self._spawn(run_order(self.ctx, order_id), f"order:{order_id}")
+        return len(servers) + len(orders)
+
+    async def drain(self) -> None:
+        """Wait for every started task (tests, and a graceful stop)."""
+        while self.tasks:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+
+    async def run_forever(self) -> None:
+        wake = self.ctx.worker_wake()
+        log.info("worker %s started", self.owner)
+        try:
+            while True:
+                try:
+                    started = await self.round()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the database may be briefly away; keep the worker alive
+                    log.error("worker round failed: %s", type(exc).__name__, exc_info=exc)
+                    started = 0
+                if started:
+                    continue
+                try:
+                    await asyncio.wait_for(wake.wait(), timeout=self.ctx.settings.worker_poll_seconds)
+                except TimeoutError:
+                    pass
+                wake.clear()
+        finally:
+            for task in list(self.tasks):
+                task.cancel()
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
 
 
 async def run_forever(ctx: AppContext, *, owner: str | None = None) -> None:
-    owner = owner or worker_id()
-    wake = ctx.worker_wake()
-    log.info("deployment worker %s started", owner)
-    while True:
-        try:
-            busy = await run_once(ctx, owner)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the database may be briefly away; keep the worker alive
-            log.error("worker round failed: %s", type(exc).__name__, exc_info=exc)
-            busy = 0
-        if busy:
-            continue
-        try:
-            await asyncio.wait_for(wake.wait(), timeout=ctx.settings.worker_poll_seconds)
-        except TimeoutError:
-            pass
-        wake.clear()
+    await Worker(ctx, owner).run_forever()

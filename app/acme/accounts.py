@@ -1,0 +1,49 @@
+"""The ACME account of this certpost installation: one per directory URL, key sealed at rest."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy.exc import IntegrityError
+
+from app.acme.client import make_client, register_or_load_account
+from app.acme.models import AcmeAccount
+from app.acme.repository import AcmeRepository
+from app.context import AppContext
+from app.db import new_id
+from app.kit.crypto import Sealed
+
+_create_lock = asyncio.Lock()
+
+
+def _ca_bundle(ctx: AppContext) -> str | bool:
+    return str(ctx.settings.acme_ca_bundle) if ctx.settings.acme_ca_bundle else True
+
+
+async def acme_client(ctx: AppContext):
+    """A ready ``ClientV2`` for the configured directory, registering the account on first use."""
+    settings = ctx.settings
+    url = settings.acme_directory_url
+    async with _create_lock:
+        async with ctx.sessionmaker() as session:
+            row = await AcmeRepository(session).acme_account(url)
+            if row is not None:
+                key = ctx.master_key.open(Sealed(row.key_ciphertext, row.key_wrapped, row.master_key_id), row.id)
+                return await asyncio.to_thread(
+                    make_client, url, key, account_uri=row.account_uri, ca_bundle=_ca_bundle(ctx)
+                )
+            client, key_pem, account_uri = await asyncio.to_thread(
+                register_or_load_account, url, None, settings.acme_email,
+                settings.acme_eab_kid, settings.acme_eab_hmac_key, _ca_bundle(ctx),
+            )
+            row = AcmeAccount(id=new_id(), directory_url=url, email=settings.acme_email, account_uri=account_uri,
+                              key_ciphertext=b"", key_wrapped=b"", master_key_id="")
+            sealed = ctx.master_key.seal(key_pem if isinstance(key_pem, bytes) else key_pem.encode(), row.id)
+            row.key_ciphertext, row.key_wrapped, row.master_key_id = sealed.ciphertext, sealed.wrapped_key, sealed.master_key_id
+            session.add(row)
+            try:
+                await session.commit()
+            except IntegrityError:
+                # Another worker registered first; its account is as good (same CA, new key).
+                await session.rollback()
+            return client

@@ -1,0 +1,91 @@
+"""Automatic renewal: which ACME certificates are due, and starting one renewal order each.
+
+``renewal_due`` is the policy (pure); ``schedule_due_renewals`` applies it in the worker. A
+certificate moves ``scheduled`` -> ``renewing`` with one conditional UPDATE, so with several
+workers on PostgreSQL exactly one of them writes its renewal order (the loser's UPDATE finds
+the row already ``renewing``). A failed renewal waits ``next_renewal_attempt_at`` (exponential
+backoff, set when the order fails) and never touches the material still being served.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import or_, select, update
+
+from app.acme.repository import AcmeRepository
+from app.acme.service import AcmeService
+from app.certificates.models import Certificate
+from app.certificates.repository import CertificateRepository
+from app.certificates.service import CertificateService
+from app.context import AppContext
+from app.kit.time import utc_now
+from app.problems import AppError
+
+log = logging.getLogger("certpost.renewal")
+
+
+def renewal_due(renewal_at: datetime | None, status: str | None, next_attempt_at: datetime | None, now: datetime) -> bool:
+    if renewal_at is None or status == "renewing":
+        return False
+    if now < renewal_at:
+        return False
+    return next_attempt_at is None or next_attempt_at <= now
+
+
+def _due_clause(now: datetime):
+    return (
+        (Certificate.source == "acme")
+        & Certificate.renewal_at.is_not(None)
+        & (Certificate.renewal_at <= now)
+        & or_(Certificate.renewal_status.is_(None), Certificate.renewal_status != "renewing")
+        & or_(Certificate.next_renewal_attempt_at.is_(None), Certificate.next_renewal_attempt_at <= now)
+    )
+
+
+async def schedule_due_renewals(ctx: AppContext, *, limit: int = 50) -> int:
+    from app.acme.runner import WORKER
+
+    now = utc_now()
+    started = 0
+    async with ctx.sessionmaker() as session:
+        ids = list(await session.scalars(select(Certificate.id).where(_due_clause(now)).limit(limit)))
+    for cert_id in ids:
+        async with ctx.sessionmaker() as session:
+            won = await session.execute(
+                update(Certificate).where(Certificate.id == cert_id, _due_clause(now))
+                .values(renewal_status="renewing").execution_options(synchronize_session=False)
+            )
+            if won.rowcount != 1:
+                continue
+            certificates = CertificateService(CertificateRepository(session), ctx.master_key)
+            service = AcmeService(AcmeRepository(session), ctx.master_key, certificates)
+            try:
+                order = await service.renew_now(WORKER, cert_id)
+            except AppError as exc:
+                await session.rollback()
+                await _cannot_renew(ctx, cert_id, exc)
+                continue
+            await session.commit()
+            started += 1
+            log.info("renewal order %s started for certificate %s", order.id, cert_id)
+    if started:
+        ctx.notify_worker()
+    return started
+
+
+async def _cannot_renew(ctx: AppContext, cert_id: str, exc: AppError) -> None:
+    """A renewal that cannot even be ordered (provider deleted, say) shows on the certificate."""
+    from app.deployments.policy import next_attempt_at
+
+    async with ctx.sessionmaker() as session:
+        cert = await session.get(Certificate, cert_id)
+        cert.renewal_status = "failed"
+        cert.renewal_error = {"step": "order", "code": exc.code, "detail": exc.detail, "problem": None}
+        cert.renewal_attempts += 1
+        cert.next_renewal_attempt_at = next_attempt_at(
+            utc_now(), cert.renewal_attempts, base=ctx.settings.renewal_retry_base_seconds,
+            cap=ctx.settings.renewal_retry_max_seconds)
+        await session.commit()
+    log.warning("certificate %s cannot be renewed: %s", cert_id, exc.detail)

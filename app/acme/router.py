@@ -1,0 +1,124 @@
+"""HTTP for DNS providers, certificate orders and renew-now."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from app.acme.models import CertificateOrder, DnsProvider
+from app.acme.repository import AcmeRepository
+from app.acme.schemas import AuthorizationOut, DnsProviderCreate, DnsProviderOut, OrderCreate, OrderOut, OrderPage
+from app.acme.service import (
+    SECRET_FIELDS,
+    AcmeService,
+    BindNeedsOneDomain,
+    DnsProviderRequired,
+    Http01Unavailable,
+    InvalidDnsProvider,
+    NameNotAllowed,
+    NotRenewable,
+    OrderInProgress,
+    SniUnsupported,
+    UnknownDnsProvider,
+    WildcardRequiresDns01,
+)
+from app.certificates.repository import CertificateRepository, decode_cursor, encode_cursor
+from app.certificates.service import CertificateService, InvalidCursor
+from app.deps import Context, CurrentCaller, Session
+from app.problems import Forbidden, NotFound, responses
+
+router = APIRouter(tags=["acme"])
+
+
+def get_service(session: Session, ctx: Context) -> AcmeService:
+    return AcmeService(AcmeRepository(session), ctx.master_key,
+                       CertificateService(CertificateRepository(session), ctx.master_key))
+
+
+Acme = Annotated[AcmeService, Depends(get_service)]
+
+
+def provider_out(row: DnsProvider) -> DnsProviderOut:
+    return DnsProviderOut(id=row.id, name=row.name, kind=row.kind, account_id=row.account_id, settings=row.settings,
+                          secrets_set=list(SECRET_FIELDS.get(row.kind, ())), created_at=row.created_at)
+
+
+def order_out(row: CertificateOrder) -> OrderOut:
+    return OrderOut(
+        id=row.id, status=row.status, purpose=row.purpose, account_id=row.account_id, domain=row.domain,
+        names=row.names, challenge=row.challenge, dns_provider_id=row.dns_provider_id, key_type=row.key_type,
+        bind=row.bind, certificate_id=row.result_certificate_id or row.certificate_id,
+        authorizations=[AuthorizationOut(**a) for a in row.authorizations or []], error=row.error,
+        created_at=row.created_at, finished_at=row.finished_at, duration_ms=row.duration_ms,
+    )
+
+
+@router.post("/v1/dns-providers", status_code=201, response_model=DnsProviderOut,
+             responses=responses(Forbidden, InvalidDnsProvider))
+async def create_dns_provider(body: DnsProviderCreate, caller: CurrentCaller, acme: Acme):
+    """Store a DNS provider for dns-01. Secrets (`key_secret`) are write-only and encrypted."""
+    return provider_out(await acme.create_provider(caller, body))
+
+
+@router.get("/v1/dns-providers", response_model=list[DnsProviderOut])
+async def list_dns_providers(caller: CurrentCaller, acme: Acme):
+    """Admins see all; a customer sees its own and the platform's (never any secret)."""
+    rows = await acme.repo.providers(caller.account_id, restrict=not caller.is_admin)
+    return [provider_out(r) for r in rows]
+
+
+@router.get("/v1/dns-providers/{provider_id}", response_model=DnsProviderOut, responses=responses(NotFound))
+async def get_dns_provider(provider_id: str, caller: CurrentCaller, acme: Acme):
+    return provider_out(await acme.visible_provider(caller, provider_id))
+
+
+@router.delete("/v1/dns-providers/{provider_id}", status_code=204, responses=responses(NotFound))
+async def delete_dns_provider(provider_id: str, caller: CurrentCaller, acme: Acme):
+    await acme.delete_provider(caller, provider_id)
+    return Response(status_code=204)
+
+
+ORDER_ERRORS = (NameNotAllowed, WildcardRequiresDns01, DnsProviderRequired, UnknownDnsProvider, Http01Unavailable,
+                BindNeedsOneDomain, SniUnsupported, OrderInProgress, NotFound)
+
+
+@router.post("/v1/certificate-orders", status_code=202, response_model=OrderOut, responses=responses(*ORDER_ERRORS))
+async def create_order(body: OrderCreate, caller: CurrentCaller, acme: Acme, response: Response):
+    """Request a certificate from the ACME CA. The worker runs the order; poll its `Location`.
+
+    The recommended order is `{"domain": "example.com", "wildcard": true, "challenge": "dns-01",
+    "dns_provider_id": "...", "bind": ["webmail", "mail"]}`: one certificate for the domain and
+    every name one level below it, bound to webmail and mail once issued.
+    """
+    order = await acme.create_order(caller, body)
+    response.headers["Location"] = f"/v1/certificate-orders/{order.id}"
+    return order_out(order)
+
+
+@router.get("/v1/certificate-orders", response_model=OrderPage, responses=responses(InvalidCursor))
+async def list_orders(caller: CurrentCaller, acme: Acme,
+                      status: Annotated[str | None, Query(pattern="^(pending|processing|valid|invalid)$")] = None,
+                      limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                      cursor: Annotated[str | None, Query()] = None):
+    """Orders, newest first."""
+    after = decode_cursor(cursor) if cursor else None
+    if cursor and after is None:
+        raise InvalidCursor("the cursor is not one this API returned")
+    rows = await acme.repo.orders(caller.account_id, not caller.is_admin, status, limit + 1, after)
+    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return OrderPage(items=[order_out(r) for r in rows[:limit]], next_cursor=next_cursor)
+
+
+@router.get("/v1/certificate-orders/{order_id}", response_model=OrderOut, responses=responses(NotFound))
+async def get_order(order_id: str, caller: CurrentCaller, acme: Acme):
+    return order_out(await acme.visible_order(caller, order_id))
+
+
+@router.post("/v1/certificates/{certificate_id}/renew", status_code=202, response_model=OrderOut,
+             responses=responses(NotFound, NotRenewable, OrderInProgress, DnsProviderRequired))
+async def renew_certificate(certificate_id: str, caller: CurrentCaller, acme: Acme, response: Response):
+    """Renew an ACME certificate now, with the settings of the order that issued it."""
+    order = await acme.renew_now(caller, certificate_id)
+    response.headers["Location"] = f"/v1/certificate-orders/{order.id}"
+    return order_out(order)

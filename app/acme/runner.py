@@ -1,0 +1,166 @@
+"""Running one certificate order in the worker, from challenge to stored (and bound) result.
+
+The ACME exchange is blocking (certbot's ``acme`` library on ``requests``), so it runs in a
+thread; the event loop keeps serving the API and other deliveries meanwhile. HTTP-01 answers
+are published through the agent of the server hosting the domain, from that thread, by
+handing the coroutine back to the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from sqlalchemy import select
+
+from app.accounts.caller import Caller
+from app.acme.accounts import acme_client
+from app.acme.ari import choose_renewal_at, default_renewal_at, renewal_info
+from app.acme.dns import DnsError, Rfc2136Provider
+from app.acme.errors import AcmeError
+from app.acme.models import CertificateOrder
+from app.acme.order import issue
+from app.acme.repository import AcmeRepository
+from app.acme.solvers import Dns01Solver, Http01Solver
+from app.acme.store import store_issued
+from app.context import AppContext
+from app.deployments.agent_client import AgentClient
+from app.deployments.policy import next_attempt_at
+from app.domains.models import Domain
+from app.kit.time import utc_now
+from app.problems import AppError
+from app.servers.models import Server
+
+log = logging.getLogger("certpost.acme")
+
+WORKER = Caller(token_id="worker", role="admin", account_id=None)
+
+
+async def _dns_solver(ctx: AppContext, order: CertificateOrder) -> Dns01Solver:
+    from app.acme.service import AcmeService
+    from app.certificates.repository import CertificateRepository
+    from app.certificates.service import CertificateService
+
+    async with ctx.sessionmaker() as session:
+        service = AcmeService(AcmeRepository(session), ctx.master_key,
+                              CertificateService(CertificateRepository(session), ctx.master_key))
+        row = await AcmeRepository(session).provider(order.dns_provider_id) if order.dns_provider_id else None
+        if row is None:
+            raise _Failure("dns_update", "dns_provider_missing", "the order's DNS provider was deleted")
+        secrets = service.provider_secrets(row)
+    s = row.settings
+    provider = Rfc2136Provider(s["server"], s.get("port", 53), key_name=s["key_name"], key_secret=secrets["key_secret"],
+                               key_algorithm=s.get("key_algorithm", "hmac-sha256"), zone=s.get("zone"))
+    return Dns01Solver(provider, propagation_timeout=ctx.settings.acme_propagation_timeout,
+                       propagation_interval=ctx.settings.acme_propagation_interval)
+
+
+async def _http_solver(ctx: AppContext, order: CertificateOrder) -> Http01Solver:
+    async with ctx.sessionmaker() as session:
+        domain = await session.scalar(select(Domain).where(Domain.name == order.domain)) if order.domain else None
+        server = await session.get(Server, domain.server_id) if domain is not None else None
+    if server is None or not server.agent_url:
+        raise _Failure("http_publish", "http01_unavailable", "no agent can answer HTTP-01 for these names")
+    loop = asyncio.get_running_loop()
+    names = list(order.names)
+
+    def call(method: str, token: str, key_authorization: str | None = None) -> None:
+        async def go():
+            client = AgentClient(server.agent_url, server.agent_tls_fingerprint, ctx.controller_key, timeout=30)
+            try:
+                if method == "PUT":
+                    await client.put_challenge(token, key_authorization, names)
+                else:
+                    await client.delete_challenge(token)
+            finally:
+                await client.aclose()
+
+        asyncio.run_coroutine_threadsafe(go(), loop).result(timeout=60)
+
+    return Http01Solver(lambda token, ka: call("PUT", token, ka), lambda token: call("DELETE", token))
+
+
+class _Failure(Exception):
+    def __init__(self, step: str, code: str, detail: str, problem: dict | None = None):
+        super().__init__(detail)
+        self.error = {"step": step, "code": code, "detail": detail, "problem": problem, "timed_out": False}
+
+
+def _authorizations(order: CertificateOrder, status: str, failed: set[str] = frozenset()) -> list[dict]:
+    return [{"identifier": n, "challenge": order.challenge,
+             "status": "invalid" if n in failed or n.removeprefix("*.") in failed else status} for n in order.names]
+
+
+def _failed_identifiers(problem: dict | None) -> set[str]:
+    if not problem:
+        return set()
+    found = {sub.get("identifier", {}).get("value") for sub in problem.get("subproblems") or []}
+    if problem.get("identifier"):
+        found.add(problem["identifier"].get("value"))
+    return {f for f in found if f}
+
+
+async def run_order(ctx: AppContext, order_id: str) -> None:
+    started = time.monotonic()
+    async with ctx.sessionmaker() as session:
+        order = await AcmeRepository(session).order(order_id)
+        session.expunge(order)
+    try:
+        solver = await (_dns_solver(ctx, order) if order.challenge == "dns-01" else _http_solver(ctx, order))
+        client = await acme_client(ctx)
+        issued = await asyncio.to_thread(issue, client, order.names, order.key_type, solver,
+                                         poll_interval=ctx.settings.acme_poll_interval,
+                                         timeout=ctx.settings.acme_order_timeout)
+        renewal_at = default_renewal_at(issued.not_before, issued.not_after)
+        try:
+            window = await asyncio.to_thread(renewal_info, client, issued.certificate_pem)
+            if window is not None:
+                renewal_at = choose_renewal_at(window, now=utc_now())
+        except AcmeError as exc:  # ARI is advisory: keep the default when it fails
+            log.warning("renewal information unavailable for order %s: %s", order_id, exc.detail)
+        await store_issued(ctx, order, issued, renewal_at, WORKER, authorizations=_authorizations(order, "valid"),
+                           duration_ms=int((time.monotonic() - started) * 1000))
+        log.info("order %s valid after %.2f s", order_id, time.monotonic() - started)
+    except (AcmeError, DnsError, _Failure, AppError) as exc:
+        error = _error_of(exc)
+        failed = _failed_identifiers(error.get("problem"))
+        await _finish(ctx, order_id, "invalid", error, started, _authorizations(order, "pending" if failed else "unknown", failed))
+        log.warning("order %s invalid at %s: %s", order_id, error["step"], error["detail"])
+    except Exception as exc:  # unexpected: record it on the order, keep the worker alive
+        log.error("order %s crashed: %s", order_id, type(exc).__name__, exc_info=exc)
+        error = {"step": "internal", "code": "internal_error", "detail": f"{type(exc).__name__}", "problem": None}
+        await _finish(ctx, order_id, "invalid", error, started, _authorizations(order, "unknown"))
+
+
+def _error_of(exc: Exception) -> dict:
+    if isinstance(exc, AcmeError):
+        return exc.to_dict()
+    if isinstance(exc, _Failure):
+        return exc.error
+    if isinstance(exc, DnsError):
+        return {"step": "dns_update", "code": getattr(exc, "code", "dns_update_failed"), "detail": str(exc), "problem": None}
+    assert isinstance(exc, AppError)
+    return {"step": "store", "code": exc.code, "detail": exc.detail, "problem": None}
+
+
+async def _finish(ctx: AppContext, order_id: str, status: str, error: dict | None, started: float, authorizations) -> None:
+    from app.certificates.models import Certificate
+
+    now = utc_now()
+    async with ctx.sessionmaker() as session:
+        order = await AcmeRepository(session).order(order_id)
+        order.status, order.error, order.finished_at = status, error, now
+        order.authorizations = authorizations
+        order.duration_ms = int((time.monotonic() - started) * 1000)
+        order.lease_until = order.lease_owner = None
+        if status == "invalid" and order.purpose == "renewal" and order.certificate_id:
+            cert = await session.get(Certificate, order.certificate_id)
+            if cert is not None:
+                cert.renewal_status, cert.renewal_error = "failed", error
+                cert.renewal_attempts += 1
+                cert.next_renewal_attempt_at = next_attempt_at(
+                    now, cert.renewal_attempts, base=ctx.settings.renewal_retry_base_seconds,
+                    cap=ctx.settings.renewal_retry_max_seconds)
+        await session.commit()
+

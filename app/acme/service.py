@@ -1,0 +1,206 @@
+"""DNS providers and certificate orders: who may do what, checked before the worker runs.
+
+An order is only written when it can succeed as far as certpost can tell: the names belong to
+domains the caller may use, a wildcard goes over dns-01 (RFC 8555 section 7.1.3: wildcard
+identifiers need dns-01 at every public CA), the provider and any certificate to replace are
+the caller's, and a requested binding is one the domain's server can serve.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+
+from app.accounts.caller import Caller
+from app.acme.models import CertificateOrder, DnsProvider
+from app.acme.repository import AcmeRepository
+from app.acme.schemas import DnsProviderCreate, OrderCreate
+from app.certificates.service import CertificateService
+from app.db import new_id
+from app.kit.crypto import MasterKey, Sealed
+from app.kit.names import InvalidName, normalise_hostname
+from app.problems import Conflict, NotFound, RuleViolation
+from app.servers.models import Server
+from app.servers.software import capabilities, sni_advice
+
+SECRET_FIELDS = {"rfc2136": ("key_secret",)}
+
+
+class InvalidDnsProvider(RuleViolation):
+    code, title = "invalid_dns_provider", "The DNS provider settings are not valid"
+
+
+class WildcardRequiresDns01(RuleViolation):
+    code, title = "wildcard_requires_dns01", "Wildcard names can only be validated over dns-01"
+
+
+class DnsProviderRequired(RuleViolation):
+    code, title = "dns_provider_required", "dns-01 needs a dns_provider_id"
+
+
+class UnknownDnsProvider(RuleViolation):
+    code, title = "unknown_dns_provider", "No such DNS provider"
+
+
+class NameNotAllowed(RuleViolation):
+    code, title = "name_not_allowed", "A name is not under a domain this caller may use"
+
+
+class Http01Unavailable(RuleViolation):
+    code, title = "http01_unavailable", "No agent can answer HTTP-01 for this domain"
+
+
+class BindNeedsOneDomain(RuleViolation):
+    code, title = "bind_needs_one_domain", "`bind` needs names under a single domain"
+
+
+class SniUnsupported(Conflict):
+    code, title = "sni_unsupported", "This server cannot serve a per-domain mail certificate"
+
+
+class NotRenewable(Conflict):
+    code, title = "not_renewable", "The certificate was not issued over ACME by certpost"
+
+
+class OrderInProgress(Conflict):
+    code, title = "order_in_progress", "An order for this certificate is already running"
+
+
+class DnsProviderInUse(Conflict):
+    code, title = "dns_provider_in_use", "Orders still use this DNS provider"
+
+
+def _suffixes(name: str) -> list[str]:
+    labels = name.removeprefix("*.").split(".")
+    return [".".join(labels[i:]) for i in range(len(labels) - 1)]
+
+
+class AcmeService:
+    def __init__(self, repo: AcmeRepository, master_key: MasterKey, certificates: CertificateService):
+        self.repo = repo
+        self.master_key = master_key
+        self.certificates = certificates
+
+    # -- DNS providers --------------------------------------------------------------------
+    async def create_provider(self, caller: Caller, body: DnsProviderCreate) -> DnsProvider:
+        owner = caller.owner_for_new(body.account_id)
+        settings = body.settings.model_dump()
+        secrets = {k: settings.pop(k) for k in SECRET_FIELDS[body.kind]}
+        try:
+            base64.b64decode(secrets["key_secret"], validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidDnsProvider("settings.key_secret must be base64 (as tsig-keygen prints it)") from None
+        try:
+            settings["key_name"] = settings["key_name"].rstrip(".").lower()
+            if settings.get("zone"):
+                settings["zone"] = normalise_hostname(settings["zone"])
+        except InvalidName as exc:
+            raise InvalidDnsProvider(f"settings.zone: {exc}") from None
+        row = DnsProvider(id=new_id(), account_id=owner, name=body.name, kind=body.kind, settings=settings,
+                          secret_ciphertext=b"", secret_wrapped=b"", master_key_id="")
+        sealed = self.master_key.seal(json.dumps(secrets).encode(), row.id)
+        row.secret_ciphertext, row.secret_wrapped, row.master_key_id = sealed.ciphertext, sealed.wrapped_key, sealed.master_key_id
+        await self.repo.add(row)
+        return row
+
+    def provider_secrets(self, row: DnsProvider) -> dict:
+        return json.loads(self.master_key.open(Sealed(row.secret_ciphertext, row.secret_wrapped, row.master_key_id), row.id))
+
+    async def visible_provider(self, caller: Caller, provider_id: str, *, for_use: bool = False) -> DnsProvider:
+        row = await self.repo.provider(provider_id)
+        # Customers may use the platform's providers (their secrets stay hidden) and their own.
+        if row is None or not (caller.can_see(row.account_id) or (for_use and row.account_id is None)):
+            raise NotFound("DNS provider not found")
+        return row
+
+    async def delete_provider(self, caller: Caller, provider_id: str) -> None:
+        row = await self.visible_provider(caller, provider_id)
+        await self.repo.delete(row)
+
+    # -- orders ---------------------------------------------------------------------------
+    async def _owning_domains(self, caller: Caller, names: list[str]):
+        wanted = {s for n in names for s in _suffixes(n)}
+        domains = await self.repo.domains_named(wanted)
+        owners = {}
+        for name in names:
+            owner = next((domains[s] for s in _suffixes(name) if s in domains), None)
+            if owner is None or not caller.can_see(owner.account_id):
+                raise NameNotAllowed(f"{name} is not under a domain registered to this account", name=name)
+            owners[name] = owner
+        return owners
+
+    async def create_order(self, caller: Caller, body: OrderCreate, *, purpose: str = "new") -> CertificateOrder:
+        try:
+            if body.domain is not None:
+                base = normalise_hostname(body.domain)
+                names = [base, f"*.{base}"] if body.wildcard else [base]
+            else:
+                names = list(dict.fromkeys(normalise_hostname(n, allow_wildcard=True) for n in body.names or []))
+        except InvalidName as exc:
+            raise NameNotAllowed(str(exc)) from None
+        if body.challenge == "http-01" and any(n.startswith("*.") for n in names):
+            raise WildcardRequiresDns01("a wildcard needs challenge dns-01 (RFC 8555 section 7.1.3)")
+        owners = await self._owning_domains(caller, names)
+        domains = {d.id: d for d in owners.values()}
+        domain = next(iter(domains.values())) if len(domains) == 1 else None
+        provider_id = None
+        if body.challenge == "dns-01":
+            if not body.dns_provider_id:
+                raise DnsProviderRequired("dns-01 needs dns_provider_id (POST /v1/dns-providers)")
+            try:
+                provider_id = (await self.visible_provider(caller, body.dns_provider_id, for_use=True)).id
+            except NotFound:
+                raise UnknownDnsProvider(f"DNS provider {body.dns_provider_id} does not exist") from None
+        servers = {d.server_id: await self.repo.session.get(Server, d.server_id) for d in domains.values()}
+        if body.challenge == "http-01":
+            for server in servers.values():
+                if not server.agent_url:
+                    raise Http01Unavailable(f"server {server.name} has no agent to answer HTTP-01; use dns-01")
+        if body.bind:
+            if domain is None:
+                raise BindNeedsOneDomain("to bind the result, order names of one domain")
+            server = servers[domain.server_id]
+            if "mail" in body.bind and not capabilities(server.software).per_domain_mail:
+                raise SniUnsupported(f"{server.software} cannot serve mail.{domain.name} by SNI",
+                                     advice=sni_advice(server.software, server.hostname))
+        if body.certificate_id:
+            await self.certificates.get_visible(caller, body.certificate_id)
+            if await self.repo.open_order_for(body.certificate_id):
+                raise OrderInProgress("an order for this certificate is pending or processing")
+            purpose = "renewal" if purpose == "renewal" else "replace"
+        order = CertificateOrder(
+            id=new_id(),
+            account_id=domain.account_id if domain is not None else caller.account_id,
+            domain=domain.name if domain is not None else None,
+            names=names,
+            challenge=body.challenge,
+            dns_provider_id=provider_id,
+            key_type=body.key_type,
+            bind=list(dict.fromkeys(body.bind)),
+            purpose=purpose,
+            certificate_id=body.certificate_id,
+            status="pending",
+            authorizations=[{"identifier": n, "challenge": body.challenge, "status": "pending"} for n in names],
+        )
+        await self.repo.add(order)
+        return order
+
+    async def visible_order(self, caller: Caller, order_id: str) -> CertificateOrder:
+        order = await self.repo.order(order_id)
+        if order is None:
+            raise NotFound("order not found")
+        caller.check_visible(order.account_id, "order")
+        return order
+
+    async def renew_now(self, caller: Caller, certificate_id: str) -> CertificateOrder:
+        """``POST /v1/certificates/{id}/renew``: a renewal order with the issuing order's settings."""
+        cert = await self.certificates.get_visible(caller, certificate_id)
+        previous = await self.repo.order(cert.order_id) if cert.order_id else None
+        if cert.source != "acme" or previous is None:
+            raise NotRenewable("only certificates issued by a certpost ACME order can be renewed; order a new one")
+        body = OrderCreate(names=previous.names, challenge=previous.challenge, dns_provider_id=previous.dns_provider_id,
+                           key_type=previous.key_type, certificate_id=cert.id)
+        order = await self.create_order(caller, body, purpose="renewal")
+        cert.renewal_status = "renewing"
+        return order

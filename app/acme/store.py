@@ -1,0 +1,50 @@
+"""Storing an issued certificate: one transaction that stores (or replaces) the material,
+binds it when the order asked, marks the order valid, and so writes the deployment outbox.
+
+Storing and marking the order valid together means a worker dying in between cannot leave
+an issued certificate unrecorded and then order it a second time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from app.accounts.caller import Caller
+from app.acme.models import CertificateOrder
+from app.acme.order import IssuedCertificate
+from app.certificates import material
+from app.certificates.models import Certificate
+from app.certificates.repository import CertificateRepository
+from app.certificates.service import CertificateService
+from app.context import AppContext
+from app.domains.repository import DomainRepository
+from app.domains.service import DomainService
+from app.kit.time import utc_now
+
+
+async def store_issued(ctx: AppContext, order: CertificateOrder, issued: IssuedCertificate, renewal_at: datetime,
+                       caller: Caller, *, authorizations: list[dict], duration_ms: int) -> str:
+    mat = material.from_pem(issued.certificate_pem, issued.private_key_pem, chain_pem=issued.chain_pem, trust=ctx.trust)
+    async with ctx.sessionmaker() as session:
+        certs = CertificateService(CertificateRepository(session), ctx.master_key)
+        existing = await session.get(Certificate, order.certificate_id) if order.certificate_id else None
+        if existing is not None:
+            cert = await certs.replace(caller, existing.id, mat, None)
+            cert.source = "acme"
+        else:
+            cert = await certs.store(mat, account_id=order.account_id, name=f"ACME {order.names[0]}", source="acme")
+        cert.order_id = order.id
+        cert.renewal_at = renewal_at
+        cert.renewal_status, cert.renewal_error = "scheduled", None
+        cert.renewal_attempts, cert.next_renewal_attempt_at = 0, None
+        if order.bind and order.domain:
+            domains = DomainService(DomainRepository(session), certs, ctx.settings.expiring_days)
+            for service in order.bind:
+                await domains.bind(caller, order.domain, service, cert.id)
+        row = await session.get(CertificateOrder, order.id)
+        row.status, row.error, row.finished_at = "valid", None, utc_now()
+        row.result_certificate_id = cert.id
+        row.authorizations, row.duration_ms = authorizations, duration_ms
+        row.lease_until = row.lease_owner = None
+        await session.commit()
+        return cert.id
