@@ -11,7 +11,7 @@ from datetime import datetime
 
 from sqlalchemy import DateTime, MetaData, String, event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from app.config import Settings
@@ -75,5 +75,19 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+class TransactionalSession(Session):
+    """A Session whose ``info["transaction"]`` dict lives exactly as long as one transaction.
+
+    The outbox uses it to bump a server's generation once per transaction, however many
+    changes in that transaction touch the server.
+    """
+
+
+@event.listens_for(TransactionalSession, "after_transaction_end")
+def _forget_transaction_info(session: Session, transaction) -> None:
+    if transaction.parent is None:
+        session.info.pop("transaction", None)
+
+
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False, sync_session_class=TransactionalSession)

@@ -24,8 +24,14 @@ PROBLEM_TYPE = "https://certpost.dev/problems/agent/"
 
 
 def problem(status: int, code: str, title: str, detail: str = "", **extra) -> JSONResponse:
-    body = {"type": PROBLEM_TYPE + code, "title": title, "status": status, "detail": detail or title,
-            "code": code, **extra}
+    body = {
+        "type": PROBLEM_TYPE + code,
+        "title": title,
+        "status": status,
+        "detail": detail or title,
+        "code": code,
+        **extra,
+    }
     return JSONResponse(body, status_code=status, media_type="application/problem+json")
 
 
@@ -46,15 +52,18 @@ def _signature_guard(config: AgentConfig):
         body = await request.body()
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         try:
-            signed = verify_request(public_key, request.method, target, request.headers, body,
-                                    max_skew=config.max_skew)
+            signed = verify_request(
+                public_key, request.method, target, request.headers, body, max_skew=config.max_skew
+            )
         except SignatureError as exc:
             code = "signature_invalid" if exc.reason == "digest_mismatch" else exc.reason
             raise AgentProblem(401, code, _SIGNATURE_TITLES[exc.reason], exc.detail) from None
         with guard_lock:
             fresh = ledger.remember(signed.nonce, signed.created)
         if not fresh:
-            raise AgentProblem(401, "nonce_replayed", "Nonce replayed", "this request was already received")
+            raise AgentProblem(
+                401, "nonce_replayed", "Nonce replayed", "this request was already received"
+            )
 
     return require_signature
 
@@ -80,8 +89,13 @@ def create_agent_app(config: AgentConfig, agent: Agent | None = None) -> FastAPI
             desired = Desired.model_validate(json.loads(await request.body()))
         except (ValueError, ValidationError) as exc:
             errors = _validation_errors(exc) if isinstance(exc, ValidationError) else []
-            raise AgentProblem(400, "invalid_request", "Invalid request",
-                               "the body is not a valid configuration document", errors=errors) from None
+            raise AgentProblem(
+                400,
+                "invalid_request",
+                "Invalid request",
+                "the body is not a valid configuration document",
+                errors=errors,
+            ) from None
         status, body = await agent.put_config(desired)
         return JSONResponse(body, status_code=status)
 

@@ -15,11 +15,20 @@ saved links back, reloads again and verifies that the previous certificates are 
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.agent.backends.base import BACKUP_SUFFIX, Backend, BundleRef, Rendered, StepError, View, staged_path
+from app.agent.backends.base import (
+    BACKUP_SUFFIX,
+    Backend,
+    BundleRef,
+    Rendered,
+    StepError,
+    View,
+    staged_path,
+)
 from app.agent.bundles import BundleStore
 from app.agent.fsutil import atomic_write, fsync_dir, read_or_none, write_file
 from app.agent.verify import plan, run_probes
@@ -36,6 +45,7 @@ class _Work:
     backend: Backend
     rendered: Rendered
     staged: dict[Path, Path] = field(default_factory=dict)
+    derived: set[Path] = field(default_factory=set)  # built from staged files (Postfix table)
     switched: list[tuple[Path, Path | None]] = field(default_factory=list)  # (live, backup)
 
 
@@ -44,8 +54,14 @@ def _backup_path(live: Path) -> Path:
 
 
 class Pipeline:
-    def __init__(self, store: BundleStore, backends: list[Backend], *, verify_timeout: float = 5.0,
-                 verify_sample: int = 24) -> None:
+    def __init__(
+        self,
+        store: BundleStore,
+        backends: list[Backend],
+        *,
+        verify_timeout: float = 5.0,
+        verify_sample: int = 24,
+    ) -> None:
         self.store = store
         self.backends = backends
         self.verify_timeout = verify_timeout
@@ -85,9 +101,15 @@ class Pipeline:
 
     # -- switching -------------------------------------------------------------------------
     def _switch(self, work: _Work) -> None:
+        """Rename staged files over the live ones, keeping a hard link to each old file.
+
+        Derived files get no link: smtpd notices a replaced table because the old file's link
+        count drops to zero (Postfix dict_changed_name()), which a kept link would prevent.
+        They are rebuilt from the restored sources on rollback instead.
+        """
         for live, staged in work.staged.items():
             backup = None
-            if live.exists():
+            if live.exists() and live not in work.derived:
                 backup = _backup_path(live)
                 backup.unlink(missing_ok=True)
                 os.link(live, backup)
@@ -96,12 +118,31 @@ class Pipeline:
         for directory in {live.parent for live in work.staged}:
             fsync_dir(directory)
 
-    def _restore(self, work: _Work) -> None:
+    async def _restore(self, work: _Work) -> None:
         for live, backup in reversed(work.switched):
+            if live in work.derived:
+                continue
             if backup is not None:
                 os.replace(backup, live)
             else:
                 live.unlink(missing_ok=True)
+        if work.derived:
+            await self._rebuild_derived(work)
+
+    async def _rebuild_derived(self, work: _Work) -> None:
+        """Build derived files again from the restored sources, staged and renamed as usual."""
+        sources: dict[Path, Path] = {}
+        for live, _ in work.switched:
+            if live not in work.derived and live.exists():
+                sources[live] = staged_path(live)
+                shutil.copyfile(live, sources[live])
+        try:
+            extra = await work.backend.build(sources)
+            for live, staged in extra.items():
+                os.replace(staged, live)
+        finally:
+            for staged in sources.values():
+                staged.unlink(missing_ok=True)
 
     def _finish(self, work: _Work) -> None:
         """After success: drop the saved links and the bundle copies nothing names any more."""
@@ -135,7 +176,9 @@ class Pipeline:
         try:
             for work in works:
                 if work.staged or not live:
-                    work.staged.update(await work.backend.build(work.staged))
+                    extra = await work.backend.build(work.staged)
+                    work.derived |= set(extra)
+                    work.staged.update(extra)
                 if work.staged and live:
                     await work.backend.validate(work.staged)
         except StepError as exc:
@@ -176,15 +219,20 @@ class Pipeline:
         if failures:
             probe, error = failures[0]
             extra = f" (and {len(failures) - 1} more failed probes)" if len(failures) > 1 else ""
-            raise StepError("verify", probe.daemon,
-                            f"port {probe.port} {probe.protocol} SNI {probe.sni}: {error}{extra}")
+            raise StepError(
+                "verify",
+                probe.daemon,
+                f"port {probe.port} {probe.protocol} SNI {probe.sni}: {error}{extra}",
+            )
         return verified
 
-    async def _rollback(self, works: list[_Work], previous: View | None, failed: View) -> tuple[bool, str]:
+    async def _rollback(
+        self, works: list[_Work], previous: View | None, failed: View
+    ) -> tuple[bool, str]:
         """Put the previous files back, reload, and check the previous certificates are served."""
-        for work in works:
-            self._restore(work)
         try:
+            for work in works:
+                await self._restore(work)
             await self._reload(works)
             if previous is not None:
                 await self._verify(previous, failed)
@@ -199,5 +247,10 @@ class Pipeline:
             logged = backend.log_since(positions.get(backend.name, 0))
             if logged:
                 message += f"\n{backend.name} log:\n{logged}"
-        return {"status": "failed", "step": exc.step, "daemon": exc.daemon, "message": message,
-                "rolled_back": rolled_back}
+        return {
+            "status": "failed",
+            "step": exc.step,
+            "daemon": exc.daemon,
+            "message": message,
+            "rolled_back": rolled_back,
+        }

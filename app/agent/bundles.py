@@ -43,7 +43,9 @@ def build_bundle(fingerprint: str, bundle: BundleIn) -> tuple[bytes, bytes]:
         raise BundleError(fingerprint, str(exc)) from None
     leaf = certs[0]
     if kx.fingerprint_sha256(leaf) != fingerprint:
-        raise BundleError(fingerprint, "the leaf's SHA-256 fingerprint differs from the bundle's name")
+        raise BundleError(
+            fingerprint, "the leaf's SHA-256 fingerprint differs from the bundle's name"
+        )
     if not kx.key_matches(leaf, key):
         raise BundleError(fingerprint, "the private key does not belong to the certificate")
     try:

@@ -125,8 +125,16 @@ def _backend(name: str, raw: dict | None) -> BackendConfig | None:
         raise ConfigError(f"[{name}] directory is required") from None
     main = Path(raw["main_config"]) if raw.get("main_config") else None
     validate, reload = _default_commands(name, main, raw)
-    known = {"enabled", "directory", "main_config", "validate", "reload", "verify", "log_file",
-             "bundle_group"}
+    known = {
+        "enabled",
+        "directory",
+        "main_config",
+        "validate",
+        "reload",
+        "verify",
+        "log_file",
+        "bundle_group",
+    }
     return BackendConfig(
         name=name,
         directory=directory,

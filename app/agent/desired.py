@@ -10,7 +10,9 @@ import re
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 _FP = re.compile(r"^[0-9a-f]{64}$")
-_NAME = re.compile(r"^(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
+_NAME = re.compile(
+    r"^(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$"
+)
 
 
 class BundleIn(BaseModel):
@@ -55,7 +57,12 @@ class Desired(BaseModel):
 
     def referenced(self) -> set[str]:
         """Every fingerprint some daemon will serve."""
-        return {self.server_certificate, self.webmail_default, *self.mail.values(), *self.webmail.values()}
+        return {
+            self.server_certificate,
+            self.webmail_default,
+            *self.mail.values(),
+            *self.webmail.values(),
+        }
 
     def without_bundles(self) -> dict:
         """The document as persisted in state.json: never any key material."""

@@ -21,10 +21,12 @@ from cryptography.x509.oid import NameOID
 from app.kit.x509 import certificate_pem, fingerprint_sha256, load_pem_certificates, private_key_pem
 
 
-def self_signed(hostname: str, *, days: int = 825, extra_names: tuple[str, ...] = ()) -> tuple[bytes, bytes]:
+def self_signed(
+    hostname: str, *, days: int = 825, extra_names: tuple[str, ...] = ()
+) -> tuple[bytes, bytes]:
     """(key PEM, certificate PEM): ECDSA P-256, SAN = hostname (+ extra names or IP addresses)."""
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     sans: list[x509.GeneralName] = [x509.DNSName(hostname)]
     for name in extra_names:
         try:

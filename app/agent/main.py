@@ -32,8 +32,16 @@ def run_agent(config_path: str) -> None:
     config = agent.config
     print(f"agent TLS fingerprint: {fingerprint}", flush=True)
     app = create_agent_app(config, Agent(config))
-    uvicorn.run(app, host=config.listen_host, port=config.listen_port, ssl_keyfile=key_path,
-                ssl_certfile=cert_path, log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host=config.listen_host,
+        port=config.listen_port,
+        ssl_keyfile=key_path,
+        ssl_certfile=cert_path,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=1,
+    )
 
 
 if __name__ == "__main__":  # python -m app.agent.main CONFIG

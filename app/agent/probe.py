@@ -132,7 +132,9 @@ def served_certificate(
     except ProbeError:
         raise
     except ssl.SSLError as exc:
-        raise ProbeError(f"TLS handshake with {host}:{port} ({protocol}, SNI {sni}) failed: {exc}") from None
+        raise ProbeError(
+            f"TLS handshake with {host}:{port} ({protocol}, SNI {sni}) failed: {exc}"
+        ) from None
     except OSError as exc:
         raise ProbeError(f"{host}:{port} ({protocol}): {exc}") from None
     if not der:
@@ -140,6 +142,10 @@ def served_certificate(
     return der
 
 
-def served_fingerprint(host: str, port: int, protocol: str, sni: str | None, *, timeout: float = 5) -> str:
+def served_fingerprint(
+    host: str, port: int, protocol: str, sni: str | None, *, timeout: float = 5
+) -> str:
     """Lower-case hex SHA-256 of the served certificate's DER, as the controller names bundles."""
-    return hashlib.sha256(served_certificate(host, port, protocol, sni, timeout=timeout)).hexdigest()
+    return hashlib.sha256(
+        served_certificate(host, port, protocol, sni, timeout=timeout)
+    ).hexdigest()

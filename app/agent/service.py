@@ -27,13 +27,21 @@ class AgentProblem(Exception):
 
     def __init__(self, status: int, code: str, title: str, detail: str = "", **extra) -> None:
         super().__init__(detail or title)
-        self.status, self.code, self.title, self.detail, self.extra = status, code, title, detail, extra
+        self.status, self.code, self.title, self.detail, self.extra = (
+            status,
+            code,
+            title,
+            detail,
+            extra,
+        )
 
 
 def make_backends(config: AgentConfig) -> list[Backend]:
     backends: list[Backend] = []
     if config.postfix:
-        backends.append(PostfixBackend(config.postfix, {"cert_first": config.testing.postfix_bundle_cert_first}))
+        backends.append(
+            PostfixBackend(config.postfix, {"cert_first": config.testing.postfix_bundle_cert_first})
+        )
     if config.dovecot:
         backends.append(DovecotBackend(config.dovecot))
     if config.nginx:
@@ -47,7 +55,7 @@ def _view(desired: dict | Desired) -> View:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 class Agent:
@@ -56,8 +64,12 @@ class Agent:
         self.store = BundleStore(config.state_dir / "bundles")
         self.state_file = StateFile(config.state_dir / "state.json")
         self.backends = make_backends(config)
-        self.pipeline = Pipeline(self.store, self.backends, verify_timeout=config.verify_timeout,
-                                 verify_sample=config.verify_sample)
+        self.pipeline = Pipeline(
+            self.store,
+            self.backends,
+            verify_timeout=config.verify_timeout,
+            verify_sample=config.verify_sample,
+        )
         self.lock = asyncio.Lock()
 
     def state(self) -> dict:
@@ -82,10 +94,18 @@ class Agent:
         fp = fingerprint_sha256(load_pem_certificates(cert_pem)[0])
         self.config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.store.put(fp, key_pem, cert_pem)
-        desired = {"generation": 0, "server_hostname": self.config.hostname, "server_certificate": fp,
-                   "webmail_default": fp, "mail": {}, "webmail": {}}
+        desired = {
+            "generation": 0,
+            "server_hostname": self.config.hostname,
+            "server_certificate": fp,
+            "webmail_default": fp,
+            "mail": {},
+            "webmail": {},
+        }
         await self.pipeline.apply(_view(desired), None, live=False)
-        self.state_file.save(AgentState(applied_generation=0, desired=desired, last_applied_at=_now()))
+        self.state_file.save(
+            AgentState(applied_generation=0, desired=desired, last_applied_at=_now())
+        )
         return True
 
     async def put_config(self, desired: Desired) -> tuple[int, dict]:
@@ -97,21 +117,35 @@ class Agent:
         if desired.generation < st.applied_generation or (
             desired.generation == st.applied_generation and st.last_result is None
         ):
-            raise AgentProblem(409, "stale_generation", "Stale generation",
-                               f"generation {desired.generation} is not newer than the applied "
-                               f"generation {st.applied_generation}",
-                               applied_generation=st.applied_generation)
+            raise AgentProblem(
+                409,
+                "stale_generation",
+                "Stale generation",
+                f"generation {desired.generation} is not newer than the applied "
+                f"generation {st.applied_generation}",
+                applied_generation=st.applied_generation,
+            )
         if desired.generation == st.applied_generation:
             return 200, st.last_result  # exactly once per generation: the same answer again
-        missing = sorted(fp for fp in desired.referenced() if fp not in desired.bundles and not self.store.has(fp))
+        missing = sorted(
+            fp
+            for fp in desired.referenced()
+            if fp not in desired.bundles and not self.store.has(fp)
+        )
         if missing:
-            raise AgentProblem(409, "missing_bundles", "Missing bundles",
-                               f"{len(missing)} referenced certificate(s) are neither held nor sent",
-                               missing=missing)
+            raise AgentProblem(
+                409,
+                "missing_bundles",
+                "Missing bundles",
+                f"{len(missing)} referenced certificate(s) are neither held nor sent",
+                missing=missing,
+            )
         try:
             built = {fp: build_bundle(fp, bundle) for fp, bundle in desired.bundles.items()}
         except BundleError as exc:
-            raise AgentProblem(422, "invalid_bundle", "Invalid bundle", str(exc), fingerprint=exc.fingerprint) from None
+            raise AgentProblem(
+                422, "invalid_bundle", "Invalid bundle", str(exc), fingerprint=exc.fingerprint
+            ) from None
         for fp, (key_pem, certs_pem) in built.items():
             self.store.put(fp, key_pem, certs_pem)
 
@@ -132,5 +166,3 @@ class Agent:
         self.state_file.save(st)
         self.store.prune(desired.referenced())
         return 200, result
-
-

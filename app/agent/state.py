@@ -48,7 +48,7 @@ class NonceLedger:
     seen: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def open(cls, path: Path, max_age: int) -> "NonceLedger":
+    def open(cls, path: Path, max_age: int) -> NonceLedger:
         try:
             seen = json.loads(path.read_text())
         except (FileNotFoundError, ValueError):

@@ -34,7 +34,12 @@ class Probe:
     expected: str
 
     def as_dict(self, served: str | None = None) -> dict:
-        return {"port": self.port, "protocol": self.protocol, "sni": self.sni, "fingerprint": served or self.expected}
+        return {
+            "port": self.port,
+            "protocol": self.protocol,
+            "sni": self.sni,
+            "fingerprint": served or self.expected,
+        }
 
 
 def _probe_name(name: str) -> str:
@@ -42,7 +47,9 @@ def _probe_name(name: str) -> str:
     return "certpost-probe" + name[1:] if name.startswith("*.") else name
 
 
-def sample_names(names: dict[str, str], previous: dict[str, str], default: str, limit: int) -> list[tuple[str, str]]:
+def sample_names(
+    names: dict[str, str], previous: dict[str, str], default: str, limit: int
+) -> list[tuple[str, str]]:
     """(name, expected fingerprint) pairs to probe: changed and removed names first, then others."""
     expected = dict(names)
     for removed in previous.keys() - names.keys():
@@ -57,18 +64,36 @@ def plan(backends: list[Backend], view: View, previous: View | None, limit: int)
     probes: list[Probe] = []
     for backend in backends:
         if backend.serves_mail():
-            default, names, before = view.server_certificate, view.mail, previous.mail if previous else {}
+            default, names, before = (
+                view.server_certificate,
+                view.mail,
+                previous.mail if previous else {},
+            )
         else:
-            default, names, before = view.webmail_default, view.webmail, previous.webmail if previous else {}
+            default, names, before = (
+                view.webmail_default,
+                view.webmail,
+                previous.webmail if previous else {},
+            )
         picks = sample_names(names, before, default, limit)
         for target in backend.verify_targets():
             for sni, fp in [(None, default), (UNKNOWN_NAME, default), *picks]:
-                probes.append(Probe(backend.name, target.host, target.port, target.protocol,
-                                    _probe_name(sni) if sni else sni, fp))
+                probes.append(
+                    Probe(
+                        backend.name,
+                        target.host,
+                        target.port,
+                        target.protocol,
+                        _probe_name(sni) if sni else sni,
+                        fp,
+                    )
+                )
     return probes
 
 
-async def _probe_until(probe: Probe, deadline: float, limiter: asyncio.Semaphore) -> tuple[Probe, str | None, str]:
+async def _probe_until(
+    probe: Probe, deadline: float, limiter: asyncio.Semaphore
+) -> tuple[Probe, str | None, str]:
     """(probe, served fingerprint or None, last error) after retrying until the deadline."""
     delay, served, error = 0.05, None, ""
     while True:
@@ -77,7 +102,11 @@ async def _probe_until(probe: Probe, deadline: float, limiter: asyncio.Semaphore
                 served = await asyncio.to_thread(
                     served_fingerprint, probe.host, probe.port, probe.protocol, probe.sni, timeout=3
                 )
-                error = "" if served == probe.expected else f"served {served}, expected {probe.expected}"
+                error = (
+                    ""
+                    if served == probe.expected
+                    else f"served {served}, expected {probe.expected}"
+                )
             except ProbeError as exc:
                 served, error = None, str(exc)
         if not error or time.monotonic() >= deadline:
@@ -86,7 +115,9 @@ async def _probe_until(probe: Probe, deadline: float, limiter: asyncio.Semaphore
         delay = min(delay * 2, 0.5)
 
 
-async def run_probes(probes: list[Probe], timeout: float, concurrency: int = 8) -> tuple[list[dict], list[tuple[Probe, str]]]:
+async def run_probes(
+    probes: list[Probe], timeout: float, concurrency: int = 8
+) -> tuple[list[dict], list[tuple[Probe, str]]]:
     """Run every probe concurrently; return (verified entries, failures with their error)."""
     deadline = time.monotonic() + timeout
     limiter = asyncio.Semaphore(concurrency)

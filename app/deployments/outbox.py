@@ -18,8 +18,11 @@ from app.servers.models import Server
 
 
 async def servers_changed(session: AsyncSession, server_ids: Iterable[str], reason: str) -> None:
+    """One new generation per server per transaction, however many changes it holds."""
     now = utc_now()
-    for server_id in sorted(set(server_ids)):
+    bumped: set[str] = session.info.setdefault("transaction", {}).setdefault("bumped_servers", set())
+    for server_id in sorted(set(server_ids) - bumped):
+        bumped.add(server_id)
         generation = await session.scalar(
             update(Server)
             .where(Server.id == server_id)

@@ -80,7 +80,9 @@ def _params(created: int, nonce: str, key_id: str) -> str:
     for value in (nonce, key_id):
         if not re.fullmatch(r"[\x20-\x7e]*", value) or '"' in value or "\\" in value:
             raise SignatureError("signature_invalid", "nonce and keyid must be plain ASCII")
-    return f'({" ".join(COMPONENTS)});created={created};nonce="{nonce}";keyid="{key_id}";alg="ed25519"'
+    return (
+        f'({" ".join(COMPONENTS)});created={created};nonce="{nonce}";keyid="{key_id}";alg="ed25519"'
+    )
 
 
 def _signature_base(method: str, path: str, digest: str, params: str) -> bytes:
@@ -160,10 +162,17 @@ def verify_request(
     if not parsed or not sig_parsed or parsed["label"] != LABEL or sig_parsed["label"] != LABEL:
         raise SignatureError("signature_invalid", "Signature-Input or Signature is malformed")
     if tuple(parsed["components"].split()) != COMPONENTS:
-        raise SignatureError("signature_invalid", "the signature does not cover the required components")
+        raise SignatureError(
+            "signature_invalid", "the signature does not cover the required components"
+        )
     params = {k: v.strip('"') for k, v in _PARAM_RE.findall(parsed["params"])}
-    if params.get("alg", "ed25519") != "ed25519" or not {"created", "nonce", "keyid"} <= params.keys():
-        raise SignatureError("signature_invalid", "created, nonce and keyid are required; alg must be ed25519")
+    if (
+        params.get("alg", "ed25519") != "ed25519"
+        or not {"created", "nonce", "keyid"} <= params.keys()
+    ):
+        raise SignatureError(
+            "signature_invalid", "created, nonce and keyid are required; alg must be ed25519"
+        )
     if not params["nonce"]:
         raise SignatureError("signature_invalid", "the nonce is empty")
 
@@ -181,7 +190,8 @@ def verify_request(
     current = time.time() if now is None else now
     if abs(current - created) > max_skew:
         raise SignatureError(
-            "signature_expired", f"created is {int(current - created)} s away from now (max {max_skew})"
+            "signature_expired",
+            f"created is {int(current - created)} s away from now (max {max_skew})",
         )
     return SignedRequest(key_id=params["keyid"], nonce=params["nonce"], created=created)
 
@@ -197,7 +207,7 @@ def public_key_from_text(text: str) -> Ed25519PublicKey:
     if not text.startswith(_KEY_PREFIX):
         raise ValueError("a public key must look like ed25519:<base64>")
     try:
-        raw = base64.b64decode(text[len(_KEY_PREFIX):], validate=True)
+        raw = base64.b64decode(text[len(_KEY_PREFIX) :], validate=True)
         return Ed25519PublicKey.from_public_bytes(raw)
     except ValueError as exc:
         raise ValueError("the ed25519 public key is not 32 bytes of base64") from exc

@@ -4,14 +4,14 @@ Recipes from the project guide (real-servers.md). Everything lives in one tempor
 listens on free high ports and is stopped by PID by whoever started it. Plain functions, so
 that pytest fixtures (tests/agent/conftest.py) and the controller's end-to-end tests share them:
 
-    stack = write_stack(tmp_dir, controller_public_key=public_key_to_text(key.public_key()))
+    stack = write_stack(make_root(), controller_public_key=public_key_to_text(key.public_key()))
     bootstrap_agent(stack)          # the agent writes its first (self-signed) files
     start_daemons(stack)            # Postfix, Dovecot, nginx serve those files
     agent = AgentProcess(stack); agent.start()   # HTTPS on stack.agent_url, agent.fingerprint
     ...
     agent.stop(); stop_daemons(stack)
 
-or simply ``with running_stack(tmp_dir, controller_key) as (stack, agent): ...``.
+or simply ``with running_stack(public_key_text) as (stack, agent): ...``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +33,13 @@ from tests.support.ports import free_port
 REPO = Path(__file__).resolve().parents[2]
 PORT_NAMES = ("smtp", "smtps", "imap", "imaps", "pop3", "pop3s", "https", "agent")
 PROTOCOL_OF = {
-    "smtp": "smtp-starttls", "smtps": "smtps", "imap": "imap-starttls", "imaps": "imaps",
-    "pop3": "pop3-starttls", "pop3s": "pop3s", "https": "https",
+    "smtp": "smtp-starttls",
+    "smtps": "smtps",
+    "imap": "imap-starttls",
+    "imaps": "imaps",
+    "pop3": "pop3-starttls",
+    "pop3s": "pop3s",
+    "https": "https",
 }
 
 
@@ -75,10 +81,14 @@ class Stack:
         return self.root / "nginx"
 
     def mail_ports(self) -> list[tuple[int, str]]:
-        return [(self.ports[n], PROTOCOL_OF[n]) for n in ("smtp", "smtps", "imap", "imaps", "pop3", "pop3s")]
+        return [
+            (self.ports[n], PROTOCOL_OF[n])
+            for n in ("smtp", "smtps", "imap", "imaps", "pop3", "pop3s")
+        ]
 
 
 # -- configuration files -----------------------------------------------------------------------
+
 
 def _master_cf(stack: Stack) -> str:
     """Debian's master.cf with chroot off, and smtpd on our two loopback ports only."""
@@ -94,7 +104,9 @@ def _master_cf(stack: Stack) -> str:
         fields[4] = "n"
         lines.append("  ".join(fields))
     lines.append(f"127.0.0.1:{stack.ports['smtp']} inet n - n - - smtpd")
-    lines.append(f"127.0.0.1:{stack.ports['smtps']} inet n - n - - smtpd -o smtpd_tls_wrappermode=yes")
+    lines.append(
+        f"127.0.0.1:{stack.ports['smtps']} inet n - n - - smtpd -o smtpd_tls_wrappermode=yes"
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -149,26 +161,26 @@ userdb {{
 }}
 service imap-login {{
   inet_listener imap {{
-    port = {p['imap']}
+    port = {p["imap"]}
   }}
   inet_listener imaps {{
-    port = {p['imaps']}
+    port = {p["imaps"]}
     ssl = yes
   }}
 }}
 service pop3-login {{
   inet_listener pop3 {{
-    port = {p['pop3']}
+    port = {p["pop3"]}
   }}
   inet_listener pop3s {{
-    port = {p['pop3s']}
+    port = {p["pop3s"]}
     ssl = yes
   }}
 }}
 service config {{
   vsz_limit = 2G
 }}
-!include {stack.out('dovecot')}/certpost.conf
+!include {stack.out("dovecot")}/certpost.conf
 """)
 
 
@@ -188,7 +200,7 @@ error_log {d}/error.log notice;
 events {{ worker_connections 256; }}
 http {{
     access_log off;
-    include {stack.out('nginx')}/certpost.conf;
+    include {stack.out("nginx")}/certpost.conf;
 }}
 """)
 
@@ -197,14 +209,16 @@ def _toml_list(items: list[str]) -> str:
     return "[" + ", ".join(f'"{i}"' for i in items) + "]"
 
 
-def write_agent_config(stack: Stack, *, postfix_bundle_cert_first: bool = False, verify_timeout: float = 4) -> Path:
+def write_agent_config(
+    stack: Stack, *, postfix_bundle_cert_first: bool = False, verify_timeout: float = 4
+) -> Path:
     """The agent's TOML for this stack (see docs/agent.md for every key)."""
     p = stack.ports
     nginx = ["nginx", *_nginx_flags(stack)]
     text = f"""\
 [listen]
 host = "127.0.0.1"
-port = {p['agent']}
+port = {p["agent"]}
 
 [agent]
 state_dir = "{stack.state_dir}"
@@ -213,30 +227,30 @@ hostname = "{stack.hostname}"
 verify_timeout = {verify_timeout}
 
 [postfix]
-directory = "{stack.out('postfix')}"
+directory = "{stack.out("postfix")}"
 config_directory = "{stack.postfix_dir}/etc"
 log_file = "{stack.postfix_dir}/postfix.log"
 reload = ["postfix", "-c", "{stack.postfix_dir}/etc", "reload"]
-verify = [{{port = {p['smtp']}, protocol = "smtp-starttls"}}, {{port = {p['smtps']}, protocol = "smtps"}}]
+verify = [{{port = {p["smtp"]}, protocol = "smtp-starttls"}}, {{port = {p["smtps"]}, protocol = "smtps"}}]
 
 [dovecot]
-directory = "{stack.out('dovecot')}"
+directory = "{stack.out("dovecot")}"
 main_config = "{stack.dovecot_conf}"
 log_file = "{stack.dovecot_conf.parent}/dovecot.log"
 reload = ["doveadm", "-c", "{stack.dovecot_conf}", "reload"]
 verify = [
-  {{port = {p['imap']}, protocol = "imap-starttls"}}, {{port = {p['imaps']}, protocol = "imaps"}},
-  {{port = {p['pop3']}, protocol = "pop3-starttls"}}, {{port = {p['pop3s']}, protocol = "pop3s"}},
+  {{port = {p["imap"]}, protocol = "imap-starttls"}}, {{port = {p["imaps"]}, protocol = "imaps"}},
+  {{port = {p["pop3"]}, protocol = "pop3-starttls"}}, {{port = {p["pop3s"]}, protocol = "pop3s"}},
 ]
 
 [nginx]
-directory = "{stack.out('nginx')}"
+directory = "{stack.out("nginx")}"
 main_config = "{stack.nginx_dir}/nginx.conf"
 log_file = "{stack.nginx_dir}/error.log"
 validate = {_toml_list([*nginx, "-t", "-q", "-c", "{config}"])}
 reload = {_toml_list([*nginx, "-c", str(stack.nginx_dir / "nginx.conf"), "-s", "reload"])}
-listen = ["127.0.0.1:{p['https']}"]
-verify = [{{port = {p['https']}, protocol = "https"}}]
+listen = ["127.0.0.1:{p["https"]}"]
+verify = [{{port = {p["https"]}, protocol = "https"}}]
 
 [testing]
 postfix_bundle_cert_first = {str(postfix_bundle_cert_first).lower()}
@@ -245,9 +259,27 @@ postfix_bundle_cert_first = {str(postfix_bundle_cert_first).lower()}
     return stack.agent_config
 
 
-def write_stack(root: Path, *, controller_public_key: str, hostname: str = "mx1.host.test") -> Stack:
-    """Write every daemon's configuration and the agent's, with fresh free ports."""
+def make_root(prefix: str = "certpost-stack-") -> Path:
+    """A fresh directory under the system temp dir that the postfix user can traverse."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(root, 0o711)
+    return root
+
+
+def write_stack(
+    root: Path, *, controller_public_key: str, hostname: str = "mx1.host.test"
+) -> Stack:
+    """Write every daemon's configuration and the agent's, with fresh free ports.
+
+    Postfix opens ``data_directory`` as user postfix, so every directory above ``root`` must be
+    searchable by others: pytest's own temporary directories (0700) are not; use
+    :func:`make_root`.
+    """
     root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o711)
+    for parent in root.parents:
+        if not os.stat(parent).st_mode & 0o001:
+            raise RuntimeError(f"{parent} is not searchable by the postfix user; use make_root()")
     stack = Stack(root=root, hostname=hostname, controller_public_key=controller_public_key)
     stack.ports = {name: free_port() for name in PORT_NAMES}
     _write_postfix(stack)
@@ -259,10 +291,19 @@ def write_stack(root: Path, *, controller_public_key: str, hostname: str = "mx1.
 
 # -- processes -----------------------------------------------------------------------------------
 
-def _run(argv: list[str]) -> None:
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+def _run(argv: list[str], log: Path) -> None:
+    """Run a daemon's start command. Its output goes to a file, not a pipe: a daemon that
+    forks keeps the pipe open and ``communicate`` would wait for it forever."""
+    with open(log, "a+b") as out:
+        start = out.tell()
+        result = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=60, check=False
+        )
+        out.seek(start)
+        output = out.read().decode(errors="replace")
     if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed ({result.returncode}): {result.stdout}{result.stderr}")
+        raise RuntimeError(f"{' '.join(argv)} failed ({result.returncode}): {output}")
 
 
 def wait_for_port(port: int, timeout: float = 15, host: str = "127.0.0.1") -> None:
@@ -284,6 +325,15 @@ def _pid_from(path: Path) -> int | None:
         return None
 
 
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie (exited, not yet reaped by its parent) counts as gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
 def _kill_pid(pid: int | None, timeout: float = 10) -> None:
     if not pid:
         return
@@ -291,29 +341,34 @@ def _kill_pid(pid: int | None, timeout: float = 10) -> None:
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _alive(pid):
             return
-        time.sleep(0.05)
+        time.sleep(0.02)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
 
 
 def start_postfix(stack: Stack) -> None:
-    _run(["postfix", "-c", str(stack.postfix_dir / "etc"), "start"])
+    _run(["postfix", "-c", str(stack.postfix_dir / "etc"), "start"], stack.root / "start.log")
     wait_for_port(stack.ports["smtp"])
     wait_for_port(stack.ports["smtps"])
 
 
 def stop_postfix(stack: Stack) -> None:
     pid = _pid_from(stack.postfix_dir / "spool" / "pid" / "master.pid")
-    subprocess.run(["postfix", "-c", str(stack.postfix_dir / "etc"), "stop"], capture_output=True, timeout=30)
+    subprocess.run(
+        ["postfix", "-c", str(stack.postfix_dir / "etc"), "stop"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=30,
+        check=False,
+    )
     _kill_pid(pid)
 
 
 def start_dovecot(stack: Stack) -> None:
-    _run(["dovecot", "-c", str(stack.dovecot_conf)])
+    _run(["dovecot", "-c", str(stack.dovecot_conf)], stack.root / "start.log")
     for name in ("imap", "imaps", "pop3", "pop3s"):
         wait_for_port(stack.ports[name])
 
@@ -323,7 +378,10 @@ def stop_dovecot(stack: Stack) -> None:
 
 
 def start_nginx(stack: Stack) -> None:
-    _run(["nginx", *_nginx_flags(stack), "-c", str(stack.nginx_dir / "nginx.conf")])
+    _run(
+        ["nginx", *_nginx_flags(stack), "-c", str(stack.nginx_dir / "nginx.conf")],
+        stack.root / "start.log",
+    )
     wait_for_port(stack.ports["https"])
 
 
@@ -347,8 +405,14 @@ def bootstrap_agent(stack: Stack) -> str:
     """Create the agent's TLS identity and its bootstrap files (a self-signed bundle for the
     server's host name) so the daemons can start; returns the agent's TLS fingerprint."""
     code = "import sys; from app.agent.main import prepare; print(prepare(sys.argv[1])[3])"
-    out = subprocess.run([sys.executable, "-c", code, str(stack.agent_config)], cwd=REPO,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(stack.agent_config)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"agent bootstrap failed: {out.stderr}")
     return out.stdout.strip().splitlines()[-1]
@@ -365,12 +429,13 @@ class AgentProcess:
 
     def start(self, timeout: float = 20) -> str:
         code = "import sys; from app.agent import run_agent; run_agent(sys.argv[1])"
-        log = open(self.log, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", code, str(self.stack.agent_config)],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=log,
-        )
-        log.close()
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", code, str(self.stack.agent_config)],
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=log,
+            )
         line = self.process.stdout.readline().decode()
         if not line.startswith("agent TLS fingerprint:"):
             self.stop()
@@ -381,9 +446,22 @@ class AgentProcess:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            _kill_pid(self.process.pid)
-            self.process.wait(timeout=10)
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        if self.process is not None and self.process.stdout:
+            self.process.stdout.close()
         self.process = None
+
+    def kill(self) -> None:
+        """Simulate a crash: SIGKILL, no graceful shutdown."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.stop()
 
     def restart(self) -> str:
         self.stop()
@@ -391,8 +469,19 @@ class AgentProcess:
 
 
 @contextlib.contextmanager
-def running_stack(root: Path, controller_public_key: str, *, hostname: str = "mx1.host.test"):
-    """Daemons and agent up for the duration of the block; yields (stack, agent)."""
+def running_stack(
+    controller_public_key: str,
+    *,
+    root: Path | None = None,
+    hostname: str = "mx1.host.test",
+    keep: bool = False,
+):
+    """Daemons and agent up for the duration of the block; yields (stack, agent).
+
+    ``root`` defaults to a fresh :func:`make_root` directory, removed afterwards unless ``keep``.
+    """
+    made = root is None
+    root = root or make_root()
     stack = write_stack(root, controller_public_key=controller_public_key, hostname=hostname)
     agent = AgentProcess(stack)
     try:
@@ -403,3 +492,5 @@ def running_stack(root: Path, controller_public_key: str, *, hostname: str = "mx
     finally:
         agent.stop()
         stop_daemons(stack)
+        if made and not keep:
+            shutil.rmtree(root, ignore_errors=True)

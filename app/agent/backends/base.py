@@ -63,7 +63,9 @@ def staged_path(live: Path) -> Path:
     return live.with_name(f".{live.name}{STAGED_SUFFIX}")
 
 
-async def run(argv: tuple[str, ...] | list[str], *, umask: int | None = None, timeout: float = 120) -> tuple[int, str]:
+async def run(
+    argv: tuple[str, ...] | list[str], *, umask: int | None = None, timeout: float = 120
+) -> tuple[int, str]:
     """Run a command without a shell; return (exit status, stdout+stderr as text).
 
     Output is kept because it is the daemon's own diagnosis; callers send validation output
@@ -122,7 +124,9 @@ class Backend:
         """
         main = self.config.main_config
         if main is None:
-            raise StepError("validate", self.name, "main_config is not set in the agent configuration")
+            raise StepError(
+                "validate", self.name, "main_config is not set in the agent configuration"
+            )
         text = main.read_text()
         for live, stage in staged.items():
             if str(live) not in text:
@@ -136,7 +140,10 @@ class Backend:
     async def run_validate_command(self, config_path: Path | None) -> None:
         if not self.config.validate:
             return
-        argv = [a.replace("{config}", str(config_path or self.config.main_config)) for a in self.config.validate]
+        argv = [
+            a.replace("{config}", str(config_path or self.config.main_config))
+            for a in self.config.validate
+        ]
         status, output = await run(argv)
         if status != 0:
             raise StepError("validate", self.name, output or f"{argv[0]} exited with {status}")
@@ -150,7 +157,9 @@ class Backend:
             return
         status, output = await run(self.config.reload)
         if status != 0:
-            raise StepError("reload", self.name, output or f"{self.config.reload[0]} exited with {status}")
+            raise StepError(
+                "reload", self.name, output or f"{self.config.reload[0]} exited with {status}"
+            )
 
     def verify_targets(self) -> tuple[VerifyTarget, ...]:
         return self.config.verify

@@ -47,7 +47,9 @@ class DovecotBackend(Backend):
             path = self.bundle_path(fp)
             rendered.bundles[path] = fp
             names = " ".join(sorted(names_by_fp[fp]))
-            lines.append(f'local_name "{names}" {{\n  ssl_cert = <{path}\n  ssl_key = <{path}\n}}\n')
+            lines.append(
+                f'local_name "{names}" {{\n  ssl_cert = <{path}\n  ssl_key = <{path}\n}}\n'
+            )
         rendered.files[self.include_file] = "".join(lines).encode()
         return rendered
 
@@ -55,11 +57,17 @@ class DovecotBackend(Backend):
         check = self.check_with_main_config(staged)
         try:
             argv = [a.replace("{config}", str(check)) for a in self.config.validate] or [
-                "doveconf", "-x", "-n", "-c", str(check)
+                "doveconf",
+                "-x",
+                "-n",
+                "-c",
+                str(check),
             ]
             # -x expands "<file" values into the output, keys included: discard stdout.
             status, output = await run(["sh", "-c", '"$@" >/dev/null', "doveconf", *argv])
             if status != 0:
-                raise StepError("validate", self.name, output.replace(str(check), str(self.config.main_config)))
+                raise StepError(
+                    "validate", self.name, output.replace(str(check), str(self.config.main_config))
+                )
         finally:
             check.unlink(missing_ok=True)

@@ -53,7 +53,9 @@ class NginxBackend(Backend):
         if self.listen:
             lines.append("server {\n")
             lines += [f"    listen {addr} ssl;\n" for addr in self.listen]
-            lines.append("    ssl_certificate $certpost_bundle;\n    ssl_certificate_key $certpost_bundle;\n")
+            lines.append(
+                "    ssl_certificate $certpost_bundle;\n    ssl_certificate_key $certpost_bundle;\n"
+            )
             if self.server_extra:
                 lines.append(f"    {self.server_extra}\n")
             if self.upstream:

@@ -41,7 +41,9 @@ class PostfixBackend(Backend):
         opts = {**config.options, **(options or {})}
         self.cert_first = bool(opts.get("cert_first", False))
         self.map_type = opts.get("map_type") or default_map_type()
-        self.config_directory = Path(opts.get("config_directory") or config.main_config or "/etc/postfix")
+        self.config_directory = Path(
+            opts.get("config_directory") or config.main_config or "/etc/postfix"
+        )
         self.default_bundle = self.directory / "default.pem"
         self.map_source = self.directory / "sni"
 
@@ -98,7 +100,9 @@ class PostfixBackend(Backend):
         return self.default_bundle in changed
 
     def cleanup_staged(self) -> None:
-        staged_map = self.map_file(self.map_source.with_name(f".{self.map_source.name}.certpost-new"))
+        staged_map = self.map_file(
+            self.map_source.with_name(f".{self.map_source.name}.certpost-new")
+        )
         for path in (staged_map, Path(str(staged_map) + "-lock")):
             if path.exists():
                 os.unlink(path)

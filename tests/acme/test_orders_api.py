@@ -1,0 +1,204 @@
+"""Certificate orders through the public API and the worker, against real Pebble and BIND."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography import x509
+
+from app.kit.trust import TrustStore
+from app.kit.time import utc_now
+from tests.support.api import assert_problem, create_domain, create_server, upload
+from tests.support.bind import start_bind, stop_bind
+from tests.support.worker import work_until
+
+pytestmark = pytest.mark.acme
+
+
+@pytest.fixture
+def acme_ready(context, pebble_server):
+    """Point the controller at Pebble and trust Pebble's issuing root for `trusted`."""
+    settings = context.settings
+    saved = (settings.acme_directory_url, settings.acme_ca_bundle, settings.acme_propagation_interval,
+             settings.acme_propagation_timeout, settings.acme_poll_interval, context.trust)
+    settings.acme_directory_url = pebble_server.directory_url
+    settings.acme_ca_bundle = pebble_server.ca_bundle
+    settings.acme_propagation_interval = 0.1
+    settings.acme_propagation_timeout = 5.0
+    settings.acme_poll_interval = 0.1
+    roots = x509.load_pem_x509_certificates(pebble_server.issuing_roots_pem().encode())
+    context.trust = TrustStore(context.trust.roots + roots)
+    yield pebble_server
+    (settings.acme_directory_url, settings.acme_ca_bundle, settings.acme_propagation_interval,
+     settings.acme_propagation_timeout, settings.acme_poll_interval, context.trust) = saved
+
+
+async def make_provider(client, headers, bind, **overrides) -> dict:
+    settings = {"server": bind.host, "port": bind.port, "key_name": bind.key_name,
+                "key_algorithm": bind.key_algorithm, "key_secret": bind.key_secret, **overrides}
+    r = await client.post("/v1/dns-providers", json={"name": "bind", "kind": "rfc2136", "settings": settings}, headers=headers)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+async def finished(client, headers, order_id):
+    async def check():
+        body = (await client.get(f"/v1/certificate-orders/{order_id}", headers=headers)).json()
+        return body if body["status"] in ("valid", "invalid") else None
+    return check
+
+
+@pytest.fixture
+async def hosted(client, admin, customer_headers):
+    server = await create_server(client, admin)
+    account_id, customer = await customer_headers()
+    await create_domain(client, admin, "z01.test", server["id"], account_id)
+    return server, account_id, customer
+
+
+async def test_dns_provider_secrets_are_write_only(client, admin, bind_server, customer_headers):
+    provider = await make_provider(client, admin, bind_server)
+    assert "key_secret" not in provider["settings"] and provider["secrets_set"] == ["key_secret"]
+    listed = (await client.get("/v1/dns-providers", headers=admin)).text
+    assert bind_server.key_secret not in listed
+    _account, customer = await customer_headers()
+    # A customer sees the platform's provider (without its secret) and may create its own.
+    assert [p["id"] for p in (await client.get("/v1/dns-providers", headers=customer)).json()] == [provider["id"]]
+    r = await client.post("/v1/dns-providers", json={"name": "x", "kind": "rfc2136", "settings": {
+        "server": "127.0.0.1", "key_name": "k", "key_secret": "not base64!"}}, headers=admin)
+    assert_problem(r, 422, "invalid_dns_provider")
+    assert_problem(await client.delete(f"/v1/dns-providers/{provider['id']}", headers=customer), 404, "not_found")
+    assert (await client.delete(f"/v1/dns-providers/{provider['id']}", headers=admin)).status_code == 204
+
+
+async def test_wildcard_over_dns01_bound_and_renewed(client, admin, context, acme_ready, bind_server, hosted, txt_at):
+    server, account_id, customer = hosted
+    provider = await make_provider(client, admin, bind_server)
+    r = await client.post("/v1/certificate-orders", json={
+        "domain": "z01.test", "wildcard": True, "challenge": "dns-01", "dns_provider_id": provider["id"],
+        "bind": ["webmail", "mail"]}, headers=customer)
+    assert r.status_code == 202, r.text
+    assert r.headers["location"] == f"/v1/certificate-orders/{r.json()['id']}"
+    assert r.json()["names"] == ["z01.test", "*.z01.test"] and r.json()["status"] == "pending"
+    generation = (await client.get(f"/v1/servers/{server['id']}", headers=admin)).json()["desired_generation"]
+
+    order = await work_until(context, await finished(client, customer, r.json()["id"]))
+    assert order["status"] == "valid", order["error"]
+    assert [a["status"] for a in order["authorizations"]] == ["valid", "valid"]
+    cert = (await client.get(f"/v1/certificates/{order['certificate_id']}", headers=customer)).json()
+    assert cert["source"] == "acme" and cert["sans"] == ["z01.test", "*.z01.test"] and cert["trusted"]
+    assert cert["account_id"] == account_id and cert["renewal_status"] == "scheduled"
+    assert {b["hostname"] for b in cert["bindings"]} == {"webmail.z01.test", "mail.z01.test"}
+    assert (await client.get(f"/v1/servers/{server['id']}", headers=admin)).json()["desired_generation"] == generation + 1
+    assert txt_at("_acme-challenge.z01.test") == set()
+
+    # Renewal: make it due, let the worker's renewal job run it; material replaced in place.
+    from app.certificates.models import Certificate
+
+    async with context.sessionmaker() as session:
+        row = await session.get(Certificate, cert["id"])
+        row.renewal_at = utc_now()
+        await session.commit()
+    from app.deployments.worker import Worker
+
+    worker = Worker(context, owner="renewer")
+
+    async def renewed():
+        body = (await client.get(f"/v1/certificates/{cert['id']}", headers=customer)).json()
+        return body if body["revision"] == 2 and body["renewal_status"] == "scheduled" else None
+
+    after = await work_until(context, renewed, worker=worker)
+    assert after["serial"] != cert["serial"] and after["fingerprint_sha256"] != cert["fingerprint_sha256"]
+    assert {b["hostname"] for b in after["bindings"]} == {"webmail.z01.test", "mail.z01.test"}
+    assert (await client.get(f"/v1/servers/{server['id']}", headers=admin)).json()["desired_generation"] == generation + 2
+
+
+async def test_renew_now_endpoint(client, admin, context, acme_ready, bind_server, hosted):
+    _server, _account, customer = hosted
+    provider = await make_provider(client, admin, bind_server)
+    r = await client.post("/v1/certificate-orders", json={
+        "names": ["webmail.z01.test"], "challenge": "dns-01", "dns_provider_id": provider["id"], "key_type": "rsa-2048"},
+        headers=customer)
+    order = await work_until(context, await finished(client, customer, r.json()["id"]))
+    assert order["status"] == "valid", order["error"]
+    cert_id = order["certificate_id"]
+    assert (await client.get(f"/v1/certificates/{cert_id}", headers=customer)).json()["key_type"] == "rsa"
+    r = await client.post(f"/v1/certificates/{cert_id}/renew", headers=customer)
+    assert r.status_code == 202, r.text
+    assert r.json()["purpose"] == "renewal"
+    assert_problem(await client.post(f"/v1/certificates/{cert_id}/renew", headers=customer), 409, "order_in_progress")
+    renewal = await work_until(context, await finished(client, customer, r.json()["id"]))
+    assert renewal["status"] == "valid" and renewal["certificate_id"] == cert_id
+    assert (await client.get(f"/v1/certificates/{cert_id}", headers=customer)).json()["revision"] == 2
+
+
+async def test_order_refusals(client, admin, test_ca, bind_server, hosted, customer_headers):
+    server, _account, customer = hosted
+    provider = await make_provider(client, admin, bind_server)
+    base = {"challenge": "dns-01", "dns_provider_id": provider["id"]}
+    cases = [
+        ({"domain": "z01.test", "wildcard": True, "challenge": "http-01"}, 422, "wildcard_requires_dns01"),
+        ({"names": ["*.z01.test"], "challenge": "http-01"}, 422, "wildcard_requires_dns01"),
+        ({**base, "domain": "z02.test"}, 422, "name_not_allowed"),
+        ({**base, "names": ["mail.z01.test", "elsewhere.test"]}, 422, "name_not_allowed"),
+        ({"domain": "z01.test", "challenge": "dns-01"}, 422, "dns_provider_required"),
+        ({"domain": "z01.test", "dns_provider_id": "nope"}, 422, "unknown_dns_provider"),
+        ({"domain": "z01.test", "challenge": "http-01"}, 422, "http01_unavailable"),
+        ({**base, "domain": "z01.test", "names": ["a.z01.test"]}, 422, "validation_error"),
+        ({**base, "domain": "z01.test", "key_type": "dsa"}, 422, "validation_error"),
+    ]
+    for body, status, code in cases:
+        assert_problem(await client.post("/v1/certificate-orders", json=body, headers=customer), status, code)
+    # Another customer cannot order names of this customer's domain.
+    _other, stranger = await customer_headers()
+    assert_problem(await client.post("/v1/certificate-orders", json={**base, "domain": "z01.test"}, headers=stranger), 422, "name_not_allowed")
+    uploaded = await upload(client, customer, test_ca.issue(["*.z01.test"]))
+    assert_problem(await client.post(f"/v1/certificates/{uploaded['id']}/renew", headers=customer), 409, "not_renewable")
+    assert (await client.get("/v1/certificate-orders", headers=customer)).json()["items"] == []
+
+
+async def _order_and_fail(client, context, customer, provider_id, domain="z01.test"):
+    r = await client.post("/v1/certificate-orders", json={
+        "domain": domain, "wildcard": True, "challenge": "dns-01", "dns_provider_id": provider_id,
+        "bind": ["webmail"]}, headers=customer)
+    assert r.status_code == 202, r.text
+    order = await work_until(context, await finished(client, customer, r.json()["id"]))
+    assert order["status"] == "invalid"
+    return order
+
+
+async def test_wrong_tsig_secret(client, admin, context, acme_ready, bind_server, hosted, txt_at):
+    _server, _account, customer = hosted
+    provider = await make_provider(client, admin, bind_server, key_secret="AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+    order = await _order_and_fail(client, context, customer, provider["id"])
+    assert order["error"]["step"] == "dns_update" and order["error"]["code"] == "dns_tsig_rejected"
+    assert txt_at("_acme-challenge.z01.test") == set()
+    bindings = (await client.get("/v1/domains/z01.test/bindings", headers=customer)).json()
+    assert bindings["webmail"]["source"] == "server-default"
+
+
+async def test_name_the_provider_cannot_update(client, admin, context, acme_ready, bind_server, hosted):
+    server, account_id, customer = hosted
+    await create_domain(client, admin, "locked.test", server["id"], account_id)
+    provider = await make_provider(client, admin, bind_server)
+    order = await _order_and_fail(client, context, customer, provider["id"], domain="locked.test")
+    assert order["error"]["step"] == "dns_update" and order["error"]["code"] == "dns_update_refused"
+    assert (await client.get("/v1/domains/locked.test/bindings", headers=customer)).json()["webmail"]["source"] == "server-default"
+
+
+async def test_challenge_the_ca_rejects(client, admin, context, acme_ready, bind_server, hosted, txt_at):
+    """The provider updates a second, unrelated name server: the records look published, but the
+    CA (which asks the real one) finds nothing and rejects the challenge with its own words."""
+    _server, _account, customer = hosted
+    shadow = start_bind(zones=("z01.test",))
+    try:
+        provider = await make_provider(client, admin, shadow)
+        order = await _order_and_fail(client, context, customer, provider["id"])
+    finally:
+        stop_bind(shadow)
+    error = order["error"]
+    assert error["step"] == "validation", error
+    assert error["problem"]["type"].startswith("urn:ietf:params:acme:error:")
+    assert error["problem"]["detail"]
+    assert "invalid" in {a["status"] for a in order["authorizations"]}
+    assert txt_at("_acme-challenge.z01.test") == set()
+    assert (await client.get("/v1/certificates", headers=customer)).json()["items"] == []

@@ -1,0 +1,295 @@
+"""The agent against real Postfix, Dovecot and nginx: apply, verify, refuse, roll back.
+
+Every assertion about what is served is made the way a client sees it: a handshake on the real
+port (STARTTLS where the protocol has it), verified against the test CA with hostname checks on.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.support.daemons import PROTOCOL_OF, write_agent_config
+from tests.support.pki import Issued
+from tests.support.tlsprobe import served_fingerprint
+
+pytestmark = pytest.mark.daemons
+
+DOMAINS = ("a.test", "b.test", "c.test")
+MAIL_PORTS = ("smtp", "smtps", "imap", "imaps", "pop3", "pop3s")
+
+
+@pytest.fixture(scope="module")
+def certs(test_ca, mail_stack) -> dict[str, Issued]:
+    ca, _ = test_ca
+    stack, _ = mail_stack
+    made = {"server": ca.issue([stack.hostname]), "server2": ca.issue([stack.hostname])}
+    for d in DOMAINS:
+        made[d] = ca.issue([f"mail.{d}", f"webmail.{d}"])
+        made[d + "/renewed"] = ca.issue([f"mail.{d}", f"webmail.{d}"])
+    return made
+
+
+@pytest.fixture(scope="module")
+def material(certs) -> dict[str, Issued]:
+    return {c.fingerprint: c for c in certs.values()}
+
+
+def desired_for(
+    client, certs, *, domains=DOMAINS, which: dict[str, str] | None = None, server="server"
+) -> dict:
+    """A full desired document (without bundles) binding mail.<d> and webmail.<d> for domains."""
+    which = which or {}
+    pick = {d: certs[which.get(d, d)].fingerprint for d in domains}
+    return {
+        "generation": client.next_generation(),
+        "server_hostname": client.stack.hostname,
+        "server_certificate": certs[server].fingerprint,
+        "webmail_default": certs[server].fingerprint,
+        "mail": {f"mail.{d}": pick[d] for d in domains},
+        "webmail": {f"webmail.{d}": pick[d] for d in domains},
+    }
+
+
+def served(stack, port_name: str, sni: str | None, ca_file: str | None) -> str:
+    return served_fingerprint(
+        "127.0.0.1",
+        stack.ports[port_name],
+        PROTOCOL_OF[port_name],
+        sni,
+        ca_file=ca_file,
+        check_hostname=bool(sni and ca_file),
+    )
+
+
+def assert_served(stack, desired: dict, ca_file: str, *, removed: tuple[str, ...] = ()) -> None:
+    """Every protocol, every bound name, no SNI and an unknown name serve what ``desired`` says."""
+    for port in MAIL_PORTS:
+        assert served(stack, port, None, ca_file) == desired["server_certificate"], port
+        assert served(stack, port, "unknown.example.test", None) == desired["server_certificate"], (
+            port
+        )
+        for name, fp in desired["mail"].items():
+            assert served(stack, port, name, ca_file) == fp, (port, name)
+        for name in removed:
+            assert served(stack, port, f"mail.{name}", None) == desired["server_certificate"], (
+                port,
+                name,
+            )
+    assert served(stack, "https", None, ca_file) == desired["webmail_default"]
+    assert served(stack, "https", "unknown.example.test", None) == desired["webmail_default"]
+    for name, fp in desired["webmail"].items():
+        assert served(stack, "https", name, ca_file) == fp, name
+    for name in removed:
+        assert served(stack, "https", f"webmail.{name}", None) == desired["webmail_default"], name
+
+
+def apply_ok(client, desired, material) -> tuple[dict, list[str]]:
+    response, sent = client.push(desired, material)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "applied" and body["generation"] == desired["generation"]
+    return body, sent
+
+
+def test_three_domains_every_protocol(agent_client, mail_stack, certs, material, test_ca):
+    stack, _ = mail_stack
+    desired = desired_for(agent_client, certs)
+    body, sent = apply_ok(agent_client, desired, material)
+    assert len(sent) == 4
+    assert body["changed"] == {"postfix": True, "dovecot": True, "nginx": True}
+    assert {(v["port"], v["sni"]) for v in body["verified"]} >= {
+        (stack.ports["smtp"], "mail.a.test")
+    }
+    assert set(body["timings"]) >= {"stage", "validate", "switch", "reload", "verify"}
+    assert_served(stack, desired, test_ca[1])
+    state = agent_client.state()
+    assert state["applied_generation"] == desired["generation"] and state["last_error"] is None
+    assert set(state["fingerprints"]) == set(sent)  # the bootstrap bundle was pruned
+
+
+def test_resending_applied_generation_is_a_noop(agent_client, certs, material):
+    desired = desired_for(agent_client, certs)
+    first, _ = apply_ok(agent_client, desired, material)
+    started = time.monotonic()
+    again = agent_client.put_config({**desired, "bundles": {}})
+    assert again.status_code == 200 and again.json() == first
+    assert time.monotonic() - started < 1  # no reload, no verification the second time
+
+
+def test_changing_one_domain_sends_one_bundle(agent_client, mail_stack, certs, material, test_ca):
+    stack, _ = mail_stack
+    apply_ok(agent_client, desired_for(agent_client, certs), material)
+    desired = desired_for(agent_client, certs, which={"a.test": "a.test/renewed"})
+    _body, sent = apply_ok(agent_client, desired, material)
+    assert sent == [certs["a.test/renewed"].fingerprint]
+    assert_served(stack, desired, test_ca[1])
+    held = agent_client.state()["fingerprints"]
+    assert certs["a.test"].fingerprint not in held  # the replaced bundle was pruned
+    assert certs["a.test/renewed"].fingerprint in held
+
+
+def test_webmail_only_change_leaves_mail_daemons_alone(
+    agent_client, mail_stack, certs, material, test_ca
+):
+    stack, _ = mail_stack
+    base = desired_for(agent_client, certs)
+    apply_ok(agent_client, base, material)
+    desired = {
+        **base,
+        "generation": base["generation"] + 1,
+        "webmail": {**base["webmail"], "webmail.b.test": certs["b.test/renewed"].fingerprint},
+    }
+    body, _ = apply_ok(agent_client, desired, material)
+    assert body["changed"] == {"postfix": False, "dovecot": False, "nginx": True}
+    assert (
+        served(stack, "https", "webmail.b.test", test_ca[1]) == certs["b.test/renewed"].fingerprint
+    )
+    assert served(stack, "imaps", "mail.b.test", test_ca[1]) == certs["b.test"].fingerprint
+
+
+def test_replacing_the_server_certificate(agent_client, mail_stack, certs, material, test_ca):
+    stack, _ = mail_stack
+    desired = desired_for(agent_client, certs, server="server2")
+    apply_ok(agent_client, desired, material)
+    assert_served(stack, desired, test_ca[1])
+
+
+def test_removing_a_name_returns_the_default(agent_client, mail_stack, certs, material, test_ca):
+    stack, _ = mail_stack
+    apply_ok(agent_client, desired_for(agent_client, certs), material)
+    desired = desired_for(agent_client, certs, domains=("a.test", "b.test"))
+    _body, sent = apply_ok(agent_client, desired, material)
+    assert sent == []
+    assert_served(stack, desired, test_ca[1], removed=("c.test",))
+    assert certs["c.test"].fingerprint not in agent_client.state()["fingerprints"]
+
+
+def test_missing_bundles(agent_client, certs):
+    applied = agent_client.state()["applied_generation"]
+    desired = desired_for(
+        agent_client, certs, which={"b.test": "b.test/renewed", "c.test": "c.test/renewed"}
+    )
+    desired["mail"]["mail.c.test"] = certs["c.test/renewed"].fingerprint
+    held = set(agent_client.state()["fingerprints"])
+    response = agent_client.put_config({**desired, "bundles": {}})
+    assert response.status_code == 409
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    assert problem["code"] == "missing_bundles" and problem["status"] == 409
+    expected = sorted(
+        {certs["b.test/renewed"].fingerprint, certs["c.test/renewed"].fingerprint} - held
+    )
+    assert problem["missing"] == expected
+    assert agent_client.state()["applied_generation"] == applied
+
+
+def test_invalid_bundle_is_refused(agent_client, certs, material):
+    state = agent_client.state()
+    bad = certs["b.test/renewed"]
+    assert bad.fingerprint not in state["fingerprints"]
+    desired = desired_for(
+        agent_client, certs, domains=("a.test",), which={"a.test": "b.test/renewed"}
+    )
+    bundles = {
+        fp: {
+            "key_pem": material[fp].key_pem,
+            "certificate_pem": material[fp].cert_pem,
+            "chain_pem": material[fp].chain_pem,
+        }
+        for fp in {desired["server_certificate"]} - set(state["fingerprints"])
+    }
+    # the key of another certificate
+    bundles[bad.fingerprint] = {
+        "key_pem": certs["a.test"].key_pem,
+        "certificate_pem": bad.cert_pem,
+        "chain_pem": bad.chain_pem,
+    }
+    response = agent_client.put_config({**desired, "bundles": bundles})
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert problem["code"] == "invalid_bundle" and problem["fingerprint"] == bad.fingerprint
+    assert "BEGIN" not in response.text  # no key material in the answer
+    after = agent_client.state()
+    assert after["applied_generation"] == state["applied_generation"]
+    assert bad.fingerprint not in after["fingerprints"]
+
+
+def test_stale_generation_is_refused(agent_client, certs):
+    applied = agent_client.state()["applied_generation"]
+    desired = desired_for(agent_client, certs)
+    desired["generation"] = applied - 1
+    response = agent_client.put_config(desired)
+    assert response.status_code == 409 and response.json()["code"] == "stale_generation"
+
+
+def test_unsigned_and_badly_signed_requests_are_refused(agent_client, certs):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    before = agent_client.state()
+    body = json.dumps(desired_for(agent_client, certs, domains=())).encode()
+    cases = {
+        "signature_missing": {"sign": False},
+        "signature_invalid": {"key": Ed25519PrivateKey.generate()},
+        "signature_expired": {"now": time.time() - 1000},
+    }
+    for code, kwargs in cases.items():
+        response = agent_client.request("PUT", "/v1/config", body, **kwargs)
+        assert response.status_code == 401, (code, response.text)
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert response.json()["code"] == code
+    # a body swapped under a valid signature
+    from app.kit.signing import sign_request
+
+    headers = sign_request(agent_client.key, "PUT", "/v1/config", b"{}")
+    response = agent_client.request("PUT", "/v1/config", body, sign=False, headers=headers)
+    assert response.status_code == 401 and response.json()["code"] == "signature_invalid"
+    # a replay of a request that was accepted once
+    headers = sign_request(agent_client.key, "GET", "/v1/state", b"")
+    assert agent_client.request("GET", "/v1/state", sign=False, headers=headers).status_code == 200
+    replay = agent_client.request("GET", "/v1/state", sign=False, headers=headers)
+    assert replay.status_code == 401 and replay.json()["code"] == "nonce_replayed"
+    after = agent_client.state()
+    assert after["applied_generation"] == before["applied_generation"]
+    assert after["fingerprints"] == before["fingerprints"]
+
+
+def test_daemon_failure_rolls_back(agent_client, mail_stack, certs, material, test_ca):
+    """The test hook writes Postfix bundles certificate-first: postmap accepts them, smtpd fails
+    the handshake, verification catches it and the previous generation is put back."""
+    stack, agent = mail_stack
+    before = desired_for(agent_client, certs)
+    apply_ok(agent_client, before, material)
+    write_agent_config(stack, postfix_bundle_cert_first=True, verify_timeout=2)
+    agent.restart()
+    try:
+        desired = desired_for(agent_client, certs, which={"c.test": "c.test/renewed"})
+        response, _ = agent_client.push(desired, material)
+        assert response.status_code == 422, response.text
+        failure = response.json()
+        assert failure["status"] == "failed" and failure["code"] == "apply_failed"
+        assert failure["step"] == "verify" and failure["daemon"] == "postfix"
+        assert failure["rolled_back"] is True
+        assert "postfix log" in failure["message"]
+        state = agent_client.state()
+        assert state["applied_generation"] == before["generation"]
+        assert state["last_error"]["step"] == "verify"
+        assert_served(stack, before, test_ca[1])
+    finally:
+        write_agent_config(stack)
+        agent.restart()
+    # the same generation, retried without the hook, applies
+    _body, _ = apply_ok(agent_client, desired, material)
+    assert agent_client.state()["last_error"] is None
+    assert_served(stack, desired, test_ca[1])
+
+
+def test_state_survives_an_agent_restart(agent_client, mail_stack):
+    _, agent = mail_stack
+    before = agent_client.state()
+    fingerprint = agent.fingerprint
+    agent.restart()
+    assert agent.fingerprint == fingerprint  # same TLS identity: the controller's pin holds
+    assert agent_client.state() == before

@@ -1,0 +1,179 @@
+"""What each backend writes for a desired configuration, and the pure rules around it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.agent.backends.base import BundleRef, View
+from app.agent.backends.dovecot import DovecotBackend
+from app.agent.backends.nginx import NginxBackend
+from app.agent.backends.postfix import PostfixBackend
+from app.agent.bundles import BundleError, build_bundle
+from app.agent.config import parse_config
+from app.agent.desired import BundleIn, Desired
+from app.agent.state import NonceLedger
+from app.agent.verify import UNKNOWN_NAME, plan, sample_names
+from tests.support.pki import CA
+
+S, A, B = "0" * 64, "a" * 64, "b" * 64
+VIEW = View(
+    S,
+    S,
+    {"mail.a.test": A, "mail.b.test": A, "mail.c.test": S, "*.d.test": B},
+    {"webmail.a.test": A, "webmail.b.test": B},
+)
+
+
+def config(tmp_path: Path, **testing):
+    return parse_config(
+        {
+            "listen": {"host": "127.0.0.1", "port": 1},
+            "agent": {"state_dir": str(tmp_path / "state"), "controller_public_key": "ed25519:x"},
+            "postfix": {
+                "directory": str(tmp_path / "pf"),
+                "verify": [{"port": 25, "protocol": "smtp-starttls"}],
+            },
+            "dovecot": {
+                "directory": str(tmp_path / "dc"),
+                "main_config": "/etc/dovecot/dovecot.conf",
+                "verify": [{"port": 993, "protocol": "imaps"}],
+            },
+            "nginx": {
+                "directory": str(tmp_path / "ng"),
+                "listen": ["127.0.0.1:8443"],
+                "verify": [{"port": 8443, "protocol": "https"}],
+            },
+            "testing": testing,
+        }
+    )
+
+
+def test_postfix_map_has_one_key_per_name_and_skips_the_default(tmp_path):
+    pf = PostfixBackend(config(tmp_path).postfix)
+    out = pf.render(VIEW)
+    lines = out.files[pf.map_source].decode().splitlines()[1:]
+    assert lines == [
+        f".d.test\t{pf.bundle_dir}/{B}.pem",
+        f"mail.a.test\t{pf.bundle_dir}/{A}.pem",
+        f"mail.b.test\t{pf.bundle_dir}/{A}.pem",
+    ]
+    assert out.files[pf.default_bundle] == BundleRef(S)
+    assert set(out.bundles.values()) == {A, B}
+
+
+def test_postfix_test_hook_writes_certificate_first(tmp_path):
+    pf = PostfixBackend(config(tmp_path).postfix, {"cert_first": True})
+    assert pf.bundle_bytes(b"KEY", b"CERT") == b"CERTKEY"
+    assert pf.bundle_path(A).name == f"{A}.certfirst.pem"
+
+
+def test_dovecot_one_block_per_certificate(tmp_path):
+    dc = DovecotBackend(config(tmp_path).dovecot)
+    text = dc.render(VIEW).files[dc.include_file].decode()
+    assert text.count("local_name") == 2
+    assert f'local_name "mail.a.test mail.b.test" {{\n  ssl_cert = <{dc.bundle_dir}/{A}.pem' in text
+    assert 'local_name "*.d.test" {' in text
+    assert "mail.c.test" not in text  # served by the default certificate anyway
+    assert text.splitlines()[1] == f"ssl_cert = <{dc.bundle_dir}/{S}.pem"
+
+
+def test_dovecot_rendering_is_stable(tmp_path):
+    dc = DovecotBackend(config(tmp_path).dovecot)
+    shuffled = View(S, S, dict(reversed(list(VIEW.mail.items()))), VIEW.webmail)
+    assert dc.render(VIEW).files == dc.render(shuffled).files
+
+
+def test_nginx_one_server_and_a_map(tmp_path):
+    ng = NginxBackend(config(tmp_path).nginx)
+    text = ng.render(VIEW).files[ng.include_file].decode()
+    assert text.count("server {") == 1
+    assert "map $ssl_server_name $certpost_bundle {\n    hostnames;\n" in text
+    assert f"    default {ng.bundle_dir}/{S}.pem;\n" in text
+    assert f"    webmail.b.test {ng.bundle_dir}/{B}.pem;\n" in text
+    assert (
+        "ssl_certificate $certpost_bundle;" in text
+        and "ssl_certificate_key $certpost_bundle;" in text
+    )
+    assert 'return 200 "webmail\\n";' in text
+
+
+def test_verification_sample_puts_changes_first():
+    before = {f"n{i}.test": A for i in range(10)}
+    now = {**before, "n5.test": B, "new.test": B}
+    del now["n9.test"]
+    picks = sample_names(now, before, S, limit=4)
+    assert picks[:3] == [("n5.test", B), ("n9.test", S), ("new.test", B)]
+    assert len(picks) == 4
+
+
+def test_plan_always_probes_no_sni_and_an_unknown_name(tmp_path):
+    cfg = config(tmp_path)
+    probes = plan([PostfixBackend(cfg.postfix), NginxBackend(cfg.nginx)], VIEW, None, limit=2)
+    smtp = [(p.sni, p.expected) for p in probes if p.port == 25]
+    assert smtp[:2] == [(None, S), (UNKNOWN_NAME, S)] and len(smtp) == 4
+    assert ("certpost-probe.d.test", B) in smtp  # a wildcard binding is probed with a name under it
+    https = [(p.sni, p.expected) for p in probes if p.port == 8443]
+    assert (None, S) in https and ("webmail.b.test", B) in https
+
+
+@pytest.fixture(scope="module")
+def issued():
+    root = CA.create("render test root")
+    inter = root.intermediate("render test intermediate")
+    return inter, inter.issue(["mail.a.test"]), inter.issue(["mail.b.test"])
+
+
+def test_bundle_checks(issued):
+    _, good, other = issued
+    key, certs = build_bundle(
+        good.fingerprint,
+        BundleIn(key_pem=good.key_pem, certificate_pem=good.cert_pem, chain_pem=good.chain_pem),
+    )
+    assert key.startswith(b"-----BEGIN PRIVATE KEY-----") and certs.count(b"BEGIN CERTIFICATE") == 2
+    cases = [
+        (
+            good.fingerprint,
+            {"key_pem": other.key_pem, "certificate_pem": good.cert_pem},
+            "does not belong",
+        ),
+        (
+            other.fingerprint,
+            {"key_pem": good.key_pem, "certificate_pem": good.cert_pem},
+            "fingerprint",
+        ),
+        (
+            good.fingerprint,
+            {
+                "key_pem": good.key_pem,
+                "certificate_pem": good.cert_pem,
+                "chain_pem": other.cert_pem,
+            },
+            "not issued by",
+        ),
+        (good.fingerprint, {"key_pem": "junk", "certificate_pem": good.cert_pem}, "private key"),
+    ]
+    for fp, fields, words in cases:
+        with pytest.raises(BundleError) as err:
+            build_bundle(fp, BundleIn(**fields))
+        assert words in str(err.value)
+        assert good.key_pem.splitlines()[1] not in str(err.value)  # never key material
+
+
+def test_desired_refuses_names_that_could_inject_configuration():
+    base = {"generation": 1, "server_hostname": "mx", "server_certificate": S, "webmail_default": S}
+    Desired.model_validate({**base, "mail": {"mail.a.test": A, "*.b.test": A}})
+    for bad in ('mail.a.test" {', "mail.a.test;", "Mail.A.test", "a b"):
+        with pytest.raises(ValueError):
+            Desired.model_validate({**base, "mail": {bad: A}})
+    with pytest.raises(ValueError):
+        Desired.model_validate({**base, "server_certificate": "XYZ"})
+
+
+def test_nonce_ledger_refuses_replays_and_forgets_old_nonces(tmp_path):
+    ledger = NonceLedger.open(tmp_path / "nonces.json", max_age=600)
+    assert ledger.remember("n1", 1000, now=1000)
+    assert not NonceLedger.open(tmp_path / "nonces.json", 600).remember("n1", 1000, now=1001)
+    assert ledger.remember("n2", 2000, now=2000)
+    assert "n1" not in ledger.seen  # older than twice the skew window
