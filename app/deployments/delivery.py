@@ -22,6 +22,7 @@ from app.deployments.desired import DesiredConfig, load_desired
 from app.deployments.models import Deployment, DeploymentAttempt
 from app.deployments.policy import next_attempt_at
 from app.kit.crypto import Sealed
+from app.kit.digest import config_digest
 from app.kit.time import utc_now
 from app.servers.models import Server
 
@@ -34,6 +35,7 @@ class Outcome:
     error: AgentError | None = None
     bytes_sent: int = 0
     response: dict | None = None
+    agent_ahead: int | None = None  # the agent applied this generation, beyond ours
 
 
 async def deliver(ctx: AppContext, server_id: str, owner: str) -> Outcome | None:
@@ -94,8 +96,12 @@ async def _push(ctx: AppContext, agent: tuple[str | None, str | None], desired: 
         return Outcome(False, exc)
     try:
         state = await client.state()
-        if int(state.get("applied_generation", 0)) == desired.generation:
+        agent_generation = int(state.get("applied_generation", 0))
+        same_content = state.get("applied_digest") == config_digest(desired.document())
+        if agent_generation == desired.generation and same_content:
             return Outcome(True, bytes_sent=client.bytes_sent, response=state)
+        if agent_generation >= desired.generation:
+            return Outcome(False, bytes_sent=client.bytes_sent, agent_ahead=agent_generation)
         missing = desired.fingerprints - set(state.get("fingerprints", []))
         document = {**desired.document(), "bundles": await _bundles(ctx, desired, missing)}
         try:
@@ -128,12 +134,14 @@ async def _record(ctx: AppContext, server_id: str, deployment_id: str, owner: st
                 deployment_id=deployment_id,
                 started_at=started,
                 finished_at=now,
-                outcome="applied" if outcome.applied else "failed",
+                outcome="applied" if outcome.applied else "agent_ahead" if outcome.agent_ahead is not None else "failed",
                 error=error,
                 bytes_sent=outcome.bytes_sent,
             )
         )
-        if outcome.applied:
+        if outcome.agent_ahead is not None:
+            await _continue_after(session, server, deployment, outcome.agent_ahead, now)
+        elif outcome.applied:
             deployment.status, deployment.applied_at, deployment.last_error = "applied", now, None
             server.applied_generation = max(server.applied_generation, deployment.generation)
             log.info("server %s applied generation %s (%d bytes)", server_id, deployment.generation, outcome.bytes_sent)
@@ -149,3 +157,20 @@ async def _record(ctx: AppContext, server_id: str, deployment_id: str, owner: st
             log.warning("server %s generation %s: %s (%s)", server_id, deployment.generation, outcome.error.code, outcome.error.detail)
         await release(session, server_id, owner)
         await session.commit()
+
+
+async def _continue_after(session, server: Server, deployment: Deployment, agent_generation: int, now) -> None:
+    """The agent applied a generation we never wrote (re-registered server, restored database):
+    continue numbering after it, so the agent accepts the current desired state as new."""
+    deployment.status = "superseded"
+    deployment.last_error = {
+        "code": "agent_ahead",
+        "detail": f"the agent had applied generation {agent_generation} from earlier; continuing after it",
+    }
+    if server.desired_generation > agent_generation:
+        return  # a newer change is already queued with a generation the agent will accept
+    server.desired_generation = agent_generation + 1
+    session.add(Deployment(server_id=server.id, generation=server.desired_generation, status="pending",
+                           reason=f"continue after the agent's generation {agent_generation}", next_attempt_at=now))
+    log.warning("server %s: agent is at generation %s; continuing from %s", server.id, agent_generation,
+                server.desired_generation)
