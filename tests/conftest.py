@@ -25,6 +25,8 @@ from app.migrate import upgrade
 from app.models import Base
 from tests.support.pki import CA, write_pem
 
+pytest_plugins = ["tests.support.acme_fixtures"]
+
 PG_ADMIN_URL = os.environ.get("CERTPOST_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 

@@ -1,4 +1,5 @@
-"""The agent's HTTPS API: ``GET /v1/state`` and ``PUT /v1/config``, both signed by the controller.
+"""The agent's HTTPS API: ``GET /v1/state``, ``PUT /v1/config`` and ``PUT``/``DELETE
+/v1/acme-challenges/{token}`` (HTTP-01 answers), all signed by the controller.
 
 Every request must carry a valid Ed25519 signature from the controller key (``app.kit.signing``,
 a profile of RFC 9421) with a nonce not seen before; otherwise 401 problem+json (RFC 9457).
@@ -14,6 +15,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from app.agent.challenges import ChallengeIn
 from app.agent.config import AgentConfig
 from app.agent.desired import Desired
 from app.agent.service import Agent, AgentProblem
@@ -50,7 +52,10 @@ def _signature_guard(config: AgentConfig):
 
     async def require_signature(request: Request) -> None:
         body = await request.body()
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        # The request target exactly as sent (percent-encoding included), as the controller signed it.
+        raw = request.scope.get("raw_path") or request.url.path.encode()
+        query = request.scope.get("query_string") or b""
+        target = raw.decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
         try:
             signed = verify_request(
                 public_key, request.method, target, request.headers, body, max_skew=config.max_skew
@@ -98,6 +103,26 @@ def create_agent_app(config: AgentConfig, agent: Agent | None = None) -> FastAPI
             ) from None
         status, body = await agent.put_config(desired)
         return JSONResponse(body, status_code=status)
+
+    @router.put("/acme-challenges/{token}")
+    async def put_challenge(token: str, request: Request) -> dict:
+        agent.challenge_store(token)  # 400 invalid_token before looking at the body
+        try:
+            challenge = ChallengeIn.model_validate(json.loads(await request.body()))
+        except (ValueError, ValidationError) as exc:
+            errors = _validation_errors(exc) if isinstance(exc, ValidationError) else []
+            raise AgentProblem(
+                400,
+                "invalid_request",
+                "Invalid request",
+                "the body is not a valid HTTP-01 answer",
+                errors=errors,
+            ) from None
+        return agent.put_challenge(token, challenge)
+
+    @router.delete("/acme-challenges/{token}")
+    async def delete_challenge(token: str) -> dict:
+        return agent.delete_challenge(token)
 
     app.include_router(router)
 

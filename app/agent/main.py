@@ -22,6 +22,7 @@ def prepare(config_path: str) -> tuple[Agent, str, str, str]:
     key_path, cert_path, fingerprint = ensure_agent_tls(config.state_dir, config.hostname)
     agent = Agent(config)
     asyncio.run(agent.bootstrap())
+    agent.prepare_challenges()
     return agent, str(key_path), str(cert_path), fingerprint
 
 

@@ -15,10 +15,12 @@ from app.agent.backends.dovecot import DovecotBackend
 from app.agent.backends.nginx import NginxBackend
 from app.agent.backends.postfix import PostfixBackend
 from app.agent.bundles import BundleError, BundleStore, build_bundle
+from app.agent.challenges import ChallengeIn, ChallengeStore, valid_token
 from app.agent.config import AgentConfig
 from app.agent.desired import Desired
 from app.agent.identity import self_signed
 from app.agent.state import AgentState, StateFile
+from app.kit.digest import config_digest
 from app.kit.x509 import fingerprint_sha256, load_pem_certificates
 
 
@@ -71,11 +73,54 @@ class Agent:
             verify_sample=config.verify_sample,
         )
         self.lock = asyncio.Lock()
+        nginx = next((b for b in self.backends if isinstance(b, NginxBackend)), None)
+        self.challenges = ChallengeStore(nginx.challenge_dir) if nginx else None
+
+    def prepare_challenges(self) -> None:
+        """Create the HTTP-01 directory nginx serves, so its first start finds it."""
+        if self.challenges is not None:
+            self.challenges.ensure()
+
+    def challenge_store(self, token: str) -> ChallengeStore:
+        if not valid_token(token):
+            raise AgentProblem(
+                400, "invalid_token", "Invalid token", "a token is 1 to 128 of A-Z a-z 0-9 _ -"
+            )
+        if self.challenges is None:
+            raise AgentProblem(
+                409,
+                "http01_unavailable",
+                "HTTP-01 unavailable",
+                "this agent has no [nginx] section, so nothing can serve HTTP-01 answers",
+            )
+        return self.challenges
+
+    def put_challenge(self, token: str, challenge: ChallengeIn) -> dict:
+        """Publish an HTTP-01 answer; no reload (nginx reads the file per request)."""
+        store = self.challenge_store(token)
+        if not challenge.key_authorization.startswith(token + "."):
+            raise AgentProblem(
+                400,
+                "invalid_request",
+                "Invalid request",
+                "the key authorization must start with the token followed by '.'",
+                errors=[],
+            )
+        store.publish(token, challenge.key_authorization)
+        return {"token": token, "published": True}
+
+    def delete_challenge(self, token: str) -> dict:
+        if not self.challenge_store(token).withdraw(token):
+            raise AgentProblem(
+                404, "not_found", "Not found", "no answer is published for this token"
+            )
+        return {"token": token, "published": False}
 
     def state(self) -> dict:
         st = self.state_file.load()
         return {
             "applied_generation": st.applied_generation,
+            "applied_digest": config_digest(st.desired) if st.desired else None,
             "fingerprints": self.store.held(),
             "last_error": st.last_error,
             "last_applied_at": st.last_applied_at,

@@ -11,7 +11,7 @@ from app.agent.backends.dovecot import DovecotBackend
 from app.agent.backends.nginx import NginxBackend
 from app.agent.backends.postfix import PostfixBackend
 from app.agent.bundles import BundleError, build_bundle
-from app.agent.config import parse_config
+from app.agent.config import ConfigError, parse_config
 from app.agent.desired import BundleIn, Desired
 from app.agent.state import NonceLedger
 from app.agent.verify import UNKNOWN_NAME, plan, sample_names
@@ -97,6 +97,29 @@ def test_nginx_one_server_and_a_map(tmp_path):
         and "ssl_certificate_key $certpost_bundle;" in text
     )
     assert 'return 200 "webmail\\n";' in text
+    assert "acme-challenge" not in text  # no http_listen: no plain-HTTP server
+
+
+def test_nginx_http01_server(tmp_path):
+    cfg = config(tmp_path)
+    ng = NginxBackend(cfg.nginx, {"http_listen": ["0.0.0.0:80", "[::]:80"]})
+    text = ng.render(VIEW).files[ng.include_file].decode()
+    assert text.count("server {") == 2
+    http = text[text.rindex("server {") :]
+    assert "    listen 0.0.0.0:80 default_server;\n    listen [::]:80 default_server;\n" in http
+    assert "ssl" not in http
+    assert (
+        "    location ^~ /.well-known/acme-challenge/ {\n"
+        "        default_type application/octet-stream;\n"
+        f"        alias {tmp_path}/ng/acme-challenge/;\n    }}\n"
+    ) in http
+    assert "return 404;" in http
+    assert NginxBackend(cfg.nginx, {"http_listen": "127.0.0.1:5002"}).http_listen == [
+        "127.0.0.1:5002"
+    ]
+    for bad in (80, ["127.0.0.1:80; include /etc/passwd"]):
+        with pytest.raises(ConfigError, match="http_listen"):
+            NginxBackend(cfg.nginx, {"http_listen": bad})
 
 
 def test_verification_sample_puts_changes_first():

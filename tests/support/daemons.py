@@ -31,7 +31,7 @@ from pathlib import Path
 from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-PORT_NAMES = ("smtp", "smtps", "imap", "imaps", "pop3", "pop3s", "https", "agent")
+PORT_NAMES = ("smtp", "smtps", "imap", "imaps", "pop3", "pop3s", "https", "http", "agent")
 PROTOCOL_OF = {
     "smtp": "smtp-starttls",
     "smtps": "smtps",
@@ -250,6 +250,7 @@ log_file = "{stack.nginx_dir}/error.log"
 validate = {_toml_list([*nginx, "-t", "-q", "-c", "{config}"])}
 reload = {_toml_list([*nginx, "-c", str(stack.nginx_dir / "nginx.conf"), "-s", "reload"])}
 listen = ["127.0.0.1:{p["https"]}"]
+http_listen = "127.0.0.1:{p["http"]}"
 verify = [{{port = {p["https"]}, protocol = "https"}}]
 
 [testing]
@@ -267,9 +268,16 @@ def make_root(prefix: str = "certpost-stack-") -> Path:
 
 
 def write_stack(
-    root: Path, *, controller_public_key: str, hostname: str = "mx1.host.test"
+    root: Path,
+    *,
+    controller_public_key: str,
+    hostname: str = "mx1.host.test",
+    http_port: int | None = None,
 ) -> Stack:
     """Write every daemon's configuration and the agent's, with fresh free ports.
+
+    ``http_port`` is where nginx answers HTTP-01 challenges on 127.0.0.1 (``stack.ports["http"]``,
+    the agent's ``[nginx] http_listen``); pass Pebble's ``httpPort`` there. Default: a free port.
 
     Postfix opens ``data_directory`` as user postfix, so every directory above ``root`` must be
     searchable by others: pytest's own temporary directories (0700) are not; use
@@ -282,6 +290,8 @@ def write_stack(
             raise RuntimeError(f"{parent} is not searchable by the postfix user; use make_root()")
     stack = Stack(root=root, hostname=hostname, controller_public_key=controller_public_key)
     stack.ports = {name: free_port() for name in PORT_NAMES}
+    if http_port is not None:
+        stack.ports["http"] = http_port
     _write_postfix(stack)
     _write_dovecot(stack)
     _write_nginx(stack)
@@ -383,6 +393,7 @@ def start_nginx(stack: Stack) -> None:
         stack.root / "start.log",
     )
     wait_for_port(stack.ports["https"])
+    wait_for_port(stack.ports["http"])
 
 
 def stop_nginx(stack: Stack) -> None:
@@ -474,15 +485,20 @@ def running_stack(
     *,
     root: Path | None = None,
     hostname: str = "mx1.host.test",
+    http_port: int | None = None,
     keep: bool = False,
 ):
     """Daemons and agent up for the duration of the block; yields (stack, agent).
+
+    ``http_port``: where nginx serves HTTP-01 answers (see :func:`write_stack`).
 
     ``root`` defaults to a fresh :func:`make_root` directory, removed afterwards unless ``keep``.
     """
     made = root is None
     root = root or make_root()
-    stack = write_stack(root, controller_public_key=controller_public_key, hostname=hostname)
+    stack = write_stack(
+        root, controller_public_key=controller_public_key, hostname=hostname, http_port=http_port
+    )
     agent = AgentProcess(stack)
     try:
         bootstrap_agent(stack)

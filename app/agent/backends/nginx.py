@@ -13,6 +13,10 @@ in milliseconds at 10,000 names. Because files are loaded at handshake time, the
 reads the bundles: ``bundle_group`` makes the copies 0640 and owned by that group.
 ``nginx -t`` cannot check certificates given by variables; the pipeline checked every bundle on
 receipt and verifies by handshake after ``nginx -s reload``.
+
+With ``http_listen`` set, the file also has a plain-HTTP ``default_server`` block that answers
+HTTP-01 challenges (RFC 8555 section 8.3) for any Host from ``<directory>/acme-challenge/``
+(written by ``app.agent.challenges``, read per request: no reload) and 404 for everything else.
 """
 
 from __future__ import annotations
@@ -20,6 +24,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.agent.backends.base import Backend, Rendered, View
+from app.agent.challenges import DIRECTORY_NAME
+from app.agent.config import ConfigError
+
+
+def _addresses(value, key: str) -> list[str]:
+    """A listen address or a list of them (``"0.0.0.0:80"``, ``["0.0.0.0:80", "[::]:80"]``)."""
+    if not value:
+        return []
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
+        raise ConfigError(f"{key} must be a string or a list of strings")
+    if any(c in i for i in items for c in ";{}\n"):
+        raise ConfigError(f"{key}: an address cannot contain ';', '{{', '}}' or a newline")
+    return list(items)
 
 
 class NginxBackend(Backend):
@@ -32,6 +50,8 @@ class NginxBackend(Backend):
         self.listen = [str(x) for x in opts.get("listen", [])]
         self.upstream = opts.get("upstream") or ""
         self.server_extra = opts.get("server_extra") or ""
+        self.http_listen = _addresses(opts.get("http_listen"), "[nginx] http_listen")
+        self.challenge_dir = self.directory / DIRECTORY_NAME
 
     def serves_mail(self) -> bool:
         return False
@@ -68,6 +88,18 @@ class NginxBackend(Backend):
             else:
                 lines.append('    return 200 "webmail\\n";\n')
             lines.append("}\n")
+        if self.http_listen:
+            lines.append("server {\n")
+            lines += [f"    listen {addr} default_server;\n" for addr in self.http_listen]
+            lines.append(
+                "    server_name _;\n"
+                "    location ^~ /.well-known/acme-challenge/ {\n"
+                "        default_type application/octet-stream;\n"
+                f"        alias {self.challenge_dir}/;\n"
+                "    }\n"
+                "    location / {\n        return 404;\n    }\n"
+                "}\n"
+            )
         rendered.files[self.include_file] = "".join(lines).encode()
         return rendered
 

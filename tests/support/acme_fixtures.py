@@ -1,4 +1,5 @@
-"""Session fixtures: one BIND and one Pebble for all ACME tests, plus an http-01 responder.
+"""Session fixtures (a pytest plugin, loaded by tests/conftest.py): one BIND and one Pebble for
+all ACME tests, plus an http-01 responder.
 
 Fixtures:
     bind_server      BindServer: port, zones (a.test, z01..z25.test), readonly_zones (locked.test),
