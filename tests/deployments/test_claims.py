@@ -1,0 +1,89 @@
+"""Several workers never take the same server, order or renewal at once (also on PostgreSQL)."""
+
+import asyncio
+from datetime import timedelta
+
+from sqlalchemy import update
+
+from app.acme.repository import AcmeRepository
+from app.deployments.claims import claim_due_servers
+from app.kit.time import utc_now
+from app.servers.models import Server
+from tests.support.api import create_domain, create_server
+
+
+async def test_each_due_server_is_claimed_by_one_worker(client, admin, context):
+    servers = [await create_server(client, admin, name=f"s{i}", hostname=f"s{i}.hosting.test") for i in range(6)]
+    async with context.sessionmaker() as session:
+        await session.execute(update(Server).values(agent_url="https://agent.invalid", agent_tls_fingerprint="0" * 64))
+        await session.commit()
+
+    async def claim(owner):
+        async with context.sessionmaker() as session:
+            won = await claim_due_servers(session, owner, utc_now(), timedelta(seconds=60), 10)
+            await session.commit()
+            return won
+
+    results = await asyncio.gather(*(claim(f"w{i}") for i in range(4)))
+    claimed = [sid for won in results for sid in won]
+    assert sorted(claimed) == sorted(s["id"] for s in servers)  # all taken, none twice
+    assert await claim("late") == []  # leases held
+
+
+async def test_each_order_is_claimed_once(client, admin, context, customer_headers):
+    from app.acme.models import CertificateOrder
+
+    server = await create_server(client, admin)
+    account_id, _ = await customer_headers()
+    await create_domain(client, admin, "a.test", server["id"], account_id)
+    async with context.sessionmaker() as session:
+        for i in range(5):
+            session.add(CertificateOrder(account_id=account_id, domain="a.test", names=[f"n{i}.a.test"], challenge="dns-01",
+                                         key_type="ec-p256", bind=[], status="pending", authorizations=[]))
+        await session.commit()
+
+    async def claim(owner):
+        async with context.sessionmaker() as session:
+            now = utc_now()
+            won = await AcmeRepository(session).claim_orders(owner, now, now + timedelta(seconds=60), 10)
+            await session.commit()
+            return won
+
+    results = await asyncio.gather(*(claim(f"w{i}") for i in range(4)))
+    claimed = [oid for won in results for oid in won]
+    assert len(claimed) == len(set(claimed)) == 5
+
+
+async def test_a_due_renewal_starts_once_with_several_workers(client, admin, context, test_ca, customer_headers):
+    from sqlalchemy import func, select
+
+    from app.acme.models import CertificateOrder
+    from app.acme.renewal import schedule_due_renewals
+    from app.certificates.models import Certificate
+    from tests.support.api import upload
+
+    server = await create_server(client, admin)
+    account_id, customer = await customer_headers()
+    await create_domain(client, admin, "a.test", server["id"], account_id)
+    provider = (await client.post("/v1/dns-providers", json={"name": "p", "kind": "rfc2136", "settings": {
+        "server": "127.0.0.1", "key_name": "k", "key_secret": "c2VjcmV0"}}, headers=admin)).json()
+    cert = await upload(client, customer, test_ca.issue(["a.test"]))
+    async with context.sessionmaker() as session:
+        previous = CertificateOrder(account_id=account_id, domain="a.test", names=["a.test"], challenge="dns-01",
+                                    dns_provider_id=provider["id"], key_type="ec-p256", bind=[], status="valid",
+                                    authorizations=[])
+        session.add(previous)
+        await session.flush()
+        row = await session.get(Certificate, cert["id"])
+        row.source, row.order_id, row.renewal_status = "acme", previous.id, "scheduled"
+        row.renewal_at = utc_now() - timedelta(minutes=1)
+        await session.commit()
+
+    started = await asyncio.gather(*(schedule_due_renewals(context) for _ in range(3)))
+    assert sum(started) == 1
+    async with context.sessionmaker() as session:
+        count = await session.scalar(select(func.count()).select_from(CertificateOrder).where(
+            CertificateOrder.certificate_id == cert["id"], CertificateOrder.status == "pending"))
+    assert count == 1
+    body = (await client.get(f"/v1/certificates/{cert['id']}", headers=customer)).json()
+    assert body["renewal_status"] == "renewing"
