@@ -202,3 +202,40 @@ async def test_challenge_the_ca_rejects(client, admin, context, acme_ready, bind
     assert "invalid" in {a["status"] for a in order["authorizations"]}
     assert txt_at("_acme-challenge.z01.test") == set()
     assert (await client.get("/v1/certificates", headers=customer)).json()["items"] == []
+
+
+async def test_failed_renewal_backs_off_and_keeps_the_material(client, admin, context, acme_ready, bind_server, hosted):
+    from app.acme.models import CertificateOrder
+    from app.certificates.models import Certificate
+    from app.deployments.worker import Worker
+
+    _server, _account, customer = hosted
+    good = await make_provider(client, admin, bind_server)
+    r = await client.post("/v1/certificate-orders", json={
+        "domain": "z01.test", "wildcard": True, "dns_provider_id": good["id"], "bind": ["webmail"]}, headers=customer)
+    order = await work_until(context, await finished(client, customer, r.json()["id"]))
+    cert_id = order["certificate_id"]
+    before = (await client.get(f"/v1/certificates/{cert_id}", headers=customer)).json()
+
+    # The zone's TSIG key was rotated on the DNS side: renewals through this provider now fail.
+    rotated = await make_provider(client, admin, bind_server, key_secret="AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+    async with context.sessionmaker() as session:
+        (await session.get(CertificateOrder, order["id"])).dns_provider_id = rotated["id"]
+        (await session.get(Certificate, cert_id)).renewal_at = utc_now()
+        await session.commit()
+
+    async def failed():
+        body = (await client.get(f"/v1/certificates/{cert_id}", headers=customer)).json()
+        return body if body["renewal_status"] == "failed" else None
+
+    after = await work_until(context, failed, worker=Worker(context, owner="renewal-fails"))
+    assert after["renewal_error"]["step"] == "dns_update" and after["renewal_error"]["code"] == "dns_tsig_rejected"
+    assert after["fingerprint_sha256"] == before["fingerprint_sha256"] and after["revision"] == before["revision"]
+    assert after["bindings"] == before["bindings"]
+    async with context.sessionmaker() as session:
+        row = await session.get(Certificate, cert_id)
+        assert row.renewal_attempts == 1 and row.next_renewal_attempt_at > utc_now()
+    # Backing off: another round starts no new renewal order.
+    from app.acme.renewal import schedule_due_renewals
+
+    assert await schedule_due_renewals(context) == 0

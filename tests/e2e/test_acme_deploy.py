@@ -94,6 +94,8 @@ async def test_wildcard_http01_and_renewal_reach_the_daemons(client, admin, cont
     webmail = await order_and_wait(client, customer, controller, {
         "names": ["webmail.z11.test"], "challenge": "http-01", "bind": ["webmail"]})
     await work_until(controller, await deployed(client, admin, server["id"]))
+    assert list((stack.out("nginx") / "acme-challenge").iterdir()) == []  # the answer was withdrawn
+    assert webmail["authorizations"] == [{"identifier": "webmail.z11.test", "challenge": "http-01", "status": "valid"}]
 
     wildcard_fp = (await client.get(f"/v1/certificates/{wildcard['certificate_id']}", headers=customer)).json()["fingerprint_sha256"]
     webmail_fp = (await client.get(f"/v1/certificates/{webmail['certificate_id']}", headers=customer)).json()["fingerprint_sha256"]
