@@ -9,6 +9,17 @@ from app.domains.models import Binding, Domain
 from app.servers.models import Server
 
 __all__ = [
-    "Account", "AcmeAccount", "ApiToken", "CertificateOrder", "DnsProvider", "Base", "Binding", "Certificate", "CertificateName",
-    "Deployment", "DeploymentAttempt", "Domain", "Server",
+    "Account",
+    "AcmeAccount",
+    "ApiToken",
+    "Base",
+    "Binding",
+    "Certificate",
+    "CertificateName",
+    "CertificateOrder",
+    "Deployment",
+    "DeploymentAttempt",
+    "DnsProvider",
+    "Domain",
+    "Server",
 ]

@@ -8,7 +8,14 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from app.acme.models import CertificateOrder, DnsProvider
 from app.acme.repository import AcmeRepository
-from app.acme.schemas import AuthorizationOut, DnsProviderCreate, DnsProviderOut, OrderCreate, OrderOut, OrderPage
+from app.acme.schemas import (
+    AuthorizationOut,
+    DnsProviderCreate,
+    DnsProviderOut,
+    OrderCreate,
+    OrderOut,
+    OrderPage,
+)
 from app.acme.service import (
     SECRET_FIELDS,
     AcmeService,

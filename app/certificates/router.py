@@ -191,4 +191,4 @@ async def delete_certificate(certificate_id: str, caller: CurrentCaller, service
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-__all__ = ["router", "AppError"]
+__all__ = ["AppError", "router"]

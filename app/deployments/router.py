@@ -10,7 +10,13 @@ from app.deployments.desired import load_desired
 from app.deployments.models import Deployment
 from app.deployments.outbox import servers_changed
 from app.deployments.repository import DeploymentRepository
-from app.deployments.schemas import AttemptOut, DeploymentDetail, DeploymentOut, DeploymentPage, DesiredConfigOut
+from app.deployments.schemas import (
+    AttemptOut,
+    DeploymentDetail,
+    DeploymentOut,
+    DeploymentPage,
+    DesiredConfigOut,
+)
 from app.deps import Admin, Session
 from app.problems import Forbidden, NotFound, responses
 from app.servers.models import Server

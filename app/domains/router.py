@@ -27,7 +27,6 @@ from app.domains.schemas import (
     ServiceTls,
     TlsStatus,
 )
-from app.schemas import WarningOut
 from app.domains.service import (
     CertificateAccountMismatch,
     DomainExists,
@@ -40,6 +39,7 @@ from app.domains.service import (
 from app.kit.coverage import covers
 from app.kit.time import utc_now
 from app.problems import Forbidden, NotFound, responses
+from app.schemas import WarningOut
 from app.servers.router import capacity_warnings
 from app.servers.software import capabilities
 

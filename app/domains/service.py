@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 
 from app.accounts.caller import Caller
-from app.accounts.service import UnknownAccount
 from app.accounts.repository import AccountRepository
+from app.accounts.service import UnknownAccount
 from app.certificates.models import Certificate
 from app.certificates.service import CertificateService
 from app.db import new_id

@@ -208,13 +208,13 @@ def not_after(cert: x509.Certificate) -> datetime:
 
 
 __all__ = [
+    "MAX_CHAIN",
     "InvalidCertificate",
     "InvalidChain",
     "InvalidKey",
     "KeyInfo",
     "KeyMismatch",
     "KeyPassphrase",
-    "MAX_CHAIN",
     "MaterialError",
     "certificate_pem",
     "check_chain_order",

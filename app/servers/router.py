@@ -10,7 +10,8 @@ from app.certificates import errors as cert_errors
 from app.certificates.repository import CertificateRepository
 from app.certificates.service import CertificateService
 from app.deps import Admin, Context, Session
-from app.problems import NotFound, Forbidden, responses
+from app.problems import Forbidden, NotFound, responses
+from app.schemas import WarningOut
 from app.servers.models import Server
 from app.servers.repository import ServerRepository
 from app.servers.schemas import (
@@ -20,7 +21,6 @@ from app.servers.schemas import (
     ServerOut,
     ServerPatch,
 )
-from app.schemas import WarningOut
 from app.servers.service import (
     InvalidAgentUrl,
     InvalidHostname,

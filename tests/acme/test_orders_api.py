@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from cryptography import x509
 
-from app.kit.trust import TrustStore
 from app.kit.time import utc_now
+from app.kit.trust import TrustStore
 from tests.support.api import assert_problem, create_domain, create_server, upload
 from tests.support.bind import start_bind, stop_bind
 from tests.support.worker import work_until
