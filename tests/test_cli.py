@@ -82,3 +82,17 @@ def test_first_start_prints_an_admin_token_once(tmp_path):
     second, _ = _serve_until_ready(data)
     assert "cpt_" not in second
     assert (data / "master.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_worker_runs_alone(tmp_path):
+    import time
+
+    env = {**os.environ, "CERTPOST_DATA_DIR": str(tmp_path / "data")}
+    env.pop("CERTPOST_DATABASE_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4)
+    assert proc.poll() is None, proc.communicate()[1]
+    proc.terminate()
+    _out, err = proc.communicate(timeout=20)
+    assert "worker" in err and "started" in err

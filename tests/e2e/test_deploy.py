@@ -82,6 +82,7 @@ async def test_bind_deploy_and_serve(client, admin, controller, stack, test_ca, 
     assert await served(stack, https, "https", "webmail.b.test", ca_file) == san.fingerprint
     assert await served(stack, https, "https", "webmail.c.test", ca_file) == webmail_c.fingerprint
     assert await served(stack, https, "https", "webmail.unknown.example") == default
+    assert await served(stack, https, "https", None) == default
     status = (await client.get("/v1/domains/a.test/tls", headers=customer)).json()
     assert status["deployment"]["up_to_date"] is True and status["warnings"] == []
 
