@@ -37,7 +37,9 @@ class Settings(BaseSettings):
     retry_max_seconds: float = 600.0
     agent_timeout_seconds: float = 120.0
     dovecot_capacity: int = Field(
-        2000, description="Per-domain mail certificates per server above which a warning shows."
+        1500,
+        description="Per-domain mail certificates per server above which a warning shows "
+        "(Dovecot 2.3 stays under 5 s per change up to about this many; docs/performance.md).",
     )
 
     # ACME (RFC 8555)

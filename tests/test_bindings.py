@@ -185,3 +185,21 @@ async def test_server_mail_certificate_rules(client, admin, test_ca, hosted):
     assert r.status_code == 200, r.text
     assert [w["code"] for w in r.json()["certificate_warnings"]] == ["certificate_expiring"]
     assert r.json()["mail_certificate_id"] == wildcard["id"]
+
+
+async def test_capacity_warning_on_server_and_tls_status(client, admin, context, test_ca, hosted):
+    server, account_id, customer = hosted
+    await create_domain(client, admin, "b.test", server["id"], account_id)
+    saved = context.settings.dovecot_capacity
+    context.settings.dovecot_capacity = 1
+    try:
+        for domain in ("a.test", "b.test"):
+            cert = await upload(client, customer, test_ca.issue([f"*.{domain}"]))
+            assert (await bind(client, customer, "mail", cert["id"], domain=domain)).status_code == 200
+        body = (await client.get(f"/v1/servers/{server['id']}", headers=admin)).json()
+        assert body["per_domain_mail_certificates"] == 2
+        assert [w["code"] for w in body["warnings"]] == ["mail_certificates_over_capacity"]
+        status = (await client.get("/v1/domains/a.test/tls", headers=customer)).json()
+        assert "mail_certificates_over_capacity" in [w["code"] for w in status["warnings"]]
+    finally:
+        context.settings.dovecot_capacity = saved
