@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -13,6 +15,8 @@ from app.db import create_engine, create_sessionmaker
 from app.kit.crypto import MasterKey, load_master_key
 from app.kit.signing import load_or_create_private_key
 from app.kit.trust import TrustStore
+
+BLOCKING_THREADS = 24
 
 
 @dataclass
@@ -24,6 +28,8 @@ class AppContext:
     trust: TrustStore
     controller_key: Ed25519PrivateKey
     _wake: asyncio.Event | None = field(default=None, repr=False)
+    _blocking: ThreadPoolExecutor | None = field(default=None, repr=False)
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(cls, settings: Settings) -> AppContext:
@@ -41,6 +47,20 @@ class AppContext:
             controller_key=load_or_create_private_key(settings.resolved_controller_key_file),
         )
 
+    async def run_blocking(self, fn, *args, **kwargs):
+        """Run blocking client code (certbot's ``acme``, dnspython) off the event loop.
+
+        A pool of its own, sized for the worker's concurrency: asyncio's default pool has
+        ``cores + 4`` threads, which would let only six orders talk to the CA at once here.
+        """
+        if self._blocking is None:
+            self._blocking = ThreadPoolExecutor(max_workers=BLOCKING_THREADS, thread_name_prefix="certpost-io")
+        return await asyncio.get_running_loop().run_in_executor(self._blocking, partial(fn, *args, **kwargs))
+
+    def lock(self, name: str) -> asyncio.Lock:
+        """A process-wide lock by name (e.g. one ACME account registration at a time)."""
+        return self._locks.setdefault(name, asyncio.Lock())
+
     def worker_wake(self) -> asyncio.Event:
         """Set after each committed request so an embedded worker delivers without waiting."""
         if self._wake is None:
@@ -52,4 +72,6 @@ class AppContext:
             self._wake.set()
 
     async def close(self) -> None:
+        if self._blocking is not None:
+            self._blocking.shutdown(wait=False, cancel_futures=True)
         await self.engine.dispose()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from sqlalchemy.exc import IntegrityError
 
 from app.acme.client import make_client, register_or_load_account
@@ -13,9 +11,6 @@ from app.context import AppContext
 from app.db import new_id
 from app.kit.crypto import Sealed
 
-_create_lock = asyncio.Lock()
-
-
 def _ca_bundle(ctx: AppContext) -> str | bool:
     return str(ctx.settings.acme_ca_bundle) if ctx.settings.acme_ca_bundle else True
 
@@ -24,15 +19,15 @@ async def acme_client(ctx: AppContext):
     """A ready ``ClientV2`` for the configured directory, registering the account on first use."""
     settings = ctx.settings
     url = settings.acme_directory_url
-    async with _create_lock:
+    async with ctx.lock("acme-account"):
         async with ctx.sessionmaker() as session:
             row = await AcmeRepository(session).acme_account(url)
             if row is not None:
                 key = ctx.master_key.open(Sealed(row.key_ciphertext, row.key_wrapped, row.master_key_id), row.id)
-                return await asyncio.to_thread(
+                return await ctx.run_blocking(
                     make_client, url, key, account_uri=row.account_uri, ca_bundle=_ca_bundle(ctx)
                 )
-            client, key_pem, account_uri = await asyncio.to_thread(
+            client, key_pem, account_uri = await ctx.run_blocking(
                 register_or_load_account, url, None, settings.acme_email,
                 settings.acme_eab_kid, settings.acme_eab_hmac_key, _ca_bundle(ctx),
             )

@@ -109,12 +109,12 @@ async def run_order(ctx: AppContext, order_id: str) -> None:
     try:
         solver = await (_dns_solver(ctx, order) if order.challenge == "dns-01" else _http_solver(ctx, order))
         client = await acme_client(ctx)
-        issued = await asyncio.to_thread(issue, client, order.names, order.key_type, solver,
+        issued = await ctx.run_blocking(issue, client, order.names, order.key_type, solver,
                                          poll_interval=ctx.settings.acme_poll_interval,
                                          timeout=ctx.settings.acme_order_timeout)
         renewal_at = default_renewal_at(issued.not_before, issued.not_after)
         try:
-            window = await asyncio.to_thread(renewal_info, client, issued.certificate_pem)
+            window = await ctx.run_blocking(renewal_info, client, issued.certificate_pem)
             if window is not None:
                 renewal_at = choose_renewal_at(window, now=utc_now())
         except AcmeError as exc:  # ARI is advisory: keep the default when it fails
