@@ -34,7 +34,9 @@ async def get_session(ctx: Context) -> AsyncIterator[AsyncSession]:
             raise
 
 
-Session = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": the commit runs when the handler returns and BEFORE the response is sent,
+# so a failed commit can never be answered with a 2xx.
+Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 _bearer = HTTPBearer(auto_error=False, description="An API token: `cpt_<id>_<secret>`.")
 
