@@ -152,6 +152,10 @@ async def test_tls_status_report(client, admin, test_ca, untrusted_ca, hosted):
     assert status["mail"]["recommended_client_hostname"] is None
     assert status["mail"]["recommendation_reason"] == "server_certificate_untrusted"
     assert status["deployment"]["up_to_date"] is False
+    assert [w["code"] for w in status["warnings"]] == ["no_agent"]
+    r = await client.patch(f"/v1/servers/{server['id']}", json={"agent_url": "https://mx1.hosting.test:8443"}, headers=admin)
+    assert r.status_code == 200
+    status = (await client.get("/v1/domains/a.test/tls", headers=customer)).json()
     assert [w["code"] for w in status["warnings"]] == ["not_yet_deployed"]
 
     # A trusted server-wide certificate: mail clients should use the server's host name.

@@ -132,6 +132,17 @@ async def delete_binding(name: str, service: Service, caller: CurrentCaller, dom
     return Response(status_code=204)
 
 
+def deployment_warning(server) -> WarningOut:
+    if not server.agent_url:
+        return WarningOut(code="no_agent", message="The server has no agent (agent_url), so nothing bound here "
+                          "is deployed automatically; configure the server by hand or register its agent.")
+    return WarningOut(
+        code="not_yet_deployed",
+        message=f"The server has applied generation {server.applied_generation} of {server.desired_generation}: "
+        "what is bound here may not be served yet.",
+    )
+
+
 def _presented(cert) -> PresentedCertificate:
     return PresentedCertificate(
         id=cert.id, fingerprint_sha256=cert.fingerprint_sha256, subject=cert.subject, issuer=cert.issuer,
@@ -165,11 +176,7 @@ async def tls_status(name: str, caller: CurrentCaller, domains: Domains, ctx: Co
         else:
             parts[service] = ServiceTls(**common)
     up_to_date = server.applied_generation >= server.desired_generation
-    warnings = [] if up_to_date else [WarningOut(
-        code="not_yet_deployed",
-        message=f"The server has applied generation {server.applied_generation} of {server.desired_generation}: "
-        "what is bound here may not be served yet.",
-    )]
+    warnings = [] if up_to_date else [deployment_warning(server)]
     mail_certs = (await domains.servers.mail_binding_counts([server.id])).get(server.id, 0)
     warnings += capacity_warnings(server, mail_certs, ctx.settings.dovecot_capacity)
     return TlsStatus(
