@@ -38,7 +38,7 @@ WORKER = Caller(token_id="worker", role="admin", account_id=None)
 
 
 async def _dns_solver(ctx: AppContext, order: CertificateOrder) -> Dns01Solver:
-    from app.acme.service import AcmeService
+    from app.acme.service import AcmeService, parse_nameserver
     from app.certificates.repository import CertificateRepository
     from app.certificates.service import CertificateService
 
@@ -50,8 +50,10 @@ async def _dns_solver(ctx: AppContext, order: CertificateOrder) -> Dns01Solver:
             raise _Failure("dns_update", "dns_provider_missing", "the order's DNS provider was deleted")
         secrets = service.provider_secrets(row)
     s = row.settings
+    check = [parse_nameserver(n) for n in s["propagation_nameservers"]] if s.get("propagation_nameservers") else None
     provider = Rfc2136Provider(s["server"], s.get("port", 53), key_name=s["key_name"], key_secret=secrets["key_secret"],
-                               key_algorithm=s.get("key_algorithm", "hmac-sha256"), zone=s.get("zone"))
+                               key_algorithm=s.get("key_algorithm", "hmac-sha256"), zone=s.get("zone"),
+                               propagation_nameservers=check)
     return Dns01Solver(provider, propagation_timeout=ctx.settings.acme_propagation_timeout,
                        propagation_interval=ctx.settings.acme_propagation_interval)
 

@@ -20,6 +20,12 @@ class Rfc2136Settings(Strict):
     key_algorithm: TsigAlgorithm = "hmac-sha256"
     key_secret: str = Field(min_length=1, max_length=1024, description="TSIG secret (base64). Write-only.")
     zone: str | None = Field(None, max_length=253, description="The zone to update; default: found by SOA lookup")
+    propagation_nameservers: list[str] | None = Field(
+        None, max_length=16,
+        description="Where to wait for the TXT records before answering the challenge: the zone's public "
+        "authoritative servers as `address` or `address:port` (`[v6]:port`). Default: the update server, "
+        "right when it is itself the public authority; list the public servers for a hidden primary.",
+    )
 
 
 class DnsProviderCreate(Strict):

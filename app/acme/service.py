@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import json
 
 from app.accounts.caller import Caller
@@ -71,6 +72,22 @@ class DnsProviderInUse(Conflict):
     code, title = "dns_provider_in_use", "Orders still use this DNS provider"
 
 
+def parse_nameserver(text: str) -> tuple[str, int]:
+    """``192.0.2.1``, ``192.0.2.1:5353``, ``2001:db8::1``, ``[2001:db8::1]:5353`` -> (address, port)."""
+    text = text.strip()
+    host, port = text, 53
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = int(rest[1:]) if rest.startswith(":") else 53
+    elif text.count(":") == 1:
+        host, _, tail = text.partition(":")
+        port = int(tail)
+    ipaddress.ip_address(host)  # an address, so checks never depend on a resolver
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} out of range")
+    return host, port
+
+
 def _suffixes(name: str) -> list[str]:
     labels = name.removeprefix("*.").split(".")
     return [".".join(labels[i:]) for i in range(len(labels) - 1)]
@@ -91,6 +108,14 @@ class AcmeService:
             base64.b64decode(secrets["key_secret"], validate=True)
         except (binascii.Error, ValueError):
             raise InvalidDnsProvider("settings.key_secret must be base64 (as tsig-keygen prints it)") from None
+        if settings.get("propagation_nameservers"):
+            try:
+                settings["propagation_nameservers"] = [
+                    f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+                    for host, port in map(parse_nameserver, settings["propagation_nameservers"])
+                ]
+            except ValueError as exc:
+                raise InvalidDnsProvider(f"settings.propagation_nameservers: {exc}") from None
         try:
             settings["key_name"] = settings["key_name"].rstrip(".").lower()
             if settings.get("zone"):

@@ -66,6 +66,10 @@ async def test_dns_provider_secrets_are_write_only(client, admin, bind_server, c
     r = await client.post("/v1/dns-providers", json={"name": "x", "kind": "rfc2136", "settings": {
         "server": "127.0.0.1", "key_name": "k", "key_secret": "not base64!"}}, headers=admin)
     assert_problem(r, 422, "invalid_dns_provider")
+    r = await client.post("/v1/dns-providers", json={"name": "x", "kind": "rfc2136", "settings": {
+        "server": "127.0.0.1", "key_name": "k", "key_secret": "c2VjcmV0", "propagation_nameservers": ["ns1.example"]}},
+        headers=admin)
+    assert_problem(r, 422, "invalid_dns_provider")
     assert_problem(await client.delete(f"/v1/dns-providers/{provider['id']}", headers=customer), 404, "not_found")
     assert (await client.delete(f"/v1/dns-providers/{provider['id']}", headers=admin)).status_code == 204
 
@@ -114,7 +118,9 @@ async def test_wildcard_over_dns01_bound_and_renewed(client, admin, context, acm
 
 async def test_renew_now_endpoint(client, admin, context, acme_ready, bind_server, hosted):
     _server, _account, customer = hosted
-    provider = await make_provider(client, admin, bind_server)
+    # Wait for the records on an explicitly listed authoritative server (here the same BIND).
+    provider = await make_provider(client, admin, bind_server, propagation_nameservers=[f"{bind_server.host}:{bind_server.port}"])
+    assert provider["settings"]["propagation_nameservers"] == [f"{bind_server.host}:{bind_server.port}"]
     r = await client.post("/v1/certificate-orders", json={
         "names": ["webmail.z01.test"], "challenge": "dns-01", "dns_provider_id": provider["id"], "key_type": "rsa-2048"},
         headers=customer)
