@@ -73,6 +73,17 @@ def _signature_guard(config: AgentConfig):
     return require_signature
 
 
+def _parse_body(model, body: bytes, what: str):
+    """The JSON body as ``model``, or 400 ``invalid_request`` (field errors, never the values)."""
+    try:
+        return model.model_validate(json.loads(body))
+    except (ValueError, ValidationError) as exc:
+        errors = _validation_errors(exc) if isinstance(exc, ValidationError) else []
+        raise AgentProblem(
+            400, "invalid_request", "Invalid request", f"the body is not {what}", errors=errors
+        ) from None
+
+
 def _validation_errors(exc: ValidationError) -> list[dict]:
     """Pydantic errors without the offending input: it may be a private key."""
     return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
@@ -90,34 +101,14 @@ def create_agent_app(config: AgentConfig, agent: Agent | None = None) -> FastAPI
 
     @router.put("/config")
     async def put_config(request: Request) -> JSONResponse:
-        try:
-            desired = Desired.model_validate(json.loads(await request.body()))
-        except (ValueError, ValidationError) as exc:
-            errors = _validation_errors(exc) if isinstance(exc, ValidationError) else []
-            raise AgentProblem(
-                400,
-                "invalid_request",
-                "Invalid request",
-                "the body is not a valid configuration document",
-                errors=errors,
-            ) from None
+        desired = _parse_body(Desired, await request.body(), "a valid configuration document")
         status, body = await agent.put_config(desired)
         return JSONResponse(body, status_code=status)
 
     @router.put("/acme-challenges/{token}")
     async def put_challenge(token: str, request: Request) -> dict:
         agent.challenge_store(token)  # 400 invalid_token before looking at the body
-        try:
-            challenge = ChallengeIn.model_validate(json.loads(await request.body()))
-        except (ValueError, ValidationError) as exc:
-            errors = _validation_errors(exc) if isinstance(exc, ValidationError) else []
-            raise AgentProblem(
-                400,
-                "invalid_request",
-                "Invalid request",
-                "the body is not a valid HTTP-01 answer",
-                errors=errors,
-            ) from None
+        challenge = _parse_body(ChallengeIn, await request.body(), "a valid HTTP-01 answer")
         return agent.put_challenge(token, challenge)
 
     @router.delete("/acme-challenges/{token}")

@@ -115,7 +115,15 @@ class Pipeline:
                 os.link(live, backup)
             os.replace(staged, live)
             work.switched.append((live, backup))
-        for directory in {live.parent for live in work.staged}:
+        for live in work.rendered.remove:
+            if not live.exists():
+                continue
+            backup = _backup_path(live)
+            backup.unlink(missing_ok=True)
+            os.link(live, backup)
+            live.unlink()
+            work.switched.append((live, backup))
+        for directory in {live.parent for live in [*work.staged, *work.rendered.remove]}:
             fsync_dir(directory)
 
     async def _restore(self, work: _Work) -> None:

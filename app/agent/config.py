@@ -71,6 +71,7 @@ class AgentConfig:
     postfix: BackendConfig | None = None
     dovecot: BackendConfig | None = None
     nginx: BackendConfig | None = None
+    courier: BackendConfig | None = None
     verify_timeout: float = 5.0
     verify_sample: int = 24
     max_skew: int = 300
@@ -78,7 +79,7 @@ class AgentConfig:
 
     @property
     def backends(self) -> list[BackendConfig]:
-        return [b for b in (self.postfix, self.dovecot, self.nginx) if b is not None]
+        return [b for b in (self.postfix, self.dovecot, self.nginx, self.courier) if b is not None]
 
 
 def _command(value, key: str) -> tuple[str, ...]:
@@ -112,6 +113,8 @@ def _default_commands(name: str, main: Path | None, raw: dict) -> tuple[list[str
     if name == "dovecot":
         conf = str(main or "/etc/dovecot/dovecot.conf")
         return ["doveconf", "-x", "-n", "-c", "{config}"], ["doveadm", "-c", conf, "reload"]
+    if name == "courier":
+        return [], []  # couriertls reads the files on every connection: nothing to reload
     conf = str(main or "/etc/nginx/nginx.conf")
     return ["nginx", "-t", "-q", "-c", "{config}"], ["nginx", "-c", conf, "-s", "reload"]
 
@@ -143,7 +146,7 @@ def _backend(name: str, raw: dict | None) -> BackendConfig | None:
         reload=_command(raw.get("reload", reload), f"[{name}] reload"),
         verify=_verify(raw.get("verify"), f"[{name}] verify"),
         log_file=Path(raw["log_file"]) if raw.get("log_file") else None,
-        bundle_group=raw.get("bundle_group"),
+        bundle_group=raw.get("bundle_group", "courier" if name == "courier" else None) or None,
         options={k: v for k, v in raw.items() if k not in known},
     )
 
@@ -166,6 +169,7 @@ def parse_config(data: dict) -> AgentConfig:
         postfix=_backend("postfix", data.get("postfix")),
         dovecot=_backend("dovecot", data.get("dovecot")),
         nginx=_backend("nginx", data.get("nginx")),
+        courier=_backend("courier", data.get("courier")),
         verify_timeout=float(agent.get("verify_timeout", 5.0)),
         verify_sample=int(agent.get("verify_sample", 24)),
         max_skew=int(agent.get("max_skew", 300)),

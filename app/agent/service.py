@@ -11,6 +11,7 @@ import datetime as dt
 
 from app.agent.apply import ApplyFailed, Pipeline
 from app.agent.backends.base import Backend, View
+from app.agent.backends.courier import CourierBackend
 from app.agent.backends.dovecot import DovecotBackend
 from app.agent.backends.nginx import NginxBackend
 from app.agent.backends.postfix import PostfixBackend
@@ -48,6 +49,8 @@ def make_backends(config: AgentConfig) -> list[Backend]:
         backends.append(DovecotBackend(config.dovecot))
     if config.nginx:
         backends.append(NginxBackend(config.nginx))
+    if config.courier:
+        backends.append(CourierBackend(config.courier))
     return backends
 
 

@@ -43,10 +43,13 @@ class Rendered:
     ``files`` are small configuration files, switched atomically and rolled back as a set.
     ``bundles`` maps a bundle copy's path to the fingerprint it holds; a path never changes
     content, so a copy is written once, before the switch, and pruned after a success.
+    ``remove`` are live files of the backend's own that must go in the switch (kept as a
+    backup link until success, restored on rollback), e.g. Courier's file of an unbound name.
     """
 
     files: dict[Path, bytes | BundleRef] = field(default_factory=dict)
     bundles: dict[Path, str] = field(default_factory=dict)
+    remove: list[Path] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
