@@ -12,11 +12,23 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker
-from app.kit.crypto import MasterKey, load_master_key
+from app.kit.crypto import MasterKey, MasterKeyError, load_master_key
 from app.kit.signing import load_or_create_private_key
 from app.kit.trust import TrustStore
 
 BLOCKING_THREADS = 24
+
+
+def _controller_key(settings: Settings) -> Ed25519PrivateKey:
+    """The key that signs pushes: whoever reads it can reconfigure every mail server."""
+    path = settings.resolved_controller_key_file
+    key = load_or_create_private_key(path)
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise MasterKeyError(
+            f"controller key file {path} is accessible by group or others (mode {oct(mode)}); run: chmod 600 {path}"
+        )
+    return key
 
 
 @dataclass
@@ -44,7 +56,7 @@ class AppContext:
             sessionmaker=create_sessionmaker(engine),
             master_key=master_key,
             trust=TrustStore.load(settings.trust_bundle),
-            controller_key=load_or_create_private_key(settings.resolved_controller_key_file),
+            controller_key=_controller_key(settings),
         )
 
     async def run_blocking(self, fn, *args, **kwargs):

@@ -37,6 +37,9 @@ async def test_token_lifecycle(client, admin, customer_headers):
     assert r.status_code == 201, r.text
     token = r.json()
     assert token["token"].startswith("cpt_") and token["role"] == "customer"
+    listed = (await client.get("/v1/tokens", params={"account_id": account_id}, headers=admin)).json()
+    assert token["id"] in [t["id"] for t in listed] and all("token" not in t for t in listed)
+    assert all(t["account_id"] == account_id for t in listed)
     headers = {"Authorization": f"Bearer {token['token']}"}
     assert (await client.get("/v1/certificates", headers=headers)).status_code == 200
     assert (await client.delete(f"/v1/tokens/{token['id']}", headers=admin)).status_code == 204
@@ -133,7 +136,7 @@ async def test_customer_sees_only_own_rows(client, admin, test_ca, customer_head
 @pytest.mark.parametrize(
     ("method", "path"),
     [("POST", "/v1/servers"), ("GET", "/v1/servers"), ("POST", "/v1/domains"), ("POST", "/v1/accounts"),
-     ("GET", "/v1/accounts"), ("POST", "/v1/tokens")],
+     ("GET", "/v1/accounts"), ("POST", "/v1/tokens"), ("GET", "/v1/tokens")],
 )
 async def test_admin_only_collection_routes(client, customer_headers, method, path):
     _account, headers = await customer_headers()

@@ -96,3 +96,11 @@ def test_worker_runs_alone(tmp_path):
     proc.terminate()
     _out, err = proc.communicate(timeout=20)
     assert "worker" in err and "started" in err
+
+
+def test_serve_refuses_a_controller_key_others_can_read(tmp_path):
+    data = tmp_path / "data"
+    certpost("controller-key", data_dir=data)
+    (data / "controller.key").chmod(0o640)
+    result = certpost("serve", "--port", "0", data_dir=data, check=False)
+    assert result.returncode != 0 and "controller key file" in result.stderr

@@ -29,5 +29,12 @@ class AccountRepository:
     async def get_token(self, token_id: str) -> ApiToken | None:
         return await self.session.get(ApiToken, token_id)
 
+    async def list_tokens(self, account_id: str | None, limit: int, offset: int) -> list[ApiToken]:
+        stmt = select(ApiToken)
+        if account_id is not None:
+            stmt = stmt.where(ApiToken.account_id == account_id)
+        stmt = stmt.order_by(ApiToken.created_at, ApiToken.id).limit(limit).offset(offset)
+        return list(await self.session.scalars(stmt))
+
     async def count_tokens(self) -> int:
         return await self.session.scalar(select(func.count()).select_from(ApiToken)) or 0

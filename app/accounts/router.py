@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 
 from app.accounts.repository import AccountRepository
-from app.accounts.schemas import AccountCreate, AccountOut, TokenCreate, TokenOut
+from app.accounts.schemas import AccountCreate, AccountOut, TokenCreate, TokenInfo, TokenOut
 from app.accounts.service import AccountExists, AccountService, UnknownAccount
 from app.deps import Admin, Session
 from app.problems import Forbidden, NotFound, responses
@@ -40,6 +40,15 @@ async def create_token(body: TokenCreate, _admin: Admin, accounts: Accounts):
     row, text = await accounts.create_token(body.role, body.account_id, body.description)
     return TokenOut(id=row.id, role=row.role, account_id=row.account_id, description=row.description,
                     created_at=row.created_at, token=text)
+
+
+@router.get("/tokens", response_model=list[TokenInfo], responses=responses(Forbidden))
+async def list_tokens(_admin: Admin, accounts: Accounts,
+                      account_id: Annotated[str | None, Query(description="Only this account's tokens")] = None,
+                      limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                      offset: Annotated[int, Query(ge=0)] = 0):
+    """Tokens with their role, account and state; secrets are never shown again."""
+    return await accounts.repo.list_tokens(account_id, limit, offset)
 
 
 @router.delete("/tokens/{token_id}", status_code=204, responses=responses(Forbidden, NotFound))

@@ -40,3 +40,15 @@ class TokenOut(BaseModel):
     description: str | None
     created_at: datetime
     token: str = Field(description="The secret, shown this once; only its hash is stored.")
+
+
+class TokenInfo(BaseModel):
+    """A token as listed: never its secret."""
+
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    role: str
+    account_id: str | None
+    description: str | None
+    created_at: datetime
+    revoked_at: datetime | None
