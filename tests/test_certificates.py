@@ -204,6 +204,11 @@ async def test_replace_keeps_bindings_and_checks_names(client, admin, test_ca, c
     body = assert_problem(r, 422, "hostname_not_covered")
     assert body["hostname"] == "webmail.a.test"
 
+    now = datetime.now(UTC)
+    expired = test_ca.issue(["webmail.a.test", "mail.a.test"], not_before=now - timedelta(days=10), not_after=now - timedelta(days=1))
+    r = await client.put(f"/v1/certificates/{first['id']}", json=upload_body(expired), headers=customer)
+    assert_problem(r, 422, "certificate_expired")
+
     renewed = test_ca.issue(["webmail.a.test", "mail.a.test"])
     r = await client.put(f"/v1/certificates/{first['id']}", json=upload_body(renewed), headers=customer)
     assert r.status_code == 200, r.text

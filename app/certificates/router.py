@@ -176,7 +176,8 @@ async def get_certificate(certificate_id: str, caller: CurrentCaller, service: S
 @router.put(
     "/{certificate_id}",
     response_model=CertificateOut,
-    responses=responses(NotFound, errors.HostnameNotCovered, *MATERIAL_ERRORS),
+    responses=responses(NotFound, errors.HostnameNotCovered, errors.CertificateExpired,
+                        errors.CertificateNotYetValid, *MATERIAL_ERRORS),
 )
 async def replace_certificate(certificate_id: str, body: CertificateMaterialIn, caller: CurrentCaller, service: Service, ctx: Context):
     """Replace the material (certificate and key). Bindings stay; `revision` goes up; servers redeploy."""

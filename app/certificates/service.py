@@ -28,6 +28,7 @@ from app.kit import x509 as kx
 from app.kit.coverage import candidate_sans, covers
 from app.kit.crypto import MasterKey, Sealed
 from app.kit.names import InvalidName, normalise_hostname
+from app.kit.time import utc_now
 from app.problems import NotFound, RuleViolation
 
 
@@ -144,6 +145,13 @@ class CertificateService:
         """
         cert = await self.get_visible(caller, cert_id)
         usages = (await self.repo.usages([cert.id]))[cert.id]
+        if usages:
+            # Bound material goes straight to the servers: it must be servable now.
+            now = utc_now()
+            if now >= material.not_after:
+                raise errors.CertificateExpired(f"the new certificate expired at {material.not_after.isoformat()}")
+            if now < material.not_before:
+                raise errors.CertificateNotYetValid(f"the new certificate is valid from {material.not_before.isoformat()}")
         for usage in usages:
             if usage.hostname and not covers(material.sans, usage.hostname):
                 raise errors.HostnameNotCovered(
