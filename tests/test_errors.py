@@ -50,3 +50,18 @@ async def test_health_and_readiness_need_no_token(client):
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     r = await client.get("/readyz")
     assert r.status_code == 200 and r.json()["database"] == "ok"
+
+
+async def test_readiness_reports_an_unreachable_database(app, client, context):
+    from dataclasses import replace
+
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    # A context like the real one whose database cannot be reached.
+    unreachable = create_async_engine("postgresql+asyncpg://nobody@127.0.0.1:1/none")
+    app.state.ctx = replace(context, engine=unreachable)
+    r = await client.get("/readyz")
+    app.state.ctx = context
+    await unreachable.dispose()
+    assert r.status_code == 503 and r.json()["database"] == "unreachable"
+    assert (await client.get("/healthz")).status_code == 200

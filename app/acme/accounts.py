@@ -11,6 +11,7 @@ from app.context import AppContext
 from app.db import new_id
 from app.kit.crypto import Sealed
 
+
 def _ca_bundle(ctx: AppContext) -> str | bool:
     return str(ctx.settings.acme_ca_bundle) if ctx.settings.acme_ca_bundle else True
 

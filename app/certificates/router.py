@@ -22,7 +22,7 @@ from app.certificates.service import CertificateService, InvalidCursor, InvalidF
 from app.deps import Context, CurrentCaller, Session
 from app.kit import x509 as kx
 from app.kit.names import InvalidName, normalise_hostname
-from app.problems import AppError, Forbidden, NotFound, RuleViolation, responses
+from app.problems import Forbidden, NotFound, RuleViolation, responses
 
 router = APIRouter(prefix="/v1/certificates", tags=["certificates"])
 
@@ -191,5 +191,3 @@ async def delete_certificate(certificate_id: str, caller: CurrentCaller, service
     await service.delete(caller, certificate_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
-
-__all__ = ["AppError", "router"]

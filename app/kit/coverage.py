@@ -30,5 +30,5 @@ def candidate_sans(hostname: str) -> list[str]:
     Lets a repository find covering certificates with an indexed ``IN`` lookup instead of
     scanning every certificate.
     """
-    head, sep, rest = hostname.partition(".")
+    _head, sep, rest = hostname.partition(".")
     return [hostname, f"*.{rest}"] if sep and "." in rest else [hostname]

@@ -60,5 +60,5 @@ def _to_a_label(label: str) -> str:
 
 def parent(name: str) -> str | None:
     """``mail.example.com`` -> ``example.com``; None when fewer than two labels would remain."""
-    head, _, rest = name.partition(".")
+    rest = name.partition(".")[2]
     return rest if "." in rest else None

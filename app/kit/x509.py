@@ -7,6 +7,7 @@ rules, the agent's bundle checks and the tests share one reading of a certificat
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -142,7 +143,7 @@ def check_chain_order(chain: list[x509.Certificate]) -> None:
     """
     if len(chain) > MAX_CHAIN:
         raise InvalidChain(f"the chain has {len(chain)} certificates; at most {MAX_CHAIN} are accepted")
-    for position, (cert, issuer) in enumerate(zip(chain, chain[1:]), start=1):
+    for position, (cert, issuer) in enumerate(itertools.pairwise(chain), start=1):
         if not signed_by(cert, issuer):
             raise InvalidChain(
                 f"certificate {position} in the chain is not issued by certificate {position + 1}; "
