@@ -18,6 +18,7 @@ from app.certificates.models import Certificate
 from app.context import AppContext
 from app.deployments.agent_client import AgentClient, AgentError
 from app.deployments.claims import DUE, release
+from app.deployments.delta import delta_document
 from app.deployments.desired import DesiredConfig, load_desired
 from app.deployments.models import Deployment, DeploymentAttempt
 from app.deployments.policy import next_attempt_at
@@ -36,6 +37,7 @@ class Outcome:
     bytes_sent: int = 0
     response: dict | None = None
     agent_ahead: int | None = None  # the agent applied this generation, beyond ours
+    document: dict | None = None  # what the agent now serves (host names and fingerprints)
 
 
 async def deliver(ctx: AppContext, server_id: str, owner: str) -> Outcome | None:
@@ -63,9 +65,10 @@ async def deliver(ctx: AppContext, server_id: str, owner: str) -> Outcome | None
         desired = await load_desired(session, server)
         desired.generation = deployment.generation
         agent = (server.agent_url, server.agent_tls_fingerprint)
+        applied_config = server.applied_config
         await session.commit()
 
-    outcome = await _push(ctx, agent, desired)
+    outcome = await _push(ctx, agent, desired, applied_config)
     await _record(ctx, server_id, deployment.id, owner, started, outcome)
     return outcome
 
@@ -88,36 +91,54 @@ async def _bundles(ctx: AppContext, desired: DesiredConfig, fingerprints: set[st
     return bundles
 
 
-async def _push(ctx: AppContext, agent: tuple[str | None, str | None], desired: DesiredConfig) -> Outcome:
+async def _push(ctx: AppContext, agent: tuple[str | None, str | None], desired: DesiredConfig,
+                applied_config: dict | None) -> Outcome:
     url, fingerprint = agent
     try:
         client = AgentClient(url, fingerprint, ctx.controller_key, timeout=ctx.settings.agent_timeout_seconds)
     except AgentError as exc:
         return Outcome(False, exc)
+    document = desired.document()
     try:
         state = await client.state()
         agent_generation = int(state.get("applied_generation", 0))
-        same_content = state.get("applied_digest") == config_digest(desired.document())
+        same_content = state.get("applied_digest") == config_digest(document)
         if agent_generation == desired.generation and same_content:
-            return Outcome(True, bytes_sent=client.bytes_sent, response=state)
+            return Outcome(True, bytes_sent=client.bytes_sent, response=state, document=document)
         if agent_generation >= desired.generation:
             return Outcome(False, bytes_sent=client.bytes_sent, agent_ahead=agent_generation)
         missing = desired.fingerprints - set(state.get("fingerprints", []))
-        document = {**desired.document(), "bundles": await _bundles(ctx, desired, missing)}
-        try:
-            response = await client.put_config(document)
-        except AgentError as exc:
-            if exc.code != "missing_bundles":
-                raise
-            # The agent pruned something between our two requests: send what it names, once.
-            again = set(exc.body.get("missing", [])) & desired.fingerprints
-            document["bundles"].update(await _bundles(ctx, desired, again))
-            response = await client.put_config(document)
-        return Outcome(True, bytes_sent=client.bytes_sent, response=response)
+        bundles = await _bundles(ctx, desired, missing)
+        body = {**document, "bundles": bundles}
+        if _can_send_delta(state, applied_config):
+            body = {**delta_document(applied_config, document), "bundles": bundles}
+        for _ in range(3):
+            try:
+                response = await client.put_config(body)
+                return Outcome(True, bytes_sent=client.bytes_sent, response=response, document=document)
+            except AgentError as exc:
+                if exc.code in ("base_mismatch", "digest_mismatch") and "base_digest" in body:
+                    body = {**document, "bundles": bundles}  # the agent's copy differs: send it all
+                elif exc.code == "missing_bundles":
+                    # The agent pruned something between our two requests: send what it names.
+                    again = set(exc.body.get("missing", [])) & desired.fingerprints
+                    bundles.update(await _bundles(ctx, desired, again))
+                else:
+                    raise
+        raise AgentError("agent_refused", "the agent refused the document three times", retryable=True)
     except AgentError as exc:
         return Outcome(False, exc, bytes_sent=client.bytes_sent)
     finally:
         await client.aclose()
+
+
+def _can_send_delta(state: dict, applied_config: dict | None) -> bool:
+    """Only to an agent that supports it and holds exactly what we last saw it apply."""
+    return (
+        applied_config is not None
+        and "delta-config" in state.get("features", ())
+        and state.get("applied_digest") == config_digest(applied_config)
+    )
 
 
 async def _record(ctx: AppContext, server_id: str, deployment_id: str, owner: str, started, outcome: Outcome) -> None:
@@ -144,6 +165,7 @@ async def _record(ctx: AppContext, server_id: str, deployment_id: str, owner: st
         elif outcome.applied:
             deployment.status, deployment.applied_at, deployment.last_error = "applied", now, None
             server.applied_generation = max(server.applied_generation, deployment.generation)
+            server.applied_config = outcome.document
             log.info("server %s applied generation %s (%d bytes)", server_id, deployment.generation, outcome.bytes_sent)
         else:
             deployment.last_error = error

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String
+from sqlalchemy import JSON, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, IdMixin, TimestampMixin
@@ -29,6 +29,9 @@ class Server(IdMixin, TimestampMixin, Base):
     # Desired state version; bumped in the same transaction as every change to what it serves.
     desired_generation: Mapped[int] = mapped_column(Integer, default=0)
     applied_generation: Mapped[int] = mapped_column(Integer, default=0)
+    # The document (host names and fingerprints, no keys) the agent last confirmed applying:
+    # the base for sending only what changed next time (see deployments/delivery.py).
+    applied_config: Mapped[dict | None] = mapped_column(JSON)
     # One worker at a time delivers to a server: it holds this lease (see deployments/claims.py).
     deploy_lease_until: Mapped[datetime | None]
     deploy_lease_owner: Mapped[str | None] = mapped_column(String(64))
