@@ -245,3 +245,21 @@ async def test_failed_renewal_backs_off_and_keeps_the_material(client, admin, co
     from app.acme.renewal import schedule_due_renewals
 
     assert await schedule_due_renewals(context) == 0
+
+
+async def test_order_replaces_an_uploaded_certificate_in_place(client, admin, context, acme_ready, bind_server, hosted, test_ca):
+    _server, _account, customer = hosted
+    provider = await make_provider(client, admin, bind_server)
+    uploaded = await upload(client, customer, test_ca.issue(["webmail.z01.test"]))
+    r = await client.put("/v1/domains/z01.test/bindings/webmail", json={"certificate_id": uploaded["id"]}, headers=customer)
+    assert r.status_code == 200
+    r = await client.post("/v1/certificate-orders", json={
+        "names": ["webmail.z01.test"], "dns_provider_id": provider["id"], "certificate_id": uploaded["id"]}, headers=customer)
+    assert r.status_code == 202, r.text
+    assert r.json()["purpose"] == "replace"
+    order = await work_until(context, await finished(client, customer, r.json()["id"]))
+    assert order["status"] == "valid" and order["certificate_id"] == uploaded["id"]
+    cert = (await client.get(f"/v1/certificates/{uploaded['id']}", headers=customer)).json()
+    assert cert["source"] == "acme" and cert["revision"] == 2 and cert["renewal_status"] == "scheduled"
+    assert cert["fingerprint_sha256"] != uploaded["fingerprint_sha256"]
+    assert [b["hostname"] for b in cert["bindings"]] == ["webmail.z01.test"]
