@@ -75,7 +75,10 @@ class Agent:
                       *desired["mail"].values(), *desired["webmail"].values()}
         send = sorted(referenced - held)
         bundles = {fp: material.bundle(fp) for fp in send}
-        body = json.dumps({**desired, "bundles": bundles}).encode()
+        return self._put({**desired, "bundles": bundles}, send, bundles)
+
+    def _put(self, document: dict, send: list[str], bundles: dict) -> dict:
+        body = json.dumps(document).encode()
         bundle_bytes = len(json.dumps(bundles).encode())
         headers = {"Content-Type": "application/json"}
         headers.update(sign_request(self.key, "PUT", "/v1/config", body))
@@ -89,6 +92,29 @@ class Agent:
         return {"wall_s": round(wall, 3), "bytes_sent": len(body), "bundles_sent": len(send),
                 "bundle_bytes": bundle_bytes,
                 "status": r.status_code, "answer": answer}
+
+    def push_delta(self, applied: dict, desired: dict, material: Material) -> dict:
+        """The same as a controller sending a delta document (docs/agent.md): the changed names
+        against ``applied`` (what the agent applied), with both digests, and the missing bundles."""
+        from app.kit.digest import config_digest
+
+        def changes(old: dict, new: dict) -> dict:
+            out = {name: None for name in old.keys() - new.keys()}
+            out.update({name: fp for name, fp in new.items() if old.get(name) != fp})
+            return out
+
+        delta = {"generation": desired["generation"],
+                 "base_digest": config_digest(applied), "digest": config_digest(desired),
+                 **{k: desired[k] for k in ("server_hostname", "server_certificate",
+                                            "webmail_default")},
+                 "mail_changes": changes(applied["mail"], desired["mail"]),
+                 "webmail_changes": changes(applied["webmail"], desired["webmail"])}
+        held = set(self.state()["fingerprints"])
+        referenced = {desired["server_certificate"], desired["webmail_default"],
+                      *delta["mail_changes"].values(), *delta["webmail_changes"].values()} - {None}
+        send = sorted(referenced - held)
+        bundles = {fp: material.bundle(fp) for fp in send}
+        return self._put({**delta, "bundles": bundles}, send, bundles)
 
     def close(self) -> None:
         self.http.close()

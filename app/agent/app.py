@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from app.agent.challenges import ChallengeIn
 from app.agent.config import AgentConfig
-from app.agent.desired import Desired
+from app.agent.desired import Desired, DesiredDelta
 from app.agent.service import Agent, AgentProblem
 from app.agent.state import NonceLedger
 from app.kit.signing import SignatureError, public_key_from_text, verify_request
@@ -74,14 +74,25 @@ def _signature_guard(config: AgentConfig):
 
 
 def _parse_body(model, body: bytes, what: str):
-    """The JSON body as ``model``, or 400 ``invalid_request`` (field errors, never the values)."""
+    """The JSON body as ``model``, or 400 ``invalid_request`` (field errors, never the values).
+
+    ``model`` may be a function of the parsed JSON that picks the model (full or delta document).
+    """
     try:
-        return model.model_validate(json.loads(body))
+        data = json.loads(body)
+        if not isinstance(model, type):
+            model = model(data)
+        return model.model_validate(data)
     except (ValueError, ValidationError) as exc:
         errors = _validation_errors(exc) if isinstance(exc, ValidationError) else []
         raise AgentProblem(
             400, "invalid_request", "Invalid request", f"the body is not {what}", errors=errors
         ) from None
+
+
+def _document_model(data):
+    """A document with ``base_digest`` is a delta (docs/agent.md, ``PUT /v1/config``)."""
+    return DesiredDelta if isinstance(data, dict) and "base_digest" in data else Desired
 
 
 def _validation_errors(exc: ValidationError) -> list[dict]:
@@ -101,7 +112,9 @@ def create_agent_app(config: AgentConfig, agent: Agent | None = None) -> FastAPI
 
     @router.put("/config")
     async def put_config(request: Request) -> JSONResponse:
-        desired = _parse_body(Desired, await request.body(), "a valid configuration document")
+        desired = _parse_body(
+            _document_model, await request.body(), "a valid configuration document"
+        )
         status, body = await agent.put_config(desired)
         return JSONResponse(body, status_code=status)
 

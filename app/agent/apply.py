@@ -66,6 +66,17 @@ class Pipeline:
         self.backends = backends
         self.verify_timeout = verify_timeout
         self.verify_sample = verify_sample
+        # Per backend, the bundle copies this process knows to exist (listed once, then kept
+        # up to date as it writes and prunes), so a change does not stat or list 10,000 files.
+        self._copies: dict[str, set[Path]] = {}
+
+    def _known_copies(self, backend: Backend) -> set[Path]:
+        known = self._copies.get(backend.name)
+        if known is None:
+            directory = backend.bundle_dir
+            known = set(directory.glob("*.pem")) if directory.is_dir() else set()
+            self._copies[backend.name] = known
+        return known
 
     # -- staging ---------------------------------------------------------------------------
     def _mode(self, backend: Backend) -> tuple[int, str | None]:
@@ -83,9 +94,12 @@ class Pipeline:
         if work.rendered.bundles:
             backend.bundle_dir.mkdir(parents=True, exist_ok=True)
             os.chmod(backend.bundle_dir, 0o750 if group else 0o700)
+        known = self._known_copies(backend)
         for path, fp in work.rendered.bundles.items():
-            if not path.exists():
-                atomic_write(path, backend.bundle_bytes(*self.store.read(fp)), mode, group)
+            if path not in known:
+                if not path.exists():
+                    atomic_write(path, backend.bundle_bytes(*self.store.read(fp)), mode, group)
+                known.add(path)
         for live, content in work.rendered.files.items():
             data = self._content(backend, content)
             if read_or_none(live) != data:
@@ -158,10 +172,11 @@ class Pipeline:
             if backup is not None:
                 backup.unlink(missing_ok=True)
         keep = set(work.rendered.bundles) | set(work.rendered.files)
-        if work.backend.bundle_dir.exists():
-            for path in work.backend.bundle_dir.iterdir():
-                if path.suffix == ".pem" and path not in keep:
-                    path.unlink()
+        known = self._known_copies(work.backend)
+        for path in known - keep:
+            if path.parent == work.backend.bundle_dir and path.suffix == ".pem":
+                path.unlink(missing_ok=True)
+        known &= keep
 
     # -- the pipeline ----------------------------------------------------------------------
     async def apply(self, view: View, previous: View | None, *, live: bool = True) -> dict:

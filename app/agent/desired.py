@@ -67,3 +67,67 @@ class Desired(BaseModel):
     def without_bundles(self) -> dict:
         """The document as persisted in state.json: never any key material."""
         return self.model_dump(exclude={"bundles"})
+
+
+def _check_digest(value: str) -> str:
+    if not _FP.match(value):
+        raise ValueError("a digest is 64 lower-case hex digits (app.kit.digest.config_digest)")
+    return value
+
+
+def _check_changes(mapping: dict[str, str | None]) -> dict[str, str | None]:
+    """Names exactly as in a full document; ``None`` (remove the name) instead of a fingerprint."""
+    _check_names({name: fp for name, fp in mapping.items() if fp is not None})
+    for name, fp in mapping.items():
+        if fp is None and (not _NAME.match(name) or len(name) > 253):
+            raise ValueError(f"{name!r} is not a lower-case host name (IDNA A-labels)")
+    return mapping
+
+
+class DesiredDelta(BaseModel):
+    """A delta document: the changes against the agent's applied document (docs/agent.md).
+
+    ``base_digest`` is ``config_digest`` of the document the changes apply to, ``digest`` that
+    of the result; the agent refuses a delta when either does not match (the controller then
+    sends the full document).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    generation: int = Field(ge=0)
+    base_digest: str
+    digest: str
+    server_hostname: str
+    server_certificate: str
+    webmail_default: str
+    mail_changes: dict[str, str | None] = Field(default_factory=dict)
+    webmail_changes: dict[str, str | None] = Field(default_factory=dict)
+    bundles: dict[str, BundleIn] = Field(default_factory=dict, repr=False)
+
+    _fp = field_validator("server_certificate", "webmail_default")(_check_fp)
+    _digests = field_validator("base_digest", "digest")(_check_digest)
+    _changes = field_validator("mail_changes", "webmail_changes")(_check_changes)
+
+    def resolve(self, applied: dict) -> Desired:
+        """The full document: ``applied`` (already validated when it was applied) changed.
+
+        Only the changes are validated here; the applied names were checked on their way in,
+        so rebuilding does not re-validate thousands of unchanged names.
+        """
+        maps = {}
+        for field in ("mail", "webmail"):
+            names = dict(applied.get(field) or {})
+            for name, fp in getattr(self, f"{field}_changes").items():
+                if fp is None:
+                    names.pop(name, None)
+                else:
+                    names[name] = fp
+            maps[field] = names
+        return Desired.model_construct(
+            generation=self.generation,
+            server_hostname=self.server_hostname,
+            server_certificate=self.server_certificate,
+            webmail_default=self.webmail_default,
+            mail=maps["mail"],
+            webmail=maps["webmail"],
+            bundles=self.bundles,
+        )

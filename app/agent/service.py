@@ -18,7 +18,7 @@ from app.agent.backends.postfix import PostfixBackend
 from app.agent.bundles import BundleError, BundleStore, build_bundle
 from app.agent.challenges import ChallengeIn, ChallengeStore, valid_token
 from app.agent.config import AgentConfig
-from app.agent.desired import Desired
+from app.agent.desired import Desired, DesiredDelta
 from app.agent.identity import self_signed
 from app.agent.state import AgentState, StateFile
 from app.kit.digest import config_digest
@@ -127,16 +127,24 @@ class Agent:
             "fingerprints": self.store.held(),
             "last_error": st.last_error,
             "last_applied_at": st.last_applied_at,
+            # What this agent understands beyond full documents; the controller checks it.
+            "features": ["delta-config"],
         }
 
     async def bootstrap(self) -> bool:
         """Write a self-signed server bundle and the daemons' files if nothing was ever applied.
 
         Runs before the daemons start (no reload, no verify) so that their configuration can
-        name the agent's files from the first start. Returns True when it wrote anything.
+        name the agent's files from the first start; after an upgrade, writes the files the new
+        version names (the applied document, unchanged). Returns True when it wrote anything.
         """
         st = self.state_file.load()
         if st.desired is not None:
+            if any(b.missing_files() for b in self.backends):
+                # An upgrade that added files (the Postfix SNI shards): write them from the
+                # applied document, as at bootstrap, before the daemons are pointed at them.
+                await self.pipeline.apply(_view(st.desired), None, live=False)
+                return True
             return False
         key_pem, cert_pem = self_signed(self.config.hostname)
         fp = fingerprint_sha256(load_pem_certificates(cert_pem)[0])
@@ -156,11 +164,34 @@ class Agent:
         )
         return True
 
-    async def put_config(self, desired: Desired) -> tuple[int, dict]:
+    async def put_config(self, desired: Desired | DesiredDelta) -> tuple[int, dict]:
         async with self.lock:
             return await self._put_config(desired)
 
-    async def _put_config(self, desired: Desired) -> tuple[int, dict]:
+    @staticmethod
+    def _resolve(delta: DesiredDelta, applied: dict | None) -> Desired:
+        """The full document a delta describes, or 409 ``base_mismatch`` / ``digest_mismatch``."""
+        applied_digest = config_digest(applied) if applied else None
+        if applied_digest != delta.base_digest:
+            raise AgentProblem(
+                409,
+                "base_mismatch",
+                "Base mismatch",
+                "base_digest is not the digest of the applied document; send the full document",
+                applied_digest=applied_digest,
+            )
+        desired = delta.resolve(applied)
+        if config_digest(desired.without_bundles()) != delta.digest:
+            raise AgentProblem(
+                409,
+                "digest_mismatch",
+                "Digest mismatch",
+                "the applied document with these changes does not have the given digest; "
+                "send the full document",
+            )
+        return desired
+
+    async def _put_config(self, desired: Desired | DesiredDelta) -> tuple[int, dict]:
         st = self.state_file.load()
         if desired.generation < st.applied_generation or (
             desired.generation == st.applied_generation and st.last_result is None
@@ -175,6 +206,8 @@ class Agent:
             )
         if desired.generation == st.applied_generation:
             return 200, st.last_result  # exactly once per generation: the same answer again
+        if isinstance(desired, DesiredDelta):
+            desired = self._resolve(desired, st.desired)
         missing = sorted(
             fp
             for fp in desired.referenced()

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from app.kit.digest import config_digest
 from tests.support.daemons import PROTOCOL_OF, write_agent_config
 from tests.support.pki import Issued
 from tests.support.tlsprobe import served_fingerprint
@@ -165,6 +166,118 @@ def test_removing_a_name_returns_the_default(agent_client, mail_stack, certs, ma
     assert sent == []
     assert_served(stack, desired, test_ca[1], removed=("c.test",))
     assert certs["c.test"].fingerprint not in agent_client.state()["fingerprints"]
+
+
+def delta_for(applied: dict, desired: dict) -> dict:
+    """The delta document (docs/agent.md) that turns ``applied`` into ``desired``."""
+
+    def changes(old: dict, new: dict) -> dict:
+        out = {name: None for name in old.keys() - new.keys()}
+        out.update({name: fp for name, fp in new.items() if old.get(name) != fp})
+        return out
+
+    return {
+        "generation": desired["generation"],
+        "base_digest": config_digest(applied),
+        "digest": config_digest(desired),
+        **{k: desired[k] for k in ("server_hostname", "server_certificate", "webmail_default")},
+        "mail_changes": changes(applied["mail"], desired["mail"]),
+        "webmail_changes": changes(applied["webmail"], desired["webmail"]),
+    }
+
+
+def push_delta(client, applied: dict, desired: dict, material) -> tuple:
+    delta = delta_for(applied, desired)
+    held = set(client.state()["fingerprints"])
+    new = {fp for fp in (*delta["mail_changes"].values(), *delta["webmail_changes"].values())}
+    new |= {desired["server_certificate"], desired["webmail_default"]}
+    bundles = {
+        fp: {
+            "key_pem": material[fp].key_pem,
+            "certificate_pem": material[fp].cert_pem,
+            "chain_pem": material[fp].chain_pem,
+        }
+        for fp in sorted(new - held - {None})
+    }
+    return client.put_config({**delta, "bundles": bundles}), delta
+
+
+def test_delta_document_is_applied_and_served(agent_client, mail_stack, certs, material, test_ca):
+    stack, _ = mail_stack
+    applied = desired_for(agent_client, certs)
+    apply_ok(agent_client, applied, material)
+    desired = desired_for(agent_client, certs, which={"b.test": "b.test/renewed"})
+    response, delta = push_delta(agent_client, applied, desired, material)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "applied" and body["generation"] == desired["generation"]
+    assert delta["mail_changes"] == {"mail.b.test": certs["b.test/renewed"].fingerprint}
+    assert body["changed"] == {"postfix": True, "dovecot": True, "nginx": True}
+    state = agent_client.state()
+    assert state["applied_generation"] == desired["generation"]
+    assert state["applied_digest"] == config_digest(desired)
+    assert_served(stack, desired, test_ca[1])
+    # the same generation again answers the same result (exactly once per generation)
+    again, _ = push_delta(agent_client, applied, desired, material)
+    assert again.status_code == 200 and again.json() == body
+
+
+def test_delta_removing_a_name(agent_client, mail_stack, certs, material, test_ca):
+    stack, _ = mail_stack
+    applied = desired_for(agent_client, certs)
+    apply_ok(agent_client, applied, material)
+    desired = desired_for(agent_client, certs, domains=("a.test", "b.test"))
+    response, delta = push_delta(agent_client, applied, desired, material)
+    assert delta["mail_changes"] == {"mail.c.test": None}
+    assert delta["webmail_changes"] == {"webmail.c.test": None}
+    assert response.status_code == 200, response.text
+    assert agent_client.state()["applied_digest"] == config_digest(desired)
+    assert_served(stack, desired, test_ca[1], removed=("c.test",))
+    assert certs["c.test"].fingerprint not in agent_client.state()["fingerprints"]
+
+
+def test_delta_with_another_base_is_refused(agent_client, certs, material):
+    applied = desired_for(agent_client, certs)
+    apply_ok(agent_client, applied, material)
+    before = agent_client.state()
+    other = desired_for(agent_client, certs, domains=("a.test",))  # not what the agent applied
+    desired = desired_for(agent_client, certs, which={"a.test": "a.test/renewed"})
+    response, _ = push_delta(agent_client, other, desired, material)
+    assert response.status_code == 409, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    assert problem["code"] == "base_mismatch"
+    assert problem["applied_digest"] == config_digest(applied)
+    assert agent_client.state() == before
+
+
+def test_delta_with_a_wrong_result_digest_is_refused(agent_client, certs, material):
+    applied = desired_for(agent_client, certs)
+    apply_ok(agent_client, applied, material)
+    before = agent_client.state()
+    desired = desired_for(agent_client, certs, which={"a.test": "a.test/renewed"})
+    delta = delta_for(applied, desired)
+    delta["mail_changes"]["mail.b.test"] = None  # a change the digest does not account for
+    response = agent_client.put_config(delta)
+    assert response.status_code == 409, response.text
+    assert response.json()["code"] == "digest_mismatch"
+    assert agent_client.state() == before
+
+
+def test_delta_names_are_validated_like_full_documents(agent_client, certs, material):
+    applied = desired_for(agent_client, certs)
+    apply_ok(agent_client, applied, material)
+    desired = desired_for(agent_client, certs)
+    bad_changes = (
+        {"Mail.A.test": None},
+        {"mail.a.test;": certs["a.test"].fingerprint},
+        {"mail.a.test": "not-a-fingerprint"},
+    )
+    for bad in bad_changes:
+        delta = {**delta_for(applied, desired), "mail_changes": bad}
+        response = agent_client.put_config(delta)
+        assert response.status_code == 400, response.text
+        assert response.json()["code"] == "invalid_request"
 
 
 def test_missing_bundles(agent_client, certs):

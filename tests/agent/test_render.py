@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from app.agent.backends.base import BundleRef, View
 from app.agent.backends.dovecot import DovecotBackend
 from app.agent.backends.nginx import NginxBackend
-from app.agent.backends.postfix import PostfixBackend
+from app.agent.backends.postfix import PostfixBackend, shard_of
 from app.agent.bundles import BundleError, build_bundle
 from app.agent.config import ConfigError, parse_config
 from app.agent.desired import BundleIn, Desired
@@ -53,14 +54,30 @@ def config(tmp_path: Path, **testing):
 def test_postfix_map_has_one_key_per_name_and_skips_the_default(tmp_path):
     pf = PostfixBackend(config(tmp_path).postfix)
     out = pf.render(VIEW)
-    lines = out.files[pf.map_source].decode().splitlines()[1:]
-    assert lines == [
+    shards = {live: out.files[live].decode().splitlines() for live in pf.map_sources.values()}
+    assert len(shards) == 16 and all(lines[0].startswith("# written") for lines in shards.values())
+    entries = sorted(line for lines in shards.values() for line in lines[1:])
+    assert entries == [
         f".d.test\t{pf.bundle_dir}/{B}.pem",
         f"mail.a.test\t{pf.bundle_dir}/{A}.pem",
         f"mail.b.test\t{pf.bundle_dir}/{A}.pem",
     ]
+    for key in (".d.test", "mail.a.test", "mail.b.test"):  # each key in the shard of its hash
+        assert any(line.startswith(key + "\t") for line in shards[pf.map_sources[shard_of(key)]])
     assert out.files[pf.default_bundle] == BundleRef(S)
     assert set(out.bundles.values()) == {A, B}
+
+
+def test_postfix_shards_are_stable_and_listed_in_order(tmp_path):
+    pf = PostfixBackend(config(tmp_path).postfix, {"map_type": "lmdb"})
+    assert shard_of("mail.a.test") == hashlib.sha256(b"mail.a.test").hexdigest()[0]
+    assert pf.sni_maps_value() == ", ".join(
+        f"lmdb:{tmp_path}/pf/sni.{i}" for i in "0123456789abcdef"
+    )
+    # one changed name changes exactly one shard
+    before = pf.render(VIEW).files
+    after = pf.render(View(S, S, {**VIEW.mail, "mail.a.test": B}, VIEW.webmail)).files
+    assert [p.name for p in before if before[p] != after[p]] == [f"sni.{shard_of('mail.a.test')}"]
 
 
 def test_postfix_test_hook_writes_certificate_first(tmp_path):
@@ -200,3 +217,25 @@ def test_nonce_ledger_refuses_replays_and_forgets_old_nonces(tmp_path):
     assert not NonceLedger.open(tmp_path / "nonces.json", 600).remember("n1", 1000, now=1001)
     assert ledger.remember("n2", 2000, now=2000)
     assert "n1" not in ledger.seen  # older than twice the skew window
+
+
+def test_postfix_validate_requires_main_cf_to_list_the_shards(tmp_path):
+    import asyncio
+    import shutil
+
+    from app.agent.backends.base import StepError
+
+    if shutil.which("postconf") is None:
+        pytest.skip("postconf is not installed")
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "master.cf").write_text("")
+    pf = PostfixBackend(config(tmp_path).postfix, {"map_type": "lmdb", "config_directory": etc})
+    main_cf = etc / "main.cf"
+    main_cf.write_text(f"tls_server_sni_maps = lmdb:{pf.directory}/sni\n")  # the old single table
+    with pytest.raises(StepError) as refused:
+        asyncio.run(pf.check_main_cf())
+    assert refused.value.step == "validate" and pf.sni_maps_value() in refused.value.message
+    first, *rest = pf.sni_maps_value().split(", ")
+    main_cf.write_text(f"tls_server_sni_maps = {first},\n    " + ",\n    ".join(rest) + "\n")
+    asyncio.run(pf.check_main_cf())  # continuation lines are fine

@@ -41,7 +41,24 @@ async def deployments(client, admin, server_id) -> list[dict]:
     return (await client.get(f"/v1/servers/{server_id}/deployments", headers=admin)).json()["items"]
 
 
-async def test_bind_deploy_and_serve(client, admin, controller, stack, test_ca, settings, customer_headers):
+@pytest.fixture
+def sent_documents(monkeypatch):
+    """Every document the controller PUTs to an agent (the real request still goes out)."""
+    from app.deployments.agent_client import AgentClient
+
+    sent: list[dict] = []
+    real = AgentClient.put_config
+
+    async def spy(self, document):
+        sent.append({k: v for k, v in document.items() if k != "bundles"} | {"bundles": sorted(document["bundles"])})
+        return await real(self, document)
+
+    monkeypatch.setattr(AgentClient, "put_config", spy)
+    return sent
+
+
+async def test_bind_deploy_and_serve(client, admin, controller, stack, test_ca, settings, customer_headers,
+                                     sent_documents):
     stack, agent = stack
     ca_file = str(settings.trust_bundle)
     server = await create_server(client, admin, name="e2e", hostname=stack.hostname,
@@ -91,6 +108,12 @@ async def test_bind_deploy_and_serve(client, admin, controller, stack, test_ca, 
     r = await client.put(f"/v1/certificates/{certs['a']['id']}", json=upload_body(renewed), headers=customer)
     assert r.status_code == 200, r.text
     await work_until(controller, await applied(client, admin, server["id"]))
+    # Only what changed travelled: the two names of a.test and the one new bundle.
+    last = sent_documents[-1]
+    assert "base_digest" in last and "mail" not in last
+    assert last["mail_changes"] == {"mail.a.test": renewed.fingerprint}
+    assert last["webmail_changes"] == {"webmail.a.test": renewed.fingerprint}
+    assert last["bundles"] == [renewed.fingerprint]
     assert await all_served(stack, "mail.a.test", ca_file) == {renewed.fingerprint}
     assert await served(stack, https, "https", "webmail.a.test", ca_file) == renewed.fingerprint
 

@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.agent.backends.postfix import sni_maps_value
 from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -132,7 +133,7 @@ maillog_file_prefixes = {d}
 smtpd_tls_security_level = may
 smtpd_tls_loglevel = 1
 smtpd_tls_chain_files = {out}/default.pem
-tls_server_sni_maps = {map_type}:{out}/sni
+tls_server_sni_maps = {sni_maps_value(out, map_type)}
 """)
     (d / "etc" / "master.cf").write_text(_master_cf(stack))
 

@@ -99,10 +99,22 @@ class Backend:
         self.config = config
         self.directory = config.directory
         self.bundle_dir = config.directory / "bundles"
+        self._bundle_paths: dict[str, Path] = {}
 
     # -- rendering -------------------------------------------------------------------------
+    def bundle_file_name(self, fingerprint: str) -> str:
+        return f"{fingerprint}.pem"
+
     def bundle_path(self, fingerprint: str) -> Path:
-        return self.bundle_dir / f"{fingerprint}.pem"
+        # Memoized: building 10,000 Path objects per render costs more than the rest of it.
+        path = self._bundle_paths.get(fingerprint)
+        if path is None:
+            if len(self._bundle_paths) > 200_000:
+                self._bundle_paths.clear()
+            path = self._bundle_paths[fingerprint] = self.bundle_dir / self.bundle_file_name(
+                fingerprint
+            )
+        return path
 
     def bundle_bytes(self, key_pem: bytes, certs_pem: bytes) -> bytes:
         """Content of a bundle copy: key first, then leaf and chain."""
@@ -118,6 +130,10 @@ class Backend:
 
     async def validate(self, staged: dict[Path, Path]) -> None:
         """Run the daemon's own check against the staged files; raise StepError."""
+
+    def missing_files(self) -> bool:
+        """True when a file the daemon's configuration names does not exist (an upgrade)."""
+        return False
 
     def check_with_main_config(self, staged: dict[Path, Path]) -> Path:
         """A copy of the daemon's main config that includes the staged files instead of the live.
