@@ -107,8 +107,9 @@ def create_agent_app(config: AgentConfig, agent: Agent | None = None) -> FastAPI
     router = APIRouter(prefix="/v1", dependencies=[Depends(_signature_guard(config))])
 
     @router.get("/state")
-    async def get_state() -> dict:
-        return agent.state()
+    async def get_state() -> JSONResponse:
+        # Straight to JSON: no response-model pass over the (10,000-entry) fingerprint list.
+        return JSONResponse(agent.state())
 
     @router.put("/config")
     async def put_config(request: Request) -> JSONResponse:

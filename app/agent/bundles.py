@@ -10,6 +10,7 @@ a new file, and a daemon never reads a half-replaced key/certificate pair.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -57,23 +58,40 @@ def build_bundle(fingerprint: str, bundle: BundleIn) -> tuple[bytes, bytes]:
 
 
 class BundleStore:
+    """The held bundles. The agent process is the only writer: the directory is listed once,
+    then the set of held fingerprints is kept up to date by :meth:`put` and :meth:`prune`, so a
+    request neither stats a file per fingerprint nor lists the directory."""
+
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._held: set[str] | None = None
 
     def path(self, fingerprint: str) -> Path:
         return self.directory / f"{fingerprint}.pem"
 
+    def _known(self) -> set[str]:
+        if self._held is None:
+            held: set[str] = set()
+            if self.directory.is_dir():
+                with os.scandir(self.directory) as entries:
+                    for e in entries:
+                        stem, dot, ext = e.name.rpartition(".")
+                        if dot and ext == "pem" and len(stem) == 64:
+                            held.add(stem)
+            self._held = held
+        return self._held
+
     def held(self) -> list[str]:
-        if not self.directory.exists():
-            return []
-        return sorted(p.stem for p in self.directory.glob("*.pem") if len(p.stem) == 64)
+        return sorted(self._known())
 
     def has(self, fingerprint: str) -> bool:
-        return self.path(fingerprint).exists()
+        return fingerprint in self._known()
 
     def put(self, fingerprint: str, key_pem: bytes, certs_pem: bytes) -> None:
+        known = self._known()
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         atomic_write(self.path(fingerprint), key_pem + certs_pem, 0o600)
+        known.add(fingerprint)
 
     def read(self, fingerprint: str) -> tuple[bytes, bytes]:
         """(key PEM, certificates PEM) of a held bundle, split so backends can reorder them."""
@@ -83,9 +101,10 @@ class BundleStore:
         return data[:at], data[at:]
 
     def prune(self, keep: set[str]) -> list[str]:
-        removed = []
-        for fp in self.held():
-            if fp not in keep:
+        known = self._known()
+        removed = sorted(known - keep)
+        for fp in removed:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path(fp))
-                removed.append(fp)
+            known.discard(fp)
         return removed

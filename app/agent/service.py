@@ -7,6 +7,7 @@ result of the applied generation is returned again if it is pushed again.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 
 from app.agent.apply import ApplyFailed, Pipeline
@@ -20,8 +21,7 @@ from app.agent.challenges import ChallengeIn, ChallengeStore, valid_token
 from app.agent.config import AgentConfig
 from app.agent.desired import Desired, DesiredDelta
 from app.agent.identity import self_signed
-from app.agent.state import AgentState, StateFile
-from app.kit.digest import config_digest
+from app.agent.state import AgentState, StateFile, canonical_document
 from app.kit.x509 import fingerprint_sha256, load_pem_certificates
 
 
@@ -68,6 +68,9 @@ class Agent:
         self.config = config
         self.store = BundleStore(config.state_dir / "bundles")
         self.state_file = StateFile(config.state_dir / "state.json")
+        # The agent process is the only writer of its state: loaded once, kept in memory, and
+        # persisted (atomically) whenever it changes.
+        self.st = self.state_file.load()
         self.backends = make_backends(config)
         self.pipeline = Pipeline(
             self.store,
@@ -120,10 +123,10 @@ class Agent:
         return {"token": token, "published": False}
 
     def state(self) -> dict:
-        st = self.state_file.load()
+        st = self.st
         return {
             "applied_generation": st.applied_generation,
-            "applied_digest": config_digest(st.desired) if st.desired else None,
+            "applied_digest": st.applied_digest if st.desired else None,
             "fingerprints": self.store.held(),
             "last_error": st.last_error,
             "last_applied_at": st.last_applied_at,
@@ -138,7 +141,7 @@ class Agent:
         name the agent's files from the first start; after an upgrade, writes the files the new
         version names (the applied document, unchanged). Returns True when it wrote anything.
         """
-        st = self.state_file.load()
+        st = self.st
         if st.desired is not None:
             if any(b.missing_files() for b in self.backends):
                 # An upgrade that added files (the Postfix SNI shards): write them from the
@@ -159,9 +162,12 @@ class Agent:
             "webmail": {},
         }
         await self.pipeline.apply(_view(desired), None, live=False)
-        self.state_file.save(
-            AgentState(applied_generation=0, desired=desired, last_applied_at=_now())
+        canonical, digest = canonical_document(desired)
+        st = AgentState(
+            applied_generation=0, desired=desired, last_applied_at=_now(), applied_digest=digest
         )
+        self.state_file.save(st, canonical)
+        self.st = st
         return True
 
     async def put_config(self, desired: Desired | DesiredDelta) -> tuple[int, dict]:
@@ -169,9 +175,12 @@ class Agent:
             return await self._put_config(desired)
 
     @staticmethod
-    def _resolve(delta: DesiredDelta, applied: dict | None) -> Desired:
-        """The full document a delta describes, or 409 ``base_mismatch`` / ``digest_mismatch``."""
-        applied_digest = config_digest(applied) if applied else None
+    def _resolve(
+        delta: DesiredDelta, applied: dict | None, applied_digest: str | None
+    ) -> tuple[Desired, dict, bytes, str]:
+        """The full document a delta describes (the model, the document as persisted and its
+        canonical JSON), or 409 ``base_mismatch`` / ``digest_mismatch``."""
+        applied_digest = applied_digest if applied else None
         if applied_digest != delta.base_digest:
             raise AgentProblem(
                 409,
@@ -181,7 +190,9 @@ class Agent:
                 applied_digest=applied_digest,
             )
         desired = delta.resolve(applied)
-        if config_digest(desired.without_bundles()) != delta.digest:
+        document = desired.without_bundles()
+        canonical, digest = canonical_document(document)
+        if digest != delta.digest:
             raise AgentProblem(
                 409,
                 "digest_mismatch",
@@ -189,10 +200,10 @@ class Agent:
                 "the applied document with these changes does not have the given digest; "
                 "send the full document",
             )
-        return desired
+        return desired, document, canonical, digest
 
     async def _put_config(self, desired: Desired | DesiredDelta) -> tuple[int, dict]:
-        st = self.state_file.load()
+        st = self.st
         if desired.generation < st.applied_generation or (
             desired.generation == st.applied_generation and st.last_result is None
         ):
@@ -207,7 +218,12 @@ class Agent:
         if desired.generation == st.applied_generation:
             return 200, st.last_result  # exactly once per generation: the same answer again
         if isinstance(desired, DesiredDelta):
-            desired = self._resolve(desired, st.desired)
+            desired, document, canonical, digest = self._resolve(
+                desired, st.desired, st.applied_digest
+            )
+        else:
+            document = desired.without_bundles()
+            canonical = digest = None  # serialized only once applied
         missing = sorted(
             fp
             for fp in desired.referenced()
@@ -232,18 +248,26 @@ class Agent:
 
         previous = _view(st.desired) if st.desired else None
         try:
-            outcome = await self.pipeline.apply(_view(desired), previous)
+            outcome = await self.pipeline.apply(_view(document), previous)
         except ApplyFailed as failed:
             result = {"generation": desired.generation, **failed.result}
-            st.last_error = {**result, "at": _now()}
-            self.state_file.save(st)
+            failed_st = dataclasses.replace(st, last_error={**result, "at": _now()})
+            self.state_file.save(failed_st)  # small: the applied document is unchanged
+            self.st = failed_st
             return 422, {**result, "code": "apply_failed"}
         result = {"status": "applied", "generation": desired.generation, **outcome}
-        st.applied_generation = desired.generation
-        st.desired = desired.without_bundles()
-        st.last_result = result
-        st.last_error = None
-        st.last_applied_at = _now()
-        self.state_file.save(st)
+        if canonical is None:
+            canonical, digest = canonical_document(document)
+        new_st = AgentState(
+            applied_generation=desired.generation,
+            desired=document,
+            last_result=result,
+            last_error=None,
+            last_applied_at=_now(),
+            applied_digest=digest,
+        )
+        # The document file only when it changed (a re-push of the same content is not written).
+        self.state_file.save(new_st, None if digest == st.applied_digest else canonical)
+        self.st = new_st
         self.store.prune(desired.referenced())
         return 200, result
