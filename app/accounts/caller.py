@@ -25,10 +25,12 @@ class Caller:
         """Admins see everything; a customer sees its own account's rows only."""
         return self.is_admin or (account_id is not None and account_id == self.account_id)
 
-    def check_visible(self, account_id: str | None, what: str) -> None:
-        # A customer probing another account's id gets exactly what a missing id gets.
-        if not self.can_see(account_id):
+    def visible(self, row, what: str):
+        """``row`` when it exists and this caller may see it; else 404, the same either way,
+        so a customer probing another account's ids learns nothing."""
+        if row is None or not self.can_see(row.account_id):
             raise NotFound(f"{what} not found")
+        return row
 
     def owner_for_new(self, requested: str | None) -> str | None:
         """The account a new row belongs to: the customer's own, or what an admin asks for."""

@@ -212,11 +212,7 @@ class AcmeService:
         return order
 
     async def visible_order(self, caller: Caller, order_id: str) -> CertificateOrder:
-        order = await self.repo.order(order_id)
-        if order is None:
-            raise NotFound("order not found")
-        caller.check_visible(order.account_id, "order")
-        return order
+        return caller.visible(await self.repo.order(order_id), "order")
 
     async def renew_now(self, caller: Caller, certificate_id: str) -> CertificateOrder:
         """``POST /v1/certificates/{id}/renew``: a renewal order with the issuing order's settings."""

@@ -26,10 +26,10 @@ from app.db import new_id
 from app.deployments.outbox import servers_changed
 from app.kit import x509 as kx
 from app.kit.coverage import candidate_sans, covers
-from app.kit.crypto import MasterKey, Sealed
+from app.kit.crypto import MasterKey
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.time import utc_now
-from app.problems import NotFound, RuleViolation
+from app.problems import RuleViolation
 
 
 class InvalidCursor(RuleViolation):
@@ -86,19 +86,9 @@ class CertificateService:
         await self.repo.add(cert)
         return cert
 
-    def private_key_pem(self, cert: Certificate) -> bytes:
-        """The unsealed key, for the deployment worker only; never for an API response."""
-        return self.master_key.open(
-            Sealed(cert.key_ciphertext, cert.key_wrapped, cert.master_key_id), cert.id
-        )
-
     # -- reads ----------------------------------------------------------------------------
     async def get_visible(self, caller: Caller, cert_id: str) -> Certificate:
-        cert = await self.repo.get(cert_id)
-        if cert is None:
-            raise NotFound("certificate not found")
-        caller.check_visible(cert.account_id, "certificate")
-        return cert
+        return caller.visible(await self.repo.get(cert_id), "certificate")
 
     async def usages_of(self, certs: list[Certificate]) -> dict[str, list[Usage]]:
         return await self.repo.usages([c.id for c in certs])

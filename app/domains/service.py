@@ -94,11 +94,7 @@ class DomainService:
             domain_name = normalise_hostname(name)
         except InvalidName:
             raise NotFound("domain not found") from None
-        domain = await self.repo.by_name(domain_name)
-        if domain is None:
-            raise NotFound("domain not found")
-        caller.check_visible(domain.account_id, "domain")
-        return domain
+        return caller.visible(await self.repo.by_name(domain_name), "domain")
 
     async def delete(self, caller: Caller, name: str) -> None:
         domain = await self.get_visible(caller, name)
