@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 
 from app.agent.app import create_agent_app
@@ -29,6 +30,7 @@ def prepare(config_path: str) -> tuple[Agent, str, str, str]:
 def run_agent(config_path: str) -> None:
     import uvicorn
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     agent, key_path, cert_path, fingerprint = prepare(config_path)
     config = agent.config
     print(f"agent TLS fingerprint: {fingerprint}", flush=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import logging
 
 from app.agent.apply import ApplyFailed, Pipeline
 from app.agent.backends.base import Backend, View
@@ -23,6 +24,8 @@ from app.agent.desired import Desired, DesiredDelta
 from app.agent.identity import self_signed
 from app.agent.state import AgentState, StateFile, canonical_document
 from app.kit.x509 import fingerprint_sha256, load_pem_certificates
+
+log = logging.getLogger("certpost.agent")
 
 
 class AgentProblem(Exception):
@@ -254,6 +257,8 @@ class Agent:
             failed_st = dataclasses.replace(st, last_error={**result, "at": _now()})
             self.state_file.save(failed_st)  # small: the applied document is unchanged
             self.st = failed_st
+            log.warning("generation %s failed at %s (%s); rolled back: %s", desired.generation,
+                        result.get("step"), result.get("daemon"), result.get("rolled_back"))
             return 422, {**result, "code": "apply_failed"}
         result = {"status": "applied", "generation": desired.generation, **outcome}
         if canonical is None:
@@ -270,4 +275,7 @@ class Agent:
         self.state_file.save(new_st, None if digest == st.applied_digest else canonical)
         self.st = new_st
         self.store.prune(desired.referenced())
+        changed = ", ".join(name for name, flag in (outcome.get("changed") or {}).items() if flag) or "nothing"
+        log.info("applied generation %s (changed: %s; %d new bundles)", desired.generation, changed,
+                 len(desired.bundles))
         return 200, result
