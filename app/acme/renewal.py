@@ -14,12 +14,14 @@ from datetime import datetime
 
 from sqlalchemy import or_, select, update
 
+from app.accounts.caller import SYSTEM
 from app.acme.repository import AcmeRepository
 from app.acme.service import AcmeService
 from app.certificates.models import Certificate
 from app.certificates.repository import CertificateRepository
 from app.certificates.service import CertificateService
 from app.context import AppContext
+from app.deployments.policy import next_attempt_at
 from app.kit.time import utc_now
 from app.problems import AppError
 
@@ -45,8 +47,6 @@ def _due_clause(now: datetime):
 
 
 async def schedule_due_renewals(ctx: AppContext, *, limit: int = 50) -> int:
-    from app.acme.runner import WORKER
-
     now = utc_now()
     started = 0
     async with ctx.sessionmaker() as session:
@@ -62,7 +62,7 @@ async def schedule_due_renewals(ctx: AppContext, *, limit: int = 50) -> int:
             certificates = CertificateService(CertificateRepository(session), ctx.master_key)
             service = AcmeService(AcmeRepository(session), ctx.master_key, certificates)
             try:
-                order = await service.renew_now(WORKER, cert_id)
+                order = await service.renew_now(SYSTEM, cert_id)
             except AppError as exc:
                 await session.rollback()
                 await _cannot_renew(ctx, cert_id, exc)
@@ -77,8 +77,6 @@ async def schedule_due_renewals(ctx: AppContext, *, limit: int = 50) -> int:
 
 async def _cannot_renew(ctx: AppContext, cert_id: str, exc: AppError) -> None:
     """A renewal that cannot even be ordered (provider deleted, say) shows on the certificate."""
-    from app.deployments.policy import next_attempt_at
-
     async with ctx.sessionmaker() as session:
         cert = await session.get(Certificate, cert_id)
         cert.renewal_status = "failed"

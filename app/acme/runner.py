@@ -14,7 +14,7 @@ import time
 
 from sqlalchemy import select
 
-from app.accounts.caller import Caller
+from app.accounts.caller import SYSTEM
 from app.acme.accounts import acme_client
 from app.acme.ari import choose_renewal_at, default_renewal_at, renewal_info
 from app.acme.dns import DnsError, Rfc2136Provider
@@ -22,8 +22,10 @@ from app.acme.errors import AcmeError
 from app.acme.models import CertificateOrder
 from app.acme.order import issue
 from app.acme.repository import AcmeRepository
+from app.acme.service import parse_nameserver, provider_secrets
 from app.acme.solvers import Dns01Solver, Http01Solver
 from app.acme.store import store_issued
+from app.certificates.models import Certificate
 from app.context import AppContext
 from app.deployments.agent_client import AgentClient
 from app.deployments.policy import next_attempt_at
@@ -34,21 +36,12 @@ from app.servers.models import Server
 
 log = logging.getLogger("certpost.acme")
 
-WORKER = Caller(token_id="worker", role="admin", account_id=None)
-
-
 async def _dns_solver(ctx: AppContext, order: CertificateOrder) -> Dns01Solver:
-    from app.acme.service import AcmeService, parse_nameserver
-    from app.certificates.repository import CertificateRepository
-    from app.certificates.service import CertificateService
-
     async with ctx.sessionmaker() as session:
-        service = AcmeService(AcmeRepository(session), ctx.master_key,
-                              CertificateService(CertificateRepository(session), ctx.master_key))
         row = await AcmeRepository(session).provider(order.dns_provider_id) if order.dns_provider_id else None
-        if row is None:
-            raise _Failure("dns_update", "dns_provider_missing", "the order's DNS provider was deleted")
-        secrets = service.provider_secrets(row)
+    if row is None:
+        raise _Failure("dns_update", "dns_provider_missing", "the order's DNS provider was deleted")
+    secrets = provider_secrets(ctx.master_key, row)
     s = row.settings
     check = [parse_nameserver(n) for n in s["propagation_nameservers"]] if s.get("propagation_nameservers") else None
     provider = Rfc2136Provider(s["server"], s.get("port", 53), key_name=s["key_name"], key_secret=secrets["key_secret"],
@@ -121,7 +114,7 @@ async def run_order(ctx: AppContext, order_id: str) -> None:
                 renewal_at = choose_renewal_at(window, now=utc_now())
         except AcmeError as exc:  # ARI is advisory: keep the default when it fails
             log.warning("renewal information unavailable for order %s: %s", order_id, exc.detail)
-        await store_issued(ctx, order, issued, renewal_at, WORKER, authorizations=_authorizations(order, "valid"),
+        await store_issued(ctx, order, issued, renewal_at, SYSTEM, authorizations=_authorizations(order, "valid"),
                            duration_ms=int((time.monotonic() - started) * 1000))
         log.info("order %s valid after %.2f s", order_id, time.monotonic() - started)
     except (AcmeError, DnsError, _Failure, AppError) as exc:
@@ -147,8 +140,6 @@ def _error_of(exc: Exception) -> dict:
 
 
 async def _finish(ctx: AppContext, order_id: str, status: str, error: dict | None, started: float, authorizations) -> None:
-    from app.certificates.models import Certificate
-
     now = utc_now()
     async with ctx.sessionmaker() as session:
         order = await AcmeRepository(session).order(order_id)

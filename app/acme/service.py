@@ -93,6 +93,11 @@ def _suffixes(name: str) -> list[str]:
     return [".".join(labels[i:]) for i in range(len(labels) - 1)]
 
 
+def provider_secrets(master_key: MasterKey, row: DnsProvider) -> dict:
+    """The provider's secret settings, unsealed for the worker's use only."""
+    return json.loads(master_key.open(Sealed(row.secret_ciphertext, row.secret_wrapped, row.master_key_id), row.id))
+
+
 class AcmeService:
     def __init__(self, repo: AcmeRepository, master_key: MasterKey, certificates: CertificateService):
         self.repo = repo
@@ -128,9 +133,6 @@ class AcmeService:
         row.secret_ciphertext, row.secret_wrapped, row.master_key_id = sealed.ciphertext, sealed.wrapped_key, sealed.master_key_id
         await self.repo.add(row)
         return row
-
-    def provider_secrets(self, row: DnsProvider) -> dict:
-        return json.loads(self.master_key.open(Sealed(row.secret_ciphertext, row.secret_wrapped, row.master_key_id), row.id))
 
     async def visible_provider(self, caller: Caller, provider_id: str, *, for_use: bool = False) -> DnsProvider:
         row = await self.repo.provider(provider_id)

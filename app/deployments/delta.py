@@ -29,17 +29,3 @@ def delta_document(applied: dict, desired: dict) -> dict:
         "mail_changes": _changes(applied.get("mail", {}), desired.get("mail", {})),
         "webmail_changes": _changes(applied.get("webmail", {}), desired.get("webmail", {})),
     }
-
-
-def apply_delta(applied: dict, delta: dict) -> dict:
-    """The inverse, as the agent computes it; used by the tests to check the two agree."""
-    result = {key: delta[key] for key in SCALARS} | {"generation": delta["generation"]}
-    for field in ("mail", "webmail"):
-        names = dict(applied.get(field, {}))
-        for name, fp in delta[f"{field}_changes"].items():
-            if fp is None:
-                names.pop(name, None)
-            else:
-                names[name] = fp
-        result[field] = names
-    return result

@@ -3,33 +3,20 @@
 from __future__ import annotations
 
 import pytest
-from cryptography import x509
 
 from app.kit.time import utc_now
-from app.kit.trust import TrustStore
+from tests.support.acme_fixtures import controller_using
 from tests.support.api import assert_problem, create_domain, create_server, upload
 from tests.support.bind import start_bind, stop_bind
-from tests.support.worker import work_until
+from tests.support.worker import order_finished, work_until
 
 pytestmark = pytest.mark.acme
 
 
 @pytest.fixture
 def acme_ready(context, pebble_server):
-    """Point the controller at Pebble and trust Pebble's issuing root for `trusted`."""
-    settings = context.settings
-    saved = (settings.acme_directory_url, settings.acme_ca_bundle, settings.acme_propagation_interval,
-             settings.acme_propagation_timeout, settings.acme_poll_interval, context.trust)
-    settings.acme_directory_url = pebble_server.directory_url
-    settings.acme_ca_bundle = pebble_server.ca_bundle
-    settings.acme_propagation_interval = 0.1
-    settings.acme_propagation_timeout = 5.0
-    settings.acme_poll_interval = 0.1
-    roots = x509.load_pem_x509_certificates(pebble_server.issuing_roots_pem().encode())
-    context.trust = TrustStore(context.trust.roots + roots)
-    yield pebble_server
-    (settings.acme_directory_url, settings.acme_ca_bundle, settings.acme_propagation_interval,
-     settings.acme_propagation_timeout, settings.acme_poll_interval, context.trust) = saved
+    with controller_using(context, pebble_server) as pebble:
+        yield pebble
 
 
 async def make_provider(client, headers, bind, **overrides) -> dict:
@@ -38,13 +25,6 @@ async def make_provider(client, headers, bind, **overrides) -> dict:
     r = await client.post("/v1/dns-providers", json={"name": "bind", "kind": "rfc2136", "settings": settings}, headers=headers)
     assert r.status_code == 201, r.text
     return r.json()
-
-
-async def finished(client, headers, order_id):
-    async def check():
-        body = (await client.get(f"/v1/certificate-orders/{order_id}", headers=headers)).json()
-        return body if body["status"] in ("valid", "invalid") else None
-    return check
 
 
 @pytest.fixture
@@ -85,7 +65,7 @@ async def test_wildcard_over_dns01_bound_and_renewed(client, admin, context, acm
     assert r.json()["names"] == ["z01.test", "*.z01.test"] and r.json()["status"] == "pending"
     generation = (await client.get(f"/v1/servers/{server['id']}", headers=admin)).json()["desired_generation"]
 
-    order = await work_until(context, await finished(client, customer, r.json()["id"]))
+    order = await work_until(context, order_finished(client, customer, r.json()["id"]))
     assert order["status"] == "valid", order["error"]
     assert [a["status"] for a in order["authorizations"]] == ["valid", "valid"]
     cert = (await client.get(f"/v1/certificates/{order['certificate_id']}", headers=customer)).json()
@@ -124,7 +104,7 @@ async def test_renew_now_endpoint(client, admin, context, acme_ready, bind_serve
     r = await client.post("/v1/certificate-orders", json={
         "names": ["webmail.z01.test"], "challenge": "dns-01", "dns_provider_id": provider["id"], "key_type": "rsa-2048"},
         headers=customer)
-    order = await work_until(context, await finished(client, customer, r.json()["id"]))
+    order = await work_until(context, order_finished(client, customer, r.json()["id"]))
     assert order["status"] == "valid", order["error"]
     cert_id = order["certificate_id"]
     assert (await client.get(f"/v1/certificates/{cert_id}", headers=customer)).json()["key_type"] == "rsa"
@@ -132,7 +112,7 @@ async def test_renew_now_endpoint(client, admin, context, acme_ready, bind_serve
     assert r.status_code == 202, r.text
     assert r.json()["purpose"] == "renewal"
     assert_problem(await client.post(f"/v1/certificates/{cert_id}/renew", headers=customer), 409, "order_in_progress")
-    renewal = await work_until(context, await finished(client, customer, r.json()["id"]))
+    renewal = await work_until(context, order_finished(client, customer, r.json()["id"]))
     assert renewal["status"] == "valid" and renewal["certificate_id"] == cert_id
     assert (await client.get(f"/v1/certificates/{cert_id}", headers=customer)).json()["revision"] == 2
 
@@ -167,7 +147,7 @@ async def _order_and_fail(client, context, customer, provider_id, domain="z01.te
         "domain": domain, "wildcard": True, "challenge": "dns-01", "dns_provider_id": provider_id,
         "bind": ["webmail"]}, headers=customer)
     assert r.status_code == 202, r.text
-    order = await work_until(context, await finished(client, customer, r.json()["id"]))
+    order = await work_until(context, order_finished(client, customer, r.json()["id"]))
     assert order["status"] == "invalid"
     return order
 
@@ -219,7 +199,7 @@ async def test_failed_renewal_backs_off_and_keeps_the_material(client, admin, co
     good = await make_provider(client, admin, bind_server)
     r = await client.post("/v1/certificate-orders", json={
         "domain": "z01.test", "wildcard": True, "dns_provider_id": good["id"], "bind": ["webmail"]}, headers=customer)
-    order = await work_until(context, await finished(client, customer, r.json()["id"]))
+    order = await work_until(context, order_finished(client, customer, r.json()["id"]))
     cert_id = order["certificate_id"]
     before = (await client.get(f"/v1/certificates/{cert_id}", headers=customer)).json()
 
@@ -257,7 +237,7 @@ async def test_order_replaces_an_uploaded_certificate_in_place(client, admin, co
         "names": ["webmail.z01.test"], "dns_provider_id": provider["id"], "certificate_id": uploaded["id"]}, headers=customer)
     assert r.status_code == 202, r.text
     assert r.json()["purpose"] == "replace"
-    order = await work_until(context, await finished(client, customer, r.json()["id"]))
+    order = await work_until(context, order_finished(client, customer, r.json()["id"]))
     assert order["status"] == "valid" and order["certificate_id"] == uploaded["id"]
     cert = (await client.get(f"/v1/certificates/{uploaded['id']}", headers=customer)).json()
     assert cert["source"] == "acme" and cert["revision"] == 2 and cert["renewal_status"] == "scheduled"

@@ -1,27 +1,34 @@
-"""Delta documents: what changed between the applied and the desired configuration."""
+"""Delta documents: what changed between the applied and the desired configuration, checked
+against the agent's own reading of a delta (``app.agent.desired.DesiredDelta.resolve``)."""
 
-from app.deployments.delta import apply_delta, delta_document
+from app.agent.desired import DesiredDelta
+from app.deployments.delta import delta_document
 from app.kit.digest import config_digest
 
+A1, A2, B1, C1, S1, S2, D1 = (c * 64 for c in "1234567")
 APPLIED = {
-    "generation": 4, "server_hostname": "mx", "server_certificate": "s1", "webmail_default": "d1",
-    "mail": {"mail.a.test": "a1", "mail.b.test": "b1"}, "webmail": {"webmail.a.test": "a1"},
+    "generation": 4, "server_hostname": "mx.hosting.test", "server_certificate": S1, "webmail_default": D1,
+    "mail": {"mail.a.test": A1, "mail.b.test": B1}, "webmail": {"webmail.a.test": A1},
 }
 
 
+def resolved(delta: dict) -> dict:
+    return DesiredDelta.model_validate(delta).resolve(APPLIED).without_bundles()
+
+
 def test_only_changed_names_travel():
-    desired = {**APPLIED, "generation": 5, "mail": {"mail.a.test": "a2", "mail.c.test": "c1"}}
+    desired = {**APPLIED, "generation": 5, "mail": {"mail.a.test": A2, "mail.c.test": C1}}
     delta = delta_document(APPLIED, desired)
-    assert delta["mail_changes"] == {"mail.a.test": "a2", "mail.b.test": None, "mail.c.test": "c1"}
+    assert delta["mail_changes"] == {"mail.a.test": A2, "mail.b.test": None, "mail.c.test": C1}
     assert delta["webmail_changes"] == {}
     assert delta["base_digest"] == config_digest(APPLIED) and delta["digest"] == config_digest(desired)
     assert "mail" not in delta and "webmail" not in delta
+    assert config_digest(resolved(delta)) == delta["digest"]
 
 
-def test_round_trip_restores_the_desired_document():
-    desired = {**APPLIED, "generation": 6, "server_certificate": "s2", "webmail": {}}
-    rebuilt = apply_delta(APPLIED, delta_document(APPLIED, desired))
-    assert config_digest(rebuilt) == config_digest(desired)
+def test_the_agent_rebuilds_the_desired_document():
+    desired = {**APPLIED, "generation": 6, "server_certificate": S2, "webmail": {}}
+    assert config_digest(resolved(delta_document(APPLIED, desired))) == config_digest(desired)
 
 
 def test_no_change_is_an_empty_delta():

@@ -7,19 +7,18 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from cryptography import x509
 
 from app.certificates.models import Certificate
 from app.kit.signing import public_key_to_text
 from app.kit.time import utc_now
-from app.kit.trust import TrustStore
+from tests.support.acme_fixtures import controller_using
 from tests.support.api import create_domain, create_server
 from tests.support.daemons import running_stack
 from tests.support.pebble import start_pebble, stop_pebble
 from tests.support.pki import write_pem
 from tests.support.ports import free_port
 from tests.support.tlsprobe import served_fingerprint
-from tests.support.worker import work_until
+from tests.support.worker import order_finished, server_applied, work_until
 
 pytestmark = [pytest.mark.daemons, pytest.mark.acme]
 
@@ -40,36 +39,17 @@ def acme_stack(e2e_controller_key, pebble):
 
 @pytest.fixture
 def issuing(controller, pebble, tmp_path):
-    settings = controller.settings
-    saved = (settings.acme_directory_url, settings.acme_ca_bundle, settings.acme_propagation_interval,
-             settings.acme_poll_interval, controller.trust)
-    settings.acme_directory_url, settings.acme_ca_bundle = pebble.directory_url, pebble.ca_bundle
-    settings.acme_propagation_interval = settings.acme_poll_interval = 0.1
-    roots = pebble.issuing_roots_pem()
-    controller.trust = TrustStore(controller.trust.roots + x509.load_pem_x509_certificates(roots.encode()))
-    yield str(write_pem(tmp_path / "pebble-root.pem", roots))
-    (settings.acme_directory_url, settings.acme_ca_bundle, settings.acme_propagation_interval,
-     settings.acme_poll_interval, controller.trust) = saved
+    """The controller issuing from this module's Pebble; yields Pebble's root as a CA file."""
+    with controller_using(controller, pebble):
+        yield str(write_pem(tmp_path / "pebble-root.pem", pebble.issuing_roots_pem()))
 
 
 async def order_and_wait(client, headers, context, body) -> dict:
     r = await client.post("/v1/certificate-orders", json=body, headers=headers)
     assert r.status_code == 202, r.text
-
-    async def finished():
-        order = (await client.get(f"/v1/certificate-orders/{r.json()['id']}", headers=headers)).json()
-        return order if order["status"] in ("valid", "invalid") else None
-
-    order = await work_until(context, finished)
+    order = await work_until(context, order_finished(client, headers, r.json()["id"]))
     assert order["status"] == "valid", order["error"]
     return order
-
-
-async def deployed(client, admin, server_id):
-    async def check():
-        body = (await client.get(f"/v1/servers/{server_id}", headers=admin)).json()
-        return body if body["applied_generation"] == body["desired_generation"] else None
-    return check
 
 
 async def test_wildcard_http01_and_renewal_reach_the_daemons(client, admin, controller, issuing, acme_stack,
@@ -93,7 +73,7 @@ async def test_wildcard_http01_and_renewal_reach_the_daemons(client, admin, cont
     # HTTP-01 for webmail.z11.test, answered by the agent's nginx on Pebble's HTTP port.
     webmail = await order_and_wait(client, customer, controller, {
         "names": ["webmail.z11.test"], "challenge": "http-01", "bind": ["webmail"]})
-    await work_until(controller, await deployed(client, admin, server["id"]))
+    await work_until(controller, server_applied(client, admin, server["id"]))
     assert list((stack.out("nginx") / "acme-challenge").iterdir()) == []  # the answer was withdrawn
     assert webmail["authorizations"] == [{"identifier": "webmail.z11.test", "challenge": "http-01", "status": "valid"}]
 

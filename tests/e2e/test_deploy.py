@@ -14,7 +14,7 @@ import pytest
 from tests.support.api import create_domain, create_server, upload, upload_body
 from tests.support.daemons import write_agent_config
 from tests.support.tlsprobe import served_fingerprint
-from tests.support.worker import work_until
+from tests.support.worker import server_applied, work_until
 
 pytestmark = pytest.mark.daemons
 
@@ -28,13 +28,6 @@ async def served(stack, port, protocol, sni, ca_file=None):
 async def all_served(stack, sni, ca_file=None) -> set[str]:
     """The fingerprints the six mail ports serve for ``sni`` (one value when they agree)."""
     return {await served(stack, port, protocol, sni, ca_file) for port, protocol in stack.mail_ports()}
-
-
-async def applied(client, admin, server_id):
-    async def check():
-        body = (await client.get(f"/v1/servers/{server_id}", headers=admin)).json()
-        return body if body["applied_generation"] == body["desired_generation"] else None
-    return check
 
 
 async def deployments(client, admin, server_id) -> list[dict]:
@@ -79,7 +72,7 @@ async def test_bind_deploy_and_serve(client, admin, controller, stack, test_ca, 
 
     status = (await client.get("/v1/domains/a.test/tls", headers=customer)).json()
     assert status["deployment"]["up_to_date"] is False
-    done = await work_until(controller, await applied(client, admin, server["id"]))
+    done = await work_until(controller, server_applied(client, admin, server["id"]))
     latest = (await deployments(client, admin, server["id"]))[0]
     assert latest["status"] == "applied" and latest["generation"] == done["desired_generation"]
     config = (await client.get(f"/v1/servers/{server['id']}/config", headers=admin)).json()
@@ -107,7 +100,7 @@ async def test_bind_deploy_and_serve(client, admin, controller, stack, test_ca, 
     renewed = test_ca.issue(["a.test", "*.a.test"])
     r = await client.put(f"/v1/certificates/{certs['a']['id']}", json=upload_body(renewed), headers=customer)
     assert r.status_code == 200, r.text
-    await work_until(controller, await applied(client, admin, server["id"]))
+    await work_until(controller, server_applied(client, admin, server["id"]))
     # Only what changed travelled: the two names of a.test and the one new bundle.
     last = sent_documents[-1]
     assert "base_digest" in last and "mail" not in last
@@ -119,7 +112,7 @@ async def test_bind_deploy_and_serve(client, admin, controller, stack, test_ca, 
 
     # Removing a binding brings back the default.
     assert (await client.delete("/v1/domains/b.test/bindings/webmail", headers=customer)).status_code == 204
-    await work_until(controller, await applied(client, admin, server["id"]))
+    await work_until(controller, server_applied(client, admin, server["id"]))
     assert await served(stack, https, "https", "webmail.b.test") == default
     assert await all_served(stack, "mail.b.test", ca_file) == {san.fingerprint}
 
@@ -127,7 +120,7 @@ async def test_bind_deploy_and_serve(client, admin, controller, stack, test_ca, 
     server_cert = await upload(client, admin, test_ca.issue([stack.hostname]))
     r = await client.put(f"/v1/servers/{server['id']}/mail-certificate", json={"certificate_id": server_cert["id"]}, headers=admin)
     assert r.status_code == 200
-    await work_until(controller, await applied(client, admin, server["id"]))
+    await work_until(controller, server_applied(client, admin, server["id"]))
     assert await all_served(stack, None) == {server_cert["fingerprint_sha256"]}
     assert await all_served(stack, stack.hostname, ca_file) == {server_cert["fingerprint_sha256"]}
 
@@ -144,7 +137,7 @@ async def test_broken_bundle_rolls_back_and_fails(client, admin, controller, sta
     first = test_ca.issue(["*.d.test"])
     cert = await upload(client, customer, first)
     await client.put("/v1/domains/d.test/bindings/mail", json={"certificate_id": cert["id"]}, headers=customer)
-    await work_until(controller, await applied(client, admin, server["id"]))
+    await work_until(controller, server_applied(client, admin, server["id"]))
     assert await all_served(stack, "mail.d.test") == {first.fingerprint}
 
     # The test hook makes the agent write Postfix bundles certificate-first: Postfix accepts
@@ -174,7 +167,7 @@ async def test_broken_bundle_rolls_back_and_fails(client, admin, controller, sta
         agent.restart()
     r = await client.post(f"/v1/servers/{server['id']}/deployments", headers=admin)
     assert r.status_code == 202
-    await work_until(controller, await applied(client, admin, server["id"]))
+    await work_until(controller, server_applied(client, admin, server["id"]))
     assert await all_served(stack, "mail.d.test") == {second.fingerprint}
 
 
@@ -186,7 +179,7 @@ async def test_agent_down_gets_latest_generation(client, admin, controller, stac
         agent_tls_fingerprint=agent.fingerprint)
     account_id, customer = await customer_headers()
     await create_domain(client, admin, "e.test", server["id"], account_id)
-    await work_until(controller, await applied(client, admin, server["id"]))
+    await work_until(controller, server_applied(client, admin, server["id"]))
     applied_before = (await client.get(f"/v1/servers/{server['id']}", headers=admin)).json()["applied_generation"]
 
     agent.stop()
@@ -205,7 +198,7 @@ async def test_agent_down_gets_latest_generation(client, admin, controller, stac
         assert waiting["last_error"]["code"] in ("agent_unreachable", "agent_timeout")
     finally:
         agent.start()
-    done = await work_until(controller, await applied(client, admin, server["id"]), timeout=60)
+    done = await work_until(controller, server_applied(client, admin, server["id"]), timeout=60)
     assert done["applied_generation"] == applied_before + 3
     assert await all_served(stack, "mail.e.test") == {versions[2].fingerprint}
     items = await deployments(client, admin, server["id"])

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -141,3 +142,28 @@ def http01_responder(_pebble_session: PebbleServer) -> Iterator[Http01Responder]
     finally:
         responder.httpd.shutdown()
         responder.httpd.server_close()
+
+
+@contextmanager
+def controller_using(context, pebble: PebbleServer):
+    """Point a controller context at `pebble` (directory, its HTTPS CA, fast polling) and trust
+    Pebble's issuing root, so issued certificates read back as `trusted`; restore afterwards."""
+    from cryptography import x509
+
+    from app.kit.trust import TrustStore
+
+    settings = context.settings
+    fields = ("acme_directory_url", "acme_ca_bundle", "acme_propagation_interval",
+              "acme_propagation_timeout", "acme_poll_interval")
+    saved = {name: getattr(settings, name) for name in fields}, context.trust
+    settings.acme_directory_url, settings.acme_ca_bundle = pebble.directory_url, pebble.ca_bundle
+    settings.acme_propagation_interval = settings.acme_poll_interval = 0.1
+    settings.acme_propagation_timeout = 5.0
+    roots = x509.load_pem_x509_certificates(pebble.issuing_roots_pem().encode())
+    context.trust = TrustStore(context.trust.roots + roots)
+    try:
+        yield pebble
+    finally:
+        for name, value in saved[0].items():
+            setattr(settings, name, value)
+        context.trust = saved[1]

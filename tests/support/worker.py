@@ -21,3 +21,23 @@ async def work_until(context, predicate, *, timeout: float = 60.0, worker: Worke
         if time.monotonic() > deadline:
             raise AssertionError("the worker did not get there in time")
         await asyncio.sleep(0.05)
+
+
+def order_finished(client, headers, order_id):
+    """Predicate for ``work_until``: the order once it is valid or invalid."""
+
+    async def check():
+        body = (await client.get(f"/v1/certificate-orders/{order_id}", headers=headers)).json()
+        return body if body["status"] in ("valid", "invalid") else None
+
+    return check
+
+
+def server_applied(client, admin, server_id):
+    """Predicate for ``work_until``: the server once it applied its desired generation."""
+
+    async def check():
+        body = (await client.get(f"/v1/servers/{server_id}", headers=admin)).json()
+        return body if body["applied_generation"] == body["desired_generation"] else None
+
+    return check
