@@ -62,7 +62,7 @@ def dns_server_resolver(address: str, port: int = 53, timeout: float = RESOLVE_T
 
 
 def parse_host_port(text: str, default_port: int = 53) -> tuple[str, int]:
-    """``192.0.2.1``, ``192.0.2.1:5353``, ``[2001:db8::1]:5353``, ``2001:db8::1`` -> (host, port)."""
+    """``192.0.2.1``, ``192.0.2.1:5353``, ``[2001:db8::1]:5353``, ``2001:db8::1`` -> host, port."""
     text = text.strip()
     if text.startswith("["):
         host, _, rest = text[1:].partition("]")

@@ -130,7 +130,8 @@ class DnsTargetRefused(RuleViolation):
 
 
 CUSTOMER_DETAILS = {
-    "dns_unreachable": "The DNS server could not be reached, or is not an address certpost may contact.",
+    "dns_unreachable": "The DNS server could not be reached, "
+    "or is not an address certpost may contact.",
 }
 """What a customer reads instead of the detail, per code. The detail of ``dns_unreachable``
 names the address, port and the socket error, which tells an open port (EOFError) from a closed

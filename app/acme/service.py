@@ -30,6 +30,8 @@ from app.servers.models import Server
 from app.servers.software import capabilities, sni_advice
 
 SECRET_FIELDS = {"rfc2136": ("key_secret",)}
+TARGET_RULE = ("settings.server (an address or a host name), settings.port and "
+               "settings.propagation_nameservers must be public unicast addresses on port 53")
 
 
 class InvalidDnsProvider(RuleViolation):
@@ -134,8 +136,7 @@ class AcmeService:
                 self.guard.policy.check(*parse_nameserver(text))
         except (OutboundRefused, TimeoutError) as exc:
             reason = exc.reason if isinstance(exc, OutboundRefused) else "resolution timed out"
-            generic = "settings.server, settings.port and settings.propagation_nameservers must be public addresses (or names) on port 53"
-            raise DnsTargetRefused(f"{generic}: {reason}" if caller.is_admin else generic) from None
+            raise DnsTargetRefused(f"{TARGET_RULE}: {reason}" if caller.is_admin else TARGET_RULE) from None
 
     # -- DNS providers --------------------------------------------------------------------
     async def create_provider(self, caller: Caller, body: DnsProviderCreate) -> DnsProvider:

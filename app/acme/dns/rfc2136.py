@@ -117,7 +117,9 @@ class Rfc2136Provider(DnsProvider):
                 try:
                     self._address = str(self.guard.resolve(self.server, self.port)[0])
                 except OutboundRefused as exc:
-                    raise DnsUnreachable(f"outbound guard refused the DNS server: {exc.reason}") from None
+                    raise DnsUnreachable(
+                        f"outbound guard refused the DNS server: {exc.reason}"
+                    ) from None
                 return self._address
             try:
                 infos = socket.getaddrinfo(self.server, self.port, proto=socket.IPPROTO_TCP)
@@ -134,7 +136,8 @@ class Rfc2136Provider(DnsProvider):
                         self.guard.policy.check(host, port)
                     except OutboundRefused as exc:
                         raise DnsUnreachable(
-                            f"outbound guard refused a propagation name server: {exc.reason}", fqdn=fqdn
+                            f"outbound guard refused a propagation name server: {exc.reason}",
+                            fqdn=fqdn,
                         ) from None
             return self.propagation_nameservers
         return [(self._server_address(), self.port)]

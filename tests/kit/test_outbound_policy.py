@@ -1,4 +1,4 @@
-"""The outbound address rule (pure) and the guard's resolution, against the system resolver and BIND.
+"""The outbound address rule (pure) and the guard's resolution (system resolver, and BIND).
 
 Public addresses appear here only as inputs: nothing in this file connects anywhere.
 """
@@ -64,8 +64,16 @@ REFUSED = {
     "2002:c0a8:101::1": "private",
 }
 
-PUBLIC = ["9.9.9.9", "1.1.1.1", "193.0.14.129", "2001:500:2f::f", "2606:4700:4700::1111",
-          "::ffff:9.9.9.9", "64:ff9b::909:909", "2002:909:909::1"]
+PUBLIC = [
+    "9.9.9.9",
+    "1.1.1.1",
+    "193.0.14.129",
+    "2001:500:2f::f",
+    "2606:4700:4700::1111",
+    "::ffff:9.9.9.9",
+    "64:ff9b::909:909",
+    "2002:909:909::1",
+]
 
 
 @pytest.mark.parametrize(("address", "why"), REFUSED.items())
@@ -89,16 +97,24 @@ def test_only_port_53(port):
         OutboundPolicy().check("9.9.9.9", port)
 
 
-@pytest.mark.parametrize("text", ["", "localhost", "1.2.3", "999.1.1.1", "fe80::1%eth0", "9.9.9.9/32"])
+@pytest.mark.parametrize(
+    "text", ["", "localhost", "1.2.3", "999.1.1.1", "fe80::1%eth0", "9.9.9.9/32"]
+)
 def test_not_an_address(text):
     with pytest.raises(OutboundRefused):
         OutboundPolicy().check_address(text)
 
 
 def test_embedded_ipv4():
-    assert embedded_ipv4(ipaddress.IPv6Address("::ffff:10.0.0.1")) == ipaddress.IPv4Address("10.0.0.1")
-    assert embedded_ipv4(ipaddress.IPv6Address("64:ff9b::7f00:1")) == ipaddress.IPv4Address("127.0.0.1")
-    assert embedded_ipv4(ipaddress.IPv6Address("2002:7f00:1::")) == ipaddress.IPv4Address("127.0.0.1")
+    assert embedded_ipv4(ipaddress.IPv6Address("::ffff:10.0.0.1")) == ipaddress.IPv4Address(
+        "10.0.0.1"
+    )
+    assert embedded_ipv4(ipaddress.IPv6Address("64:ff9b::7f00:1")) == ipaddress.IPv4Address(
+        "127.0.0.1"
+    )
+    assert embedded_ipv4(ipaddress.IPv6Address("2002:7f00:1::")) == ipaddress.IPv4Address(
+        "127.0.0.1"
+    )
     assert embedded_ipv4(ipaddress.IPv6Address("2606:4700::1")) is None
 
 
@@ -145,7 +161,9 @@ def test_literals_skip_resolution_and_unknown_names_are_refused():
 
 def test_every_answer_must_pass():
     guard = OutboundGuard(resolver=lambda host: ["9.9.9.9", "10.0.0.7"])
-    with pytest.raises(OutboundRefused, match="ns.example resolves to 10.0.0.7: 10.0.0.7 is private"):
+    with pytest.raises(
+        OutboundRefused, match="ns.example resolves to 10.0.0.7: 10.0.0.7 is private"
+    ):
         guard.resolve("ns.example", 53)
     with pytest.raises(OutboundRefused, match="no A or AAAA"):
         OutboundGuard(resolver=lambda host: []).resolve("ns.example", 53)
@@ -155,7 +173,9 @@ def test_resolution_through_a_dns_server(bind_server):
     """`ns1.<zone>` is 127.0.0.1 in the test BIND: refused, unless the operator allows loopback."""
     resolver = dns_server_resolver(bind_server.host, bind_server.port)
     assert resolver("ns1.a.test") == ["127.0.0.1"]
-    with pytest.raises(OutboundRefused, match="ns1.a.test resolves to 127.0.0.1: 127.0.0.1 is loopback"):
+    with pytest.raises(
+        OutboundRefused, match="ns1.a.test resolves to 127.0.0.1: 127.0.0.1 is loopback"
+    ):
         OutboundGuard(resolver=resolver).resolve("ns1.a.test", 53)
     allowing = OutboundGuard(OutboundPolicy(allow=parse_networks(["127.0.0.0/8"])), resolver)
     assert [str(a) for a in allowing.resolve("ns1.a.test", 53)] == ["127.0.0.1"]
