@@ -13,14 +13,15 @@ import uuid
 from collections.abc import Iterator
 
 import dns.query
+import dns.resolver
 import dns.tsigkeyring
 import dns.update
 import pytest
 
-from app.acme.dns import Rfc2136Provider
+from app.acme.dns import Rfc2136Provider, authoritative_nameservers
 from app.acme.errors import CUSTOMER_DETAILS, customer_view
 from app.kit.outbound import OutboundPolicy, parse_networks
-from app.outbound import OutboundGuard
+from app.outbound import OutboundGuard, dns_server_resolver
 from tests.support.acme_fixtures import controller_using
 from tests.support.api import assert_problem, create_domain, create_server
 from tests.support.ports import free_port
@@ -296,3 +297,15 @@ def test_customer_view_keeps_code_and_step():
         "problem": {"type": "t"},
     }
     assert customer_view(other) is other and customer_view(None) is None
+
+
+def test_authoritative_nameservers_through_the_guard(bind_server):
+    """An NS host of a customer's zone that resolves to loopback is left out, not queried."""
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers, resolver.port = [bind_server.host], bind_server.port
+    host_resolver = dns_server_resolver(bind_server.host, bind_server.port)
+    guard = OutboundGuard(resolver=host_resolver)
+    assert authoritative_nameservers("a.test", resolver=resolver, guard=guard) == []
+    allowing = OutboundGuard(OutboundPolicy(allow=parse_networks(["127.0.0.0/8"])), host_resolver)
+    found = authoritative_nameservers("a.test", resolver=resolver, guard=allowing)
+    assert found == [("127.0.0.1", 53)]

@@ -64,6 +64,9 @@ class Rfc2136Provider(DnsProvider):
     `propagation_nameservers` overrides which servers `wait_for_propagation` checks; by default
     it is the configured server itself (right for a primary that is also the public authority;
     give the public NS set, e.g. from `authoritative_nameservers()`, for hidden primaries).
+
+    `guard` (an `app.outbound.OutboundGuard`, given for a customer's provider) checks the server
+    and the propagation servers before any packet leaves; a refusal is `DnsUnreachable`.
     """
 
     kind = "rfc2136"
