@@ -18,7 +18,7 @@ import dns.tsigkeyring
 import dns.update
 import pytest
 
-from app.acme.dns import Rfc2136Provider, authoritative_nameservers
+from app.acme.dns import DnsUnreachable, Rfc2136Provider, authoritative_nameservers
 from app.acme.errors import CUSTOMER_DETAILS, customer_view
 from app.kit.outbound import OutboundPolicy, parse_networks
 from app.outbound import OutboundGuard, dns_server_resolver
@@ -309,3 +309,28 @@ def test_authoritative_nameservers_through_the_guard(bind_server):
     allowing = OutboundGuard(OutboundPolicy(allow=parse_networks(["127.0.0.0/8"])), host_resolver)
     found = authoritative_nameservers("a.test", resolver=resolver, guard=allowing)
     assert found == [("127.0.0.1", 53)]
+
+
+def test_an_answer_that_is_not_dns_reads_as_unreachable():
+    """A service that answers with something else (here 3 bytes) is no DNS server: `dns_unreachable`,
+    not an internal error whose class name would tell it apart from a closed port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def answer_garbage():
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65535)
+            conn.sendall(b"\x00\x03abc")
+
+    thread = threading.Thread(target=answer_garbage, daemon=True)
+    thread.start()
+    provider = Rfc2136Provider(
+        "127.0.0.1", port, key_name="k", key_secret=SECRET, zone="z09.test", timeout=5.0
+    )
+    try:
+        with pytest.raises(DnsUnreachable, match="ShortHeader"):
+            provider.add_txt("_acme-challenge.z09.test", "v")
+    finally:
+        thread.join(5)
+        listener.close()

@@ -188,7 +188,7 @@ class Rfc2136Provider(DnsProvider):
             response, _ = dns.query.udp_with_fallback(
                 query, self._server_address(), timeout=self.timeout, port=self.port
             )
-        except (dns.exception.Timeout, OSError, EOFError) as exc:
+        except (dns.exception.DNSException, OSError, EOFError) as exc:
             raise DnsUnreachable(
                 f"DNS server {self.server}:{self.port} did not answer: {exc!r}"
             ) from None
@@ -228,7 +228,9 @@ class Rfc2136Provider(DnsProvider):
             raise DnsTsigRejected(
                 f"{where} rejected TSIG: {type(exc).__name__}", fqdn=fqdn
             ) from None
-        except (dns.exception.Timeout, OSError, EOFError) as exc:
+        except (dns.exception.DNSException, OSError, EOFError) as exc:
+            # Timeouts, resets, and answers that are not DNS at all (FormError, ShortHeader): to
+            # the caller all mean "no DNS server there"; the class names stay in the detail.
             raise DnsUnreachable(f"{where} did not answer the update: {exc!r}", fqdn=fqdn) from None
         rcode = response.rcode()
         if rcode == dns.rcode.NOERROR:
