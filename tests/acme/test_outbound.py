@@ -312,8 +312,8 @@ def test_authoritative_nameservers_through_the_guard(bind_server):
 
 
 def test_an_answer_that_is_not_dns_reads_as_unreachable():
-    """A service that answers with something else (here 3 bytes) is no DNS server: `dns_unreachable`,
-    not an internal error whose class name would tell it apart from a closed port."""
+    """A service answering something else (here 3 bytes) is no DNS server: `dns_unreachable`, not
+    an internal error whose class name would tell it apart from a closed port."""
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
 
