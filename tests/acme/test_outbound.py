@@ -334,3 +334,20 @@ def test_an_answer_that_is_not_dns_reads_as_unreachable():
     finally:
         thread.join(5)
         listener.close()
+
+
+def test_propagation_servers_are_checked_again_at_use():
+    """Stored before the rule (or before the operator narrowed the allow list): refused at use,
+    before any query is sent."""
+    provider = Rfc2136Provider(
+        "9.9.9.9",
+        key_name="k",
+        key_secret=SECRET,
+        propagation_nameservers=[("9.9.9.9", 53), ("127.0.0.1", 53)],
+        guard=OutboundGuard(),
+    )
+    with pytest.raises(DnsUnreachable, match="127.0.0.1 is loopback"):
+        provider.nameservers_to_check("_acme-challenge.z09.test")
+    provider.propagation_nameservers = [("9.9.9.9", 5353)]
+    with pytest.raises(DnsUnreachable, match="port 5353"):
+        provider.nameservers_to_check("_acme-challenge.z09.test")
