@@ -9,8 +9,10 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.kit.outbound import IPNetwork, parse_networks
 
 
 class Settings(BaseSettings):
@@ -57,6 +59,29 @@ class Settings(BaseSettings):
     renewal_check_seconds: float = Field(300.0, description="How often the worker looks for due renewals.")
     renewal_retry_base_seconds: float = 300.0
     renewal_retry_max_seconds: float = 6 * 3600.0
+
+    # Outbound requests on a customer's behalf (app/outbound.py): public unicast on port 53 only.
+    outbound_allow: str = Field(
+        "",
+        description="Comma-separated CIDRs that customer DNS providers and propagation name servers "
+        "may reach although not public (an internal primary, say). Widens the address rule only, "
+        "never the port (53). Empty: public unicast only.",
+    )
+    outbound_resolver: str | None = Field(
+        None,
+        description="`address[:port]` of the DNS server that resolves customer-given host names for "
+        "the outbound guard; default: the system resolver (getaddrinfo).",
+    )
+
+    @field_validator("outbound_allow")
+    @classmethod
+    def _valid_cidrs(cls, value: str) -> str:
+        parse_networks(value.split(","))  # a typo fails at start, not at the first order
+        return value
+
+    @property
+    def outbound_allow_networks(self) -> tuple[IPNetwork, ...]:
+        return parse_networks(self.outbound_allow.split(","))
 
     @cached_property
     def resolved_database_url(self) -> str:

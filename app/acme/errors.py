@@ -26,6 +26,8 @@ from typing import Any
 
 from acme import messages
 
+from app.problems import RuleViolation
+
 STEPS = (
     "account",
     "order",
@@ -115,6 +117,32 @@ class DownloadError(AcmeError):
 
 class RenewalInfoError(AcmeError):
     step, code = "renewal_info", "acme_renewal_info_failed"
+
+
+class DnsTargetRefused(RuleViolation):
+    """A customer's DNS provider or propagation name server is not a public address on port 53.
+
+    Raised when the provider is stored (app.outbound, the outbound guard); the same check at use
+    fails the order with ``dns_unreachable``.
+    """
+
+    code, title = "dns_target_not_allowed", "The DNS server is not a public address on port 53"
+
+
+CUSTOMER_DETAILS = {
+    "dns_unreachable": "The DNS server could not be reached, "
+    "or is not an address certpost may contact.",
+}
+"""What a customer reads instead of the detail, per code. The detail of ``dns_unreachable``
+names the address, port and the socket error, which tells an open port (EOFError) from a closed
+one (ConnectionRefusedError); an admin still sees it on the order."""
+
+
+def customer_view(error: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An order's (or a renewal's) stored error as a customer may read it."""
+    if not error or error.get("code") not in CUSTOMER_DETAILS:
+        return error
+    return {**error, "detail": CUSTOMER_DETAILS[error["code"]], "problem": None}
 
 
 def problem_document(error: messages.Error) -> dict[str, Any]:

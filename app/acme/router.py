@@ -6,6 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
+from app.accounts.caller import Caller
+from app.acme.errors import DnsTargetRefused, customer_view
 from app.acme.models import CertificateOrder, DnsProvider
 from app.acme.repository import AcmeRepository
 from app.acme.schemas import (
@@ -33,6 +35,7 @@ from app.acme.service import (
 from app.certificates.repository import CertificateRepository, decode_cursor, encode_cursor
 from app.certificates.service import CertificateService, InvalidCursor
 from app.deps import Context, CurrentCaller, Session
+from app.outbound import OutboundGuard
 from app.problems import Forbidden, NotFound, responses
 
 router = APIRouter(tags=["acme"])
@@ -40,7 +43,8 @@ router = APIRouter(tags=["acme"])
 
 def get_service(session: Session, ctx: Context) -> AcmeService:
     return AcmeService(AcmeRepository(session), ctx.master_key,
-                       CertificateService(CertificateRepository(session), ctx.master_key))
+                       CertificateService(CertificateRepository(session), ctx.master_key),
+                       OutboundGuard.for_dns(ctx.settings))
 
 
 Acme = Annotated[AcmeService, Depends(get_service)]
@@ -51,20 +55,26 @@ def provider_out(row: DnsProvider) -> DnsProviderOut:
                           secrets_set=list(SECRET_FIELDS.get(row.kind, ())), created_at=row.created_at)
 
 
-def order_out(row: CertificateOrder) -> OrderOut:
+def order_out(row: CertificateOrder, caller: Caller) -> OrderOut:
+    """The order as `caller` may read it: a customer gets the generic text of some errors."""
     return OrderOut(
         id=row.id, status=row.status, purpose=row.purpose, account_id=row.account_id, domain=row.domain,
         names=row.names, challenge=row.challenge, dns_provider_id=row.dns_provider_id, key_type=row.key_type,
         bind=row.bind, certificate_id=row.result_certificate_id or row.certificate_id,
-        authorizations=[AuthorizationOut(**a) for a in row.authorizations or []], error=row.error,
+        authorizations=[AuthorizationOut(**a) for a in row.authorizations or []],
+        error=row.error if caller.is_admin else customer_view(row.error),
         created_at=row.created_at, finished_at=row.finished_at, duration_ms=row.duration_ms,
     )
 
 
 @router.post("/v1/dns-providers", status_code=201, response_model=DnsProviderOut,
-             responses=responses(Forbidden, InvalidDnsProvider))
+             responses=responses(Forbidden, InvalidDnsProvider, DnsTargetRefused))
 async def create_dns_provider(body: DnsProviderCreate, caller: CurrentCaller, acme: Acme):
-    """Store a DNS provider for dns-01. Secrets (`key_secret`) are write-only and encrypted."""
+    """Store a DNS provider for dns-01. Secrets (`key_secret`) are write-only and encrypted.
+
+    A provider owned by a customer account must name public addresses on port 53 (server and
+    `propagation_nameservers`), checked now and before each use; the platform's may not.
+    """
     return provider_out(await acme.create_provider(caller, body))
 
 
@@ -100,7 +110,7 @@ async def create_order(body: OrderCreate, caller: CurrentCaller, acme: Acme, res
     """
     order = await acme.create_order(caller, body)
     response.headers["Location"] = f"/v1/certificate-orders/{order.id}"
-    return order_out(order)
+    return order_out(order, caller)
 
 
 @router.get("/v1/certificate-orders", response_model=OrderPage, responses=responses(InvalidCursor))
@@ -114,12 +124,12 @@ async def list_orders(caller: CurrentCaller, acme: Acme,
         raise InvalidCursor("the cursor is not one this API returned")
     rows = await acme.repo.orders(caller.account_id, not caller.is_admin, status, limit + 1, after)
     next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
-    return OrderPage(items=[order_out(r) for r in rows[:limit]], next_cursor=next_cursor)
+    return OrderPage(items=[order_out(r, caller) for r in rows[:limit]], next_cursor=next_cursor)
 
 
 @router.get("/v1/certificate-orders/{order_id}", response_model=OrderOut, responses=responses(NotFound))
 async def get_order(order_id: str, caller: CurrentCaller, acme: Acme):
-    return order_out(await acme.visible_order(caller, order_id))
+    return order_out(await acme.visible_order(caller, order_id), caller)
 
 
 @router.post("/v1/certificates/{certificate_id}/renew", status_code=202, response_model=OrderOut,
@@ -128,4 +138,4 @@ async def renew_certificate(certificate_id: str, caller: CurrentCaller, acme: Ac
     """Renew an ACME certificate now, with the settings of the order that issued it."""
     order = await acme.renew_now(caller, certificate_id)
     response.headers["Location"] = f"/v1/certificate-orders/{order.id}"
-    return order_out(order)
+    return order_out(order, caller)

@@ -18,11 +18,11 @@ from app.accounts.caller import SYSTEM
 from app.acme.accounts import acme_client
 from app.acme.ari import choose_renewal_at, default_renewal_at, renewal_info
 from app.acme.dns import DnsError, Rfc2136Provider
-from app.acme.errors import AcmeError
+from app.acme.errors import AcmeError, customer_view
 from app.acme.models import CertificateOrder
 from app.acme.order import issue
 from app.acme.repository import AcmeRepository
-from app.acme.service import parse_nameserver, provider_secrets
+from app.acme.service import guarded, parse_nameserver, provider_secrets
 from app.acme.solvers import Dns01Solver, Http01Solver
 from app.acme.store import store_issued
 from app.certificates.models import Certificate
@@ -31,6 +31,7 @@ from app.deployments.agent_client import AgentClient
 from app.deployments.policy import next_attempt_at
 from app.domains.models import Domain
 from app.kit.time import utc_now
+from app.outbound import OutboundGuard
 from app.problems import AppError
 from app.servers.models import Server
 
@@ -46,7 +47,8 @@ async def _dns_solver(ctx: AppContext, order: CertificateOrder) -> Dns01Solver:
     check = [parse_nameserver(n) for n in s["propagation_nameservers"]] if s.get("propagation_nameservers") else None
     provider = Rfc2136Provider(s["server"], s.get("port", 53), key_name=s["key_name"], key_secret=secrets["key_secret"],
                                key_algorithm=s.get("key_algorithm", "hmac-sha256"), zone=s.get("zone"),
-                               propagation_nameservers=check)
+                               propagation_nameservers=check,
+                               guard=OutboundGuard.for_dns(ctx.settings) if guarded(row) else None)
     return Dns01Solver(provider, propagation_timeout=ctx.settings.acme_propagation_timeout,
                        propagation_interval=ctx.settings.acme_propagation_interval)
 
@@ -150,7 +152,8 @@ async def _finish(ctx: AppContext, order_id: str, status: str, error: dict | Non
         if status == "invalid" and order.purpose == "renewal" and order.certificate_id:
             cert = await session.get(Certificate, order.certificate_id)
             if cert is not None:
-                cert.renewal_status, cert.renewal_error = "failed", error
+                # The certificate is the customer's to read; the full detail stays on the order.
+                cert.renewal_status, cert.renewal_error = "failed", customer_view(error)
                 cert.renewal_attempts += 1
                 cert.next_renewal_attempt_at = next_attempt_at(
                     now, cert.renewal_attempts, base=ctx.settings.renewal_retry_base_seconds,

@@ -14,8 +14,10 @@ TsigAlgorithm = Literal["hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha22
 class Rfc2136Settings(Strict):
     """RFC 2136 dynamic updates signed with TSIG (RFC 8945)."""
 
-    server: str = Field(min_length=1, max_length=253, description="Primary name server (address or host name)")
-    port: int = Field(53, ge=1, le=65535)
+    server: str = Field(min_length=1, max_length=253, description="Primary name server (address or host name). "
+                        "For a customer account's provider: public unicast addresses only, every A/AAAA "
+                        "answer (422 `dns_target_not_allowed`), unless the operator allows more.")
+    port: int = Field(53, ge=1, le=65535, description="53 for a customer account's provider.")
     key_name: str = Field(min_length=1, max_length=253, description="TSIG key name")
     key_algorithm: TsigAlgorithm = "hmac-sha256"
     key_secret: str = Field(min_length=1, max_length=1024, description="TSIG secret (base64). Write-only.")

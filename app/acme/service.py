@@ -8,12 +8,14 @@ the caller's, and a requested binding is one the domain's server can serve.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import ipaddress
 import json
 
 from app.accounts.caller import Caller
+from app.acme.errors import DnsTargetRefused
 from app.acme.models import CertificateOrder, DnsProvider
 from app.acme.repository import AcmeRepository
 from app.acme.schemas import DnsProviderCreate, OrderCreate
@@ -21,11 +23,15 @@ from app.certificates.service import CertificateService
 from app.db import new_id
 from app.kit.crypto import MasterKey, Sealed
 from app.kit.names import InvalidName, normalise_hostname
+from app.kit.outbound import OutboundRefused
+from app.outbound import RESOLVE_TIMEOUT, OutboundGuard
 from app.problems import Conflict, NotFound, RuleViolation
 from app.servers.models import Server
 from app.servers.software import capabilities, sni_advice
 
 SECRET_FIELDS = {"rfc2136": ("key_secret",)}
+TARGET_RULE = ("settings.server (an address or a host name), settings.port and "
+               "settings.propagation_nameservers must be public unicast addresses on port 53")
 
 
 class InvalidDnsProvider(RuleViolation):
@@ -98,11 +104,39 @@ def provider_secrets(master_key: MasterKey, row: DnsProvider) -> dict:
     return json.loads(master_key.open(Sealed(row.secret_ciphertext, row.secret_wrapped, row.master_key_id), row.id))
 
 
+def guarded(row: DnsProvider) -> bool:
+    """Whether the outbound guard applies to a provider: every provider a customer account owns.
+
+    The platform's own providers (no account; only an admin token can create them) are the
+    operator's configuration, like the database URL, and may point anywhere, loopback included.
+    A provider owned by a customer is used on that customer's behalf, whoever typed it in.
+    """
+    return row.account_id is not None
+
+
 class AcmeService:
-    def __init__(self, repo: AcmeRepository, master_key: MasterKey, certificates: CertificateService):
+    def __init__(self, repo: AcmeRepository, master_key: MasterKey, certificates: CertificateService,
+                 guard: OutboundGuard | None = None):
         self.repo = repo
         self.master_key = master_key
         self.certificates = certificates
+        self.guard = guard or OutboundGuard()  # without one: public port 53 only, system resolver
+
+    async def _check_targets(self, caller: Caller, settings: dict) -> None:
+        """The outbound guard at creation: the server and every propagation name server.
+
+        A customer learns only that the target is not allowed, not what a name resolved to (the
+        resolver may know internal names); an admin gets the reason.
+        """
+        try:
+            self.guard.policy.check_port(settings["port"])
+            await asyncio.wait_for(asyncio.to_thread(self.guard.resolve, settings["server"], settings["port"]),
+                                   RESOLVE_TIMEOUT + 1)
+            for text in settings.get("propagation_nameservers") or ():
+                self.guard.policy.check(*parse_nameserver(text))
+        except (OutboundRefused, TimeoutError) as exc:
+            reason = exc.reason if isinstance(exc, OutboundRefused) else "resolution timed out"
+            raise DnsTargetRefused(f"{TARGET_RULE}: {reason}" if caller.is_admin else TARGET_RULE) from None
 
     # -- DNS providers --------------------------------------------------------------------
     async def create_provider(self, caller: Caller, body: DnsProviderCreate) -> DnsProvider:
@@ -121,6 +155,8 @@ class AcmeService:
                 ]
             except ValueError as exc:
                 raise InvalidDnsProvider(f"settings.propagation_nameservers: {exc}") from None
+        if owner is not None:
+            await self._check_targets(caller, settings)
         try:
             settings["key_name"] = settings["key_name"].rstrip(".").lower()
             if settings.get("zone"):

@@ -11,7 +11,8 @@ Exception tree (each class carries a stable ``code`` slug for the API and the or
     ├── DnsTsigRejected           dns_tsig_rejected        wrong key or secret (RFC 8945 §5.3)
     ├── DnsUpdateRefused          dns_update_refused       REFUSED / NOTZONE / NOTAUTH-by-policy
     ├── DnsZoneNotFound           dns_zone_not_found       no zone found for the name
-    ├── DnsUnreachable            dns_unreachable          timeout, connection refused, EOF
+    ├── DnsUnreachable            dns_unreachable          timeout, connection refused, EOF, or
+    │                                                      refused by the outbound guard
     ├── DnsUpdateFailed           dns_update_failed        any other RCODE (SERVFAIL, …)
     └── DnsPropagationTimeout     dns_propagation_timeout  name servers never served the values
 """

@@ -25,6 +25,8 @@ import dns.rdatatype
 import dns.resolver
 
 from app.acme.dns.base import DnsPropagationTimeout, Nameserver
+from app.kit.outbound import OutboundRefused
+from app.outbound import OutboundGuard
 
 log = logging.getLogger("certpost.acme.dns")
 
@@ -80,13 +82,27 @@ def wait_for_txt(
 
 
 def authoritative_nameservers(
-    zone: str, *, resolver: dns.resolver.Resolver | None = None, port: int = 53
+    zone: str,
+    *,
+    resolver: dns.resolver.Resolver | None = None,
+    port: int = 53,
+    guard: OutboundGuard | None = None,
 ) -> list[Nameserver]:
-    """Addresses of the zone's NS hosts, resolved through `resolver` (the system's by default)."""
+    """Addresses of the zone's NS hosts, resolved through `resolver` (the system's by default).
+
+    For a customer's zone pass the outbound `guard`: the NS set is the customer's to choose, so
+    an NS host that resolves to a non-public address is left out rather than queried.
+    """
     resolver = resolver or dns.resolver.Resolver()
     servers: list[Nameserver] = []
     for ns in resolver.resolve(zone, "NS"):
         host = ns.target.to_text()
+        if guard is not None:
+            try:
+                servers.extend((str(a), port) for a in guard.resolve(host.rstrip("."), port))
+            except OutboundRefused as exc:
+                log.warning("name server of %s left out by the outbound guard: %s", zone, exc.reason)
+            continue
         try:
             infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_UDP)
         except OSError:

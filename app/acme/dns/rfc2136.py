@@ -38,6 +38,8 @@ from app.acme.dns.base import (
     DnsZoneNotFound,
     Nameserver,
 )
+from app.kit.outbound import OutboundRefused
+from app.outbound import OutboundGuard
 
 log = logging.getLogger("certpost.acme.dns")
 
@@ -62,6 +64,9 @@ class Rfc2136Provider(DnsProvider):
     `propagation_nameservers` overrides which servers `wait_for_propagation` checks; by default
     it is the configured server itself (right for a primary that is also the public authority;
     give the public NS set, e.g. from `authoritative_nameservers()`, for hidden primaries).
+
+    `guard` (an `app.outbound.OutboundGuard`, given for a customer's provider) checks the server
+    and the propagation servers before any packet leaves; a refusal is `DnsUnreachable`.
     """
 
     kind = "rfc2136"
@@ -78,6 +83,7 @@ class Rfc2136Provider(DnsProvider):
         timeout: float = 10.0,
         ttl: int = DEFAULT_TTL,
         propagation_nameservers: Sequence[Nameserver] | None = None,
+        guard: OutboundGuard | None = None,
     ) -> None:
         self.server = server
         self.port = port
@@ -91,6 +97,7 @@ class Rfc2136Provider(DnsProvider):
         )
         self._keyname = _absolute(key_name)
         self._keyring = {self._keyname: dns.tsig.Key(self._keyname, key_secret, key_algorithm)}
+        self.guard = guard
         self._address: str | None = None
         self._zones: dict[dns.name.Name, dns.name.Name] = {}
         self._lock = threading.Lock()
@@ -103,8 +110,20 @@ class Rfc2136Provider(DnsProvider):
     # -- addressing -------------------------------------------------------------------------
 
     def _server_address(self) -> str:
-        """dnspython needs an IP address; resolve a host name once."""
+        """dnspython needs an IP address; resolve a host name once, and keep that address.
+
+        With a `guard` (a customer's provider), every address of the name is checked and the
+        connection goes to a checked one: re-resolving later would let the name rebind.
+        """
         if self._address is None:
+            if self.guard is not None:
+                try:
+                    self._address = str(self.guard.resolve(self.server, self.port)[0])
+                except OutboundRefused as exc:
+                    raise DnsUnreachable(
+                        f"outbound guard refused the DNS server: {exc.reason}"
+                    ) from None
+                return self._address
             try:
                 infos = socket.getaddrinfo(self.server, self.port, proto=socket.IPPROTO_TCP)
             except OSError as exc:
@@ -114,6 +133,15 @@ class Rfc2136Provider(DnsProvider):
 
     def nameservers_to_check(self, fqdn: str) -> Sequence[Nameserver]:
         if self.propagation_nameservers is not None:
+            if self.guard is not None:
+                for host, port in self.propagation_nameservers:
+                    try:
+                        self.guard.policy.check(host, port)
+                    except OutboundRefused as exc:
+                        raise DnsUnreachable(
+                            f"outbound guard refused a propagation name server: {exc.reason}",
+                            fqdn=fqdn,
+                        ) from None
             return self.propagation_nameservers
         return [(self._server_address(), self.port)]
 
@@ -160,7 +188,7 @@ class Rfc2136Provider(DnsProvider):
             response, _ = dns.query.udp_with_fallback(
                 query, self._server_address(), timeout=self.timeout, port=self.port
             )
-        except (dns.exception.Timeout, OSError, EOFError) as exc:
+        except (dns.exception.DNSException, OSError, EOFError) as exc:
             raise DnsUnreachable(
                 f"DNS server {self.server}:{self.port} did not answer: {exc!r}"
             ) from None
@@ -200,7 +228,9 @@ class Rfc2136Provider(DnsProvider):
             raise DnsTsigRejected(
                 f"{where} rejected TSIG: {type(exc).__name__}", fqdn=fqdn
             ) from None
-        except (dns.exception.Timeout, OSError, EOFError) as exc:
+        except (dns.exception.DNSException, OSError, EOFError) as exc:
+            # Timeouts, resets, and answers that are not DNS at all (FormError, ShortHeader): to
+            # the caller all mean "no DNS server there"; the class names stay in the detail.
             raise DnsUnreachable(f"{where} did not answer the update: {exc!r}", fqdn=fqdn) from None
         rcode = response.rcode()
         if rcode == dns.rcode.NOERROR:
