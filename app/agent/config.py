@@ -12,6 +12,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.kit.signing import public_key_from_text
+
 PROTOCOLS = (
     "smtp-starttls",
     "smtps",
@@ -221,6 +223,10 @@ def parse_config(data: dict) -> AgentConfig:
         public_key = agent["controller_public_key"]
     except KeyError as exc:
         raise ConfigError(f"{exc.args[0]} is required") from None
+    try:
+        public_key_from_text(str(public_key))
+    except ValueError as exc:
+        raise ConfigError(f"[agent] controller_public_key: {exc}") from None
     testing = data.get("testing", {})
     return AgentConfig(
         listen_host=listen.get("host", "0.0.0.0"),

@@ -119,8 +119,9 @@ def _signature_refusal(exc: SignatureError) -> Refusal:
 class RequestGuard:
     """ASGI middleware: see the module docstring. ``ledger`` remembers nonces (replays)."""
 
-    def __init__(self, app, *, public_key, ledger: NonceLedger, max_skew: int,
-                 limits: ListenLimits) -> None:
+    def __init__(
+        self, app, *, public_key, ledger: NonceLedger, max_skew: int, limits: ListenLimits
+    ) -> None:
         self.app = app
         self.public_key = public_key
         self.ledger = ledger
@@ -164,8 +165,9 @@ class RequestGuard:
         with self._ledger_lock:
             fresh = self.ledger.remember(signed.nonce, signed.created)
         if not fresh:
-            refusal = Refusal(401, "nonce_replayed", "Nonce replayed",
-                              "this request was already received")
+            refusal = Refusal(
+                401, "nonce_replayed", "Nonce replayed", "this request was already received"
+            )
             await _send_problem(send, refusal, close=False)
             return
 

@@ -109,7 +109,9 @@ def serve(config: AgentConfig, key_path: str, cert_path: str) -> None:
 
 
 def run_agent(config_path: str) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     agent, key_path, cert_path, fingerprint = prepare(config_path)
     print(f"agent TLS fingerprint: {fingerprint}", flush=True)
     serve(agent.config, key_path, cert_path)

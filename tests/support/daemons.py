@@ -531,3 +531,23 @@ def running_stack(
         stop_daemons(stack)
         if made and not keep:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def bare_stack(root: Path, controller_public_key: str, **listen) -> Stack:
+    """An agent configuration with no daemon at all (just its HTTPS API), for tests of the
+    command and of the request limits. ``listen`` adds ``[listen]`` keys (e.g. body_timeout)."""
+    root.mkdir(parents=True, exist_ok=True)
+    stack = Stack(root=root, hostname="mx1.host.test", controller_public_key=controller_public_key)
+    stack.ports = {"agent": free_port()}
+    extra = "".join(f"{key} = {value!r}\n" for key, value in listen.items())
+    stack.agent_config.write_text(f"""\
+[listen]
+host = "127.0.0.1"
+port = {stack.ports["agent"]}
+{extra}
+[agent]
+state_dir = "{stack.state_dir}"
+controller_public_key = "{controller_public_key}"
+hostname = "{stack.hostname}"
+""")
+    return stack
