@@ -3,7 +3,8 @@
 rename(2) within one file system replaces the target atomically, so a daemon that opens the
 path sees either the old or the new content, never a half-written file.
 
-Ownership: the agent runs as root and every file it writes is owned by root. A daemon that reads
+Ownership: the agent runs as root and every file it writes is owned by root (by the agent's
+own user, in a test run without root). A daemon that reads
 keys after dropping privileges (nginx workers as www-data, Courier's imaplogin as courier) gets
 read access through a group only: files 0640 and directories 0750, ``root:<group>``; without a
 group, 0600 and 0700. Nobody else can read a key or list the directory (chmod(2), chown(2)).
@@ -64,7 +65,10 @@ def secure_directory(directory: Path, group: str | None) -> None:
     ``bundle_group`` takes effect.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    os.chown(directory, 0, _gid(group))
+    st = os.stat(directory)
+    gid = _gid(group)
+    if (st.st_uid, st.st_gid) != (os.geteuid(), gid):
+        os.chown(directory, os.geteuid(), gid)
     os.chmod(directory, 0o750 if group else 0o700)
 
 
@@ -78,11 +82,11 @@ def secure_file(path: Path, mode: int, group: str | None) -> None:
     if stat.S_ISLNK(st.st_mode):
         return
     gid = _gid(group)
-    if (st.st_uid, st.st_gid) != (0, gid):
-        os.chown(path, 0, gid)
+    if (st.st_uid, st.st_gid) != (os.geteuid(), gid):
+        os.chown(path, os.geteuid(), gid)
     if stat.S_IMODE(st.st_mode) != mode:
         os.chmod(path, mode)
 
 
 def _gid(group: str | None) -> int:
-    return grp.getgrnam(group).gr_gid if group else 0
+    return grp.getgrnam(group).gr_gid if group else os.getegid()

@@ -179,13 +179,21 @@ def test_wrong_modes_left_by_others_are_repaired(
     apply_ok(agent_client, doc, tenant_material)
     nginx = stack.out("nginx")
     untouched = nginx / "bundles" / f"{tenants['tenant-two.test'].fingerprint}.pem"
-    for path, mode in ((nginx, 0o755), (nginx / "bundles", 0o755), (untouched, 0o644)):
+    server_wide = stack.out("postfix") / "default.pem"  # the renewal below does not rewrite it
+    for path, mode in (
+        (nginx, 0o755),
+        (nginx / "bundles", 0o755),
+        (untouched, 0o644),
+        (server_wide, 0o644),
+        (stack.out("postfix"), 0o755),
+    ):
         os.chown(path, 0, 0)
         os.chmod(path, mode)
     agent.restart()
     renewed = desired(agent_client, tenants, which={"tenant-one.test": "tenant-one.test/renewed"})
     apply_ok(agent_client, renewed, tenant_material)
     assert _mode(untouched) == ("root", "www-data", 0o640)
+    assert _mode(server_wide) == ("root", "root", 0o600)
     assert_ownership(stack)
     assert_tenants_served(stack, renewed, test_ca[1])
 

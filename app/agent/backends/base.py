@@ -116,10 +116,20 @@ class Backend:
         secure_directory(self.directory, group)
         secure_directory(self.bundle_dir, group)
 
-    def secure_existing(self, paths) -> None:
-        """Bring files found on disk (written by an earlier run) to :meth:`file_mode`."""
+    def secure_existing(self, copies) -> None:
+        """Bring files found on disk to :meth:`file_mode`: the bundle ``copies`` and the files
+        directly in ``directory`` (include files, Postfix's ``default.pem`` and tables).
+
+        Called once per process, at the first apply: they may come from an earlier run under
+        another ``bundle_group``, or from an operator; everything written afterwards gets the
+        mode when it is written.
+        """
         mode, group = self.file_mode()
-        for path in paths:
+        own: list[Path] = []
+        if self.directory.is_dir():
+            with os.scandir(self.directory) as entries:
+                own = [Path(e.path) for e in entries if e.is_file(follow_symlinks=False)]
+        for path in [*copies, *own]:
             try:
                 secure_file(path, mode, group)
             except FileNotFoundError:
