@@ -223,10 +223,6 @@ def parse_config(data: dict) -> AgentConfig:
         public_key = agent["controller_public_key"]
     except KeyError as exc:
         raise ConfigError(f"{exc.args[0]} is required") from None
-    try:
-        public_key_from_text(str(public_key))
-    except ValueError as exc:
-        raise ConfigError(f"[agent] controller_public_key: {exc}") from None
     testing = data.get("testing", {})
     return AgentConfig(
         listen_host=listen.get("host", "0.0.0.0"),
@@ -254,4 +250,10 @@ def load_config(path: str | Path) -> AgentConfig:
             data = tomllib.load(file)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: {exc}") from None
-    return parse_config(data)
+    config = parse_config(data)
+    # Checked here, when the agent starts from its file, rather than at the first request.
+    try:
+        public_key_from_text(str(config.controller_public_key))
+    except ValueError as exc:
+        raise ConfigError(f"[agent] controller_public_key: {exc}") from None
+    return config
