@@ -75,9 +75,16 @@ def cmd_worker(_args, settings: Settings) -> None:
 
 
 def cmd_agent(args, _settings: Settings) -> None:
-    from app.agent.server import run_agent
+    from app.agent.config import ConfigError
+    from app.agent.main import prepare_only, run_agent
 
-    run_agent(args.config)
+    try:
+        if args.prepare_only:
+            prepare_only(args.config)
+        else:
+            run_agent(args.config)
+    except (ConfigError, OSError) as exc:
+        sys.exit(f"certpost agent: {exc}")
 
 
 def cmd_migrate(_args, settings: Settings) -> None:
@@ -122,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("worker", help="run the deployment worker alone").set_defaults(func=cmd_worker)
     agent = sub.add_parser("agent", help="run the agent on a mail server")
     agent.add_argument("--config", required=True, help="the agent's TOML config file")
+    agent.add_argument(
+        "--prepare-only",
+        action="store_true",
+        help="write the TLS identity and the daemons' bootstrap files, print the fingerprint, exit",
+    )
     agent.set_defaults(func=cmd_agent)
     sub.add_parser("migrate", help="apply the database migrations").set_defaults(func=cmd_migrate)
     tokens = sub.add_parser("tokens", help="manage API tokens")

@@ -1,19 +1,31 @@
-"""The `certpost` command as an operator runs it, in a subprocess with its own data directory."""
+"""The `certpost` command as an operator types it: the console script `pip install -e .`
+installed, in a subprocess, with its own data directory (README "Commands", docs/agent.md)."""
 
+import asyncio
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from app.deployments.agent_client import AgentClient, AgentError
+from app.kit.signing import public_key_to_text
+from tests.support.daemons import AgentProcess, bare_stack, certpost_command
+
 ROOT = Path(__file__).resolve().parent.parent
+CERTPOST = certpost_command()
+
+
+def _env(data_dir) -> dict:
+    env = {**os.environ, "CERTPOST_DATA_DIR": str(data_dir)}
+    env.pop("CERTPOST_DATABASE_URL", None)
+    return env
 
 
 def certpost(*args, data_dir, check=True, timeout=60):
-    env = {**os.environ, "CERTPOST_DATA_DIR": str(data_dir)}
-    env.pop("CERTPOST_DATABASE_URL", None)
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout, check=check)
+    return subprocess.run([CERTPOST, *args], cwd=data_dir.parent, env=_env(data_dir),
+                          capture_output=True, text=True, timeout=timeout, check=check)
 
 
 def test_migrate_tokens_and_keys(tmp_path):
@@ -53,10 +65,8 @@ def _serve_until_ready(data_dir) -> tuple[str, str]:
     from tests.support.ports import free_port
 
     port = free_port()
-    env = {**os.environ, "CERTPOST_DATA_DIR": str(data_dir)}
-    env.pop("CERTPOST_DATABASE_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([CERTPOST, "serve", "--port", str(port)], cwd=data_dir.parent,
+                            env=_env(data_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -87,9 +97,7 @@ def test_first_start_prints_an_admin_token_once(tmp_path):
 def test_worker_runs_alone(tmp_path):
     import time
 
-    env = {**os.environ, "CERTPOST_DATA_DIR": str(tmp_path / "data")}
-    env.pop("CERTPOST_DATABASE_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], cwd=ROOT, env=env,
+    proc = subprocess.Popen([CERTPOST, "worker"], cwd=tmp_path, env=_env(tmp_path / "data"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(4)
     assert proc.poll() is None, proc.communicate()[1]
@@ -104,3 +112,82 @@ def test_serve_refuses_a_controller_key_others_can_read(tmp_path):
     (data / "controller.key").chmod(0o640)
     result = certpost("serve", "--port", "0", data_dir=data, check=False)
     assert result.returncode != 0 and "controller key file" in result.stderr
+
+
+def test_the_console_script_is_the_installed_one():
+    """`certpost` is the entry point pyproject.toml declares, installed in this environment."""
+    text = Path(CERTPOST).read_text()
+    assert "from app.cli import main" in text
+    assert certpost("--help", data_dir=ROOT / "none").stdout.count("controller-key") >= 1
+
+
+def test_agent_starts_prints_its_fingerprint_and_answers_a_signed_request(tmp_path):
+    """`certpost agent --config FILE` (README, docs/agent.md) serves HTTPS; the controller's own
+    client (pinned to the printed fingerprint, signing with its key) reads its state."""
+    key = Ed25519PrivateKey.generate()
+    stack = bare_stack(tmp_path / "agent", public_key_to_text(key.public_key()))
+    agent = AgentProcess(stack)
+    try:
+        fingerprint = agent.start()
+        assert len(fingerprint) == 64 and int(fingerprint, 16) >= 0
+
+        async def ask(signing_key):
+            client = AgentClient(stack.agent_url, fingerprint, signing_key, timeout=10)
+            try:
+                return await client.state()
+            finally:
+                await client.aclose()
+
+        state = asyncio.run(ask(key))
+        assert state["applied_generation"] == 0 and isinstance(state["fingerprints"], list)
+        try:
+            asyncio.run(ask(Ed25519PrivateKey.generate()))
+        except AgentError as exc:
+            assert exc.code == "signature_invalid" and exc.status == 401
+        else:
+            raise AssertionError("a request signed by another key was accepted")
+        wrong_pin = AgentClient(stack.agent_url, "0" * 64, key, timeout=10)
+        try:
+            asyncio.run(wrong_pin.state())
+        except AgentError as exc:
+            assert exc.code == "agent_tls_pin_mismatch"
+        else:
+            raise AssertionError("the pin was not checked")
+    finally:
+        agent.stop()
+    assert (stack.state_dir / "tls" / "agent.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_agent_prepare_only_writes_its_identity_and_exits(tmp_path):
+    key = Ed25519PrivateKey.generate()
+    stack = bare_stack(tmp_path / "agent", public_key_to_text(key.public_key()))
+    args = ("agent", "--config", str(stack.agent_config), "--prepare-only")
+    first = certpost(*args, data_dir=tmp_path / "data", timeout=60).stdout
+    assert first.startswith("agent TLS fingerprint: ")
+    # Idempotent: the identity is kept, so the controller's pin stays valid.
+    assert certpost(*args, data_dir=tmp_path / "data").stdout == first
+    assert stack.state_dir.stat().st_mode & 0o777 == 0o700
+
+
+def test_agent_with_a_bad_config_says_why_without_a_traceback(tmp_path):
+    missing = certpost("agent", "--config", str(tmp_path / "nope.toml"), data_dir=tmp_path / "d",
+                       check=False)
+    assert missing.returncode != 0 and "nope.toml" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    broken = tmp_path / "agent.toml"
+    broken.write_text("[agent\n")
+    result = certpost("agent", "--config", str(broken), data_dir=tmp_path / "d", check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    broken.write_text('[agent]\nstate_dir = "/tmp/x"\n')
+    result = certpost("agent", "--config", str(broken), data_dir=tmp_path / "d", check=False)
+    assert result.returncode != 0 and "controller_public_key" in result.stderr
+    broken.write_text('[agent]\nstate_dir = "/tmp/x"\ncontroller_public_key = "ed25519:AA=="\n')
+    result = certpost("agent", "--config", str(broken), data_dir=tmp_path / "d", check=False)
+    assert result.returncode != 0 and "controller_public_key" in result.stderr
+    result = certpost("agent", "--config", str(broken), data_dir=tmp_path / "d", check=False)
+    assert result.returncode != 0 and "not 32 bytes" in result.stderr
+    good_key = public_key_to_text(Ed25519PrivateKey.generate().public_key())
+    broken.write_text(f'[agent]\nstate_dir = "/tmp/x"\ncontroller_public_key = "{good_key}"\n'
+                      '[nginx]\ndirectory = "/tmp/x"\nbundle_group = "no-such-group-here"\n')
+    result = certpost("agent", "--config", str(broken), data_dir=tmp_path / "d", check=False)
+    assert result.returncode != 0 and "no-such-group-here" in result.stderr

@@ -2,25 +2,27 @@
 /v1/acme-challenges/{token}`` (HTTP-01 answers), all signed by the controller.
 
 Every request must carry a valid Ed25519 signature from the controller key (``app.kit.signing``,
-a profile of RFC 9421) with a nonce not seen before; otherwise 401 problem+json (RFC 9457).
+a profile of RFC 9421) with a nonce not seen before; otherwise 401 problem+json (RFC 9457). The
+signature, the body size and the body's arrival time are checked by :mod:`app.agent.guard`
+before any handler runs, and before the body is read at all when they fail.
 Nothing is built at import: :func:`create_agent_app` builds the app for one configuration.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from app.agent.challenges import ChallengeIn
 from app.agent.config import AgentConfig
 from app.agent.desired import Desired, DesiredDelta
+from app.agent.guard import RequestGuard
 from app.agent.service import Agent, AgentProblem
 from app.agent.state import NonceLedger
-from app.kit.signing import SignatureError, public_key_from_text, verify_request
+from app.kit.signing import public_key_from_text
 
 PROBLEM_TYPE = "https://certpost.dev/problems/agent/"
 
@@ -35,42 +37,6 @@ def problem(status: int, code: str, title: str, detail: str = "", **extra) -> JS
         **extra,
     }
     return JSONResponse(body, status_code=status, media_type="application/problem+json")
-
-
-_SIGNATURE_TITLES = {
-    "signature_missing": "Signature missing",
-    "signature_invalid": "Signature invalid",
-    "digest_mismatch": "Content digest mismatch",
-    "signature_expired": "Signature expired",
-}
-
-
-def _signature_guard(config: AgentConfig):
-    public_key = public_key_from_text(config.controller_public_key)
-    ledger = NonceLedger.open(config.state_dir / "nonces.json", 2 * config.max_skew)
-    guard_lock = threading.Lock()
-
-    async def require_signature(request: Request) -> None:
-        body = await request.body()
-        # The request target exactly as sent (percent-encoding included), as the controller signed it.
-        raw = request.scope.get("raw_path") or request.url.path.encode()
-        query = request.scope.get("query_string") or b""
-        target = raw.decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
-        try:
-            signed = verify_request(
-                public_key, request.method, target, request.headers, body, max_skew=config.max_skew
-            )
-        except SignatureError as exc:
-            code = "signature_invalid" if exc.reason == "digest_mismatch" else exc.reason
-            raise AgentProblem(401, code, _SIGNATURE_TITLES[exc.reason], exc.detail) from None
-        with guard_lock:
-            fresh = ledger.remember(signed.nonce, signed.created)
-        if not fresh:
-            raise AgentProblem(
-                401, "nonce_replayed", "Nonce replayed", "this request was already received"
-            )
-
-    return require_signature
 
 
 def _parse_body(model, body: bytes, what: str):
@@ -104,7 +70,7 @@ def create_agent_app(config: AgentConfig, agent: Agent | None = None) -> FastAPI
     agent = agent or Agent(config)
     app = FastAPI(title="certpost agent", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.agent = agent
-    router = APIRouter(prefix="/v1", dependencies=[Depends(_signature_guard(config))])
+    router = APIRouter(prefix="/v1")
 
     @router.get("/state")
     async def get_state() -> JSONResponse:
@@ -130,6 +96,13 @@ def create_agent_app(config: AgentConfig, agent: Agent | None = None) -> FastAPI
         return agent.delete_challenge(token)
 
     app.include_router(router)
+    app.add_middleware(
+        RequestGuard,
+        public_key=public_key_from_text(config.controller_public_key),
+        ledger=NonceLedger.open(config.state_dir / "nonces.json", 2 * config.max_skew),
+        max_skew=config.max_skew,
+        limits=config.limits,
+    )
 
     @app.exception_handler(AgentProblem)
     async def _problem(_request: Request, exc: AgentProblem) -> JSONResponse:

@@ -75,13 +75,13 @@ class Pipeline:
         if known is None:
             directory = backend.bundle_dir
             known = set(directory.glob("*.pem")) if directory.is_dir() else set()
+            backend.secure_existing(known)  # copies of an earlier run, maybe another group
             self._copies[backend.name] = known
         return known
 
     # -- staging ---------------------------------------------------------------------------
     def _mode(self, backend: Backend) -> tuple[int, str | None]:
-        group = backend.config.bundle_group
-        return (0o640, group) if group else (0o600, None)
+        return backend.file_mode()
 
     def _content(self, backend: Backend, content: bytes | BundleRef) -> bytes:
         if isinstance(content, BundleRef):
@@ -91,9 +91,7 @@ class Pipeline:
     def _stage(self, backend: Backend, view: View) -> _Work:
         work = _Work(backend, backend.render(view))
         mode, group = self._mode(backend)
-        if work.rendered.bundles:
-            backend.bundle_dir.mkdir(parents=True, exist_ok=True)
-            os.chmod(backend.bundle_dir, 0o750 if group else 0o700)
+        backend.ensure_directories()
         known = self._known_copies(backend)
         for path, fp in work.rendered.bundles.items():
             if path not in known:

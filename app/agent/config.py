@@ -6,10 +6,13 @@ source, and every error message should name the TOML key that is wrong.
 
 from __future__ import annotations
 
+import grp
 import shlex
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from app.kit.signing import public_key_from_text
 
 PROTOCOLS = (
     "smtp-starttls",
@@ -61,6 +64,30 @@ class TestingConfig:
     postfix_bundle_cert_first: bool = False
 
 
+# A full ``PUT /v1/config`` at 10,000 domains (each its own certificate, one intermediate,
+# names mail.<d> and webmail.<d>) measured 25 MiB with EC P-256 keys, 42 MiB with RSA-2048 and
+# 61 MiB with RSA-4096 (docs/agent.md, "Request limits"); 128 MiB leaves room for longer chains.
+DEFAULT_MAX_BODY_BYTES = 128 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ListenLimits:
+    """What one HTTP client may cost the agent before it has proved it is the controller.
+
+    ``max_body_bytes`` is compared with ``Content-Length`` before any body byte is read (413);
+    ``header_timeout`` bounds the time from connection (or the end of the previous response)
+    to a complete request head, ``body_timeout`` the time to receive a body once accepted,
+    ``keepalive_timeout`` an idle kept-alive connection, ``max_connections`` open connections
+    plus requests in progress (uvicorn ``limit_concurrency``: 503 above it).
+    """
+
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    header_timeout: float = 10.0
+    body_timeout: float = 120.0
+    keepalive_timeout: int = 5
+    max_connections: int = 64
+
+
 @dataclass(frozen=True)
 class AgentConfig:
     listen_host: str
@@ -75,6 +102,7 @@ class AgentConfig:
     verify_timeout: float = 5.0
     verify_sample: int = 24
     max_skew: int = 300
+    limits: ListenLimits = ListenLimits()
     testing: TestingConfig = TestingConfig()
 
     @property
@@ -101,6 +129,24 @@ def _verify(items, key: str) -> tuple[VerifyTarget, ...]:
         targets.append(VerifyTarget(item["port"], protocol, item.get("host", "127.0.0.1")))
     return tuple(targets)
 
+
+def _group(name: str, value) -> str | None:
+    """``bundle_group``: an existing group, checked at start rather than at the first apply."""
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"[{name}] bundle_group must be a group name")
+    try:
+        grp.getgrnam(value)
+    except KeyError:
+        raise ConfigError(f"[{name}] bundle_group {value!r} is not a group here") from None
+    return value
+
+
+# Who reads the bundle copies besides root, as Debian packages the daemons: nginx workers run as
+# www-data and open keys at handshake time; Courier's imaplogin runs STARTTLS as courier. Postfix
+# and Dovecot load keys as root (smtpd before it drops privileges; Dovecot's config process).
+_DEFAULT_GROUP = {"nginx": "www-data", "courier": "courier"}
 
 _DEFAULT_MAIN = {"postfix": "main.cf", "dovecot": "dovecot.conf", "nginx": "nginx.conf"}
 
@@ -146,8 +192,26 @@ def _backend(name: str, raw: dict | None) -> BackendConfig | None:
         reload=_command(raw.get("reload", reload), f"[{name}] reload"),
         verify=_verify(raw.get("verify"), f"[{name}] verify"),
         log_file=Path(raw["log_file"]) if raw.get("log_file") else None,
-        bundle_group=raw.get("bundle_group", "courier" if name == "courier" else None) or None,
+        bundle_group=_group(name, raw.get("bundle_group", _DEFAULT_GROUP.get(name))),
         options={k: v for k, v in raw.items() if k not in known},
+    )
+
+
+def _number(raw: dict, key: str, default, kind=float, minimum=0):
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= minimum:
+        raise ConfigError(f"[listen] {key} must be a number above {minimum}")
+    return kind(value)
+
+
+def _limits(listen: dict) -> ListenLimits:
+    d = ListenLimits()
+    return ListenLimits(
+        max_body_bytes=_number(listen, "max_body_bytes", d.max_body_bytes, int, 1024),
+        header_timeout=_number(listen, "header_timeout", d.header_timeout),
+        body_timeout=_number(listen, "body_timeout", d.body_timeout),
+        keepalive_timeout=_number(listen, "keepalive_timeout", d.keepalive_timeout, int),
+        max_connections=_number(listen, "max_connections", d.max_connections, int),
     )
 
 
@@ -173,6 +237,7 @@ def parse_config(data: dict) -> AgentConfig:
         verify_timeout=float(agent.get("verify_timeout", 5.0)),
         verify_sample=int(agent.get("verify_sample", 24)),
         max_skew=int(agent.get("max_skew", 300)),
+        limits=_limits(listen),
         testing=TestingConfig(
             postfix_bundle_cert_first=bool(testing.get("postfix_bundle_cert_first", False))
         ),
@@ -181,4 +246,14 @@ def parse_config(data: dict) -> AgentConfig:
 
 def load_config(path: str | Path) -> AgentConfig:
     with open(path, "rb") as file:
-        return parse_config(tomllib.load(file))
+        try:
+            data = tomllib.load(file)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    config = parse_config(data)
+    # Checked here, when the agent starts from its file, rather than at the first request.
+    try:
+        public_key_from_text(str(config.controller_public_key))
+    except ValueError as exc:
+        raise ConfigError(f"[agent] controller_public_key: {exc}") from None
+    return config

@@ -58,12 +58,17 @@ class SignedRequest:
     key_id: str
     nonce: str
     created: int
+    content_digest: str = ""
 
 
 def content_digest(body: bytes) -> str:
     """The RFC 9530 ``Content-Digest`` field value for ``body`` (sha-256 only)."""
-    digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
-    return f"sha-256=:{digest}:"
+    return digest_value(hashlib.sha256(body).digest())
+
+
+def digest_value(sha256: bytes) -> str:
+    """The ``Content-Digest`` value for a SHA-256 computed elsewhere (e.g. over a stream)."""
+    return f"sha-256=:{base64.b64encode(sha256).decode()}:"
 
 
 def _split_target(path: str) -> tuple[str, str]:
@@ -149,9 +154,36 @@ def verify_request(
 ) -> SignedRequest:
     """Check a request signed by :func:`sign_request`; raise :class:`SignatureError` if not valid.
 
-    Order matters for the reasons reported: missing headers, then the digest of the body
-    (RFC 9530), then the signature itself, then freshness. Freshness is checked only after the
-    signature so that an attacker cannot learn anything from forged timestamps.
+    The signature and freshness first (:func:`verify_signature`, headers only), then the body
+    against the signed ``Content-Digest`` (RFC 9530): a receiver can so refuse a forged request
+    before it reads a byte of the body (the agent does, streaming the body into the digest).
+    """
+    signed = verify_signature(public_key, method, path, headers, now=now, max_skew=max_skew)
+    check_digest(signed, content_digest(body))
+    return signed
+
+
+def check_digest(signed: SignedRequest, body_digest: str) -> None:
+    """``body_digest`` (a ``Content-Digest`` value of the body received) is the signed one."""
+    if not secrets.compare_digest(signed.content_digest, body_digest):
+        raise SignatureError("digest_mismatch", "Content-Digest does not match the body")
+
+
+def verify_signature(
+    public_key: Ed25519PublicKey,
+    method: str,
+    path: str,
+    headers: Mapping[str, str],
+    *,
+    now: float | None = None,
+    max_skew: int = DEFAULT_MAX_SKEW,
+) -> SignedRequest:
+    """Check the signature over the request head, ``Content-Digest`` included, but not the body.
+
+    Order matters for the reasons reported: missing headers, malformed ones, the signature
+    itself, then freshness, checked only after the signature so that an attacker cannot learn
+    anything from forged timestamps. The caller must then compare the body's digest with
+    ``SignedRequest.content_digest`` (:func:`check_digest`).
     """
     sig_input = _header(headers, "signature-input")
     sig_value = _header(headers, "signature")
@@ -176,9 +208,6 @@ def verify_request(
     if not params["nonce"]:
         raise SignatureError("signature_invalid", "the nonce is empty")
 
-    if digest != content_digest(body):
-        raise SignatureError("digest_mismatch", "Content-Digest does not match the body")
-
     created = int(params["created"])
     signed_params = _params(created, params["nonce"], params["keyid"])
     try:
@@ -193,7 +222,9 @@ def verify_request(
             "signature_expired",
             f"created is {int(current - created)} s away from now (max {max_skew})",
         )
-    return SignedRequest(key_id=params["keyid"], nonce=params["nonce"], created=created)
+    return SignedRequest(
+        key_id=params["keyid"], nonce=params["nonce"], created=created, content_digest=digest
+    )
 
 
 def public_key_to_text(public_key: Ed25519PublicKey) -> str:
@@ -235,10 +266,13 @@ def load_or_create_private_key(path: str | os.PathLike[str]) -> Ed25519PrivateKe
 __all__ = [
     "SignatureError",
     "SignedRequest",
+    "check_digest",
     "content_digest",
+    "digest_value",
     "load_or_create_private_key",
     "public_key_from_text",
     "public_key_to_text",
     "sign_request",
     "verify_request",
+    "verify_signature",
 ]

@@ -5,13 +5,23 @@ listens on free high ports and is stopped by PID by whoever started it. Plain fu
 that pytest fixtures (tests/agent/conftest.py) and the controller's end-to-end tests share them:
 
     stack = write_stack(make_root(), controller_public_key=public_key_to_text(key.public_key()))
-    bootstrap_agent(stack)          # the agent writes its first (self-signed) files
+    agent = AgentProcess(stack); agent.start()   # `certpost agent --config FILE`: it writes its
+                                                 # first (self-signed) files, then serves HTTPS
+                                                 # on stack.agent_url; agent.fingerprint
     start_daemons(stack)            # Postfix, Dovecot, nginx serve those files
-    agent = AgentProcess(stack); agent.start()   # HTTPS on stack.agent_url, agent.fingerprint
     ...
     agent.stop(); stop_daemons(stack)
 
 or simply ``with running_stack(public_key_text) as (stack, agent): ...``.
+
+The daemons run as Debian runs them (real-servers.md): nginx's master as root with
+``user www-data;`` workers, Dovecot with its packaged ``default_login_user = dovenull`` and
+``default_internal_user = dovecot``, Postfix with ``mail_owner = postfix``. So a test sees the
+permissions a real server has: a key the agent leaves unreadable to www-data fails every
+webmail handshake here too.
+
+The agent is always the installed console script, run as an operator types it
+(:func:`certpost_command`), never an internal function.
 """
 
 from __future__ import annotations
@@ -32,6 +42,14 @@ from app.agent.backends.postfix import sni_maps_value
 from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def certpost_command() -> str:
+    """The ``certpost`` console script ``pip install -e .`` put next to this Python."""
+    script = Path(sys.executable).with_name("certpost")
+    if not script.exists():
+        raise RuntimeError(f"{script} is missing: run `make test-deps` (pip install -e .)")
+    return str(script)
 PORT_NAMES = ("smtp", "smtps", "imap", "imaps", "pop3", "pop3s", "https", "http", "agent")
 PROTOCOL_OF = {
     "smtp": "smtp-starttls",
@@ -124,6 +142,7 @@ config_directory = {d}/etc
 queue_directory = {d}/spool
 data_directory = {d}/data
 mail_owner = postfix
+setgid_group = postdrop
 myhostname = {stack.hostname}
 mydestination =
 inet_interfaces = loopback-only
@@ -145,6 +164,8 @@ def _write_dovecot(stack: Stack) -> None:
     p = stack.ports
     stack.dovecot_conf.write_text(f"""\
 base_dir = {d}/run
+default_login_user = dovenull
+default_internal_user = dovecot
 state_dir = {d}/state
 log_path = {d}/dovecot.log
 listen = 127.0.0.1
@@ -194,7 +215,7 @@ def _write_nginx(stack: Stack) -> None:
     d = stack.nginx_dir
     d.mkdir(parents=True, exist_ok=True)
     (d / "nginx.conf").write_text(f"""\
-user root root;
+user www-data;
 worker_processes 1;
 pid {d}/nginx.pid;
 error_log {d}/error.log notice;
@@ -414,12 +435,12 @@ def stop_daemons(stack: Stack) -> None:
 
 
 def bootstrap_agent(stack: Stack) -> str:
-    """Create the agent's TLS identity and its bootstrap files (a self-signed bundle for the
-    server's host name) so the daemons can start; returns the agent's TLS fingerprint."""
-    code = "import sys; from app.agent.main import prepare; print(prepare(sys.argv[1])[3])"
+    """``certpost agent --config FILE --prepare-only``: the agent's TLS identity and its bootstrap
+    files (a self-signed bundle for the server's host name), so the daemons can start before the
+    agent serves; returns the agent's TLS fingerprint."""
     out = subprocess.run(
-        [sys.executable, "-c", code, str(stack.agent_config)],
-        cwd=REPO,
+        [certpost_command(), "agent", "--config", str(stack.agent_config), "--prepare-only"],
+        cwd=stack.root,
         capture_output=True,
         text=True,
         timeout=60,
@@ -427,11 +448,12 @@ def bootstrap_agent(stack: Stack) -> str:
     )
     if out.returncode != 0:
         raise RuntimeError(f"agent bootstrap failed: {out.stderr}")
-    return out.stdout.strip().splitlines()[-1]
+    line = out.stdout.strip().splitlines()[-1]
+    return line.removeprefix("agent TLS fingerprint:").strip()
 
 
 class AgentProcess:
-    """The agent as a subprocess (``run_agent``), so tests can stop and restart it."""
+    """``certpost agent --config FILE`` as a subprocess, so tests can stop and restart it."""
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
@@ -440,11 +462,10 @@ class AgentProcess:
         self.log = stack.root / "agent.log"
 
     def start(self, timeout: float = 20) -> str:
-        code = "import sys; from app.agent import run_agent; run_agent(sys.argv[1])"
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", code, str(self.stack.agent_config)],
-                cwd=REPO,
+                [certpost_command(), "agent", "--config", str(self.stack.agent_config)],
+                cwd=self.stack.root,
                 stdout=subprocess.PIPE,
                 stderr=log,
             )
@@ -502,12 +523,31 @@ def running_stack(
     )
     agent = AgentProcess(stack)
     try:
-        bootstrap_agent(stack)
+        agent.start()  # writes the bootstrap files the daemons need before it serves
         start_daemons(stack)
-        agent.start()
         yield stack, agent
     finally:
         agent.stop()
         stop_daemons(stack)
         if made and not keep:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def bare_stack(root: Path, controller_public_key: str, **listen) -> Stack:
+    """An agent configuration with no daemon at all (just its HTTPS API), for tests of the
+    command and of the request limits. ``listen`` adds ``[listen]`` keys (e.g. body_timeout)."""
+    root.mkdir(parents=True, exist_ok=True)
+    stack = Stack(root=root, hostname="mx1.host.test", controller_public_key=controller_public_key)
+    stack.ports = {"agent": free_port()}
+    extra = "".join(f"{key} = {value!r}\n" for key, value in listen.items())
+    stack.agent_config.write_text(f"""\
+[listen]
+host = "127.0.0.1"
+port = {stack.ports["agent"]}
+{extra}
+[agent]
+state_dir = "{stack.state_dir}"
+controller_public_key = "{controller_public_key}"
+hostname = "{stack.hostname}"
+""")
+    return stack

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.agent.config import BackendConfig, VerifyTarget
+from app.agent.fsutil import secure_directory, secure_file
 
 STAGED_SUFFIX = ".certpost-new"
 BACKUP_SUFFIX = ".certpost-old"
@@ -100,6 +101,39 @@ class Backend:
         self.directory = config.directory
         self.bundle_dir = config.directory / "bundles"
         self._bundle_paths: dict[str, Path] = {}
+
+    # -- ownership -------------------------------------------------------------------------
+    def file_mode(self) -> tuple[int, str | None]:
+        """(mode, group) of every file written in ``directory``: 0640 root:<bundle_group>, or
+        0600 root. The group is the daemon's unprivileged user that opens keys itself."""
+        group = self.config.bundle_group
+        return (0o640, group) if group else (0o600, None)
+
+    def ensure_directories(self) -> None:
+        """``directory`` and ``bundles/`` as 0750 root:<bundle_group> (0700 root without one),
+        whether the agent or the operator created them; see :mod:`app.agent.fsutil`."""
+        group = self.config.bundle_group
+        secure_directory(self.directory, group)
+        secure_directory(self.bundle_dir, group)
+
+    def secure_existing(self, copies) -> None:
+        """Bring files found on disk to :meth:`file_mode`: the bundle ``copies`` and the files
+        directly in ``directory`` (include files, Postfix's ``default.pem`` and tables).
+
+        Called once per process, at the first apply: they may come from an earlier run under
+        another ``bundle_group``, or from an operator; everything written afterwards gets the
+        mode when it is written.
+        """
+        mode, group = self.file_mode()
+        own: list[Path] = []
+        if self.directory.is_dir():
+            with os.scandir(self.directory) as entries:
+                own = [Path(e.path) for e in entries if e.is_file(follow_symlinks=False)]
+        for path in [*copies, *own]:
+            try:
+                secure_file(path, mode, group)
+            except FileNotFoundError:
+                pass
 
     # -- rendering -------------------------------------------------------------------------
     def bundle_file_name(self, fingerprint: str) -> str:

@@ -27,9 +27,6 @@ Files of names no longer bound are removed in the switch (and restored on rollba
 
 from __future__ import annotations
 
-import grp
-import os
-import shutil
 from pathlib import Path
 
 from cryptography import x509
@@ -37,6 +34,7 @@ from cryptography.hazmat.primitives import serialization
 
 from app.agent.backends.base import Backend, BundleRef, Rendered, StepError, View
 from app.agent.config import ConfigError
+from app.agent.fsutil import secure_directory
 
 
 class CourierBackend(Backend):
@@ -48,13 +46,6 @@ class CourierBackend(Backend):
         self.certfile = Path(opts.get("certfile") or self.directory / "imapd.pem")
         if self.certfile.parent != self.directory:
             raise ConfigError("[courier] certfile must be a file directly in [courier] directory")
-        if config.bundle_group:
-            try:
-                grp.getgrnam(config.bundle_group)
-            except KeyError:
-                raise ConfigError(
-                    f"[courier] bundle_group {config.bundle_group!r} is not a group here"
-                ) from None
         self.conflicts: list[str] = []
 
     def file_for(self, name: str) -> Path:
@@ -69,14 +60,13 @@ class CourierBackend(Backend):
         prefix = self.certfile.name + "."
         return [p for p in self.directory.iterdir() if p.name.startswith(prefix)]
 
+    def ensure_directories(self) -> None:
+        # Courier's files live directly in the directory: no bundles/ subdirectory.
+        secure_directory(self.directory, self.config.bundle_group)
+
     def _ensure_directory(self) -> None:
         # The unprivileged courier user must traverse the directory for STARTTLS.
-        self.directory.mkdir(parents=True, exist_ok=True)
-        if self.config.bundle_group:
-            shutil.chown(self.directory, group=self.config.bundle_group)
-            os.chmod(self.directory, 0o750)
-        else:
-            os.chmod(self.directory, 0o700)
+        self.ensure_directories()
 
     def render(self, view: View) -> Rendered:
         self._ensure_directory()

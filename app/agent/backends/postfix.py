@@ -14,9 +14,11 @@ Files written in the backend directory:
   the shards answer exactly what one table would, and a change rebuilds only the shards whose
   source changed — postmap has no incremental update, so one table of 10,000 names cost a full
   rebuild (about 0.3 s) per change.
-  ``postmap -F`` (postmap(1)) embeds the bundles in the table, so it is built under umask 077
-  (postmap otherwise makes it 0644) and under a temporary name, then renamed over the live
-  table: an in-place rebuild would stall SNI lookups while postmap runs.
+  ``postmap -F`` (postmap(1)) embeds the bundles in the table, so the table must be as private
+  as a key: postmap 3.7 gives it the SOURCE file's mode whatever the umask (measured: a 0644
+  source under umask 077 gives a 0644 table), so every built table is set to the backend's file
+  mode (0600 root) before it goes live. It is built under a temporary name, then renamed over
+  the live table: an in-place rebuild would stall SNI lookups while postmap runs.
 * ``bundles/<fingerprint>.pem`` — the bundles the table names.
 
 smtpd notices a replaced table on its next connection and restarts by itself, so a table
@@ -34,6 +36,7 @@ import shutil
 from pathlib import Path
 
 from app.agent.backends.base import Backend, BundleRef, Rendered, StepError, View, run
+from app.agent.fsutil import secure_file
 
 SHARDS = 16  # one hex digit of SHA-256; changing it means a new main.cf line (docs/agent.md)
 SHARD_IDS = [f"{i:x}" for i in range(SHARDS)]
@@ -146,6 +149,11 @@ class PostfixBackend(Backend):
                 raise StepError(
                     "validate", self.name, output or f"postmap {source} exited with {status}"
                 )
+        mode, group = self.file_mode()
+        for _, source in sources:
+            # postmap gives the table the source file's mode (not umask's): a source copied
+            # with default permissions (a rollback rebuild) made a world-readable table of keys.
+            secure_file(self.map_file(source), mode, group)
         return {
             self.map_file(live): self.map_file(source) for live, source in sources if source != live
         }
