@@ -22,10 +22,12 @@ from app.context import AppContext
 from app.deployments.claims import claim_due_servers
 from app.deployments.delivery import deliver
 from app.kit.time import utc_now
+from app.outage import is_database_outage
 
 log = logging.getLogger("certpost.worker")
 
 CONCURRENCY = 16
+OUTAGE_LOG_QUIET_SECONDS = 30.0
 
 
 def worker_id() -> str:
@@ -38,6 +40,7 @@ class Worker:
         self.owner = owner or worker_id()
         self.tasks: set[asyncio.Task] = set()
         self._last_renewal_check = float("-inf")
+        self._last_outage_log = float("-inf")
 
     def _spawn(self, coro, name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -47,8 +50,25 @@ class Worker:
     def _done(self, task: asyncio.Task) -> None:
         self.tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("%s crashed: %s", task.get_name(), type(task.exception()).__name__, exc_info=task.exception())
+            exc = task.exception()
+            if is_database_outage(exc):  # its lease runs out and another round takes it over
+                self._outage(f"{task.get_name()} stopped", exc)
+            else:
+                log.error("%s crashed: %s", task.get_name(), type(exc).__name__, exc_info=exc)
         self.ctx.notify_worker()
+
+    def _round_failed(self, exc: Exception) -> None:
+        if is_database_outage(exc):
+            self._outage("worker round skipped", exc)
+        else:
+            log.error("worker round failed: %s", type(exc).__name__, exc_info=exc)
+
+    def _outage(self, what: str, exc: BaseException) -> None:
+        """One line per outage, not a traceback per poll (a poll is a second)."""
+        now = time.monotonic()
+        if now - self._last_outage_log >= OUTAGE_LOG_QUIET_SECONDS:
+            self._last_outage_log = now
+            log.warning("%s: database unavailable (%s); retrying every poll", what, type(exc).__name__)
 
     async def round(self) -> int:
         """Claim and start what is due; returns how many tasks it started."""
@@ -90,7 +110,7 @@ class Worker:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # the database may be briefly away; keep the worker alive
-                    log.error("worker round failed: %s", type(exc).__name__, exc_info=exc)
+                    self._round_failed(exc)
                     started = 0
                 if started:
                     continue
