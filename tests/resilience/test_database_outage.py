@@ -12,7 +12,11 @@ import asyncio
 import time
 
 import httpx
+import pytest
+from sqlalchemy import text
 
+from app.accounts.models import Account
+from app.deps import Session
 from tests.support.postgres import private_postgres
 from tests.support.serve import ServeProcess
 
@@ -94,3 +98,23 @@ async def test_postgres_restart_under_load_is_answered_503_and_recovers(tmp_path
     assert any(o.get("status") == 201 for o in after), "no write succeeded after the restart"
     assert "Traceback" not in log, log[-3000:]
     assert 1 <= log.count("database unavailable") <= 3, log[-3000:]
+
+
+async def test_a_commit_that_fails_after_the_handler_is_answered_503(app, client, context, backend, admin):
+    """The handler returned, then the connection died: the commit fails and is still answered."""
+    if backend != "postgres":
+        pytest.skip("ending the request's own connection from outside needs PostgreSQL")
+    @app.post("/test-only/commit-fails")
+    async def commit_fails(session: Session) -> dict:
+        session.add(Account(name="never-committed"))
+        await session.flush()
+        pid = await session.scalar(text("SELECT pg_backend_pid()"))
+        async with context.engine.connect() as other:
+            await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        return {"handler": "returned"}
+
+    response = await client.post("/test-only/commit-fails")
+    assert response.status_code == 503, response.text
+    assert response.json()["code"] == "database_unavailable" and response.headers["retry-after"].isdigit()
+    accounts = await client.get("/v1/accounts", headers=admin)
+    assert accounts.status_code == 200 and "never-committed" not in accounts.text
