@@ -2,7 +2,9 @@
 
 Each round it claims what is due and runs each piece as its own task, up to ``CONCURRENCY``
 at once: deliveries to servers (``delivery.py``; a lease keeps one server to one worker) and
-certificate orders (``app.acme.runner``; a lease per order). Every ``renewal_check_seconds``
+certificate orders (``app.acme.runner``; a lease per order). Leases are short and renewed by a
+heartbeat while the work runs (``heartbeat.py``), so a crashed worker's work is taken over
+within ``lease_seconds``. A renewal is an order, so renewals are covered the same way. Every ``renewal_check_seconds``
 it starts renewal orders for ACME certificates that are due (``app.acme.renewal``). Between
 rounds it sleeps until the next poll, or until the API wakes it after a commit.
 """
@@ -84,15 +86,16 @@ class Worker:
             return 0
         now = utc_now()
         async with self.ctx.sessionmaker() as session:
-            servers = await claim_due_servers(session, self.owner, now,
-                                              timedelta(seconds=2 * settings.agent_timeout_seconds + 30), room)
+            # Short leases, renewed while the work runs (heartbeat.py): a crash is taken over fast.
+            lease = timedelta(seconds=settings.lease_seconds)
+            servers = await claim_due_servers(session, self.owner, now, lease, room)
             orders = await AcmeRepository(session).claim_orders(
-                self.owner, now, now + timedelta(seconds=settings.acme_order_timeout + 120), max(0, room - len(servers)))
+                self.owner, now, now + lease, max(0, room - len(servers)))
             await session.commit()
         for server_id in servers:
             self._spawn(deliver(self.ctx, server_id, self.owner), f"deliver:{server_id}")
         for order_id in orders:
-            self._spawn(run_order(self.ctx, order_id), f"order:{order_id}")
+            self._spawn(run_order(self.ctx, order_id, owner=self.owner), f"order:{order_id}")
         return len(servers) + len(orders)
 
     async def drain(self) -> None:
