@@ -74,8 +74,9 @@ async def test_a_delivery_killed_midway_is_taken_over_within_30_s(tmp_path, back
     trust = write_pem(tmp_path / "trust.pem", test_ca.cert_pem)
     with _database(backend, data) as (db_env, db_url):
         env = {"CERTPOST_TRUST_BUNDLE": str(trust), **db_env}
-        key = subprocess.run([sys.executable, "-m", "app.cli", "controller-key"], cwd=REPO, check=True, text=True,
-                             capture_output=True, env={**os.environ, "CERTPOST_DATA_DIR": str(data), **env}).stdout
+        key = (await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "app.cli", "controller-key"], cwd=REPO, check=True, text=True,
+            capture_output=True, env={**os.environ, "CERTPOST_DATA_DIR": str(data), **env})).stdout
         with running_stack(key.strip()) as (stack, agent):
             serve = ServeProcess(data, env=env, log=tmp_path / "serve-1.log").start()
             paused = False
@@ -124,7 +125,7 @@ async def test_a_delivery_killed_midway_is_taken_over_within_30_s(tmp_path, back
             serve = ServeProcess(data, env=env, log=tmp_path / "serve-2.log").start()
             try:
                 api = httpx.Client(base_url=serve.url, timeout=30, headers=api.headers)
-                took = await _wait(lambda: _applied(api, server["id"]), TAKEOVER_LIMIT_SECONDS + 30, "takeover")
+                await _wait(lambda: _applied(api, server["id"]), TAKEOVER_LIMIT_SECONDS + 30, "takeover")
                 took = time.monotonic() - restarted
                 latest = api.get(f"/v1/servers/{server['id']}/deployments").json()["items"][0]
                 served = await asyncio.to_thread(served_fingerprint, "127.0.0.1", stack.ports["smtps"], "smtps",
