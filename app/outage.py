@@ -6,7 +6,9 @@ is met: a refused connect (``ConnectionRefusedError``, raw, from the pool), Post
 cannot_connect_now`` while it starts; PostgreSQL manual, Appendix A "Error Codes") or class 08
 "connection exception", a connection that asyncpg finds closed mid-query, the pool's own
 timeout, SQLite's "database is locked". SQLAlchemy wraps some of these (``DBAPIError`` with
-``orig``), not all, so ``is_database_outage`` walks the whole chain of causes.
+``orig``), not all, so ``is_database_outage`` walks the whole chain of causes. A bug that
+SQLAlchemy files under the same class (SQLite's "no such table" is an ``OperationalError``
+too) stays a 500 with its traceback.
 
 ``is_database_outage`` is pure. ``install_outage_handlers`` answers such errors with the 503
 problem ``database_unavailable`` and ``Retry-After``, logging one line per outage.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import sqlite3
 import time
 
 from fastapi import FastAPI, Request
@@ -30,14 +33,18 @@ log = logging.getLogger("certpost")
 RETRY_AFTER_SECONDS = 2
 
 _OUTAGE_TYPES: tuple[type[BaseException], ...] = (
-    sa_exc.OperationalError,
-    sa_exc.InterfaceError,
     sa_exc.TimeoutError,  # the pool had no connection to give within pool_timeout
     sa_exc.DisconnectionError,
     ConnectionError,
     TimeoutError,
     socket.gaierror,
 )
+
+# SQLite reports a busy or unreachable file with the same class as a bug ("no such table"):
+# only these messages mean "try again" (sqlite.org/rescode.html: SQLITE_BUSY, SQLITE_CANTOPEN,
+# SQLITE_IOERR, SQLITE_FULL).
+_SQLITE_OUTAGE_MESSAGES = ("database is locked", "unable to open database", "disk i/o error",
+                           "database or disk is full")
 
 
 def _asyncpg_outage_types() -> tuple[type[BaseException], ...]:
@@ -71,6 +78,8 @@ def is_database_outage(exc: BaseException) -> bool:
         if isinstance(item, sa_exc.DBAPIError) and item.connection_invalidated:
             return True
         if isinstance(item, outage):
+            return True
+        if isinstance(item, sqlite3.OperationalError) and str(item).lower().startswith(_SQLITE_OUTAGE_MESSAGES):
             return True
     return False
 
