@@ -42,6 +42,7 @@ log = logging.getLogger("certpost.acme")
 # writes only while the order's lease is still that worker's.
 _lease_owner: ContextVar[str | None] = ContextVar("certpost_order_lease_owner", default=None)
 
+
 async def _dns_solver(ctx: AppContext, order: CertificateOrder) -> Dns01Solver:
     async with ctx.sessionmaker() as session:
         row = await AcmeRepository(session).provider(order.dns_provider_id) if order.dns_provider_id else None

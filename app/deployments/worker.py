@@ -2,11 +2,13 @@
 
 Each round it claims what is due and runs each piece as its own task, up to ``CONCURRENCY``
 at once: deliveries to servers (``delivery.py``; a lease keeps one server to one worker) and
-certificate orders (``app.acme.runner``; a lease per order). Leases are short and renewed by a
-heartbeat while the work runs (``heartbeat.py``), so a crashed worker's work is taken over
-within ``lease_seconds``. A renewal is an order, so renewals are covered the same way. Every ``renewal_check_seconds``
+certificate orders (``app.acme.runner``; a lease per order). Every ``renewal_check_seconds``
 it starts renewal orders for ACME certificates that are due (``app.acme.renewal``). Between
 rounds it sleeps until the next poll, or until the API wakes it after a commit.
+
+Leases are short and renewed by a heartbeat while the work runs (``heartbeat.py``), so a
+crashed worker's work is taken over within ``lease_seconds``; a renewal is an order, so
+renewals are covered the same way.
 """
 
 from __future__ import annotations
