@@ -161,3 +161,36 @@ async def test_an_order_keeps_its_lease_while_it_runs_and_notices_a_takeover(cli
                 await asyncio.sleep(10 * LEASE)
             wrote_after_takeover = True
     assert not wrote_after_takeover
+
+
+async def test_a_worker_that_cannot_renew_before_its_lease_ends_stops(tmp_path):
+    """The database is away for longer than the lease: the worker cannot know whether another
+    one took over, so it stops when the lease it could not renew runs out."""
+    from types import SimpleNamespace
+
+    from sqlalchemy import text
+
+    from app.config import Settings
+    from app.db import create_engine, create_sessionmaker
+    from tests.support.postgres import private_postgres
+
+    with private_postgres() as pg:
+        engine = create_engine(Settings(database_url=pg.url, data_dir=tmp_path))
+        ctx = SimpleNamespace(sessionmaker=create_sessionmaker(engine), settings=Settings(lease_seconds=LEASE))
+
+        async def renew(session, _until):
+            return (await session.scalar(text("SELECT 1"))) == 1
+
+        finished = stopped_at = None
+        try:
+            with pytest.raises(LeaseLost):
+                async with Heartbeat(ctx, renew, name="outage"):
+                    await asyncio.sleep(3 * LEASE)  # renewed meanwhile: still running
+                    await asyncio.to_thread(pg.stop)
+                    stopped_at = time.monotonic()
+                    await asyncio.sleep(20 * LEASE)
+                    finished = True
+        finally:
+            await engine.dispose()
+        assert finished is None and stopped_at is not None
+        assert time.monotonic() - stopped_at < 2 * LEASE + 1
