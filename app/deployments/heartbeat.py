@@ -57,6 +57,7 @@ class Heartbeat:
         self.lost: str | None = None
         self._worker: asyncio.Task | None = None
         self._beat: asyncio.Task | None = None
+        self._abandoned: asyncio.Future | None = None
 
     async def __aenter__(self) -> Self:
         self._worker = asyncio.current_task()
@@ -78,10 +79,20 @@ class Heartbeat:
         held_until = time.monotonic() + self.lease_seconds - heartbeat_interval(self.lease_seconds) / 2
         while True:
             await asyncio.sleep(heartbeat_interval(self.lease_seconds))
+            asked = time.monotonic()  # the new lease counts from before the renewal, as in the row
+            # A renewal still hanging when the lease ends (a database that does not answer)
+            # counts as failed: by then another worker may hold the lease. The work stops at
+            # once; the hanging renewal is left to finish its cancellation on its own.
+            renewal = asyncio.ensure_future(self._renew_once())
+            done, _ = await asyncio.wait({renewal}, timeout=max(0.0, held_until - asked))
+            if not done:
+                renewal.add_done_callback(_consume)
+                renewal.cancel()
+                self._abandoned = renewal  # a reference until it is done
+                self._lose("could not renew the lease before it ran out (no answer)")
+                return
             try:
-                async with self.ctx.sessionmaker() as session:
-                    kept = await self.renew(session, utc_now() + timedelta(seconds=self.lease_seconds))
-                    await session.commit()
+                kept = renewal.result()
             except Exception as exc:  # noqa: BLE001 - the database may be away; retry until the lease ends
                 if time.monotonic() >= held_until:
                     self._lose(f"could not renew the lease before it ran out ({type(exc).__name__})")
@@ -90,9 +101,21 @@ class Heartbeat:
             if not kept:
                 self._lose("another worker holds the lease now")
                 return
-            held_until = time.monotonic() + self.lease_seconds
+            held_until = asked + self.lease_seconds
+
+    async def _renew_once(self) -> bool:
+        async with self.ctx.sessionmaker() as session:
+            kept = await self.renew(session, utc_now() + timedelta(seconds=self.lease_seconds))
+            await session.commit()
+            return kept
 
     def _lose(self, why: str) -> None:
         self.lost = why
         log.warning("%s: lease lost (%s); stopping without writing", self.name, why)
         self._worker.cancel()
+
+
+def _consume(task: asyncio.Task) -> None:
+    """Retrieve an abandoned renewal's outcome, so asyncio does not report it as lost."""
+    if not task.cancelled():
+        task.exception()

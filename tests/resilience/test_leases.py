@@ -163,9 +163,11 @@ async def test_an_order_keeps_its_lease_while_it_runs_and_notices_a_takeover(cli
     assert not wrote_after_takeover
 
 
-async def test_a_worker_that_cannot_renew_before_its_lease_ends_stops(tmp_path):
+@pytest.mark.parametrize("away", ["stopped", "frozen"])
+async def test_a_worker_that_cannot_renew_before_its_lease_ends_stops(tmp_path, away):
     """The database is away for longer than the lease: the worker cannot know whether another
-    one took over, so it stops when the lease it could not renew runs out."""
+    one took over, so it stops when the lease it could not renew runs out. Away: stopped
+    (connections refused), or frozen (SIGSTOP: connections open, the renewal hangs)."""
     from types import SimpleNamespace
 
     from sqlalchemy import text
@@ -186,10 +188,14 @@ async def test_a_worker_that_cannot_renew_before_its_lease_ends_stops(tmp_path):
             with pytest.raises(LeaseLost):
                 async with Heartbeat(ctx, renew, name="outage"):
                     await asyncio.sleep(3 * LEASE)  # renewed meanwhile: still running
-                    await asyncio.to_thread(pg.stop)
-                    stopped_at = time.monotonic()
-                    await asyncio.sleep(20 * LEASE)
-                    finished = True
+                    with contextlib.ExitStack() as outage:
+                        if away == "stopped":
+                            await asyncio.to_thread(pg.stop)
+                        else:
+                            outage.enter_context(pg.frozen())
+                        stopped_at = time.monotonic()
+                        await asyncio.sleep(20 * LEASE)
+                        finished = True
         finally:
             await engine.dispose()
         assert finished is None and stopped_at is not None

@@ -13,6 +13,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -70,6 +71,27 @@ class PrivatePostgres:
         with contextlib.suppress(FileNotFoundError, ValueError):
             return int(pidfile.read_text().splitlines()[0])
         return None
+
+    def processes(self) -> list[int]:
+        """The postmaster and its children (backends, checkpointer ...), by PID."""
+        pid = self.pid()
+        if pid is None:
+            return []
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return [pid, *(int(child) for child in children)]
+
+    @contextlib.contextmanager
+    def frozen(self):
+        """Every process of the cluster stopped (SIGSTOP): connections open, nothing answers."""
+        pids = self.processes()
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
 
     def remove(self) -> None:
         """Stop whatever still runs (by the postmaster's PID) and delete the cluster."""
