@@ -15,10 +15,10 @@ from app.config import Settings, get_settings
 
 
 def _migrate(settings: Settings) -> None:
+    from app.db import secure_sqlite_files
     from app.migrate import upgrade
 
-    if settings.is_sqlite:
-        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    secure_sqlite_files(settings.resolved_database_url)
     upgrade(settings.resolved_database_url)
 
 

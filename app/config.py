@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     expiring_days: int = Field(30, description="Binding warns when the certificate expires sooner.")
     run_worker: bool = Field(True, description="Run the deployment worker inside `certpost serve`.")
     worker_poll_seconds: float = 1.0
+    lease_seconds: float = Field(
+        20.0, description="A worker's claim on a delivery or an order, renewed every quarter of it "
+        "while the work runs; a crashed worker's work is taken over once it runs out.",
+    )
     retry_base_seconds: float = 5.0
     retry_max_seconds: float = 600.0
     agent_timeout_seconds: float = 120.0

@@ -6,10 +6,13 @@ never at import. SQLite gets WAL mode and enforced foreign keys on every connect
 
 from __future__ import annotations
 
+import contextlib
+import os
 import uuid
 from datetime import datetime
+from pathlib import Path
 
-from sqlalchemy import DateTime, MetaData, String, event
+from sqlalchemy import DateTime, MetaData, String, event, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -21,6 +24,8 @@ from sqlalchemy.types import TypeDecorator
 
 from app.config import Settings
 from app.kit.time import as_utc, utc_now
+
+CONNECT_TIMEOUT_SECONDS = 5
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -63,13 +68,50 @@ class TimestampMixin:
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
+    """The engine, with dead pooled connections discarded and no SQL parameters in errors.
+
+    ``pool_pre_ping`` tests each connection as it leaves the pool, so after a database restart
+    the first request gets a fresh connection instead of the dead one. ``hide_parameters``
+    keeps bound values (sealed key blobs, token hashes) out of exception messages and logs.
+    """
     url = settings.resolved_database_url
+    common = {"pool_pre_ping": True, "hide_parameters": True}
     if url.startswith("sqlite"):
-        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        secure_sqlite_files(url)
+        engine = create_async_engine(url, connect_args={"timeout": 30}, **common)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    # asyncpg waits 60 s for a connection by default; an outage must be answered sooner.
+    return create_async_engine(url, pool_size=10, max_overflow=10, pool_timeout=10,
+                               connect_args={"timeout": CONNECT_TIMEOUT_SECONDS}, **common)
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a SQLite URL, or None for an in-memory database or another backend."""
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def secure_sqlite_files(url: str) -> None:
+    """Make the SQLite database (and its -wal/-shm) readable by the owner only.
+
+    The file holds sealed private keys and token hashes. SQLite creates it with the process
+    umask (0644 usually), and creates -wal/-shm with the database file's own mode (sqlite.org
+    "Temporary Files Used By SQLite"), so the database is created 0600 before SQLite opens it,
+    and files that already exist with a wider mode are narrowed.
+    """
+    path = sqlite_path(url)
+    if path is None:
+        return
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            if file.stat().st_mode & 0o077:
+                file.chmod(0o600)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

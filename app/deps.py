@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -23,14 +24,21 @@ Context = Annotated[AppContext, Depends(get_context)]
 
 
 async def get_session(ctx: Context) -> AsyncIterator[AsyncSession]:
-    """One transaction per request: committed when the handler returns, else rolled back."""
+    """One transaction per request: committed when the handler returns, else rolled back.
+
+    A commit that fails (the database went away after the handler ran) raises here, before
+    any response is sent, and is answered like any other error (503 for an outage). The
+    rollback after a failure must not replace the original error with its own: on a dead
+    connection it fails too.
+    """
     async with ctx.sessionmaker() as session:
         try:
             yield session
             await session.commit()
             ctx.notify_worker()
         except BaseException:
-            await session.rollback()
+            with contextlib.suppress(Exception):
+                await session.rollback()
             raise
 
 

@@ -25,6 +25,7 @@ from app.context import AppContext
 from app.deployments.router import router as deployments_router
 from app.domains.router import router as domains_router
 from app.limits import BodySizeLimit
+from app.outage import database_unavailable, install_outage_handlers
 from app.problems import install_handlers
 from app.servers.router import router as servers_router
 
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         redoc_url=None,
     )
     install_handlers(app)
+    install_outage_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     for router in (accounts_router, servers_router, deployments_router, domains_router, certificates_router, acme_router):
         app.include_router(router)
@@ -85,12 +87,13 @@ def _install_ops_routes(app: FastAPI) -> None:
 
     @app.get("/readyz", tags=["operations"])
     async def readyz() -> JSONResponse:
-        """The database answers."""
+        """The database answers: 200, else 503 ``database_unavailable`` with ``Retry-After``,
+        so a load balancer stops sending traffic during an outage and resumes after it."""
         try:
             async with app.state.ctx.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
-        except Exception:
-            return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+        except Exception as exc:
+            return database_unavailable(app.state.outage_log, exc, database="unreachable")
         return JSONResponse({"status": "ok", "database": "ok"})
 
 

@@ -70,6 +70,15 @@ class PayloadTooLarge(AppError):
     status, code, title = 413, "payload_too_large", "Request body too large"
 
 
+class DatabaseUnavailable(AppError):
+    """The database is restarting or unreachable: retry shortly (RFC 9110 section 15.6.4).
+
+    Raised for no rule; app/outage.py answers it for any error that means an outage.
+    """
+
+    status, code, title = 503, "database_unavailable", "The database is unavailable"
+
+
 def problem_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 

@@ -64,4 +64,5 @@ async def test_readiness_reports_an_unreachable_database(app, client, context):
     app.state.ctx = context
     await unreachable.dispose()
     assert r.status_code == 503 and r.json()["database"] == "unreachable"
+    assert r.json()["code"] == "database_unavailable" and r.headers["retry-after"].isdigit()
     assert (await client.get("/healthz")).status_code == 200

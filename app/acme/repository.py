@@ -84,3 +84,14 @@ class AcmeRepository:
             if result.rowcount == 1:
                 won.append(order_id)
         return won
+
+    async def renew_order_lease(self, order_id: str, owner: str, until: datetime) -> bool:
+        """Extend a worker's lease on an order it still runs; False once it is not its own."""
+        result = await self.session.execute(
+            update(CertificateOrder)
+            .where(CertificateOrder.id == order_id, CertificateOrder.lease_owner == owner,
+                   CertificateOrder.status == "processing")
+            .values(lease_until=until)
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount == 1

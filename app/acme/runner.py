@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from contextvars import ContextVar
 
 from sqlalchemy import select
 
@@ -28,6 +29,7 @@ from app.acme.store import store_issued
 from app.certificates.models import Certificate
 from app.context import AppContext
 from app.deployments.agent_client import AgentClient
+from app.deployments.heartbeat import Heartbeat, LeaseLost
 from app.deployments.policy import next_attempt_at
 from app.domains.models import Domain
 from app.kit.time import utc_now
@@ -36,6 +38,11 @@ from app.problems import AppError
 from app.servers.models import Server
 
 log = logging.getLogger("certpost.acme")
+
+# The worker running this order, set by ``run_order`` in the order's own task: ``_finish``
+# writes only while the order's lease is still that worker's.
+_lease_owner: ContextVar[str | None] = ContextVar("certpost_order_lease_owner", default=None)
+
 
 async def _dns_solver(ctx: AppContext, order: CertificateOrder) -> Dns01Solver:
     async with ctx.sessionmaker() as session:
@@ -98,7 +105,24 @@ def _failed_identifiers(problem: dict | None) -> set[str]:
     return {f for f in found if f}
 
 
-async def run_order(ctx: AppContext, order_id: str) -> None:
+async def run_order(ctx: AppContext, order_id: str, *, owner: str | None = None) -> None:
+    """Run an order the worker ``owner`` claimed, renewing its lease while the order runs
+    (minutes, when DNS propagates slowly); stop and write nothing if the lease is lost."""
+    if owner is None:
+        return await _run_order(ctx, order_id)
+
+    async def keep(session, until) -> bool:
+        return await AcmeRepository(session).renew_order_lease(order_id, owner, until)
+
+    _lease_owner.set(owner)
+    try:
+        async with Heartbeat(ctx, keep, name=f"order:{order_id}"):
+            await _run_order(ctx, order_id)
+    except LeaseLost:
+        return None
+
+
+async def _run_order(ctx: AppContext, order_id: str) -> None:
     started = time.monotonic()
     async with ctx.sessionmaker() as session:
         order = await AcmeRepository(session).order(order_id)
@@ -145,6 +169,9 @@ async def _finish(ctx: AppContext, order_id: str, status: str, error: dict | Non
     now = utc_now()
     async with ctx.sessionmaker() as session:
         order = await AcmeRepository(session).order(order_id)
+        if _lease_owner.get() not in (None, order.lease_owner):
+            log.warning("order %s: lease lost; another worker finishes it", order_id)
+            return
         order.status, order.error, order.finished_at = status, error, now
         order.authorizations = authorizations
         order.duration_ms = int((time.monotonic() - started) * 1000)

@@ -4,7 +4,11 @@ A worker claims a server with one conditional UPDATE (``... WHERE deploy_lease_u
 OR deploy_lease_until < now``). On PostgreSQL a second worker running the same UPDATE waits
 for the first one's row lock and then re-checks the condition (READ COMMITTED re-evaluation),
 so it updates nothing; on SQLite writers are serialised anyway. So several workers never
-deliver to one server at once, and a worker that dies loses its lease when it expires.
+deliver to one server at once.
+
+The lease is short (``lease_seconds``) and renewed by a heartbeat while the delivery runs
+(``heartbeat.py``), so a worker that dies loses it within seconds, not after the longest a
+delivery could take.
 """
 
 from __future__ import annotations
@@ -50,6 +54,17 @@ async def claim_due_servers(session: AsyncSession, owner: str, now: datetime, le
         if result.rowcount == 1:
             claimed.append(server_id)
     return claimed
+
+
+async def renew(session: AsyncSession, server_id: str, owner: str, until: datetime) -> bool:
+    """Extend this worker's lease on a server; False when it is no longer this worker's."""
+    result = await session.execute(
+        update(Server)
+        .where(Server.id == server_id, Server.deploy_lease_owner == owner)
+        .values(deploy_lease_until=until)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
 
 
 async def release(session: AsyncSession, server_id: str, owner: str) -> None:

@@ -5,6 +5,9 @@ Three short transactions around the network call, never one held open across it:
 2. (no transaction) ask the agent what it holds, send the document with only the missing
    bundles, and wait for its verdict (it validates, reloads, verifies and rolls back itself);
 3. record the attempt, the deployment's status and the server's applied generation.
+
+All of it runs under the worker's lease on the server, renewed by a heartbeat; a worker that
+loses the lease stops, and step 3 writes only while the server's lease is still this worker's.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from sqlalchemy import select, update
 from app.certificates.models import Certificate
 from app.context import AppContext
 from app.deployments.agent_client import AgentClient, AgentError
-from app.deployments.claims import DUE, release
+from app.deployments.claims import DUE, release, renew
 from app.deployments.delta import delta_document
 from app.deployments.desired import DesiredConfig, load_desired
+from app.deployments.heartbeat import Heartbeat, LeaseLost
 from app.deployments.models import Deployment, DeploymentAttempt
 from app.deployments.policy import next_attempt_at
 from app.kit.crypto import Sealed
@@ -41,6 +45,20 @@ class Outcome:
 
 
 async def deliver(ctx: AppContext, server_id: str, owner: str) -> Outcome | None:
+    """Deliver under the lease the worker claimed; None when there was nothing to do or the
+    lease was lost (another worker delivers)."""
+
+    async def keep(session, until) -> bool:
+        return await renew(session, server_id, owner, until)
+
+    try:
+        async with Heartbeat(ctx, keep, name=f"deliver:{server_id}"):
+            return await _deliver(ctx, server_id, owner)
+    except LeaseLost:
+        return None
+
+
+async def _deliver(ctx: AppContext, server_id: str, owner: str) -> Outcome | None:
     started = utc_now()
     async with ctx.sessionmaker() as session:
         server = await session.get(Server, server_id)
@@ -145,8 +163,11 @@ async def _record(ctx: AppContext, server_id: str, deployment_id: str, owner: st
     now = utc_now()
     settings = ctx.settings
     async with ctx.sessionmaker() as session:
+        server = await session.get(Server, server_id, with_for_update=True)
+        if server is None or server.deploy_lease_owner != owner:
+            log.warning("server %s: lease lost during the delivery; another worker records it", server_id)
+            return
         deployment = await session.get(Deployment, deployment_id)
-        server = await session.get(Server, server_id)
         deployment.attempts += 1
         deployment.updated_at = now
         error = outcome.error.as_dict() if outcome.error else None

@@ -5,6 +5,10 @@ at once: deliveries to servers (``delivery.py``; a lease keeps one server to one
 certificate orders (``app.acme.runner``; a lease per order). Every ``renewal_check_seconds``
 it starts renewal orders for ACME certificates that are due (``app.acme.renewal``). Between
 rounds it sleeps until the next poll, or until the API wakes it after a commit.
+
+Leases are short and renewed by a heartbeat while the work runs (``heartbeat.py``), so a
+crashed worker's work is taken over within ``lease_seconds``; a renewal is an order, so
+renewals are covered the same way.
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ from app.context import AppContext
 from app.deployments.claims import claim_due_servers
 from app.deployments.delivery import deliver
 from app.kit.time import utc_now
+from app.outage import is_database_outage
 
 log = logging.getLogger("certpost.worker")
 
 CONCURRENCY = 16
+OUTAGE_LOG_QUIET_SECONDS = 30.0
 
 
 def worker_id() -> str:
@@ -38,6 +44,7 @@ class Worker:
         self.owner = owner or worker_id()
         self.tasks: set[asyncio.Task] = set()
         self._last_renewal_check = float("-inf")
+        self._last_outage_log = float("-inf")
 
     def _spawn(self, coro, name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -47,8 +54,25 @@ class Worker:
     def _done(self, task: asyncio.Task) -> None:
         self.tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("%s crashed: %s", task.get_name(), type(task.exception()).__name__, exc_info=task.exception())
+            exc = task.exception()
+            if is_database_outage(exc):  # its lease runs out and another round takes it over
+                self._outage(f"{task.get_name()} stopped", exc)
+            else:
+                log.error("%s crashed: %s", task.get_name(), type(exc).__name__, exc_info=exc)
         self.ctx.notify_worker()
+
+    def _round_failed(self, exc: Exception) -> None:
+        if is_database_outage(exc):
+            self._outage("worker round skipped", exc)
+        else:
+            log.error("worker round failed: %s", type(exc).__name__, exc_info=exc)
+
+    def _outage(self, what: str, exc: BaseException) -> None:
+        """One line per outage, not a traceback per poll (a poll is a second)."""
+        now = time.monotonic()
+        if now - self._last_outage_log >= OUTAGE_LOG_QUIET_SECONDS:
+            self._last_outage_log = now
+            log.warning("%s: database unavailable (%s); retrying every poll", what, type(exc).__name__)
 
     async def round(self) -> int:
         """Claim and start what is due; returns how many tasks it started."""
@@ -64,15 +88,16 @@ class Worker:
             return 0
         now = utc_now()
         async with self.ctx.sessionmaker() as session:
-            servers = await claim_due_servers(session, self.owner, now,
-                                              timedelta(seconds=2 * settings.agent_timeout_seconds + 30), room)
+            # Short leases, renewed while the work runs (heartbeat.py): a crash is taken over fast.
+            lease = timedelta(seconds=settings.lease_seconds)
+            servers = await claim_due_servers(session, self.owner, now, lease, room)
             orders = await AcmeRepository(session).claim_orders(
-                self.owner, now, now + timedelta(seconds=settings.acme_order_timeout + 120), max(0, room - len(servers)))
+                self.owner, now, now + lease, max(0, room - len(servers)))
             await session.commit()
         for server_id in servers:
             self._spawn(deliver(self.ctx, server_id, self.owner), f"deliver:{server_id}")
         for order_id in orders:
-            self._spawn(run_order(self.ctx, order_id), f"order:{order_id}")
+            self._spawn(run_order(self.ctx, order_id, owner=self.owner), f"order:{order_id}")
         return len(servers) + len(orders)
 
     async def drain(self) -> None:
@@ -90,7 +115,7 @@ class Worker:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # the database may be briefly away; keep the worker alive
-                    log.error("worker round failed: %s", type(exc).__name__, exc_info=exc)
+                    self._round_failed(exc)
                     started = 0
                 if started:
                     continue
