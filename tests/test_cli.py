@@ -95,15 +95,32 @@ def test_first_start_prints_an_admin_token_once(tmp_path):
 
 
 def test_worker_runs_alone(tmp_path):
+    """`certpost worker` migrates, logs that it started and keeps running until told to stop.
+
+    It waits for the log line (up to 60 s: a loaded CI machine is slow to import) instead of
+    sleeping a fixed time, then checks the process is still alive and stops on SIGTERM."""
+    import selectors
     import time
 
     proc = subprocess.Popen([CERTPOST, "worker"], cwd=tmp_path, env=_env(tmp_path / "data"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(4)
-    assert proc.poll() is None, proc.communicate()[1]
-    proc.terminate()
-    _out, err = proc.communicate(timeout=20)
-    assert "worker" in err and "started" in err
+    seen = ""
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stderr, selectors.EVENT_READ)
+    deadline = time.monotonic() + 60
+    try:
+        while not ("worker" in seen and "started" in seen) and time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            if selector.select(timeout=0.5):
+                seen += proc.stderr.readline()
+        assert "worker" in seen and "started" in seen, seen
+        time.sleep(1)
+        assert proc.poll() is None, seen + proc.stderr.read()
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
+    assert proc.returncode is not None
 
 
 def test_serve_refuses_a_controller_key_others_can_read(tmp_path):
