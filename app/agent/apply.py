@@ -34,6 +34,14 @@ from app.agent.fsutil import atomic_write, fsync_dir, read_or_none, write_file
 from app.agent.verify import plan, run_probes
 
 
+class VerifyFailed(StepError):
+    """Verification failed; ``probes`` says which (daemon, service, bound name, error)."""
+
+    def __init__(self, message: str, daemon: str, probes: list[dict]) -> None:
+        super().__init__("verify", daemon, message)
+        self.probes = probes
+
+
 class ApplyFailed(Exception):
     def __init__(self, result: dict) -> None:
         super().__init__(result.get("message", "apply failed"))
@@ -223,6 +231,8 @@ class Pipeline:
             lap("verify")
         except StepError as exc:
             failure = self._failure(exc, positions, rolled_back=False)
+            if isinstance(exc, VerifyFailed):
+                failure["probes"] = exc.probes  # for app.agent.isolation.verify_culprits
             failure["rolled_back"], note = await self._rollback(works, previous, view)
             if note:
                 failure["message"] += f"\nrollback: {note}"
@@ -242,10 +252,13 @@ class Pipeline:
         if failures:
             probe, error = failures[0]
             extra = f" (and {len(failures) - 1} more failed probes)" if len(failures) > 1 else ""
-            raise StepError(
-                "verify",
-                probe.daemon,
+            raise VerifyFailed(
                 f"port {probe.port} {probe.protocol} SNI {probe.sni}: {error}{extra}",
+                probe.daemon,
+                [
+                    {"daemon": p.daemon, "service": p.service, "name": p.name, "error": e}
+                    for p, e in failures
+                ],
             )
         return verified
 

@@ -32,6 +32,8 @@ class Probe:
     protocol: str
     sni: str | None
     expected: str
+    service: str = ""  # "mail" | "webmail"
+    name: str | None = None  # the bound name probed (None: the no-SNI and unknown-name probes)
 
     def as_dict(self, served: str | None = None) -> dict:
         return {
@@ -63,6 +65,7 @@ def sample_names(
 def plan(backends: list[Backend], view: View, previous: View | None, limit: int) -> list[Probe]:
     probes: list[Probe] = []
     for backend in backends:
+        service = "mail" if backend.serves_mail() else "webmail"
         if backend.serves_mail():
             default, names, before = (
                 view.server_certificate,
@@ -78,6 +81,7 @@ def plan(backends: list[Backend], view: View, previous: View | None, limit: int)
         picks = sample_names(names, before, default, limit)
         for target in backend.verify_targets():
             for sni, fp in [(None, default), (UNKNOWN_NAME, default), *picks]:
+                bound = sni if sni is not None and sni != UNKNOWN_NAME else None
                 probes.append(
                     Probe(
                         backend.name,
@@ -86,6 +90,8 @@ def plan(backends: list[Backend], view: View, previous: View | None, limit: int)
                         target.protocol,
                         _probe_name(sni) if sni else sni,
                         fp,
+                        service,
+                        bound,
                     )
                 )
     return probes

@@ -1,0 +1,116 @@
+"""Blast radius of one, the pure parts: the in-memory TLS identity check on good and bad
+material (real OpenSSL, no daemon), and which names are held back on what.
+
+The bad keys are the ones operators met: RSA-1024 (refused at load at SECLEVEL 2) and DSA-2048
+(loads, but no handshake can be completed: TLS 1.3 has no DSA signature scheme).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
+
+from app.agent.backends.base import View
+from app.agent.isolation import (
+    NameFailure,
+    held_back,
+    served_view,
+    to_check,
+    verify_culprits,
+)
+from app.agent.tlscheck import check_identity
+from tests.support.pki import CA, Issued, write_pem
+
+S, A, A2, B, B2 = "0" * 64, "a" * 64, "c" * 64, "b" * 64, "d" * 64
+
+
+@pytest.fixture(scope="module")
+def ca() -> CA:
+    return CA.create("isolation root").intermediate("isolation intermediate")
+
+
+def _bundle(tmp_path: Path, issued: Issued) -> Path:
+    return write_pem(tmp_path / f"{issued.fingerprint}.pem", issued.key_pem, issued.fullchain_pem)
+
+
+@pytest.mark.parametrize("key_type", ["ec-p256", "ec-p384", "rsa-2048", "ed25519"])
+def test_good_material_completes_a_handshake(tmp_path, ca, key_type):
+    assert check_identity(_bundle(tmp_path, ca.issue(["mail.a.test"], key_type=key_type))) is None
+
+
+def test_rsa_1024_is_refused_at_load(tmp_path, ca):
+    issued = ca.issue(["mail.a.test"], key=rsa.generate_private_key(65537, 1024))
+    unusable = check_identity(_bundle(tmp_path, issued))
+    assert unusable is not None and unusable.code == "key_refused"
+    assert "too small" in unusable.message
+    assert "BEGIN" not in unusable.message
+
+
+@pytest.mark.parametrize(
+    "key", [dsa.generate_private_key(2048), ec.generate_private_key(ec.SECP256K1())]
+)
+def test_dsa_and_odd_curves_fail_the_handshake(tmp_path, ca, key):
+    unusable = check_identity(_bundle(tmp_path, ca.issue(["mail.a.test"], key=key)))
+    assert unusable is not None and unusable.code == "handshake_failed"
+
+
+def test_a_file_without_a_key_is_refused(tmp_path, ca):
+    issued = ca.issue(["mail.a.test"])
+    path = write_pem(tmp_path / "nokey.pem", issued.fullchain_pem)
+    assert check_identity(path).code == "key_refused"
+
+
+def test_check_is_cheap(tmp_path, ca):
+    path = _bundle(tmp_path, ca.issue(["mail.a.test"], key_type="rsa-2048"))
+    started = time.perf_counter()
+    for _ in range(20):
+        assert check_identity(path) is None
+    assert (time.perf_counter() - started) / 20 < 0.05  # measured about 3-6 ms
+
+
+BEFORE = View(S, S, {"mail.a.test": A, "mail.b.test": B}, {"webmail.a.test": A})
+
+
+def test_a_bad_fingerprint_holds_back_its_names_on_what_they_served():
+    desired = View(
+        S,
+        S,
+        {"mail.a.test": A2, "mail.b.test": B2, "mail.new.test": A2},
+        {"webmail.a.test": A2},
+    )
+    failures = held_back(desired, BEFORE, {A2: ("key_refused", "ee key too small")}, [])
+    assert [(f.service, f.name, f.serving) for f in failures] == [
+        ("mail", "mail.a.test", A),
+        ("mail", "mail.new.test", None),
+        ("webmail", "webmail.a.test", A),
+    ]
+    served = served_view(desired, failures)
+    assert served.mail == {"mail.a.test": A, "mail.b.test": B2}  # new name: server default
+    assert served.webmail == {"webmail.a.test": A}
+    assert to_check(desired, BEFORE) == {A2, B2}
+
+
+def test_a_failure_is_carried_while_the_same_certificate_is_asked_for():
+    old = NameFailure("mail.a.test", "mail", A2, "verify_failed", "served x", A)
+    same = View(S, S, {"mail.a.test": A2, "mail.b.test": B2}, {})
+    assert [f.name for f in held_back(same, BEFORE, {}, [old])] == ["mail.a.test"]
+    fixed = View(S, S, {"mail.a.test": A, "mail.b.test": B2}, {})
+    assert held_back(fixed, BEFORE, {}, [old]) == []  # a new certificate clears it
+    removed = View(S, S, {"mail.b.test": B2}, {})
+    assert held_back(removed, BEFORE, {}, [old]) == []
+
+
+def test_verify_failures_are_names_only_when_only_changed_names_failed():
+    served = View(S, S, {"mail.a.test": A2, "mail.b.test": B}, {"webmail.a.test": A})
+    probe = {"service": "mail", "name": "mail.a.test", "error": "served x, expected y"}
+    assert verify_culprits([probe, probe], served, BEFORE) == {
+        ("mail", "mail.a.test"): "served x, expected y"
+    }
+    unchanged = {"service": "mail", "name": "mail.b.test", "error": "e"}
+    assert verify_culprits([probe, unchanged], served, BEFORE) is None
+    no_sni = {"service": "mail", "name": None, "error": "e"}
+    assert verify_culprits([probe, no_sni], served, BEFORE) is None
+    assert verify_culprits([], served, BEFORE) is None
