@@ -241,6 +241,21 @@ class Pipeline:
             self._finish(work)
         return {"changed": changed, "verified": verified, "timings": timings}
 
+    async def validate_only(self, view: View) -> StepError | None:
+        """Stage and validate ``view`` like :meth:`apply`, then discard it: the live files are
+        never touched. Used to find which names a daemon's configuration refuses."""
+        works = [self._stage(b, view) for b in self.backends]
+        try:
+            for work in works:
+                if work.staged:
+                    work.staged.update(await work.backend.build(work.staged))
+                    await work.backend.validate(work.staged)
+        except StepError as exc:
+            return exc
+        finally:
+            self._discard_staged(works)
+        return None
+
     async def _reload(self, works: list[_Work]) -> None:
         for work in works:
             if work.switched and work.backend.needs_reload({live for live, _ in work.switched}):

@@ -22,18 +22,9 @@ from app.agent.challenges import ChallengeIn, ChallengeStore, valid_token
 from app.agent.config import AgentConfig
 from app.agent.desired import Desired, DesiredDelta
 from app.agent.identity import self_signed
-from app.agent.isolation import (
-    SERVICES,
-    NameFailure,
-    held_back,
-    names,
-    referenced,
-    served_view,
-    to_check,
-    verify_culprits,
-)
+from app.agent.isolated import IsolatedApply
+from app.agent.isolation import NameFailure, referenced, served_view
 from app.agent.state import AgentState, StateFile, canonical_document
-from app.agent.tlscheck import check_identity
 from app.kit.x509 import fingerprint_sha256, load_pem_certificates
 
 log = logging.getLogger("certpost.agent")
@@ -92,6 +83,7 @@ class Agent:
             verify_timeout=config.verify_timeout,
             verify_sample=config.verify_sample,
         )
+        self.isolated = IsolatedApply(self.pipeline, self.store)
         self.lock = asyncio.Lock()
         nginx = next((b for b in self.backends if isinstance(b, NginxBackend)), None)
         self.challenges = ChallengeStore(nginx.challenge_dir) if nginx else None
@@ -254,10 +246,18 @@ class Agent:
                 missing=missing,
             )
         bad = self._store_bundles(desired.bundles)
+        for fp in (desired.server_certificate, desired.webmail_default):
+            if bad.get(fp, ("",))[0] == "invalid_bundle":  # server-wide: refused as a whole
+                raise AgentProblem(
+                    422, "invalid_bundle", "Invalid bundle", bad[fp][1], fingerprint=fp
+                )
         desired_view = _view(document)
         previous = self._served_before()
+        carried = [NameFailure.from_dict(f) for f in st.failed_names or []]
         try:
-            outcome, failures, served = await self._apply_isolated(desired_view, previous, bad)
+            outcome, failures, served = await self.isolated.apply(
+                desired_view, previous, bad, carried
+            )
         except ApplyFailed as failed:
             result = {"generation": desired.generation, **failed.result}
             failed_st = dataclasses.replace(st, last_error={**result, "at": _now()})
@@ -339,65 +339,3 @@ class Agent:
             return None
         failures = [NameFailure.from_dict(f) for f in st.failed_names or []]
         return served_view(_view(st.desired), failures)
-
-    async def _apply_isolated(
-        self, desired: View, previous: View | None, bad: dict[str, tuple[str, str]]
-    ) -> tuple[dict, list[NameFailure], View]:
-        """Apply ``desired`` with unusable names held back; (outcome, failures, served view).
-
-        First each bundle not served yet is checked on its own (app.agent.tlscheck); then the
-        pipeline runs once. When its verification fails only for names whose certificate
-        changed, those names are held back too and the pipeline runs once more. The server-wide
-        certificate and the webmail default are not one name's: if either is unusable, or the
-        second run fails, the whole change fails (rolled back by the pipeline).
-        """
-        for fp in sorted(to_check(desired, previous) - bad.keys()):
-            if not self.store.has(fp):
-                continue  # refused by build_bundle in an earlier change: sent again, or missing
-            unusable = await asyncio.to_thread(check_identity, self.store.path(fp))
-            if unusable is not None:
-                bad[fp] = (unusable.code, unusable.message)
-        for role, fp in (
-            ("server_certificate", desired.server_certificate),
-            ("webmail_default", desired.webmail_default),
-        ):
-            if fp in bad:
-                code, message = bad[fp]
-                if code == "invalid_bundle":  # as before isolation: the material is malformed
-                    raise AgentProblem(
-                        422, "invalid_bundle", "Invalid bundle", message, fingerprint=fp
-                    )
-                raise ApplyFailed(
-                    {
-                        "status": "failed",
-                        "step": "check",
-                        "daemon": "agent",
-                        "message": f"{role} {fp}: {code}: {message}",
-                        "rolled_back": True,
-                    }
-                )
-        carried = [NameFailure.from_dict(f) for f in self.st.failed_names or []]
-        failures = held_back(desired, previous, bad, carried)
-        served = served_view(desired, failures)
-        try:
-            return await self.pipeline.apply(served, previous), failures, served
-        except ApplyFailed as failed:
-            culprits = None
-            if failed.result.get("rolled_back"):
-                culprits = verify_culprits(failed.result.get("probes") or [], served, previous)
-            if not culprits:
-                raise
-        before = {s: names(previous, s) if previous else {} for s in SERVICES}
-        failures += [
-            NameFailure(
-                name,
-                service,
-                names(desired, service)[name],
-                "verify_failed",
-                error,
-                before[service].get(name),
-            )
-            for (service, name), error in sorted(culprits.items())
-        ]
-        served = served_view(desired, failures)
-        return await self.pipeline.apply(served, previous), failures, served

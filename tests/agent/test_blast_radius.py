@@ -154,3 +154,31 @@ def test_an_unusable_server_certificate_still_fails_the_whole_change(
         served_fingerprint("127.0.0.1", stack.ports["smtp"], PROTOCOL_OF["smtp"], None)
         == before["server_certificate"]
     )
+
+
+def test_a_name_the_daemon_config_refuses_is_held_back(agent_client, mail_stack, certs, material):
+    """nginx cannot build its ``map`` hash for a 252-character name (map_hash_bucket_size 64):
+    ``nginx -t`` refuses the whole file. Bisection with validation-only runs finds that name;
+    it is held back and everything else in the change is applied."""
+    stack, _ = mail_stack
+    long = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 55]) + ".test"
+    push(agent_client, document(agent_client, certs, b="b"), material)
+    desired = document(agent_client, certs, b="b/renewed", a="a")
+    desired["webmail"][long] = certs["b/renewed"].fingerprint
+    desired["mail"][long] = certs["b/renewed"].fingerprint
+    body = push(agent_client, desired, material)
+    assert failed(body) == {("webmail", long, "config_refused", None)}
+    assert "map_hash" in body["failed_names"][0]["message"]
+    assert served_everywhere(stack, "b.test") == {certs["b/renewed"].fingerprint}
+    assert served_everywhere(stack, "a.test") == {certs["a"].fingerprint}
+    for port in MAIL_PORTS:  # the mail daemons take the name
+        assert (
+            served_fingerprint("127.0.0.1", stack.ports[port], PROTOCOL_OF[port], long)
+            == certs["b/renewed"].fingerprint
+        )
+    assert (
+        served_fingerprint("127.0.0.1", stack.ports["https"], "https", long)
+        == desired["webmail_default"]
+    )
+    # A later change without the name clears it.
+    assert push(agent_client, document(agent_client, certs, b="b"), material)["failed_names"] == []
