@@ -182,3 +182,4 @@ def test_a_name_the_daemon_config_refuses_is_held_back(agent_client, mail_stack,
     )
     # A later change without the name clears it.
     assert push(agent_client, document(agent_client, certs, b="b"), material)["failed_names"] == []
+

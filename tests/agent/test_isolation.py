@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 
-from app.agent.backends.base import View
+from app.agent.apply import ApplyFailed
+from app.agent.backends.base import StepError, View
+from app.agent.bundles import BundleStore
+from app.agent.isolated import IsolatedApply
 from app.agent.isolation import (
     NameFailure,
     held_back,
@@ -114,3 +117,78 @@ def test_verify_failures_are_names_only_when_only_changed_names_failed():
     no_sni = {"service": "mail", "name": None, "error": "e"}
     assert verify_culprits([probe, no_sni], served, BEFORE) is None
     assert verify_culprits([], served, BEFORE) is None
+
+
+class ScriptedPipeline:
+    """Stands in for the pipeline where real daemons cannot be made to fail one name alone
+    after a reload (a per-name verification failure); the real-daemon cases are in
+    test_blast_radius.py. ``verify_fails`` fail verification when changed; ``refused`` make
+    validation fail whenever they are in the view; ``broken`` fails everything."""
+
+    def __init__(self, verify_fails=(), refused=(), broken=False) -> None:
+        self.verify_fails, self.refused, self.broken = set(verify_fails), set(refused), broken
+        self.applied: list[View] = []
+        self.validations = 0
+
+    async def validate_only(self, view: View):
+        self.validations += 1
+        if self.broken or self.refused & set(view.webmail):
+            return StepError("validate", "nginx", "could not build map_hash")
+        return None
+
+    async def apply(self, view: View, previous: View | None) -> dict:
+        self.applied.append(view)
+        if await self.validate_only(view) is not None:
+            raise ApplyFailed(
+                {"status": "failed", "step": "validate", "daemon": "nginx", "rolled_back": True}
+            )
+        before = previous.mail if previous else {}
+        bad = sorted(
+            n for n in self.verify_fails if n in view.mail and view.mail[n] != before.get(n)
+        )
+        if bad:
+            probes = [
+                {"daemon": "postfix", "service": "mail", "name": n, "error": "e"} for n in bad
+            ]
+            raise ApplyFailed(
+                {"status": "failed", "step": "verify", "rolled_back": True, "probes": probes}
+            )
+        return {"changed": {"postfix": True}}
+
+
+async def test_verification_failure_of_one_name_reruns_without_it(tmp_path):
+    pipeline = ScriptedPipeline(verify_fails={"mail.a.test"})
+    isolated = IsolatedApply(pipeline, BundleStore(tmp_path))
+    desired = View(S, S, {"mail.a.test": A2, "mail.b.test": B2}, {"webmail.a.test": A})
+    outcome, failures, served = await isolated.apply(desired, BEFORE, {}, [])
+    assert [(f.name, f.code, f.serving) for f in failures] == [("mail.a.test", "verify_failed", A)]
+    assert served.mail == {"mail.a.test": A, "mail.b.test": B2}
+    assert len(pipeline.applied) == 2 and outcome == {"changed": {"postfix": True}}
+
+
+async def test_refused_names_are_found_by_bisection(tmp_path):
+    refused = {f"webmail.n{i}.test" for i in (3, 41)}
+    pipeline = ScriptedPipeline(refused=refused)
+    isolated = IsolatedApply(pipeline, BundleStore(tmp_path))
+    webmail = {f"webmail.n{i}.test": B2 for i in range(64)}
+    desired = View(S, S, dict(BEFORE.mail), webmail)
+    _, failures, served = await isolated.apply(desired, BEFORE, {}, [])
+    assert {f.name for f in failures} == refused
+    assert {f.code for f in failures} == {"config_refused"}
+    assert set(served.webmail) == set(webmail) - refused
+    assert pipeline.validations < 40  # bisection: about 30 runs, not 64
+
+
+async def test_a_configuration_refused_without_any_changed_name_fails_whole(tmp_path):
+    isolated = IsolatedApply(ScriptedPipeline(broken=True), BundleStore(tmp_path))
+    desired = View(S, S, {"mail.a.test": A2}, {})
+    with pytest.raises(ApplyFailed):
+        await isolated.apply(desired, BEFORE, {}, [])
+
+
+async def test_an_unusable_server_certificate_fails_whole(tmp_path):
+    isolated = IsolatedApply(ScriptedPipeline(), BundleStore(tmp_path))
+    desired = View(A2, S, {}, {})
+    with pytest.raises(ApplyFailed) as failed:
+        await isolated.apply(desired, BEFORE, {A2: ("key_refused", "ee key too small")}, [])
+    assert failed.value.result["step"] == "check"
