@@ -60,9 +60,12 @@ def held_back(
     """The names to hold back in this change.
 
     ``bad`` maps an unusable fingerprint to (code, message); ``carried`` are the previous
-    change's failures, kept while the name is still asked to serve the same fingerprint
-    (a verification failure is not retried on every change: only a new certificate for the
-    name, or its removal, clears it).
+    change's failures. A verification failure is kept while the name still asks for the same
+    fingerprint (retrying it costs a reload, a rollback and the verify timeout on every
+    change; a new certificate for the name, or its removal, clears it). The other failures are
+    found again each time at no cost to what is live (the bundle check, validation-only runs),
+    so a fix on the server's side (a larger ``map_hash_bucket_size``) is picked up by the next
+    change.
     """
     carried_by_key = {(f.service, f.name): f for f in carried}
     out: list[NameFailure] = []
@@ -75,7 +78,12 @@ def held_back(
                 out.append(NameFailure(name, service, fp, code, message, previous))
                 continue
             old = carried_by_key.get((service, name))
-            if old is not None and old.fingerprint == fp and previous != fp:
+            if (
+                old is not None
+                and old.code == "verify_failed"
+                and old.fingerprint == fp
+                and previous != fp
+            ):
                 out.append(NameFailure(name, service, fp, old.code, old.message, previous))
     return out
 

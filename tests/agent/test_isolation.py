@@ -104,6 +104,8 @@ def test_a_failure_is_carried_while_the_same_certificate_is_asked_for():
     assert held_back(fixed, BEFORE, {}, [old]) == []  # a new certificate clears it
     removed = View(S, S, {"mail.b.test": B2}, {})
     assert held_back(removed, BEFORE, {}, [old]) == []
+    refused = NameFailure("mail.a.test", "mail", A2, "config_refused", "map_hash", A)
+    assert held_back(same, BEFORE, {}, [refused]) == []  # found again by validation, if still
 
 
 def test_verify_failures_are_names_only_when_only_changed_names_failed():
