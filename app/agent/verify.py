@@ -55,11 +55,20 @@ def sample_names(
     """(name, expected fingerprint) pairs to probe: changed and removed names first, then others."""
     expected = dict(names)
     for removed in previous.keys() - names.keys():
-        expected[removed] = default  # a removed name must fall back to the default
+        if not _under_wildcard(removed, names):
+            expected[removed] = default  # a removed name must fall back to the default
     changed = sorted(n for n in expected if previous.get(n) != expected[n] or n not in names)
     stable = sorted(n for n in expected if n not in changed)
     chosen = (changed + stable)[:limit]
     return [(n, expected[n]) for n in chosen]
+
+
+def _under_wildcard(name: str, names: dict[str, str]) -> bool:
+    """True when a bound ``*.<parent>`` covers ``name``: a removed name then falls back to the
+    wildcard's certificate, not the default (Postfix and Courier at any depth, Dovecot and nginx
+    one label down), so it is not probed as a removed name."""
+    labels = name.split(".")
+    return any("*." + ".".join(labels[i:]) in names for i in range(1, len(labels)))
 
 
 def plan(backends: list[Backend], view: View, previous: View | None, limit: int) -> list[Probe]:
