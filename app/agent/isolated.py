@@ -20,6 +20,7 @@ that does not reload or start, a failure no name explains) fails the whole chang
 from __future__ import annotations
 
 import asyncio
+import time
 
 from app.agent.apply import ApplyFailed, Pipeline
 from app.agent.backends.base import StepError, View
@@ -74,8 +75,13 @@ class IsolatedApply:
         bad: dict[str, tuple[str, str]],
         carried: list[NameFailure],
     ) -> tuple[dict, list[NameFailure], View]:
-        """(pipeline outcome, held-back names, served view); ApplyFailed for a whole failure."""
+        """(pipeline outcome, held-back names, served view); ApplyFailed for a whole failure.
+
+        The outcome's ``timings`` gain ``check`` (the per-bundle checks) and, when a run failed
+        and names were found, ``isolate`` (the failed runs and the search for the names)."""
+        started = time.monotonic()
         await self.check_bundles(desired, previous, bad)
+        checked = time.monotonic()
         for role, fp in (
             ("server_certificate", desired.server_certificate),
             ("webmail_default", desired.webmail_default),
@@ -94,8 +100,9 @@ class IsolatedApply:
         failures = held_back(desired, previous, bad, carried)
         for run in range(MAX_RUNS):
             served = served_view(desired, failures)
+            attempt = time.monotonic()
             try:
-                return await self.pipeline.apply(served, previous), failures, served
+                outcome = await self.pipeline.apply(served, previous)
             except ApplyFailed as failed:
                 more = None
                 if run + 1 < MAX_RUNS:
@@ -103,6 +110,12 @@ class IsolatedApply:
                 if not more:
                     raise
                 failures = failures + more
+                continue
+            timings = outcome.setdefault("timings", {})
+            timings["check"] = round(checked - started, 3)
+            if run:
+                timings["isolate"] = round(attempt - checked, 3)
+            return outcome, failures, served
         raise AssertionError("unreachable")  # the last run returns or raises
 
     async def _culprits(
