@@ -83,7 +83,7 @@ def failed(body: dict) -> set[tuple[str, str, str, str | None]]:
 
 
 def test_one_tenants_unusable_key_fails_only_its_names(agent_client, mail_stack, certs, material):
-    stack, _ = mail_stack
+    stack, agent = mail_stack
     a = certs["a"].fingerprint
     body = push(agent_client, document(agent_client, certs, a="a", b="b"), material)
     assert body["failed_names"] == []
@@ -104,6 +104,10 @@ def test_one_tenants_unusable_key_fails_only_its_names(agent_client, mail_stack,
     state = agent_client.state()
     assert state["last_error"] is None and state["failed_names"] == body["failed_names"]
     assert a in state["fingerprints"]  # still served, so still held
+
+    # The held-back names survive a restart of the agent (state.json).
+    agent.restart()
+    assert agent_client.state()["failed_names"] == state["failed_names"]
 
     # B's later change deploys; A is still reported, still on its old certificate.
     body = push(agent_client, document(agent_client, certs, a="a/dsa", b="b/again"), material)
