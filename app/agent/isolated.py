@@ -183,5 +183,8 @@ class IsolatedApply:
 
 
 def _message(error: StepError) -> str:
-    text = f"{error.daemon}: {error.message}"
+    """The daemon's first line: the reason (``[emerg] could not build map_hash …``), without the
+    paths of the check copy that follow; the domain's owner sees this text."""
+    first = next((line for line in error.message.splitlines() if line.strip()), "refused")
+    text = f"{error.daemon}: {first.strip()}"
     return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 3] + "..."
