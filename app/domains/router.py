@@ -153,12 +153,20 @@ def deployment_warning(server) -> WarningOut:
     )
 
 
+_FAILURE_ADVICE = {
+    "config_refused": "The server's configuration cannot take this name; ask the operator.",
+    "verify_failed": "The server did not serve it after reloading; ask the operator.",
+}
+_KEY_ADVICE = "Bind a certificate whose key the server can use (RSA of 2048 bits or more, or ECDSA P-256/P-384)."
+
+
 def failure_warning(state: rules.NameDeployment, hostname: str) -> WarningOut:
     kept = f"still served {state.serving}" if state.serving else "served the server's default certificate"
+    advice = _FAILURE_ADVICE.get(state.agent_code or "", _KEY_ADVICE)
     return WarningOut(
         code="deployment_failed",
         message=f"The server cannot serve the certificate bound to {hostname} ({state.agent_code}: "
-        f"{state.message}); {hostname} is {kept}. Bind a certificate with a usable key.",
+        f"{state.message}); {hostname} is {kept}. {advice}",
     )
 
 
