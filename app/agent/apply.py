@@ -34,6 +34,14 @@ from app.agent.fsutil import atomic_write, fsync_dir, read_or_none, write_file
 from app.agent.verify import plan, run_probes
 
 
+class VerifyFailed(StepError):
+    """Verification failed; ``probes`` says which (daemon, service, bound name, error)."""
+
+    def __init__(self, message: str, daemon: str, probes: list[dict]) -> None:
+        super().__init__("verify", daemon, message)
+        self.probes = probes
+
+
 class ApplyFailed(Exception):
     def __init__(self, result: dict) -> None:
         super().__init__(result.get("message", "apply failed"))
@@ -221,6 +229,8 @@ class Pipeline:
             lap("verify")
         except StepError as exc:
             failure = self._failure(exc, positions, rolled_back=False)
+            if isinstance(exc, VerifyFailed):
+                failure["probes"] = exc.probes  # for app.agent.isolation.verify_culprits
             failure["rolled_back"], note = await self._rollback(works, previous, view)
             if note:
                 failure["message"] += f"\nrollback: {note}"
@@ -228,6 +238,21 @@ class Pipeline:
         for work in works:
             self._finish(work)
         return {"changed": changed, "verified": verified, "timings": timings}
+
+    async def validate_only(self, view: View) -> StepError | None:
+        """Stage and validate ``view`` like :meth:`apply`, then discard it: the live files are
+        never touched. Used to find which names a daemon's configuration refuses."""
+        works = [self._stage(b, view) for b in self.backends]
+        try:
+            for work in works:
+                if work.staged:
+                    work.staged.update(await work.backend.build(work.staged))
+                    await work.backend.validate(work.staged)
+        except StepError as exc:
+            return exc
+        finally:
+            self._discard_staged(works)
+        return None
 
     async def _reload(self, works: list[_Work]) -> None:
         for work in works:
@@ -240,10 +265,13 @@ class Pipeline:
         if failures:
             probe, error = failures[0]
             extra = f" (and {len(failures) - 1} more failed probes)" if len(failures) > 1 else ""
-            raise StepError(
-                "verify",
-                probe.daemon,
+            raise VerifyFailed(
                 f"port {probe.port} {probe.protocol} SNI {probe.sni}: {error}{extra}",
+                probe.daemon,
+                [
+                    {"daemon": p.daemon, "service": p.service, "name": p.name, "error": e}
+                    for p, e in failures
+                ],
             )
         return verified
 

@@ -22,6 +22,8 @@ from app.agent.challenges import ChallengeIn, ChallengeStore, valid_token
 from app.agent.config import AgentConfig
 from app.agent.desired import Desired, DesiredDelta
 from app.agent.identity import self_signed
+from app.agent.isolated import IsolatedApply
+from app.agent.isolation import NameFailure, referenced, served_view
 from app.agent.state import AgentState, StateFile, canonical_document
 from app.kit.x509 import fingerprint_sha256, load_pem_certificates
 
@@ -81,6 +83,7 @@ class Agent:
             verify_timeout=config.verify_timeout,
             verify_sample=config.verify_sample,
         )
+        self.isolated = IsolatedApply(self.pipeline, self.store)
         self.lock = asyncio.Lock()
         nginx = next((b for b in self.backends if isinstance(b, NginxBackend)), None)
         self.challenges = ChallengeStore(nginx.challenge_dir) if nginx else None
@@ -133,6 +136,8 @@ class Agent:
             "fingerprints": self.store.held(),
             "last_error": st.last_error,
             "last_applied_at": st.last_applied_at,
+            # Names of the applied document held back on what they served before (isolation).
+            "failed_names": st.failed_names or [],
             # What this agent understands beyond full documents; the controller checks it.
             "features": ["delta-config"],
         }
@@ -149,7 +154,7 @@ class Agent:
             if any(b.missing_files() for b in self.backends):
                 # An upgrade that added files (the Postfix SNI shards): write them from the
                 # applied document, as at bootstrap, before the daemons are pointed at them.
-                await self.pipeline.apply(_view(st.desired), None, live=False)
+                await self.pipeline.apply(self._served_before(), None, live=False)
                 return True
             return False
         key_pem, cert_pem = self_signed(self.config.hostname)
@@ -240,27 +245,39 @@ class Agent:
                 f"{len(missing)} referenced certificate(s) are neither held nor sent",
                 missing=missing,
             )
+        bad = self._store_bundles(desired.bundles)
+        for fp in (desired.server_certificate, desired.webmail_default):
+            if bad.get(fp, ("",))[0] == "invalid_bundle":  # server-wide: refused as a whole
+                raise AgentProblem(
+                    422, "invalid_bundle", "Invalid bundle", bad[fp][1], fingerprint=fp
+                )
+        desired_view = _view(document)
+        previous = self._served_before()
+        carried = [NameFailure.from_dict(f) for f in st.failed_names or []]
         try:
-            built = {fp: build_bundle(fp, bundle) for fp, bundle in desired.bundles.items()}
-        except BundleError as exc:
-            raise AgentProblem(
-                422, "invalid_bundle", "Invalid bundle", str(exc), fingerprint=exc.fingerprint
-            ) from None
-        for fp, (key_pem, certs_pem) in built.items():
-            self.store.put(fp, key_pem, certs_pem)
-
-        previous = _view(st.desired) if st.desired else None
-        try:
-            outcome = await self.pipeline.apply(_view(document), previous)
+            outcome, failures, served = await self.isolated.apply(
+                desired_view, previous, bad, carried
+            )
         except ApplyFailed as failed:
             result = {"generation": desired.generation, **failed.result}
             failed_st = dataclasses.replace(st, last_error={**result, "at": _now()})
             self.state_file.save(failed_st)  # small: the applied document is unchanged
             self.st = failed_st
-            log.warning("generation %s failed at %s (%s); rolled back: %s", desired.generation,
-                        result.get("step"), result.get("daemon"), result.get("rolled_back"))
+            log.warning(
+                "generation %s failed at %s (%s); rolled back: %s",
+                desired.generation,
+                result.get("step"),
+                result.get("daemon"),
+                result.get("rolled_back"),
+            )
             return 422, {**result, "code": "apply_failed"}
-        result = {"status": "applied", "generation": desired.generation, **outcome}
+        failed_names = [f.as_dict() for f in failures]
+        result = {
+            "status": "applied",
+            "generation": desired.generation,
+            **outcome,
+            "failed_names": failed_names,
+        }
         if canonical is None:
             canonical, digest = canonical_document(document)
         new_st = AgentState(
@@ -270,12 +287,55 @@ class Agent:
             last_error=None,
             last_applied_at=_now(),
             applied_digest=digest,
+            failed_names=failed_names,
         )
         # The document file only when it changed (a re-push of the same content is not written).
         self.state_file.save(new_st, None if digest == st.applied_digest else canonical)
         self.st = new_st
-        self.store.prune(desired.referenced())
-        changed = ", ".join(name for name, flag in (outcome.get("changed") or {}).items() if flag) or "nothing"
-        log.info("applied generation %s (changed: %s; %d new bundles)", desired.generation, changed,
-                 len(desired.bundles))
+        self.store.prune(desired.referenced() | referenced(served))
+        changed = (
+            ", ".join(name for name, flag in (outcome.get("changed") or {}).items() if flag)
+            or "nothing"
+        )
+        log.info(
+            "applied generation %s (changed: %s; %d new bundles)",
+            desired.generation,
+            changed,
+            len(desired.bundles),
+        )
+        for failure in failures:
+            log.warning(
+                "generation %s: %s %s held back on %s: %s (%s)",
+                desired.generation,
+                failure.service,
+                failure.name,
+                failure.serving or "the server default",
+                failure.code,
+                failure.message,
+            )
         return 200, result
+
+    def _store_bundles(self, bundles: dict) -> dict[str, tuple[str, str]]:
+        """Store each received bundle that is sound; return the unsound ones' (code, message).
+
+        One tenant's bad material is that tenant's failure (app.agent.isolation), not the
+        whole document's, so a bundle that does not parse or whose key is not its leaf's is
+        reported against the names bound to it instead of refusing everything.
+        """
+        bad: dict[str, tuple[str, str]] = {}
+        for fp, bundle in bundles.items():
+            try:
+                key_pem, certs_pem = build_bundle(fp, bundle)
+            except BundleError as exc:
+                bad[fp] = ("invalid_bundle", str(exc))
+                continue
+            self.store.put(fp, key_pem, certs_pem)
+        return bad
+
+    def _served_before(self) -> View | None:
+        """What the daemons serve now: the applied document with its held-back names."""
+        st = self.st
+        if not st.desired:
+            return None
+        failures = [NameFailure.from_dict(f) for f in st.failed_names or []]
+        return served_view(_view(st.desired), failures)

@@ -53,6 +53,9 @@ class AgentState:
     last_applied_at: str | None = None
     # config_digest(desired), kept with it: computed once per applied document, not per request.
     applied_digest: str | None = None
+    # Names of the applied document held back on what they served before
+    # (app.agent.isolation.NameFailure as dicts): the served view is the document with these.
+    failed_names: list[dict] | None = None
 
 
 class StateCorrupt(RuntimeError):
@@ -102,6 +105,7 @@ class StateFile:
             "last_result": state.last_result,
             "last_error": state.last_error,
             "last_applied_at": state.last_applied_at,
+            "failed_names": state.failed_names or [],
         }
         atomic_write(self.path, json.dumps(small, indent=1, sort_keys=True).encode(), 0o600)
         if canonical is not None:

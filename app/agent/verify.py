@@ -32,6 +32,8 @@ class Probe:
     protocol: str
     sni: str | None
     expected: str
+    service: str = ""  # "mail" | "webmail"
+    name: str | None = None  # the bound name probed (None: the no-SNI and unknown-name probes)
 
     def as_dict(self, served: str | None = None) -> dict:
         return {
@@ -53,16 +55,26 @@ def sample_names(
     """(name, expected fingerprint) pairs to probe: changed and removed names first, then others."""
     expected = dict(names)
     for removed in previous.keys() - names.keys():
-        expected[removed] = default  # a removed name must fall back to the default
+        if not _under_wildcard(removed, names):
+            expected[removed] = default  # a removed name must fall back to the default
     changed = sorted(n for n in expected if previous.get(n) != expected[n] or n not in names)
     stable = sorted(n for n in expected if n not in changed)
     chosen = (changed + stable)[:limit]
     return [(n, expected[n]) for n in chosen]
 
 
+def _under_wildcard(name: str, names: dict[str, str]) -> bool:
+    """True when a bound ``*.<parent>`` covers ``name``: a removed name then falls back to the
+    wildcard's certificate, not the default (Postfix and Courier at any depth, Dovecot and nginx
+    one label down), so it is not probed as a removed name."""
+    labels = name.split(".")
+    return any("*." + ".".join(labels[i:]) in names for i in range(1, len(labels)))
+
+
 def plan(backends: list[Backend], view: View, previous: View | None, limit: int) -> list[Probe]:
     probes: list[Probe] = []
     for backend in backends:
+        service = "mail" if backend.serves_mail() else "webmail"
         if backend.serves_mail():
             default, names, before = (
                 view.server_certificate,
@@ -78,6 +90,7 @@ def plan(backends: list[Backend], view: View, previous: View | None, limit: int)
         picks = sample_names(names, before, default, limit)
         for target in backend.verify_targets():
             for sni, fp in [(None, default), (UNKNOWN_NAME, default), *picks]:
+                bound = sni if sni is not None and sni != UNKNOWN_NAME else None
                 probes.append(
                     Probe(
                         backend.name,
@@ -86,6 +99,8 @@ def plan(backends: list[Backend], view: View, previous: View | None, limit: int)
                         target.protocol,
                         _probe_name(sni) if sni else sni,
                         fp,
+                        service,
+                        bound,
                     )
                 )
     return probes

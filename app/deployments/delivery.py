@@ -159,6 +159,26 @@ def _can_send_delta(state: dict, applied_config: dict | None) -> bool:
     )
 
 
+_FAILURE_KEYS = ("name", "service", "fingerprint", "code", "message", "serving")
+
+
+def failed_names(response: dict | None) -> list[dict]:
+    """The names the agent held back on what they served before (its ``failed_names``, in the
+    ``PUT /v1/config`` answer or ``GET /v1/state``), kept to the documented members.
+
+    The generation still counts as applied: the agent's applied document (and digest) is the
+    whole desired document, so the next delta is computed against it as usual, and the agent
+    carries the failure forward until the name is bound to something servable or unbound.
+    """
+    out = []
+    for item in (response or {}).get("failed_names") or []:
+        if isinstance(item, dict) and isinstance(item.get("name"), str):
+            entry = {k: item.get(k) for k in _FAILURE_KEYS}
+            entry["message"] = str(entry["message"] or "")[:1000]
+            out.append(entry)
+    return out
+
+
 async def _record(ctx: AppContext, server_id: str, deployment_id: str, owner: str, started, outcome: Outcome) -> None:
     now = utc_now()
     settings = ctx.settings
@@ -185,9 +205,14 @@ async def _record(ctx: AppContext, server_id: str, deployment_id: str, owner: st
             await _continue_after(session, server, deployment, outcome.agent_ahead, now)
         elif outcome.applied:
             deployment.status, deployment.applied_at, deployment.last_error = "applied", now, None
+            deployment.failed_names = failed_names(outcome.response)
             server.applied_generation = max(server.applied_generation, deployment.generation)
             server.applied_config = outcome.document
             log.info("server %s applied generation %s (%d bytes)", server_id, deployment.generation, outcome.bytes_sent)
+            if deployment.failed_names:
+                log.warning("server %s generation %s: %d name(s) held back by the agent: %s", server_id,
+                            deployment.generation, len(deployment.failed_names),
+                            ", ".join(f["name"] for f in deployment.failed_names[:10]))
         else:
             deployment.last_error = error
             if outcome.error.retryable:

@@ -31,6 +31,9 @@ class Deployment(IdMixin, TimestampMixin, Base):
     next_attempt_at: Mapped[datetime]
     last_error: Mapped[dict | None] = mapped_column(JSON)
     applied_at: Mapped[datetime | None]
+    # Applied with these names held back by the agent (app.agent.isolation): each a dict with
+    # name, service, fingerprint, code, message, serving. None/[]: every name is served.
+    failed_names: Mapped[list | None] = mapped_column(JSON)
 
 
 class DeploymentAttempt(IdMixin, Base):

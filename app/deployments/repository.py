@@ -28,6 +28,15 @@ class DeploymentRepository:
             select(Deployment).where(Deployment.server_id == server_id).order_by(Deployment.generation.desc()).limit(1)
         )
 
+    async def failed_names(self, server_id: str, generation: int) -> list[dict]:
+        """The names held back in the generation the server applied ([] when none)."""
+        rows = await self.session.scalar(
+            select(Deployment.failed_names).where(
+                Deployment.server_id == server_id, Deployment.generation == generation
+            )
+        )
+        return list(rows or [])
+
     async def attempts(self, deployment_id: str) -> list[DeploymentAttempt]:
         stmt = select(DeploymentAttempt).where(DeploymentAttempt.deployment_id == deployment_id).order_by(DeploymentAttempt.started_at)
         return list(await self.session.scalars(stmt))

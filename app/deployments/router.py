@@ -36,7 +36,8 @@ def _out(row: Deployment) -> DeploymentOut:
     return DeploymentOut(
         id=row.id, server_id=row.server_id, generation=row.generation, reason=row.reason, status=row.status,
         attempts=row.attempts, next_attempt_at=row.next_attempt_at if due else None, last_error=row.last_error,
-        applied_at=row.applied_at, created_at=row.created_at, updated_at=row.updated_at,
+        applied_at=row.applied_at, failed_names=row.failed_names or [], created_at=row.created_at,
+        updated_at=row.updated_at,
     )
 
 

@@ -14,6 +14,17 @@ class AttemptOut(BaseModel):
     bytes_sent: int
 
 
+class FailedName(BaseModel):
+    """A name the agent held back on what it served before, and why (docs/agent.md)."""
+
+    name: str = Field(description="`mail.<domain>` or `webmail.<domain>`.")
+    service: Literal["mail", "webmail"]
+    fingerprint: str = Field(description="The certificate that could not be served.")
+    code: str = Field(description="`invalid_bundle`, `key_refused`, `handshake_failed` or `verify_failed`.")
+    message: str = Field(description="The agent's (OpenSSL's) words.")
+    serving: str | None = Field(None, description="What the name is still served; null: the server default.")
+
+
 class DeploymentOut(BaseModel):
     id: str
     server_id: str
@@ -24,6 +35,9 @@ class DeploymentOut(BaseModel):
     next_attempt_at: datetime | None = Field(description="When a pending or retrying deployment is tried next.")
     last_error: dict | None = Field(description="`code`, `detail`, and from the agent `step`, `daemon`, `message`.")
     applied_at: datetime | None
+    failed_names: list[FailedName] = Field(
+        [], description="Applied, except these names, which keep what they served before."
+    )
     created_at: datetime
     updated_at: datetime
 

@@ -22,6 +22,7 @@ from app.domains.schemas import (
     DomainOut,
     DomainPage,
     MailTls,
+    NameDeploymentOut,
     PresentedCertificate,
     Service,
     ServiceTls,
@@ -58,7 +59,14 @@ def domain_out(d) -> DomainOut:
     return DomainOut(id=d.id, name=d.name, server_id=d.server_id, account_id=d.account_id, created_at=d.created_at)
 
 
-def binding_out(domain: str, eff: Effective) -> BindingOut:
+def deployment_out(state: rules.NameDeployment) -> NameDeploymentOut:
+    return NameDeploymentOut(
+        state=state.state, reason=state.reason, agent_code=state.agent_code, message=state.message,
+        fingerprint=state.fingerprint, serving=state.serving,
+    )
+
+
+def binding_out(domain: str, eff: Effective, deployment: rules.NameDeployment | None = None) -> BindingOut:
     return BindingOut(
         domain=domain,
         service=eff.service,
@@ -67,6 +75,7 @@ def binding_out(domain: str, eff: Effective) -> BindingOut:
         certificate_id=eff.certificate.id,
         fingerprint_sha256=eff.certificate.fingerprint_sha256,
         warnings=[WarningOut(code=w.code, message=w.message) for w in eff.warnings],
+        deployment=deployment_out(deployment) if deployment else None,
     )
 
 
@@ -104,8 +113,9 @@ async def delete_domain(name: str, admin: Admin, domains: Domains):
 
 @router.get("/{name}/bindings", response_model=BindingsOut, responses=responses(NotFound))
 async def get_bindings(name: str, caller: CurrentCaller, domains: Domains):
-    domain, _server, effective = await domains.effective(caller, name)
-    return BindingsOut(domain=domain.name, **{s: binding_out(domain.name, e) for s, e in effective.items()})
+    domain, server, effective = await domains.effective(caller, name)
+    states = await domains.deployments(server, effective)
+    return BindingsOut(domain=domain.name, **{s: binding_out(domain.name, e, states[s]) for s, e in effective.items()})
 
 
 @router.put(
@@ -143,6 +153,23 @@ def deployment_warning(server) -> WarningOut:
     )
 
 
+_FAILURE_ADVICE = {
+    "config_refused": "The server's configuration cannot take this name; ask the operator.",
+    "verify_failed": "The server did not serve it after reloading; ask the operator.",
+}
+_KEY_ADVICE = "Bind a certificate whose key the server can use (RSA of 2048 bits or more, or ECDSA P-256/P-384)."
+
+
+def failure_warning(state: rules.NameDeployment, hostname: str) -> WarningOut:
+    kept = f"still served {state.serving}" if state.serving else "served the server's default certificate"
+    advice = _FAILURE_ADVICE.get(state.agent_code or "", _KEY_ADVICE)
+    return WarningOut(
+        code="deployment_failed",
+        message=f"The server cannot serve the certificate bound to {hostname} ({state.agent_code}: "
+        f"{state.message}); {hostname} is {kept}. {advice}",
+    )
+
+
 def _presented(cert) -> PresentedCertificate:
     return PresentedCertificate(
         id=cert.id, fingerprint_sha256=cert.fingerprint_sha256, subject=cert.subject, issuer=cert.issuer,
@@ -157,6 +184,7 @@ async def tls_status(name: str, caller: CurrentCaller, domains: Domains, ctx: Co
     server_cert = await domains.certificates.repo.get(server.mail_certificate_id)
     now = utc_now()
     per_domain = capabilities(server.software).per_domain_mail
+    states = await domains.deployments(server, effective)
     parts = {}
     for service, eff in effective.items():
         status = rules.service_status(
@@ -168,7 +196,7 @@ async def tls_status(name: str, caller: CurrentCaller, domains: Domains, ctx: Co
             hostname=status.hostname, source=status.source, certificate=_presented(eff.certificate),
             trusted=eff.certificate.trusted, covers_hostname=covers(eff.certificate.sans, status.hostname),
             expires_at=eff.certificate.not_after, client_warning=status.client_warning,
-            reasons=status.reasons, notices=status.notices,
+            reasons=status.reasons, notices=status.notices, deployment=deployment_out(states[service]),
         )
         if service == "mail":
             parts[service] = MailTls(**common, recommended_client_hostname=status.recommended_client_hostname,
@@ -177,6 +205,7 @@ async def tls_status(name: str, caller: CurrentCaller, domains: Domains, ctx: Co
             parts[service] = ServiceTls(**common)
     up_to_date = server.applied_generation >= server.desired_generation
     warnings = [] if up_to_date else [deployment_warning(server)]
+    warnings += [failure_warning(st, effective[s].hostname) for s, st in states.items() if st.state == "failed"]
     mail_certs = (await domains.servers.mail_binding_counts([server.id])).get(server.id, 0)
     warnings += capacity_warnings(server, mail_certs, ctx.settings.dovecot_capacity)
     return TlsStatus(

@@ -143,3 +143,54 @@ def service_status(
     else:
         status.recommendation_reason = "server_certificate_untrusted"
     return status
+
+
+@dataclass(frozen=True)
+class NameDeployment:
+    """Whether the certificate bound (or defaulted) for one service name is what the server serves.
+
+    ``failed``: the agent applied the server's change but held this name back on what it served
+    before (``serving``; None: the server default), because ``fingerprint`` could not be served
+    (``agent_code``, ``message``: the agent's words). See app.agent.isolation.
+    """
+
+    state: str  # "deployed" | "pending" | "failed" | "no_agent"
+    reason: str | None = None  # "deployment_failed" when failed
+    agent_code: str | None = None
+    message: str | None = None
+    fingerprint: str | None = None
+    serving: str | None = None
+
+
+def name_deployment(
+    service: str,
+    hostname: str,
+    fingerprint: str,
+    *,
+    has_agent: bool,
+    up_to_date: bool,
+    failed_names: list[dict],
+) -> NameDeployment:
+    """The deployment state of ``<service>.<domain>`` from the server's last applied deployment.
+
+    A reported failure stands while the name is still bound to the certificate that failed,
+    even when a newer generation is pending (the agent carries it forward until the name is
+    bound to something servable); a new certificate makes it ``pending`` until applied.
+    """
+    if not has_agent:
+        return NameDeployment("no_agent")
+    for failure in failed_names:
+        if (
+            failure.get("service") == service
+            and failure.get("name") == hostname
+            and failure.get("fingerprint") == fingerprint
+        ):
+            return NameDeployment(
+                "failed",
+                "deployment_failed",
+                failure.get("code"),
+                failure.get("message"),
+                fingerprint,
+                failure.get("serving"),
+            )
+    return NameDeployment("deployed" if up_to_date else "pending")

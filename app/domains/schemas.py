@@ -33,6 +33,24 @@ class BindingIn(Strict):
     certificate_id: str
 
 
+class NameDeploymentOut(BaseModel):
+    """Whether what is bound here is what the server serves (docs/architecture.md, blast radius)."""
+
+    state: Literal["deployed", "pending", "failed", "no_agent"] = Field(
+        description="`failed`: the server applied its change but kept this name on what it served "
+        "before, because the bound certificate cannot be served (see `agent_code`, `message`)."
+    )
+    reason: str | None = Field(None, description="`deployment_failed` when `state` is `failed`.")
+    agent_code: str | None = Field(
+        None, description="`invalid_bundle`, `key_refused`, `handshake_failed` or `verify_failed`."
+    )
+    message: str | None = Field(None, description="The agent's (OpenSSL's) words.")
+    fingerprint: str | None = Field(None, description="The bound certificate that failed.")
+    serving: str | None = Field(
+        None, description="What the name is still served; null with `failed`: the server default."
+    )
+
+
 class BindingOut(BaseModel):
     domain: str
     service: Service
@@ -41,6 +59,9 @@ class BindingOut(BaseModel):
     certificate_id: str
     fingerprint_sha256: str
     warnings: list[WarningOut] = []
+    deployment: NameDeploymentOut | None = Field(
+        None, description="Whether the server serves it (GET; null in a binding change's answer)."
+    )
 
 
 class BindingsOut(BaseModel):
@@ -69,6 +90,7 @@ class ServiceTls(BaseModel):
     client_warning: bool = Field(description="True when a client connecting to `hostname` would warn.")
     reasons: list[str] = Field(description="Why it would warn (codes).")
     notices: list[str] = Field(description="Worth knowing, no client warning (e.g. certificate_expiring).")
+    deployment: NameDeploymentOut
 
 
 class MailTls(ServiceTls):

@@ -17,6 +17,7 @@ from app.certificates.models import Certificate
 from app.certificates.service import CertificateService
 from app.db import new_id
 from app.deployments.outbox import servers_changed
+from app.deployments.repository import DeploymentRepository
 from app.domains import rules
 from app.domains.models import Binding, Domain
 from app.domains.repository import DomainRepository
@@ -166,3 +167,15 @@ class DomainService:
                 rules.certificate_warnings(cert, now, self.expiring_days),
             )
         return domain, server, out
+
+    async def deployments(self, server: Server, effective: dict[str, Effective]) -> dict[str, rules.NameDeployment]:
+        """For each service, whether the server serves what ``effective`` says (rules.name_deployment)."""
+        failed = await DeploymentRepository(self.repo.session).failed_names(server.id, server.applied_generation)
+        up_to_date = server.applied_generation >= server.desired_generation
+        return {
+            service: rules.name_deployment(
+                service, eff.hostname, eff.certificate.fingerprint_sha256,
+                has_agent=bool(server.agent_url), up_to_date=up_to_date, failed_names=failed,
+            )
+            for service, eff in effective.items()
+        }

@@ -299,7 +299,10 @@ def test_missing_bundles(agent_client, certs):
     assert agent_client.state()["applied_generation"] == applied
 
 
-def test_invalid_bundle_is_refused(agent_client, certs, material):
+def test_invalid_bundle_fails_only_its_names(agent_client, certs, material):
+    """A bundle whose key is another certificate's is that name's failure (app.agent.isolation):
+    its names are held back and reported, the rest applies; as the server-wide certificate it
+    is refused as a whole (422 invalid_bundle)."""
     state = agent_client.state()
     bad = certs["b.test/renewed"]
     assert bad.fingerprint not in state["fingerprints"]
@@ -321,13 +324,25 @@ def test_invalid_bundle_is_refused(agent_client, certs, material):
         "chain_pem": bad.chain_pem,
     }
     response = agent_client.put_config({**desired, "bundles": bundles})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert {(f["name"], f["code"]) for f in body["failed_names"]} == {
+        ("mail.a.test", "invalid_bundle"),
+        ("webmail.a.test", "invalid_bundle"),
+    }
+    assert "BEGIN" not in response.text  # no key material in the answer
+    after = agent_client.state()
+    assert after["applied_generation"] == desired["generation"]
+    assert bad.fingerprint not in after["fingerprints"]
+
+    as_server = {**desired, "generation": agent_client.next_generation()}
+    as_server["server_certificate"] = bad.fingerprint
+    response = agent_client.put_config({**as_server, "bundles": {bad.fingerprint: bundles[bad.fingerprint]}})
     assert response.status_code == 422, response.text
     problem = response.json()
     assert problem["code"] == "invalid_bundle" and problem["fingerprint"] == bad.fingerprint
-    assert "BEGIN" not in response.text  # no key material in the answer
-    after = agent_client.state()
-    assert after["applied_generation"] == state["applied_generation"]
-    assert bad.fingerprint not in after["fingerprints"]
+    assert "BEGIN" not in response.text
+    assert agent_client.state()["applied_generation"] == desired["generation"]
 
 
 def test_stale_generation_is_refused(agent_client, certs):

@@ -151,16 +151,21 @@ def test_courier_wildcard_and_conflict(courier_stack, test_ca):
         assert served(stack, port, "imap.c.test", ca_file) == wild.fingerprint, port
         assert served(stack, port, "mail.c.test", ca_file) == exact.fingerprint, port
 
-    # c.test and *.c.test would share TLS_CERTFILE.c.test: refused before anything switches.
+    # c.test and *.c.test would share TLS_CERTFILE.c.test: the backend's check refuses it, and
+    # the agent holds back only the name that brought the conflict (app.agent.isolated).
     before = client.state()["applied_generation"]
     conflict = {
         **desired,
         "generation": before + 1,
-        "mail": {"*.c.test": wild.fingerprint, "c.test": exact.fingerprint},
+        "mail": {**desired["mail"], "c.test": exact.fingerprint},
     }
     response, _ = client.push(conflict, material)
-    assert response.status_code == 422, response.text
-    assert response.json()["step"] == "validate"
-    assert client.state()["applied_generation"] == before
+    assert response.status_code == 200, response.text
+    [failure] = response.json()["failed_names"]
+    assert failure["name"] == "c.test" and failure["code"] == "config_refused"
+    assert failure["serving"] is None
+    assert "c.test" in failure["message"]
+    assert client.state()["applied_generation"] == before + 1
     for port in PROTOCOLS:
         assert served(stack, port, "mail.c.test", ca_file) == exact.fingerprint, port
+        assert served(stack, port, "imap.c.test", ca_file) == wild.fingerprint, port

@@ -148,6 +148,14 @@ def test_verification_sample_puts_changes_first():
     assert len(picks) == 4
 
 
+def test_a_removed_name_under_a_bound_wildcard_is_not_expected_to_get_the_default():
+    before = {"*.c.test": A, "mail.c.test": B, "x.y.c.test": B, "mail.d.test": B}
+    now = {"*.c.test": A}
+    picks = dict(sample_names(now, before, S, limit=10))
+    assert "mail.c.test" not in picks and "x.y.c.test" not in picks  # the wildcard answers
+    assert picks["mail.d.test"] == S
+
+
 def test_plan_always_probes_no_sni_and_an_unknown_name(tmp_path):
     cfg = config(tmp_path)
     probes = plan([PostfixBackend(cfg.postfix), NginxBackend(cfg.nginx)], VIEW, None, limit=2)

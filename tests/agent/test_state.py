@@ -52,6 +52,25 @@ def test_round_trip_and_small_state(tmp_path: Path) -> None:
     assert sf.load().last_error == {"generation": 8, "at": "later"}
 
 
+def test_held_back_names_survive_a_restart(tmp_path: Path) -> None:
+    """The served view is the applied document with its held-back names: both must persist."""
+    sf = _saved(tmp_path)
+    st = sf.load()
+    st.failed_names = [
+        {
+            "name": "mail.b.test",
+            "service": "mail",
+            "fingerprint": B,
+            "code": "key_refused",
+            "message": "ee key too small",
+            "serving": None,
+        }
+    ]
+    sf.save(st)
+    assert sf.load().failed_names == st.failed_names
+    assert "BEGIN" not in sf.path.read_text()
+
+
 def test_new_document_replaces_old(tmp_path: Path) -> None:
     sf = _saved(tmp_path)
     old = sf.document_path(config_digest(DOC))

@@ -1,0 +1,141 @@
+"""Blast radius of one: which names are held back, and what the daemons serve instead.
+
+The controller's document says what every name *should* serve (the desired view). When one
+name's certificate cannot be served — its bundle is refused by OpenSSL (``app.agent.tlscheck``)
+or the name fails handshake verification after the reload — the agent applies everything else
+and keeps that name on what it served before: its previous fingerprint, or no entry at all if
+it had none, so it gets the server default (Postfix: no ``tls_server_sni_maps`` key; Dovecot: no
+``local_name`` block; nginx: the ``map`` default; Courier: no per-name file). The served view
+is the desired view with those names put back; it is what the backends render, what the next
+change is verified against, and what the bundle store must keep.
+
+Failures that are not one name's (the server-wide certificate, the webmail default, a daemon
+that does not validate, reload or start) still roll the whole change back.
+
+Everything here is pure: views in, views and failure records out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from app.agent.backends.base import View
+
+SERVICES = ("mail", "webmail")
+
+
+@dataclass(frozen=True)
+class NameFailure:
+    """One held-back name, as reported in ``PUT /v1/config`` and ``GET /v1/state``.
+
+    ``fingerprint`` is the certificate the controller asked for; ``serving`` the one the name
+    is kept on (None: the name has no entry and gets the server default).
+    """
+
+    name: str
+    service: str  # "mail" | "webmail"
+    fingerprint: str
+    code: str  # "invalid_bundle" | "key_refused" | "handshake_failed" | "verify_failed"
+    message: str
+    serving: str | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> NameFailure:
+        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
+
+
+def names(view: View, service: str) -> dict[str, str]:
+    return view.mail if service == "mail" else view.webmail
+
+
+def held_back(
+    desired: View,
+    served_before: View | None,
+    bad: dict[str, tuple[str, str]],
+    carried: list[NameFailure],
+) -> list[NameFailure]:
+    """The names to hold back in this change.
+
+    ``bad`` maps an unusable fingerprint to (code, message); ``carried`` are the previous
+    change's failures. A verification failure is kept while the name still asks for the same
+    fingerprint (retrying it costs a reload, a rollback and the verify timeout on every
+    change; a new certificate for the name, or its removal, clears it). The other failures are
+    found again each time at no cost to what is live (the bundle check, validation-only runs),
+    so a fix on the server's side (a larger ``map_hash_bucket_size``) is picked up by the next
+    change.
+    """
+    carried_by_key = {(f.service, f.name): f for f in carried}
+    out: list[NameFailure] = []
+    for service in SERVICES:
+        before = names(served_before, service) if served_before else {}
+        for name, fp in sorted(names(desired, service).items()):
+            previous = before.get(name)
+            if fp in bad:
+                code, message = bad[fp]
+                out.append(NameFailure(name, service, fp, code, message, previous))
+                continue
+            old = carried_by_key.get((service, name))
+            if (
+                old is not None
+                and old.code == "verify_failed"
+                and old.fingerprint == fp
+                and previous != fp
+            ):
+                out.append(NameFailure(name, service, fp, old.code, old.message, previous))
+    return out
+
+
+def served_view(desired: View, failures: list[NameFailure]) -> View:
+    """``desired`` with each held-back name put back on what it served before."""
+    if not failures:
+        return desired
+    maps = {"mail": dict(desired.mail), "webmail": dict(desired.webmail)}
+    for failure in failures:
+        if failure.serving is None:
+            maps[failure.service].pop(failure.name, None)
+        else:
+            maps[failure.service][failure.name] = failure.serving
+    return View(desired.server_certificate, desired.webmail_default, maps["mail"], maps["webmail"])
+
+
+def referenced(view: View) -> set[str]:
+    return {
+        view.server_certificate,
+        view.webmail_default,
+        *view.mail.values(),
+        *view.webmail.values(),
+    }
+
+
+def to_check(desired: View, served_before: View | None) -> set[str]:
+    """Fingerprints the desired view serves that the daemons do not serve already.
+
+    A served bundle passed this check (or verification) when it went live; checking only the
+    new ones keeps a one-name change at one handshake on a server with thousands of names.
+    """
+    return referenced(desired) - (referenced(served_before) if served_before else set())
+
+
+def verify_culprits(
+    probes: list[dict], served: View, served_before: View | None
+) -> dict[tuple[str, str], str] | None:
+    """(service, name) -> error for a failed verification that is only some names' fault.
+
+    Attributable when every failed probe was for a bound name whose certificate changed in
+    this change; a failed probe without SNI, for the unknown name, or for a name that did not
+    change means something server-wide broke, and the whole change is rolled back (None).
+    """
+    culprits: dict[tuple[str, str], str] = {}
+    for probe in probes:
+        service, name = probe.get("service"), probe.get("name")
+        if service not in SERVICES or not name:
+            return None
+        now = names(served, service).get(name)
+        before = names(served_before, service).get(name) if served_before else None
+        if now is None or now == before:
+            return None
+        culprits.setdefault((service, name), probe.get("error") or "verification failed")
+    return culprits or None
