@@ -1,6 +1,6 @@
 """per-name failures of an applied deployment
 
-Revision ID: 0005_blast
+Revision ID: 0005
 Revises: 0004
 Create Date: 2026-11-30
 
@@ -12,7 +12,7 @@ domain's TLS status can name the failure (docs/architecture.md, "Blast radius of
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_blast"
+revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None
