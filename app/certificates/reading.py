@@ -88,7 +88,7 @@ class MaterialReader:
         except BrokenProcessPool:
             self._pool = None  # a worker died (killed, out of memory): start afresh next time
             raise MaterialBusy("the certificate reader restarted; retry") from None
-        except Exception:  # anything else the libraries raise on hostile input
+        except Exception:  # noqa: BLE001  (anything else the libraries raise on hostile input)
             raise kx.InvalidCertificate("the material could not be read") from None
         finally:
             self._pending -= 1

@@ -112,7 +112,7 @@ def check_certificate(cert: x509.Certificate) -> None:
     check_signature(cert)
 
 
-_PEM_KEY = re.compile(rb"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY)-----(.*?)-----END \1-----", re.S)
+_PEM_KEY = re.compile(rb"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY)-----(.*?)-----END \1-----", re.DOTALL)
 
 
 def check_private_key_size(pem: bytes) -> None:

@@ -50,7 +50,7 @@ class TooManyIterations(MaterialError):
 
 
 class _Node:
-    __slots__ = ("tag", "value", "children")
+    __slots__ = ("children", "tag", "value")
 
     def __init__(self, tag: int, value: bytes, children: list[_Node] | None):
         self.tag, self.value, self.children = tag, value, children
@@ -174,7 +174,7 @@ def check_der(der: bytes) -> None:
             _refuse_over(iterations if iterations is not None else 1, "PKCS#12 MAC")
 
 
-_PEM_ENCRYPTED = re.compile(rb"-----BEGIN ENCRYPTED PRIVATE KEY-----(.*?)-----END ENCRYPTED PRIVATE KEY-----", re.S)
+_PEM_ENCRYPTED = re.compile(rb"-----BEGIN ENCRYPTED PRIVATE KEY-----(.*?)-----END ENCRYPTED PRIVATE KEY-----", re.DOTALL)
 
 
 def check_pem(pem: bytes) -> None:

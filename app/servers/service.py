@@ -6,9 +6,9 @@ import httpx
 from sqlalchemy.exc import IntegrityError
 
 from app.certificates import material
+from app.certificates.errors import CertificateNotPlatform
 from app.certificates.models import Certificate
 from app.certificates.repository import CertificateRepository
-from app.certificates.errors import CertificateNotPlatform
 from app.certificates.service import CertificateService
 from app.db import new_id
 from app.deployments.outbox import servers_changed
