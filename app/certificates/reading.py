@@ -8,7 +8,7 @@ therefore still freeze the event loop, so the reading runs in a small pool of *p
 (spawned, not forked: the service has threads and open sockets). The parent only rebuilds the
 result from DER, which costs microseconds.
 
-The pool is bounded twice: ``WORKERS`` processes (the cores there are), and at most
+The workers run at a lower CPU priority (``NICENESS``) than the API. The pool is bounded twice: ``WORKERS`` processes (the cores there are), and at most
 ``QUEUE_LIMIT`` readings waiting; past that a request gets 503 ``material_busy`` at once rather
 than a long queue. The caps of ``app.kit.keypolicy`` and ``app.kit.pbe`` bound the work of each
 reading, so a hostile upload occupies one worker for seconds at most.
@@ -17,6 +17,7 @@ reading, so a hostile upload occupies one worker for seconds at most.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -33,6 +34,7 @@ from app.problems import AppError
 
 WORKERS = max(1, min(2, os.cpu_count() or 1))
 QUEUE_LIMIT = 32
+NICENESS = 10
 
 
 class MaterialBusy(AppError):
@@ -43,7 +45,14 @@ _TRUST: TrustStore | None = None  # one per worker process, from the parent's ro
 
 
 def _init_worker(roots_der: list[bytes]) -> None:
+    """Build the worker's trust store, and yield the CPU to the API process when both want it.
+
+    ``nice`` 10 (setpriority(2)): with two cores and two readers busy, the scheduler still runs
+    the event loop first, which is what keeps /healthz fast during hostile uploads.
+    """
     global _TRUST
+    with contextlib.suppress(OSError):
+        os.nice(NICENESS)
     _TRUST = TrustStore([x509.load_der_x509_certificate(d) for d in roots_der])
 
 
@@ -101,6 +110,12 @@ class MaterialReader:
         return await self._run(_read_pkcs12, data, password)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        """Stop the workers now: one may be seconds into a hostile key that nobody awaits."""
+        if self._pool is None:
+            return
+        processes = list((getattr(self._pool, "_processes", None) or {}).values())
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:  # no public way before Python 3.14's terminate_workers()
+            with contextlib.suppress(OSError, ValueError):
+                process.terminate()
+        self._pool = None
