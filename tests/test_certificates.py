@@ -61,7 +61,7 @@ async def test_sans_normalised_idn_and_wildcard(client, admin, test_ca):
 
 
 async def test_cn_only_certificate_covers_nothing(client, admin, test_ca):
-    """RFC 9525 section 6.3: no subject-CN fallback, so a certificate without a SAN has no names."""
+    """RFC 9525 dropped the subject-CN fallback: a certificate without a SAN has no names."""
     cert = await upload(client, admin, test_ca.issue(["mail.a.test"], san=False))
     assert cert["sans"] == []
     listed = (await client.get("/v1/certificates?covers=mail.a.test", headers=admin)).json()["items"]

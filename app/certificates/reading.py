@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from functools import partial
@@ -53,7 +54,13 @@ def _init_worker(roots_der: list[bytes]) -> None:
     global _TRUST
     with contextlib.suppress(OSError):
         os.nice(NICENESS)
-    _TRUST = TrustStore([x509.load_der_x509_certificate(d) for d in roots_der])
+    with warnings.catch_warnings():  # one Mozilla root has a non-positive serial (see TrustStore.load)
+        warnings.simplefilter("ignore")
+        _TRUST = TrustStore([x509.load_der_x509_certificate(d) for d in roots_der])
+
+
+def _ready() -> bool:
+    return _TRUST is not None
 
 
 def _read_pem(certificate_pem, private_key_pem, chain_pem, passphrase) -> tuple:
@@ -75,15 +82,42 @@ class MaterialReader:
         self._queue_limit = queue_limit
         self._pending = 0
         self._pool: ProcessPoolExecutor | None = None
+        self._starting: asyncio.Future | None = None
+        self._closed = False
 
-    def _executor(self) -> ProcessPoolExecutor:
+    def _start(self) -> ProcessPoolExecutor:
+        """Make the pool and every worker in it; blocks for a second or more, so never on the loop.
+
+        ``ProcessPoolExecutor.submit`` starts a worker when none is idle, and starting one writes
+        the preparation data into a pipe the new interpreter reads only once it has imported the
+        main module: measured 1.2-1.3 s per worker, during which the submitting thread is blocked.
+        Submitting one no-op per worker from this thread starts them all here.
+        """
+        pool = ProcessPoolExecutor(
+            max_workers=self._workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(self._roots,),
+        )
+        for future in [pool.submit(_ready) for _ in range(self._workers)]:
+            future.result()
+        return pool
+
+    async def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                max_workers=self._workers,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker,
-                initargs=(self._roots,),
-            )
+            if self._starting is None:
+                self._starting = asyncio.ensure_future(asyncio.to_thread(self._start))
+            starting = self._starting
+            try:
+                pool = await asyncio.shield(starting)
+            finally:
+                if starting.done() and self._starting is starting:
+                    self._starting = None
+            if self._closed:
+                self._stop(pool)
+                raise MaterialBusy("the service is shutting down")
+            if self._pool is None:
+                self._pool = pool
         return self._pool
 
     async def _run(self, fn, *args) -> material.Material:
@@ -91,7 +125,8 @@ class MaterialReader:
             raise MaterialBusy(f"{self._pending} certificates are being read; retry in a few seconds")
         self._pending += 1
         try:
-            wire = await asyncio.get_running_loop().run_in_executor(self._executor(), partial(fn, *args))
+            executor = await self._executor()
+            wire = await asyncio.get_running_loop().run_in_executor(executor, partial(fn, *args))
         except kx.MaterialError:
             raise
         except BrokenProcessPool:
@@ -111,11 +146,15 @@ class MaterialReader:
 
     def close(self) -> None:
         """Stop the workers now: one may be seconds into a hostile key that nobody awaits."""
-        if self._pool is None:
-            return
-        processes = list((getattr(self._pool, "_processes", None) or {}).values())
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._closed = True
+        if self._pool is not None:
+            self._stop(self._pool)
+            self._pool = None
+
+    @staticmethod
+    def _stop(pool: ProcessPoolExecutor) -> None:
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
         for process in processes:  # no public way before Python 3.14's terminate_workers()
             with contextlib.suppress(OSError, ValueError):
                 process.terminate()
-        self._pool = None

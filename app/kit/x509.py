@@ -203,10 +203,10 @@ def key_type_label(info: KeyInfo) -> str:
 def dns_names(cert: x509.Certificate) -> list[str]:
     """The DNS names a certificate is for: its SAN dNSNames, and only those.
 
-    The subject CN is not a fallback: RFC 9525 section 6.3 (which obsoletes RFC 6125) and the
-    CA/Browser Forum profile make the SAN the only place clients look, and Chrome (since 58)
-    never reads the CN. A certificate without a SAN covers no name. Names are returned as written (normalise with
-    ``app.kit.names``).
+    The subject CN is not a fallback: RFC 9525 (which obsoletes RFC 6125 and drops the CN-ID of
+    its section 6.4.4) and the CA/Browser Forum profile make the SAN the only place clients
+    look, and Chrome (since 58) never reads the CN. A certificate without a SAN covers no name.
+    Names are returned as written (normalise with ``app.kit.names``).
     """
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
