@@ -171,3 +171,13 @@ async def test_healthz_answers_while_a_heavy_upload_runs(client, admin, test_ca)
     assert (uploads[0].result().json()["key_type"], uploads[0].result().json()["key_bits"]) == ("rsa", 8192)
     assert len(latencies) >= 3, f"the uploads took only {took:.2f} s: nothing measured"
     assert max(latencies) < 0.5, f"/healthz took up to {max(latencies):.2f} s during {took:.1f} s of uploads"
+
+
+async def test_reader_queue_is_bounded(context, test_ca):
+    from app.certificates.reading import MaterialBusy, MaterialReader
+
+    reader = MaterialReader(context.trust, queue_limit=0)
+    issued = test_ca.issue(["mail.a.test"])
+    with pytest.raises(MaterialBusy):
+        await reader.from_pem(issued.cert_pem, issued.key_pem)
+    reader.close()

@@ -101,6 +101,25 @@ def _load_certificates(certificate_pem: str | bytes, chain_pem: str | bytes | No
     return certs
 
 
+def precheck_pem(certificate_pem: str | bytes, private_key_pem: str | bytes,
+                 chain_pem: str | bytes | None = None) -> None:
+    """The cheap refusals of ``from_pem`` alone (no key is loaded): milliseconds at most.
+
+    The service runs these before queueing the costly reading, so hostile material that the
+    rules refuse never waits for, nor occupies, a reader process.
+    """
+    certs = _load_certificates(certificate_pem, chain_pem)
+    keypolicy.check_certificate(certs[0])
+    key_data = private_key_pem.encode() if isinstance(private_key_pem, str) else private_key_pem
+    keypolicy.check_private_key_size(key_data)
+    pbe.check_pem(key_data)
+
+
+def precheck_pkcs12(data: bytes) -> None:
+    """The iteration caps and key size of a PKCS#12 file, read before it is opened."""
+    pbe.check_der(data)
+
+
 def from_pem(
     certificate_pem: str | bytes,
     private_key_pem: str | bytes,
@@ -115,12 +134,9 @@ def from_pem(
     encryption work are read before it is loaded: loading is the costly step (an RSA key's
     primes are checked, an encrypted key's KDF runs), so it comes last.
     """
+    precheck_pem(certificate_pem, private_key_pem, chain_pem)
     certs = _load_certificates(certificate_pem, chain_pem)
-    keypolicy.check_certificate(certs[0])
-    key_data = private_key_pem.encode() if isinstance(private_key_pem, str) else private_key_pem
-    keypolicy.check_private_key_size(key_data)
-    pbe.check_pem(key_data)
-    key = kx.load_private_key(key_data, passphrase)
+    key = kx.load_private_key(private_key_pem, passphrase)
     return _assemble(certs[0], certs[1:], key, trust)
 
 
@@ -130,7 +146,7 @@ def from_pkcs12(data: bytes, password: str | None, *, trust: TrustStore) -> Mate
     Its MAC and encryption iteration counts and the size of its key are read before it is
     opened (``app.kit.pbe``).
     """
-    pbe.check_der(data)
+    precheck_pkcs12(data)
     pw = password.encode() if password else None
     try:
         key, leaf, extra = pkcs12.load_key_and_certificates(data, pw)

@@ -8,7 +8,8 @@ therefore still freeze the event loop, so the reading runs in a small pool of *p
 (spawned, not forked: the service has threads and open sockets). The parent only rebuilds the
 result from DER, which costs microseconds.
 
-The workers run at a lower CPU priority (``NICENESS``) than the API. The pool is bounded twice: ``WORKERS`` processes (the cores there are), and at most
+The cheap refusals (key type and size from the certificate, iteration caps) run first, in the
+API process, so material the rules refuse never queues for a worker. The workers run at a lower CPU priority (``NICENESS``) than the API. The pool is bounded twice: ``WORKERS`` processes (the cores there are), and at most
 ``QUEUE_LIMIT`` readings waiting; past that a request gets 503 ``material_busy`` at once rather
 than a long queue. The caps of ``app.kit.keypolicy`` and ``app.kit.pbe`` bound the work of each
 reading, so a hostile upload occupies one worker for seconds at most.
@@ -120,7 +121,13 @@ class MaterialReader:
                 self._pool = pool
         return self._pool
 
-    async def _run(self, fn, *args) -> material.Material:
+    async def _run(self, precheck, fn, *args) -> material.Material:
+        try:  # the cheap refusals here, on the loop, before any queueing (material.precheck_*)
+            precheck()
+        except kx.MaterialError:
+            raise
+        except Exception:  # noqa: BLE001, S110  (the worker's full reading reports anything odd)
+            pass
         if self._pending >= self._queue_limit:
             raise MaterialBusy(f"{self._pending} certificates are being read; retry in a few seconds")
         self._pending += 1
@@ -139,10 +146,11 @@ class MaterialReader:
         return material.Material.from_wire(wire)
 
     async def from_pem(self, certificate_pem, private_key_pem, *, chain_pem=None, passphrase=None) -> material.Material:
-        return await self._run(_read_pem, certificate_pem, private_key_pem, chain_pem, passphrase)
+        precheck = partial(material.precheck_pem, certificate_pem, private_key_pem, chain_pem)
+        return await self._run(precheck, _read_pem, certificate_pem, private_key_pem, chain_pem, passphrase)
 
     async def from_pkcs12(self, data: bytes, password: str | None) -> material.Material:
-        return await self._run(_read_pkcs12, data, password)
+        return await self._run(partial(material.precheck_pkcs12, data), _read_pkcs12, data, password)
 
     def close(self) -> None:
         """Stop the workers now: one may be seconds into a hostile key that nobody awaits."""
