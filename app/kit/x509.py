@@ -157,8 +157,8 @@ def check_chain(leaf: x509.Certificate, chain: list[x509.Certificate]) -> None:
     if unreached:
         position = min(unreached) + 2
         raise InvalidChain(
-            f"certificate {position} in the chain issued neither the leaf nor any other certificate given; "
-            "give the leaf first, then its issuers"
+            f"certificate {position} in the chain is unrelated: the leaf is not issued by it, nor is any "
+            "other certificate given; give the leaf first, then its issuers"
         )
 
 
