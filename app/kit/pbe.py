@@ -14,8 +14,8 @@ What real tools write, and so why the cap is 100,000:
 * macOS Keychain Access exports: 2,048 (3DES PBE).
 
 100,000 is five times the largest of these and still costs well under a second per derivation.
-scrypt (``openssl pkcs8 -scrypt``, RFC 7914) is accepted up to N = 2^15, r = 8, p = 1 (OpenSSL's
-default is N = 2^14), which bounds both its CPU and its 32 MiB of memory.
+scrypt (``openssl pkcs8 -scrypt``, RFC 7914) is accepted up to N·r·p = 2^18 (twice OpenSSL's
+default N = 2^14, r = 8, p = 1), which bounds its CPU, and its memory (128·N·r bytes) to 32 MiB.
 
 The reader is a minimal DER walker (X.690): it looks at every AlgorithmIdentifier it can see,
 descending into OCTET STRINGs that hold DER (PKCS#12's authenticated safe). Content that is
@@ -31,7 +31,7 @@ from app.kit.keypolicy import MAX_KEY_DER_BYTES, KeyTooLarge
 from app.kit.x509 import MaterialError
 
 MAX_ITERATIONS = 100_000
-MAX_SCRYPT_N, MAX_SCRYPT_R, MAX_SCRYPT_P = 1 << 15, 8, 1
+MAX_SCRYPT_WORK = (1 << 15) * 8
 _MAX_DEPTH = 24
 _MAX_NODES = 20_000
 
@@ -134,10 +134,10 @@ def _check_algorithm(oid: str, params: _Node | None) -> None:
         _refuse_over(count, "key derivation")
     elif oid == SCRYPT:
         n, r, p = ([*_ints(params), 0, 0, 0])[:3]
-        if n > MAX_SCRYPT_N or r > MAX_SCRYPT_R or p > MAX_SCRYPT_P:
+        if n * r * p > MAX_SCRYPT_WORK or n * r > MAX_SCRYPT_WORK or min(n, r, p) < 1:
             raise TooManyIterations(
-                f"the key uses scrypt with N={n}, r={r}, p={p}; at most N={MAX_SCRYPT_N}, r={MAX_SCRYPT_R}, "
-                f"p={MAX_SCRYPT_P} are accepted (re-export it with PBKDF2, e.g. `openssl pkcs8 -topk8 -v2 aes-256-cbc`)"
+                f"the key uses scrypt with N={n}, r={r}, p={p}; at most N*r*p = {MAX_SCRYPT_WORK} is accepted "
+                "(OpenSSL's default is N=16384, r=8, p=1; or re-export with PBKDF2: `openssl pkcs8 -topk8`)"
             )
 
 
