@@ -11,9 +11,12 @@ What real tools write, and so why the cap is 100,000:
   (PBKDF2, PKCS#12 PBE and the MAC); ``cryptography``'s PKCS#12 "best available": 20,000.
 * Windows (certutil, the certificate export wizard, PowerShell ``Export-PfxCertificate``): 2,000.
 * Java ``keytool`` (JDK 8u301+, 11.0.12+, 17): 10,000 for the key, the certificates and the MAC.
-* macOS Keychain Access exports: 2,048 (3DES PBE).
+* macOS Keychain Access exports: legacy 3DES PBE with a count in the low thousands (from
+  published descriptions; not measured here, no macOS on this machine).
 
-100,000 is five times the largest of these and still costs well under a second per derivation.
+The OpenSSL and ``cryptography`` figures were read from files they wrote here; Windows and Java
+from their documentation. 100,000 is five times the largest of these and still costs well under a
+second per derivation.
 scrypt (``openssl pkcs8 -scrypt``, RFC 7914) is accepted up to N·r·p = 2^18 (twice OpenSSL's
 default N = 2^14, r = 8, p = 1), which bounds its CPU, and its memory (128·N·r bytes) to 32 MiB.
 
