@@ -10,6 +10,7 @@ from functools import partial
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.certificates.reading import MaterialReader
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker
 from app.kit.crypto import MasterKey, MasterKeyError, load_master_key
@@ -42,6 +43,7 @@ class AppContext:
     _wake: asyncio.Event | None = field(default=None, repr=False)
     _blocking: ThreadPoolExecutor | None = field(default=None, repr=False)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
+    _reader: MaterialReader | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, settings: Settings) -> AppContext:
@@ -69,6 +71,12 @@ class AppContext:
             self._blocking = ThreadPoolExecutor(max_workers=BLOCKING_THREADS, thread_name_prefix="certpost-io")
         return await asyncio.get_running_loop().run_in_executor(self._blocking, partial(fn, *args, **kwargs))
 
+    def material_reader(self) -> MaterialReader:
+        """Reads uploaded keys and PKCS#12 files in worker processes (certificates/reading.py)."""
+        if self._reader is None:
+            self._reader = MaterialReader(self.trust)
+        return self._reader
+
     def lock(self, name: str) -> asyncio.Lock:
         """A process-wide lock by name (e.g. one ACME account registration at a time)."""
         return self._locks.setdefault(name, asyncio.Lock())
@@ -86,4 +94,6 @@ class AppContext:
     async def close(self) -> None:
         if self._blocking is not None:
             self._blocking.shutdown(wait=False, cancel_futures=True)
+        if self._reader is not None:
+            self._reader.close()
         await self.engine.dispose()

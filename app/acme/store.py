@@ -12,19 +12,27 @@ from datetime import datetime
 from app.accounts.caller import Caller
 from app.acme.models import CertificateOrder
 from app.acme.order import IssuedCertificate
-from app.certificates import material
+from app.certificates import errors
 from app.certificates.models import Certificate
 from app.certificates.repository import CertificateRepository
 from app.certificates.service import CertificateService
 from app.context import AppContext
 from app.domains.repository import DomainRepository
 from app.domains.service import DomainService
+from app.kit import x509 as kx
 from app.kit.time import utc_now
 
 
 async def store_issued(ctx: AppContext, order: CertificateOrder, issued: IssuedCertificate, renewal_at: datetime,
                        caller: Caller, *, authorizations: list[dict], duration_ms: int) -> str:
-    mat = material.from_pem(issued.certificate_pem, issued.private_key_pem, chain_pem=issued.chain_pem, trust=ctx.trust)
+    try:
+        # The same reading and rules as an upload; a refusal ends the order ``invalid`` with
+        # that rule's code (runner.py records an AppError at step "store"), not "crashed".
+        mat = await ctx.material_reader().from_pem(
+            issued.certificate_pem, issued.private_key_pem, chain_pem=issued.chain_pem
+        )
+    except kx.MaterialError as exc:
+        raise errors.from_material_error(exc) from None
     async with ctx.sessionmaker() as session:
         certs = CertificateService(CertificateRepository(session), ctx.master_key)
         existing = await session.get(Certificate, order.certificate_id) if order.certificate_id else None

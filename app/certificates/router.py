@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile,
 
 from app.certificates import errors, material
 from app.certificates.models import Certificate
+from app.certificates.reading import MaterialBusy
 from app.certificates.repository import CertificateRepository, Usage
 from app.certificates.schemas import (
     CertificateMaterialIn,
@@ -26,13 +27,7 @@ from app.problems import Forbidden, NotFound, RuleViolation, responses
 
 router = APIRouter(prefix="/v1/certificates", tags=["certificates"])
 
-MATERIAL_ERRORS = (
-    errors.InvalidCertificate,
-    errors.InvalidKey,
-    errors.KeyMismatch,
-    errors.KeyPassphrase,
-    errors.InvalidChain,
-)
+MATERIAL_ERRORS = (*errors.MATERIAL_ERRORS, MaterialBusy)
 
 
 class InvalidHostname(RuleViolation):
@@ -78,14 +73,13 @@ async def _one(service: CertificateService, cert: Certificate) -> CertificateOut
     return to_out(cert, (await service.usages_of([cert]))[cert.id])
 
 
-def _read_pem(ctx: Context, body: CertificateMaterialIn) -> material.Material:
+async def _read_pem(ctx: Context, body: CertificateMaterialIn) -> material.Material:
     try:
-        return material.from_pem(
+        return await ctx.material_reader().from_pem(
             body.certificate_pem,
             body.private_key_pem,
             chain_pem=body.chain_pem,
             passphrase=body.key_passphrase,
-            trust=ctx.trust,
         )
     except kx.MaterialError as exc:
         raise errors.from_material_error(exc) from None
@@ -95,7 +89,7 @@ def _read_pem(ctx: Context, body: CertificateMaterialIn) -> material.Material:
 async def upload_certificate(body: CertificateUpload, caller: CurrentCaller, service: Service, ctx: Context):
     """Store a certificate with its private key (PEM). The key is encrypted and never returned."""
     owner = caller.owner_for_new(body.account_id)
-    mat = _read_pem(ctx, body)
+    mat = await _read_pem(ctx, body)
     return await _one(service, await service.store(mat, account_id=owner, name=body.name, source="upload"))
 
 
@@ -117,14 +111,13 @@ async def import_certificate(
     owner = caller.owner_for_new(account_id)
     try:
         if pkcs12 is not None:
-            mat = material.from_pkcs12(await pkcs12.read(), password, trust=ctx.trust)
+            mat = await ctx.material_reader().from_pkcs12(await pkcs12.read(), password)
         elif certificate is not None and private_key is not None:
-            mat = material.from_pem(
+            mat = await ctx.material_reader().from_pem(
                 await certificate.read(),
                 await private_key.read(),
                 chain_pem=await chain.read() if chain is not None else None,
                 passphrase=key_passphrase,
-                trust=ctx.trust,
             )
         else:
             raise errors.InvalidCertificate("send either `pkcs12`, or `certificate` and `private_key`")
@@ -176,13 +169,13 @@ async def get_certificate(certificate_id: str, caller: CurrentCaller, service: S
 @router.put(
     "/{certificate_id}",
     response_model=CertificateOut,
-    responses=responses(NotFound, errors.HostnameNotCovered, errors.CertificateExpired,
+    responses=responses(NotFound, errors.HostnameNotCovered, errors.CertificateExpired, errors.CertificateServerWide,
                         errors.CertificateNotYetValid, *MATERIAL_ERRORS),
 )
 async def replace_certificate(certificate_id: str, body: CertificateMaterialIn, caller: CurrentCaller, service: Service, ctx: Context):
     """Replace the material (certificate and key). Bindings stay; `revision` goes up; servers redeploy."""
     await service.get_visible(caller, certificate_id)
-    mat = _read_pem(ctx, body)
+    mat = await _read_pem(ctx, body)
     return await _one(service, await service.replace(caller, certificate_id, mat, body.name))
 
 

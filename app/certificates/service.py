@@ -135,10 +135,16 @@ class CertificateService:
         """
         cert = await self.get_visible(caller, cert_id)
         usages = (await self.repo.usages([cert.id]))[cert.id]
+        if not caller.is_admin and any(u.kind.startswith("server") for u in usages):
+            # A server-wide certificate serves every domain on the server: only the platform
+            # may change it (rows from before that rule may still belong to an account).
+            raise errors.CertificateServerWide(
+                "this certificate is a server's server-wide certificate; only an administrator can replace it"
+            )
         if usages:
             # Bound material goes straight to the servers: it must be servable now.
             now = utc_now()
-            if now >= material.not_after:
+            if now > material.not_after:  # inclusive: RFC 5280 section 4.1.2.5
                 raise errors.CertificateExpired(f"the new certificate expired at {material.not_after.isoformat()}")
             if now < material.not_before:
                 raise errors.CertificateNotYetValid(f"the new certificate is valid from {material.not_before.isoformat()}")

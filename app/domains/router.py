@@ -121,7 +121,7 @@ async def get_bindings(name: str, caller: CurrentCaller, domains: Domains):
 @router.put(
     "/{name}/bindings/{service}",
     response_model=BindingOut,
-    responses=responses(NotFound, cert_errors.HostnameNotCovered, cert_errors.CertificateExpired,
+    responses=responses(NotFound, cert_errors.HostnameNotCovered, cert_errors.WildcardPublicSuffix, cert_errors.CertificateExpired,
                         cert_errors.CertificateNotYetValid, SniUnsupported, CertificateAccountMismatch),
 )
 async def put_binding(name: str, service: Service, body: BindingIn, caller: CurrentCaller, domains: Domains):

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from app.certificates import errors
-from app.kit.coverage import covers
+from app.kit.coverage import covers, public_suffix_wildcard_for
 
 
 class CertFacts(Protocol):
@@ -36,12 +36,18 @@ def service_hostname(service: str, domain: str) -> str:
 
 def check_bindable(cert: CertFacts, hostname: str, now: datetime) -> None:
     """Refuse a certificate that cannot serve ``hostname`` at all (domain.md, "Rules")."""
+    wildcard = public_suffix_wildcard_for(cert.sans, hostname)
+    if wildcard is not None:
+        raise errors.WildcardPublicSuffix(
+            f"{wildcard} is a wildcard on a public suffix: clients refuse it, so it cannot serve {hostname}",
+            hostname=hostname,
+        )
     if not covers(cert.sans, hostname):
         raise errors.HostnameNotCovered(
             f"the certificate ({', '.join(cert.sans[:5]) or 'no DNS names'}) does not cover {hostname}",
             hostname=hostname,
         )
-    if now >= cert.not_after:
+    if now > cert.not_after:  # notAfter is inclusive (RFC 5280 section 4.1.2.5)
         raise errors.CertificateExpired(f"the certificate expired at {cert.not_after.isoformat()}")
     if now < cert.not_before:
         raise errors.CertificateNotYetValid(f"the certificate is valid from {cert.not_before.isoformat()}")
@@ -64,7 +70,7 @@ def server_certificate_usable(server_cert: CertFacts, server_hostname: str, now:
     return (
         server_cert.trusted
         and covers(server_cert.sans, server_hostname)
-        and server_cert.not_before <= now < server_cert.not_after
+        and server_cert.not_before <= now <= server_cert.not_after
     )
 
 
@@ -90,7 +96,7 @@ def client_warning_reasons(cert: CertFacts, hostname: str, now: datetime) -> lis
         reasons.append("self_signed")
     elif not cert.trusted:
         reasons.append("certificate_untrusted")
-    if now >= cert.not_after:
+    if now > cert.not_after:
         reasons.append("certificate_expired")
     elif now < cert.not_before:
         reasons.append("certificate_not_yet_valid")
@@ -127,7 +133,7 @@ def service_status(
     """What a client connecting to ``<service>.<domain>`` sees, and what to tell users (domain.md)."""
     hostname = service_hostname(service, domain)
     status = ServiceStatus(service, hostname, source, client_warning_reasons(presented, hostname, now))
-    if presented.not_after - now < timedelta(days=expiring_days) and now < presented.not_after:
+    if presented.not_after - now < timedelta(days=expiring_days) and now <= presented.not_after:
         status.notices.append("certificate_expiring")
     if service != "mail":
         return status

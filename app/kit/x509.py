@@ -7,7 +7,6 @@ rules, the agent's bundle checks and the tests share one reading of a certificat
 from __future__ import annotations
 
 import hashlib
-import itertools
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -136,19 +135,36 @@ def signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-def check_chain_order(chain: list[x509.Certificate]) -> None:
-    """Each certificate must be issued by the next one (RFC 8446 section 4.4.2: leaf first).
+def check_chain(leaf: x509.Certificate, chain: list[x509.Certificate]) -> None:
+    """Every supplied issuer must belong to a path from the leaf; the order is free.
 
-    A root at the end is allowed but not required. Raises InvalidChain.
+    RFC 8446 section 4.4.2: the leaf comes first, and clients "SHOULD be prepared to handle
+    potentially extraneous certificates and arbitrary orderings" of the rest, so a chain with
+    the root and the intermediate swapped, or with a cross-signed alternate, is kept as given
+    and the verifier builds the path (``app.kit.trust``). A certificate that issued nothing in
+    the set is a mistake (a wrong file pasted) and is refused. Raises InvalidChain.
     """
-    if len(chain) > MAX_CHAIN:
-        raise InvalidChain(f"the chain has {len(chain)} certificates; at most {MAX_CHAIN} are accepted")
-    for position, (cert, issuer) in enumerate(itertools.pairwise(chain), start=1):
-        if not signed_by(cert, issuer):
-            raise InvalidChain(
-                f"certificate {position} in the chain is not issued by certificate {position + 1}; "
-                "give the leaf first, then each issuer in order"
-            )
+    if len(chain) + 1 > MAX_CHAIN:
+        raise InvalidChain(f"the chain has {len(chain) + 1} certificates; at most {MAX_CHAIN} are accepted")
+    unreached = set(range(len(chain)))
+    frontier = [leaf]
+    while frontier and unreached:
+        current = frontier.pop()
+        for index in sorted(unreached):
+            if chain[index] != current and signed_by(current, chain[index]):
+                unreached.discard(index)
+                frontier.append(chain[index])
+    if unreached:
+        position = min(unreached) + 2
+        raise InvalidChain(
+            f"certificate {position} in the chain is unrelated: the leaf is not issued by it, nor is any "
+            "other certificate given; give the leaf first, then its issuers"
+        )
+
+
+def check_chain_order(chain: list[x509.Certificate]) -> None:
+    """``check_chain`` for a leaf-first list (the agent checks bundles this way)."""
+    check_chain(chain[0], chain[1:])
 
 
 def is_self_signed(cert: x509.Certificate) -> bool:
@@ -185,16 +201,17 @@ def key_type_label(info: KeyInfo) -> str:
 
 
 def dns_names(cert: x509.Certificate) -> list[str]:
-    """The DNS names a certificate is for: its SAN dNSNames, else (legacy) its subject CN.
+    """The DNS names a certificate is for: its SAN dNSNames, and only those.
 
-    RFC 6125 section 6.4.4: the CN is consulted only when there is no SAN extension.
+    The subject CN is not a fallback: RFC 9525 (which obsoletes RFC 6125 and drops the CN-ID of
+    its section 6.4.4) and the CA/Browser Forum profile make the SAN the only place clients
+    look, and Chrome (since 58) never reads the CN. A certificate without a SAN covers no name.
     Names are returned as written (normalise with ``app.kit.names``).
     """
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
-        cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-        return [str(cns[0].value)] if cns else []
+        return []
     return list(san.get_values_for_type(x509.DNSName))
 
 
@@ -218,6 +235,7 @@ __all__ = [
     "KeyPassphrase",
     "MaterialError",
     "certificate_pem",
+    "check_chain",
     "check_chain_order",
     "dns_names",
     "fingerprint_sha256",

@@ -120,7 +120,7 @@ class MailCertificateOut(ServerOut):
 
 
 @router.put("/{server_id}/mail-certificate", response_model=MailCertificateOut,
-            responses=responses(Forbidden, NotFound, cert_errors.HostnameNotCovered,
+            responses=responses(Forbidden, NotFound, cert_errors.CertificateNotPlatform, cert_errors.HostnameNotCovered,
                                 cert_errors.CertificateExpired, cert_errors.CertificateNotYetValid))
 async def set_mail_certificate(server_id: str, body: MailCertificateIn, _admin: Admin, service: Service, ctx: Context):
     """Make a certificate the server-wide mail certificate; it must cover the server's host name."""

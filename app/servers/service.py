@@ -6,6 +6,7 @@ import httpx
 from sqlalchemy.exc import IntegrityError
 
 from app.certificates import material
+from app.certificates.errors import CertificateNotPlatform
 from app.certificates.models import Certificate
 from app.certificates.repository import CertificateRepository
 from app.certificates.service import CertificateService
@@ -134,6 +135,12 @@ class ServerService:
         cert = await self.certificates.repo.get(certificate_id)
         if cert is None:
             raise NotFound("certificate not found")
+        if cert.account_id is not None:
+            # Whoever owns it could replace its material for every domain on the server.
+            raise CertificateNotPlatform(
+                "a server-wide certificate must be a platform certificate (uploaded without an account); "
+                "this one belongs to an account"
+            )
         now = utc_now()
         rules.check_bindable(cert, server.hostname, now)
         warnings = rules.certificate_warnings(cert, now, self.expiring_days)

@@ -298,3 +298,95 @@ def write_pem(path: str | Path, *texts: str | bytes) -> Path:
     path = Path(path)
     path.write_text("".join(p if p.endswith("\n") else p + "\n" for p in parts if p))
     return path
+
+
+# -- hostile material, built without doing the expensive work it asks of a reader ------------------
+
+def _der(tag: int, body: bytes) -> bytes:
+    n = len(body)
+    if n < 0x80:
+        return bytes([tag, n]) + body
+    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(size)]) + size + body
+
+
+def _der_int(value: int) -> bytes:
+    return _der(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
+
+
+def _der_oid(dotted: str) -> bytes:
+    parts = [int(p) for p in dotted.split(".")]
+    out = bytearray([40 * parts[0] + parts[1]])
+    for part in parts[2:]:
+        chunk = [part & 0x7F]
+        while part > 0x7F:
+            part >>= 7
+            chunk.insert(0, 0x80 | (part & 0x7F))
+        out += bytes(chunk)
+    return _der(0x06, bytes(out))
+
+
+def encrypted_key_pem_with_iterations(iterations: int, ciphertext_size: int = 160) -> str:
+    """An encrypted PKCS#8 PEM (PBES2, PBKDF2-HMAC-SHA256, AES-256-CBC) asking for ``iterations``.
+
+    The ciphertext is random: a reader that decrypts before checking the count spends the full
+    KDF cost and then fails; one that checks first refuses at once.
+    """
+    import base64
+    import os
+
+    pbkdf2 = _der(0x30, _der_oid("1.2.840.113549.1.5.12") + _der(0x30, _der(0x04, os.urandom(16))
+                  + _der_int(iterations) + _der(0x30, _der_oid("1.2.840.113549.2.9") + b"\x05\x00")))
+    aes = _der(0x30, _der_oid("2.16.840.1.101.3.4.1.42") + _der(0x04, os.urandom(16)))
+    pbes2 = _der(0x30, _der_oid("1.2.840.113549.1.5.13") + _der(0x30, pbkdf2 + aes))
+    info = _der(0x30, pbes2 + _der(0x04, os.urandom(ciphertext_size)))
+    body = base64.encodebytes(info).decode()
+    return f"-----BEGIN ENCRYPTED PRIVATE KEY-----\n{body}-----END ENCRYPTED PRIVATE KEY-----\n"
+
+
+def pkcs12_with_mac_iterations(archive: bytes, iterations: int) -> bytes:
+    """``archive`` with its MAC iteration count replaced (the MAC no longer verifies)."""
+    # PFX ::= SEQUENCE { version, authSafe, macData }; macData's last element is the count.
+    _t, start, _end = _tlv(archive, 0)
+    _t, _s, pos = _tlv(archive, start)  # version
+    _t, _s, pos = _tlv(archive, pos)  # authSafe
+    _t, mac_start, _mac_end = _tlv(archive, pos)
+    _t, _s, p = _tlv(archive, mac_start)  # DigestInfo
+    _t, _s, p = _tlv(archive, p)  # macSalt
+    mac = archive[mac_start:p] + _der_int(iterations)
+    pfx = archive[start:pos] + _der(0x30, mac)
+    return _der(0x30, pfx)
+
+
+def _tlv(data: bytes, pos: int) -> tuple[int, int, int]:
+    """(tag, start of the value, end of the value) of the DER element at ``pos``."""
+    tag, length, pos = data[pos], data[pos + 1], pos + 2
+    if length & 0x80:
+        count = length & 0x7F
+        length, pos = int.from_bytes(data[pos:pos + count], "big"), pos + count
+    return tag, pos, pos + length
+
+
+def certificate_for_public_key(ca: CA, public_key, names: list[str], *, hash_algorithm=None) -> x509.Certificate:
+    """A leaf for any public key (a huge RSA modulus, a DSA key), signed by ``ca``."""
+    nb, na = _validity(None, None, 30)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_cn(names[0]))
+        .issuer_name(ca.cert.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(nb)
+        .not_valid_after(na)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+    )
+    return builder.sign(ca.key, hash_algorithm or hashes.SHA256())
+
+
+def huge_rsa_public_key(bits: int = 16384) -> rsa.RSAPublicKey:
+    """An RSA public key of ``bits`` bits made in microseconds (its modulus is not a real product)."""
+    import secrets
+
+    modulus = secrets.randbits(bits) | (1 << (bits - 1)) | 1
+    return rsa.RSAPublicNumbers(65537, modulus).public_key()
