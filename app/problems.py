@@ -171,6 +171,7 @@ def responses(*errors: type[AppError]) -> dict[int | str, dict[str, Any]]:
 
 
 # Responses every operation can give, whatever its own errors: the documentation is what is sent.
+_UNAUTHENTICATED = f"`{Unauthenticated.code}`: {Unauthenticated.title}"
 _MALFORMED = "`validation_error`: The request is malformed (a parameter or the body)"
 _UNPARSABLE = "`bad_request`: The body could not be parsed"
 _TOO_LARGE = f"`{PayloadTooLarge.code}`: {PayloadTooLarge.title}"
@@ -195,7 +196,8 @@ def document_problems(doc: dict[str, Any]) -> dict[str, Any]:
 
     Every error is ``application/problem+json`` with the Problem schema (FastAPI would say
     ``application/json``). FastAPI's own ``HTTPValidationError`` shape is never sent (validation
-    errors are problems with ``errors``), so it goes. Every operation may answer 422 (a control
+    errors are problems with ``errors``), so it goes. An operation that takes a token may answer
+    401 (missing, unknown or revoked). Every operation may answer 422 (a control
     character in any parameter, app/inputs.py); an operation that reads a body may answer 413
     (app/limits.py) and 400 (a body that cannot be parsed at all, such as broken multipart).
     """
@@ -207,6 +209,8 @@ def document_problems(doc: dict[str, Any]) -> dict[str, Any]:
             if method not in {"get", "put", "post", "delete", "patch", "head", "options"}:
                 continue
             responses = operation.setdefault("responses", {})
+            if operation.get("security"):
+                _describe(responses, "401", _UNAUTHENTICATED)
             _describe(responses, "422", _MALFORMED)
             if method in _BODY_METHODS:
                 _describe(responses, "413", _TOO_LARGE)
