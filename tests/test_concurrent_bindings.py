@@ -70,3 +70,17 @@ async def test_parallel_deletes_give_one_204_and_404s(client, admin, customer_he
             if r.status_code == 404:
                 assert r.json()["code"] == "not_found"
         assert await _generation(client, admin, server) == before + 1
+
+
+async def test_parallel_domain_deletes_give_one_204(client, admin, customer_headers, test_ca):
+    server, customer = await _hosted(client, admin, customer_headers)
+    cert = await upload(client, customer, test_ca.issue(["*.a.test"]))
+    await client.put("/v1/domains/a.test/bindings/mail", json={"certificate_id": cert["id"]}, headers=customer)
+    before = await _generation(client, admin, server)
+    responses = await asyncio.gather(*(
+        client.delete("/v1/domains/a.test", headers=admin) for _ in range(PARALLEL)
+    ))
+    assert Counter(r.status_code for r in responses) == {204: 1, 404: PARALLEL - 1}
+    assert await _generation(client, admin, server) == before + 1
+    # the binding went with the domain, so the certificate is free to delete
+    assert (await client.delete(f"/v1/certificates/{cert['id']}", headers=customer)).status_code == 204

@@ -72,6 +72,13 @@ class DomainRepository:
                 return "unchanged"
         raise RuntimeError("the binding kept changing under a concurrent writer")
 
+    async def delete_domain(self, domain_id: str) -> bool:
+        """Delete (its bindings go by ON DELETE CASCADE); True only for the statement that did."""
+        result = await self.session.execute(
+            delete(Domain).where(Domain.id == domain_id).execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)
+
     async def delete_binding(self, domain_id: str, service: str) -> bool:
         """Delete and say whether this statement removed the row: of concurrent deletes, one does."""
         result = await self.session.execute(

@@ -99,7 +99,8 @@ class DomainService:
 
     async def delete(self, caller: Caller, name: str) -> None:
         domain = await self.get_visible(caller, name)
-        await self.repo.delete(domain)
+        if not await self.repo.delete_domain(domain.id):
+            raise NotFound("domain not found")  # a concurrent DELETE removed it first
         await servers_changed(self.repo.session, [domain.server_id], f"domain {domain.name} removed")
 
     async def _server(self, domain: Domain) -> Server:
