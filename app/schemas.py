@@ -10,7 +10,7 @@ database column can hold (year 0 after the UTC shift, integers past 64 bits) out
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args, get_origin
 
 from fastapi import Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo, field_validator
@@ -51,9 +51,18 @@ class Strict(BaseModel):
     @classmethod
     def _no_control_characters(cls, value: Any, info: ValidationInfo) -> Any:
         field = cls.model_fields.get(info.field_name or "")
-        multiline = field is not None and any(isinstance(m, MultiLine) for m in field.metadata)
+        multiline = field is not None and (
+            any(isinstance(m, MultiLine) for m in field.metadata) or _marked_multiline(field.annotation)
+        )
         _check_strings(value, multiline)
         return value
+
+
+def _marked_multiline(annotation: Any) -> bool:
+    """``PemText``, also inside ``PemText | None`` (where pydantic keeps the marker in the type)."""
+    if get_origin(annotation) is Annotated:
+        return any(isinstance(m, MultiLine) for m in get_args(annotation)[1:])
+    return any(_marked_multiline(arg) for arg in get_args(annotation))
 
 
 Text = Annotated[str, AfterValidator(check_text)]
