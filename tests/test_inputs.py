@@ -221,3 +221,18 @@ async def test_unbound_binding_cannot_be_half_written(client, admin, hosted, tes
     assert_problem(r, 422, "validation_error")
     after = (await client.get(f"/v1/servers/{server['id']}", headers=admin)).json()["desired_generation"]
     assert after == before
+
+
+async def test_unparsable_bodies_are_400_or_422_problems(client, admin):
+    nested = b"[" * 100_000 + b"]" * 100_000  # within 1 MiB, deeper than any parser recurses
+    r = await client.post("/v1/accounts", content=nested, headers={**admin, "content-type": "application/json"})
+    assert r.status_code in (400, 422), r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    r = await client.post("/v1/certificates/import", content=b"--zz\r\nbroken",
+                          headers={**admin, "content-type": "multipart/form-data; boundary=zz"})
+    assert r.status_code in (400, 422), r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    r = await client.get("/v1/domains", params={"cursor": "x" * 5000}, headers=admin)
+    assert r.status_code == 200, r.text
+    r = await client.get("/v1/certificates/" + "a" * 5000, headers=admin)
+    assert_problem(r, 404, "not_found")
