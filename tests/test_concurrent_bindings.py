@@ -84,3 +84,16 @@ async def test_parallel_domain_deletes_give_one_204(client, admin, customer_head
     assert await _generation(client, admin, server) == before + 1
     # the binding went with the domain, so the certificate is free to delete
     assert (await client.delete(f"/v1/certificates/{cert['id']}", headers=customer)).status_code == 204
+
+
+async def test_bind_to_a_domain_deleted_meanwhile_is_gone_not_a_500(context):
+    """The foreign key refuses a binding whose domain or certificate a concurrent DELETE removed."""
+    from app.domains.repository import DomainRepository
+    from app.kit.time import utc_now
+
+    async with context.sessionmaker() as session:
+        outcome = await DomainRepository(session).upsert_binding(
+            "00000000-0000-0000-0000-000000000000", "mail", "00000000-0000-0000-0000-000000000001", utc_now()
+        )
+        await session.rollback()
+    assert outcome == "gone"

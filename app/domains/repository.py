@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import new_id
@@ -46,26 +47,34 @@ class DomainRepository:
 
         ``INSERT .. ON CONFLICT DO NOTHING`` waits for a concurrent insert of the same
         (domain, service) to finish instead of failing on the unique constraint; the row it then
-        sees is updated in place. Returns "created", "changed" or "unchanged". The loop covers a
-        binding deleted between the two statements.
+        sees is updated in place. Returns "created", "changed" or "unchanged", or "gone" when the
+        domain or the certificate was deleted by a concurrent request after it was read (the
+        foreign key refuses the row; the transaction is then only good for rolling back). The
+        loop covers a binding deleted between the two statements.
         """
         dialect = postgresql if self.session.bind.dialect.name == "postgresql" else sqlite
         key = (Binding.domain_id == domain_id, Binding.service == service)
         for _attempt in range(3):
-            inserted = await self.session.scalar(
-                dialect.insert(Binding)
-                .values(id=new_id(), domain_id=domain_id, service=service,
-                        certificate_id=certificate_id, created_at=now, updated_at=now)
-                .on_conflict_do_nothing(index_elements=["domain_id", "service"])
-                .returning(Binding.id)
-            )
+            try:
+                inserted = await self.session.scalar(
+                    dialect.insert(Binding)
+                    .values(id=new_id(), domain_id=domain_id, service=service,
+                            certificate_id=certificate_id, created_at=now, updated_at=now)
+                    .on_conflict_do_nothing(index_elements=["domain_id", "service"])
+                    .returning(Binding.id)
+                )
+            except IntegrityError:
+                return "gone"
             if inserted is not None:
                 return "created"
-            changed = await self.session.execute(
-                update(Binding).where(*key, Binding.certificate_id != certificate_id)
-                .values(certificate_id=certificate_id, updated_at=now)
-                .execution_options(synchronize_session=False)
-            )
+            try:
+                changed = await self.session.execute(
+                    update(Binding).where(*key, Binding.certificate_id != certificate_id)
+                    .values(certificate_id=certificate_id, updated_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+            except IntegrityError:
+                return "gone"
             if changed.rowcount:
                 return "changed"
             if await self.session.scalar(select(Binding.id).where(*key)) is not None:

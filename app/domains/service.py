@@ -128,6 +128,8 @@ class DomainService:
             server_cert = await self.certificates.repo.get(server.mail_certificate_id)
             warnings += rules.mail_binding_warnings(server_cert, server.hostname, now)
         outcome = await self.repo.upsert_binding(domain.id, service, cert.id, now)
+        if outcome == "gone":
+            raise NotFound(f"{domain.name} or the certificate was deleted meanwhile")
         if outcome != "unchanged":
             await servers_changed(self.repo.session, [server.id], f"{service} of {domain.name} bound")
         return Effective(service, hostname, "binding", cert, warnings, created=outcome == "created")
