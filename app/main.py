@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from importlib import resources
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -24,6 +24,7 @@ from app.config import Settings, get_settings
 from app.context import AppContext
 from app.deployments.router import router as deployments_router
 from app.domains.router import router as domains_router
+from app.inputs import refuse_control_characters
 from app.limits import BodySizeLimit
 from app.outage import database_unavailable, install_outage_handlers
 from app.problems import install_handlers
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        dependencies=[Depends(refuse_control_characters)],
     )
     install_handlers(app)
     install_outage_handlers(app)

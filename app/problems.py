@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("certpost")
@@ -99,6 +99,7 @@ def _validation_problem(exc: RequestValidationError) -> dict[str, Any]:
 
 
 _HTTP_CODES = {
+    400: "bad_request",
     401: "unauthenticated",
     403: "forbidden",
     404: "not_found",
@@ -108,6 +109,8 @@ _HTTP_CODES = {
 
 
 def install_handlers(app: FastAPI) -> None:
+    install_openapi(app)
+
     @app.exception_handler(AppError)
     async def _app_error(_request: Request, exc: AppError):
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
@@ -143,14 +146,26 @@ def install_handlers(app: FastAPI) -> None:
         return problem_response(500, body)
 
 
+class ValidationIssue(BaseModel):
+    """One reason a request is malformed; the submitted value is never included."""
+
+    loc: list[str]
+    message: str
+    type: str
+
+
 class Problem(BaseModel):
-    """RFC 9457 problem details, with certpost's stable ``code``."""
+    """RFC 9457 problem details, with certpost's stable ``code``.
+
+    Errors may add members (``errors`` for ``validation_error``, ``hostname``, ``advice`` ...).
+    """
 
     type: str
     title: str
     status: int
     detail: str
     code: str
+    errors: list[ValidationIssue] | None = Field(None, description="`validation_error`: what is malformed")
 
 
 def responses(*errors: type[AppError]) -> dict[int | str, dict[str, Any]]:
@@ -162,3 +177,64 @@ def responses(*errors: type[AppError]) -> dict[int | str, dict[str, Any]]:
         if line not in entry["description"]:
             entry["description"] = "; ".join(filter(None, [entry["description"], line]))
     return out
+
+
+# Responses every operation can give, whatever its own errors: the documentation is what is sent.
+_UNAUTHENTICATED = f"`{Unauthenticated.code}`: {Unauthenticated.title}"
+_MALFORMED = "`validation_error`: The request is malformed (a parameter or the body)"
+_UNPARSABLE = "`bad_request`: The body could not be parsed"
+_TOO_LARGE = f"`{PayloadTooLarge.code}`: {PayloadTooLarge.title}"
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+_BODY_METHODS = {"post", "put", "patch"}  # what app.limits.BodySizeLimit reads
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Make ``app.openapi()`` describe errors as they are sent (see ``document_problems``)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problems(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def document_problems(doc: dict[str, Any]) -> dict[str, Any]:
+    """Rewrite FastAPI's error responses into what the handlers above really send.
+
+    Every error is ``application/problem+json`` with the Problem schema (FastAPI would say
+    ``application/json``). FastAPI's own ``HTTPValidationError`` shape is never sent (validation
+    errors are problems with ``errors``), so it goes. An operation that takes a token may answer
+    401 (missing, unknown or revoked). Every operation may answer 422 (a control
+    character in any parameter, app/inputs.py); an operation that reads a body may answer 413
+    (app/limits.py) and 400 (a body that cannot be parsed at all, such as broken multipart).
+    """
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    for path_item in doc.get("paths", {}).values():
+        for method, operation in path_item.items():
+            if method not in {"get", "put", "post", "delete", "patch", "head", "options"}:
+                continue
+            responses = operation.setdefault("responses", {})
+            if operation.get("security"):
+                _describe(responses, "401", _UNAUTHENTICATED)
+            _describe(responses, "422", _MALFORMED)
+            if method in _BODY_METHODS:
+                _describe(responses, "413", _TOO_LARGE)
+                if "requestBody" in operation:
+                    _describe(responses, "400", _UNPARSABLE)
+            for status, response in responses.items():
+                if status.isdigit() and int(status) >= 400:
+                    response["content"] = {PROBLEM_JSON: {"schema": dict(_PROBLEM_REF)}}
+    return doc
+
+
+def _describe(responses: dict[str, Any], status: str, line: str) -> None:
+    entry = responses.setdefault(status, {"description": ""})
+    described = entry.get("description", "")
+    if described in ("", "Validation Error"):
+        entry["description"] = line
+    elif line not in described:
+        entry["description"] = f"{described}; {line}"

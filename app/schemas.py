@@ -1,12 +1,88 @@
-"""Schema pieces shared by every feature."""
+"""Schema pieces shared by every feature, and the bounds every input gets.
 
-from pydantic import BaseModel, ConfigDict
+Every request body is a ``Strict`` model, so one validator here refuses control characters in
+every string of every body (app/kit/text.py says why); path and query strings get the same check
+from ``app.inputs.RefuseControlCharacters``. Multipart form strings use ``Text``. Times and
+offsets that arrive in a query use ``Instant`` and ``Offset``, whose bounds keep values that no
+database column can hold (year 0 after the UTC shift, integers past 64 bits) out of queries.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, get_args, get_origin
+
+from fastapi import Query
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo, field_validator
+
+from app.kit.text import check_text
+from app.kit.time import as_utc
+
+MAX_OFFSET = 1_000_000
+MAX_INT32 = 2**31 - 1  # generations are INTEGER columns
+
+
+class MultiLine:
+    """Marks a ``str`` field that may hold TAB, LF and CR (PEM text); other controls stay refused."""
+
+    def __repr__(self) -> str:
+        return "MultiLine()"
+
+
+def _check_strings(value: Any, multiline: bool) -> None:
+    if isinstance(value, str):
+        check_text(value, multiline=multiline)
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for item in value:
+            _check_strings(item, multiline)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_strings(key, False)
+            _check_strings(item, multiline)
 
 
 class Strict(BaseModel):
-    """Request bodies refuse unknown fields: a typo must not be silently ignored."""
+    """Request bodies refuse unknown fields (a typo must not be silently ignored) and control
+    characters in any string (app/kit/text.py)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_control_characters(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        multiline = field is not None and (
+            any(isinstance(m, MultiLine) for m in field.metadata) or _marked_multiline(field.annotation)
+        )
+        _check_strings(value, multiline)
+        return value
+
+
+def _marked_multiline(annotation: Any) -> bool:
+    """``PemText``, also inside ``PemText | None`` (where pydantic keeps the marker in the type)."""
+    if get_origin(annotation) is Annotated:
+        return any(isinstance(m, MultiLine) for m in get_args(annotation)[1:])
+    return any(_marked_multiline(arg) for arg in get_args(annotation))
+
+
+Text = Annotated[str, AfterValidator(check_text)]
+"""A single-line string outside a ``Strict`` body (multipart form fields)."""
+
+PemText = Annotated[str, MultiLine()]
+"""PEM text in a ``Strict`` body: line breaks allowed, other control characters not."""
+
+
+def _utc_instant(value: datetime) -> datetime:
+    try:
+        return as_utc(value)
+    except OverflowError:
+        raise ValueError("the time is out of range once converted to UTC") from None
+
+
+Instant = Annotated[datetime, AfterValidator(_utc_instant)]
+"""An aware UTC datetime (naive input is taken as UTC); refused when UTC cannot represent it."""
+
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description=f"Rows to skip (at most {MAX_OFFSET:,})")]
 
 
 class WarningOut(BaseModel):

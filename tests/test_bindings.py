@@ -39,7 +39,7 @@ async def test_coverage_rule(client, test_ca, hosted, sans, webmail, mail):
     for service, ok in (("webmail", webmail), ("mail", mail)):
         r = await bind(client, customer, service, cert["id"])
         if ok:
-            assert r.status_code == 200, r.text
+            assert r.status_code == 201, r.text
         else:
             body = assert_problem(r, 422, "hostname_not_covered")
             assert body["hostname"] == f"{service}.a.test"
@@ -51,7 +51,7 @@ async def test_idn_domain_compares_as_a_labels(client, admin, test_ca, hosted):
     assert domain["name"] == "xn--bcher-kva.test"
     cert = await upload(client, customer, test_ca.issue(["*.xn--bcher-kva.test"]))
     r = await bind(client, customer, "mail", cert["id"], domain="bücher.test")
-    assert r.status_code == 200, r.text
+    assert r.status_code == 201, r.text
     assert r.json()["hostname"] == "mail.xn--bcher-kva.test"
 
 
@@ -98,7 +98,7 @@ async def test_sni_unsupported(client, admin, test_ca, customer_headers, softwar
     body = assert_problem(await bind(client, customer, "mail", cert["id"]), 409, "sni_unsupported")
     assert "qmail" in body["advice"] and "q1.hosting.test" in body["advice"]
     assert body["recommended_client_hostname"] == "q1.hosting.test"
-    assert (await bind(client, customer, "webmail", cert["id"])).status_code == 200
+    assert (await bind(client, customer, "webmail", cert["id"])).status_code == 201
 
 
 @pytest.mark.parametrize("software", ["postfix-courier", "mailenable"])
@@ -107,7 +107,7 @@ async def test_sni_capable_software(client, admin, test_ca, customer_headers, so
     account_id, customer = await customer_headers()
     await create_domain(client, admin, "a.test", server["id"], account_id)
     cert = await upload(client, customer, test_ca.issue(["*.a.test"]))
-    assert (await bind(client, customer, "mail", cert["id"])).status_code == 200
+    assert (await bind(client, customer, "mail", cert["id"])).status_code == 201
 
 
 async def test_get_and_delete_bindings(client, test_ca, hosted):
@@ -199,7 +199,7 @@ async def test_capacity_warning_on_server_and_tls_status(client, admin, context,
     try:
         for domain in ("a.test", "b.test"):
             cert = await upload(client, customer, test_ca.issue([f"*.{domain}"]))
-            assert (await bind(client, customer, "mail", cert["id"], domain=domain)).status_code == 200
+            assert (await bind(client, customer, "mail", cert["id"], domain=domain)).status_code == 201
         body = (await client.get(f"/v1/servers/{server['id']}", headers=admin)).json()
         assert body["per_domain_mail_certificates"] == 2
         assert [w["code"] for w in body["warnings"]] == ["mail_certificates_over_capacity"]

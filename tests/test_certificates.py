@@ -198,7 +198,7 @@ async def test_replace_keeps_bindings_and_checks_names(client, admin, test_ca, c
     await create_domain(client, admin, "a.test", server["id"], account_id)
     first = await upload(client, customer, test_ca.issue(["webmail.a.test", "mail.a.test"]))
     r = await client.put("/v1/domains/a.test/bindings/webmail", json={"certificate_id": first["id"]}, headers=customer)
-    assert r.status_code == 200, r.text
+    assert r.status_code == 201, r.text
     generation = (await client.get(f"/v1/servers/{server['id']}", headers=admin)).json()["desired_generation"]
 
     narrower = test_ca.issue(["mail.a.test"])

@@ -35,3 +35,28 @@ def test_openapi_documents_problem_responses():
     responses = doc["paths"]["/v1/domains/{name}/bindings/{service}"]["put"]["responses"]
     assert "409" in responses and "422" in responses and "401" in responses
     assert "sni_unsupported" in responses["409"]["description"]
+
+
+def test_openapi_errors_are_documented_as_sent():
+    """Every error is application/problem+json with the Problem schema; FastAPI's unsent
+    HTTPValidationError is gone; 422 everywhere, 413 for every body method, 400 where a body is parsed."""
+    doc = openapi_document()
+    assert "HTTPValidationError" not in doc["components"]["schemas"]
+    assert "errors" in doc["components"]["schemas"]["Problem"]["properties"]
+    operations = [(path, method, op) for path, item in doc["paths"].items() for method, op in item.items()]
+    assert len(operations) >= 40
+    for path, method, op in operations:
+        responses = op["responses"]
+        where = f"{method.upper()} {path}"
+        assert "422" in responses and "validation_error" in responses["422"]["description"], where
+        if op.get("security"):
+            assert "401" in responses, where
+        if method in {"post", "put", "patch"}:
+            assert "413" in responses, where
+        if "requestBody" in op:
+            assert "400" in responses, where
+        for status, response in responses.items():
+            if int(status) >= 400:
+                assert response["content"] == {
+                    "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+                }, (where, status)

@@ -19,7 +19,7 @@ async def test_tour(client, admin, test_ca, customer_headers):
     assert cert["trusted"] is True and cert["account_id"] == account_id
     for service in ("webmail", "mail"):
         r = await client.put(f"/v1/domains/example.test/bindings/{service}", json={"certificate_id": cert["id"]}, headers=customer)
-        assert r.status_code == 200, r.text
+        assert r.status_code == 201, r.text
     codes = [w["code"] for w in r.json()["warnings"]]
     assert codes == ["server_certificate_untrusted"]
 

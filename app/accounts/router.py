@@ -11,6 +11,7 @@ from app.accounts.schemas import AccountCreate, AccountOut, TokenCreate, TokenIn
 from app.accounts.service import AccountExists, AccountService, UnknownAccount
 from app.deps import Admin, Session
 from app.problems import Forbidden, NotFound, responses
+from app.schemas import Offset
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
 
@@ -30,7 +31,7 @@ async def create_account(body: AccountCreate, _admin: Admin, accounts: Accounts)
 @router.get("/accounts", response_model=list[AccountOut], responses=responses(Forbidden))
 async def list_accounts(_admin: Admin, accounts: Accounts,
                         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                        offset: Annotated[int, Query(ge=0)] = 0):
+                        offset: Offset = 0):
     return await accounts.repo.list_accounts(limit, offset)
 
 
@@ -46,7 +47,7 @@ async def create_token(body: TokenCreate, _admin: Admin, accounts: Accounts):
 async def list_tokens(_admin: Admin, accounts: Accounts,
                       account_id: Annotated[str | None, Query(description="Only this account's tokens")] = None,
                       limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                      offset: Annotated[int, Query(ge=0)] = 0):
+                      offset: Offset = 0):
     """Tokens with their role, account and state; secrets are never shown again."""
     return await accounts.repo.list_tokens(account_id, limit, offset)
 

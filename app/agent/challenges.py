@@ -18,13 +18,11 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.agent.fsutil import atomic_write, fsync_dir
+from app.kit.names import is_canonical
 
-TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+TOKEN = re.compile(r"[A-Za-z0-9_-]{1,128}")
 # "<token>.<base64url SHA-256 JWK thumbprint>" (RFC 8555 section 8.1, RFC 7638)
-_KEY_AUTHORIZATION = re.compile(r"^[A-Za-z0-9_-]{1,128}\.[A-Za-z0-9_-]{1,128}$")
-_HOST = re.compile(
-    r"^([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$"
-)
+_KEY_AUTHORIZATION = re.compile(r"[A-Za-z0-9_-]{1,128}\.[A-Za-z0-9_-]{1,128}")
 DIRECTORY_NAME = "acme-challenge"
 
 
@@ -42,7 +40,7 @@ class ChallengeIn(BaseModel):
     @field_validator("key_authorization")
     @classmethod
     def _key_authorization(cls, value: str) -> str:
-        if not _KEY_AUTHORIZATION.match(value):
+        if not _KEY_AUTHORIZATION.fullmatch(value):
             raise ValueError("a key authorization is '<token>.<base64url thumbprint>'")
         return value
 
@@ -50,13 +48,13 @@ class ChallengeIn(BaseModel):
     @classmethod
     def _names(cls, names: list[str]) -> list[str]:
         for name in names:
-            if not _HOST.match(name) or len(name) > 253:
+            if not is_canonical(name):
                 raise ValueError("names must be lower-case host names (IDNA A-labels, no wildcard)")
         return names
 
 
 def valid_token(token: str) -> bool:
-    return bool(TOKEN.match(token))
+    return bool(TOKEN.fullmatch(token))
 
 
 class ChallengeStore:

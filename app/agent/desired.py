@@ -9,10 +9,9 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-_FP = re.compile(r"^[0-9a-f]{64}$")
-_NAME = re.compile(
-    r"^(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$"
-)
+from app.kit.names import is_canonical
+
+_FP = re.compile(r"[0-9a-f]{64}")
 
 
 class BundleIn(BaseModel):
@@ -25,7 +24,7 @@ class BundleIn(BaseModel):
 
 
 def _check_fp(value: str) -> str:
-    if not _FP.match(value):
+    if not _FP.fullmatch(value):
         raise ValueError("a fingerprint is 64 lower-case hex digits (SHA-256 of the DER)")
     return value
 
@@ -33,8 +32,8 @@ def _check_fp(value: str) -> str:
 def _check_names(mapping: dict[str, str]) -> dict[str, str]:
     for name, fp in mapping.items():
         # Names go verbatim into daemon configuration files: refuse anything that is not a
-        # lower-case A-label host name, so nothing can inject configuration syntax.
-        if not _NAME.match(name) or len(name) > 253:
+        # canonical host name (the controller's own validator), so nothing can inject syntax.
+        if not is_canonical(name, allow_wildcard=True):
             raise ValueError(f"{name!r} is not a lower-case host name (IDNA A-labels)")
         _check_fp(fp)
     return mapping
@@ -70,7 +69,7 @@ class Desired(BaseModel):
 
 
 def _check_digest(value: str) -> str:
-    if not _FP.match(value):
+    if not _FP.fullmatch(value):
         raise ValueError("a digest is 64 lower-case hex digits (app.kit.digest.config_digest)")
     return value
 
@@ -79,7 +78,7 @@ def _check_changes(mapping: dict[str, str | None]) -> dict[str, str | None]:
     """Names exactly as in a full document; ``None`` (remove the name) instead of a fingerprint."""
     _check_names({name: fp for name, fp in mapping.items() if fp is not None})
     for name, fp in mapping.items():
-        if fp is None and (not _NAME.match(name) or len(name) > 253):
+        if fp is None and not is_canonical(name, allow_wildcard=True):
             raise ValueError(f"{name!r} is not a lower-case host name (IDNA A-labels)")
     return mapping
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -34,6 +35,9 @@ class CertificateFilter:
     expires_before: datetime | None = None
 
 
+_CURSOR_ID = re.compile(r"[0-9a-f-]{1,36}")
+
+
 def encode_cursor(row: Certificate) -> str:
     return base64.urlsafe_b64encode(f"{row.created_at.isoformat()}|{row.id}".encode()).decode()
 
@@ -41,8 +45,12 @@ def encode_cursor(row: Certificate) -> str:
 def decode_cursor(cursor: str) -> tuple[datetime, str] | None:
     try:
         stamp, _, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        # A crafted cursor must not reach the query: a time that overflows once in UTC, or an id
+        # that is not one (a NUL would make PostgreSQL fail the request).
+        if not _CURSOR_ID.fullmatch(row_id):
+            return None
         return as_utc(datetime.fromisoformat(stamp)), row_id
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, OverflowError):
         return None
 
 

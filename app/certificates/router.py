@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile, status
@@ -24,6 +23,7 @@ from app.deps import Context, CurrentCaller, Session
 from app.kit import x509 as kx
 from app.kit.names import InvalidName, normalise_hostname
 from app.problems import Forbidden, NotFound, RuleViolation, responses
+from app.schemas import Instant, Text
 
 router = APIRouter(prefix="/v1/certificates", tags=["certificates"])
 
@@ -101,11 +101,11 @@ async def import_certificate(
     certificate: Annotated[UploadFile | None, File(description="PEM: the leaf, optionally with its chain")] = None,
     chain: Annotated[UploadFile | None, File(description="PEM: the issuers")] = None,
     private_key: Annotated[UploadFile | None, File(description="PEM private key")] = None,
-    key_passphrase: Annotated[str | None, Form()] = None,
+    key_passphrase: Annotated[Text | None, Form()] = None,
     pkcs12: Annotated[UploadFile | None, File(description="PKCS#12 (.p12/.pfx) with key and chain")] = None,
-    password: Annotated[str | None, Form(description="The PKCS#12 password")] = None,
-    name: Annotated[str | None, Form(max_length=200)] = None,
-    account_id: Annotated[str | None, Form()] = None,
+    password: Annotated[Text | None, Form(description="The PKCS#12 password")] = None,
+    name: Annotated[Text | None, Form(max_length=200)] = None,
+    account_id: Annotated[Text | None, Form()] = None,
 ):
     """Store a certificate from files: PEM files, or one PKCS#12 archive with its password."""
     owner = caller.owner_for_new(account_id)
@@ -143,7 +143,7 @@ async def list_certificates(
     caller: CurrentCaller,
     service: Service,
     covers: Annotated[str | None, Query(description="Only certificates that cover this host name")] = None,
-    expires_before: Annotated[datetime | None, Query(description="Only those whose not_after is earlier")] = None,
+    expires_before: Annotated[Instant | None, Query(description="Only those whose not_after is earlier")] = None,
     account_id: Annotated[str | None, Query(description="Admins: only this account's")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query()] = None,

@@ -5,15 +5,15 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from app.schemas import Strict
+from app.schemas import PemText, Strict
 
 PEM_MAX = 256 * 1024
 
 
 class CertificateMaterialIn(Strict):
-    certificate_pem: str = Field(max_length=PEM_MAX, description="The leaf, optionally followed by its issuers, in order.")
-    chain_pem: str | None = Field(None, max_length=PEM_MAX, description="Issuers, leaf's issuer first.")
-    private_key_pem: str = Field(max_length=PEM_MAX, description="Write-only; stored encrypted, never returned.")
+    certificate_pem: PemText = Field(max_length=PEM_MAX, description="The leaf, optionally followed by its issuers, in order.")
+    chain_pem: PemText | None = Field(None, max_length=PEM_MAX, description="Issuers, leaf's issuer first.")
+    private_key_pem: PemText = Field(max_length=PEM_MAX, description="Write-only; stored encrypted, never returned.")
     key_passphrase: str | None = Field(None, max_length=1024, description="For an encrypted private key.")
     name: str | None = Field(None, max_length=200)
 

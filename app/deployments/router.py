@@ -19,6 +19,7 @@ from app.deployments.schemas import (
 )
 from app.deps import Admin, Session
 from app.problems import Forbidden, NotFound, responses
+from app.schemas import MAX_INT32
 from app.servers.models import Server
 
 router = APIRouter(prefix="/v1/servers/{server_id}", tags=["deployments"])
@@ -44,7 +45,7 @@ def _out(row: Deployment) -> DeploymentOut:
 @router.get("/deployments", response_model=DeploymentPage, responses=responses(Forbidden, NotFound))
 async def list_deployments(server_id: str, _admin: Admin, session: Session,
                            limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                           before_generation: Annotated[int | None, Query(ge=1)] = None):
+                           before_generation: Annotated[int | None, Query(ge=1, le=MAX_INT32)] = None):
     """Deployments of this server, newest generation first."""
     await _server(session, server_id)
     rows = await DeploymentRepository(session).for_server(server_id, limit + 1, before_generation)

@@ -121,17 +121,23 @@ async def get_bindings(name: str, caller: CurrentCaller, domains: Domains):
 @router.put(
     "/{name}/bindings/{service}",
     response_model=BindingOut,
-    responses=responses(NotFound, cert_errors.HostnameNotCovered, cert_errors.WildcardPublicSuffix, cert_errors.CertificateExpired,
-                        cert_errors.CertificateNotYetValid, SniUnsupported, CertificateAccountMismatch),
+    responses={201: {"model": BindingOut, "description": "The service had no binding: it has one now"},
+               **responses(NotFound, cert_errors.HostnameNotCovered, cert_errors.WildcardPublicSuffix,
+                           cert_errors.CertificateExpired, cert_errors.CertificateNotYetValid,
+                           SniUnsupported, CertificateAccountMismatch)},
 )
-async def put_binding(name: str, service: Service, body: BindingIn, caller: CurrentCaller, domains: Domains):
+async def put_binding(name: str, service: Service, body: BindingIn, caller: CurrentCaller, domains: Domains,
+                      response: Response):
     """Bind a certificate to the domain's webmail (`webmail.<d>`) or mail (`mail.<d>`).
 
     Refused when it does not cover the name, is out of date, or (mail) the server software has no
     per-domain SNI. Accepted with `warnings` when untrusted, self-signed, expiring soon, or when the
-    server-wide mail certificate is untrusted.
+    server-wide mail certificate is untrusted. 201 when the service had no binding before, else 200
+    (concurrent first binds: one 201, the others 200).
     """
     eff = await domains.bind(caller, name, service, body.certificate_id)
+    if eff.created:
+        response.status_code = 201
     return binding_out(eff.hostname.split(".", 1)[1], eff)
 
 

@@ -19,7 +19,7 @@ from app.db import new_id
 from app.deployments.outbox import servers_changed
 from app.deployments.repository import DeploymentRepository
 from app.domains import rules
-from app.domains.models import Binding, Domain
+from app.domains.models import Domain
 from app.domains.repository import DomainRepository
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.time import utc_now
@@ -58,6 +58,7 @@ class Effective:
     source: str  # "binding" | "server-default"
     certificate: Certificate
     warnings: list[rules.Warning]
+    created: bool = False  # a bind that made the binding (201), not one that replaced it (200)
 
 
 def parse_domain_name(name: str) -> str:
@@ -99,7 +100,8 @@ class DomainService:
 
     async def delete(self, caller: Caller, name: str) -> None:
         domain = await self.get_visible(caller, name)
-        await self.repo.delete(domain)
+        if not await self.repo.delete_domain(domain.id):
+            raise NotFound("domain not found")  # a concurrent DELETE removed it first
         await servers_changed(self.repo.session, [domain.server_id], f"domain {domain.name} removed")
 
     async def _server(self, domain: Domain) -> Server:
@@ -126,24 +128,17 @@ class DomainService:
         if service == "mail":
             server_cert = await self.certificates.repo.get(server.mail_certificate_id)
             warnings += rules.mail_binding_warnings(server_cert, server.hostname, now)
-        existing = (await self.repo.bindings(domain.id)).get(service)
-        if existing is None:
-            await self.repo.add(Binding(id=new_id(), domain_id=domain.id, service=service, certificate_id=cert.id))
-        elif existing.certificate_id != cert.id:
-            existing.certificate_id = cert.id
-            existing.updated_at = now
-        else:
-            return Effective(service, hostname, "binding", cert, warnings)
-        await self.repo.session.flush()
-        await servers_changed(self.repo.session, [server.id], f"{service} of {domain.name} bound")
-        return Effective(service, hostname, "binding", cert, warnings)
+        outcome = await self.repo.upsert_binding(domain.id, service, cert.id, now)
+        if outcome == "gone":
+            raise NotFound(f"{domain.name} or the certificate was deleted meanwhile")
+        if outcome != "unchanged":
+            await servers_changed(self.repo.session, [server.id], f"{service} of {domain.name} bound")
+        return Effective(service, hostname, "binding", cert, warnings, created=outcome == "created")
 
     async def unbind(self, caller: Caller, name: str, service: str) -> None:
         domain = await self.get_visible(caller, name)
-        existing = (await self.repo.bindings(domain.id)).get(service)
-        if existing is None:
+        if not await self.repo.delete_binding(domain.id, service):
             raise NotFound(f"{service} of {domain.name} has no binding")
-        await self.repo.delete(existing)
         await servers_changed(self.repo.session, [domain.server_id], f"{service} of {domain.name} unbound")
 
     async def effective(self, caller: Caller, name: str) -> tuple[Domain, Server, dict[str, Effective]]:

@@ -11,7 +11,7 @@ from app.certificates.repository import CertificateRepository
 from app.certificates.service import CertificateService
 from app.deps import Admin, Context, Session
 from app.problems import Forbidden, NotFound, responses
-from app.schemas import WarningOut
+from app.schemas import Offset, WarningOut
 from app.servers.models import Server
 from app.servers.repository import ServerRepository
 from app.servers.schemas import (
@@ -98,7 +98,7 @@ async def register_server(body: ServerCreate, _admin: Admin, service: Service, c
 @router.get("", response_model=list[ServerOut], responses=responses(Forbidden))
 async def list_servers(_admin: Admin, service: Service, ctx: Context,
                        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                       offset: Annotated[int, Query(ge=0)] = 0):
+                       offset: Offset = 0):
     return await to_outs(service, await service.repo.list(limit, offset), ctx.settings.dovecot_capacity)
 
 

@@ -232,7 +232,7 @@ async def test_order_replaces_an_uploaded_certificate_in_place(client, admin, co
     provider = await make_provider(client, admin, bind_server)
     uploaded = await upload(client, customer, test_ca.issue(["webmail.z01.test"]))
     r = await client.put("/v1/domains/z01.test/bindings/webmail", json={"certificate_id": uploaded["id"]}, headers=customer)
-    assert r.status_code == 200
+    assert r.status_code == 201
     r = await client.post("/v1/certificate-orders", json={
         "names": ["webmail.z01.test"], "dns_provider_id": provider["id"], "certificate_id": uploaded["id"]}, headers=customer)
     assert r.status_code == 202, r.text

@@ -68,7 +68,7 @@ async def test_bind_deploy_and_serve(client, admin, controller, stack, test_ca, 
                                   ("c.test", "c", ("webmail",))):
         for service in services:
             r = await client.put(f"/v1/domains/{domain}/bindings/{service}", json={"certificate_id": certs[key]["id"]}, headers=customer)
-            assert r.status_code == 200, r.text
+            assert r.status_code == 201, r.text
 
     status = (await client.get("/v1/domains/a.test/tls", headers=customer)).json()
     assert status["deployment"]["up_to_date"] is False

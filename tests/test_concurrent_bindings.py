@@ -1,0 +1,99 @@
+"""Concurrent binds and unbinds of one (domain, service): upsert semantics, never a 500.
+
+The requests run concurrently against the real database (each on its own pooled connection on
+PostgreSQL, serialised by SQLite's write lock), as ten clients pressing the button at once would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from tests.support.api import create_domain, create_server, upload
+
+PARALLEL = 10
+
+
+async def _hosted(client, admin, customer_headers):
+    server = await create_server(client, admin)
+    account_id, customer = await customer_headers()
+    await create_domain(client, admin, "a.test", server["id"], account_id)
+    return server, customer
+
+
+async def _generation(client, admin, server) -> int:
+    return (await client.get(f"/v1/servers/{server['id']}", headers=admin)).json()["desired_generation"]
+
+
+async def test_parallel_first_binds_give_one_201_and_no_500(client, admin, customer_headers, test_ca):
+    server, customer = await _hosted(client, admin, customer_headers)
+    certs = [await upload(client, customer, test_ca.issue(["*.a.test"])) for _ in range(3)]
+    for round_ in range(3):  # several rounds: a race that loses once in a while still shows
+        await client.delete("/v1/domains/a.test/bindings/mail", headers=customer)
+        before = await _generation(client, admin, server)
+        responses = await asyncio.gather(*(
+            client.put("/v1/domains/a.test/bindings/mail",
+                       json={"certificate_id": certs[i % len(certs)]["id"]}, headers=customer)
+            for i in range(PARALLEL)
+        ))
+        statuses = Counter(r.status_code for r in responses)
+        assert statuses == {201: 1, 200: PARALLEL - 1}, (round_, [r.text for r in responses])
+        bound = (await client.get("/v1/domains/a.test/bindings", headers=customer)).json()["mail"]
+        assert bound["source"] == "binding" and bound["certificate_id"] in {c["id"] for c in certs}
+        assert await _generation(client, admin, server) > before
+
+
+async def test_parallel_same_binds_change_the_generation_once(client, admin, customer_headers, test_ca):
+    server, customer = await _hosted(client, admin, customer_headers)
+    cert = await upload(client, customer, test_ca.issue(["*.a.test"]))
+    before = await _generation(client, admin, server)
+    responses = await asyncio.gather(*(
+        client.put("/v1/domains/a.test/bindings/webmail", json={"certificate_id": cert["id"]}, headers=customer)
+        for _ in range(PARALLEL)
+    ))
+    assert Counter(r.status_code for r in responses) == {201: 1, 200: PARALLEL - 1}
+    assert await _generation(client, admin, server) == before + 1
+
+
+async def test_parallel_deletes_give_one_204_and_404s(client, admin, customer_headers, test_ca):
+    server, customer = await _hosted(client, admin, customer_headers)
+    cert = await upload(client, customer, test_ca.issue(["*.a.test"]))
+    for _round in range(3):
+        r = await client.put("/v1/domains/a.test/bindings/mail", json={"certificate_id": cert["id"]}, headers=customer)
+        assert r.status_code == 201, r.text
+        before = await _generation(client, admin, server)
+        responses = await asyncio.gather(*(
+            client.delete("/v1/domains/a.test/bindings/mail", headers=customer) for _ in range(PARALLEL)
+        ))
+        assert Counter(r.status_code for r in responses) == {204: 1, 404: PARALLEL - 1}
+        for r in responses:
+            if r.status_code == 404:
+                assert r.json()["code"] == "not_found"
+        assert await _generation(client, admin, server) == before + 1
+
+
+async def test_parallel_domain_deletes_give_one_204(client, admin, customer_headers, test_ca):
+    server, customer = await _hosted(client, admin, customer_headers)
+    cert = await upload(client, customer, test_ca.issue(["*.a.test"]))
+    await client.put("/v1/domains/a.test/bindings/mail", json={"certificate_id": cert["id"]}, headers=customer)
+    before = await _generation(client, admin, server)
+    responses = await asyncio.gather(*(
+        client.delete("/v1/domains/a.test", headers=admin) for _ in range(PARALLEL)
+    ))
+    assert Counter(r.status_code for r in responses) == {204: 1, 404: PARALLEL - 1}
+    assert await _generation(client, admin, server) == before + 1
+    # the binding went with the domain, so the certificate is free to delete
+    assert (await client.delete(f"/v1/certificates/{cert['id']}", headers=customer)).status_code == 204
+
+
+async def test_bind_to_a_domain_deleted_meanwhile_is_gone_not_a_500(context):
+    """The foreign key refuses a binding whose domain or certificate a concurrent DELETE removed."""
+    from app.domains.repository import DomainRepository
+    from app.kit.time import utc_now
+
+    async with context.sessionmaker() as session:
+        outcome = await DomainRepository(session).upsert_binding(
+            "00000000-0000-0000-0000-000000000000", "mail", "00000000-0000-0000-0000-000000000001", utc_now()
+        )
+        await session.rollback()
+    assert outcome == "gone"
