@@ -26,11 +26,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.problems import PROBLEM_TYPE_BASE, DatabaseUnavailable, problem_response
+from app.problems import DatabaseUnavailable, internal_error, problem_response
 
 log = logging.getLogger("certpost")
-
-RETRY_AFTER_SECONDS = 2
 
 _OUTAGE_TYPES: tuple[type[BaseException], ...] = (
     sa_exc.TimeoutError,  # the pool had no connection to give within pool_timeout
@@ -106,7 +104,7 @@ def database_unavailable(outage_log: _OutageLog | None = None, exc: BaseExceptio
     if outage_log is not None and exc is not None:
         outage_log.seen(exc)
     problem = DatabaseUnavailable("The database cannot be reached right now; retry shortly.", **extra)
-    return problem_response(503, problem.body(), {"Retry-After": str(RETRY_AFTER_SECONDS)})
+    return problem_response(503, problem.body(), problem.headers())
 
 
 def install_outage_handlers(app: FastAPI) -> None:
@@ -119,15 +117,7 @@ def install_outage_handlers(app: FastAPI) -> None:
     async def _database_error(request: Request, exc: Exception):
         if isinstance(exc, DatabaseUnavailable) or is_database_outage(exc):
             return database_unavailable(outage_log, exc)
-        log.error("unhandled error on %s %s: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
-        body = {
-            "type": PROBLEM_TYPE_BASE + "internal_error",
-            "title": "Internal error",
-            "status": 500,
-            "detail": "The server failed to handle the request; it has been logged.",
-            "code": "internal_error",
-        }
-        return problem_response(500, body)
+        return internal_error(request, exc)
 
     app.add_exception_handler(DatabaseUnavailable, _database_error)
     for kind in (SQLAlchemyError, OSError, *_asyncpg_error_types()):

@@ -27,6 +27,9 @@ class AppError(Exception):
     status: ClassVar[int] = 400
     code: ClassVar[str] = "bad_request"
     title: ClassVar[str] = "Bad request"
+    #: seconds a client should wait before retrying (``Retry-After``, RFC 9110 section 10.2.3);
+    #: set on the 503s that mean "busy or away for a moment", not on refusals
+    retry_after: ClassVar[int | None] = None
 
     def __init__(self, detail: str | None = None, **extra: Any):
         super().__init__(detail or self.title)
@@ -42,6 +45,14 @@ class AppError(Exception):
             "code": self.code,
             **self.extra,
         }
+
+    def headers(self) -> dict[str, str] | None:
+        """Response headers the status calls for: the auth scheme on 401, Retry-After on a 503."""
+        if self.status == 401:
+            return {"WWW-Authenticate": "Bearer"}
+        if self.retry_after is not None:
+            return {"Retry-After": str(self.retry_after)}
+        return None
 
 
 class NotFound(AppError):
@@ -77,10 +88,24 @@ class DatabaseUnavailable(AppError):
     """
 
     status, code, title = 503, "database_unavailable", "The database is unavailable"
+    retry_after = 2
 
 
 def problem_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def internal_error(request: Request, exc: BaseException) -> JSONResponse:
+    """A bug: logged with its traceback, answered 500 ``internal_error`` without any detail."""
+    log.error("unhandled error on %s %s: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
+    body = {
+        "type": PROBLEM_TYPE_BASE + "internal_error",
+        "title": "Internal error",
+        "status": 500,
+        "detail": "The server failed to handle the request; it has been logged.",
+        "code": "internal_error",
+    }
+    return problem_response(500, body)
 
 
 def _validation_problem(exc: RequestValidationError) -> dict[str, Any]:
@@ -113,8 +138,7 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(AppError)
     async def _app_error(_request: Request, exc: AppError):
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return problem_response(exc.status, exc.body(), headers)
+        return problem_response(exc.status, exc.body(), exc.headers())
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError):
@@ -135,15 +159,7 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
-        log.error("unhandled error on %s %s: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
-        body = {
-            "type": PROBLEM_TYPE_BASE + "internal_error",
-            "title": "Internal error",
-            "status": 500,
-            "detail": "The server failed to handle the request; it has been logged.",
-            "code": "internal_error",
-        }
-        return problem_response(500, body)
+        return internal_error(request, exc)
 
 
 class ValidationIssue(BaseModel):

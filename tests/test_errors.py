@@ -66,3 +66,34 @@ async def test_readiness_reports_an_unreachable_database(app, client, context):
     assert r.status_code == 503 and r.json()["database"] == "unreachable"
     assert r.json()["code"] == "database_unavailable" and r.headers["retry-after"].isdigit()
     assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_a_busy_503_tells_the_client_when_to_retry():
+    """503s that mean "busy for a moment" carry Retry-After (RFC 9110 section 10.2.3); a
+    generated client's retry policy reads it."""
+    import httpx
+    from fastapi import FastAPI
+
+    from app.certificates.reading import MaterialBusy
+    from app.problems import DatabaseUnavailable, install_handlers
+
+    app = FastAPI()
+    install_handlers(app)
+
+    @app.get("/busy")
+    async def busy():
+        raise MaterialBusy()
+
+    @app.get("/away")
+    async def away():
+        raise DatabaseUnavailable()
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        answers = {path: await client.get(path) for path in ("/busy", "/away")}
+    for path, code, wait in (("/busy", "material_busy", "5"), ("/away", "database_unavailable", "2")):
+        answer = answers[path]
+        assert answer.status_code == 503
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.headers["retry-after"] == wait
+        assert answer.json()["code"] == code

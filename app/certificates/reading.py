@@ -41,6 +41,7 @@ NICENESS = 10
 
 class MaterialBusy(AppError):
     status, code, title = 503, "material_busy", "Too many certificates are being read; retry shortly"
+    retry_after = 5
 
 
 _TRUST: TrustStore | None = None  # one per worker process, from the parent's roots
