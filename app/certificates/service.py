@@ -28,7 +28,7 @@ from app.kit import x509 as kx
 from app.kit.coverage import candidate_sans, covers
 from app.kit.crypto import MasterKey
 from app.kit.names import InvalidName, normalise_hostname
-from app.kit.time import utc_now
+from app.kit.time import expired, utc_now
 from app.problems import RuleViolation
 
 
@@ -144,7 +144,7 @@ class CertificateService:
         if usages:
             # Bound material goes straight to the servers: it must be servable now.
             now = utc_now()
-            if now > material.not_after:  # inclusive: RFC 5280 section 4.1.2.5
+            if expired(material.not_after, now):  # inclusive, a whole second: RFC 5280 4.1.2.5
                 raise errors.CertificateExpired(f"the new certificate expired at {material.not_after.isoformat()}")
             if now < material.not_before:
                 raise errors.CertificateNotYetValid(f"the new certificate is valid from {material.not_before.isoformat()}")

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from app.certificates import errors
 from app.kit.coverage import covers, public_suffix_wildcard_for
+from app.kit.time import expired
 
 
 class CertFacts(Protocol):
@@ -47,7 +48,7 @@ def check_bindable(cert: CertFacts, hostname: str, now: datetime) -> None:
             f"the certificate ({', '.join(cert.sans[:5]) or 'no DNS names'}) does not cover {hostname}",
             hostname=hostname,
         )
-    if now > cert.not_after:  # notAfter is inclusive (RFC 5280 section 4.1.2.5)
+    if expired(cert.not_after, now):  # notAfter is inclusive, a whole second (RFC 5280 4.1.2.5)
         raise errors.CertificateExpired(f"the certificate expired at {cert.not_after.isoformat()}")
     if now < cert.not_before:
         raise errors.CertificateNotYetValid(f"the certificate is valid from {cert.not_before.isoformat()}")
@@ -70,7 +71,8 @@ def server_certificate_usable(server_cert: CertFacts, server_hostname: str, now:
     return (
         server_cert.trusted
         and covers(server_cert.sans, server_hostname)
-        and server_cert.not_before <= now <= server_cert.not_after
+        and server_cert.not_before <= now
+        and not expired(server_cert.not_after, now)
     )
 
 
@@ -96,7 +98,7 @@ def client_warning_reasons(cert: CertFacts, hostname: str, now: datetime) -> lis
         reasons.append("self_signed")
     elif not cert.trusted:
         reasons.append("certificate_untrusted")
-    if now > cert.not_after:
+    if expired(cert.not_after, now):
         reasons.append("certificate_expired")
     elif now < cert.not_before:
         reasons.append("certificate_not_yet_valid")
@@ -133,7 +135,7 @@ def service_status(
     """What a client connecting to ``<service>.<domain>`` sees, and what to tell users (domain.md)."""
     hostname = service_hostname(service, domain)
     status = ServiceStatus(service, hostname, source, client_warning_reasons(presented, hostname, now))
-    if presented.not_after - now < timedelta(days=expiring_days) and now <= presented.not_after:
+    if presented.not_after - now < timedelta(days=expiring_days) and not expired(presented.not_after, now):
         status.notices.append("certificate_expiring")
     if service != "mail":
         return status

@@ -206,12 +206,16 @@ def dns_names(cert: x509.Certificate) -> list[str]:
     The subject CN is not a fallback: RFC 9525 (which obsoletes RFC 6125 and drops the CN-ID of
     its section 6.4.4) and the CA/Browser Forum profile make the SAN the only place clients
     look, and Chrome (since 58) never reads the CN. A certificate without a SAN covers no name.
-    Names are returned as written (normalise with ``app.kit.names``).
+    Names are returned as written (normalise with ``app.kit.names``). Extensions are parsed
+    only when first read: a malformed or duplicated extension is InvalidCertificate here, not
+    a bare ValueError from the library (x509-limbo's malformed-SAN cases).
     """
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return []
+    except (ValueError, x509.DuplicateExtension) as exc:
+        raise InvalidCertificate("the certificate's extensions could not be parsed") from exc
     return list(san.get_values_for_type(x509.DNSName))
 
 
