@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -12,9 +13,24 @@ from app.acme import issue, register_or_load_account
 pytestmark = pytest.mark.acme
 
 
+def _wait_until_stopped(pid: int, timeout: float = 10.0) -> None:
+    """kill() returns before every thread of a busy process has stopped: on a loaded machine a
+    request could still be answered. Wait for the kernel to report the whole process stopped."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = Path(f"/proc/{pid}/status").read_text()
+        if "\nState:\tT" in status:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"process {pid} did not stop")
+
+
 def test_hung_pebble_is_restarted(pebble_server, dns_solver):
     old_pid, old_root = pebble_server.pid, pebble_server.issuing_roots_pem()
     os.kill(old_pid, signal.SIGSTOP)  # a hang: the process lives, no request is answered
+    _wait_until_stopped(old_pid)
     try:
         assert pebble_server.ensure_alive(timeout=0.5) is True
     finally:
