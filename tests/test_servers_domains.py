@@ -74,3 +74,33 @@ async def test_domains(client, admin, customer_headers):
     rest = (await client.get("/v1/domains", params={"limit": 2, "cursor": page["next_cursor"]}, headers=customer)).json()
     assert [d["name"] for d in page["items"] + rest["items"]] == ["d0.test", "d1.test", "d2.test", "shop.example.test"]
     assert_problem(await client.delete("/v1/domains/shop.example.test", headers=customer), 403, "forbidden")
+
+
+def _long_domain(length: int) -> str:
+    labels, rest = [], length - len(".test")
+    while rest > 0:
+        take = min(63, rest)
+        labels.append("a" * take)
+        rest -= take + 1
+    name = ".".join(labels) + ".test"
+    return name if len(name) == length else "b" + name[: length - 1 - len(".test")] + ".test"
+
+
+@pytest.mark.parametrize(
+    ("name", "detail"),
+    [
+        # webmail.<domain> would be 254+ characters: no certificate can name it, and a wildcard
+        # binding would put a name in the server's configuration that the agent refuses whole.
+        (_long_domain(246), "at most 245"),
+        (_long_domain(253), "at most 245"),
+        ("1.2.3.4", "all digits"),
+    ],
+)
+async def test_domain_names_whose_service_names_are_not_host_names(client, admin, customer_headers, name, detail):
+    server = await create_server(client, admin)
+    account_id, _ = await customer_headers()
+    r = await client.post("/v1/domains", json={"name": name, "server_id": server["id"], "account_id": account_id}, headers=admin)
+    assert_problem(r, 422, "invalid_name")
+    assert detail in r.json()["detail"]
+    ok = await create_domain(client, admin, _long_domain(245), server["id"], account_id)
+    assert len(f"webmail.{ok['name']}") == 253
