@@ -75,6 +75,7 @@ def cmd_worker(_args, settings: Settings) -> None:
 
 
 def cmd_agent(args, _settings: Settings) -> None:
+    from app.agent.apply import ApplyFailed
     from app.agent.config import ConfigError
     from app.agent.main import prepare_only, run_agent
 
@@ -83,7 +84,7 @@ def cmd_agent(args, _settings: Settings) -> None:
             prepare_only(args.config)
         else:
             run_agent(args.config)
-    except (ConfigError, OSError) as exc:
+    except (ConfigError, OSError, ApplyFailed) as exc:
         sys.exit(f"certpost agent: {exc}")
 
 

@@ -166,7 +166,12 @@ def _default_commands(name: str, main: Path | None, raw: dict) -> tuple[list[str
 
 
 def _backend(name: str, raw: dict | None) -> BackendConfig | None:
-    if raw is None or not raw.get("enabled", True):
+    if raw is None:
+        return None
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):  # enabled = "no" / "false" / 0 is a string or number
+        raise ConfigError(f"[{name}] enabled must be true or false")
+    if not enabled:
         return None
     try:
         directory = Path(raw["directory"])
@@ -197,10 +202,14 @@ def _backend(name: str, raw: dict | None) -> BackendConfig | None:
     )
 
 
-def _number(raw: dict, key: str, default, kind=float, minimum=0):
+def _number(raw: dict, key: str, default, kind=float, minimum=0, section="listen", maximum=None):
     value = raw.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= minimum:
-        raise ConfigError(f"[listen] {key} must be a number above {minimum}")
+        raise ConfigError(f"[{section}] {key} must be a number above {minimum}")
+    if kind is int and value != int(value):
+        raise ConfigError(f"[{section}] {key} must be a whole number")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"[{section}] {key} must be at most {maximum}")
     return kind(value)
 
 
@@ -226,7 +235,7 @@ def parse_config(data: dict) -> AgentConfig:
     testing = data.get("testing", {})
     return AgentConfig(
         listen_host=listen.get("host", "0.0.0.0"),
-        listen_port=int(listen.get("port", 8750)),
+        listen_port=_number(listen, "port", 8750, int, 0, maximum=65535),
         state_dir=state_dir,
         controller_public_key=public_key,
         hostname=agent.get("hostname", "localhost"),
@@ -234,9 +243,9 @@ def parse_config(data: dict) -> AgentConfig:
         dovecot=_backend("dovecot", data.get("dovecot")),
         nginx=_backend("nginx", data.get("nginx")),
         courier=_backend("courier", data.get("courier")),
-        verify_timeout=float(agent.get("verify_timeout", 5.0)),
-        verify_sample=int(agent.get("verify_sample", 24)),
-        max_skew=int(agent.get("max_skew", 300)),
+        verify_timeout=_number(agent, "verify_timeout", 5.0, section="agent"),
+        verify_sample=_number(agent, "verify_sample", 24, int, section="agent"),
+        max_skew=_number(agent, "max_skew", 300, int, section="agent"),
         limits=_limits(listen),
         testing=TestingConfig(
             postfix_bundle_cert_first=bool(testing.get("postfix_bundle_cert_first", False))

@@ -247,3 +247,47 @@ def test_postfix_validate_requires_main_cf_to_list_the_shards(tmp_path):
     first, *rest = pf.sni_maps_value().split(", ")
     main_cf.write_text(f"tls_server_sni_maps = {first},\n    " + ",\n    ".join(rest) + "\n")
     asyncio.run(pf.check_main_cf())  # continuation lines are fine
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        ("listen", "port", "x", "[listen] port must be a number"),
+        ("listen", "port", 99999, "[listen] port must be at most 65535"),
+        ("listen", "port", 0, "[listen] port must be a number above 0"),
+        ("agent", "verify_timeout", -5, "[agent] verify_timeout must be a number above 0"),
+        ("agent", "verify_timeout", "5", "[agent] verify_timeout must be a number"),
+        ("agent", "verify_sample", 0, "[agent] verify_sample must be a number above 0"),
+        ("agent", "verify_sample", 2.5, "[agent] verify_sample must be a whole number"),
+        ("agent", "max_skew", 0, "[agent] max_skew must be a number above 0"),
+        ("nginx", "enabled", "no", "[nginx] enabled must be true or false"),
+        ("nginx", "enabled", 0, "[nginx] enabled must be true or false"),
+    ],
+)
+def test_config_numbers_and_switches_are_checked_with_the_key_named(tmp_path, section, key, value, message):
+    """docs/agent.md: a wrong configuration exits with one line naming the TOML key. A bare
+    int()/float() raised a ValueError traceback for "x" and accepted 99999, -5 and 0; a string
+    `enabled = "no"` is truthy in Python, so it *enabled* the daemon."""
+    data = {
+        "listen": {"host": "127.0.0.1", "port": 1},
+        "agent": {"state_dir": str(tmp_path / "state"), "controller_public_key": "ed25519:x"},
+        "nginx": {"directory": str(tmp_path / "ng"), "bundle_group": ""},
+    }
+    data[section][key] = value
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    assert str(caught.value).startswith(message)
+
+
+def test_config_accepts_the_documented_values(tmp_path):
+    parsed = parse_config(
+        {
+            "listen": {"port": 8750},
+            "agent": {"state_dir": str(tmp_path), "controller_public_key": "ed25519:x", "verify_timeout": 5,
+                      "verify_sample": 24, "max_skew": 300},
+            "nginx": {"enabled": False, "directory": str(tmp_path / "ng")},
+        }
+    )
+    assert (parsed.listen_port, parsed.verify_timeout, parsed.verify_sample, parsed.max_skew) == (8750, 5.0, 24, 300)
+    assert isinstance(parsed.listen_port, int) and isinstance(parsed.verify_timeout, float)
+    assert parsed.nginx is None
