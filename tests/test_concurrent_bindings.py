@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+import pytest
+
 from tests.support.api import create_domain, create_server, upload
 
 PARALLEL = 10
@@ -97,3 +99,34 @@ async def test_bind_to_a_domain_deleted_meanwhile_is_gone_not_a_500(context):
         )
         await session.rollback()
     assert outcome == "gone"
+
+
+async def test_certificate_delete_racing_a_bind_is_409_not_a_500(client, admin, customer_headers, test_ca, context):
+    """DELETE /v1/certificates/{id} checks the usages, then deletes; a bind committed in between
+    made the foreign key refuse the DELETE, which was a 500 (seen on PostgreSQL with a DELETE
+    and four PUT .../bindings/mail in parallel). The check is made to miss the binding here."""
+    from app.accounts.caller import Caller
+    from app.certificates.errors import CertificateInUse
+    from app.certificates.repository import CertificateRepository
+    from app.certificates.service import CertificateService
+
+    _server, customer = await _hosted(client, admin, customer_headers)
+    cert = await upload(client, customer, test_ca.issue(["mail.a.test"]))
+    r = await client.put("/v1/domains/a.test/bindings/mail", json={"certificate_id": cert["id"]}, headers=customer)
+    assert r.status_code == 201, r.text
+
+    async with context.sessionmaker() as session:
+        repo = CertificateRepository(session)
+        real_usages = repo.usages
+
+        async def usages_before_the_bind(ids):
+            found = await real_usages(ids)
+            return {key: [] for key in found}
+
+        repo.usages = usages_before_the_bind
+        service = CertificateService(repo, context.master_key)
+        admin_caller = Caller(token_id="test", role="admin", account_id=None)
+        with pytest.raises(CertificateInUse):
+            await service.delete(admin_caller, cert["id"])
+        await session.rollback()
+    assert (await client.get(f"/v1/certificates/{cert['id']}", headers=customer)).status_code == 200

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
+from sqlalchemy.exc import IntegrityError
 
 from app.accounts.caller import Caller
 from app.certificates import errors
@@ -175,4 +176,11 @@ class CertificateService:
                 f"the certificate is bound ({where}); remove those bindings first",
                 bindings=len(usages),
             )
-        await self.repo.delete(cert)
+        try:
+            await self.repo.delete(cert)
+        except IntegrityError:
+            # A concurrent bind (or server-wide assignment) committed between the usage check
+            # and the DELETE: the foreign key refuses it. The transaction only rolls back now.
+            raise errors.CertificateInUse(
+                "the certificate was bound by a concurrent request; remove that binding first"
+            ) from None
