@@ -104,3 +104,29 @@ async def test_domain_names_whose_service_names_are_not_host_names(client, admin
     assert detail in r.json()["detail"]
     ok = await create_domain(client, admin, _long_domain(245), server["id"], account_id)
     assert len(f"webmail.{ok['name']}") == 253
+
+
+async def test_server_delete_racing_a_new_domain_is_409_not_a_500(client, admin, customer_headers, context):
+    """DELETE /v1/servers/{id} counts the domains, then deletes; a domain committed in between
+    made the foreign key refuse the DELETE, which was a 500 (seen on PostgreSQL with a DELETE and
+    three POST /v1/domains in parallel). The count is made to miss the domain here."""
+    from app.certificates.repository import CertificateRepository
+    from app.certificates.service import CertificateService
+    from app.servers.repository import ServerRepository
+    from app.servers.service import ServerInUse, ServerService
+
+    server = await create_server(client, admin)
+    account_id, _ = await customer_headers()
+    await create_domain(client, admin, "a.test", server["id"], account_id)
+    async with context.sessionmaker() as session:
+        repo = ServerRepository(session)
+
+        async def count_before_the_domain(_server_id):
+            return 0
+
+        repo.count_domains = count_before_the_domain
+        service = ServerService(repo, CertificateService(CertificateRepository(session), context.master_key))
+        with pytest.raises(ServerInUse):
+            await service.delete(server["id"])
+        await session.rollback()
+    assert (await client.get(f"/v1/servers/{server['id']}", headers=admin)).status_code == 200
