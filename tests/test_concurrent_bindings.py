@@ -130,3 +130,34 @@ async def test_certificate_delete_racing_a_bind_is_409_not_a_500(client, admin, 
             await service.delete(admin_caller, cert["id"])
         await session.rollback()
     assert (await client.get(f"/v1/certificates/{cert['id']}", headers=customer)).status_code == 200
+
+
+async def test_order_racing_a_delete_of_its_dns_provider_is_422_not_a_500(client, admin, customer_headers, context):
+    """POST /v1/certificate-orders reads the provider, then writes the order; a DELETE of the
+    provider committed in between made the foreign key refuse the order, which was a 500 (seen
+    on PostgreSQL with three orders and a DELETE /v1/dns-providers/{id} in parallel). The
+    provider lookup is made to answer with a row deleted meanwhile here."""
+    from types import SimpleNamespace
+
+    from app.accounts.caller import Caller
+    from app.acme.repository import AcmeRepository
+    from app.acme.schemas import OrderCreate
+    from app.acme.service import AcmeService, UnknownDnsProvider
+    from app.certificates.repository import CertificateRepository
+    from app.certificates.service import CertificateService
+
+    await _hosted(client, admin, customer_headers)
+    async with context.sessionmaker() as session:
+        service = AcmeService(AcmeRepository(session), context.master_key,
+                              CertificateService(CertificateRepository(session), context.master_key))
+
+        async def deleted_meanwhile(_caller, provider_id, for_use=False):
+            return SimpleNamespace(id=provider_id)
+
+        service.visible_provider = deleted_meanwhile
+        body = OrderCreate(domain="a.test", wildcard=True, challenge="dns-01",
+                           dns_provider_id="00000000-0000-0000-0000-00000000dead")
+        with pytest.raises(UnknownDnsProvider):
+            await service.create_order(Caller(token_id="test", role="admin", account_id=None), body)
+        await session.rollback()
+    assert (await client.get("/v1/certificate-orders", headers=admin)).json()["items"] == []
