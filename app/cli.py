@@ -98,7 +98,12 @@ def cmd_tokens(args, settings: Settings) -> None:
         sys.exit("certpost: a customer token needs --account ID")
     if args.role == "admin" and args.account:
         sys.exit("certpost: an admin token has no account")
-    text = asyncio.run(_create_token(settings, args.role, args.account, args.description))
+    from app.problems import AppError
+
+    try:
+        text = asyncio.run(_create_token(settings, args.role, args.account, args.description))
+    except AppError as exc:  # unknown_account: one line, like the checks above
+        sys.exit(f"certpost: {exc.detail}")
     print(text)
 
 

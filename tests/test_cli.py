@@ -35,6 +35,9 @@ def test_migrate_tokens_and_keys(tmp_path):
     assert token.startswith("cpt_")
     refused = certpost("tokens", "create", "--role", "customer", data_dir=data, check=False)
     assert refused.returncode != 0 and "--account" in refused.stderr
+    unknown = certpost("tokens", "create", "--role", "customer", "--account", "nope", data_dir=data, check=False)
+    assert unknown.returncode == 1 and "Traceback" not in unknown.stderr
+    assert unknown.stderr.strip() == "certpost: account nope does not exist"
     key = certpost("controller-key", data_dir=data).stdout.strip()
     assert key.startswith("ed25519:") and certpost("controller-key", data_dir=data).stdout.strip() == key
     assert (data / "controller.key").stat().st_mode & 0o777 == 0o600
