@@ -291,3 +291,34 @@ def test_config_accepts_the_documented_values(tmp_path):
     assert (parsed.listen_port, parsed.verify_timeout, parsed.verify_sample, parsed.max_skew) == (8750, 5.0, 24, 300)
     assert isinstance(parsed.listen_port, int) and isinstance(parsed.verify_timeout, float)
     assert parsed.nginx is None
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"nginx": {"verify": [443]}}, "[nginx] verify must be a list of"),
+        ({"nginx": {"verify": "443"}}, "[nginx] verify must be a list of"),
+        ({"nginx": {"directory": 5}}, "[nginx] directory is required"),
+        ({"nginx": {"main_config": 5}}, "[nginx] main_config must be a path"),
+        ({"agent": {"hostname": 5}}, "[agent] hostname must be a non-empty string"),
+        ({"agent": {"hostname": "bad host"}}, "[agent] hostname 'bad host' is not a lower-case host name"),
+        ({"listen": {"host": 5}}, "[listen] host must be a non-empty string"),
+        ({"ngnix": {"directory": "/x"}}, "unknown key: ngnix"),
+        ({"agent": {"verify_timout": 5}}, "[agent] unknown key: verify_timout"),
+        ({"listen": {"max_body": 5}}, "[listen] unknown key: max_body"),
+    ],
+)
+def test_config_shapes_and_misspellings_are_one_line_errors(tmp_path, patch, message):
+    """Each of these was an AttributeError/TypeError traceback, a bootstrap certificate for
+    'bad host', or (a misspelt section or key) silently ignored: `[ngnix]` left nginx unmanaged."""
+    data = {
+        "listen": {"host": "127.0.0.1", "port": 1},
+        "agent": {"state_dir": str(tmp_path / "state"), "controller_public_key": "ed25519:x",
+                  "hostname": "mx1.host.test"},
+        "nginx": {"directory": str(tmp_path / "ng"), "bundle_group": ""},
+    }
+    for section, values in patch.items():
+        data.setdefault(section, {}).update(values)
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    assert str(caught.value).startswith(message)
