@@ -12,7 +12,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.kit.names import is_canonical
+from app.kit.names import InvalidName, normalise_hostname
 from app.kit.signing import public_key_from_text
 
 PROTOCOLS = (
@@ -267,8 +267,11 @@ def parse_config(data: dict) -> AgentConfig:
     state_dir = Path(_string(agent, "agent", "state_dir"))
     public_key = _string(agent, "agent", "controller_public_key")
     hostname = _string(agent, "agent", "hostname", "localhost")
-    if hostname != "localhost" and not is_canonical(hostname):
-        raise ConfigError(f"[agent] hostname {hostname!r} is not a lower-case host name (IDNA A-labels)")
+    if hostname != "localhost":
+        try:
+            hostname = normalise_hostname(hostname)
+        except InvalidName:
+            raise ConfigError(f"[agent] hostname {hostname!r} is not a host name") from None
     testing = data.get("testing", {})
     return AgentConfig(
         listen_host=_string(listen, "listen", "host", "0.0.0.0"),

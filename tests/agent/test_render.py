@@ -291,6 +291,9 @@ def test_config_accepts_the_documented_values(tmp_path):
     assert (parsed.listen_port, parsed.verify_timeout, parsed.verify_sample, parsed.max_skew) == (8750, 5.0, 24, 300)
     assert isinstance(parsed.listen_port, int) and isinstance(parsed.verify_timeout, float)
     assert parsed.nginx is None
+    parsed = parse_config({"agent": {"state_dir": str(tmp_path), "controller_public_key": "ed25519:x",
+                                     "hostname": "MX1.Host.TEST."}})
+    assert parsed.hostname == "mx1.host.test"
 
 
 @pytest.mark.parametrize(
@@ -301,7 +304,7 @@ def test_config_accepts_the_documented_values(tmp_path):
         ({"nginx": {"directory": 5}}, "[nginx] directory is required"),
         ({"nginx": {"main_config": 5}}, "[nginx] main_config must be a path"),
         ({"agent": {"hostname": 5}}, "[agent] hostname must be a non-empty string"),
-        ({"agent": {"hostname": "bad host"}}, "[agent] hostname 'bad host' is not a lower-case host name"),
+        ({"agent": {"hostname": "bad host"}}, "[agent] hostname 'bad host' is not a host name"),
         ({"listen": {"host": 5}}, "[listen] host must be a non-empty string"),
         ({"ngnix": {"directory": "/x"}}, "unknown key: ngnix"),
         ({"agent": {"verify_timout": 5}}, "[agent] unknown key: verify_timout"),
