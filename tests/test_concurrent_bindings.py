@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from tests.support.api import create_domain, create_server, upload
+from tests.support.api import create_domain, create_server, upload, upload_body
 
 PARALLEL = 10
 
@@ -161,3 +161,16 @@ async def test_order_racing_a_delete_of_its_dns_provider_is_422_not_a_500(client
             await service.create_order(Caller(token_id="test", role="admin", account_id=None), body)
         await session.rollback()
     assert (await client.get("/v1/certificate-orders", headers=admin)).json()["items"] == []
+
+
+async def test_parallel_replaces_each_raise_the_revision(client, admin, test_ca):
+    """Eight parallel PUT /v1/certificates/{id} all answered 200 but left revision at 2 or 3
+    (SQLite and PostgreSQL): the revision was read, incremented in Python and written back."""
+    cert = await upload(client, admin, test_ca.issue(["mail.a.test"]))
+    bodies = [upload_body(test_ca.issue(["mail.a.test"])) for _ in range(6)]
+    responses = await asyncio.gather(
+        *(client.put(f"/v1/certificates/{cert['id']}", json=body, headers=admin) for body in bodies)
+    )
+    assert [r.status_code for r in responses] == [200] * 6, [r.text for r in responses]
+    assert sorted(r.json()["revision"] for r in responses) == [2, 3, 4, 5, 6, 7]
+    assert (await client.get(f"/v1/certificates/{cert['id']}", headers=admin)).json()["revision"] == 7

@@ -156,10 +156,13 @@ class CertificateService:
                     hostname=usage.hostname,
                 )
         self._fill(cert, material)
-        cert.revision += 1
+        # In SQL (revision = revision + 1), not from the value read above: concurrent replaces
+        # each count, where a Python += lost all but one of them.
+        cert.revision = Certificate.revision + 1
         if name is not None:
             cert.name = name
         await self.repo.session.flush()
+        await self.repo.session.refresh(cert, ["revision"])
         await servers_changed(
             self.repo.session,
             [u.server_id for u in usages if u.server_id],
