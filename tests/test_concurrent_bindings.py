@@ -174,3 +174,46 @@ async def test_parallel_replaces_each_raise_the_revision(client, admin, test_ca)
     assert [r.status_code for r in responses] == [200] * 6, [r.text for r in responses]
     assert sorted(r.json()["revision"] for r in responses) == [2, 3, 4, 5, 6, 7]
     assert (await client.get(f"/v1/certificates/{cert['id']}", headers=admin)).json()["revision"] == 7
+
+
+async def test_bind_racing_a_replace_judges_the_replaced_material(client, admin, customer_headers, test_ca, context):
+    """A bind read the certificate, a replace with material for other names committed, then the
+    bind was written: webmail.a.test ended bound to a certificate for b.test (both requests
+    answered 2xx; reproduced on PostgreSQL with a 0.08-0.1 s offset between the two PUTs). The
+    replace is made to commit between the bind's read and its checks here."""
+    from app.certificates.errors import HostnameNotCovered
+    from app.certificates.repository import CertificateRepository
+    from app.certificates.service import CertificateService
+    from app.domains.repository import DomainRepository
+    from app.domains.service import DomainService
+
+    _server, customer = await _hosted(client, admin, customer_headers)
+    cert = await upload(client, customer, test_ca.issue(["*.a.test"]))
+    elsewhere = upload_body(test_ca.issue(["mail.b.test"]))
+    async with context.sessionmaker() as session:
+        certificates = CertificateService(CertificateRepository(session), context.master_key)
+        read = certificates.get_visible
+
+        async def read_then_replaced_meanwhile(caller, cert_id):
+            row = await read(caller, cert_id)
+            r = await client.put(f"/v1/certificates/{cert_id}", json=elsewhere, headers=customer)
+            assert r.status_code == 200, r.text  # not bound yet: the replace is allowed
+            return row
+
+        certificates.get_visible = read_then_replaced_meanwhile
+        service = DomainService(DomainRepository(session), certificates)
+        caller = (await _caller_of(context, customer))
+        with pytest.raises(HostnameNotCovered):
+            await service.bind(caller, "a.test", "webmail", cert["id"])
+        await session.rollback()
+    listed = (await client.get("/v1/domains/a.test/bindings", headers=customer)).json()
+    assert listed["webmail"]["source"] != "binding"
+
+
+async def _caller_of(context, headers):
+    from app.accounts.repository import AccountRepository
+    from app.accounts.service import AccountService
+
+    token = headers["Authorization"].removeprefix("Bearer ")
+    async with context.sessionmaker() as session:
+        return await AccountService(AccountRepository(session)).authenticate(token)

@@ -30,7 +30,7 @@ from app.kit.coverage import candidate_sans, covers
 from app.kit.crypto import MasterKey
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.time import utc_now
-from app.problems import RuleViolation
+from app.problems import NotFound, RuleViolation
 
 
 class InvalidCursor(RuleViolation):
@@ -135,6 +135,8 @@ class CertificateService:
         that serves it gets a new generation (domain.md, "Rules that come from practice").
         """
         cert = await self.get_visible(caller, cert_id)
+        if not await self.repo.lock(cert):  # serialised with binds of it: usages are final below
+            raise NotFound("certificate not found")
         usages = (await self.repo.usages([cert.id]))[cert.id]
         if not caller.is_admin and any(u.kind.startswith("server") for u in usages):
             # A server-wide certificate serves every domain on the server: only the platform

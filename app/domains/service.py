@@ -128,6 +128,10 @@ class DomainService:
         domain = await self.get_visible(caller, name)
         server = await self._server(domain)
         cert = await self.certificates.get_visible(caller, certificate_id)
+        # Serialised with a replace of the same certificate: the SANs judged below are the ones
+        # that stay (a concurrent replace could otherwise swap in material that covers nothing).
+        if not await self.certificates.repo.lock(cert):
+            raise NotFound("certificate not found")
         if cert.account_id is not None and cert.account_id != domain.account_id:
             raise CertificateAccountMismatch("bind a certificate of the domain's own account")
         if service == "mail" and not capabilities(server.software).per_domain_mail:
