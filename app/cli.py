@@ -98,12 +98,17 @@ def cmd_tokens(args, settings: Settings) -> None:
         sys.exit("certpost: a customer token needs --account ID")
     if args.role == "admin" and args.account:
         sys.exit("certpost: an admin token has no account")
+    from sqlalchemy.exc import DBAPIError
+
     from app.problems import AppError
 
     try:
         text = asyncio.run(_create_token(settings, args.role, args.account, args.description))
     except AppError as exc:  # unknown_account: one line, like the checks above
         sys.exit(f"certpost: {exc.detail}")
+    except DBAPIError as exc:  # no tables yet (never migrated), or the database is away
+        sys.exit(f"certpost: the database cannot store the token ({type(exc.orig).__name__}); "
+                 "is it reachable and migrated (certpost migrate)?")
     print(text)
 
 

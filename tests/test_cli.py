@@ -30,6 +30,8 @@ def certpost(*args, data_dir, check=True, timeout=60):
 
 def test_migrate_tokens_and_keys(tmp_path):
     data = tmp_path / "data"
+    early = certpost("tokens", "create", "--role", "admin", data_dir=data, check=False)
+    assert early.returncode == 1 and "Traceback" not in early.stderr and "certpost migrate" in early.stderr
     assert "latest revision" in certpost("migrate", data_dir=data).stdout
     token = certpost("tokens", "create", "--role", "admin", data_dir=data).stdout.strip()
     assert token.startswith("cpt_")
