@@ -166,8 +166,16 @@ def main(argv: list[str] | None = None) -> None:
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from pydantic import ValidationError
+
     try:
-        args.func(args, get_settings())
+        settings = get_settings()
+    except ValidationError as exc:  # one line per wrong CERTPOST_* variable, no traceback
+        sys.exit("\n".join(
+            f"certpost: CERTPOST_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+        ))
+    try:
+        args.func(args, settings)
     except MasterKeyError as exc:
         sys.exit(f"certpost: {exc}")
 

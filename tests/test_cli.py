@@ -213,3 +213,14 @@ def test_agent_with_a_bad_config_says_why_without_a_traceback(tmp_path):
                       '[nginx]\ndirectory = "/tmp/x"\nbundle_group = "no-such-group-here"\n')
     result = certpost("agent", "--config", str(broken), data_dir=tmp_path / "d", check=False)
     assert result.returncode != 0 and "no-such-group-here" in result.stderr
+
+
+def test_a_wrong_setting_is_one_line_naming_the_variable(tmp_path):
+    """CERTPOST_LEASE_SECONDS=0 was accepted (every lease already over when taken); a wrong
+    value was a pydantic traceback."""
+    for value, words in (("0", "greater than 0"), ("abc", "valid number"), ("-5", "greater than 0")):
+        result = subprocess.run([CERTPOST, "migrate"], cwd=tmp_path,
+                                env={**_env(tmp_path / "data"), "CERTPOST_LEASE_SECONDS": value},
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.startswith("certpost: CERTPOST_LEASE_SECONDS: ") and words in result.stderr
