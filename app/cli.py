@@ -75,6 +75,7 @@ def cmd_worker(_args, settings: Settings) -> None:
 
 
 def cmd_agent(args, _settings: Settings) -> None:
+    from app.agent.apply import ApplyFailed
     from app.agent.config import ConfigError
     from app.agent.main import prepare_only, run_agent
 
@@ -83,7 +84,7 @@ def cmd_agent(args, _settings: Settings) -> None:
             prepare_only(args.config)
         else:
             run_agent(args.config)
-    except (ConfigError, OSError) as exc:
+    except (ConfigError, OSError, ApplyFailed) as exc:
         sys.exit(f"certpost agent: {exc}")
 
 
@@ -97,7 +98,17 @@ def cmd_tokens(args, settings: Settings) -> None:
         sys.exit("certpost: a customer token needs --account ID")
     if args.role == "admin" and args.account:
         sys.exit("certpost: an admin token has no account")
-    text = asyncio.run(_create_token(settings, args.role, args.account, args.description))
+    from sqlalchemy.exc import DBAPIError
+
+    from app.problems import AppError
+
+    try:
+        text = asyncio.run(_create_token(settings, args.role, args.account, args.description))
+    except AppError as exc:  # unknown_account: one line, like the checks above
+        sys.exit(f"certpost: {exc.detail}")
+    except DBAPIError as exc:  # no tables yet (never migrated), or the database is away
+        sys.exit(f"certpost: the database cannot store the token ({type(exc.orig).__name__}); "
+                 "is it reachable and migrated (certpost migrate)?")
     print(text)
 
 
@@ -155,8 +166,16 @@ def main(argv: list[str] | None = None) -> None:
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from pydantic import ValidationError
+
     try:
-        args.func(args, get_settings())
+        settings = get_settings()
+    except ValidationError as exc:  # one line per wrong CERTPOST_* variable, no traceback
+        sys.exit("\n".join(
+            f"certpost: CERTPOST_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+        ))
+    try:
+        args.func(args, settings)
     except MasterKeyError as exc:
         sys.exit(f"certpost: {exc}")
 

@@ -31,19 +31,20 @@ class Settings(BaseSettings):
     controller_key_file: Path | None = Field(
         None, description="Ed25519 key that signs pushes to agents; default data_dir/controller.key."
     )
-    max_body_bytes: int = 1024 * 1024
-    expiring_days: int = Field(30, description="Binding warns when the certificate expires sooner.")
+    max_body_bytes: int = Field(1024 * 1024, gt=0)
+    expiring_days: int = Field(30, ge=0, description="Binding warns when the certificate expires sooner.")
     run_worker: bool = Field(True, description="Run the deployment worker inside `certpost serve`.")
-    worker_poll_seconds: float = 1.0
+    worker_poll_seconds: float = Field(1.0, gt=0)
     lease_seconds: float = Field(
-        20.0, description="A worker's claim on a delivery or an order, renewed every quarter of it "
+        20.0, gt=0, description="A worker's claim on a delivery or an order, renewed every quarter of it "
         "while the work runs; a crashed worker's work is taken over once it runs out.",
     )
-    retry_base_seconds: float = 5.0
-    retry_max_seconds: float = 600.0
-    agent_timeout_seconds: float = 120.0
+    retry_base_seconds: float = Field(5.0, gt=0)
+    retry_max_seconds: float = Field(600.0, gt=0)
+    agent_timeout_seconds: float = Field(120.0, gt=0)
     dovecot_capacity: int = Field(
         1500,
+        ge=1,
         description="Per-domain mail certificates per server above which a warning shows "
         "(Dovecot 2.3 stays under 5 s per change up to about this many; docs/performance.md).",
     )
@@ -56,13 +57,13 @@ class Settings(BaseSettings):
     acme_ca_bundle: Path | None = Field(None, description="PEM roots to trust for the CA's own HTTPS.")
     acme_eab_kid: str | None = Field(None, description="External Account Binding key id.")
     acme_eab_hmac_key: str | None = Field(None, description="External Account Binding HMAC key (base64url).")
-    acme_propagation_timeout: float = Field(300.0, description="Longest wait for TXT records to show.")
-    acme_propagation_interval: float = 5.0
-    acme_poll_interval: float = 0.5
-    acme_order_timeout: float = 600.0
-    renewal_check_seconds: float = Field(300.0, description="How often the worker looks for due renewals.")
-    renewal_retry_base_seconds: float = 300.0
-    renewal_retry_max_seconds: float = 6 * 3600.0
+    acme_propagation_timeout: float = Field(300.0, gt=0, description="Longest wait for TXT records to show.")
+    acme_propagation_interval: float = Field(5.0, gt=0)
+    acme_poll_interval: float = Field(0.5, gt=0)
+    acme_order_timeout: float = Field(600.0, gt=0)
+    renewal_check_seconds: float = Field(300.0, gt=0, description="How often the worker looks for due renewals.")
+    renewal_retry_base_seconds: float = Field(300.0, gt=0)
+    renewal_retry_max_seconds: float = Field(6 * 3600.0, gt=0)
 
     # Outbound requests on a customer's behalf (app/outbound.py): public unicast on port 53 only.
     outbound_allow: str = Field(

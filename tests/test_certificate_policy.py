@@ -87,6 +87,25 @@ async def test_weak_leaf_signature_refused(client, admin, tmp_path, key_type, di
     assert digest.upper() in problem["detail"]
 
 
+async def test_rsa_pss_public_key_refused(client, admin, tmp_path):
+    """An id-RSASSA-PSS key (openssl genpkey -algorithm rsa-pss) loads as an RSA key in
+    ``cryptography``; clients that do not offer rsa_pss_pss_* (Chrome) cannot use it."""
+    key_file, cert_file = tmp_path / "pss.key", tmp_path / "pss.pem"
+    subprocess.run(  # noqa: ASYNC221  (short local commands in a test)
+        ["openssl", "genpkey", "-algorithm", "rsa-pss", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(key_file)],
+        check=True, capture_output=True,
+    )
+    subprocess.run(  # noqa: ASYNC221
+        ["openssl", "req", "-x509", "-new", "-key", str(key_file), "-sha256", "-subj", "/CN=mail.a.test",
+         "-addext", "subjectAltName=DNS:mail.a.test", "-days", "10", "-out", str(cert_file)],
+        check=True, capture_output=True,
+    )
+    body = {"certificate_pem": cert_file.read_text(), "private_key_pem": key_file.read_text()}
+    problem = assert_problem(await client.post("/v1/certificates", json=body, headers=admin), 422, "key_type_unsupported")
+    assert "RSA-PSS" in problem["detail"]
+    assert (await client.get("/v1/certificates", headers=admin)).json()["items"] == []
+
+
 async def test_oversized_rsa_refused_before_the_key_is_loaded(client, admin, test_ca):
     """An RSA-16384 certificate with a key that would cost a minute to load: refused at once."""
     cert = certificate_for_public_key(test_ca, huge_rsa_public_key(16384), ["mail.a.test"])

@@ -30,11 +30,16 @@ def certpost(*args, data_dir, check=True, timeout=60):
 
 def test_migrate_tokens_and_keys(tmp_path):
     data = tmp_path / "data"
+    early = certpost("tokens", "create", "--role", "admin", data_dir=data, check=False)
+    assert early.returncode == 1 and "Traceback" not in early.stderr and "certpost migrate" in early.stderr
     assert "latest revision" in certpost("migrate", data_dir=data).stdout
     token = certpost("tokens", "create", "--role", "admin", data_dir=data).stdout.strip()
     assert token.startswith("cpt_")
     refused = certpost("tokens", "create", "--role", "customer", data_dir=data, check=False)
     assert refused.returncode != 0 and "--account" in refused.stderr
+    unknown = certpost("tokens", "create", "--role", "customer", "--account", "nope", data_dir=data, check=False)
+    assert unknown.returncode == 1 and "Traceback" not in unknown.stderr
+    assert unknown.stderr.strip() == "certpost: account nope does not exist"
     key = certpost("controller-key", data_dir=data).stdout.strip()
     assert key.startswith("ed25519:") and certpost("controller-key", data_dir=data).stdout.strip() == key
     assert (data / "controller.key").stat().st_mode & 0o777 == 0o600
@@ -208,3 +213,14 @@ def test_agent_with_a_bad_config_says_why_without_a_traceback(tmp_path):
                       '[nginx]\ndirectory = "/tmp/x"\nbundle_group = "no-such-group-here"\n')
     result = certpost("agent", "--config", str(broken), data_dir=tmp_path / "d", check=False)
     assert result.returncode != 0 and "no-such-group-here" in result.stderr
+
+
+def test_a_wrong_setting_is_one_line_naming_the_variable(tmp_path):
+    """CERTPOST_LEASE_SECONDS=0 was accepted (every lease already over when taken); a wrong
+    value was a pydantic traceback."""
+    for value, words in (("0", "greater than 0"), ("abc", "valid number"), ("-5", "greater than 0")):
+        result = subprocess.run([CERTPOST, "migrate"], cwd=tmp_path,
+                                env={**_env(tmp_path / "data"), "CERTPOST_LEASE_SECONDS": value},
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.startswith("certpost: CERTPOST_LEASE_SECONDS: ") and words in result.stderr

@@ -74,3 +74,59 @@ async def test_domains(client, admin, customer_headers):
     rest = (await client.get("/v1/domains", params={"limit": 2, "cursor": page["next_cursor"]}, headers=customer)).json()
     assert [d["name"] for d in page["items"] + rest["items"]] == ["d0.test", "d1.test", "d2.test", "shop.example.test"]
     assert_problem(await client.delete("/v1/domains/shop.example.test", headers=customer), 403, "forbidden")
+
+
+def _long_domain(length: int) -> str:
+    labels, rest = [], length - len(".test")
+    while rest > 0:
+        take = min(63, rest)
+        labels.append("a" * take)
+        rest -= take + 1
+    name = ".".join(labels) + ".test"
+    return name if len(name) == length else "b" + name[: length - 1 - len(".test")] + ".test"
+
+
+@pytest.mark.parametrize(
+    ("name", "detail"),
+    [
+        # webmail.<domain> would be 254+ characters: no certificate can name it, and a wildcard
+        # binding would put a name in the server's configuration that the agent refuses whole.
+        (_long_domain(246), "at most 245"),
+        (_long_domain(253), "at most 245"),
+        ("1.2.3.4", "all digits"),
+    ],
+)
+async def test_domain_names_whose_service_names_are_not_host_names(client, admin, customer_headers, name, detail):
+    server = await create_server(client, admin)
+    account_id, _ = await customer_headers()
+    r = await client.post("/v1/domains", json={"name": name, "server_id": server["id"], "account_id": account_id}, headers=admin)
+    assert_problem(r, 422, "invalid_name")
+    assert detail in r.json()["detail"]
+    ok = await create_domain(client, admin, _long_domain(245), server["id"], account_id)
+    assert len(f"webmail.{ok['name']}") == 253
+
+
+async def test_server_delete_racing_a_new_domain_is_409_not_a_500(client, admin, customer_headers, context):
+    """DELETE /v1/servers/{id} counts the domains, then deletes; a domain committed in between
+    made the foreign key refuse the DELETE, which was a 500 (seen on PostgreSQL with a DELETE and
+    three POST /v1/domains in parallel). The count is made to miss the domain here."""
+    from app.certificates.repository import CertificateRepository
+    from app.certificates.service import CertificateService
+    from app.servers.repository import ServerRepository
+    from app.servers.service import ServerInUse, ServerService
+
+    server = await create_server(client, admin)
+    account_id, _ = await customer_headers()
+    await create_domain(client, admin, "a.test", server["id"], account_id)
+    async with context.sessionmaker() as session:
+        repo = ServerRepository(session)
+
+        async def count_before_the_domain(_server_id):
+            return 0
+
+        repo.count_domains = count_before_the_domain
+        service = ServerService(repo, CertificateService(CertificateRepository(session), context.master_key))
+        with pytest.raises(ServerInUse):
+            await service.delete(server["id"])
+        await session.rollback()
+    assert (await client.get(f"/v1/servers/{server['id']}", headers=admin)).status_code == 200

@@ -14,6 +14,8 @@ import binascii
 import ipaddress
 import json
 
+from sqlalchemy.exc import IntegrityError
+
 from app.accounts.caller import Caller
 from app.acme.errors import DnsTargetRefused
 from app.acme.models import CertificateOrder, DnsProvider
@@ -246,7 +248,17 @@ class AcmeService:
             status="pending",
             authorizations=[{"identifier": n, "challenge": body.challenge, "status": "pending"} for n in names],
         )
-        await self.repo.add(order)
+        try:
+            await self.repo.add(order)
+        except IntegrityError:
+            # The provider or the certificate, found above, was deleted by a concurrent request
+            # before this row was written: its foreign key refuses the order. The transaction
+            # is only good for rolling back now, so nothing more is asked of it.
+            if provider_id is not None:
+                raise UnknownDnsProvider(
+                    f"DNS provider {provider_id} (or the certificate) was deleted meanwhile"
+                ) from None
+            raise NotFound("the certificate was deleted meanwhile") from None
         return order
 
     async def visible_order(self, caller: Caller, order_id: str) -> CertificateOrder:

@@ -12,6 +12,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.kit.names import InvalidName, normalise_hostname
 from app.kit.signing import public_key_from_text
 
 PROTOCOLS = (
@@ -120,7 +121,11 @@ def _command(value, key: str) -> tuple[str, ...]:
 
 def _verify(items, key: str) -> tuple[VerifyTarget, ...]:
     targets = []
+    if items is not None and not isinstance(items, list):
+        raise ConfigError(f"{key} must be a list of {{port = ..., protocol = ...}} tables")
     for item in items or []:
+        if not isinstance(item, dict):
+            raise ConfigError(f"{key} must be a list of {{port = ..., protocol = ...}} tables")
         protocol = item.get("protocol")
         if protocol not in PROTOCOLS:
             raise ConfigError(f"{key}: protocol must be one of {', '.join(PROTOCOLS)}")
@@ -166,12 +171,19 @@ def _default_commands(name: str, main: Path | None, raw: dict) -> tuple[list[str
 
 
 def _backend(name: str, raw: dict | None) -> BackendConfig | None:
-    if raw is None or not raw.get("enabled", True):
+    if raw is None:
         return None
-    try:
-        directory = Path(raw["directory"])
-    except KeyError:
-        raise ConfigError(f"[{name}] directory is required") from None
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):  # enabled = "no" / "false" / 0 is a string or number
+        raise ConfigError(f"[{name}] enabled must be true or false")
+    if not enabled:
+        return None
+    if not isinstance(raw.get("directory"), str) or not raw["directory"]:
+        raise ConfigError(f"[{name}] directory is required (a path)")
+    directory = Path(raw["directory"])
+    for key in ("main_config", "log_file", "config_directory", "certfile"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise ConfigError(f"[{name}] {key} must be a path")
     main = Path(raw["main_config"]) if raw.get("main_config") else None
     validate, reload = _default_commands(name, main, raw)
     known = {
@@ -197,10 +209,14 @@ def _backend(name: str, raw: dict | None) -> BackendConfig | None:
     )
 
 
-def _number(raw: dict, key: str, default, kind=float, minimum=0):
+def _number(raw: dict, key: str, default, kind=float, minimum=0, section="listen", maximum=None):
     value = raw.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= minimum:
-        raise ConfigError(f"[listen] {key} must be a number above {minimum}")
+        raise ConfigError(f"[{section}] {key} must be a number above {minimum}")
+    if kind is int and value != int(value):
+        raise ConfigError(f"[{section}] {key} must be a whole number")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"[{section}] {key} must be at most {maximum}")
     return kind(value)
 
 
@@ -215,28 +231,61 @@ def _limits(listen: dict) -> ListenLimits:
     )
 
 
+_SECTIONS = {"listen", "agent", "postfix", "dovecot", "nginx", "courier", "testing"}
+_AGENT_KEYS = {"state_dir", "controller_public_key", "hostname", "verify_timeout", "verify_sample", "max_skew"}
+_LISTEN_KEYS = {"host", "port", "max_body_bytes", "header_timeout", "body_timeout", "keepalive_timeout",
+                "max_connections"}
+
+
+def _unknown(section: str, raw: dict, known: set[str]) -> None:
+    """A misspelt key or section is an error: ``[ngnix]`` would otherwise leave nginx unmanaged."""
+    extra = sorted(set(raw) - known)
+    if extra:
+        where = f"[{section}] " if section else ""
+        raise ConfigError(f"{where}unknown key{'s' if len(extra) > 1 else ''}: {', '.join(extra)}")
+
+
+def _string(raw: dict, section: str, key: str, default: str | None = None) -> str:
+    value = raw.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"[{section}] {key} must be a non-empty string")
+    return value
+
+
 def parse_config(data: dict) -> AgentConfig:
+    if "agent" in data:
+        _unknown("", data, _SECTIONS)
+        _unknown("agent", data["agent"], _AGENT_KEYS)
     agent = data.get("agent", data)
     listen = data.get("listen", {})
+    _unknown("listen", listen, _LISTEN_KEYS)
     try:
-        state_dir = Path(agent["state_dir"])
-        public_key = agent["controller_public_key"]
+        agent["state_dir"]
+        agent["controller_public_key"]
     except KeyError as exc:
-        raise ConfigError(f"{exc.args[0]} is required") from None
+        raise ConfigError(f"[agent] {exc.args[0]} is required") from None
+    state_dir = Path(_string(agent, "agent", "state_dir"))
+    public_key = _string(agent, "agent", "controller_public_key")
+    hostname = _string(agent, "agent", "hostname", "localhost")
+    if hostname != "localhost":
+        try:
+            hostname = normalise_hostname(hostname)
+        except InvalidName:
+            raise ConfigError(f"[agent] hostname {hostname!r} is not a host name") from None
     testing = data.get("testing", {})
     return AgentConfig(
-        listen_host=listen.get("host", "0.0.0.0"),
-        listen_port=int(listen.get("port", 8750)),
+        listen_host=_string(listen, "listen", "host", "0.0.0.0"),
+        listen_port=_number(listen, "port", 8750, int, 0, maximum=65535),
         state_dir=state_dir,
         controller_public_key=public_key,
-        hostname=agent.get("hostname", "localhost"),
+        hostname=hostname,
         postfix=_backend("postfix", data.get("postfix")),
         dovecot=_backend("dovecot", data.get("dovecot")),
         nginx=_backend("nginx", data.get("nginx")),
         courier=_backend("courier", data.get("courier")),
-        verify_timeout=float(agent.get("verify_timeout", 5.0)),
-        verify_sample=int(agent.get("verify_sample", 24)),
-        max_skew=int(agent.get("max_skew", 300)),
+        verify_timeout=_number(agent, "verify_timeout", 5.0, section="agent"),
+        verify_sample=_number(agent, "verify_sample", 24, int, section="agent"),
+        max_skew=_number(agent, "max_skew", 300, int, section="agent"),
         limits=_limits(listen),
         testing=TestingConfig(
             postfix_bundle_cert_first=bool(testing.get("postfix_bundle_cert_first", False))

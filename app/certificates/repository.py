@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.certificates.models import Certificate, CertificateName
@@ -64,6 +64,24 @@ class CertificateRepository:
 
     async def get(self, cert_id: str) -> Certificate | None:
         return await self.session.get(Certificate, cert_id)
+
+    async def lock(self, cert: Certificate) -> bool:
+        """Take the certificate's row for this transaction and reload it; False if it is gone.
+
+        A no-op ``UPDATE`` rather than ``SELECT .. FOR UPDATE``: it row-locks on PostgreSQL and
+        takes SQLite's write lock, so a bind and a replace of the same certificate run one after
+        the other on both, each judging what the other committed (coverage, usages).
+        """
+        result = await self.session.execute(
+            update(Certificate)
+            .where(Certificate.id == cert.id)
+            .values(revision=Certificate.revision, updated_at=Certificate.updated_at)
+            .execution_options(synchronize_session=False)
+        )
+        if not result.rowcount:
+            return False
+        await self.session.refresh(cert)
+        return True
 
     async def delete(self, cert: Certificate) -> None:
         await self.session.delete(cert)

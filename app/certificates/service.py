@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
+from sqlalchemy.exc import IntegrityError
 
 from app.accounts.caller import Caller
 from app.certificates import errors
@@ -29,7 +30,7 @@ from app.kit.coverage import candidate_sans, covers
 from app.kit.crypto import MasterKey
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.time import expired, utc_now
-from app.problems import RuleViolation
+from app.problems import NotFound, RuleViolation
 
 
 class InvalidCursor(RuleViolation):
@@ -134,6 +135,8 @@ class CertificateService:
         that serves it gets a new generation (domain.md, "Rules that come from practice").
         """
         cert = await self.get_visible(caller, cert_id)
+        if not await self.repo.lock(cert):  # serialised with binds of it: usages are final below
+            raise NotFound("certificate not found")
         usages = (await self.repo.usages([cert.id]))[cert.id]
         if not caller.is_admin and any(u.kind.startswith("server") for u in usages):
             # A server-wide certificate serves every domain on the server: only the platform
@@ -155,10 +158,13 @@ class CertificateService:
                     hostname=usage.hostname,
                 )
         self._fill(cert, material)
-        cert.revision += 1
+        # In SQL (revision = revision + 1), not from the value read above: concurrent replaces
+        # each count, where a Python += lost all but one of them.
+        cert.revision = Certificate.revision + 1
         if name is not None:
             cert.name = name
         await self.repo.session.flush()
+        await self.repo.session.refresh(cert, ["revision"])
         await servers_changed(
             self.repo.session,
             [u.server_id for u in usages if u.server_id],
@@ -175,4 +181,11 @@ class CertificateService:
                 f"the certificate is bound ({where}); remove those bindings first",
                 bindings=len(usages),
             )
-        await self.repo.delete(cert)
+        try:
+            await self.repo.delete(cert)
+        except IntegrityError:
+            # A concurrent bind (or server-wide assignment) committed between the usage check
+            # and the DELETE: the foreign key refuses it. The transaction only rolls back now.
+            raise errors.CertificateInUse(
+                "the certificate was bound by a concurrent request; remove that binding first"
+            ) from None

@@ -61,11 +61,26 @@ class Effective:
     created: bool = False  # a bind that made the binding (201), not one that replaced it (200)
 
 
+LONGEST_SERVICE_LABEL = "webmail."
+MAX_DOMAIN_LENGTH = 253 - len(LONGEST_SERVICE_LABEL)
+"""``webmail.<domain>`` must itself be a host name (at most 253 characters): a longer domain
+could never be covered, and a wildcard binding would put an invalid name in the server's
+configuration, which the agent refuses as a whole (every domain on the server stops deploying)."""
+
+
 def parse_domain_name(name: str) -> str:
     try:
-        return normalise_hostname(name)
+        domain_name = normalise_hostname(name)
     except InvalidName as exc:
         raise InvalidDomainName(str(exc)) from None
+    if len(domain_name) > MAX_DOMAIN_LENGTH:
+        raise InvalidDomainName(
+            f"the name has {len(domain_name)} characters; at most {MAX_DOMAIN_LENGTH}, "
+            f"so that webmail.<domain> stays within 253"
+        )
+    if domain_name.rsplit(".", 1)[-1].isdigit():
+        raise InvalidDomainName("the top-level label is all digits (an IP address is not a domain name)")
+    return domain_name
 
 
 class DomainService:
@@ -113,6 +128,10 @@ class DomainService:
         domain = await self.get_visible(caller, name)
         server = await self._server(domain)
         cert = await self.certificates.get_visible(caller, certificate_id)
+        # Serialised with a replace of the same certificate: the SANs judged below are the ones
+        # that stay (a concurrent replace could otherwise swap in material that covers nothing).
+        if not await self.certificates.repo.lock(cert):
+            raise NotFound("certificate not found")
         if cert.account_id is not None and cert.account_id != domain.account_id:
             raise CertificateAccountMismatch("bind a certificate of the domain's own account")
         if service == "mail" and not capabilities(server.software).per_domain_mail:

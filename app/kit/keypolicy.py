@@ -11,6 +11,9 @@ browser that connects, so the rule is what all of them accept, not what OpenSSL 
   ones every TLS stack offers (RFC 8446 section 4.2.7, ``secp256r1``/``secp384r1``). P-521 is
   allowed by the Baseline Requirements but Chrome/BoringSSL and some mail clients do not
   accept ``ecdsa_secp521r1_sha512``, so a P-521 certificate fails for real users.
+* No RSASSA-PSS public key (``id-RSASSA-PSS`` in the certificate, RFC 4055): it needs the
+  ``rsa_pss_pss_*`` signature schemes, which Chrome/BoringSSL do not offer, so like P-521 it
+  fails for real users. (An ordinary RSA key signing with PSS in TLS 1.3 is unaffected.)
 * No DSA (dropped from TLS 1.3, RFC 8446 section 4.2.3), no Ed25519/Ed448: no public CA issues
   them and browsers and most mail clients cannot verify them (RFC 8410 keys are not in the Web
   PKI).
@@ -28,6 +31,7 @@ import binascii
 import re
 
 from cryptography import x509
+from cryptography.x509.oid import PublicKeyAlgorithmOID
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
@@ -108,6 +112,11 @@ def check_certificate(cert: x509.Certificate) -> None:
         public_key = cert.public_key()
     except (ValueError, UnsupportedAlgorithm):
         raise KeyTypeUnsupported("the certificate's public key type is not supported") from None
+    if cert.public_key_algorithm_oid == PublicKeyAlgorithmOID.RSASSA_PSS:
+        raise KeyTypeUnsupported(
+            "RSA-PSS (id-RSASSA-PSS) certificate keys are not accepted by Chrome and many mail clients; "
+            "use an ordinary RSA key (rsaEncryption) or ECDSA P-256/P-384"
+        )
     check_public_key(public_key)
     check_signature(cert)
 

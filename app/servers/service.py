@@ -157,7 +157,12 @@ class ServerService:
         if count:
             raise ServerInUse(f"{count} domains use this server; move or delete them first", domains=count)
         defaults = {server.mail_certificate_id, server.default_certificate_id}
-        await self.repo.delete(server)
+        try:
+            await self.repo.delete(server)
+        except IntegrityError:
+            # A domain added by a concurrent request committed after the count: the foreign key
+            # refuses the DELETE. The transaction only rolls back now.
+            raise ServerInUse("a domain was added to this server meanwhile; move or delete it first") from None
         await self._drop_orphan_defaults(defaults)
 
     async def _drop_orphan_defaults(self, cert_ids: set[str]) -> None:

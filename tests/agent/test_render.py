@@ -247,3 +247,81 @@ def test_postfix_validate_requires_main_cf_to_list_the_shards(tmp_path):
     first, *rest = pf.sni_maps_value().split(", ")
     main_cf.write_text(f"tls_server_sni_maps = {first},\n    " + ",\n    ".join(rest) + "\n")
     asyncio.run(pf.check_main_cf())  # continuation lines are fine
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        ("listen", "port", "x", "[listen] port must be a number"),
+        ("listen", "port", 99999, "[listen] port must be at most 65535"),
+        ("listen", "port", 0, "[listen] port must be a number above 0"),
+        ("agent", "verify_timeout", -5, "[agent] verify_timeout must be a number above 0"),
+        ("agent", "verify_timeout", "5", "[agent] verify_timeout must be a number"),
+        ("agent", "verify_sample", 0, "[agent] verify_sample must be a number above 0"),
+        ("agent", "verify_sample", 2.5, "[agent] verify_sample must be a whole number"),
+        ("agent", "max_skew", 0, "[agent] max_skew must be a number above 0"),
+        ("nginx", "enabled", "no", "[nginx] enabled must be true or false"),
+        ("nginx", "enabled", 0, "[nginx] enabled must be true or false"),
+    ],
+)
+def test_config_numbers_and_switches_are_checked_with_the_key_named(tmp_path, section, key, value, message):
+    """docs/agent.md: a wrong configuration exits with one line naming the TOML key. A bare
+    int()/float() raised a ValueError traceback for "x" and accepted 99999, -5 and 0; a string
+    `enabled = "no"` is truthy in Python, so it *enabled* the daemon."""
+    data = {
+        "listen": {"host": "127.0.0.1", "port": 1},
+        "agent": {"state_dir": str(tmp_path / "state"), "controller_public_key": "ed25519:x"},
+        "nginx": {"directory": str(tmp_path / "ng"), "bundle_group": ""},
+    }
+    data[section][key] = value
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    assert str(caught.value).startswith(message)
+
+
+def test_config_accepts_the_documented_values(tmp_path):
+    parsed = parse_config(
+        {
+            "listen": {"port": 8750},
+            "agent": {"state_dir": str(tmp_path), "controller_public_key": "ed25519:x", "verify_timeout": 5,
+                      "verify_sample": 24, "max_skew": 300},
+            "nginx": {"enabled": False, "directory": str(tmp_path / "ng")},
+        }
+    )
+    assert (parsed.listen_port, parsed.verify_timeout, parsed.verify_sample, parsed.max_skew) == (8750, 5.0, 24, 300)
+    assert isinstance(parsed.listen_port, int) and isinstance(parsed.verify_timeout, float)
+    assert parsed.nginx is None
+    parsed = parse_config({"agent": {"state_dir": str(tmp_path), "controller_public_key": "ed25519:x",
+                                     "hostname": "MX1.Host.TEST."}})
+    assert parsed.hostname == "mx1.host.test"
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"nginx": {"verify": [443]}}, "[nginx] verify must be a list of"),
+        ({"nginx": {"verify": "443"}}, "[nginx] verify must be a list of"),
+        ({"nginx": {"directory": 5}}, "[nginx] directory is required"),
+        ({"nginx": {"main_config": 5}}, "[nginx] main_config must be a path"),
+        ({"agent": {"hostname": 5}}, "[agent] hostname must be a non-empty string"),
+        ({"agent": {"hostname": "bad host"}}, "[agent] hostname 'bad host' is not a host name"),
+        ({"listen": {"host": 5}}, "[listen] host must be a non-empty string"),
+        ({"ngnix": {"directory": "/x"}}, "unknown key: ngnix"),
+        ({"agent": {"verify_timout": 5}}, "[agent] unknown key: verify_timout"),
+        ({"listen": {"max_body": 5}}, "[listen] unknown key: max_body"),
+    ],
+)
+def test_config_shapes_and_misspellings_are_one_line_errors(tmp_path, patch, message):
+    """Each of these was an AttributeError/TypeError traceback, a bootstrap certificate for
+    'bad host', or (a misspelt section or key) silently ignored: `[ngnix]` left nginx unmanaged."""
+    data = {
+        "listen": {"host": "127.0.0.1", "port": 1},
+        "agent": {"state_dir": str(tmp_path / "state"), "controller_public_key": "ed25519:x",
+                  "hostname": "mx1.host.test"},
+        "nginx": {"directory": str(tmp_path / "ng"), "bundle_group": ""},
+    }
+    for section, values in patch.items():
+        data.setdefault(section, {}).update(values)
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    assert str(caught.value).startswith(message)
