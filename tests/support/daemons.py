@@ -381,7 +381,12 @@ def _kill_pid(pid: int | None, timeout: float = 10) -> None:
 
 
 def start_postfix(stack: Stack) -> None:
-    _run(["postfix", "-c", str(stack.postfix_dir / "etc"), "start"], stack.root / "start.log")
+    try:
+        _run(["postfix", "-c", str(stack.postfix_dir / "etc"), "start"], stack.root / "start.log")
+    except RuntimeError as exc:  # postfix start says nothing; why is in its maillog_file
+        log = stack.postfix_dir / "postfix.log"
+        tail = log.read_text(errors="replace")[-3000:] if log.exists() else "(no postfix.log)"
+        raise RuntimeError(f"{exc}\npostfix.log:\n{tail}") from None
     wait_for_port(stack.ports["smtp"])
     wait_for_port(stack.ports["smtps"])
 
