@@ -133,7 +133,9 @@ class ServerService:
     async def set_mail_certificate(self, server_id: str, certificate_id: str) -> tuple[Server, Certificate, list[rules.Warning]]:
         server = await self.get(server_id)
         cert = await self.certificates.repo.get(certificate_id)
-        if cert is None:
+        # Serialised with a replace of the same certificate, as a bind is: the names judged
+        # below are the ones that stay.
+        if cert is None or not await self.certificates.repo.lock(cert):
             raise NotFound("certificate not found")
         if cert.account_id is not None:
             # Whoever owns it could replace its material for every domain on the server.
