@@ -71,7 +71,10 @@ class CertificateRepository:
         A no-op ``UPDATE`` rather than ``SELECT .. FOR UPDATE``: it row-locks on PostgreSQL and
         takes SQLite's write lock, so a bind and a replace of the same certificate run one after
         the other on both, each judging what the other committed (coverage, usages).
+        Pending changes to the row are flushed first, so the reload keeps them (an ACME store
+        sets the renewal state, then binds).
         """
+        await self.session.flush()
         result = await self.session.execute(
             update(Certificate)
             .where(Certificate.id == cert.id)
