@@ -94,6 +94,9 @@ def _long_domain(length: int) -> str:
         (_long_domain(246), "at most 245"),
         (_long_domain(253), "at most 245"),
         ("1.2.3.4", "all digits"),
+        # Nobody owns a public suffix: no CA issues for it, so it could never be secured.
+        ("co.uk", "public suffix"),
+        ("com.au", "public suffix"),
     ],
 )
 async def test_domain_names_whose_service_names_are_not_host_names(client, admin, customer_headers, name, detail):

@@ -21,6 +21,7 @@ from app.deployments.repository import DeploymentRepository
 from app.domains import rules
 from app.domains.models import Domain
 from app.domains.repository import DomainRepository
+from app.kit.coverage import is_public_suffix
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.time import utc_now
 from app.problems import Conflict, NotFound, RuleViolation
@@ -80,6 +81,10 @@ def parse_domain_name(name: str) -> str:
         )
     if domain_name.rsplit(".", 1)[-1].isdigit():
         raise InvalidDomainName("the top-level label is all digits (an IP address is not a domain name)")
+    if is_public_suffix(domain_name):
+        # Nobody owns `co.uk` or `com`: no CA issues for it nor for a wildcard under it
+        # (Baseline Requirements 3.2.2.6), so its webmail and mail could never be secured.
+        raise InvalidDomainName(f"{domain_name} is a public suffix, not a registrable domain")
     return domain_name
 
 
