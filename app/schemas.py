@@ -13,7 +13,14 @@ from datetime import datetime
 from typing import Annotated, Any, get_args, get_origin
 
 from fastapi import Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from app.kit.text import check_text
 from app.kit.time import as_utc
@@ -67,6 +74,14 @@ def _marked_multiline(annotation: Any) -> bool:
 
 Text = Annotated[str, AfterValidator(check_text)]
 """A single-line string outside a ``Strict`` body (multipart form fields)."""
+
+DisplayName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+]
+"""A name people read in a list (account, server, DNS provider): surrounding spaces are
+dropped before the length check, so a name of spaces alone is refused and ``Race`` and
+``Race `` are one name."""
 
 PemText = Annotated[str, MultiLine()]
 """PEM text in a ``Strict`` body: line breaks allowed, other control characters not."""

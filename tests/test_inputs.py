@@ -236,3 +236,14 @@ async def test_unparsable_bodies_are_400_or_422_problems(client, admin):
     assert r.status_code == 200, r.text
     r = await client.get("/v1/certificates/" + "a" * 5000, headers=admin)
     assert_problem(r, 404, "not_found")
+
+
+@pytest.mark.parametrize("path", ["/v1/accounts", "/v1/servers"])
+async def test_display_names_are_trimmed_and_never_blank(client, admin, path):
+    """A name of spaces alone lists as nothing a person can pick; `Race ` and `Race` look alike."""
+    extra = {"hostname": "mx-trim.example.net", "software": "postfix-dovecot"} if path == "/v1/servers" else {}
+    r = await client.post(path, json={"name": "   ", **extra}, headers=admin)
+    assert_problem(r, 422, "validation_error")
+    r = await client.post(path, json={"name": "  Trimmed name \t", **extra}, headers=admin)
+    assert r.status_code == 201, r.text
+    assert r.json()["name"] == "Trimmed name"

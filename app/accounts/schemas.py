@@ -5,11 +5,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.schemas import Strict
+from app.schemas import DisplayName, Strict
 
 
 class AccountCreate(Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: DisplayName
 
 
 class AccountOut(BaseModel):

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from app.schemas import Strict
+from app.schemas import DisplayName, Strict
 
 KeyType = Literal["ec-p256", "ec-p384", "rsa-2048", "rsa-4096"]
 TsigAlgorithm = Literal["hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1", "hmac-md5"]
@@ -31,7 +31,7 @@ class Rfc2136Settings(Strict):
 
 
 class DnsProviderCreate(Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: DisplayName
     kind: Literal["rfc2136"]
     settings: Rfc2136Settings
     account_id: str | None = Field(None, description="Admins: the account that owns it (default: the platform).")

@@ -5,14 +5,14 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from app.schemas import Strict, WarningOut
+from app.schemas import DisplayName, Strict, WarningOut
 
 SoftwareName = Literal["postfix-dovecot", "postfix-courier", "qmail-courier", "mailenable"]
 FINGERPRINT = r"^[0-9a-fA-F:]{64,95}$"
 
 
 class ServerCreate(Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: DisplayName
     hostname: str = Field(min_length=1, max_length=253, description="The server's own host name, e.g. mx1.example.net")
     software: SoftwareName
     agent_url: str | None = Field(None, max_length=500, description="https:// URL of the certpost agent")
@@ -22,7 +22,7 @@ class ServerCreate(Strict):
 
 
 class ServerPatch(Strict):
-    name: str | None = Field(None, min_length=1, max_length=200)
+    name: DisplayName | None = None
     agent_url: str | None = Field(None, max_length=500)
     agent_tls_fingerprint: str | None = Field(None, pattern=FINGERPRINT)
 
