@@ -16,6 +16,7 @@ from fastapi import Query
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     StringConstraints,
     ValidationInfo,
@@ -75,13 +76,16 @@ def _marked_multiline(annotation: Any) -> bool:
 Text = Annotated[str, AfterValidator(check_text)]
 """A single-line string outside a ``Strict`` body (multipart form fields)."""
 
-DisplayName = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
-]
-"""A name people read in a list (account, server, DNS provider): surrounding spaces are
-dropped before the length check, so a name of spaces alone is refused and ``Race`` and
-``Race `` are one name."""
+def _trimmed_name(value: Any) -> Any:
+    """Control characters are judged on the raw value (a trailing tab or CR is refused, not
+    trimmed away), then surrounding spaces are dropped before the length check."""
+    return check_text(value).strip() if isinstance(value, str) else value
+
+
+DisplayName = Annotated[str, BeforeValidator(_trimmed_name), StringConstraints(min_length=1, max_length=200)]
+"""A name people read in a list (account, server, DNS provider): a name of spaces alone is
+refused, and ``Race`` and ``Race `` are one name."""
+
 
 PemText = Annotated[str, MultiLine()]
 """PEM text in a ``Strict`` body: line breaks allowed, other control characters not."""
