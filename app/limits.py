@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+from app.kit.asgi import replaying
 from app.problems import PayloadTooLarge
 
 
@@ -38,16 +39,7 @@ class BodySizeLimit:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        return await self.app(scope, replay, send)
+        return await self.app(scope, replaying(body, receive), send)
 
     async def _refuse(self, send) -> None:
         problem = PayloadTooLarge(f"the request body is larger than {self.max_bytes} bytes")

@@ -20,23 +20,14 @@ from app.agent.challenges import ChallengeIn
 from app.agent.config import AgentConfig
 from app.agent.desired import Desired, DesiredDelta
 from app.agent.guard import RequestGuard
-from app.agent.service import Agent, AgentProblem
+from app.agent.problems import PROBLEM_JSON, AgentProblem
+from app.agent.service import Agent
 from app.agent.state import NonceLedger
 from app.kit.signing import public_key_from_text
 
-PROBLEM_TYPE = "https://certpost.dev/problems/agent/"
 
-
-def problem(status: int, code: str, title: str, detail: str = "", **extra) -> JSONResponse:
-    body = {
-        "type": PROBLEM_TYPE + code,
-        "title": title,
-        "status": status,
-        "detail": detail or title,
-        "code": code,
-        **extra,
-    }
-    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+def problem_response(exc: AgentProblem) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status, media_type=PROBLEM_JSON)
 
 
 def _parse_body(model, body: bytes, what: str):
@@ -106,6 +97,6 @@ def create_agent_app(config: AgentConfig, agent: Agent | None = None) -> FastAPI
 
     @app.exception_handler(AgentProblem)
     async def _problem(_request: Request, exc: AgentProblem) -> JSONResponse:
-        return problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
+        return problem_response(exc)
 
     return app

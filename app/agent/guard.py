@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import threading
 
 from app.agent.config import ListenLimits
+from app.agent.problems import PROBLEM_JSON, AgentProblem
 from app.agent.state import NonceLedger
+from app.kit.asgi import replaying
 from app.kit.signing import (
     SignatureError,
     SignedRequest,
@@ -34,8 +35,6 @@ from app.kit.signing import (
     digest_value,
     verify_signature,
 )
-
-PROBLEM_TYPE = "https://certpost.dev/problems/agent/"
 
 _SIGNATURE_TITLES = {
     "signature_missing": "Signature missing",
@@ -45,39 +44,14 @@ _SIGNATURE_TITLES = {
 }
 
 
-class Refusal(Exception):
-    """A request refused by the gate: an RFC 9457 problem with a stable ``code``."""
-
-    def __init__(self, status: int, code: str, title: str, detail: str, **extra) -> None:
-        super().__init__(detail)
-        self.status, self.code, self.title, self.detail, self.extra = (
-            status,
-            code,
-            title,
-            detail,
-            extra,
-        )
-
-    def body(self) -> bytes:
-        problem = {
-            "type": PROBLEM_TYPE + self.code,
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-            "code": self.code,
-            **self.extra,
-        }
-        return json.dumps(problem).encode()
-
-
 def _header(scope, name: bytes) -> list[bytes]:
     return [v for k, v in scope["headers"] if k.lower() == name]
 
 
 def declared_length(scope, limits: ListenLimits) -> int:
-    """The body size the head announces, or a :class:`Refusal` (411, 413, 400)."""
+    """The body size the head announces, or a :class:`AgentProblem` (411, 413, 400)."""
     if _header(scope, b"transfer-encoding"):
-        raise Refusal(
+        raise AgentProblem(
             411,
             "length_required",
             "Length required",
@@ -91,9 +65,9 @@ def declared_length(scope, limits: ListenLimits) -> int:
     except ValueError:
         length = -1
     if len(values) != 1 or length < 0:
-        raise Refusal(400, "invalid_request", "Invalid request", "Content-Length is not valid")
+        raise AgentProblem(400, "invalid_request", "Invalid request", "Content-Length is not valid")
     if length > limits.max_body_bytes:
-        raise Refusal(
+        raise AgentProblem(
             413,
             "body_too_large",
             "Request body too large",
@@ -111,9 +85,9 @@ def _target(scope) -> str:
     return raw.decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
 
 
-def _signature_refusal(exc: SignatureError) -> Refusal:
+def _signature_refusal(exc: SignatureError) -> AgentProblem:
     code = "signature_invalid" if exc.reason == "digest_mismatch" else exc.reason
-    return Refusal(401, code, _SIGNATURE_TITLES[exc.reason], exc.detail)
+    return AgentProblem(401, code, _SIGNATURE_TITLES[exc.reason], exc.detail)
 
 
 class RequestGuard:
@@ -136,7 +110,7 @@ class RequestGuard:
         try:
             length = declared_length(scope, self.limits)
             signed = self._verify_head(scope)
-        except Refusal as refusal:
+        except AgentProblem as refusal:
             await _send_problem(send, refusal, close=True)
             return
         try:
@@ -144,7 +118,7 @@ class RequestGuard:
         except TimeoutError:
             await _send_problem(
                 send,
-                Refusal(
+                AgentProblem(
                     408,
                     "request_timeout",
                     "Request timeout",
@@ -165,22 +139,13 @@ class RequestGuard:
         with self._ledger_lock:
             fresh = self.ledger.remember(signed.nonce, signed.created)
         if not fresh:
-            refusal = Refusal(
+            refusal = AgentProblem(
                 401, "nonce_replayed", "Nonce replayed", "this request was already received"
             )
             await _send_problem(send, refusal, close=False)
             return
 
-        delivered = False
-
-        async def replay():
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body_bytes, "more_body": False}
-            return await receive()  # http.disconnect, when the client goes away
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body_bytes, receive), send)
 
     def _verify_head(self, scope) -> SignedRequest:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
@@ -217,10 +182,10 @@ class _Disconnected(Exception):
     """The client went away (or sent more than it announced): nothing to answer."""
 
 
-async def _send_problem(send, refusal: Refusal, *, close: bool) -> None:
-    body = refusal.body()
+async def _send_problem(send, refusal: AgentProblem, *, close: bool) -> None:
+    body = refusal.encoded()
     headers = [
-        (b"content-type", b"application/problem+json"),
+        (b"content-type", PROBLEM_JSON.encode()),
         (b"content-length", str(len(body)).encode()),
     ]
     if close:

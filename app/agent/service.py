@@ -24,24 +24,11 @@ from app.agent.desired import Desired, DesiredDelta
 from app.agent.identity import self_signed
 from app.agent.isolated import IsolatedApply
 from app.agent.isolation import NameFailure, referenced, served_view
+from app.agent.problems import AgentProblem
 from app.agent.state import AgentState, StateFile, canonical_document
 from app.kit.x509 import fingerprint_sha256, load_pem_certificates
 
 log = logging.getLogger("certpost.agent")
-
-
-class AgentProblem(Exception):
-    """An error answered as RFC 9457 problem+json; ``extra`` adds members (e.g. ``missing``)."""
-
-    def __init__(self, status: int, code: str, title: str, detail: str = "", **extra) -> None:
-        super().__init__(detail or title)
-        self.status, self.code, self.title, self.detail, self.extra = (
-            status,
-            code,
-            title,
-            detail,
-            extra,
-        )
 
 
 def make_backends(config: AgentConfig) -> list[Backend]:

@@ -31,10 +31,10 @@ import binascii
 import re
 
 from cryptography import x509
-from cryptography.x509.oid import PublicKeyAlgorithmOID
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.x509.oid import PublicKeyAlgorithmOID
 
 from app.kit.x509 import MaterialError
 
