@@ -170,35 +170,24 @@ def test_a_body_within_the_cap_is_not_read_without_a_valid_signature(agent, sign
     assert after - before < 16 * 1024, f"peak RSS grew from {before} to {after} KiB"
 
 
+def _put_config_signed_for(stack, signed: bytes, sent: bytes) -> tuple[int, dict]:
+    """PUT /v1/config over a raw socket with a signature made for ``signed``, sending ``sent``."""
+    sock = connect(stack)
+    headers = {**sign_request(KEY, "PUT", "/v1/config", signed), "Content-Length": len(sent)}
+    sock.sendall(head("PUT", "/v1/config", headers) + sent)
+    status, _, answer = read_response(sock)
+    sock.close()
+    return status, json.loads(answer)
+
+
 def test_a_signed_body_is_streamed_into_the_digest_and_checked(agent):
     stack, _ = agent
     body = b'{"not": "a configuration"}'
-    sock = connect(stack)
-    sock.sendall(
-        head(
-            "PUT",
-            "/v1/config",
-            {**sign_request(KEY, "PUT", "/v1/config", body), "Content-Length": len(body)},
-        )
-        + body
-    )
-    status, _, answer = read_response(sock)
-    sock.close()
-    assert status == 400 and json.loads(answer)["code"] == "invalid_request"
+    status, answer = _put_config_signed_for(stack, body, body)
+    assert status == 400 and answer["code"] == "invalid_request"
 
-    tampered = b'{"not": "what was signed"}'
-    sock = connect(stack)
-    sock.sendall(
-        head(
-            "PUT",
-            "/v1/config",
-            {**sign_request(KEY, "PUT", "/v1/config", body), "Content-Length": len(tampered)},
-        )
-        + tampered
-    )
-    status, _, answer = read_response(sock)
-    sock.close()
-    assert status == 401 and json.loads(answer)["code"] == "signature_invalid"
+    status, answer = _put_config_signed_for(stack, body, b'{"not": "what was signed"}')
+    assert status == 401 and answer["code"] == "signature_invalid"
 
 
 def test_chunked_bodies_are_refused(agent):
