@@ -18,10 +18,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.deployments.models import Deployment
+from app.deployments.models import DUE, Deployment
 from app.servers.models import Server
-
-DUE = ("pending", "retrying")
 
 
 def _free(now: datetime):
@@ -29,6 +27,12 @@ def _free(now: datetime):
 
 
 async def claim_due_servers(session: AsyncSession, owner: str, now: datetime, lease: timedelta, limit: int) -> list[str]:
+    """Servers with a deployment due now and no live lease, claimed for this worker.
+
+    The scan is the partial index ``ix_deployments_due_at``: undelivered rows only (at most one
+    per server, outbox.py), those of servers without an agent have no due time and are not in
+    the range at all, and delivered history is not in the index however long it grows.
+    """
     candidates = list(
         await session.scalars(
             select(Deployment.server_id)
@@ -39,7 +43,7 @@ async def claim_due_servers(session: AsyncSession, owner: str, now: datetime, le
                 Server.agent_url.is_not(None),
                 _free(now),
             )
-            .group_by(Deployment.server_id)
+            .order_by(Deployment.next_attempt_at)
             .limit(limit)
         )
     )

@@ -19,7 +19,7 @@ from app.db import new_id
 from app.deployments.outbox import servers_changed
 from app.deployments.repository import DeploymentRepository
 from app.domains import rules
-from app.domains.models import Domain
+from app.domains.models import SERVICES, Domain
 from app.domains.repository import DomainRepository
 from app.kit.coverage import is_public_suffix
 from app.kit.names import InvalidName, normalise_hostname
@@ -108,7 +108,7 @@ class DomainService:
             await self.repo.add(domain)
         except IntegrityError:
             raise DomainExists(f"{domain_name} is already registered") from None
-        await servers_changed(self.repo.session, [server_id], f"domain {domain_name} added")
+        await servers_changed(self.repo.session, [server_id], f"domain {domain_name} added", names={})
         return domain
 
     async def get_visible(self, caller: Caller, name: str) -> Domain:
@@ -122,7 +122,8 @@ class DomainService:
         domain = await self.get_visible(caller, name)
         if not await self.repo.delete_domain(domain.id):
             raise NotFound("domain not found")  # a concurrent DELETE removed it first
-        await servers_changed(self.repo.session, [domain.server_id], f"domain {domain.name} removed")
+        await servers_changed(self.repo.session, [domain.server_id], f"domain {domain.name} removed",
+                              names={domain.server_id: [rules.service_hostname(s, domain.name) for s in SERVICES]})
 
     async def _server(self, domain: Domain) -> Server:
         server = await self.servers.get(domain.server_id)
@@ -156,14 +157,16 @@ class DomainService:
         if outcome == "gone":
             raise NotFound(f"{domain.name} or the certificate was deleted meanwhile")
         if outcome != "unchanged":
-            await servers_changed(self.repo.session, [server.id], f"{service} of {domain.name} bound")
+            await servers_changed(self.repo.session, [server.id], f"{service} of {domain.name} bound",
+                                  names={server.id: [hostname]})
         return Effective(service, hostname, "binding", cert, warnings, created=outcome == "created")
 
     async def unbind(self, caller: Caller, name: str, service: str) -> None:
         domain = await self.get_visible(caller, name)
         if not await self.repo.delete_binding(domain.id, service):
             raise NotFound(f"{service} of {domain.name} has no binding")
-        await servers_changed(self.repo.session, [domain.server_id], f"{service} of {domain.name} unbound")
+        await servers_changed(self.repo.session, [domain.server_id], f"{service} of {domain.name} unbound",
+                              names={domain.server_id: [rules.service_hostname(service, domain.name)]})
 
     async def effective(self, caller: Caller, name: str) -> tuple[Domain, Server, dict[str, Effective]]:
         """For each service, the certificate the server presents: the binding, else the default."""

@@ -3,20 +3,17 @@
 import asyncio
 from datetime import timedelta
 
-from sqlalchemy import update
 
 from app.acme.repository import AcmeRepository
 from app.deployments.claims import claim_due_servers
 from app.kit.time import utc_now
-from app.servers.models import Server
 from tests.support.api import create_domain, create_server
 
 
 async def test_each_due_server_is_claimed_by_one_worker(client, admin, context):
-    servers = [await create_server(client, admin, name=f"s{i}", hostname=f"s{i}.hosting.test") for i in range(6)]
-    async with context.sessionmaker() as session:
-        await session.execute(update(Server).values(agent_url="https://agent.invalid", agent_tls_fingerprint="0" * 64))
-        await session.commit()
+    servers = [await create_server(client, admin, name=f"s{i}", hostname=f"s{i}.hosting.test",
+                                   agent_url="https://agent.invalid", agent_tls_fingerprint="0" * 64)
+               for i in range(6)]
 
     async def claim(owner):
         async with context.sessionmaker() as session:
