@@ -15,17 +15,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from app.certificates.models import Certificate
 from app.context import AppContext
+from app.deployments import applied
 from app.deployments.agent_client import AgentClient, AgentError
 from app.deployments.claims import release, renew
-from app.deployments import applied
 from app.deployments.delta import SCALARS, delta_body, name_changes
 from app.deployments.desired import chunks, load_desired, load_head, load_names
 from app.deployments.heartbeat import Heartbeat, LeaseLost
-from app.deployments.models import DUE, Deployment, DeploymentAttempt
+from app.deployments.models import Deployment, DeploymentAttempt, is_due
 from app.deployments.policy import next_attempt_at
 from app.kit.crypto import Sealed
 from app.kit.digest import config_digest
@@ -82,7 +82,7 @@ async def _deliver(ctx: AppContext, server_id: str, owner: str) -> Outcome | Non
         if server is None:
             return None
         deployment = await session.scalar(
-            select(Deployment).where(Deployment.server_id == server_id, Deployment.status.in_(DUE))
+            select(Deployment).where(Deployment.server_id == server_id, is_due())
         )
         if deployment is None:
             await release(session, server_id, owner)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, UniqueConstraint, text
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, UniqueConstraint, bindparam, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, IdMixin, TimestampMixin
@@ -87,3 +87,10 @@ class PendingName(Base):
     server_id: Mapped[str] = mapped_column(ForeignKey("servers.id", ondelete="CASCADE"), primary_key=True)
     hostname: Mapped[str] = mapped_column(String(253), primary_key=True)
     generation: Mapped[int] = mapped_column(Integer)
+
+
+def is_due():
+    """``status IN ('pending', 'retrying')`` with the values written into the SQL, not bound:
+    a planner uses a partial index only when it can see that the query implies the index's
+    predicate, which SQLite (and PostgreSQL's generic plans) cannot with bound parameters."""
+    return Deployment.status.in_(bindparam("due_statuses", DUE, expanding=True, literal_execute=True))

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.deployments.models import DUE, AppliedName, Deployment, PendingName
+from app.deployments.models import AppliedName, Deployment, PendingName, is_due
 from app.kit.time import utc_now
 from app.servers.models import Server
 
@@ -64,7 +64,7 @@ async def _queue(session: AsyncSession, server_id: str, generation: int, reason:
     """Raise the waiting deployment to ``generation``, or write one if none waits."""
     moved = await session.execute(
         update(Deployment)
-        .where(Deployment.server_id == server_id, Deployment.status.in_(DUE))
+        .where(Deployment.server_id == server_id, is_due())
         .values(generation=generation, reason=reason[:200], status="pending", next_attempt_at=due,
                 attempts=0, changes=Deployment.changes + 1, updated_at=utc_now())
         .execution_options(synchronize_session=False)
@@ -94,7 +94,3 @@ async def forget_applied(session: AsyncSession, server_id: str) -> None:
     await session.execute(delete(PendingName).where(PendingName.server_id == server_id))
 
 
-async def has_waiting(session: AsyncSession, server_id: str) -> bool:
-    return await session.scalar(
-        select(Deployment.id).where(Deployment.server_id == server_id, Deployment.status.in_(DUE))
-    ) is not None
