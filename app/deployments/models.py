@@ -16,6 +16,7 @@ from app.db import Base, IdMixin, TimestampMixin
 STATUSES = ("pending", "retrying", "applied", "failed", "superseded")
 DUE = ("pending", "retrying")
 _DUE_SQL = text("status IN ('pending', 'retrying')")
+_SCHEDULED_SQL = text("status IN ('pending', 'retrying') AND next_attempt_at IS NOT NULL")
 
 
 class Deployment(IdMixin, TimestampMixin, Base):
@@ -26,8 +27,10 @@ class Deployment(IdMixin, TimestampMixin, Base):
         # place (outbox.py), so a server that cannot be reached does not pile up rows.
         Index("uq_deployments_due_server", "server_id", unique=True,
               sqlite_where=_DUE_SQL, postgresql_where=_DUE_SQL),
-        # The claim's range scan: only undelivered rows, by when they are due (claims.py).
-        Index("ix_deployments_due_at", "next_attempt_at", sqlite_where=_DUE_SQL, postgresql_where=_DUE_SQL),
+        # The claim's range scan: only undelivered rows of servers with an agent, by when they
+        # are due (claims.py).
+        Index("ix_deployments_due_at", "next_attempt_at", sqlite_where=_SCHEDULED_SQL,
+              postgresql_where=_SCHEDULED_SQL),
     )
 
     server_id: Mapped[str] = mapped_column(ForeignKey("servers.id", ondelete="CASCADE"))

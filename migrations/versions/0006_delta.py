@@ -22,6 +22,7 @@ branch_labels = None
 depends_on = None
 
 DUE = sa.text("status IN ('pending', 'retrying')")
+SCHEDULED = sa.text("status IN ('pending', 'retrying') AND next_attempt_at IS NOT NULL")
 
 
 def _digest(document: dict) -> str:
@@ -96,7 +97,7 @@ def upgrade() -> None:
     op.create_index("uq_deployments_due_server", "deployments", ["server_id"], unique=True,
                     sqlite_where=DUE, postgresql_where=DUE)
     op.create_index("ix_deployments_due_at", "deployments", ["next_attempt_at"],
-                    sqlite_where=DUE, postgresql_where=DUE)
+                    sqlite_where=SCHEDULED, postgresql_where=SCHEDULED)
 
 
 def downgrade() -> None:
