@@ -1,6 +1,6 @@
 """applied names, pending names, one waiting deployment per server
 
-Revision ID: 0006_delta
+Revision ID: 0006
 Revises: 0005
 Create Date: 2026-11-30
 
@@ -16,7 +16,7 @@ import json
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_delta"
+revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None
