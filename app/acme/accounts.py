@@ -17,17 +17,22 @@ def _ca_bundle(ctx: AppContext) -> str | bool:
 
 
 async def acme_client(ctx: AppContext):
-    """A ready ``ClientV2`` for the configured directory, registering the account on first use."""
+    """A ready ``ClientV2`` for the configured directory, registering the account on first use.
+
+    Only registration is serialised (one account per directory, whichever worker task gets
+    there first); with the account stored, concurrent orders build their clients in parallel:
+    under the lock, 20 orders posted at once waited for each other's directory fetch.
+    """
+    client = await _stored_account_client(ctx)
+    if client is not None:
+        return client
     settings = ctx.settings
     url = settings.acme_directory_url
     async with ctx.lock("acme-account"):
+        client = await _stored_account_client(ctx)  # registered while this task waited
+        if client is not None:
+            return client
         async with ctx.sessionmaker() as session:
-            row = await AcmeRepository(session).acme_account(url)
-            if row is not None:
-                key = ctx.master_key.open(Sealed(row.key_ciphertext, row.key_wrapped, row.master_key_id), row.id)
-                return await ctx.run_blocking(
-                    make_client, url, key, account_uri=row.account_uri, ca_bundle=_ca_bundle(ctx)
-                )
             client, key_pem, account_uri = await ctx.run_blocking(
                 register_or_load_account, url, None, settings.acme_email,
                 settings.acme_eab_kid, settings.acme_eab_hmac_key, _ca_bundle(ctx),
@@ -43,3 +48,13 @@ async def acme_client(ctx: AppContext):
                 # Another worker registered first; its account is as good (same CA, new key).
                 await session.rollback()
             return client
+
+
+async def _stored_account_client(ctx: AppContext):
+    url = ctx.settings.acme_directory_url
+    async with ctx.sessionmaker() as session:
+        row = await AcmeRepository(session).acme_account(url)
+    if row is None:
+        return None
+    key = ctx.master_key.open(Sealed(row.key_ciphertext, row.key_wrapped, row.master_key_id), row.id)
+    return await ctx.run_blocking(make_client, url, key, account_uri=row.account_uri, ca_bundle=_ca_bundle(ctx))
