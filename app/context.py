@@ -44,6 +44,8 @@ class AppContext:
     _blocking: ThreadPoolExecutor | None = field(default=None, repr=False)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
     _reader: MaterialReader | None = field(default=None, repr=False)
+    memo: dict = field(default_factory=dict, repr=False)
+    """Small per-process facts worth not re-fetching (the ACME directory, app.acme.accounts)."""
 
     @classmethod
     def build(cls, settings: Settings) -> AppContext:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import median, table, write_results
+from common import cpu_seconds, median, pids_of_children, table, write_results
 
 CERTBOT_VENV = Path("/tmp/certbot-venv")
 CERTBOT = CERTBOT_VENV / "bin" / "certbot"
@@ -140,17 +140,30 @@ async def certpost_run(pebble, bind, tmp: Path, zones_single: list[str], zones_b
                 print(f"   certpost {label} {zone}: {order['status']} {wall:.2f} s "
                       f"(order duration {order['duration_ms']} ms)", flush=True)
             if zones_batch:
+                def cpu() -> dict:
+                    others = {*pids_of_children(pebble.pid), *pids_of_children(bind.pid)}  # our children too
+                    mine = [p for p in pids_of_children(os.getpid()) if p not in others]
+                    return {"certpost": cpu_seconds(mine),
+                            "pebble": cpu_seconds([pebble.pid]), "bind": cpu_seconds([bind.pid])}
+
+                load = os.getloadavg()[0]
+                cpu0 = cpu()
                 t0 = time.perf_counter()
                 ids = [await post(z) for z in zones_batch]
+                posted = time.perf_counter() - t0
                 _w, orders = await until_done(ids)
                 wall = time.perf_counter() - t0
+                used = {k: round(v - cpu0[k], 2) for k, v in cpu().items()}
                 durations = [o["duration_ms"] or 0 for o in orders]
-                out["batch"] = {"count": len(ids), "wall_s": round(wall, 3),
+                out["batch"] = {"count": len(ids), "wall_s": round(wall, 3), "posted_s": round(posted, 3),
                                 "valid": sum(o["status"] == "valid" for o in orders),
                                 "median_duration_ms": median(durations), "max_duration_ms": max(durations),
+                                "cpu_s": used, "cpu_total_s": round(sum(used.values()), 2),
+                                "loadavg_1m_before": load, "loadavg_1m_after": os.getloadavg()[0],
                                 "errors": [o["error"] for o in orders if o["status"] != "valid"]}
-                print(f"   certpost {len(ids)} at once: {out['batch']['valid']} valid, wall {wall:.2f} s",
-                      flush=True)
+                print(f"   certpost {len(ids)} at once: {out['batch']['valid']} valid, wall {wall:.2f} s (the {len(ids)} POSTs {posted:.2f} s); "
+                      f"CPU s during the batch {used} (total {sum(used.values()):.2f} on {os.cpu_count()} cores); "
+                      f"load {load:.1f}", flush=True)
     finally:
         await ctx.close()
     return out

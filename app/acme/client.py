@@ -36,8 +36,10 @@ def make_client(
     account_uri: str | None = None,
     ca_bundle: str | None = None,
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    directory: messages.Directory | None = None,
 ) -> acme_client.ClientV2:
-    """A ClientV2 for `directory_url` signing with the account key; fetches the directory.
+    """A ClientV2 for `directory_url` signing with the account key; fetches the directory
+    unless given one read earlier (RFC 8555 §7.1.1: clients may cache it).
 
     With `account_uri` the client is ready for order requests (the `kid` of RFC 8555 §6.2)
     without a round trip; without it, call `register_or_load_account`.
@@ -51,7 +53,8 @@ def make_client(
         timeout=request_timeout,  # type: ignore[arg-type]  # requests accepts floats
     )
     try:
-        directory = acme_client.ClientV2.get_directory(directory_url, net)
+        if directory is None:
+            directory = acme_client.ClientV2.get_directory(directory_url, net)
     except (requests.RequestException, acme_errors.Error, jose.errors.Error, ValueError) as exc:
         raise AccountError(
             f"cannot read the ACME directory {directory_url}: {describe(exc)}",
