@@ -15,6 +15,7 @@ import logging
 
 import josepy as jose
 import requests
+from requests.adapters import HTTPAdapter
 from acme import client as acme_client
 from acme import errors as acme_errors
 from acme import messages
@@ -37,12 +38,14 @@ def make_client(
     ca_bundle: str | None = None,
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     directory: messages.Directory | None = None,
+    connections: int | None = None,
 ) -> acme_client.ClientV2:
     """A ClientV2 for `directory_url` signing with the account key; fetches the directory
     unless given one read earlier (RFC 8555 §7.1.1: clients may cache it).
 
     With `account_uri` the client is ready for order requests (the `kid` of RFC 8555 §6.2)
-    without a round trip; without it, call `register_or_load_account`.
+    without a round trip; without it, call `register_or_load_account`. `connections` sizes the
+    pool of kept-alive connections to the CA, for a client that many threads share.
     """
     jwk = account_jwk(account_key_pem)
     net = acme_client.ClientNetwork(
@@ -52,6 +55,10 @@ def make_client(
         user_agent=USER_AGENT,
         timeout=request_timeout,  # type: ignore[arg-type]  # requests accepts floats
     )
+    if connections:
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=connections)
+        net.session.mount("http://", adapter)
+        net.session.mount("https://", adapter)
     try:
         if directory is None:
             directory = acme_client.ClientV2.get_directory(directory_url, net)
