@@ -36,19 +36,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import REPO, median, table, write_results  # noqa: E402
+from common import REPO, median, table, write_results
 
 sys.path.insert(0, str(REPO))
 
-from sqlalchemy import or_, select, text  # noqa: E402
+from sqlalchemy import or_, select, text
 
-from app.acme.renewal import due_query  # noqa: E402
-from app.certificates.models import Certificate  # noqa: E402
-from app.config import Settings  # noqa: E402
-from app.db import create_engine, create_sessionmaker, query_plan  # noqa: E402
-from app.kit.renewal import renewal_eligible_at  # noqa: E402
-from app.kit.time import utc_now  # noqa: E402
-from app.migrate import upgrade  # noqa: E402
+from app.acme.renewal import due_query
+from app.certificates.models import Certificate
+from app.config import Settings
+from app.db import create_engine, create_sessionmaker, query_plan
+from app.kit.renewal import renewal_eligible_at
+from app.kit.time import utc_now
+from app.migrate import upgrade
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 LIMIT = 50

@@ -13,7 +13,6 @@ from app.context import AppContext
 from app.db import new_id
 from app.kit.crypto import Sealed
 
-
 CLIENT_REUSE_SECONDS = 600.0
 """One client per account, shared by the orders running at once and rebuilt after this long
 (which re-reads the CA's directory, RFC 8555 §7.1.1)."""

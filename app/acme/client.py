@@ -15,10 +15,10 @@ import logging
 
 import josepy as jose
 import requests
-from requests.adapters import HTTPAdapter
 from acme import client as acme_client
 from acme import errors as acme_errors
 from acme import messages
+from requests.adapters import HTTPAdapter
 
 from app.acme.errors import AccountError, describe, problem_from_exception
 from app.acme.keys import account_jwk, generate_account_key, jws_algorithm
