@@ -4,8 +4,9 @@
 certificate moves ``scheduled`` -> ``renewing`` with one conditional UPDATE, so with several
 workers on PostgreSQL exactly one of them writes its renewal order (the loser's UPDATE finds
 the row already ``renewing``). "Due" is stored as one indexed instant, ``renewal_eligible_at``
-(``app.kit.renewal``), so the scan stays one index range scan. A failed renewal waits ``next_renewal_attempt_at`` (exponential
-backoff, set when the order fails) and never touches the material still being served.
+(``app.kit.renewal``), so the scan stays one index range scan. A failed renewal waits
+``next_renewal_attempt_at`` (exponential backoff, set when the order fails) and never touches
+the material still being served.
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ class Certificate(IdMixin, TimestampMixin, Base):
     renewal_error: Mapped[dict | None] = mapped_column(JSON)
     renewal_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     next_renewal_attempt_at: Mapped[datetime | None]
-    # Derived from the four above (app.kit.renewal) on every ORM flush, see below; the renewal
+    # Derived from source and the three above (app.kit.renewal) on every ORM flush, see below; the renewal
     # scan is one range scan on its index. NULL: never due (not ACME, or renewing).
     renewal_eligible_at: Mapped[datetime | None] = mapped_column(index=True)
 
