@@ -81,6 +81,8 @@ async def test_a_due_renewal_starts_once_with_several_workers(client, admin, con
         count = await session.scalar(select(func.count()).select_from(CertificateOrder).where(
             CertificateOrder.certificate_id == cert["id"], CertificateOrder.status == "pending"))
     assert count == 1
+    async with context.sessionmaker() as session:  # the conditional UPDATE took it out of the scan
+        assert (await session.get(Certificate, cert["id"])).renewal_eligible_at is None
     body = (await client.get(f"/v1/certificates/{cert['id']}", headers=customer)).json()
     assert body["renewal_status"] == "renewing"
 
