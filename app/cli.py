@@ -53,7 +53,7 @@ def cmd_serve(args, settings: Settings) -> None:
     if token:
         print("certpost: created the first admin API token (shown only this once):", flush=True)
         print(f"  {token}", flush=True)
-    app = create_app(settings, run_worker=not args.no_worker)
+    app = create_app(settings, run_worker=False if args.no_worker else None)  # None: CERTPOST_RUN_WORKER
     del ctx
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", proxy_headers=False)
 

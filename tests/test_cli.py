@@ -61,7 +61,7 @@ def test_serve_refuses_a_master_key_others_can_read(tmp_path):
     assert "master key file" in result.stderr and "chmod 600" in result.stderr
 
 
-def _serve_until_ready(data_dir) -> tuple[str, str]:
+def _serve_until_ready(data_dir, *args: str, env: dict | None = None) -> tuple[str, str]:
     """Start `certpost serve`, wait until it answers /healthz, stop it; (stdout, stderr)."""
     import time
 
@@ -70,8 +70,8 @@ def _serve_until_ready(data_dir) -> tuple[str, str]:
     from tests.support.ports import free_port
 
     port = free_port()
-    proc = subprocess.Popen([CERTPOST, "serve", "--port", str(port)], cwd=data_dir.parent,
-                            env=_env(data_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([CERTPOST, "serve", "--port", str(port), *args], cwd=data_dir.parent,
+                            env={**_env(data_dir), **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -97,6 +97,18 @@ def test_first_start_prints_an_admin_token_once(tmp_path):
     second, _ = _serve_until_ready(data)
     assert "cpt_" not in second
     assert (data / "master.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_run_worker_setting_keeps_the_worker_out_of_serve(tmp_path):
+    """CERTPOST_RUN_WORKER=false (README's settings) and --no-worker both leave the worker to
+    `certpost worker` processes; by default `certpost serve` runs one (its "worker ... started")."""
+    started = "certpost.worker: worker "
+    _, default = _serve_until_ready(tmp_path / "a")
+    assert started in default, default
+    _, off = _serve_until_ready(tmp_path / "b", env={"CERTPOST_RUN_WORKER": "false"})
+    assert started not in off, off
+    _, flag = _serve_until_ready(tmp_path / "c", "--no-worker")
+    assert started not in flag, flag
 
 
 def test_worker_runs_alone(tmp_path):
