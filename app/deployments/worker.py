@@ -60,6 +60,8 @@ class Worker:
     def _done(self, task: asyncio.Task) -> None:
         self.tasks.discard(task)
         self.order_tasks.discard(task)
+        if task.get_name().startswith("deliver:"):  # with "claimed": which worker held which lease when
+            log.info("worker %s: delivery to server %s finished", self.owner, task.get_name().removeprefix("deliver:"))
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
             if is_database_outage(exc):  # its lease runs out and another round takes it over
@@ -103,6 +105,7 @@ class Worker:
                 self.owner, now, now + lease, order_room) if order_room > 0 else []
             await session.commit()
         for server_id in servers:
+            log.info("worker %s claimed server %s", self.owner, server_id)
             self._spawn(deliver(self.ctx, server_id, self.owner), f"deliver:{server_id}")
         for order_id in orders:
             self._spawn(run_order(self.ctx, order_id, owner=self.owner), f"order:{order_id}", order=True)
