@@ -14,7 +14,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 SCRIPTS = ("api.py", "agent_apply.py", "dovecot_capacity.py", "acme_orders.py", "renewal_scan.py",
-           "hostile_uploads.py")
+           "hostile_uploads.py", "workers.py")
 
 
 def main() -> int:

@@ -24,7 +24,8 @@ import os
 import statistics
 import sys
 import time
-from datetime import datetime
+import random
+from datetime import datetime, timedelta
 
 import common
 from common import fmt, table, write_results
@@ -36,21 +37,22 @@ def uptime() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def measure(fleet, changes: int) -> dict:
-    runs = []
-    for _ in range(changes):
-        fingerprint, answered = fleet.replace()
-        seconds = fleet.wait_served(fingerprint, answered)
-        fleet.wait_applied()
-        runs.append({"all": max(seconds), "first": min(seconds), "median": statistics.median(seconds),
-                     "per_server": [round(s, 4) for s in seconds]})
-        time.sleep(0.3)
-    return {
-        "all_served_median": statistics.median(r["all"] for r in runs),
-        "first_served_median": statistics.median(r["first"] for r in runs),
-        "server_median": statistics.median(r["median"] for r in runs),
-        "runs": runs,
-    }
+POLL = 1.0  # CERTPOST_WORKER_POLL_SECONDS, the default
+
+
+def one_change(fleet) -> dict:
+    """Replace the certificate; seconds until each server serves it, and the CPU it took."""
+    before = fleet.cpu_seconds()
+    fingerprint, answered = fleet.replace()
+    wall = datetime.now() - timedelta(seconds=time.perf_counter() - answered)
+    seconds = fleet.wait_served(fingerprint, answered)
+    fleet.wait_applied()
+    after = fleet.cpu_seconds()
+    claims = fleet.claim_times(wall)
+    return {"all": max(seconds), "first": min(seconds), "median": statistics.median(seconds),
+            "first_claim": (claims[0] - wall).total_seconds() if claims else None,
+            "per_server": [round(x, 4) for x in seconds],
+            "cpu": {k: round(after[k] - before[k], 2) for k in after}}
 
 
 def main() -> int:
@@ -73,45 +75,87 @@ def main() -> int:
         setup = time.perf_counter() - started
         print(f"{servers} agents + nginx, serve, database up in {setup:.1f} s; load {uptime()}", flush=True)
         plan = [("embedded", 0)] + [(f"{n} worker{'s' if n > 1 else ''}", n) for n in map(int, args.workers.split(","))]
-        for label, count in plan:
+        runs: dict[str, list[dict]] = {label: [] for label, _ in plan}
+        claims: dict[str, dict[str, int]] = {label: {} for label, _ in plan}
+        audits: dict[str, list[bool]] = {label: [] for label, _ in plan}
+        loads: dict[str, list[str]] = {label: [] for label, _ in plan}
+        # Every configuration stays up for the whole run, the idle ones paused (SIGSTOP), so each
+        # change meets warm processes as in steady operation, and the configurations alternate.
+        fleet.start_embedded()
+        fleet.wait_applied(timeout=120)  # the first deliveries, by the embedded worker
+        fleet.use(fleet.serve)
+        groups = {count: fleet.start_workers(count, label=f"n{count}-") for _label, count in plan if count}
+        for group in groups.values():
+            fleet.pause(group)
+
+        rng = random.Random(8)
+
+        def run(label: str, count: int, measured: bool, round_no: int) -> None:
             since = datetime.now()
-            if count == 0:
-                fleet.restart_serve(run_worker=True)
+            if count:
+                fleet.pause(groups[count], False, stagger=POLL, rng=rng)
             else:
-                fleet.start_workers(count, label=f"n{count}-")
-            fleet.wait_served(fleet.fingerprint, time.perf_counter(), timeout=120)  # the previous state
-            fleet.wait_applied(timeout=120)
-            result = measure(fleet, changes)
-            if count == 0:
-                fleet.restart_serve(run_worker=False)
+                fleet.use(fleet.embedded)
+            time.sleep(1.2)  # past every resumed worker's first poll
+            result = one_change(fleet)
+            if count:
+                fleet.pause(groups[count])
             else:
-                fleet.stop_workers()
+                fleet.use(fleet.serve)
             audit = fleet.audit(since)
-            audit["claims_per_worker"] = {k: v for k, v in audit["claims_per_worker"].items() if v}
-            phases.append({"phase": label, "workers": count, "load": uptime(), **result, "audit": audit})
-            print(f"{label}: all served {result['all_served_median']:.3f} s (median of {changes}); "
-                  f"claims {audit['claims_per_worker']}; ok={audit['ok']}; load {uptime()}", flush=True)
+            audits[label].append(audit["ok"])
+            active = {k: v for k, v in audit["claims_per_worker"].items() if v}
+            print(f"{'round ' + str(round_no) if measured else 'warm-up'} {label}: all served {result['all']:.3f} s, "
+                  f"first claim {result['first_claim']}, cpu {result['cpu']}, claims {active}, ok={audit['ok']}, load {uptime()}", flush=True)
+            if not measured:
+                return
+            loads[label].append(uptime())
+            for name, n in active.items():
+                key = name.split("-", 1)[-1]
+                claims[label][key] = claims[label].get(key, 0) + n
+            runs[label].append(result)
+
+        for label, count in plan:
+            run(label, count, False, 0)
+        for round_no in range(changes):
+            # Side by side: every configuration once per round, the order rotated each round.
+            order = plan[round_no % len(plan):] + plan[:round_no % len(plan)]
+            for label, count in order:
+                run(label, count, True, round_no + 1)
+        for label, count in plan:
+            rs = runs[label]
+            phases.append({
+                "phase": label, "workers": count, "load": loads[label],
+                "all_served_median": statistics.median(r["all"] for r in rs),
+                "first_served_median": statistics.median(r["first"] for r in rs),
+                "server_median": statistics.median(r["median"] for r in rs),
+                "first_claim_median": statistics.median(r["first_claim"] for r in rs if r["first_claim"] is not None),
+                "cpu_median": {k: statistics.median(r["cpu"][k] for r in rs) for k in rs[0]["cpu"]},
+                "claims": claims[label], "ok": all(audits[label]), "runs": rs,
+            })
         final = fleet.audit()
     anchor = phases[0]["all_served_median"]
     one = next((p["all_served_median"] for p in phases if p["workers"] == 1), None)
     rows = []
     for p in phases:
-        a = p["audit"]
-        rows.append([p["phase"], p["all_served_median"], p["first_served_median"], p["server_median"],
+        cpu = p["cpu_median"]
+        rows.append([p["phase"], p["first_claim_median"], p["all_served_median"], p["first_served_median"], p["server_median"],
                      p["all_served_median"] / anchor, p["all_served_median"] / one if one else None,
-                     " ".join(f"{v}" for v in a["claims_per_worker"].values()), "yes" if a["ok"] else "NO", p["load"]])
+                     f"{cpu['serve'] + cpu['workers']:.2f} / {cpu['agents']:.2f}",
+                     " ".join(f"{v}" for v in sorted(p["claims"].values(), reverse=True)),
+                     "yes" if p["ok"] else "NO", p["load"][-1]])
     print()
     print(f"PUT /v1/certificates/{{id}} response → all {servers} nginx serve the new certificate "
           f"(TLS handshake with SNI every 20 ms), median of {changes}; PostgreSQL; load before {load_before}")
-    print(table(["workers", "all served s", "first s", "per-server median s", "÷ embedded", "÷ 1 worker",
-                 "claims per worker", "applied once", "load 1/5/15"], rows))
+    print(table(["workers", "first claim s", "all served s", "first s", "per-server median s", "÷ embedded", "÷ 1 worker",
+                 "CPU s controller / agents", "claims per worker", "applied once", "load 1/5/15"], rows))
     print(f"\nwhole run: {final['db_deployments_applied']} deployments applied (database), "
           f"{final['agent_applies']} applies in the agents' logs, twice: database {final['db_applied_twice']}, "
           f"agents {final['agent_generations_applied_twice']}; lease taken while held: {final['lease_overlaps_db']}")
     path = write_results("workers", {"servers": servers, "changes": changes, "load_before": load_before,
                                      "setup_seconds": setup, "phases": phases, "final_audit": final})
     print(f"results: {path}")
-    return 0 if final["ok"] and all(p["audit"]["ok"] for p in phases) else 1
+    return 0 if final["ok"] and all(p["ok"] for p in phases) else 1
 
 
 if __name__ == "__main__":

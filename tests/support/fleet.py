@@ -173,6 +173,8 @@ class Fleet:
     ca: CA | None = None
     serve: ServeProcess | None = None
     token: str | None = None
+    embedded: ServeProcess | None = None
+    active: ServeProcess | None = None
     certificate_id: str | None = None
     fingerprint: str | None = None
     poll_seconds: float | None = None  # CERTPOST_WORKER_POLL_SECONDS for the workers; None: default
@@ -220,15 +222,45 @@ class Fleet:
         return self
 
     def http(self) -> httpx.Client:
-        return httpx.Client(base_url=self.serve.url, headers={"Authorization": f"Bearer {self.token}"},
+        return httpx.Client(base_url=(self.active or self.serve).url, headers={"Authorization": f"Bearer {self.token}"},
                             timeout=60)
 
-    def restart_serve(self, *, run_worker: bool) -> None:
-        """`certpost serve` again on the same database, with or without its embedded worker
-        (the embedded one is woken by each commit, so it is the anchor for the pollers)."""
-        self.serve.stop()
-        env = {**self.env(), "CERTPOST_RUN_WORKER": str(run_worker).lower()}
-        self.serve = ServeProcess(self.root / "controller", env=env, log=self.root / "serve.log").start(timeout=90)
+    def start_embedded(self) -> ServeProcess:
+        """A second `certpost serve` on the same database, with its embedded worker (woken by its
+        own API's commits: the anchor for the separate workers, which poll)."""
+        env = {**self.env(), "CERTPOST_RUN_WORKER": "true"}
+        self.embedded = ServeProcess(self.root / "controller", env=env,
+                                     log=self.root / "serve-embedded.log").start(timeout=90)
+        return self.embedded
+
+    def use(self, serve: ServeProcess) -> None:
+        """Send API requests to ``serve``; the embedded one is paused (SIGSTOP) unless used."""
+        self.active = serve
+        if self.embedded is not None:
+            os.kill(self.embedded.process.pid, signal.SIGCONT if serve is self.embedded else signal.SIGSTOP)
+
+    @staticmethod
+    def pause(workers: list[WorkerProcess], paused: bool = True, *, stagger: float = 0.0, rng=None) -> None:
+        """SIGSTOP / SIGCONT: idle workers (they hold no lease between changes) kept warm.
+
+        Resumed together, workers would poll in step; ``stagger`` resumes each after a random
+        delay in [0, stagger) so their polls fall at independent times, as in operation."""
+        for w in workers:
+            if not paused and stagger:
+                time.sleep((rng or __import__("random")).random() * stagger)
+            os.kill(w.process.pid, signal.SIGSTOP if paused else signal.SIGCONT)
+
+    def claim_times(self, since: datetime) -> list[datetime]:
+        """When any worker logged a claim at or after ``since`` (local time, as logged)."""
+        claimed_re = re.compile(_LOG_TIME + r".*claimed server ")
+        paths = {w.log for w in self.workers} | {self.root / "serve.log", self.root / "serve-embedded.log"}
+        out = []
+        for path in paths:
+            if path.exists():
+                for line in path.read_text(errors="replace").splitlines():
+                    if (m := claimed_re.match(line)) and _log_time(m.group(1)) >= since:
+                        out.append(_log_time(m.group(1)))
+        return sorted(out)
 
     def issue(self) -> Issued:
         return self.ca.issue([webmail(i) for i in range(self.servers)])
@@ -259,7 +291,7 @@ class Fleet:
 
     # -- workers ---------------------------------------------------------------------------------
 
-    def start_workers(self, count: int, label: str = "") -> None:
+    def start_workers(self, count: int, label: str = "") -> list[WorkerProcess]:
         env = {**os.environ, **self.env()}
         if self.poll_seconds is not None:
             env["CERTPOST_WORKER_POLL_SECONDS"] = str(self.poll_seconds)
@@ -276,10 +308,28 @@ class Fleet:
                 if w.process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"certpost worker did not start: {w.log.read_text(errors='replace')[-2000:]}")
                 time.sleep(0.05)
+        return self.workers[-count:]
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time so far (user + system) of the controller's processes and of the agents."""
+
+        def cpu(pid: int) -> float:
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            return 0.0
+
+        running = [w.process.pid for w in self.workers if w.process.poll() is None]
+        return {
+            "serve": cpu(self.serve.process.pid) + (cpu(self.embedded.process.pid) if self.embedded else 0.0),
+            "workers": sum(cpu(pid) for pid in running),
+            "agents": sum(cpu(m.agent.process.pid) for m in self.members if m.agent.process),
+        }
 
     def stop_workers(self) -> None:
         for w in self.workers:
             if w.process.poll() is None:
+                os.kill(w.process.pid, signal.SIGCONT)
                 w.process.send_signal(signal.SIGINT)
         for w in self.workers:
             try:
@@ -359,8 +409,9 @@ class Fleet:
             WHERE new_owner IS NOT NULL GROUP BY 1""")
         claims: dict[str, int] = {}  # "worker ... claimed server S" lines (since ``since``)
         claimed_re = re.compile(_LOG_TIME + r".*claimed server (\S+)")
-        sources = [(w.name, w.log) for w in self.workers] + [("serve", self.root / "serve.log")]
-        for name, path in sources:
+        sources = dict([(w.log, w.name) for w in self.workers] + [(self.root / "serve.log", "serve"),
+                                                                  (self.root / "serve-embedded.log", "embedded")])
+        for path, name in sources.items():
             if path.exists():
                 claims[name] = sum(1 for line in path.read_text(errors="replace").splitlines()
                                    if (m := claimed_re.match(line)) and (since is None or _log_time(m.group(1)) >= since))
@@ -390,8 +441,11 @@ class Fleet:
 
     def close(self, keep: bool = False) -> None:
         self.stop_workers()
-        if self.serve is not None:
-            self.serve.stop()
+        for serve in (self.embedded, self.serve):
+            if serve is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(serve.process.pid, signal.SIGCONT)
+                serve.stop()
         for m in self.members:
             with contextlib.suppress(Exception):
                 m.agent.stop()
