@@ -141,14 +141,14 @@ def main() -> int:
         cpu = p["cpu_median"]
         rows.append([p["phase"], p["first_claim_median"], p["all_served_median"], p["first_served_median"], p["server_median"],
                      p["all_served_median"] / anchor, p["all_served_median"] / one if one else None,
-                     f"{cpu['serve'] + cpu['workers']:.2f} / {cpu['agents']:.2f}",
+                     f"{cpu['serve'] + cpu['workers']:.2f} / {cpu['agents']:.2f} / {cpu['nginx']:.2f}",
                      " ".join(f"{v}" for v in sorted(p["claims"].values(), reverse=True)),
                      "yes" if p["ok"] else "NO", p["load"][-1]])
     print()
     print(f"PUT /v1/certificates/{{id}} response → all {servers} nginx serve the new certificate "
           f"(TLS handshake with SNI every 20 ms), median of {changes}; PostgreSQL; load before {load_before}")
     print(table(["workers", "first claim s", "all served s", "first s", "per-server median s", "÷ embedded", "÷ 1 worker",
-                 "CPU s controller / agents", "claims per worker", "applied once", "load 1/5/15"], rows))
+                 "CPU s controller / agents / nginx", "claims per worker", "applied once", "load 1/5/15"], rows))
     print(f"\nwhole run: {final['db_deployments_applied']} deployments applied (database), "
           f"{final['agent_applies']} applies in the agents' logs, twice: database {final['db_applied_twice']}, "
           f"agents {final['agent_generations_applied_twice']}; lease taken while held: {final['lease_overlaps_db']}")

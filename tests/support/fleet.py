@@ -311,19 +311,30 @@ class Fleet:
         return self.workers[-count:]
 
     def cpu_seconds(self) -> dict[str, float]:
-        """CPU time so far (user + system) of the controller's processes and of the agents."""
+        """CPU time so far (user + system) of the controller's processes, of the agents (with the
+        commands they ran and waited for: ``nginx -t``, ``nginx -s reload``) and of the nginx
+        masters (with their exited workers)."""
 
-        def cpu(pid: int) -> float:
-            with contextlib.suppress(OSError, IndexError, ValueError):
+        def cpu(pid: int | None, children: bool = False) -> float:
+            with contextlib.suppress(OSError, IndexError, ValueError, TypeError):
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+                ticks = int(fields[11]) + int(fields[12])
+                if children:
+                    ticks += int(fields[13]) + int(fields[14])
+                return ticks / os.sysconf("SC_CLK_TCK")
             return 0.0
+
+        def nginx_pid(m: Member) -> int | None:
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                return int((m.stack.nginx_dir / "nginx.pid").read_text().split()[0])
+            return None
 
         running = [w.process.pid for w in self.workers if w.process.poll() is None]
         return {
             "serve": cpu(self.serve.process.pid) + (cpu(self.embedded.process.pid) if self.embedded else 0.0),
             "workers": sum(cpu(pid) for pid in running),
-            "agents": sum(cpu(m.agent.process.pid) for m in self.members if m.agent.process),
+            "agents": sum(cpu(m.agent.process.pid, True) for m in self.members if m.agent.process),
+            "nginx": sum(cpu(nginx_pid(m), True) for m in self.members),
         }
 
     def stop_workers(self) -> None:
