@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import sys
 import time
-import random
 from datetime import datetime, timedelta
 
 import common
-from common import fmt, table, write_results
+from common import table, write_results
 
 from tests.support.fleet import pg_reachable, running_fleet
 
