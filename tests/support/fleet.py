@@ -178,6 +178,7 @@ class Fleet:
     certificate_id: str | None = None
     fingerprint: str | None = None
     poll_seconds: float | None = None  # CERTPOST_WORKER_POLL_SECONDS for the workers; None: default
+    lease_seconds: float | None = None  # CERTPOST_LEASE_SECONDS for the workers; None: default
 
     # -- set-up ----------------------------------------------------------------------------------
 
@@ -295,6 +296,8 @@ class Fleet:
         env = {**os.environ, **self.env()}
         if self.poll_seconds is not None:
             env["CERTPOST_WORKER_POLL_SECONDS"] = str(self.poll_seconds)
+        if self.lease_seconds is not None:
+            env["CERTPOST_LEASE_SECONDS"] = str(self.lease_seconds)
         for n in range(count):
             name = f"{label}w{n}"
             log = self.root / f"worker-{name}.log"
@@ -469,8 +472,9 @@ class Fleet:
 
 
 @contextlib.contextmanager
-def running_fleet(servers: int, *, poll_seconds: float | None = None, keep: bool = False):
-    fleet = Fleet(servers, poll_seconds=poll_seconds)
+def running_fleet(servers: int, *, poll_seconds: float | None = None, lease_seconds: float | None = None,
+                  keep: bool = False):
+    fleet = Fleet(servers, poll_seconds=poll_seconds, lease_seconds=lease_seconds)
     try:
         yield fleet.start()
     finally:
