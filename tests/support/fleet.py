@@ -58,32 +58,13 @@ def pg_reachable() -> bool:
 
 
 def _admin(statement: str) -> None:
-    import asyncpg
-
-    async def run():
-        conn = await asyncpg.connect(PG_SERVER)
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    result: dict = {}
-    thread = threading.Thread(target=lambda: result.setdefault("e", _catch(lambda: asyncio.run(run()))))
-    thread.start()
-    thread.join()
-    if result.get("e"):
-        raise result["e"]
-
-
-def _catch(fn):
-    try:
-        fn()
-    except BaseException as exc:  # noqa: BLE001 - re-raised by the caller's thread
-        return exc
-    return None
+    """A statement on the server's administrative database (CREATE / DROP DATABASE)."""
+    _query(PG_SERVER.rsplit("/", 1)[1], statement, fetch=False)
 
 
 def _query(database: str, sql: str, *, fetch: bool = True) -> list[tuple]:
+    """Rows of ``sql`` on ``database`` of the PostgreSQL server, run in a thread of its own (so
+    that it works from inside an event loop too)."""
     import asyncpg
 
     async def run():
