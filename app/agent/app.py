@@ -11,6 +11,7 @@ Nothing is built at import: :func:`create_agent_app` builds the app for one conf
 from __future__ import annotations
 
 import json
+import logging
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -24,6 +25,8 @@ from app.agent.problems import PROBLEM_JSON, AgentProblem
 from app.agent.service import Agent
 from app.agent.state import NonceLedger
 from app.kit.signing import public_key_from_text
+
+log = logging.getLogger("certpost.agent")
 
 
 def problem_response(exc: AgentProblem) -> JSONResponse:
@@ -70,9 +73,10 @@ def create_agent_app(config: AgentConfig, agent: Agent | None = None) -> FastAPI
 
     @router.put("/config")
     async def put_config(request: Request) -> JSONResponse:
-        desired = _parse_body(
-            _document_model, await request.body(), "a valid configuration document"
-        )
+        body = await request.body()
+        # The moment the controller's push arrived (signed, digest checked); bench/e2e.py reads it.
+        log.info("PUT /v1/config: %d bytes received", len(body))
+        desired = _parse_body(_document_model, body, "a valid configuration document")
         status, body = await agent.put_config(desired)
         return JSONResponse(body, status_code=status)
 
