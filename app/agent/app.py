@@ -1,4 +1,4 @@
-"""The agent's HTTPS API: ``GET /v1/state``, ``PUT /v1/config`` and ``PUT``/``DELETE
+"""The agent's HTTPS API: ``GET /v1/state``, ``PUT /v1/bundles``, ``PUT /v1/config`` and ``PUT``/``DELETE
 /v1/acme-challenges/{token}`` (HTTP-01 answers), all signed by the controller.
 
 Every request must carry a valid Ed25519 signature from the controller key (``app.kit.signing``,
@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from app.agent.challenges import ChallengeIn
 from app.agent.config import AgentConfig
-from app.agent.desired import Desired, DesiredDelta
+from app.agent.desired import BundleUpload, Desired, DesiredDelta
 from app.agent.guard import RequestGuard
 from app.agent.problems import PROBLEM_JSON, AgentProblem
 from app.agent.service import Agent
@@ -70,6 +70,11 @@ def create_agent_app(config: AgentConfig, agent: Agent | None = None) -> FastAPI
     async def get_state() -> JSONResponse:
         # Straight to JSON: no response-model pass over the (10,000-entry) fingerprint list.
         return JSONResponse(agent.state())
+
+    @router.put("/bundles")
+    async def put_bundles(request: Request) -> JSONResponse:
+        upload = _parse_body(BundleUpload, await request.body(), "a valid bundle upload")
+        return JSONResponse(await agent.put_bundles(upload))
 
     @router.put("/config")
     async def put_config(request: Request) -> JSONResponse:

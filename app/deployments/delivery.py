@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 from app.certificates.models import Certificate
 from app.context import AppContext
 from app.deployments.agent_client import AgentClient, AgentError
+from app.deployments.bundles import can_upload, upload_bundles
 from app.deployments.claims import DUE, release, renew
 from app.deployments.delta import delta_document
 from app.deployments.desired import DesiredConfig, load_desired
@@ -126,6 +127,8 @@ async def _push(ctx: AppContext, agent: tuple[str | None, str | None], desired: 
         if agent_generation >= desired.generation:
             return Outcome(False, bytes_sent=client.bytes_sent, agent_ahead=agent_generation)
         missing = desired.fingerprints - set(state.get("fingerprints", []))
+        if can_upload(state, missing):  # in chunks ahead of the document; left: the refused ones
+            missing = await upload_bundles(ctx, client, desired, missing, state)
         bundles = await _bundles(ctx, desired, missing)
         body = {**document, "bundles": bundles}
         if _can_send_delta(state, applied_config):
