@@ -26,9 +26,11 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import os
 import random
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -178,14 +180,20 @@ async def drop_database(name: str | None) -> None:
         await conn.close()
 
 
-def one_size(size: int, db: str, read_count: int, env_extra: dict) -> dict:
+def one_size(size: int, db: str, read_count: int, env_extra: dict, cache: Path | None = None) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="certpost-e2e-"))
     data = tmp / "data"
-    data.mkdir()
-    url, pg_name = asyncio.run(create_database(db, tmp))
+    cached = cache / f"sqlite-{size}" if cache and db == "sqlite" else None
+    if cached and (cached / "seed.json").exists():
+        shutil.copytree(cached, data)
+    else:
+        data.mkdir()
+    url, pg_name = asyncio.run(create_database(db, data))
     ca = CA.create("e2e root")
     issuing = ca.intermediate("e2e issuing")
-    trust = write_pem(tmp / "trust.pem", ca.cert_pem)
+    trust = data / "trust.pem"
+    if not trust.exists():
+        write_pem(trust, ca.cert_pem)
     env = {"CERTPOST_DATA_DIR": str(data), "CERTPOST_DATABASE_URL": url, "CERTPOST_TRUST_BUNDLE": str(trust),
            "CERTPOST_RETRY_BASE_SECONDS": "0.5", "CERTPOST_RETRY_MAX_SECONDS": "2",
            "CERTPOST_AGENT_TIMEOUT_SECONDS": "1800", **env_extra}
@@ -195,7 +203,6 @@ def one_size(size: int, db: str, read_count: int, env_extra: dict) -> dict:
     serve = None
     try:
         with bench_stack(dovecot=False, verify_timeout=600, controller_public_key=key) as (stack, _client, agent):
-            upgrade(url)
             settings = Settings(data_dir=data, database_url=url, run_worker=False, trust_bundle=trust)
 
             async def do_seed():
@@ -206,7 +213,14 @@ def one_size(size: int, db: str, read_count: int, env_extra: dict) -> dict:
                     await ctx.close()
 
             t0 = time.perf_counter()
-            seeded = asyncio.run(do_seed())
+            if (data / "seed.json").exists():
+                seeded = json.loads((data / "seed.json").read_text())
+            else:
+                upgrade(url)
+                seeded = asyncio.run(do_seed())
+                (data / "seed.json").write_text(json.dumps(seeded))
+                if cached:
+                    shutil.copytree(data, cached)
             result["seed_s"] = round(time.perf_counter() - t0, 1)
             print(f"  seeded {size} domains in {result['seed_s']} s", flush=True)
             serve = ServeProcess(data, env=env, log=tmp / "serve.log").start()
@@ -286,6 +300,8 @@ def main() -> None:
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--reads", type=int, default=None, help="GET /v1/domains/{d}/tls reads (default 10000)")
     parser.add_argument("--env", action="append", default=[], help="extra KEY=VALUE for certpost serve")
+    parser.add_argument("--seed-cache", type=Path, default=None,
+                        help="SQLite only: keep the seeded data directory here and reuse it (seeding 10,000 takes minutes)")
     args = parser.parse_args()
     sizes = [int(s) for s in (args.sizes or ("1000" if args.quick else "1000,10000")).split(",")]
     read_count = args.reads or (1000 if args.quick else 10000)
@@ -294,7 +310,7 @@ def main() -> None:
     results = []
     for size in sizes:
         print(f"{size} domains on {args.db}", flush=True)
-        results.append(one_size(size, args.db, read_count, env_extra))
+        results.append(one_size(size, args.db, read_count, env_extra, args.seed_cache))
     rows = []
     for r in results:
         rows.append([r["domains"], r["full_deploy_s"], r["median_mail_received_ms"], r["median_mail_served_ms"],
