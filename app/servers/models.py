@@ -31,7 +31,9 @@ class Server(IdMixin, TimestampMixin, Base):
     applied_generation: Mapped[int] = mapped_column(Integer, default=0)
     # The document (host names and fingerprints, no keys) the agent last confirmed applying:
     # the base for sending only what changed next time (see deployments/delivery.py).
-    applied_config: Mapped[dict | None] = mapped_column(JSON)
+    # Deferred: at 10,000 domains it is a 1.9 MB document, and every request that loads a server
+    # row (a domain's TLS status, the lists) would parse it; only a delivery reads it.
+    applied_config: Mapped[dict | None] = mapped_column(JSON, deferred=True)
     # One worker at a time delivers to a server: it holds this lease (see deployments/claims.py).
     deploy_lease_until: Mapped[datetime | None]
     deploy_lease_owner: Mapped[str | None] = mapped_column(String(64))
