@@ -1,6 +1,7 @@
 """End to end through the API: ``certpost serve`` + one real agent with real Postfix and nginx.
 
     .venv/bin/python bench/e2e.py [--quick] [--sizes 1000,10000] [--db sqlite|postgres] [--reads 10000]
+                                  [--env MALLOC_ARENA_MAX=2] [--no-seed-cache]
 
 For each size N: a fresh controller database (SQLite file by default, or a fresh PostgreSQL
 database on 127.0.0.1:5432) seeded through the services, not HTTP (N domains, each with its own
@@ -42,7 +43,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from agentstack import bench_stack
-from common import REPO, machine, table, write_results
+from common import REPO, RESULTS, machine, table, write_results
 
 import httpx
 
@@ -300,8 +301,10 @@ def main() -> None:
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--reads", type=int, default=None, help="GET /v1/domains/{d}/tls reads (default 10000)")
     parser.add_argument("--env", action="append", default=[], help="extra KEY=VALUE for certpost serve")
-    parser.add_argument("--seed-cache", type=Path, default=None,
-                        help="SQLite only: keep the seeded data directory here and reuse it (seeding 10,000 takes minutes)")
+    parser.add_argument("--seed-cache", type=Path, default=RESULTS / "e2e-seed",
+                        help="SQLite only: keep each seeded data directory here and reuse it (seeding 10,000 "
+                             "takes about 3 minutes; serve migrates it at start). Default bench/results/e2e-seed")
+    parser.add_argument("--no-seed-cache", action="store_true")
     args = parser.parse_args()
     sizes = [int(s) for s in (args.sizes or ("1000" if args.quick else "1000,10000")).split(",")]
     read_count = args.reads or (1000 if args.quick else 10000)
@@ -310,7 +313,7 @@ def main() -> None:
     results = []
     for size in sizes:
         print(f"{size} domains on {args.db}", flush=True)
-        results.append(one_size(size, args.db, read_count, env_extra, args.seed_cache))
+        results.append(one_size(size, args.db, read_count, env_extra, None if args.no_seed_cache else args.seed_cache))
     rows = []
     for r in results:
         rows.append([r["domains"], r["full_deploy_s"], r["median_mail_received_ms"], r["median_mail_served_ms"],
