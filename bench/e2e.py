@@ -42,10 +42,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import httpx
 from agentstack import bench_stack
 from common import REPO, RESULTS, machine, table, write_results
-
-import httpx
 
 from app.accounts.caller import Caller
 from app.accounts.repository import AccountRepository
@@ -322,7 +321,7 @@ def main() -> None:
                      r["memory_after_reads"]["VmHWM"], r["reads_per_s"]])
     if len(results) > 1:
         a, b = results[0], results[-1]
-        ratio = lambda k: round(b[k] / a[k], 2) if a.get(k) and b.get(k) else None  # noqa: E731
+        ratio = lambda k: round(b[k] / a[k], 2) if a.get(k) and b.get(k) else None
         rows.append([f"ratio {b['domains']}/{a['domains']}", ratio("full_deploy_s"), ratio("median_mail_received_ms"),
                      ratio("median_mail_served_ms"), ratio("median_webmail_received_ms"),
                      ratio("median_webmail_served_ms"), None, None, None, ratio("reads_per_s")])

@@ -99,7 +99,7 @@ async def test_full_apply_in_chunks_then_fallbacks(client, admin, controller, st
     real = AgentClient.put_bundles
 
     async def refuse_first(self, generation, bundles):
-        first = sorted(bundles)[0]
+        first = min(bundles)
         answer = await real(self, generation, {fp: b for fp, b in bundles.items() if fp != first})
         answer["refused"].append({"fingerprint": first, "code": "invalid_bundle", "message": "test"})
         return answer
