@@ -290,6 +290,7 @@ def one_size(size: int, db: str, read_count: int, env_extra: dict, cache: Path |
         if serve is not None:
             serve.stop()
         asyncio.run(drop_database(pg_name))
+        shutil.rmtree(tmp, ignore_errors=True)
     return result
 
 
