@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         dependencies=[Depends(refuse_control_characters)],
     )
     install_handlers(app)
-    install_outage_handlers(app)
+    install_outage_handlers(app, asyncpg_errors=not settings.resolved_database_url.startswith("sqlite"))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     for router in (accounts_router, servers_router, deployments_router, domains_router, certificates_router, acme_router):
         app.include_router(router)

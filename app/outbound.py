@@ -21,9 +21,6 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import dns.exception
-import dns.resolver
-
 from app.config import Settings
 from app.kit.outbound import IPAddress, OutboundPolicy, OutboundRefused, parse_address
 
@@ -43,6 +40,9 @@ def dns_server_resolver(address: str, port: int = 53, timeout: float = RESOLVE_T
     """A resolver that asks one DNS server for A and AAAA, with no cache (rebinding must show)."""
 
     def resolve(host: str) -> list[str]:
+        import dns.exception  # here: dnspython (2.3 MB) loads only when a resolver is configured
+        import dns.resolver
+
         resolver = dns.resolver.Resolver(configure=False)
         resolver.nameservers = [address]
         resolver.port = port

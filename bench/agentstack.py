@@ -126,11 +126,16 @@ def _disable(agent_toml: Path, section: str) -> None:
 
 
 @contextlib.contextmanager
-def bench_stack(*, dovecot: bool = True, verify_timeout: float = 120, keep: bool = False):
-    """Daemons and agent up; yields (stack, Agent client, AgentProcess)."""
+def bench_stack(*, dovecot: bool = True, verify_timeout: float = 120, keep: bool = False,
+                controller_public_key: str | None = None):
+    """Daemons and agent up; yields (stack, Agent client, AgentProcess).
+
+    With ``controller_public_key`` (a real controller's, bench/e2e.py) the agent trusts that key
+    and the yielded client is None: only that controller can sign for it."""
     key = Ed25519PrivateKey.generate()
+    public = controller_public_key or public_key_to_text(key.public_key())
     root = daemons.make_root("certpost-bench-")
-    stack = daemons.write_stack(root, controller_public_key=public_key_to_text(key.public_key()))
+    stack = daemons.write_stack(root, controller_public_key=public)
     daemons.write_agent_config(stack, verify_timeout=verify_timeout)
     if not dovecot:
         _disable(stack.agent_config, "dovecot")
@@ -143,7 +148,7 @@ def bench_stack(*, dovecot: bool = True, verify_timeout: float = 120, keep: bool
             daemons.start_dovecot(stack)
         daemons.start_nginx(stack)
         process.start()
-        client = Agent(stack, key)
+        client = None if controller_public_key else Agent(stack, key)
         yield stack, client, process
     finally:
         if client is not None:

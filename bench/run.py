@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-SCRIPTS = ("api.py", "agent_apply.py", "dovecot_capacity.py", "acme_orders.py", "renewal_scan.py",
-           "hostile_uploads.py", "workers.py")
+SCRIPTS = ("api.py", "e2e.py", "changes.py", "agent_apply.py", "dovecot_capacity.py", "acme_orders.py",
+           "renewal_scan.py", "hostile_uploads.py", "workers.py")
 
 
 def main() -> int:

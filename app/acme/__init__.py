@@ -17,29 +17,48 @@ The lead's modules (models, repository, service, router, schemas) sit beside the
 imports them.
 """
 
-from app.acme.ari import (
-    RenewalWindow,
-    ari_cert_id,
-    choose_renewal_at,
-    default_renewal_at,
-    renewal_info,
-)
-from app.acme.client import make_client, register_or_load_account
-from app.acme.errors import (
-    AccountError,
-    AcmeError,
-    DnsUpdateError,
-    DownloadError,
-    FinalizationError,
-    HttpPublishError,
-    OrderError,
-    PropagationError,
-    RenewalInfoError,
-    ValidationError,
-)
-from app.acme.keys import KEY_TYPES, generate_private_key, make_csr
-from app.acme.order import IssuedCertificate, issue
-from app.acme.solvers import ChallengeSolver, ChallengeTask, Dns01Solver, Http01Solver
+# Loaded on first use (PEP 562): the protocol layer pulls in requests, acme, josepy, pyOpenSSL
+# and dnspython (about 9 MB), which `certpost serve` needs only once an order runs.
+_EXPORTS = {
+    "AccountError": "app.acme.errors",
+    "AcmeError": "app.acme.errors",
+    "ChallengeSolver": "app.acme.solvers",
+    "ChallengeTask": "app.acme.solvers",
+    "Dns01Solver": "app.acme.solvers",
+    "DnsUpdateError": "app.acme.errors",
+    "DownloadError": "app.acme.errors",
+    "FinalizationError": "app.acme.errors",
+    "Http01Solver": "app.acme.solvers",
+    "HttpPublishError": "app.acme.errors",
+    "IssuedCertificate": "app.acme.order",
+    "KEY_TYPES": "app.acme.keys",
+    "OrderError": "app.acme.errors",
+    "PropagationError": "app.acme.errors",
+    "RenewalInfoError": "app.acme.errors",
+    "RenewalWindow": "app.acme.ari",
+    "ValidationError": "app.acme.errors",
+    "ari_cert_id": "app.acme.ari",
+    "choose_renewal_at": "app.acme.ari",
+    "default_renewal_at": "app.acme.ari",
+    "generate_private_key": "app.acme.keys",
+    "issue": "app.acme.order",
+    "make_client": "app.acme.client",
+    "make_csr": "app.acme.keys",
+    "register_or_load_account": "app.acme.client",
+    "renewal_info": "app.acme.ari",
+}
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'app.acme' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "KEY_TYPES",

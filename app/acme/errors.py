@@ -22,9 +22,8 @@ Tree::
 from __future__ import annotations
 
 import json
-from typing import Any
-
-from acme import messages
+import sys
+from typing import TYPE_CHECKING, Any
 
 from app.problems import RuleViolation
 
@@ -145,17 +144,28 @@ def customer_view(error: dict[str, Any] | None) -> dict[str, Any] | None:
     return {**error, "detail": CUSTOMER_DETAILS[error["code"]], "problem": None}
 
 
+if TYPE_CHECKING:
+    from acme import messages
+
+
+def _is_acme_error(exc: BaseException) -> bool:
+    """A CA's problem document (``acme.messages.Error``). Without the ``acme`` package loaded
+    no such error exists, so the check does not load it (`certpost serve` starts without it)."""
+    loaded = sys.modules.get("acme.messages")
+    return loaded is not None and isinstance(exc, loaded.Error)
+
+
 def problem_document(error: messages.Error) -> dict[str, Any]:
     """The CA's problem document as plain JSON, subproblems and identifiers included."""
     return json.loads(error.json_dumps())
 
 
 def problem_from_exception(exc: BaseException) -> dict[str, Any] | None:
-    return problem_document(exc) if isinstance(exc, messages.Error) else None
+    return problem_document(exc) if _is_acme_error(exc) else None
 
 
 def describe(exc: BaseException) -> str:
     """A one-line reason for logs and the order's error, without request bodies."""
-    if isinstance(exc, messages.Error):
+    if _is_acme_error(exc):
         return exc.detail or exc.typ or type(exc).__name__
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

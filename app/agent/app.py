@@ -1,4 +1,4 @@
-"""The agent's HTTPS API: ``GET /v1/state``, ``PUT /v1/config`` and ``PUT``/``DELETE
+"""The agent's HTTPS API: ``GET /v1/state``, ``PUT /v1/bundles``, ``PUT /v1/config`` and ``PUT``/``DELETE
 /v1/acme-challenges/{token}`` (HTTP-01 answers), all signed by the controller.
 
 Every request must carry a valid Ed25519 signature from the controller key (``app.kit.signing``,
@@ -11,6 +11,7 @@ Nothing is built at import: :func:`create_agent_app` builds the app for one conf
 from __future__ import annotations
 
 import json
+import logging
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -18,12 +19,14 @@ from pydantic import ValidationError
 
 from app.agent.challenges import ChallengeIn
 from app.agent.config import AgentConfig
-from app.agent.desired import Desired, DesiredDelta
+from app.agent.desired import BundleUpload, Desired, DesiredDelta
 from app.agent.guard import RequestGuard
 from app.agent.problems import PROBLEM_JSON, AgentProblem
 from app.agent.service import Agent
 from app.agent.state import NonceLedger
 from app.kit.signing import public_key_from_text
+
+log = logging.getLogger("certpost.agent")
 
 
 def problem_response(exc: AgentProblem) -> JSONResponse:
@@ -68,11 +71,17 @@ def create_agent_app(config: AgentConfig, agent: Agent | None = None) -> FastAPI
         # Straight to JSON: no response-model pass over the (10,000-entry) fingerprint list.
         return JSONResponse(agent.state())
 
+    @router.put("/bundles")
+    async def put_bundles(request: Request) -> JSONResponse:
+        upload = _parse_body(BundleUpload, await request.body(), "a valid bundle upload")
+        return JSONResponse(await agent.put_bundles(upload))
+
     @router.put("/config")
     async def put_config(request: Request) -> JSONResponse:
-        desired = _parse_body(
-            _document_model, await request.body(), "a valid configuration document"
-        )
+        body = await request.body()
+        # The moment the controller's push arrived (signed, digest checked); bench/e2e.py reads it.
+        log.info("PUT /v1/config: %d bytes received", len(body))
+        desired = _parse_body(_document_model, body, "a valid configuration document")
         status, body = await agent.put_config(desired)
         return JSONResponse(body, status_code=status)
 

@@ -39,6 +39,29 @@ def _check_names(mapping: dict[str, str]) -> dict[str, str]:
     return mapping
 
 
+MAX_UPLOAD_BUNDLES = 1000
+
+
+def _check_bundle_keys(bundles: dict) -> dict:
+    for fp in bundles:
+        _check_fp(fp)
+    return bundles
+
+
+class BundleUpload(BaseModel):
+    """``PUT /v1/bundles``: bundles for a configuration that follows (docs/agent.md).
+
+    ``generation`` is the generation whose document will reference them: until that generation
+    (or a later one) is applied, the agent does not prune them.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    generation: int = Field(ge=1)
+    bundles: dict[str, BundleIn] = Field(min_length=1, max_length=MAX_UPLOAD_BUNDLES, repr=False)
+
+    _keys = field_validator("bundles")(_check_bundle_keys)
+
+
 class Desired(BaseModel):
     """What every daemon on this server should serve; ``bundles`` only carries new material."""
 

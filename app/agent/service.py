@@ -20,7 +20,7 @@ from app.agent.backends.postfix import PostfixBackend
 from app.agent.bundles import BundleError, BundleStore, build_bundle
 from app.agent.challenges import ChallengeIn, ChallengeStore, valid_token
 from app.agent.config import AgentConfig
-from app.agent.desired import Desired, DesiredDelta
+from app.agent.desired import BundleUpload, Desired, DesiredDelta
 from app.agent.identity import self_signed
 from app.agent.isolated import IsolatedApply
 from app.agent.isolation import NameFailure, referenced, served_view
@@ -72,6 +72,10 @@ class Agent:
         )
         self.isolated = IsolatedApply(self.pipeline, self.store)
         self.lock = asyncio.Lock()
+        # Bundles received by PUT /v1/bundles for a generation not applied yet: fingerprint ->
+        # that generation. Kept from pruning until a generation at least as new is applied
+        # (in memory: after a restart nothing is pruned before the next apply anyway).
+        self.staged: dict[str, int] = {}
         nginx = next((b for b in self.backends if isinstance(b, NginxBackend)), None)
         self.challenges = ChallengeStore(nginx.challenge_dir) if nginx else None
 
@@ -126,7 +130,9 @@ class Agent:
             # Names of the applied document held back on what they served before (isolation).
             "failed_names": st.failed_names or [],
             # What this agent understands beyond full documents; the controller checks it.
-            "features": ["delta-config"],
+            "features": ["delta-config", "bundle-upload"],
+            # The largest body the request gate accepts; the controller sizes its chunks by it.
+            "max_body_bytes": self.config.limits.max_body_bytes,
         }
 
     async def bootstrap(self) -> bool:
@@ -164,6 +170,50 @@ class Agent:
         self.state_file.save(st, canonical)
         self.st = st
         return True
+
+    async def put_bundles(self, upload: BundleUpload) -> dict:
+        """Check and store bundles for a configuration that follows; apply nothing.
+
+        Each bundle gets the checks of ``PUT /v1/config`` (:func:`build_bundle`); a sound one is
+        stored and held back from pruning until generation ``upload.generation`` (or a newer
+        one) is applied; an unsound one is not stored and is listed in ``refused`` (the
+        controller sends it in the document, where it is that name's failure).
+        """
+        async with self.lock:
+            st = self.st
+            if upload.generation <= st.applied_generation:
+                raise AgentProblem(
+                    409,
+                    "stale_generation",
+                    "Stale generation",
+                    f"generation {upload.generation} is not newer than the applied "
+                    f"generation {st.applied_generation}",
+                    applied_generation=st.applied_generation,
+                )
+            bad = self._store_bundles(upload.bundles)
+            for fp in upload.bundles:
+                if fp not in bad:
+                    self.staged[fp] = max(self.staged.get(fp, 0), upload.generation)
+            refused = [
+                {"fingerprint": fp, "code": code, "message": message}
+                for fp, (code, message) in sorted(bad.items())
+            ]
+            log.info(
+                "stored %d bundle(s) for generation %s (%d refused)",
+                len(upload.bundles) - len(bad),
+                upload.generation,
+                len(refused),
+            )
+            return {
+                "generation": upload.generation,
+                "stored": len(upload.bundles) - len(bad),
+                "refused": refused,
+            }
+
+    def _keep_staged(self, applied_generation: int) -> set[str]:
+        """Staged bundles still waiting for their generation (the others are now ordinary)."""
+        self.staged = {fp: g for fp, g in self.staged.items() if g > applied_generation}
+        return set(self.staged)
 
     async def put_config(self, desired: Desired | DesiredDelta) -> tuple[int, dict]:
         async with self.lock:
@@ -280,7 +330,9 @@ class Agent:
         # The document file only when it changed (a re-push of the same content is not written).
         self.state_file.save(new_st, None if digest == st.applied_digest else canonical)
         self.st = new_st
-        self.store.prune(desired.referenced() | referenced(served))
+        self.store.prune(
+            desired.referenced() | referenced(served) | self._keep_staged(desired.generation)
+        )
         changed = (
             ", ".join(name for name, flag in (outcome.get("changed") or {}).items() if flag)
             or "nothing"

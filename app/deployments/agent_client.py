@@ -134,6 +134,10 @@ class AgentClient:
     async def state(self) -> dict:
         return await self._request("GET", "/v1/state")
 
+    async def put_bundles(self, generation: int, bundles: dict[str, dict]) -> dict:
+        """Store bundles for ``generation`` ahead of its document (``PUT /v1/bundles``)."""
+        return await self._request("PUT", "/v1/bundles", {"generation": generation, "bundles": bundles})
+
     async def put_config(self, document: dict) -> dict:
         return await self._request("PUT", "/v1/config", document)
 

@@ -21,6 +21,7 @@ from app.certificates.models import Certificate
 from app.context import AppContext
 from app.deployments import applied
 from app.deployments.agent_client import AgentClient, AgentError
+from app.deployments.bundles import can_upload, upload_bundles
 from app.deployments.claims import release, renew
 from app.deployments.delta import SCALARS, delta_body, name_changes
 from app.deployments.desired import chunks, load_desired, load_head, load_names
@@ -205,6 +206,8 @@ async def _push_full(ctx: AppContext, client: AgentClient, server_id: str, plan:
     if agent_generation >= plan.generation:
         return Outcome(False, bytes_sent=client.bytes_sent, agent_ahead=agent_generation, generation=plan.generation)
     missing = desired.fingerprints - set(state.get("fingerprints", []))
+    if can_upload(state, missing):  # in chunks ahead of the document; left: the ones it refused
+        missing = await upload_bundles(ctx, client, desired, missing, state)
     bundles = await _bundles(ctx, missing)
     response = await _put_config(ctx, client, document, bundles, desired.fingerprints)
     return Outcome(True, bytes_sent=client.bytes_sent, response=response, generation=plan.generation,

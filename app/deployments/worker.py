@@ -86,7 +86,6 @@ class Worker:
     async def round(self) -> int:
         """Claim and start what is due; returns how many tasks it started."""
         from app.acme.renewal import schedule_due_renewals
-        from app.acme.runner import run_order
 
         settings = self.ctx.settings
         if time.monotonic() - self._last_renewal_check >= settings.renewal_check_seconds:
@@ -107,6 +106,8 @@ class Worker:
         for server_id in servers:
             log.info("worker %s claimed server %s", self.owner, server_id)
             self._spawn(deliver(self.ctx, server_id, self.owner), f"deliver:{server_id}")
+        if orders:  # the ACME protocol layer (about 9 MB) loads with the first order
+            from app.acme.runner import run_order
         for order_id in orders:
             self._spawn(run_order(self.ctx, order_id, owner=self.owner), f"order:{order_id}", order=True)
         return len(servers) + len(orders)
