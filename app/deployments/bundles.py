@@ -22,7 +22,6 @@ from sqlalchemy import select
 from app.certificates.models import Certificate
 from app.context import AppContext
 from app.deployments.agent_client import AgentClient
-from app.deployments.desired import DesiredConfig
 from app.kit.crypto import Sealed
 
 log = logging.getLogger("certpost.deployments")
@@ -46,17 +45,21 @@ def _byte_limit(state: dict) -> int:
     return CHUNK_BYTES
 
 
-async def _chunks(ctx: AppContext, ids: list[str], byte_limit: int) -> AsyncIterator[dict[str, dict]]:
-    """Bundles for ``ids``, ``CHUNK_BUNDLES`` rows per query, cut at ``byte_limit`` (a bundle
-    larger than the limit goes alone; the agent's gate then decides)."""
+async def _chunks(ctx: AppContext, fps: list[str], byte_limit: int) -> AsyncIterator[dict[str, dict]]:
+    """Bundles for the fingerprints ``fps``, ``CHUNK_BUNDLES`` per query, cut at ``byte_limit``
+    (a bundle larger than the limit goes alone; the agent's gate then decides). The same
+    material stored twice is one bundle: either row's key serves."""
     columns = (Certificate.id, Certificate.fingerprint_sha256, Certificate.certificate_pem, Certificate.chain_pem,
                Certificate.key_ciphertext, Certificate.key_wrapped, Certificate.master_key_id)
-    for start in range(0, len(ids), CHUNK_BUNDLES):
+    for start in range(0, len(fps), CHUNK_BUNDLES):
         async with ctx.sessionmaker() as session:
-            rows = (await session.execute(select(*columns).where(Certificate.id.in_(ids[start:start + CHUNK_BUNDLES])))).all()
+            rows = (await session.execute(
+                select(*columns).where(Certificate.fingerprint_sha256.in_(fps[start:start + CHUNK_BUNDLES])))).all()
         chunk: dict[str, dict] = {}
         size = 0
         for cid, fp, cert_pem, chain_pem, ciphertext, wrapped, key_id in rows:
+            if fp in chunk:
+                continue
             key = ctx.master_key.open(Sealed(ciphertext, wrapped, key_id), cid).decode()
             bundle = {"key_pem": key, "certificate_pem": cert_pem, "chain_pem": chain_pem}
             weight = len(key) + len(cert_pem) + len(chain_pem) + 200  # JSON escaping and names
@@ -69,20 +72,18 @@ async def _chunks(ctx: AppContext, ids: list[str], byte_limit: int) -> AsyncIter
             yield chunk
 
 
-async def upload_bundles(ctx: AppContext, client: AgentClient, desired: DesiredConfig, missing: set[str],
+async def upload_bundles(ctx: AppContext, client: AgentClient, generation: int, missing: set[str],
                          state: dict) -> set[str]:
-    """Send the ``missing`` bundles in chunks for ``desired.generation``; returns the
-    fingerprints the agent refused (they go in the document, where they are their names'
-    failure, as before)."""
-    ids = sorted(desired.certificate_ids[fp] for fp in missing)
+    """Send the ``missing`` bundles in chunks for ``generation``; returns the fingerprints the
+    agent refused (they go in the document, where they are their names' failure, as before)."""
     refused: set[str] = set()
     sent = 0
-    async for chunk in _chunks(ctx, ids, _byte_limit(state)):
-        answer = await client.put_bundles(desired.generation, chunk)
+    async for chunk in _chunks(ctx, sorted(missing), _byte_limit(state)):
+        answer = await client.put_bundles(generation, chunk)
         sent += len(chunk)
         for item in answer.get("refused") or []:
             if isinstance(item, dict) and item.get("fingerprint") in chunk:
                 refused.add(item["fingerprint"])
         del chunk
-    log.info("sent %d bundle(s) in chunks for generation %s (%d refused)", sent, desired.generation, len(refused))
+    log.info("sent %d bundle(s) in chunks for generation %s (%d refused)", sent, generation, len(refused))
     return refused

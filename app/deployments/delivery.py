@@ -21,7 +21,7 @@ from app.certificates.models import Certificate
 from app.context import AppContext
 from app.deployments import applied
 from app.deployments.agent_client import AgentClient, AgentError
-from app.deployments.bundles import can_upload, upload_bundles
+from app.deployments.bundles import INLINE_AT_MOST, can_upload, upload_bundles
 from app.deployments.claims import release, renew
 from app.deployments.delta import SCALARS, delta_body, name_changes
 from app.deployments.desired import chunks, load_desired, load_head, load_names
@@ -167,7 +167,12 @@ FULL_AFTER = frozenset({"base_mismatch", "digest_mismatch", "validation_error", 
 async def _push_delta(ctx: AppContext, client: AgentClient, plan: Plan) -> Outcome:
     """One request: the changes, and the bundles the applied document did not hold."""
     body = delta_body(plan.generation, plan.base_digest, plan.head, plan.changes)
-    bundles = await _bundles(ctx, plan.new_fingerprints)
+    new = plan.new_fingerprints
+    if len(new) > INLINE_AT_MOST:  # many renewed at once: in chunks ahead, as for a full document
+        state = await client.state()
+        if can_upload(state, new):
+            new = await upload_bundles(ctx, client, plan.generation, new, state)
+    bundles = await _bundles(ctx, new)
     referenced = {fp for fp in plan.changes.values() if fp} | set(plan.head.values())
     response = await _put_config(ctx, client, body, bundles, referenced)
     return Outcome(True, bytes_sent=client.bytes_sent, response=response, generation=plan.generation,
@@ -207,7 +212,7 @@ async def _push_full(ctx: AppContext, client: AgentClient, server_id: str, plan:
         return Outcome(False, bytes_sent=client.bytes_sent, agent_ahead=agent_generation, generation=plan.generation)
     missing = desired.fingerprints - set(state.get("fingerprints", []))
     if can_upload(state, missing):  # in chunks ahead of the document; left: the ones it refused
-        missing = await upload_bundles(ctx, client, desired, missing, state)
+        missing = await upload_bundles(ctx, client, plan.generation, missing, state)
     bundles = await _bundles(ctx, missing)
     response = await _put_config(ctx, client, document, bundles, desired.fingerprints)
     return Outcome(True, bytes_sent=client.bytes_sent, response=response, generation=plan.generation,
