@@ -136,5 +136,18 @@ def _forget_transaction_info(session: Session, transaction) -> None:
         session.info.pop("transaction", None)
 
 
+WORKER_WORK = "worker_work"
+
+
+def record_worker_work(session) -> None:
+    """The transaction gave the worker something to do (a deployment, an order): the request's
+    session wakes the embedded worker after it commits (``app.deps.get_session``)."""
+    session.info.setdefault("transaction", {})[WORKER_WORK] = True
+
+
+def has_worker_work(session) -> bool:
+    return bool(session.info.get("transaction", {}).get(WORKER_WORK))
+
+
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False, sync_session_class=TransactionalSession)

@@ -14,6 +14,7 @@ from app.accounts.caller import Caller
 from app.accounts.repository import AccountRepository
 from app.accounts.service import AccountService
 from app.context import AppContext
+from app.db import has_worker_work
 
 
 def get_context(request: Request) -> AppContext:
@@ -28,14 +29,18 @@ async def get_session(ctx: Context) -> AsyncIterator[AsyncSession]:
 
     A commit that fails (the database went away after the handler ran) raises here, before
     any response is sent, and is answered like any other error (503 for an outage). The
+    embedded worker is woken only when the transaction recorded work for it
+    (``app.db.record_worker_work``: a deployment, an order). The
     rollback after a failure must not replace the original error with its own: on a dead
     connection it fails too.
     """
     async with ctx.sessionmaker() as session:
         try:
             yield session
+            wake = has_worker_work(session)  # a read never wakes the worker: nothing for it
             await session.commit()
-            ctx.notify_worker()
+            if wake:
+                ctx.notify_worker()
         except BaseException:
             with contextlib.suppress(Exception):
                 await session.rollback()

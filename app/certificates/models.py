@@ -47,8 +47,10 @@ class Certificate(IdMixin, TimestampMixin, Base):
     renewal_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     next_renewal_attempt_at: Mapped[datetime | None]
 
+    # Written with a new certificate, replaced by ``CertificateRepository.replace_names``,
+    # queried for ``covers=``; never loaded with the row (lazy="raise": no read pays for it).
     names: Mapped[list[CertificateName]] = relationship(
-        cascade="all, delete-orphan", lazy="selectin", passive_deletes=True
+        cascade="all, delete-orphan", lazy="raise", passive_deletes=True
     )
 
 

@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import undefer
 
 from app.certificates.models import Certificate
 from app.context import AppContext
@@ -61,7 +62,7 @@ async def deliver(ctx: AppContext, server_id: str, owner: str) -> Outcome | None
 async def _deliver(ctx: AppContext, server_id: str, owner: str) -> Outcome | None:
     started = utc_now()
     async with ctx.sessionmaker() as session:
-        server = await session.get(Server, server_id)
+        server = await session.get(Server, server_id, options=[undefer(Server.applied_config)])
         if server is None:
             return None
         deployment = await session.scalar(

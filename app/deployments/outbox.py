@@ -21,6 +21,7 @@ async def servers_changed(session: AsyncSession, server_ids: Iterable[str], reas
     """One new generation per server per transaction, however many changes it holds."""
     now = utc_now()
     bumped: set[str] = session.info.setdefault("transaction", {}).setdefault("bumped_servers", set())
+    session.info["transaction"]["worker_work"] = True  # app.db.record_worker_work: wake the worker
     for server_id in sorted(set(server_ids) - bumped):
         bumped.add(server_id)
         generation = await session.scalar(

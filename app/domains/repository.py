@@ -2,15 +2,59 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, NamedTuple
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, null, select, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.certificates.models import Certificate
+from app.certificates.repository import PRESENTED_COLUMNS
 from app.db import new_id
+from app.deployments.models import Deployment
 from app.domains.models import Binding, Domain
+from app.servers.models import Server
+
+
+class BindingWrite(NamedTuple):
+    outcome: str  # "created" | "changed" | "unchanged" | "gone"
+    previous: str | None  # the certificate bound before ("changed")
+
+
+@dataclass(frozen=True)
+class ServerFacts:
+    """What a domain's TLS status and bindings show of its server (no applied document)."""
+
+    id: str
+    hostname: str
+    software: str
+    agent_url: str | None
+    desired_generation: int
+    applied_generation: int
+    mail_certificate_id: str
+    default_certificate_id: str
+    mail_certificate_count: int
+
+
+@dataclass(frozen=True)
+class DomainFacts:
+    id: str
+    name: str
+    account_id: str
+    server: ServerFacts
+    failed_names: list[dict]  # held back in the server's applied generation (rules.name_deployment)
+
+
+@dataclass(frozen=True)
+class Presented:
+    """The certificates a domain's services present: service -> certificate id, and the rows
+    (PRESENTED_COLUMNS) of those and of the server's two defaults."""
+
+    bound: dict[str, str]
+    certificates: dict[str, Any]
 
 
 class DomainRepository:
@@ -24,15 +68,45 @@ class DomainRepository:
     async def by_name(self, name: str) -> Domain | None:
         return await self.session.scalar(select(Domain).where(Domain.name == name))
 
-    async def list(self, account_id: str | None, server_id: str | None, limit: int, after: str | None) -> list[Domain]:
-        stmt = select(Domain)
+    async def facts(self, name: str) -> DomainFacts | None:
+        """The domain, its server and the applied generation's failures, in one indexed query."""
+        row = (await self.session.execute(
+            select(Domain.id, Domain.name, Domain.account_id, Server.id, Server.hostname, Server.software,
+                   Server.agent_url, Server.desired_generation, Server.applied_generation,
+                   Server.mail_certificate_id, Server.default_certificate_id, Server.mail_certificate_count,
+                   Deployment.failed_names)
+            .join(Server, Server.id == Domain.server_id)
+            .outerjoin(Deployment, and_(Deployment.server_id == Server.id,
+                                        Deployment.generation == Server.applied_generation))
+            .where(Domain.name == name)
+        )).first()
+        if row is None:
+            return None
+        return DomainFacts(row[0], row[1], row[2], ServerFacts(*row[3:12]), list(row[12] or []))
+
+    async def presented(self, domain_id: str, server_certificate_ids: list[str]) -> Presented:
+        """The domain's bound certificates and the server's defaults, in one query."""
+        bound = (select(Binding.service, *PRESENTED_COLUMNS)
+                 .join(Certificate, Certificate.id == Binding.certificate_id)
+                 .where(Binding.domain_id == domain_id))
+        defaults = select(null().label("service"), *PRESENTED_COLUMNS).where(Certificate.id.in_(server_certificate_ids))
+        out = Presented({}, {})
+        for row in await self.session.execute(union_all(bound, defaults)):
+            if row.service is not None:
+                out.bound[row.service] = row.id
+            out.certificates[row.id] = row
+        return out
+
+    async def list(self, account_id: str | None, server_id: str | None, limit: int, after: str | None) -> list:
+        """One page of (id, name, server_id, account_id, created_at) rows, in name order."""
+        stmt = select(Domain.id, Domain.name, Domain.server_id, Domain.account_id, Domain.created_at)
         if account_id is not None:
             stmt = stmt.where(Domain.account_id == account_id)
         if server_id is not None:
             stmt = stmt.where(Domain.server_id == server_id)
         if after is not None:
             stmt = stmt.where(Domain.name > after)
-        return list(await self.session.scalars(stmt.order_by(Domain.name).limit(limit)))
+        return list(await self.session.execute(stmt.order_by(Domain.name).limit(limit)))
 
     async def bindings(self, domain_id: str) -> dict[str, Binding]:
         rows = await self.session.scalars(select(Binding).where(Binding.domain_id == domain_id))
@@ -42,12 +116,13 @@ class DomainRepository:
         await self.session.delete(row)
         await self.session.flush()
 
-    async def upsert_binding(self, domain_id: str, service: str, certificate_id: str, now: datetime) -> str:
+    async def upsert_binding(self, domain_id: str, service: str, certificate_id: str, now: datetime) -> BindingWrite:
         """Bind in one statement per step, safe under concurrent first binds of one service.
 
         ``INSERT .. ON CONFLICT DO NOTHING`` waits for a concurrent insert of the same
         (domain, service) to finish instead of failing on the unique constraint; the row it then
-        sees is updated in place. Returns "created", "changed" or "unchanged", or "gone" when the
+        sees is updated in place. Returns "created", "changed" (with the certificate bound before:
+        exact when the caller holds the server's lock, ``ServerRepository.lock``) or "unchanged", or "gone" when the
         domain or the certificate was deleted by a concurrent request after it was read (the
         foreign key refuses the row; the transaction is then only good for rolling back). The
         loop covers a binding deleted between the two statements.
@@ -55,6 +130,7 @@ class DomainRepository:
         dialect = postgresql if self.session.bind.dialect.name == "postgresql" else sqlite
         key = (Binding.domain_id == domain_id, Binding.service == service)
         for _attempt in range(3):
+            previous = await self.session.scalar(select(Binding.certificate_id).where(*key))
             try:
                 inserted = await self.session.scalar(
                     dialect.insert(Binding)
@@ -64,9 +140,9 @@ class DomainRepository:
                     .returning(Binding.id)
                 )
             except IntegrityError:
-                return "gone"
+                return BindingWrite("gone", None)
             if inserted is not None:
-                return "created"
+                return BindingWrite("created", None)
             try:
                 changed = await self.session.execute(
                     update(Binding).where(*key, Binding.certificate_id != certificate_id)
@@ -74,11 +150,11 @@ class DomainRepository:
                     .execution_options(synchronize_session=False)
                 )
             except IntegrityError:
-                return "gone"
+                return BindingWrite("gone", None)
             if changed.rowcount:
-                return "changed"
+                return BindingWrite("changed", previous)
             if await self.session.scalar(select(Binding.id).where(*key)) is not None:
-                return "unchanged"
+                return BindingWrite("unchanged", certificate_id)
         raise RuntimeError("the binding kept changing under a concurrent writer")
 
     async def delete_domain(self, domain_id: str) -> bool:
@@ -88,10 +164,28 @@ class DomainRepository:
         )
         return bool(result.rowcount)
 
-    async def delete_binding(self, domain_id: str, service: str) -> bool:
-        """Delete and say whether this statement removed the row: of concurrent deletes, one does."""
-        result = await self.session.execute(
+    async def delete_binding(self, domain_id: str, service: str) -> str | None:
+        """Delete; the certificate it bound when this statement removed the row (of concurrent
+        deletes, one does), else None."""
+        return await self.session.scalar(
             delete(Binding).where(Binding.domain_id == domain_id, Binding.service == service)
+            .returning(Binding.certificate_id)
             .execution_options(synchronize_session=False)
         )
-        return bool(result.rowcount)
+
+    async def bound_certificate(self, domain_id: str, service: str) -> str | None:
+        return await self.session.scalar(
+            select(Binding.certificate_id).where(Binding.domain_id == domain_id, Binding.service == service)
+        )
+
+    async def mail_certificate_elsewhere(self, server_id: str, certificate_id: str, domain_id: str) -> bool:
+        """Whether another domain of the server has ``certificate_id`` bound as mail (indexed on
+        the certificate: it stops at the first such binding)."""
+        found = await self.session.scalar(
+            select(Binding.id)
+            .join(Domain, Domain.id == Binding.domain_id)
+            .where(Binding.certificate_id == certificate_id, Binding.service == "mail",
+                   Domain.server_id == server_id, Binding.domain_id != domain_id)
+            .limit(1)
+        )
+        return found is not None

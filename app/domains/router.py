@@ -113,9 +113,10 @@ async def delete_domain(name: str, admin: Admin, domains: Domains):
 
 @router.get("/{name}/bindings", response_model=BindingsOut, responses=responses(NotFound))
 async def get_bindings(name: str, caller: CurrentCaller, domains: Domains):
-    domain, server, effective = await domains.effective(caller, name)
-    states = await domains.deployments(server, effective)
-    return BindingsOut(domain=domain.name, **{s: binding_out(domain.name, e, states[s]) for s, e in effective.items()})
+    status = await domains.status(caller, name)
+    states = domains.deployments(status)
+    name = status.domain.name
+    return BindingsOut(domain=name, **{s: binding_out(name, e, states[s]) for s, e in status.effective.items()})
 
 
 @router.put(
@@ -186,11 +187,11 @@ def _presented(cert) -> PresentedCertificate:
 @router.get("/{name}/tls", response_model=TlsStatus, responses=responses(NotFound))
 async def tls_status(name: str, caller: CurrentCaller, domains: Domains, ctx: Context):
     """What a browser (webmail) and a mail client (mail) would see, and why (domain.md)."""
-    domain, server, effective = await domains.effective(caller, name)
-    server_cert = await domains.certificates.repo.get(server.mail_certificate_id)
+    status = await domains.status(caller, name)
+    domain, server, effective, server_cert = status.domain, status.server, status.effective, status.server_certificate
     now = utc_now()
     per_domain = capabilities(server.software).per_domain_mail
-    states = await domains.deployments(server, effective)
+    states = domains.deployments(status)
     parts = {}
     for service, eff in effective.items():
         status = rules.service_status(
@@ -212,8 +213,7 @@ async def tls_status(name: str, caller: CurrentCaller, domains: Domains, ctx: Co
     up_to_date = server.applied_generation >= server.desired_generation
     warnings = [] if up_to_date else [deployment_warning(server)]
     warnings += [failure_warning(st, effective[s].hostname) for s, st in states.items() if st.state == "failed"]
-    mail_certs = (await domains.servers.mail_binding_counts([server.id])).get(server.id, 0)
-    warnings += capacity_warnings(server, mail_certs, ctx.settings.dovecot_capacity)
+    warnings += capacity_warnings(server, server.mail_certificate_count, ctx.settings.dovecot_capacity)
     return TlsStatus(
         domain=domain.name, server_id=server.id, server_hostname=server.hostname,
         webmail=parts["webmail"], mail=parts["mail"],

@@ -55,11 +55,10 @@ def capacity_warnings(server: Server, mail_certs: int, capacity: int) -> list[Wa
 
 
 async def to_outs(service: ServerService, servers: list[Server], capacity: int) -> list[ServerOut]:
-    counts = await service.repo.mail_binding_counts([s.id for s in servers])
     out = []
     for server in servers:
         caps = server_capabilities(server)
-        mail_certs = counts.get(server.id, 0)
+        mail_certs = server.mail_certificate_count
         out.append(
             ServerOut(
                 id=server.id,
