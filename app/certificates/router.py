@@ -34,7 +34,7 @@ class InvalidHostname(RuleViolation):
     code, title = "invalid_name", "Not a valid host name"
 
 
-def get_service(session: Session, ctx: Context) -> CertificateService:
+async def get_service(session: Session, ctx: Context) -> CertificateService:
     return CertificateService(CertificateRepository(session), ctx.master_key)
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from sqlalchemy import and_, delete, null, select, union_all, update
+from sqlalchemy import and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from app.certificates.models import Certificate
 from app.certificates.repository import PRESENTED_COLUMNS
@@ -39,6 +40,20 @@ class ServerFacts:
     mail_certificate_count: int
 
 
+class CertificateFacts(NamedTuple):
+    """What a TLS status or a binding shows of a certificate (``PRESENTED_COLUMNS``, in order)."""
+
+    id: str
+    fingerprint_sha256: str
+    subject: str
+    issuer: str
+    sans: list[str]
+    not_before: datetime
+    not_after: datetime
+    self_signed: bool
+    trusted: bool
+
+
 @dataclass(frozen=True)
 class DomainFacts:
     id: str
@@ -46,15 +61,34 @@ class DomainFacts:
     account_id: str
     server: ServerFacts
     failed_names: list[dict]  # held back in the server's applied generation (rules.name_deployment)
+    presented: dict[str, CertificateFacts]  # per service: its binding's certificate, else the default
+    bound: dict[str, bool]  # per service: whether a binding chose the certificate
+    server_certificate: CertificateFacts  # the server-wide mail certificate
 
 
-@dataclass(frozen=True)
-class Presented:
-    """The certificates a domain's services present: service -> certificate id, and the rows
-    (PRESENTED_COLUMNS) of those and of the server's two defaults."""
+def _facts_statement():
+    """Built once: its aliases proxy every certificate column, which costs more than running it."""
+    webmail, mail = aliased(Binding), aliased(Binding)
+    presented = [aliased(Certificate) for _ in range(3)]  # webmail, mail, the server-wide mail
+    return (
+        select(Domain.id, Domain.name, Domain.account_id, Server.id, Server.hostname, Server.software,
+               Server.agent_url, Server.desired_generation, Server.applied_generation,
+               Server.mail_certificate_id, Server.default_certificate_id, Server.mail_certificate_count,
+               Deployment.failed_names, webmail.id, mail.id,
+               *(getattr(cert, c.key) for cert in presented for c in PRESENTED_COLUMNS))
+        .join(Server, Server.id == Domain.server_id)
+        .outerjoin(Deployment, and_(Deployment.server_id == Server.id,
+                                    Deployment.generation == Server.applied_generation))
+        .outerjoin(webmail, and_(webmail.domain_id == Domain.id, webmail.service == "webmail"))
+        .outerjoin(mail, and_(mail.domain_id == Domain.id, mail.service == "mail"))
+        .join(presented[0], presented[0].id == func.coalesce(webmail.certificate_id, Server.default_certificate_id))
+        .join(presented[1], presented[1].id == func.coalesce(mail.certificate_id, Server.mail_certificate_id))
+        .join(presented[2], presented[2].id == Server.mail_certificate_id)
+        .where(Domain.name == bindparam("name"))
+    )
 
-    bound: dict[str, str]
-    certificates: dict[str, Any]
+
+_FACTS = _facts_statement()
 
 
 class DomainRepository:
@@ -69,33 +103,20 @@ class DomainRepository:
         return await self.session.scalar(select(Domain).where(Domain.name == name))
 
     async def facts(self, name: str) -> DomainFacts | None:
-        """The domain, its server and the applied generation's failures, in one indexed query."""
-        row = (await self.session.execute(
-            select(Domain.id, Domain.name, Domain.account_id, Server.id, Server.hostname, Server.software,
-                   Server.agent_url, Server.desired_generation, Server.applied_generation,
-                   Server.mail_certificate_id, Server.default_certificate_id, Server.mail_certificate_count,
-                   Deployment.failed_names)
-            .join(Server, Server.id == Domain.server_id)
-            .outerjoin(Deployment, and_(Deployment.server_id == Server.id,
-                                        Deployment.generation == Server.applied_generation))
-            .where(Domain.name == name)
-        )).first()
+        """The domain, its server, the applied generation's failures and the certificates each
+        service presents (its binding's, else the server's default), in one query of primary-key
+        and unique-index lookups: the same work at 10 domains on the server as at 100,000."""
+        row = (await self.session.execute(_FACTS, {"name": name})).first()
         if row is None:
             return None
-        return DomainFacts(row[0], row[1], row[2], ServerFacts(*row[3:12]), list(row[12] or []))
-
-    async def presented(self, domain_id: str, server_certificate_ids: list[str]) -> Presented:
-        """The domain's bound certificates and the server's defaults, in one query."""
-        bound = (select(Binding.service, *PRESENTED_COLUMNS)
-                 .join(Certificate, Certificate.id == Binding.certificate_id)
-                 .where(Binding.domain_id == domain_id))
-        defaults = select(null().label("service"), *PRESENTED_COLUMNS).where(Certificate.id.in_(server_certificate_ids))
-        out = Presented({}, {})
-        for row in await self.session.execute(union_all(bound, defaults)):
-            if row.service is not None:
-                out.bound[row.service] = row.id
-            out.certificates[row.id] = row
-        return out
+        width = len(PRESENTED_COLUMNS)
+        certs = [CertificateFacts(*row[15 + i * width:15 + (i + 1) * width]) for i in range(3)]
+        return DomainFacts(
+            row[0], row[1], row[2], ServerFacts(*row[3:12]), list(row[12] or []),
+            presented={"webmail": certs[0], "mail": certs[1]},
+            bound={"webmail": row[13] is not None, "mail": row[14] is not None},
+            server_certificate=certs[2],
+        )
 
     async def list(self, account_id: str | None, server_id: str | None, limit: int, after: str | None) -> list:
         """One page of (id, name, server_id, account_id, created_at) rows, in name order."""

@@ -47,7 +47,7 @@ from app.servers.software import capabilities
 router = APIRouter(prefix="/v1/domains", tags=["domains"])
 
 
-def get_service(session: Session, ctx: Context) -> DomainService:
+async def get_service(session: Session, ctx: Context) -> DomainService:
     certificates = CertificateService(CertificateRepository(session), ctx.master_key)
     return DomainService(DomainRepository(session), certificates, ctx.settings.expiring_days)
 

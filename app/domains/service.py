@@ -7,7 +7,6 @@ records the outbox change in the same transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
@@ -20,7 +19,7 @@ from app.db import new_id
 from app.deployments.outbox import servers_changed
 from app.domains import rules
 from app.domains.models import Domain
-from app.domains.repository import DomainFacts, DomainRepository, ServerFacts
+from app.domains.repository import CertificateFacts, DomainFacts, DomainRepository, ServerFacts
 from app.kit.coverage import is_public_suffix
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.time import utc_now
@@ -57,7 +56,7 @@ class Effective:
     service: str
     hostname: str
     source: str  # "binding" | "server-default"
-    certificate: Certificate | Any  # the row, or its PRESENTED_COLUMNS (DomainRepository.presented)
+    certificate: Certificate | CertificateFacts
     warnings: list[rules.Warning]
     created: bool = False  # a bind that made the binding (201), not one that replaced it (200)
 
@@ -69,7 +68,7 @@ class DomainStatus:
     domain: DomainFacts
     server: ServerFacts
     effective: dict[str, Effective]
-    server_certificate: Any  # the server-wide mail certificate (PRESENTED_COLUMNS)
+    server_certificate: CertificateFacts  # the server-wide mail certificate
 
 
 LONGEST_SERVICE_LABEL = "webmail."
@@ -204,31 +203,26 @@ class DomainService:
     async def status(self, caller: Caller, name: str) -> DomainStatus:
         """For each service, the certificate the server presents: the binding, else the default.
 
-        Three columns-only queries in all, whatever the number of domains on the server:
-        the caller's token, the domain with its server (``DomainRepository.facts``), and the
-        certificates (``DomainRepository.presented``).
+        Two columns-only queries in all, whatever the number of domains on the server: the
+        caller's token, and the domain with its server and certificates (``DomainRepository.facts``).
         """
         try:
             domain_name = normalise_hostname(name)
         except InvalidName:
             raise NotFound("domain not found") from None
         domain = caller.visible(await self.repo.facts(domain_name), "domain")
-        server = domain.server
-        defaults = {"webmail": server.default_certificate_id, "mail": server.mail_certificate_id}
-        presented = await self.repo.presented(domain.id, list(dict.fromkeys(defaults.values())))
         now = utc_now()
         out: dict[str, Effective] = {}
         for service in ("webmail", "mail"):
-            bound = presented.bound.get(service)
-            cert = presented.certificates[bound or defaults[service]]
+            cert = domain.presented[service]
             out[service] = Effective(
                 service,
                 rules.service_hostname(service, domain.name),
-                "binding" if bound else "server-default",
+                "binding" if domain.bound[service] else "server-default",
                 cert,
                 rules.certificate_warnings(cert, now, self.expiring_days),
             )
-        return DomainStatus(domain, server, out, presented.certificates[server.mail_certificate_id])
+        return DomainStatus(domain, domain.server, out, domain.server_certificate)
 
     @staticmethod
     def deployments(status: DomainStatus) -> dict[str, rules.NameDeployment]:

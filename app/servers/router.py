@@ -33,7 +33,7 @@ from app.servers.service import (
 router = APIRouter(prefix="/v1/servers", tags=["servers"])
 
 
-def get_service(session: Session, ctx: Context) -> ServerService:
+async def get_service(session: Session, ctx: Context) -> ServerService:
     certificates = CertificateService(CertificateRepository(session), ctx.master_key)
     return ServerService(ServerRepository(session), certificates, ctx.settings.expiring_days)
 
