@@ -40,7 +40,7 @@ from app.domains.service import (
 from app.kit.coverage import covers
 from app.kit.time import utc_now
 from app.problems import Forbidden, NotFound, responses
-from app.schemas import WarningOut
+from app.schemas import ModelResponse, WarningOut
 from app.servers.router import capacity_warnings
 from app.servers.software import capabilities
 
@@ -97,7 +97,7 @@ async def list_domains(
     account = account_id if caller.is_admin else caller.account_id
     rows = await domains.repo.list(account, server_id, limit + 1, cursor)
     next_cursor = rows[limit - 1].name if len(rows) > limit else None
-    return DomainPage(items=[domain_out(d) for d in rows[:limit]], next_cursor=next_cursor)
+    return ModelResponse(DomainPage(items=[domain_out(d) for d in rows[:limit]], next_cursor=next_cursor))
 
 
 @router.get("/{name}", response_model=DomainOut, responses=responses(NotFound))
@@ -116,7 +116,7 @@ async def get_bindings(name: str, caller: CurrentCaller, domains: Domains):
     status = await domains.status(caller, name)
     states = domains.deployments(status)
     name = status.domain.name
-    return BindingsOut(domain=name, **{s: binding_out(name, e, states[s]) for s, e in status.effective.items()})
+    return ModelResponse(BindingsOut(domain=name, **{s: binding_out(name, e, states[s]) for s, e in status.effective.items()}))
 
 
 @router.put(
@@ -214,10 +214,10 @@ async def tls_status(name: str, caller: CurrentCaller, domains: Domains, ctx: Co
     warnings = [] if up_to_date else [deployment_warning(server)]
     warnings += [failure_warning(st, effective[s].hostname) for s, st in states.items() if st.state == "failed"]
     warnings += capacity_warnings(server, server.mail_certificate_count, ctx.settings.dovecot_capacity)
-    return TlsStatus(
+    return ModelResponse(TlsStatus(
         domain=domain.name, server_id=server.id, server_hostname=server.hostname,
         webmail=parts["webmail"], mail=parts["mail"],
         deployment=DeploymentState(desired_generation=server.desired_generation,
                                    applied_generation=server.applied_generation, up_to_date=up_to_date),
         warnings=warnings,
-    )
+    ))
