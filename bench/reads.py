@@ -336,7 +336,7 @@ def main() -> int:
     sizes = [int(s) for s in (args.sizes or ("1000,10000" if args.quick else "1000,10000,100000")).split(",")]
     dbs = {"sqlite": ["sqlite"], "postgres": ["postgres"], "both": ["sqlite", "postgres"]}[
         args.db or ("sqlite" if args.quick else "both")]
-    seconds = args.seconds or (3 if args.quick else 4)
+    seconds = args.seconds or 3
     rounds = args.rounds or (1 if args.quick else 2)
     routes = args.routes.split(",")
     load_before = os.getloadavg()
