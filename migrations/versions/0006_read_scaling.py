@@ -21,8 +21,13 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("servers", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("mail_certificate_count", sa.Integer(), server_default="0", nullable=False))
+    # On SQLite the column goes before applied_config, in a rebuilt table: SQLite reads a row's
+    # columns in order, and a column after the (megabytes of) applied document is reached only by
+    # walking its overflow pages, on every TLS status (PostgreSQL keeps large values out of line).
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    with op.batch_alter_table("servers", schema=None, recreate="always" if sqlite else "auto") as batch_op:
+        batch_op.add_column(sa.Column("mail_certificate_count", sa.Integer(), server_default="0", nullable=False),
+                            insert_before="applied_config")
     op.execute(
         "UPDATE servers SET mail_certificate_count = ("
         " SELECT COUNT(DISTINCT bindings.certificate_id) FROM bindings"
