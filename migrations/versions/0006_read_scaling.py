@@ -25,9 +25,9 @@ def upgrade() -> None:
     # columns in order, and a column after the (megabytes of) applied document is reached only by
     # walking its overflow pages, on every TLS status (PostgreSQL keeps large values out of line).
     sqlite = op.get_bind().dialect.name == "sqlite"
+    column = sa.Column("mail_certificate_count", sa.Integer(), server_default="0", nullable=False)
     with op.batch_alter_table("servers", schema=None, recreate="always" if sqlite else "auto") as batch_op:
-        batch_op.add_column(sa.Column("mail_certificate_count", sa.Integer(), server_default="0", nullable=False),
-                            insert_before="applied_config")
+        batch_op.add_column(column, **({"insert_before": "applied_config"} if sqlite else {}))
     op.execute(
         "UPDATE servers SET mail_certificate_count = ("
         " SELECT COUNT(DISTINCT bindings.certificate_id) FROM bindings"
