@@ -362,8 +362,11 @@ def main() -> int:
             rps = [best(m["routes"][route]["certpost"])["rps"] for m in measured if m["db"] == db]
             ratios = [best(m["routes"][route]["certpost"])["rps"] / best(m["routes"][route]["anchor"])["rps"]
                       for m in measured if m["db"] == db]
-            flat.append([db, route, round(max(rps) / min(rps), 2), round(max(ratios) / min(ratios), 2)])
-    print(table(["db", "route", "req/s max/min over sizes", "anchor ratio max/min over sizes"], flat))
+            cpu = [best(m["routes"][route]["certpost"])["cpu_ms_per_request"] for m in measured if m["db"] == db]
+            flat.append([db, route, round(max(rps) / min(rps), 2), round(max(ratios) / min(ratios), 2),
+                         round(max(cpu) / min(cpu), 2)])
+    print(table(["db", "route", "req/s max/min over sizes", "anchor ratio max/min over sizes",
+                 "CPU ms/req max/min over sizes"], flat))
     print(f"load average before {load_before}, after {os.getloadavg()}")
     path = write_results("reads", {"machine": machine(), "load_before": load_before, "load_after": os.getloadavg(),
                                    "connections": CONNECTIONS, "threads": THREADS, "seconds": seconds,
