@@ -58,8 +58,11 @@ class Settings(BaseSettings):
     acme_eab_kid: str | None = Field(None, description="External Account Binding key id.")
     acme_eab_hmac_key: str | None = Field(None, description="External Account Binding HMAC key (base64url).")
     acme_propagation_timeout: float = Field(300.0, gt=0, description="Longest wait for TXT records to show.")
-    acme_propagation_interval: float = Field(5.0, gt=0)
-    acme_poll_interval: float = Field(0.5, gt=0)
+    acme_propagation_interval: float = Field(
+        5.0, gt=0, description="Longest wait between TXT checks (the first re-check comes after 0.2 s, then doubles).")
+    acme_poll_interval: float = Field(
+        0.1, gt=0, description="First wait before re-polling an authorization or order; grows 1.5x per poll up to 5 s, "
+                               "and the CA's Retry-After wins.")
     acme_order_timeout: float = Field(600.0, gt=0)
     renewal_check_seconds: float = Field(300.0, gt=0, description="How often the worker looks for due renewals.")
     renewal_retry_base_seconds: float = Field(300.0, gt=0)

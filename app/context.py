@@ -17,7 +17,7 @@ from app.kit.crypto import MasterKey, MasterKeyError, load_master_key
 from app.kit.signing import load_or_create_private_key
 from app.kit.trust import TrustStore
 
-BLOCKING_THREADS = 24
+BLOCKING_THREADS = 48  # the worker's ORDER_CONCURRENCY orders, and room for the rest
 
 
 def _controller_key(settings: Settings) -> Ed25519PrivateKey:
@@ -44,6 +44,8 @@ class AppContext:
     _blocking: ThreadPoolExecutor | None = field(default=None, repr=False)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
     _reader: MaterialReader | None = field(default=None, repr=False)
+    memo: dict = field(default_factory=dict, repr=False)
+    """Small per-process facts worth not re-fetching (the ACME directory, app.acme.accounts)."""
 
     @classmethod
     def build(cls, settings: Settings) -> AppContext:

@@ -19,7 +19,10 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.types import TypeDecorator
 
 from app.config import Settings
@@ -86,6 +89,27 @@ def create_engine(settings: Settings) -> AsyncEngine:
     # asyncpg waits 60 s for a connection by default; an outage must be answered sooner.
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_timeout=10, pool_pre_ping=True,
                                connect_args={"timeout": CONNECT_TIMEOUT_SECONDS}, **common)
+
+
+class Explain(Executable, ClauseElement):
+    """``EXPLAIN QUERY PLAN`` (SQLite) / ``EXPLAIN`` (PostgreSQL) of a statement, with its binds
+    processed as the statement's own (bench/renewal_scan.py and the index tests read plans)."""
+
+    inherit_cache = False
+
+    def __init__(self, statement):
+        self.statement = statement
+
+
+@compiles(Explain)
+def _compile_explain(element: Explain, compiler, **kw) -> str:
+    prefix = "EXPLAIN QUERY PLAN " if compiler.dialect.name == "sqlite" else "EXPLAIN "
+    return prefix + compiler.process(element.statement, **kw)
+
+
+async def query_plan(session: AsyncSession, statement) -> list[str]:
+    """The plan the database chooses for ``statement``: one line per row (SQLite's ``detail``)."""
+    return [str(row[-1]) for row in (await session.execute(Explain(statement))).all()]
 
 
 def sqlite_path(url: str) -> Path | None:

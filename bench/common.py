@@ -123,6 +123,16 @@ def rss_mb(pids: list[int]) -> float:
     return round(total / 1024, 1)
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the live processes `pids` have used so far (from /proc)."""
+    ticks = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime (stat fields 14 and 15)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def pids_of_children(root_pid: int) -> list[int]:
     """root_pid and all its descendants (from /proc)."""
     children: dict[int, list[int]] = {}

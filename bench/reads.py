@@ -33,7 +33,6 @@ from common import BENCH, REPO, machine, table, write_results  # noqa: E402  (se
 
 import httpx
 from sqlalchemy import insert, select, text
-from sqlalchemy.orm import undefer
 
 from app.accounts.repository import AccountRepository
 from app.accounts.service import AccountService
@@ -44,9 +43,11 @@ from app.certificates.service import CertificateService
 from app.config import Settings
 from app.context import AppContext
 from app.db import new_id
-from app.deployments.desired import load_desired
+from app.deployments import applied
+from app.deployments.desired import load_desired, load_head
 from app.deployments.models import Deployment
 from app.domains.models import Binding, Domain
+from app.kit.digest import config_digest
 from app.kit.time import utc_now
 from app.migrate import upgrade
 from app.servers.models import Server
@@ -95,20 +96,24 @@ async def _template(ctx: AppContext, session) -> dict:
 
 
 async def seed_applied(session, server_id: str) -> None:
-    """The server as after a full deploy, stored the way the delivery stores it today
-    (deployments/delivery.py ``_record``): generation applied, its deployment ``applied``, and
-    the agent's applied document in ``servers.applied_config``. Adapt here when that changes."""
-    server = await session.get(Server, server_id, options=[undefer(Server.applied_config)])
-    generation = server.desired_generation + 1
-    server.desired_generation = server.applied_generation = generation
+    """The server as after a full deploy, stored the way the delivery stores it
+    (deployments/delivery.py ``_record_applied``): its generation applied, its waiting
+    deployment ``applied``, the document's names as ``applied_names`` rows, its digest and
+    scalars on the server row. Adapt here when that storage changes."""
+    server = await session.get(Server, server_id)
     desired = await load_desired(session, server)
-    desired.generation = generation
-    server.applied_config = desired.document()
+    desired.generation = server.desired_generation
+    document = desired.document()
+    await applied.record_document(session, server_id, document)
+    await applied.clear_pending(session, server_id, server.desired_generation)
+    server.applied_generation = server.desired_generation
+    server.applied_digest = config_digest(document)
+    server.applied_head = await load_head(session, server)
     now = utc_now()
-    await session.execute(Deployment.__table__.update().where(Deployment.server_id == server_id)
-                          .values(status="superseded"))
-    session.add(Deployment(server_id=server_id, generation=generation, reason="bench: full deploy", status="applied",
-                           next_attempt_at=now, applied_at=now, attempts=1))
+    await session.execute(Deployment.__table__.update()
+                          .where(Deployment.server_id == server_id, Deployment.status.in_(("pending", "retrying")))
+                          .values(status="applied", applied_at=now, attempts=1,
+                                  generation=server.desired_generation))
     await session.flush()
 
 

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-SCRIPTS = ("api.py", "reads.py", "agent_apply.py", "dovecot_capacity.py", "acme_orders.py", "hostile_uploads.py")
+SCRIPTS = ("api.py", "reads.py", "agent_apply.py", "dovecot_capacity.py", "acme_orders.py", "renewal_scan.py",
+           "hostile_uploads.py")
 
 
 def main() -> int:

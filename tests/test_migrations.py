@@ -41,7 +41,7 @@ def test_migrations_match_the_models(tmp_path):
     assert _in_thread(asyncio.run, diff()) == []
 
 
-def test_0006_backfills_the_mail_certificate_count(tmp_path):
+def test_0008_backfills_the_mail_certificate_count(tmp_path):
     """Distinct certificates bound as mail per server, as the COUNT(DISTINCT) it replaces."""
     path = tmp_path / "m.db"
     url = f"sqlite+aiosqlite:///{path}"
@@ -73,3 +73,84 @@ def test_0006_backfills_the_mail_certificate_count(tmp_path):
     _in_thread(upgrade, url)
     counts = dict(sqlite3.connect(path).execute("SELECT id, mail_certificate_count FROM servers"))
     assert counts == {"s1": 2, "s2": 1, "empty": 0}
+
+
+def test_0006_keeps_what_the_agents_applied(tmp_path):
+    """Upgrading a database written by 0005: each server's applied document becomes its per-name
+    rows with the same digest, waiting deployments collapse to the newest one per server, and a
+    server without an agent has no due time; the downgrade rebuilds the document."""
+    import json
+
+    from app.kit.digest import config_digest
+
+    path = tmp_path / "old.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    _in_thread(upgrade, url, "0005")
+    document = {"generation": 3, "server_hostname": "mx.test", "server_certificate": "a" * 64,
+                "webmail_default": "a" * 64, "mail": {"mail.x.test": "b" * 64},
+                "webmail": {"webmail.x.test": "b" * 64, "webmail.y.test": "c" * 64}}
+    db = sqlite3.connect(path)
+    now = "2026-11-30 00:00:00.000000"
+    db.execute("INSERT INTO accounts (id, name, created_at, updated_at) VALUES ('acc', 'a', ?, ?)", (now, now))
+    db.execute(
+        "INSERT INTO certificates (id, source, subject, issuer, serial, sans, not_before, not_after, "
+        "fingerprint_sha256, key_type, key_bits, self_signed, trusted, chain_length, certificate_pem, chain_pem, "
+        "key_ciphertext, key_wrapped, master_key_id, revision, renewal_attempts, created_at, updated_at) VALUES "
+        "('c', 'self-signed', 's', 'i', '1', '[]', ?, ?, ?, 'ec', 256, 1, 0, 0, '', '', x'00', x'00', 'k', 1, 0, ?, ?)",
+        (now, now, "a" * 64, now, now))
+    for sid, agent, applied in (("s1", "https://a.test", json.dumps(document)), ("s2", None, None)):
+        db.execute("INSERT INTO servers (id, name, hostname, software, agent_url, mail_certificate_id, "
+                   "default_certificate_id, desired_generation, applied_generation, applied_config, created_at, "
+                   "updated_at) VALUES (?, ?, 'mx.test', 'postfix-dovecot', ?, 'c', 'c', 5, 3, ?, ?, ?)",
+                   (sid, sid, agent, applied, now, now))
+        for generation, status in ((3, "applied"), (4, "pending"), (5, "retrying")):
+            db.execute("INSERT INTO deployments (id, server_id, generation, reason, status, attempts, next_attempt_at, "
+                       "created_at, updated_at) VALUES (?, ?, ?, 'r', ?, 0, ?, ?, ?)",
+                       (f"{sid}-{generation}", sid, generation, status, now, now, now))
+    db.commit()
+    db.close()
+
+    _in_thread(upgrade, url)
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT applied_digest FROM servers WHERE id = 's1'").fetchone() == (config_digest(document),)
+    assert sorted(db.execute("SELECT hostname, service, fingerprint FROM applied_names")) == [
+        ("mail.x.test", "mail", "b" * 64), ("webmail.x.test", "webmail", "b" * 64),
+        ("webmail.y.test", "webmail", "c" * 64)]
+    waiting = sorted(db.execute("SELECT server_id, generation, next_attempt_at IS NULL FROM deployments "
+                                "WHERE status IN ('pending', 'retrying')"))
+    assert waiting == [("s1", 5, 0), ("s2", 5, 1)]
+    db.close()
+
+    _in_thread(downgrade, url, "0005")
+    db = sqlite3.connect(path)
+    (restored,) = db.execute("SELECT applied_config FROM servers WHERE id = 's1'").fetchone()
+    assert config_digest(json.loads(restored)) == config_digest(document)
+
+
+def test_0007_backfills_renewal_eligible_at(tmp_path):
+    """Existing certificates get the stored "due" instant the mapper would have written."""
+    path = tmp_path / "m.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    _in_thread(upgrade, url, "0005")
+    past, later, now = "2026-11-01 00:00:00.000000", "2026-12-01 00:00:00.000000", "2026-11-30 00:00:00.000000"
+    rows = [  # id, source, renewal_at, renewal_status, next_renewal_attempt_at
+        ("due", "acme", past, "scheduled", None),
+        ("backing-off", "acme", past, "failed", later),
+        ("retry-passed", "acme", later, "failed", past),
+        ("renewing", "acme", past, "renewing", None),
+        ("uploaded", "upload", None, None, None),
+    ]
+    db = sqlite3.connect(path)
+    for cid, source, renewal_at, status, next_at in rows:
+        db.execute(
+            "INSERT INTO certificates (id, created_at, updated_at, source, subject, issuer, serial, sans, not_before,"
+            " not_after, fingerprint_sha256, key_type, key_bits, self_signed, trusted, chain_length, certificate_pem,"
+            " chain_pem, key_ciphertext, key_wrapped, master_key_id, revision, renewal_at, renewal_status,"
+            " renewal_attempts, next_renewal_attempt_at) VALUES (?, ?, ?, ?, 'CN=x', 'CN=ca', '1', '[]', ?, ?, ?, 'ec',"
+            " 256, 0, 1, 1, '-', '', x'00', x'00', 'k', 1, ?, ?, 0, ?)",
+            (cid, now, now, source, now, later, cid, renewal_at, status, next_at))
+    db.commit()
+    db.close()
+    _in_thread(upgrade, url)
+    found = dict(sqlite3.connect(path).execute("SELECT id, renewal_eligible_at FROM certificates"))
+    assert found == {"due": past, "backing-off": later, "retry-passed": later, "renewing": None, "uploaded": None}

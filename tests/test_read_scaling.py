@@ -188,4 +188,4 @@ async def test_tls_status_runs_the_same_statements_at_5_and_200_domains(client, 
         assert len(small[path]) == len(seen), (path, small[path], seen)
         selects = [s for s in seen if s.lstrip().upper().startswith(("SELECT", "WITH"))]
         assert len(selects) <= 3, seen  # the token, the domain with its server, the certificates
-        assert not any("certificate_names" in s or "applied_config" in s or "count(" in s.lower() for s in seen), seen
+        assert not any("certificate_names" in s or "applied_names" in s or "count(" in s.lower() for s in seen), seen

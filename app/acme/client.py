@@ -18,6 +18,7 @@ import requests
 from acme import client as acme_client
 from acme import errors as acme_errors
 from acme import messages
+from requests.adapters import HTTPAdapter
 
 from app.acme.errors import AccountError, describe, problem_from_exception
 from app.acme.keys import account_jwk, generate_account_key, jws_algorithm
@@ -36,11 +37,15 @@ def make_client(
     account_uri: str | None = None,
     ca_bundle: str | None = None,
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    directory: messages.Directory | None = None,
+    connections: int | None = None,
 ) -> acme_client.ClientV2:
-    """A ClientV2 for `directory_url` signing with the account key; fetches the directory.
+    """A ClientV2 for `directory_url` signing with the account key; fetches the directory
+    unless given one read earlier (RFC 8555 §7.1.1: clients may cache it).
 
     With `account_uri` the client is ready for order requests (the `kid` of RFC 8555 §6.2)
-    without a round trip; without it, call `register_or_load_account`.
+    without a round trip; without it, call `register_or_load_account`. `connections` sizes the
+    pool of kept-alive connections to the CA, for a client that many threads share.
     """
     jwk = account_jwk(account_key_pem)
     net = acme_client.ClientNetwork(
@@ -50,8 +55,13 @@ def make_client(
         user_agent=USER_AGENT,
         timeout=request_timeout,  # type: ignore[arg-type]  # requests accepts floats
     )
+    if connections:
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=connections)
+        net.session.mount("http://", adapter)
+        net.session.mount("https://", adapter)
     try:
-        directory = acme_client.ClientV2.get_directory(directory_url, net)
+        if directory is None:
+            directory = acme_client.ClientV2.get_directory(directory_url, net)
     except (requests.RequestException, acme_errors.Error, jose.errors.Error, ValueError) as exc:
         raise AccountError(
             f"cannot read the ACME directory {directory_url}: {describe(exc)}",

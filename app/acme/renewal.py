@@ -3,8 +3,10 @@
 ``renewal_due`` is the policy (pure); ``schedule_due_renewals`` applies it in the worker. A
 certificate moves ``scheduled`` -> ``renewing`` with one conditional UPDATE, so with several
 workers on PostgreSQL exactly one of them writes its renewal order (the loser's UPDATE finds
-the row already ``renewing``). A failed renewal waits ``next_renewal_attempt_at`` (exponential
-backoff, set when the order fails) and never touches the material still being served.
+the row already ``renewing``). "Due" is stored as one indexed instant, ``renewal_eligible_at``
+(``app.kit.renewal``), so the scan stays one index range scan. A failed renewal waits
+``next_renewal_attempt_at`` (exponential backoff, set when the order fails) and never touches
+the material still being served.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 
 from app.accounts.caller import SYSTEM
 from app.acme.repository import AcmeRepository
@@ -22,6 +24,7 @@ from app.certificates.repository import CertificateRepository
 from app.certificates.service import CertificateService
 from app.context import AppContext
 from app.deployments.policy import next_attempt_at
+from app.kit.renewal import renewal_eligible_at
 from app.kit.time import utc_now
 from app.problems import AppError
 
@@ -29,33 +32,31 @@ log = logging.getLogger("certpost.renewal")
 
 
 def renewal_due(renewal_at: datetime | None, status: str | None, next_attempt_at: datetime | None, now: datetime) -> bool:
-    if renewal_at is None or status == "renewing":
-        return False
-    if now < renewal_at:
-        return False
-    return next_attempt_at is None or next_attempt_at <= now
+    eligible_at = renewal_eligible_at("acme", renewal_at, status, next_attempt_at)
+    return eligible_at is not None and eligible_at <= now
 
 
 def _due_clause(now: datetime):
-    return (
-        (Certificate.source == "acme")
-        & Certificate.renewal_at.is_not(None)
-        & (Certificate.renewal_at <= now)
-        & or_(Certificate.renewal_status.is_(None), Certificate.renewal_status != "renewing")
-        & or_(Certificate.next_renewal_attempt_at.is_(None), Certificate.next_renewal_attempt_at <= now)
-    )
+    # One range scan on ix_certificates_renewal_eligible_at, the stored form of ``renewal_due``
+    # (kept by the Certificate mapper on every ORM write; the UPDATE below sets it itself).
+    return Certificate.renewal_eligible_at <= now
+
+
+def due_query(now: datetime, limit: int):
+    """The scan ``schedule_due_renewals`` runs (the longest-waiting first); bench/renewal_scan.py times it."""
+    return select(Certificate.id).where(_due_clause(now)).order_by(Certificate.renewal_eligible_at).limit(limit)
 
 
 async def schedule_due_renewals(ctx: AppContext, *, limit: int = 50) -> int:
     now = utc_now()
     started = 0
     async with ctx.sessionmaker() as session:
-        ids = list(await session.scalars(select(Certificate.id).where(_due_clause(now)).limit(limit)))
+        ids = list(await session.scalars(due_query(now, limit)))
     for cert_id in ids:
         async with ctx.sessionmaker() as session:
             won = await session.execute(
                 update(Certificate).where(Certificate.id == cert_id, _due_clause(now))
-                .values(renewal_status="renewing").execution_options(synchronize_session=False)
+                .values(renewal_status="renewing", renewal_eligible_at=None).execution_options(synchronize_session=False)
             )
             if won.rowcount != 1:
                 continue

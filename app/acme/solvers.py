@@ -91,13 +91,12 @@ class Dns01Solver(ChallengeSolver):
         for task in tasks:
             by_name.setdefault(task.validation_name, []).append(task.validation)
         for fqdn, values in by_name.items():
-            for value in values:
-                try:
-                    self.provider.add_txt(fqdn, value)
-                except DnsError as exc:
-                    raise DnsUpdateError(
-                        f"cannot add the TXT record {fqdn}: {exc.detail}", code=exc.code
-                    ) from exc
+            try:
+                self.provider.add_txt_values(fqdn, values)
+            except DnsError as exc:
+                raise DnsUpdateError(
+                    f"cannot add the TXT record {fqdn}: {exc.detail}", code=exc.code
+                ) from exc
         for fqdn, values in by_name.items():
             try:
                 self.provider.wait_for_propagation(
@@ -112,13 +111,16 @@ class Dns01Solver(ChallengeSolver):
                 raise PropagationError(f"cannot check {fqdn}: {exc.detail}", code=exc.code) from exc
 
     def cleanup(self, tasks: Sequence[ChallengeTask]) -> None:
+        by_name: dict[str, list[str]] = {}
         for task in tasks:
+            by_name.setdefault(task.validation_name, []).append(task.validation)
+        for fqdn, values in by_name.items():
             try:
-                self.provider.delete_txt(task.validation_name, task.validation)
+                self.provider.delete_txt_values(fqdn, values)
             except Exception as exc:  # noqa: BLE001 - cleanup must not mask the real outcome
                 log.warning(
                     "could not delete TXT %s (%s): %s",
-                    task.validation_name,
+                    fqdn,
                     getattr(exc, "code", type(exc).__name__),
                     getattr(exc, "detail", exc),
                 )

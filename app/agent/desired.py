@@ -68,7 +68,9 @@ class Desired(BaseModel):
         return self.model_dump(exclude={"bundles"})
 
 
-def _check_digest(value: str) -> str:
+def _check_digest(value: str | None) -> str | None:
+    if value is None:
+        return value
     if not _FP.fullmatch(value):
         raise ValueError("a digest is 64 lower-case hex digits (app.kit.digest.config_digest)")
     return value
@@ -86,15 +88,17 @@ def _check_changes(mapping: dict[str, str | None]) -> dict[str, str | None]:
 class DesiredDelta(BaseModel):
     """A delta document: the changes against the agent's applied document (docs/agent.md).
 
-    ``base_digest`` is ``config_digest`` of the document the changes apply to, ``digest`` that
-    of the result; the agent refuses a delta when either does not match (the controller then
-    sends the full document).
+    ``base_digest`` is ``config_digest`` of the document the changes apply to, ``digest``
+    (optional) that of the result; the agent refuses a delta when either does not match (the
+    controller then sends the full document). The controller computes deltas from the changed
+    names alone and leaves ``digest`` out; the agent answers with the digest it reached
+    (``applied_digest``), which the next delta names as its base.
     """
 
     model_config = ConfigDict(extra="forbid")
     generation: int = Field(ge=0)
     base_digest: str
-    digest: str
+    digest: str | None = None
     server_hostname: str
     server_certificate: str
     webmail_default: str

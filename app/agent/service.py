@@ -187,7 +187,7 @@ class Agent:
         desired = delta.resolve(applied)
         document = desired.without_bundles()
         canonical, digest = canonical_document(document)
-        if digest != delta.digest:
+        if delta.digest is not None and digest != delta.digest:
             raise AgentProblem(
                 409,
                 "digest_mismatch",
@@ -267,6 +267,7 @@ class Agent:
         }
         if canonical is None:
             canonical, digest = canonical_document(document)
+        result["applied_digest"] = digest
         new_st = AgentState(
             applied_generation=desired.generation,
             desired=document,

@@ -4,10 +4,22 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    event,
+    inspect,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, IdMixin, TimestampMixin
+from app.kit.renewal import renewal_eligible_at
 
 
 class Certificate(IdMixin, TimestampMixin, Base):
@@ -41,17 +53,37 @@ class Certificate(IdMixin, TimestampMixin, Base):
     revision: Mapped[int] = mapped_column(Integer, default=1)
     # ACME certificates only: when to renew, and how the last renewal went.
     order_id: Mapped[str | None] = mapped_column(String(36))  # the order that issued the material
-    renewal_at: Mapped[datetime | None] = mapped_column(index=True)
+    renewal_at: Mapped[datetime | None]
     renewal_status: Mapped[str | None] = mapped_column(String(16))  # scheduled | renewing | failed
     renewal_error: Mapped[dict | None] = mapped_column(JSON)
     renewal_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     next_renewal_attempt_at: Mapped[datetime | None]
+    # Derived from source and the three above (app.kit.renewal) on every ORM flush, see below; the renewal
+    # scan is one range scan on its index. NULL: never due (not ACME, or renewing).
+    renewal_eligible_at: Mapped[datetime | None] = mapped_column(index=True)
 
     # Written with a new certificate, replaced by ``CertificateRepository.replace_names``,
     # queried for ``covers=``; never loaded with the row (lazy="raise": no read pays for it).
     names: Mapped[list[CertificateName]] = relationship(
         cascade="all, delete-orphan", lazy="raise", passive_deletes=True
     )
+
+
+_RENEWAL_INPUTS = ("source", "renewal_at", "renewal_status", "next_renewal_attempt_at")
+
+
+@event.listens_for(Certificate, "before_insert")
+@event.listens_for(Certificate, "before_update")
+def _keep_renewal_eligible_at(_mapper, _connection, cert: Certificate) -> None:
+    """Whoever writes the renewal columns through the ORM keeps ``renewal_eligible_at`` right.
+
+    Only when an input changed, so an unrelated update loads nothing. A Core ``UPDATE`` of
+    these columns must set it itself (``app.acme.renewal.schedule_due_renewals`` does)."""
+    state = inspect(cert)
+    if state.persistent and not any(state.attrs[name].history.has_changes() for name in _RENEWAL_INPUTS):
+        return
+    cert.renewal_eligible_at = renewal_eligible_at(
+        cert.source, cert.renewal_at, cert.renewal_status, cert.next_renewal_attempt_at)
 
 
 class CertificateName(Base):

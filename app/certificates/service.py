@@ -170,6 +170,7 @@ class CertificateService:
             self.repo.session,
             [u.server_id for u in usages if u.server_id],
             f"certificate {cert.id} replaced (revision {cert.revision})",
+            names=_bound_names(usages),
         )
         return cert
 
@@ -190,3 +191,13 @@ class CertificateService:
             raise errors.CertificateInUse(
                 "the certificate was bound by a concurrent request; remove that binding first"
             ) from None
+
+
+def _bound_names(usages) -> dict[str, list[str]]:
+    """Per server, the host names whose material a replace changes (server-wide and default
+    certificates are the document's scalars, re-read by every delivery)."""
+    out: dict[str, list[str]] = {}
+    for usage in usages:
+        if usage.kind == "domain" and usage.server_id:
+            out.setdefault(usage.server_id, []).append(usage.hostname)
+    return out

@@ -18,31 +18,38 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.deployments.models import Deployment
+from app.deployments.models import Deployment, is_due
 from app.servers.models import Server
-
-DUE = ("pending", "retrying")
 
 
 def _free(now: datetime):
     return or_(Server.deploy_lease_until.is_(None), Server.deploy_lease_until < now)
 
 
-async def claim_due_servers(session: AsyncSession, owner: str, now: datetime, lease: timedelta, limit: int) -> list[str]:
-    candidates = list(
-        await session.scalars(
-            select(Deployment.server_id)
-            .join(Server, Server.id == Deployment.server_id)
-            .where(
-                Deployment.status.in_(DUE),
-                Deployment.next_attempt_at <= now,
-                Server.agent_url.is_not(None),
-                _free(now),
-            )
-            .group_by(Deployment.server_id)
-            .limit(limit)
+def candidates_query(now: datetime, limit: int):
+    """Servers with a deployment due now and no live lease.
+
+    The scan is the partial index ``ix_deployments_due_at``: undelivered rows only (at most one
+    per server, outbox.py), those of servers without an agent have no due time and are not in
+    the range at all, and delivered history is not in the index however long it grows.
+    """
+    return (
+        select(Deployment.server_id)
+        .join(Server, Server.id == Deployment.server_id)
+        .where(
+            is_due(),
+            Deployment.next_attempt_at <= now,
+            Server.agent_url.is_not(None),
+            _free(now),
         )
+        .order_by(Deployment.next_attempt_at)
+        .limit(limit)
     )
+
+
+async def claim_due_servers(session: AsyncSession, owner: str, now: datetime, lease: timedelta, limit: int) -> list[str]:
+    """Claim up to ``limit`` due servers for this worker (see ``candidates_query``)."""
+    candidates = list(await session.scalars(candidates_query(now, limit)))
     claimed: list[str] = []
     for server_id in candidates:
         result = await session.execute(

@@ -13,19 +13,19 @@ loses the lease stops, and step 3 writes only while the server's lease is still 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import undefer
+from sqlalchemy import select
 
 from app.certificates.models import Certificate
 from app.context import AppContext
+from app.deployments import applied
 from app.deployments.agent_client import AgentClient, AgentError
-from app.deployments.claims import DUE, release, renew
-from app.deployments.delta import delta_document
-from app.deployments.desired import DesiredConfig, load_desired
+from app.deployments.claims import release, renew
+from app.deployments.delta import SCALARS, delta_body, name_changes
+from app.deployments.desired import chunks, load_desired, load_head, load_names
 from app.deployments.heartbeat import Heartbeat, LeaseLost
-from app.deployments.models import Deployment, DeploymentAttempt
+from app.deployments.models import Deployment, DeploymentAttempt, is_due
 from app.deployments.policy import next_attempt_at
 from app.kit.crypto import Sealed
 from app.kit.digest import config_digest
@@ -42,7 +42,23 @@ class Outcome:
     bytes_sent: int = 0
     response: dict | None = None
     agent_ahead: int | None = None  # the agent applied this generation, beyond ours
-    document: dict | None = None  # what the agent now serves (host names and fingerprints)
+    generation: int = 0  # the generation that was sent
+    head: dict | None = None  # the document's scalars, as sent
+    changes: dict | None = None  # delta: host name -> fingerprint (None: removed), as sent
+    document: dict | None = None  # full document (no bundles): what the agent now serves
+    mode: str = "delta"  # "delta" | "full" | "same" (the agent already served it)
+
+
+@dataclass
+class Plan:
+    """What one delivery sends, read in one short transaction."""
+
+    generation: int
+    agent: tuple[str | None, str | None]
+    head: dict[str, str]
+    base_digest: str | None  # None: the applied document is unknown, send it whole
+    changes: dict[str, str | None] = field(default_factory=dict)
+    new_fingerprints: set[str] = field(default_factory=set)  # referenced by the delta, not yet applied
 
 
 async def deliver(ctx: AppContext, server_id: str, owner: str) -> Outcome | None:
@@ -62,102 +78,137 @@ async def deliver(ctx: AppContext, server_id: str, owner: str) -> Outcome | None
 async def _deliver(ctx: AppContext, server_id: str, owner: str) -> Outcome | None:
     started = utc_now()
     async with ctx.sessionmaker() as session:
-        server = await session.get(Server, server_id, options=[undefer(Server.applied_config)])
+        server = await session.get(Server, server_id)
         if server is None:
             return None
         deployment = await session.scalar(
-            select(Deployment)
-            .where(Deployment.server_id == server_id, Deployment.status.in_(DUE))
-            .order_by(Deployment.generation.desc())
-            .limit(1)
+            select(Deployment).where(Deployment.server_id == server_id, is_due())
         )
         if deployment is None:
             await release(session, server_id, owner)
             await session.commit()
             return None
-        await session.execute(
-            update(Deployment)
-            .where(Deployment.server_id == server_id, Deployment.status.in_(DUE), Deployment.generation < deployment.generation)
-            .values(status="superseded", updated_at=started)
-            .execution_options(synchronize_session=False)
-        )
-        desired = await load_desired(session, server)
-        desired.generation = deployment.generation
-        agent = (server.agent_url, server.agent_tls_fingerprint)
-        applied_config = server.applied_config
+        plan = await _plan(session, server, deployment.generation)
         await session.commit()
 
-    outcome = await _push(ctx, agent, desired, applied_config)
+    outcome = await _push(ctx, server_id, plan)
     await _record(ctx, server_id, deployment.id, owner, started, outcome)
     return outcome
 
 
-async def _bundles(ctx: AppContext, desired: DesiredConfig, fingerprints: set[str]) -> dict[str, dict]:
+async def _plan(session, server: Server, generation: int) -> Plan:
+    """The delta from the pending names alone (their desired and applied fingerprints), or a
+    plan for the full document when nothing is known of what the agent applied."""
+    head = await load_head(session, server)
+    plan = Plan(generation, (server.agent_url, server.agent_tls_fingerprint), head, server.applied_digest)
+    if plan.base_digest is None:
+        return plan
+    names = await applied.pending(session, server.id)
+    desired = await load_names(session, server, names)
+    plan.changes = name_changes(await applied.fingerprints(session, server.id, names), desired)
+    referenced = {fp for fp in plan.changes.values() if fp} | {head["server_certificate"], head["webmail_default"]}
+    before = server.applied_head or {}
+    known = {before.get("server_certificate"), before.get("webmail_default")}
+    plan.new_fingerprints = referenced - known - await applied.held(session, server.id, referenced - known)
+    return plan
+
+
+async def _bundles(ctx: AppContext, fingerprints: set[str]) -> dict[str, dict]:
     """Key, leaf and chain for each fingerprint, the key unsealed only here, only for the push."""
     if not fingerprints:
         return {}
-    ids = [desired.certificate_ids[fp] for fp in fingerprints]
-    async with ctx.sessionmaker() as session:
-        certs = list(await session.scalars(select(Certificate).where(Certificate.id.in_(ids))))
     bundles = {}
-    for cert in certs:
-        key = ctx.master_key.open(Sealed(cert.key_ciphertext, cert.key_wrapped, cert.master_key_id), cert.id)
-        bundles[cert.fingerprint_sha256] = {
-            "key_pem": key.decode(),
-            "certificate_pem": cert.certificate_pem,
-            "chain_pem": cert.chain_pem,
-        }
+    async with ctx.sessionmaker() as session:
+        for chunk in chunks(sorted(fingerprints)):
+            rows = await session.execute(
+                select(Certificate.id, Certificate.fingerprint_sha256, Certificate.certificate_pem,
+                       Certificate.chain_pem, Certificate.key_ciphertext, Certificate.key_wrapped,
+                       Certificate.master_key_id)
+                .where(Certificate.fingerprint_sha256.in_(chunk))
+            )
+            for cert_id, fp, pem, chain, ciphertext, wrapped, key_id in rows:
+                if fp in bundles:
+                    continue  # the same material stored twice: either row's key serves
+                key = ctx.master_key.open(Sealed(ciphertext, wrapped, key_id), cert_id)
+                bundles[fp] = {"key_pem": key.decode(), "certificate_pem": pem, "chain_pem": chain}
     return bundles
 
 
-async def _push(ctx: AppContext, agent: tuple[str | None, str | None], desired: DesiredConfig,
-                applied_config: dict | None) -> Outcome:
-    url, fingerprint = agent
+async def _push(ctx: AppContext, server_id: str, plan: Plan) -> Outcome:
+    url, fingerprint = plan.agent
     try:
         client = AgentClient(url, fingerprint, ctx.controller_key, timeout=ctx.settings.agent_timeout_seconds)
     except AgentError as exc:
-        return Outcome(False, exc)
-    document = desired.document()
+        return Outcome(False, exc, generation=plan.generation)
     try:
-        state = await client.state()
-        agent_generation = int(state.get("applied_generation", 0))
-        same_content = state.get("applied_digest") == config_digest(document)
-        if agent_generation == desired.generation and same_content:
-            return Outcome(True, bytes_sent=client.bytes_sent, response=state, document=document)
-        if agent_generation >= desired.generation:
-            return Outcome(False, bytes_sent=client.bytes_sent, agent_ahead=agent_generation)
-        missing = desired.fingerprints - set(state.get("fingerprints", []))
-        bundles = await _bundles(ctx, desired, missing)
-        body = {**document, "bundles": bundles}
-        if _can_send_delta(state, applied_config):
-            body = {**delta_document(applied_config, document), "bundles": bundles}
-        for _ in range(3):
+        if plan.base_digest is not None:
             try:
-                response = await client.put_config(body)
-                return Outcome(True, bytes_sent=client.bytes_sent, response=response, document=document)
+                return await _push_delta(ctx, client, plan)
             except AgentError as exc:
-                if exc.code in ("base_mismatch", "digest_mismatch") and "base_digest" in body:
-                    body = {**document, "bundles": bundles}  # the agent's copy differs: send it all
-                elif exc.code == "missing_bundles":
-                    # The agent pruned something between our two requests: send what it names.
-                    again = set(exc.body.get("missing", [])) & desired.fingerprints
-                    bundles.update(await _bundles(ctx, desired, again))
-                else:
+                if exc.code not in FULL_AFTER:
                     raise
-        raise AgentError("agent_refused", "the agent refused the document three times", retryable=True)
+                log.info("server %s: %s; sending the whole document", server_id, exc.code)
+        return await _push_full(ctx, client, server_id, plan)
     except AgentError as exc:
-        return Outcome(False, exc, bytes_sent=client.bytes_sent)
+        return Outcome(False, exc, bytes_sent=client.bytes_sent, generation=plan.generation)
     finally:
         await client.aclose()
 
 
-def _can_send_delta(state: dict, applied_config: dict | None) -> bool:
-    """Only to an agent that supports it and holds exactly what we last saw it apply."""
-    return (
-        applied_config is not None
-        and "delta-config" in state.get("features", ())
-        and state.get("applied_digest") == config_digest(applied_config)
-    )
+# Answers to a delta after which the whole document goes instead: the agent's copy differs from
+# the one recorded here (base_mismatch), an agent that does not take deltas without ``digest``
+# (digest_mismatch, or its validation error), or one already at this generation or beyond,
+# which the full path tells apart (same content, or an agent ahead of us).
+FULL_AFTER = frozenset({"base_mismatch", "digest_mismatch", "validation_error", "invalid_document",
+                        "agent_http_422", "stale_generation"})
+
+
+async def _push_delta(ctx: AppContext, client: AgentClient, plan: Plan) -> Outcome:
+    """One request: the changes, and the bundles the applied document did not hold."""
+    body = delta_body(plan.generation, plan.base_digest, plan.head, plan.changes)
+    bundles = await _bundles(ctx, plan.new_fingerprints)
+    referenced = {fp for fp in plan.changes.values() if fp} | set(plan.head.values())
+    response = await _put_config(ctx, client, body, bundles, referenced)
+    return Outcome(True, bytes_sent=client.bytes_sent, response=response, generation=plan.generation,
+                   head=plan.head, changes=plan.changes)
+
+
+async def _put_config(ctx: AppContext, client: AgentClient, body: dict, bundles: dict, referenced: set[str]) -> dict:
+    """PUT the document; when the agent names bundles it lacks (pruned meanwhile), add those
+    the document references and try again."""
+    for _ in range(3):
+        try:
+            return await client.put_config({**body, "bundles": bundles})
+        except AgentError as exc:
+            if exc.code != "missing_bundles":
+                raise
+            again = set(exc.body.get("missing", [])) & (referenced - bundles.keys())
+            if not again:
+                raise
+            bundles.update(await _bundles(ctx, again))
+    raise AgentError("agent_refused", "the agent refused the document three times", retryable=True)
+
+
+async def _push_full(ctx: AppContext, client: AgentClient, server_id: str, plan: Plan) -> Outcome:
+    """The whole document: the agent says what it holds, and only missing bundles travel."""
+    async with ctx.sessionmaker() as session:
+        server = await session.get(Server, server_id)
+        desired = await load_desired(session, server)
+    desired.generation = plan.generation
+    document = desired.document()
+    head = {key: document[key] for key in SCALARS}
+    state = await client.state()
+    agent_generation = int(state.get("applied_generation", 0))
+    if agent_generation == plan.generation and state.get("applied_digest") == config_digest(document):
+        return Outcome(True, bytes_sent=client.bytes_sent, response=state, generation=plan.generation,
+                       head=head, document=document, mode="same")
+    if agent_generation >= plan.generation:
+        return Outcome(False, bytes_sent=client.bytes_sent, agent_ahead=agent_generation, generation=plan.generation)
+    missing = desired.fingerprints - set(state.get("fingerprints", []))
+    bundles = await _bundles(ctx, missing)
+    response = await _put_config(ctx, client, document, bundles, desired.fingerprints)
+    return Outcome(True, bytes_sent=client.bytes_sent, response=response, generation=plan.generation,
+                   head=head, document=document, mode="full")
 
 
 _FAILURE_KEYS = ("name", "service", "fingerprint", "code", "message", "serving")
@@ -181,6 +232,9 @@ def failed_names(response: dict | None) -> list[dict]:
 
 
 async def _record(ctx: AppContext, server_id: str, deployment_id: str, owner: str, started, outcome: Outcome) -> None:
+    """Write the outcome, under the lease. The deployment row may carry a newer generation by
+    now (a change made during the delivery raised it in place, outbox.py): then the generation
+    that was sent is recorded as the server's applied state, and the row stays due."""
     now = utc_now()
     settings = ctx.settings
     async with ctx.sessionmaker() as session:
@@ -189,8 +243,7 @@ async def _record(ctx: AppContext, server_id: str, deployment_id: str, owner: st
             log.warning("server %s: lease lost during the delivery; another worker records it", server_id)
             return
         deployment = await session.get(Deployment, deployment_id)
-        deployment.attempts += 1
-        deployment.updated_at = now
+        moved = deployment.generation != outcome.generation
         error = outcome.error.as_dict() if outcome.error else None
         session.add(
             DeploymentAttempt(
@@ -202,44 +255,66 @@ async def _record(ctx: AppContext, server_id: str, deployment_id: str, owner: st
                 bytes_sent=outcome.bytes_sent,
             )
         )
+        if not moved:
+            deployment.attempts += 1
+            deployment.updated_at = now
         if outcome.agent_ahead is not None:
-            await _continue_after(session, server, deployment, outcome.agent_ahead, now)
+            _continue_after(server, deployment, outcome.agent_ahead, now)
         elif outcome.applied:
-            deployment.status, deployment.applied_at, deployment.last_error = "applied", now, None
-            deployment.failed_names = failed_names(outcome.response)
-            server.applied_generation = max(server.applied_generation, deployment.generation)
-            server.applied_config = outcome.document
-            log.info("server %s applied generation %s (%d bytes)", server_id, deployment.generation, outcome.bytes_sent)
-            if deployment.failed_names:
+            await _record_applied(session, server, outcome)
+            if not moved:
+                deployment.status, deployment.applied_at, deployment.last_error = "applied", now, None
+                deployment.failed_names = failed_names(outcome.response)
+            log.info("server %s applied generation %s (%s, %d bytes)", server_id, outcome.generation, outcome.mode,
+                     outcome.bytes_sent)
+            held_back = failed_names(outcome.response)
+            if held_back:
                 log.warning("server %s generation %s: %d name(s) held back by the agent: %s", server_id,
-                            deployment.generation, len(deployment.failed_names),
-                            ", ".join(f["name"] for f in deployment.failed_names[:10]))
+                            outcome.generation, len(held_back), ", ".join(f["name"] for f in held_back[:10]))
         else:
-            deployment.last_error = error
-            if outcome.error.retryable:
-                deployment.status = "retrying"
-                deployment.next_attempt_at = next_attempt_at(
-                    now, deployment.attempts, base=settings.retry_base_seconds, cap=settings.retry_max_seconds
-                )
-            else:
-                deployment.status = "failed"
-            log.warning("server %s generation %s: %s (%s)", server_id, deployment.generation, outcome.error.code, outcome.error.detail)
+            if not moved:
+                deployment.last_error = error
+                if outcome.error.retryable:
+                    deployment.status = "retrying"
+                    deployment.next_attempt_at = next_attempt_at(
+                        now, deployment.attempts, base=settings.retry_base_seconds, cap=settings.retry_max_seconds
+                    )
+                else:
+                    deployment.status = "failed"
+            log.warning("server %s generation %s: %s (%s)", server_id, outcome.generation, outcome.error.code,
+                        outcome.error.detail)
         await release(session, server_id, owner)
         await session.commit()
 
 
-async def _continue_after(session, server: Server, deployment: Deployment, agent_generation: int, now) -> None:
+async def _record_applied(session, server: Server, outcome: Outcome) -> None:
+    """The server's applied state: generation, digest, scalars and the names that changed (all
+    of them after a full document). Names marked up to the sent generation are delivered."""
+    server.applied_generation = max(server.applied_generation, outcome.generation)
+    digest = (outcome.response or {}).get("applied_digest")
+    if outcome.document is not None:
+        await applied.record_document(session, server.id, outcome.document)
+        digest = digest or config_digest(outcome.document)
+    else:
+        await applied.record_changes(session, server.id, outcome.changes or {})
+    # An agent that did not say which digest it reached: the next delivery sends everything.
+    server.applied_digest = digest if isinstance(digest, str) and len(digest) == 64 else None
+    server.applied_head = outcome.head
+    await applied.clear_pending(session, server.id, outcome.generation)
+
+
+def _continue_after(server: Server, deployment: Deployment, agent_generation: int, now) -> None:
     """The agent applied a generation we never wrote (re-registered server, restored database):
     continue numbering after it, so the agent accepts the current desired state as new."""
-    deployment.status = "superseded"
     deployment.last_error = {
         "code": "agent_ahead",
         "detail": f"the agent had applied generation {agent_generation} from earlier; continuing after it",
     }
     if server.desired_generation > agent_generation:
-        return  # a newer change is already queued with a generation the agent will accept
+        return  # the waiting row already carries a generation the agent will accept
     server.desired_generation = agent_generation + 1
-    session.add(Deployment(server_id=server.id, generation=server.desired_generation, status="pending",
-                           reason=f"continue after the agent's generation {agent_generation}", next_attempt_at=now))
+    deployment.generation = server.desired_generation
+    deployment.status, deployment.next_attempt_at, deployment.attempts = "pending", now, 0
+    deployment.reason = f"continue after the agent's generation {agent_generation}"
     log.warning("server %s: agent is at generation %s; continuing from %s", server.id, agent_generation,
                 server.desired_generation)

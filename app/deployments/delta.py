@@ -1,31 +1,58 @@
-"""What changed between the document an agent applied and the desired one: a pure function.
+"""What changed between the document an agent applied and the desired one: pure functions.
 
 Sending only the changed host names keeps a one-domain change small on a server with
 thousands of domains: the agent rebuilds the full document from its own applied copy and
-checks both digests (``base_digest`` before, ``digest`` after), so a mismatch is refused
-rather than guessed at, and the controller then falls back to the full document.
+checks ``base_digest`` (the digest of the document the changes apply to), so a mismatch is
+refused rather than guessed at, and the controller then falls back to the full document.
+
+The controller computes a delta from the names a change marked (``pending_names``), never
+from two whole documents, so it leaves out ``digest`` (the digest of the result, which would
+take the whole document to compute); the agent reports the digest it reached, and the next
+delta names it as its base.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from app.kit.digest import config_digest
 
 SCALARS = ("server_hostname", "server_certificate", "webmail_default")
+SERVICES = ("mail", "webmail")
 
 
-def _changes(old: dict[str, str], new: dict[str, str]) -> dict[str, str | None]:
-    out: dict[str, str | None] = {name: None for name in old.keys() - new.keys()}
-    out.update({name: fp for name, fp in new.items() if old.get(name) != fp})
-    return dict(sorted(out.items()))
+def service_of(hostname: str) -> str:
+    """``mail.<d>`` or ``webmail.<d>``: the first label says which (they cannot collide)."""
+    return hostname.split(".", 1)[0]
+
+
+def name_changes(applied: Mapping[str, str], desired: Mapping[str, str | None]) -> dict[str, str | None]:
+    """For each name of ``desired`` (None: not wanted), its new fingerprint where it differs
+    from ``applied`` (None: remove it), sorted by name."""
+    return {name: fp for name, fp in sorted(desired.items()) if applied.get(name) != fp}
+
+
+def delta_body(generation: int, base_digest: str, head: Mapping[str, str],
+               changes: Mapping[str, str | None]) -> dict:
+    """The delta document (docs/agent.md) for ``changes`` (host name -> fingerprint or None)."""
+    split: dict[str, dict[str, str | None]] = {service: {} for service in SERVICES}
+    for name, fp in changes.items():
+        split[service_of(name)][name] = fp
+    return {
+        "generation": generation,
+        "base_digest": base_digest,
+        **{key: head[key] for key in SCALARS},
+        "mail_changes": split["mail"],
+        "webmail_changes": split["webmail"],
+    }
 
 
 def delta_document(applied: dict, desired: dict) -> dict:
-    """The delta that turns ``applied`` into ``desired`` (both full documents, no bundles)."""
-    return {
-        "generation": desired["generation"],
-        "base_digest": config_digest(applied),
-        "digest": config_digest(desired),
-        **{key: desired[key] for key in SCALARS},
-        "mail_changes": _changes(applied.get("mail", {}), desired.get("mail", {})),
-        "webmail_changes": _changes(applied.get("webmail", {}), desired.get("webmail", {})),
-    }
+    """The delta that turns ``applied`` into ``desired`` (both full documents, no bundles),
+    with both digests: for tools and tests that hold two whole documents."""
+    old = {**applied.get("mail", {}), **applied.get("webmail", {})}
+    new = {**desired.get("mail", {}), **desired.get("webmail", {})}
+    wanted: dict[str, str | None] = {name: None for name in old.keys() - new.keys()}
+    wanted.update(new)
+    body = delta_body(desired["generation"], config_digest(applied), desired, name_changes(old, wanted))
+    return {**body, "digest": config_digest(desired)}

@@ -77,3 +77,50 @@ async def load_desired(session: AsyncSession, server: Server) -> DesiredConfig:
         target[f"{service}.{domain}"] = fingerprint
         config.certificate_ids[fingerprint] = cert_id
     return config
+
+
+CHUNK = 500  # names per IN (...) list: well under SQLite's and asyncpg's parameter limits
+
+
+def chunks(items: list, size: int = CHUNK):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+async def load_head(session: AsyncSession, server: Server) -> dict[str, str]:
+    """The document's three scalars, in one query."""
+    fps = dict(
+        (await session.execute(
+            select(Certificate.id, Certificate.fingerprint_sha256)
+            .where(Certificate.id.in_({server.mail_certificate_id, server.default_certificate_id}))
+        )).all()
+    )
+    return {
+        "server_hostname": server.hostname,
+        "server_certificate": fps[server.mail_certificate_id],
+        "webmail_default": fps[server.default_certificate_id],
+    }
+
+
+async def load_names(session: AsyncSession, server: Server, hostnames: list[str]) -> dict[str, str | None]:
+    """The desired fingerprint of each of ``hostnames`` (None: the name is not in the document:
+    no binding, no domain, or mail on software without per-domain mail)."""
+    by_domain: dict[str, list[str]] = {}
+    for hostname in hostnames:
+        service, _, domain = hostname.partition(".")
+        if service in ("mail", "webmail") and domain:
+            by_domain.setdefault(domain, []).append(hostname)
+    per_domain_mail = capabilities(server.software).per_domain_mail
+    out: dict[str, str | None] = dict.fromkeys(hostnames)
+    for chunk in chunks(sorted(by_domain)):
+        rows = await session.execute(
+            select(Domain.name, Binding.service, Certificate.fingerprint_sha256)
+            .join(Binding, Binding.domain_id == Domain.id)
+            .join(Certificate, Certificate.id == Binding.certificate_id)
+            .where(Domain.server_id == server.id, Domain.name.in_(chunk))
+        )
+        for domain, service, fingerprint in rows:
+            hostname = f"{service}.{domain}"
+            if hostname in out and (service == "webmail" or per_domain_mail):
+                out[hostname] = fingerprint
+    return out

@@ -35,7 +35,8 @@ async def _server(session, server_id: str) -> Server:
 def _out(row: Deployment) -> DeploymentOut:
     due = row.status in ("pending", "retrying")
     return DeploymentOut(
-        id=row.id, server_id=row.server_id, generation=row.generation, reason=row.reason, status=row.status,
+        id=row.id, server_id=row.server_id, generation=row.generation, reason=row.reason, changes=row.changes,
+        status=row.status,
         attempts=row.attempts, next_attempt_at=row.next_attempt_at if due else None, last_error=row.last_error,
         applied_at=row.applied_at, failed_names=row.failed_names or [], created_at=row.created_at,
         updated_at=row.updated_at,
@@ -73,7 +74,7 @@ async def push_now(server_id: str, _admin: Admin, session: Session):
     no-op) makes the agent validate, reload and verify everything again.
     """
     await _server(session, server_id)
-    await servers_changed(session, [server_id], "push requested")
+    await servers_changed(session, [server_id], "push requested", names={})
     return _out(await DeploymentRepository(session).latest(server_id))
 
 

@@ -28,11 +28,15 @@ class FailedName(BaseModel):
 class DeploymentOut(BaseModel):
     id: str
     server_id: str
-    generation: int
-    reason: str
+    generation: int = Field(description="The server's desired generation this deployment delivers. While it "
+                            "waits, a later change raises it in place (one waiting deployment per server).")
+    reason: str = Field(description="What caused the latest change it carries.")
+    changes: int = Field(description="How many changes (generations) it carries: 1, or more when changes were "
+                         "made while it waited.")
     status: Literal["pending", "retrying", "applied", "failed", "superseded"]
     attempts: int
-    next_attempt_at: datetime | None = Field(description="When a pending or retrying deployment is tried next.")
+    next_attempt_at: datetime | None = Field(
+        description="When a pending or retrying deployment is tried next; null when the server has no agent.")
     last_error: dict | None = Field(description="`code`, `detail`, and from the agent `step`, `daemon`, `message`.")
     applied_at: datetime | None
     failed_names: list[FailedName] = Field(

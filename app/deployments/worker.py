@@ -1,8 +1,10 @@
 """The worker: embedded in ``certpost serve`` or alone as ``certpost worker``.
 
-Each round it claims what is due and runs each piece as its own task, up to ``CONCURRENCY``
-at once: deliveries to servers (``delivery.py``; a lease keeps one server to one worker) and
-certificate orders (``app.acme.runner``; a lease per order). Every ``renewal_check_seconds``
+Each round it claims what is due and runs each piece as its own task: up to ``CONCURRENCY``
+deliveries to servers (``delivery.py``; a lease keeps one server to one worker) and, in slots
+of their own, up to ``ORDER_CONCURRENCY`` certificate orders (``app.acme.runner``; a lease per
+order). An order mostly waits on the CA and DNS, so orders neither wait for deliveries to
+finish nor hold back a delivery. Every ``renewal_check_seconds``
 it starts renewal orders for ACME certificates that are due (``app.acme.renewal``). Between
 rounds it sleeps until the next poll, or until the API wakes it after a commit.
 
@@ -31,6 +33,7 @@ from app.outage import is_database_outage
 log = logging.getLogger("certpost.worker")
 
 CONCURRENCY = 16
+ORDER_CONCURRENCY = 32  # each holds one of AppContext.run_blocking's threads while it talks to the CA
 OUTAGE_LOG_QUIET_SECONDS = 30.0
 
 
@@ -43,16 +46,20 @@ class Worker:
         self.ctx = ctx
         self.owner = owner or worker_id()
         self.tasks: set[asyncio.Task] = set()
+        self.order_tasks: set[asyncio.Task] = set()
         self._last_renewal_check = float("-inf")
         self._last_outage_log = float("-inf")
 
-    def _spawn(self, coro, name: str) -> None:
+    def _spawn(self, coro, name: str, *, order: bool = False) -> None:
         task = asyncio.create_task(coro, name=name)
         self.tasks.add(task)
+        if order:
+            self.order_tasks.add(task)
         task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task) -> None:
         self.tasks.discard(task)
+        self.order_tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
             if is_database_outage(exc):  # its lease runs out and another round takes it over
@@ -83,21 +90,22 @@ class Worker:
         if time.monotonic() - self._last_renewal_check >= settings.renewal_check_seconds:
             self._last_renewal_check = time.monotonic()
             await schedule_due_renewals(self.ctx)
-        room = CONCURRENCY - len(self.tasks)
-        if room <= 0:
+        room = CONCURRENCY - (len(self.tasks) - len(self.order_tasks))
+        order_room = ORDER_CONCURRENCY - len(self.order_tasks)
+        if room <= 0 and order_room <= 0:
             return 0
         now = utc_now()
         async with self.ctx.sessionmaker() as session:
             # Short leases, renewed while the work runs (heartbeat.py): a crash is taken over fast.
             lease = timedelta(seconds=settings.lease_seconds)
-            servers = await claim_due_servers(session, self.owner, now, lease, room)
+            servers = await claim_due_servers(session, self.owner, now, lease, room) if room > 0 else []
             orders = await AcmeRepository(session).claim_orders(
-                self.owner, now, now + lease, max(0, room - len(servers)))
+                self.owner, now, now + lease, order_room) if order_room > 0 else []
             await session.commit()
         for server_id in servers:
             self._spawn(deliver(self.ctx, server_id, self.owner), f"deliver:{server_id}")
         for order_id in orders:
-            self._spawn(run_order(self.ctx, order_id, owner=self.owner), f"order:{order_id}")
+            self._spawn(run_order(self.ctx, order_id, owner=self.owner), f"order:{order_id}", order=True)
         return len(servers) + len(orders)
 
     async def drain(self) -> None:

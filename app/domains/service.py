@@ -18,7 +18,7 @@ from app.certificates.service import CertificateService
 from app.db import new_id
 from app.deployments.outbox import servers_changed
 from app.domains import rules
-from app.domains.models import Domain
+from app.domains.models import SERVICES, Domain
 from app.domains.repository import CertificateFacts, DomainFacts, DomainRepository, ServerFacts
 from app.kit.coverage import is_public_suffix
 from app.kit.names import InvalidName, normalise_hostname
@@ -117,7 +117,7 @@ class DomainService:
             await self.repo.add(domain)
         except IntegrityError:
             raise DomainExists(f"{domain_name} is already registered") from None
-        await servers_changed(self.repo.session, [server_id], f"domain {domain_name} added")
+        await servers_changed(self.repo.session, [server_id], f"domain {domain_name} added", names={})
         return domain
 
     async def get_visible(self, caller: Caller, name: str) -> Domain:
@@ -134,7 +134,8 @@ class DomainService:
         if not await self.repo.delete_domain(domain.id):
             raise NotFound("domain not found")  # a concurrent DELETE removed it first
         await self._mail_moved(domain.server_id, domain.id, mail, None)
-        await servers_changed(self.repo.session, [domain.server_id], f"domain {domain.name} removed")
+        await servers_changed(self.repo.session, [domain.server_id], f"domain {domain.name} removed",
+                              names={domain.server_id: [rules.service_hostname(s, domain.name) for s in SERVICES]})
 
     async def _mail_moved(self, server_id: str, domain_id: str, old: str | None, new: str | None) -> None:
         """Keep ``servers.mail_certificate_count`` (distinct certificates bound as mail) after the
@@ -187,7 +188,8 @@ class DomainService:
         if written.outcome != "unchanged":
             if service == "mail":
                 await self._mail_moved(server.id, domain.id, written.previous, cert.id)
-            await servers_changed(self.repo.session, [server.id], f"{service} of {domain.name} bound")
+            await servers_changed(self.repo.session, [server.id], f"{service} of {domain.name} bound",
+                                  names={server.id: [hostname]})
         return Effective(service, hostname, "binding", cert, warnings, created=written.outcome == "created")
 
     async def unbind(self, caller: Caller, name: str, service: str) -> None:
@@ -198,7 +200,8 @@ class DomainService:
             raise NotFound(f"{service} of {domain.name} has no binding")
         if service == "mail":
             await self._mail_moved(domain.server_id, domain.id, unbound, None)
-        await servers_changed(self.repo.session, [domain.server_id], f"{service} of {domain.name} unbound")
+        await servers_changed(self.repo.session, [domain.server_id], f"{service} of {domain.name} unbound",
+                              names={domain.server_id: [rules.service_hostname(service, domain.name)]})
 
     async def status(self, caller: Caller, name: str) -> DomainStatus:
         """For each service, the certificate the server presents: the binding, else the default.

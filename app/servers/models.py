@@ -32,10 +32,12 @@ class Server(IdMixin, TimestampMixin, Base):
     # Distinct certificates bound as mail on this server's domains (the Dovecot capacity
     # warning), kept by DomainService on every mail bind, rebind, unbind and domain delete.
     mail_certificate_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    # The document (host names and fingerprints, no keys) the agent last confirmed applying:
-    # the base for sending only what changed next time (see deployments/delivery.py). Deferred:
-    # megabytes at 10,000 domains, read by the delivery alone (undefer it there).
-    applied_config: Mapped[dict | None] = mapped_column(JSON, deferred=True, deferred_raiseload=True)
+    # What the agent last confirmed applying: the digest of its whole document
+    # (app.kit.digest.config_digest, as the agent reported it) and its three scalars
+    # (server_hostname, server_certificate, webmail_default); the names are rows of
+    # deployments.models.AppliedName. NULL digest: unknown, the next delivery sends everything.
+    applied_digest: Mapped[str | None] = mapped_column(String(64))
+    applied_head: Mapped[dict | None] = mapped_column(JSON)
     # One worker at a time delivers to a server: it holds this lease (see deployments/claims.py).
     deploy_lease_until: Mapped[datetime | None]
     deploy_lease_owner: Mapped[str | None] = mapped_column(String(64))

@@ -11,7 +11,7 @@ from app.certificates.models import Certificate
 from app.certificates.repository import CertificateRepository
 from app.certificates.service import CertificateService
 from app.db import new_id
-from app.deployments.outbox import servers_changed
+from app.deployments.outbox import forget_applied, servers_changed
 from app.domains import rules
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.time import utc_now
@@ -105,7 +105,7 @@ class ServerService:
             await self.repo.add(server)
         except IntegrityError:
             raise ServerExists(f"a server named {name!r} exists") from None
-        await servers_changed(self.repo.session, [server.id], "server registered")
+        await servers_changed(self.repo.session, [server.id], "server registered", names={})
         await self.repo.session.refresh(server)
         return server
 
@@ -126,7 +126,8 @@ class ServerService:
             raise ServerExists("a server with this name exists") from None
         if redeploy:
             # A new agent knows nothing yet: the current state goes out as a new generation.
-            await servers_changed(self.repo.session, [server.id], "agent changed")
+            await forget_applied(self.repo.session, server.id)
+            await servers_changed(self.repo.session, [server.id], "agent changed", names={})
             await self.repo.session.refresh(server)
         return server
 
@@ -149,7 +150,7 @@ class ServerService:
         if server.mail_certificate_id != cert.id:
             server.mail_certificate_id = cert.id
             await self.repo.session.flush()
-            await servers_changed(self.repo.session, [server.id], "server-wide mail certificate changed")
+            await servers_changed(self.repo.session, [server.id], "server-wide mail certificate changed", names={})
             await self.repo.session.refresh(server)
         return server, cert, warnings
 

@@ -15,6 +15,7 @@ from app.acme import (
     issue,
 )
 from app.acme.dns import DnsUpdateRefused, Rfc2136Provider
+from app.acme.dns.base import DnsProvider
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.acme
@@ -42,7 +43,10 @@ class WrongValueDns01(Dns01Solver):
 
 
 class SecondAddRefused(Rfc2136Provider):
-    """Adds the first value for real, then refuses: a failure halfway through `prepare`."""
+    """Adds the first value for real, then refuses: a failure halfway through `prepare`
+    (one value per request, as a provider without multi-value updates does)."""
+
+    add_txt_values = DnsProvider.add_txt_values
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -80,6 +80,7 @@ async def test_wildcard_over_dns01_bound_and_renewed(client, admin, context, acm
 
     async with context.sessionmaker() as session:
         row = await session.get(Certificate, cert["id"])
+        assert row.renewal_eligible_at == row.renewal_at > utc_now()  # stored with the issued material
         row.renewal_at = utc_now()
         await session.commit()
     from app.deployments.worker import Worker
@@ -221,6 +222,7 @@ async def test_failed_renewal_backs_off_and_keeps_the_material(client, admin, co
     async with context.sessionmaker() as session:
         row = await session.get(Certificate, cert_id)
         assert row.renewal_attempts == 1 and row.next_renewal_attempt_at > utc_now()
+        assert row.renewal_eligible_at == row.next_renewal_attempt_at  # out of the scan until then
     # Backing off: another round starts no new renewal order.
     from app.acme.renewal import schedule_due_renewals
 

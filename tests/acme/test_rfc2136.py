@@ -42,6 +42,18 @@ def test_add_and_delete_one_value(dns_provider, txt_at):
     assert txt_at(name) == set()
 
 
+def test_several_values_in_one_update(dns_provider, txt_at):
+    """A wildcard and its base name share one name: both values go in one UPDATE, both leave in one."""
+    name = "_acme-challenge.z21.test"
+    dns_provider.add_txt(name, "kept")
+    dns_provider.add_txt_values(name, ["base", "wildcard"])
+    assert txt_at(name) == {"kept", "base", "wildcard"}
+    dns_provider.delete_txt_values(name, ["base", "wildcard", "absent"])
+    assert txt_at(name) == {"kept"}
+    dns_provider.delete_txt(name, "kept")
+    assert txt_at(name) == set()
+
+
 def test_zone_discovery_walks_up_to_the_soa(dns_provider, bind_server):
     assert dns_provider.find_zone("_acme-challenge.z03.test") == "z03.test"
     assert dns_provider.find_zone("_acme-challenge.deep.er.a.test") == "a.test"

@@ -186,8 +186,10 @@ def delta_for(applied: dict, desired: dict) -> dict:
     }
 
 
-def push_delta(client, applied: dict, desired: dict, material) -> tuple:
+def push_delta(client, applied: dict, desired: dict, material, *, with_digest: bool = True) -> tuple:
     delta = delta_for(applied, desired)
+    if not with_digest:
+        del delta["digest"]
     held = set(client.state()["fingerprints"])
     new = {fp for fp in (*delta["mail_changes"].values(), *delta["webmail_changes"].values())}
     new |= {desired["server_certificate"], desired["webmail_default"]}
@@ -220,6 +222,20 @@ def test_delta_document_is_applied_and_served(agent_client, mail_stack, certs, m
     # the same generation again answers the same result (exactly once per generation)
     again, _ = push_delta(agent_client, applied, desired, material)
     assert again.status_code == 200 and again.json() == body
+
+
+def test_delta_without_result_digest_answers_the_digest_reached(agent_client, mail_stack, certs, material, test_ca):
+    """The controller computes a delta from the changed names alone, without the whole
+    document's digest: the agent rebuilds, applies and says which digest it reached."""
+    stack, _ = mail_stack
+    applied = desired_for(agent_client, certs)
+    apply_ok(agent_client, applied, material)
+    desired = desired_for(agent_client, certs, which={"b.test": "b.test/renewed"})
+    response, delta = push_delta(agent_client, applied, desired, material, with_digest=False)
+    assert "digest" not in delta
+    assert response.status_code == 200, response.text
+    assert response.json()["applied_digest"] == config_digest(desired) == agent_client.state()["applied_digest"]
+    assert_served(stack, desired, test_ca[1])
 
 
 def test_delta_removing_a_name(agent_client, mail_stack, certs, material, test_ca):

@@ -79,6 +79,16 @@ class DnsProvider(abc.ABC):
     def delete_txt(self, fqdn: str, value: str) -> None:
         """Delete one TXT value at `fqdn`; deleting a value that is absent is not an error."""
 
+    def add_txt_values(self, fqdn: str, values: Sequence[str]) -> None:
+        """Add several TXT values at `fqdn` (a wildcard and its base name share one name);
+        a provider that can do it in one request overrides this."""
+        for value in values:
+            self.add_txt(fqdn, value)
+
+    def delete_txt_values(self, fqdn: str, values: Sequence[str]) -> None:
+        for value in values:
+            self.delete_txt(fqdn, value)
+
     @abc.abstractmethod
     def nameservers_to_check(self, fqdn: str) -> Sequence[Nameserver]:
         """The authoritative servers that must serve the values before the CA is asked to look."""

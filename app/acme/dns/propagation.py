@@ -30,6 +30,9 @@ from app.outbound import OutboundGuard
 
 log = logging.getLogger("certpost.acme.dns")
 
+FIRST_INTERVAL = 0.2
+"""Seconds before the first re-check; doubled each time up to the caller's interval."""
+
 
 def query_txt(fqdn: str, server: Nameserver, *, timeout: float = 3.0) -> set[str] | None:
     """TXT values a server returns for `fqdn` (empty set for NXDOMAIN/NODATA); None on no answer."""
@@ -59,10 +62,16 @@ def wait_for_txt(
     timeout: float = 120.0,
     interval: float = 2.0,
 ) -> None:
-    """Poll each server until it serves every value; raise DnsPropagationTimeout at the deadline."""
+    """Poll each server until it serves every value; raise DnsPropagationTimeout at the deadline.
+
+    The first re-check comes after ``FIRST_INTERVAL`` and the wait doubles up to `interval`: a
+    primary that applied the update a moment late (or a secondary one NOTIFY behind) is seen
+    within a fraction of a second, while a slow one is still polled only every `interval`.
+    """
     wanted = set(values)
     pending = list(dict.fromkeys(nameservers))
     deadline = time.monotonic() + timeout
+    delay = min(FIRST_INTERVAL, interval)
     while True:
         still: list[Nameserver] = []
         for server in pending:
@@ -73,12 +82,13 @@ def wait_for_txt(
         pending = still
         if not pending:
             return
-        if time.monotonic() + interval > deadline:
+        if time.monotonic() + delay > deadline:
             servers = ", ".join(f"{h}:{p}" for h, p in pending)
             raise DnsPropagationTimeout(
                 f"{fqdn}: TXT values not served by {servers} within {timeout:g} s", fqdn=fqdn
             )
-        time.sleep(interval)
+        time.sleep(delay)
+        delay = min(delay * 2, interval)
 
 
 def authoritative_nameservers(

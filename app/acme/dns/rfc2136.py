@@ -206,6 +206,20 @@ class Rfc2136Provider(DnsProvider):
         update.delete(_absolute(fqdn), _txt_rdata(value))
         self._send(update, fqdn, "delete")
 
+    def add_txt_values(self, fqdn: str, values: Sequence[str]) -> None:
+        """All values in one UPDATE (RFC 2136 §2.5: an update section holds any number of RRs):
+        one TCP exchange and one zone change on the server instead of one per value."""
+        update = self._update(fqdn)
+        for value in values:
+            update.add(_absolute(fqdn), self.ttl, _txt_rdata(value))
+        self._send(update, fqdn, "add")
+
+    def delete_txt_values(self, fqdn: str, values: Sequence[str]) -> None:
+        update = self._update(fqdn)
+        for value in values:
+            update.delete(_absolute(fqdn), _txt_rdata(value))
+        self._send(update, fqdn, "delete")
+
     def _update(self, fqdn: str) -> dns.update.UpdateMessage:
         zone = self.find_zone(fqdn)
         return dns.update.UpdateMessage(

@@ -1,7 +1,7 @@
 """per-server mail certificate count; domain indexes in page order
 
-Revision ID: 0006_read_scaling
-Revises: 0005
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-11-30
 
 The Dovecot capacity warning read COUNT(DISTINCT certificate_id) over every mail binding of
@@ -14,20 +14,15 @@ Domains are listed by name within a server or an account: (server_id, name) and
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_read_scaling"
-down_revision = "0005"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    # On SQLite the column goes before applied_config, in a rebuilt table: SQLite reads a row's
-    # columns in order, and a column after the (megabytes of) applied document is reached only by
-    # walking its overflow pages, on every TLS status (PostgreSQL keeps large values out of line).
-    sqlite = op.get_bind().dialect.name == "sqlite"
-    column = sa.Column("mail_certificate_count", sa.Integer(), server_default="0", nullable=False)
-    with op.batch_alter_table("servers", schema=None, recreate="always" if sqlite else "auto") as batch_op:
-        batch_op.add_column(column, **({"insert_before": "applied_config"} if sqlite else {}))
+    with op.batch_alter_table("servers", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("mail_certificate_count", sa.Integer(), server_default="0", nullable=False))
     op.execute(
         "UPDATE servers SET mail_certificate_count = ("
         " SELECT COUNT(DISTINCT bindings.certificate_id) FROM bindings"
