@@ -35,6 +35,7 @@ openapi: $(STAMP)
 	$(BIN)/certpost openapi > openapi/openapi.json
 
 bench: test-deps
+	bash scripts/install-bench-deps.sh
 	$(BIN)/python bench/run.py
 
 clean:

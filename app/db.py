@@ -73,19 +73,21 @@ class TimestampMixin:
 def create_engine(settings: Settings) -> AsyncEngine:
     """The engine, with dead pooled connections discarded and no SQL parameters in errors.
 
-    ``pool_pre_ping`` tests each connection as it leaves the pool, so after a database restart
+    ``pool_pre_ping`` (PostgreSQL) tests each connection as it leaves the pool, so after a database restart
     the first request gets a fresh connection instead of the dead one. ``hide_parameters``
     keeps bound values (sealed key blobs, token hashes) out of exception messages and logs.
     """
     url = settings.resolved_database_url
-    common = {"pool_pre_ping": True, "hide_parameters": True}
+    common = {"hide_parameters": True}
     if url.startswith("sqlite"):
         secure_sqlite_files(url)
+        # No pre-ping: a file does not restart under a pooled connection, and the ping was one
+        # more statement (three more thread hops through aiosqlite) on every request.
         engine = create_async_engine(url, connect_args={"timeout": 30}, **common)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     # asyncpg waits 60 s for a connection by default; an outage must be answered sooner.
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_timeout=10,
+    return create_async_engine(url, pool_size=10, max_overflow=10, pool_timeout=10, pool_pre_ping=True,
                                connect_args={"timeout": CONNECT_TIMEOUT_SECONDS}, **common)
 
 
@@ -163,6 +165,19 @@ class TransactionalSession(Session):
 def _forget_transaction_info(session: Session, transaction) -> None:
     if transaction.parent is None:
         session.info.pop("transaction", None)
+
+
+WORKER_WORK = "worker_work"
+
+
+def record_worker_work(session) -> None:
+    """The transaction gave the worker something to do (a deployment, an order): the request's
+    session wakes the embedded worker after it commits (``app.deps.get_session``)."""
+    session.info.setdefault("transaction", {})[WORKER_WORK] = True
+
+
+def has_worker_work(session) -> bool:
+    return bool(session.info.get("transaction", {}).get(WORKER_WORK))
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

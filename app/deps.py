@@ -14,9 +14,13 @@ from app.accounts.caller import Caller
 from app.accounts.repository import AccountRepository
 from app.accounts.service import AccountService
 from app.context import AppContext
+from app.db import has_worker_work
 
 
-def get_context(request: Request) -> AppContext:
+async def get_context(request: Request) -> AppContext:
+    """Dependencies are ``async def`` even when they do not await (here and each router's
+    ``get_service``): FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop
+    per dependency per request (seven of them made up a third of a TLS status's time)."""
     return request.app.state.ctx
 
 
@@ -28,14 +32,18 @@ async def get_session(ctx: Context) -> AsyncIterator[AsyncSession]:
 
     A commit that fails (the database went away after the handler ran) raises here, before
     any response is sent, and is answered like any other error (503 for an outage). The
+    embedded worker is woken only when the transaction recorded work for it
+    (``app.db.record_worker_work``: a deployment, an order). The
     rollback after a failure must not replace the original error with its own: on a dead
     connection it fails too.
     """
     async with ctx.sessionmaker() as session:
         try:
             yield session
+            wake = has_worker_work(session)  # a read never wakes the worker: nothing for it
             await session.commit()
-            ctx.notify_worker()
+            if wake:
+                ctx.notify_worker()
         except BaseException:
             with contextlib.suppress(Exception):
                 await session.rollback()

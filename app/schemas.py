@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, get_args, get_origin
 
-from fastapi import Query
+from fastapi import Query, Response
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -107,3 +107,18 @@ Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description=f"Rows to skip (a
 class WarningOut(BaseModel):
     code: str
     message: str
+
+
+class ModelResponse(Response):
+    """The JSON of an answer model, serialised once by pydantic.
+
+    A route declares its ``response_model`` (OpenAPI) and returns ``ModelResponse(model)`` on
+    its hot read paths: FastAPI would otherwise validate the returned model against the
+    response model, dump it to Python objects and encode those again. The bytes are the same
+    (compact JSON, the same field order and formats).
+    """
+
+    media_type = "application/json"
+
+    def __init__(self, model: BaseModel, status_code: int = 200) -> None:
+        super().__init__(model.model_dump_json(), status_code=status_code)

@@ -98,7 +98,7 @@ async def test_bind_to_a_domain_deleted_meanwhile_is_gone_not_a_500(context):
             "00000000-0000-0000-0000-000000000000", "mail", "00000000-0000-0000-0000-000000000001", utc_now()
         )
         await session.rollback()
-    assert outcome == "gone"
+    assert outcome.outcome == "gone"
 
 
 async def test_certificate_delete_racing_a_bind_is_409_not_a_500(client, admin, customer_headers, test_ca, context):

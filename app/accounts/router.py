@@ -16,7 +16,7 @@ from app.schemas import Offset
 router = APIRouter(prefix="/v1", tags=["accounts"])
 
 
-def get_service(session: Session) -> AccountService:
+async def get_service(session: Session) -> AccountService:
     return AccountService(AccountRepository(session))
 
 

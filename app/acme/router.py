@@ -41,7 +41,7 @@ from app.problems import Forbidden, NotFound, responses
 router = APIRouter(tags=["acme"])
 
 
-def get_service(session: Session, ctx: Context) -> AcmeService:
+async def get_service(session: Session, ctx: Context) -> AcmeService:
     return AcmeService(AcmeRepository(session), ctx.master_key,
                        CertificateService(CertificateRepository(session), ctx.master_key),
                        OutboundGuard.for_dns(ctx.settings))

@@ -22,7 +22,7 @@ from app.acme.models import CertificateOrder, DnsProvider
 from app.acme.repository import AcmeRepository
 from app.acme.schemas import DnsProviderCreate, OrderCreate
 from app.certificates.service import CertificateService
-from app.db import new_id
+from app.db import new_id, record_worker_work
 from app.kit.crypto import MasterKey, Sealed
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.outbound import OutboundRefused
@@ -259,6 +259,7 @@ class AcmeService:
                     f"DNS provider {provider_id} (or the certificate) was deleted meanwhile"
                 ) from None
             raise NotFound("the certificate was deleted meanwhile") from None
+        record_worker_work(self.repo.session)
         return order
 
     async def visible_order(self, caller: Caller, order_id: str) -> CertificateOrder:

@@ -62,8 +62,10 @@ class Certificate(IdMixin, TimestampMixin, Base):
     # scan is one range scan on its index. NULL: never due (not ACME, or renewing).
     renewal_eligible_at: Mapped[datetime | None] = mapped_column(index=True)
 
+    # Written with a new certificate, replaced by ``CertificateRepository.replace_names``,
+    # queried for ``covers=``; never loaded with the row (lazy="raise": no read pays for it).
     names: Mapped[list[CertificateName]] = relationship(
-        cascade="all, delete-orphan", lazy="selectin", passive_deletes=True
+        cascade="all, delete-orphan", lazy="raise", passive_deletes=True
     )
 
 

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.certificates.models import Certificate, CertificateName
@@ -34,6 +34,21 @@ class CertificateFilter:
     covers: list[str] | None = None  # candidate SANs (kit.coverage.candidate_sans)
     expires_before: datetime | None = None
 
+
+# What the certificate list shows, so a page does not carry PEM and sealed keys it never uses.
+LISTED_COLUMNS = tuple(
+    getattr(Certificate, c) for c in (
+        "id", "name", "account_id", "subject", "issuer", "serial", "sans", "not_before", "not_after",
+        "fingerprint_sha256", "key_type", "key_bits", "self_signed", "trusted", "chain_length", "source",
+        "revision", "renewal_at", "renewal_status", "renewal_error", "created_at", "updated_at",
+    )
+)
+# What a TLS status or a binding shows of a certificate (and rules.CertFacts needs).
+PRESENTED_COLUMNS = tuple(
+    getattr(Certificate, c) for c in (
+        "id", "fingerprint_sha256", "subject", "issuer", "sans", "not_before", "not_after", "self_signed", "trusted",
+    )
+)
 
 _CURSOR_ID = re.compile(r"[0-9a-f-]{1,36}")
 
@@ -86,12 +101,22 @@ class CertificateRepository:
         await self.session.refresh(cert)
         return True
 
+    async def replace_names(self, cert_id: str, sans: list[str]) -> None:
+        """The ``covers=`` index rows of replaced material (the relationship is never loaded)."""
+        await self.session.execute(delete(CertificateName).where(CertificateName.certificate_id == cert_id))
+        names = list(dict.fromkeys(sans))
+        if names:
+            await self.session.execute(
+                insert(CertificateName), [{"certificate_id": cert_id, "name": n} for n in names]
+            )
+
     async def delete(self, cert: Certificate) -> None:
         await self.session.delete(cert)
         await self.session.flush()
 
-    async def list(self, flt: CertificateFilter, limit: int, after: tuple[datetime, str] | None) -> list[Certificate]:
-        stmt = select(Certificate)
+    async def list(self, flt: CertificateFilter, limit: int, after: tuple[datetime, str] | None) -> list:
+        """One page of rows with the columns the API shows (no PEM, no sealed key)."""
+        stmt = select(*LISTED_COLUMNS)
         if flt.restrict_to_account:
             stmt = stmt.where(Certificate.account_id == flt.account_id)
         if flt.covers:
@@ -105,7 +130,7 @@ class CertificateRepository:
                 or_(Certificate.created_at > stamp, and_(Certificate.created_at == stamp, Certificate.id > row_id))
             )
         stmt = stmt.order_by(Certificate.created_at, Certificate.id).limit(limit)
-        return list(await self.session.scalars(stmt))
+        return list(await self.session.execute(stmt))
 
     async def usages(self, cert_ids: list[str]) -> dict[str, list[Usage]]:
         """Where each certificate is in use, in two queries whatever the number of ids."""
@@ -120,8 +145,8 @@ class CertificateRepository:
         )
         for cert_id, service, domain, server_id in rows:
             out[cert_id].append(Usage("domain", service, f"{service}.{domain}", domain, server_id))
-        servers = await self.session.scalars(
-            select(Server).where(
+        servers = await self.session.execute(
+            select(Server.id, Server.hostname, Server.mail_certificate_id, Server.default_certificate_id).where(
                 or_(Server.mail_certificate_id.in_(cert_ids), Server.default_certificate_id.in_(cert_ids))
             )
         )

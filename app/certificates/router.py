@@ -23,7 +23,7 @@ from app.deps import Context, CurrentCaller, Session
 from app.kit import x509 as kx
 from app.kit.names import InvalidName, normalise_hostname
 from app.problems import Forbidden, NotFound, RuleViolation, responses
-from app.schemas import Instant, Text
+from app.schemas import Instant, ModelResponse, Text
 
 router = APIRouter(prefix="/v1/certificates", tags=["certificates"])
 
@@ -34,7 +34,7 @@ class InvalidHostname(RuleViolation):
     code, title = "invalid_name", "Not a valid host name"
 
 
-def get_service(session: Session, ctx: Context) -> CertificateService:
+async def get_service(session: Session, ctx: Context) -> CertificateService:
     return CertificateService(CertificateRepository(session), ctx.master_key)
 
 
@@ -156,9 +156,9 @@ async def list_certificates(
         limit=limit,
         cursor=cursor,
     )
-    return CertificatePage(
+    return ModelResponse(CertificatePage(
         items=[to_out(c, page.usages[c.id]) for c in page.items], next_cursor=page.next_cursor
-    )
+    ))
 
 
 @router.get("/{certificate_id}", response_model=CertificateOut, responses=responses(NotFound))

@@ -79,11 +79,11 @@ class CertificateService:
         cert.key_ciphertext = sealed.ciphertext
         cert.key_wrapped = sealed.wrapped_key
         cert.master_key_id = sealed.master_key_id
-        cert.names = [CertificateName(name=n) for n in dict.fromkeys(material.sans)]
 
     async def store(self, material: Material, *, account_id: str | None, name: str | None, source: str) -> Certificate:
         cert = Certificate(id=new_id(), account_id=account_id, name=name, source=source, revision=1)
         self._fill(cert, material)
+        cert.names = [CertificateName(name=n) for n in dict.fromkeys(material.sans)]
         await self.repo.add(cert)
         return cert
 
@@ -158,6 +158,7 @@ class CertificateService:
                     hostname=usage.hostname,
                 )
         self._fill(cert, material)
+        await self.repo.replace_names(cert.id, material.sans)
         # In SQL (revision = revision + 1), not from the value read above: concurrent replaces
         # each count, where a Python += lost all but one of them.
         cert.revision = Certificate.revision + 1

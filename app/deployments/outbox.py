@@ -38,6 +38,7 @@ async def servers_changed(session: AsyncSession, server_ids: Iterable[str], reas
     """
     now = utc_now()
     bumped: dict[str, int] = session.info.setdefault("transaction", {}).setdefault("bumped_servers", {})
+    session.info["transaction"]["worker_work"] = True  # app.db.record_worker_work: wake the worker
     for server_id in sorted(set(server_ids) - bumped.keys()):
         row = (await session.execute(
             update(Server)

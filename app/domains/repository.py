@@ -2,15 +2,93 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
+from app.certificates.models import Certificate
+from app.certificates.repository import PRESENTED_COLUMNS
 from app.db import new_id
+from app.deployments.models import Deployment
 from app.domains.models import Binding, Domain
+from app.servers.models import Server
+
+
+class BindingWrite(NamedTuple):
+    outcome: str  # "created" | "changed" | "unchanged" | "gone"
+    previous: str | None  # the certificate bound before ("changed")
+
+
+@dataclass(frozen=True)
+class ServerFacts:
+    """What a domain's TLS status and bindings show of its server (no applied document)."""
+
+    id: str
+    hostname: str
+    software: str
+    agent_url: str | None
+    desired_generation: int
+    applied_generation: int
+    mail_certificate_id: str
+    default_certificate_id: str
+    mail_certificate_count: int
+
+
+class CertificateFacts(NamedTuple):
+    """What a TLS status or a binding shows of a certificate (``PRESENTED_COLUMNS``, in order)."""
+
+    id: str
+    fingerprint_sha256: str
+    subject: str
+    issuer: str
+    sans: list[str]
+    not_before: datetime
+    not_after: datetime
+    self_signed: bool
+    trusted: bool
+
+
+@dataclass(frozen=True)
+class DomainFacts:
+    id: str
+    name: str
+    account_id: str
+    server: ServerFacts
+    failed_names: list[dict]  # held back in the server's applied generation (rules.name_deployment)
+    presented: dict[str, CertificateFacts]  # per service: its binding's certificate, else the default
+    bound: dict[str, bool]  # per service: whether a binding chose the certificate
+    server_certificate: CertificateFacts  # the server-wide mail certificate
+
+
+def _facts_statement():
+    """Built once: its aliases proxy every certificate column, which costs more than running it."""
+    webmail, mail = aliased(Binding), aliased(Binding)
+    presented = [aliased(Certificate) for _ in range(3)]  # webmail, mail, the server-wide mail
+    return (
+        select(Domain.id, Domain.name, Domain.account_id, Server.id, Server.hostname, Server.software,
+               Server.agent_url, Server.desired_generation, Server.applied_generation,
+               Server.mail_certificate_id, Server.default_certificate_id, Server.mail_certificate_count,
+               Deployment.failed_names, webmail.id, mail.id,
+               *(getattr(cert, c.key) for cert in presented for c in PRESENTED_COLUMNS))
+        .join(Server, Server.id == Domain.server_id)
+        .outerjoin(Deployment, and_(Deployment.server_id == Server.id,
+                                    Deployment.generation == Server.applied_generation))
+        .outerjoin(webmail, and_(webmail.domain_id == Domain.id, webmail.service == "webmail"))
+        .outerjoin(mail, and_(mail.domain_id == Domain.id, mail.service == "mail"))
+        .join(presented[0], presented[0].id == func.coalesce(webmail.certificate_id, Server.default_certificate_id))
+        .join(presented[1], presented[1].id == func.coalesce(mail.certificate_id, Server.mail_certificate_id))
+        .join(presented[2], presented[2].id == Server.mail_certificate_id)
+        .where(Domain.name == bindparam("name"))
+    )
+
+
+_FACTS = _facts_statement()
 
 
 class DomainRepository:
@@ -24,15 +102,32 @@ class DomainRepository:
     async def by_name(self, name: str) -> Domain | None:
         return await self.session.scalar(select(Domain).where(Domain.name == name))
 
-    async def list(self, account_id: str | None, server_id: str | None, limit: int, after: str | None) -> list[Domain]:
-        stmt = select(Domain)
+    async def facts(self, name: str) -> DomainFacts | None:
+        """The domain, its server, the applied generation's failures and the certificates each
+        service presents (its binding's, else the server's default), in one query of primary-key
+        and unique-index lookups: the same work at 10 domains on the server as at 100,000."""
+        row = (await self.session.execute(_FACTS, {"name": name})).first()
+        if row is None:
+            return None
+        width = len(PRESENTED_COLUMNS)
+        certs = [CertificateFacts(*row[15 + i * width:15 + (i + 1) * width]) for i in range(3)]
+        return DomainFacts(
+            row[0], row[1], row[2], ServerFacts(*row[3:12]), list(row[12] or []),
+            presented={"webmail": certs[0], "mail": certs[1]},
+            bound={"webmail": row[13] is not None, "mail": row[14] is not None},
+            server_certificate=certs[2],
+        )
+
+    async def list(self, account_id: str | None, server_id: str | None, limit: int, after: str | None) -> list:
+        """One page of (id, name, server_id, account_id, created_at) rows, in name order."""
+        stmt = select(Domain.id, Domain.name, Domain.server_id, Domain.account_id, Domain.created_at)
         if account_id is not None:
             stmt = stmt.where(Domain.account_id == account_id)
         if server_id is not None:
             stmt = stmt.where(Domain.server_id == server_id)
         if after is not None:
             stmt = stmt.where(Domain.name > after)
-        return list(await self.session.scalars(stmt.order_by(Domain.name).limit(limit)))
+        return list(await self.session.execute(stmt.order_by(Domain.name).limit(limit)))
 
     async def bindings(self, domain_id: str) -> dict[str, Binding]:
         rows = await self.session.scalars(select(Binding).where(Binding.domain_id == domain_id))
@@ -42,12 +137,13 @@ class DomainRepository:
         await self.session.delete(row)
         await self.session.flush()
 
-    async def upsert_binding(self, domain_id: str, service: str, certificate_id: str, now: datetime) -> str:
+    async def upsert_binding(self, domain_id: str, service: str, certificate_id: str, now: datetime) -> BindingWrite:
         """Bind in one statement per step, safe under concurrent first binds of one service.
 
         ``INSERT .. ON CONFLICT DO NOTHING`` waits for a concurrent insert of the same
         (domain, service) to finish instead of failing on the unique constraint; the row it then
-        sees is updated in place. Returns "created", "changed" or "unchanged", or "gone" when the
+        sees is updated in place. Returns "created", "changed" (with the certificate bound before:
+        exact when the caller holds the server's lock, ``ServerRepository.lock``) or "unchanged", or "gone" when the
         domain or the certificate was deleted by a concurrent request after it was read (the
         foreign key refuses the row; the transaction is then only good for rolling back). The
         loop covers a binding deleted between the two statements.
@@ -55,6 +151,7 @@ class DomainRepository:
         dialect = postgresql if self.session.bind.dialect.name == "postgresql" else sqlite
         key = (Binding.domain_id == domain_id, Binding.service == service)
         for _attempt in range(3):
+            previous = await self.session.scalar(select(Binding.certificate_id).where(*key))
             try:
                 inserted = await self.session.scalar(
                     dialect.insert(Binding)
@@ -64,9 +161,9 @@ class DomainRepository:
                     .returning(Binding.id)
                 )
             except IntegrityError:
-                return "gone"
+                return BindingWrite("gone", None)
             if inserted is not None:
-                return "created"
+                return BindingWrite("created", None)
             try:
                 changed = await self.session.execute(
                     update(Binding).where(*key, Binding.certificate_id != certificate_id)
@@ -74,11 +171,11 @@ class DomainRepository:
                     .execution_options(synchronize_session=False)
                 )
             except IntegrityError:
-                return "gone"
+                return BindingWrite("gone", None)
             if changed.rowcount:
-                return "changed"
+                return BindingWrite("changed", previous)
             if await self.session.scalar(select(Binding.id).where(*key)) is not None:
-                return "unchanged"
+                return BindingWrite("unchanged", certificate_id)
         raise RuntimeError("the binding kept changing under a concurrent writer")
 
     async def delete_domain(self, domain_id: str) -> bool:
@@ -88,10 +185,28 @@ class DomainRepository:
         )
         return bool(result.rowcount)
 
-    async def delete_binding(self, domain_id: str, service: str) -> bool:
-        """Delete and say whether this statement removed the row: of concurrent deletes, one does."""
-        result = await self.session.execute(
+    async def delete_binding(self, domain_id: str, service: str) -> str | None:
+        """Delete; the certificate it bound when this statement removed the row (of concurrent
+        deletes, one does), else None."""
+        return await self.session.scalar(
             delete(Binding).where(Binding.domain_id == domain_id, Binding.service == service)
+            .returning(Binding.certificate_id)
             .execution_options(synchronize_session=False)
         )
-        return bool(result.rowcount)
+
+    async def bound_certificate(self, domain_id: str, service: str) -> str | None:
+        return await self.session.scalar(
+            select(Binding.certificate_id).where(Binding.domain_id == domain_id, Binding.service == service)
+        )
+
+    async def mail_certificate_elsewhere(self, server_id: str, certificate_id: str, domain_id: str) -> bool:
+        """Whether another domain of the server has ``certificate_id`` bound as mail (indexed on
+        the certificate: it stops at the first such binding)."""
+        found = await self.session.scalar(
+            select(Binding.id)
+            .join(Domain, Domain.id == Binding.domain_id)
+            .where(Binding.certificate_id == certificate_id, Binding.service == "mail",
+                   Domain.server_id == server_id, Binding.domain_id != domain_id)
+            .limit(1)
+        )
+        return found is not None

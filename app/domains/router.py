@@ -40,14 +40,14 @@ from app.domains.service import (
 from app.kit.coverage import covers
 from app.kit.time import utc_now
 from app.problems import Forbidden, NotFound, responses
-from app.schemas import WarningOut
+from app.schemas import ModelResponse, WarningOut
 from app.servers.router import capacity_warnings
 from app.servers.software import capabilities
 
 router = APIRouter(prefix="/v1/domains", tags=["domains"])
 
 
-def get_service(session: Session, ctx: Context) -> DomainService:
+async def get_service(session: Session, ctx: Context) -> DomainService:
     certificates = CertificateService(CertificateRepository(session), ctx.master_key)
     return DomainService(DomainRepository(session), certificates, ctx.settings.expiring_days)
 
@@ -97,7 +97,7 @@ async def list_domains(
     account = account_id if caller.is_admin else caller.account_id
     rows = await domains.repo.list(account, server_id, limit + 1, cursor)
     next_cursor = rows[limit - 1].name if len(rows) > limit else None
-    return DomainPage(items=[domain_out(d) for d in rows[:limit]], next_cursor=next_cursor)
+    return ModelResponse(DomainPage(items=[domain_out(d) for d in rows[:limit]], next_cursor=next_cursor))
 
 
 @router.get("/{name}", response_model=DomainOut, responses=responses(NotFound))
@@ -113,9 +113,10 @@ async def delete_domain(name: str, admin: Admin, domains: Domains):
 
 @router.get("/{name}/bindings", response_model=BindingsOut, responses=responses(NotFound))
 async def get_bindings(name: str, caller: CurrentCaller, domains: Domains):
-    domain, server, effective = await domains.effective(caller, name)
-    states = await domains.deployments(server, effective)
-    return BindingsOut(domain=domain.name, **{s: binding_out(domain.name, e, states[s]) for s, e in effective.items()})
+    status = await domains.status(caller, name)
+    states = domains.deployments(status)
+    name = status.domain.name
+    return ModelResponse(BindingsOut(domain=name, **{s: binding_out(name, e, states[s]) for s, e in status.effective.items()}))
 
 
 @router.put(
@@ -186,11 +187,11 @@ def _presented(cert) -> PresentedCertificate:
 @router.get("/{name}/tls", response_model=TlsStatus, responses=responses(NotFound))
 async def tls_status(name: str, caller: CurrentCaller, domains: Domains, ctx: Context):
     """What a browser (webmail) and a mail client (mail) would see, and why (domain.md)."""
-    domain, server, effective = await domains.effective(caller, name)
-    server_cert = await domains.certificates.repo.get(server.mail_certificate_id)
+    status = await domains.status(caller, name)
+    domain, server, effective, server_cert = status.domain, status.server, status.effective, status.server_certificate
     now = utc_now()
     per_domain = capabilities(server.software).per_domain_mail
-    states = await domains.deployments(server, effective)
+    states = domains.deployments(status)
     parts = {}
     for service, eff in effective.items():
         status = rules.service_status(
@@ -212,12 +213,11 @@ async def tls_status(name: str, caller: CurrentCaller, domains: Domains, ctx: Co
     up_to_date = server.applied_generation >= server.desired_generation
     warnings = [] if up_to_date else [deployment_warning(server)]
     warnings += [failure_warning(st, effective[s].hostname) for s, st in states.items() if st.state == "failed"]
-    mail_certs = (await domains.servers.mail_binding_counts([server.id])).get(server.id, 0)
-    warnings += capacity_warnings(server, mail_certs, ctx.settings.dovecot_capacity)
-    return TlsStatus(
+    warnings += capacity_warnings(server, server.mail_certificate_count, ctx.settings.dovecot_capacity)
+    return ModelResponse(TlsStatus(
         domain=domain.name, server_id=server.id, server_hostname=server.hostname,
         webmail=parts["webmail"], mail=parts["mail"],
         deployment=DeploymentState(desired_generation=server.desired_generation,
                                    applied_generation=server.applied_generation, up_to_date=up_to_date),
         warnings=warnings,
-    )
+    ))

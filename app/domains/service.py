@@ -17,10 +17,9 @@ from app.certificates.models import Certificate
 from app.certificates.service import CertificateService
 from app.db import new_id
 from app.deployments.outbox import servers_changed
-from app.deployments.repository import DeploymentRepository
 from app.domains import rules
 from app.domains.models import SERVICES, Domain
-from app.domains.repository import DomainRepository
+from app.domains.repository import CertificateFacts, DomainFacts, DomainRepository, ServerFacts
 from app.kit.coverage import is_public_suffix
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.time import utc_now
@@ -57,9 +56,19 @@ class Effective:
     service: str
     hostname: str
     source: str  # "binding" | "server-default"
-    certificate: Certificate
+    certificate: Certificate | CertificateFacts
     warnings: list[rules.Warning]
     created: bool = False  # a bind that made the binding (201), not one that replaced it (200)
+
+
+@dataclass
+class DomainStatus:
+    """A domain as its TLS status and bindings show it."""
+
+    domain: DomainFacts
+    server: ServerFacts
+    effective: dict[str, Effective]
+    server_certificate: CertificateFacts  # the server-wide mail certificate
 
 
 LONGEST_SERVICE_LABEL = "webmail."
@@ -120,10 +129,29 @@ class DomainService:
 
     async def delete(self, caller: Caller, name: str) -> None:
         domain = await self.get_visible(caller, name)
+        await self.servers.lock(domain.server_id)
+        mail = await self.repo.bound_certificate(domain.id, "mail")
         if not await self.repo.delete_domain(domain.id):
             raise NotFound("domain not found")  # a concurrent DELETE removed it first
+        await self._mail_moved(domain.server_id, domain.id, mail, None)
         await servers_changed(self.repo.session, [domain.server_id], f"domain {domain.name} removed",
                               names={domain.server_id: [rules.service_hostname(s, domain.name) for s in SERVICES]})
+
+    async def _mail_moved(self, server_id: str, domain_id: str, old: str | None, new: str | None) -> None:
+        """Keep ``servers.mail_certificate_count`` (distinct certificates bound as mail) after the
+        domain's mail binding went from ``old`` to ``new`` (None: no binding).
+
+        The caller holds the server's lock (``ServerRepository.lock``), taken before the binding
+        changed, so the changes of one server are judged one after the other on final rows.
+        """
+        if old == new:
+            return
+        delta = 0
+        if new is not None and not await self.repo.mail_certificate_elsewhere(server_id, new, domain_id):
+            delta += 1
+        if old is not None and not await self.repo.mail_certificate_elsewhere(server_id, old, domain_id):
+            delta -= 1
+        await self.servers.add_mail_certificates(server_id, delta)
 
     async def _server(self, domain: Domain) -> Server:
         server = await self.servers.get(domain.server_id)
@@ -153,51 +181,61 @@ class DomainService:
         if service == "mail":
             server_cert = await self.certificates.repo.get(server.mail_certificate_id)
             warnings += rules.mail_binding_warnings(server_cert, server.hostname, now)
-        outcome = await self.repo.upsert_binding(domain.id, service, cert.id, now)
-        if outcome == "gone":
+        await self.servers.lock(server.id)
+        written = await self.repo.upsert_binding(domain.id, service, cert.id, now)
+        if written.outcome == "gone":
             raise NotFound(f"{domain.name} or the certificate was deleted meanwhile")
-        if outcome != "unchanged":
+        if written.outcome != "unchanged":
+            if service == "mail":
+                await self._mail_moved(server.id, domain.id, written.previous, cert.id)
             await servers_changed(self.repo.session, [server.id], f"{service} of {domain.name} bound",
                                   names={server.id: [hostname]})
-        return Effective(service, hostname, "binding", cert, warnings, created=outcome == "created")
+        return Effective(service, hostname, "binding", cert, warnings, created=written.outcome == "created")
 
     async def unbind(self, caller: Caller, name: str, service: str) -> None:
         domain = await self.get_visible(caller, name)
-        if not await self.repo.delete_binding(domain.id, service):
+        await self.servers.lock(domain.server_id)
+        unbound = await self.repo.delete_binding(domain.id, service)
+        if unbound is None:
             raise NotFound(f"{service} of {domain.name} has no binding")
+        if service == "mail":
+            await self._mail_moved(domain.server_id, domain.id, unbound, None)
         await servers_changed(self.repo.session, [domain.server_id], f"{service} of {domain.name} unbound",
                               names={domain.server_id: [rules.service_hostname(service, domain.name)]})
 
-    async def effective(self, caller: Caller, name: str) -> tuple[Domain, Server, dict[str, Effective]]:
-        """For each service, the certificate the server presents: the binding, else the default."""
-        domain = await self.get_visible(caller, name)
-        server = await self._server(domain)
-        bindings = await self.repo.bindings(domain.id)
-        defaults = {"webmail": server.default_certificate_id, "mail": server.mail_certificate_id}
+    async def status(self, caller: Caller, name: str) -> DomainStatus:
+        """For each service, the certificate the server presents: the binding, else the default.
+
+        Two columns-only queries in all, whatever the number of domains on the server: the
+        caller's token, and the domain with its server and certificates (``DomainRepository.facts``).
+        """
+        try:
+            domain_name = normalise_hostname(name)
+        except InvalidName:
+            raise NotFound("domain not found") from None
+        domain = caller.visible(await self.repo.facts(domain_name), "domain")
         now = utc_now()
         out: dict[str, Effective] = {}
         for service in ("webmail", "mail"):
-            binding = bindings.get(service)
-            cert_id = binding.certificate_id if binding else defaults[service]
-            cert = await self.certificates.repo.get(cert_id)
-            assert cert is not None  # foreign key
+            cert = domain.presented[service]
             out[service] = Effective(
                 service,
                 rules.service_hostname(service, domain.name),
-                "binding" if binding else "server-default",
+                "binding" if domain.bound[service] else "server-default",
                 cert,
                 rules.certificate_warnings(cert, now, self.expiring_days),
             )
-        return domain, server, out
+        return DomainStatus(domain, domain.server, out, domain.server_certificate)
 
-    async def deployments(self, server: Server, effective: dict[str, Effective]) -> dict[str, rules.NameDeployment]:
-        """For each service, whether the server serves what ``effective`` says (rules.name_deployment)."""
-        failed = await DeploymentRepository(self.repo.session).failed_names(server.id, server.applied_generation)
+    @staticmethod
+    def deployments(status: DomainStatus) -> dict[str, rules.NameDeployment]:
+        """For each service, whether the server serves what it presents (rules.name_deployment)."""
+        server = status.server
         up_to_date = server.applied_generation >= server.desired_generation
         return {
             service: rules.name_deployment(
                 service, eff.hostname, eff.certificate.fingerprint_sha256,
-                has_agent=bool(server.agent_url), up_to_date=up_to_date, failed_names=failed,
+                has_agent=bool(server.agent_url), up_to_date=up_to_date, failed_names=status.domain.failed_names,
             )
-            for service, eff in effective.items()
+            for service, eff in status.effective.items()
         }

@@ -29,6 +29,9 @@ class Server(IdMixin, TimestampMixin, Base):
     # Desired state version; bumped in the same transaction as every change to what it serves.
     desired_generation: Mapped[int] = mapped_column(Integer, default=0)
     applied_generation: Mapped[int] = mapped_column(Integer, default=0)
+    # Distinct certificates bound as mail on this server's domains (the Dovecot capacity
+    # warning), kept by DomainService on every mail bind, rebind, unbind and domain delete.
+    mail_certificate_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # What the agent last confirmed applying: the digest of its whole document
     # (app.kit.digest.config_digest, as the agent reported it) and its three scalars
     # (server_hostname, server_certificate, webmail_default); the names are rows of

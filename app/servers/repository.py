@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domains.models import Binding, Domain
@@ -31,8 +31,31 @@ class ServerRepository:
         stmt = select(func.count()).select_from(Domain).where(Domain.server_id == server_id)
         return await self.session.scalar(stmt) or 0
 
+    async def lock(self, server_id: str) -> bool:
+        """Take the server's row for this transaction (PostgreSQL row lock, SQLite write lock).
+
+        Every change to a server's bindings takes it before touching them, so the changes of one
+        server run one after the other and ``mail_certificate_count`` is judged on final rows.
+        It is the row ``outbox.servers_changed`` updates next, so the lock order stays the same.
+        """
+        result = await self.session.execute(
+            update(Server).where(Server.id == server_id)
+            .values(desired_generation=Server.desired_generation, updated_at=Server.updated_at)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)
+
+    async def add_mail_certificates(self, server_id: str, delta: int) -> None:
+        if delta:
+            await self.session.execute(
+                update(Server).where(Server.id == server_id)
+                .values(mail_certificate_count=Server.mail_certificate_count + delta)
+                .execution_options(synchronize_session=False)
+            )
+
     async def mail_binding_counts(self, server_ids: list[str]) -> dict[str, int]:
-        """Per-domain mail certificates per server (the Dovecot capacity warning), one query."""
+        """Distinct mail certificates per server counted from the bindings (the migration's
+        backfill and the tests' check of ``mail_certificate_count``; no route runs it)."""
         if not server_ids:
             return {}
         stmt = (

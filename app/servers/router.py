@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
+from pydantic import RootModel
 
 from app.certificates import errors as cert_errors
 from app.certificates.repository import CertificateRepository
 from app.certificates.service import CertificateService
 from app.deps import Admin, Context, Session
 from app.problems import Forbidden, NotFound, responses
-from app.schemas import Offset, WarningOut
+from app.schemas import ModelResponse, Offset, WarningOut
 from app.servers.models import Server
 from app.servers.repository import ServerRepository
 from app.servers.schemas import (
@@ -33,7 +34,7 @@ from app.servers.service import (
 router = APIRouter(prefix="/v1/servers", tags=["servers"])
 
 
-def get_service(session: Session, ctx: Context) -> ServerService:
+async def get_service(session: Session, ctx: Context) -> ServerService:
     certificates = CertificateService(CertificateRepository(session), ctx.master_key)
     return ServerService(ServerRepository(session), certificates, ctx.settings.expiring_days)
 
@@ -55,11 +56,10 @@ def capacity_warnings(server: Server, mail_certs: int, capacity: int) -> list[Wa
 
 
 async def to_outs(service: ServerService, servers: list[Server], capacity: int) -> list[ServerOut]:
-    counts = await service.repo.mail_binding_counts([s.id for s in servers])
     out = []
     for server in servers:
         caps = server_capabilities(server)
-        mail_certs = counts.get(server.id, 0)
+        mail_certs = server.mail_certificate_count
         out.append(
             ServerOut(
                 id=server.id,
@@ -99,7 +99,8 @@ async def register_server(body: ServerCreate, _admin: Admin, service: Service, c
 async def list_servers(_admin: Admin, service: Service, ctx: Context,
                        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                        offset: Offset = 0):
-    return await to_outs(service, await service.repo.list(limit, offset), ctx.settings.dovecot_capacity)
+    servers = await to_outs(service, await service.repo.list(limit, offset), ctx.settings.dovecot_capacity)
+    return ModelResponse(ServerList(servers))
 
 
 @router.get("/{server_id}", response_model=ServerOut, responses=responses(Forbidden, NotFound))
@@ -113,6 +114,9 @@ async def patch_server(server_id: str, body: ServerPatch, _admin: Admin, service
     """Change the name or the agent (URL, pinned TLS fingerprint); an agent change redeploys."""
     server = await service.patch(server_id, body.model_dump(exclude_unset=True))
     return (await to_outs(service, [server], ctx.settings.dovecot_capacity))[0]
+
+
+ServerList = RootModel[list[ServerOut]]
 
 
 class MailCertificateOut(ServerOut):
