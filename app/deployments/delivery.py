@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.certificates.models import Certificate
 from app.context import AppContext
@@ -246,10 +246,18 @@ async def _record(ctx: AppContext, server_id: str, deployment_id: str, owner: st
     now = utc_now()
     settings = ctx.settings
     async with ctx.sessionmaker() as session:
-        server = await session.get(Server, server_id, with_for_update=True)
-        if server is None or server.deploy_lease_owner != owner:
+        # A write first: it checks the lease and takes the server row (PostgreSQL's row lock,
+        # SQLite's write lock) in one statement, so what is read next cannot change before this
+        # transaction commits: neither the lease nor a deployment that a concurrent change raises
+        # in place (read before it, on SQLite, the row could be raised after being read).
+        held = await session.execute(
+            update(Server).where(Server.id == server_id, Server.deploy_lease_owner == owner)
+            .values(deploy_lease_owner=owner).execution_options(synchronize_session=False)
+        )
+        if held.rowcount != 1:
             log.warning("server %s: lease lost during the delivery; another worker records it", server_id)
             return
+        server = await session.get(Server, server_id)
         deployment = await session.get(Deployment, deployment_id)
         moved = deployment.generation != outcome.generation
         error = outcome.error.as_dict() if outcome.error else None
