@@ -32,7 +32,7 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
-from common import machine, table, write_results
+from common import create_pg_database, drop_pg_database, machine, table, write_results
 from sqlalchemy import insert, select, text, update
 
 from app.accounts.caller import Caller
@@ -206,25 +206,10 @@ async def explain_claim(ctx: AppContext) -> str:
     return " | ".join(str(r[-1]) for r in rows)
 
 
-async def database(kind: str, tmp: Path):
+async def database(kind: str, tmp: Path) -> tuple[str, str | None]:
     if kind == "postgres":
-        import asyncpg
-
-        name = f"certpost_bench_{uuid.uuid4().hex[:8]}"
-        conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        await conn.close()
-        return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}", name
+        return await create_pg_database("certpost_bench")
     return f"sqlite+aiosqlite:///{tmp / f'bench-{uuid.uuid4().hex[:6]}.db'}", None
-
-
-async def drop(name: str | None) -> None:
-    if name:
-        import asyncpg
-
-        conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
 
 
 async def run(kind: str, count: int, ca: CA, repeat: int, claim: bool) -> dict:
@@ -252,7 +237,7 @@ async def run(kind: str, count: int, ca: CA, repeat: int, claim: bool) -> dict:
         await ctx.close()
         return result
     finally:
-        await drop(dbname)
+        await drop_pg_database(dbname)
 
 
 async def main() -> None:

@@ -152,3 +152,44 @@ def pids_of_children(root_pid: int) -> list[int]:
 
 def which(name: str) -> str | None:
     return shutil.which(name)
+
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"  # the local server: trust auth, as in the tests
+
+
+async def create_pg_database(prefix: str) -> tuple[str, str]:
+    """A fresh, empty PostgreSQL database on the local server: (SQLAlchemy URL, its name)."""
+    import uuid
+
+    import asyncpg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(PG_ADMIN)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}", name
+
+
+async def drop_pg_database(name: str | None) -> None:
+    """Drop what ``create_pg_database`` made (connections still open are ended)."""
+    if not name:
+        return
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def process_memory(pid: int) -> dict:
+    """VmHWM (peak) and VmRSS of a process, in MB, from /proc/<pid>/status."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmHWM", "VmRSS"):
+            out[key] = round(int(value.split()[0]) / 1024, 1)
+    return out

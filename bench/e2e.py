@@ -37,14 +37,22 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpx
 from agentstack import bench_stack
-from common import REPO, RESULTS, machine, table, write_results
+from common import (
+    REPO,
+    RESULTS,
+    create_pg_database,
+    drop_pg_database,
+    machine,
+    process_memory,
+    table,
+    write_results,
+)
 
 from app.accounts.caller import Caller
 from app.accounts.repository import AccountRepository
@@ -65,7 +73,6 @@ from tests.support.tlsprobe import ProbeError, served_fingerprint
 
 ADMIN = Caller(token_id="bench", role="admin", account_id=None)
 CHANGES = 5
-PG = "postgresql://postgres@127.0.0.1:5432"
 
 
 def domain(i: int) -> str:
@@ -108,15 +115,6 @@ async def seed(ctx: AppContext, ca: CA, count: int, hostname: str) -> dict:
                     alternates[name] = (row.id, alt.fingerprint)
             await session.commit()
     return {"token": token, "server_id": server.id, "alternates": alternates}
-
-
-def memory(pid: int) -> dict:
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmHWM", "VmRSS"):
-            out[key] = round(int(value.split()[0]) / 1024, 1)
-    return out
 
 
 def wait_served(port: int, protocol: str, sni: str, fingerprint: str, timeout: float = 60) -> float:
@@ -162,22 +160,7 @@ async def reads(url: str, headers: dict, count: int, size: int, concurrency: int
 async def create_database(db: str, tmp: Path) -> tuple[str, str | None]:
     if db != "postgres":
         return f"sqlite+aiosqlite:///{tmp / 'certpost.db'}", None
-    import asyncpg
-
-    name = f"certpost_e2e_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(f"{PG}/postgres")
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}", name
-
-
-async def drop_database(name: str | None) -> None:
-    if name:
-        import asyncpg
-
-        conn = await asyncpg.connect(f"{PG}/postgres")
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
+    return await create_pg_database("certpost_e2e")
 
 
 def one_size(size: int, db: str, read_count: int, env_extra: dict, cache: Path | None = None) -> dict:
@@ -228,7 +211,7 @@ def one_size(size: int, db: str, read_count: int, env_extra: dict, cache: Path |
             headers = {"Authorization": f"Bearer {seeded['token']}"}
             api = httpx.Client(base_url=serve.url, headers=headers, timeout=600)
             sid = seeded["server_id"]
-            result["memory_started"] = memory(pid)
+            result["memory_started"] = process_memory(pid)
 
             # Full deploy: the agent's URL and pin → applied.
             t0 = time.monotonic()
@@ -246,7 +229,7 @@ def one_size(size: int, db: str, read_count: int, env_extra: dict, cache: Path |
             result["patch_response_s"] = round(t_response - t0, 3)
             print(f"  full deploy {result['full_deploy_s']} s", flush=True)
             time.sleep(1)
-            result["memory_deployed"] = memory(pid)
+            result["memory_deployed"] = process_memory(pid)
 
             # One-domain changes.
             changes = []
@@ -283,13 +266,13 @@ def one_size(size: int, db: str, read_count: int, env_extra: dict, cache: Path |
             result["reads"] = read_count
             result["reads_per_s"] = round(asyncio.run(reads(serve.url, headers, read_count, size)), 1)
             result["reads_s"] = round(time.monotonic() - t0, 1)
-            result["memory_after_reads"] = memory(pid)
+            result["memory_after_reads"] = process_memory(pid)
             print(f"  reads {result['reads_per_s']} req/s; memory {result['memory_after_reads']}", flush=True)
             api.close()
     finally:
         if serve is not None:
             serve.stop()
-        asyncio.run(drop_database(pg_name))
+        asyncio.run(drop_pg_database(pg_name))
         shutil.rmtree(tmp, ignore_errors=True)
     return result
 

@@ -26,12 +26,19 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-from common import BENCH, REPO, machine, table, write_results  # noqa: E402  (sets sys.path)
-
 import httpx
+from common import (
+    BENCH,
+    REPO,
+    create_pg_database,
+    drop_pg_database,
+    machine,
+    process_memory,
+    table,
+    write_results,
+)
 from sqlalchemy import insert, select, text
 
 from app.accounts.repository import AccountRepository
@@ -54,7 +61,6 @@ from app.servers.models import Server
 from app.servers.repository import ServerRepository
 from app.servers.service import ServerService
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 BATCH = 5000
 CONNECTIONS = 16
 THREADS = 2
@@ -195,15 +201,6 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def memory(pid: int) -> dict:
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmHWM", "VmRSS"):
-            out[key] = round(int(value.split()[0]) / 1024, 1)
-    return out
-
-
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
@@ -242,14 +239,7 @@ async def prepare(db: str, count: int, work: Path) -> tuple[dict, dict]:
         url = f"sqlite+aiosqlite:///{work / 'certpost.db'}"
         dropper = None
     else:
-        import asyncpg
-
-        name = f"certpost_bench_reads_{count}_{uuid.uuid4().hex[:6]}"
-        conn = await asyncpg.connect(PG_ADMIN)
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        await conn.close()
-        url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-        dropper = name
+        url, dropper = await create_pg_database(f"certpost_bench_reads_{count}")
     await asyncio.to_thread(upgrade, url)
     settings = Settings(data_dir=work / "data", database_url=url, run_worker=False)
     ctx = AppContext.build(settings)
@@ -259,15 +249,6 @@ async def prepare(db: str, count: int, work: Path) -> tuple[dict, dict]:
         await ctx.close()
     env = {**os.environ, "CERTPOST_DATA_DIR": str(work / "data"), "CERTPOST_DATABASE_URL": url}
     return {**seeded, "url": url, "drop": dropper}, env
-
-
-async def drop(name: str | None) -> None:
-    if name:
-        import asyncpg
-
-        conn = await asyncpg.connect(PG_ADMIN)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
 
 
 def endpoints(server_id: str) -> dict[str, str]:
@@ -286,7 +267,7 @@ def measure(db: str, count: int, seconds: float, rounds: int, routes: list[str])
         try:
             return run_servers(db, count, seconds, rounds, routes, work, seeded, env)
         finally:
-            asyncio.run(drop(seeded["drop"]))
+            asyncio.run(drop_pg_database(seeded["drop"]))
 
 
 def run_servers(db, count, seconds, rounds, routes, work, seeded, env) -> dict:
@@ -315,7 +296,7 @@ def run_servers(db, count, seconds, rounds, routes, work, seeded, env) -> dict:
                 runs["anchor"].append(wrk(anchor_port, f"/{route}/%d", count, seeded["token"], seconds, lua, anchor.pid))
                 runs["certpost"].append(wrk(port, paths[route], count, seeded["token"], seconds, lua, certpost.pid))
             results[route] = {"bytes": sizes[route], **runs}
-        mem = memory(certpost.pid)
+        mem = process_memory(certpost.pid)
     finally:
         if anchor is not None:
             stop(anchor)
