@@ -45,7 +45,7 @@ def _byte_limit(state: dict) -> int:
     return CHUNK_BYTES
 
 
-async def _chunks(ctx: AppContext, fps: list[str], byte_limit: int) -> AsyncIterator[dict[str, dict]]:
+async def read_bundles(ctx: AppContext, fps: list[str], byte_limit: int) -> AsyncIterator[dict[str, dict]]:
     """Bundles for the fingerprints ``fps``, ``CHUNK_BUNDLES`` per query, cut at ``byte_limit``
     (a bundle larger than the limit goes alone; the agent's gate then decides). The same
     material stored twice is one bundle: either row's key serves."""
@@ -78,7 +78,7 @@ async def upload_bundles(ctx: AppContext, client: AgentClient, generation: int, 
     agent refused (they go in the document, where they are their names' failure, as before)."""
     refused: set[str] = set()
     sent = 0
-    async for chunk in _chunks(ctx, sorted(missing), _byte_limit(state)):
+    async for chunk in read_bundles(ctx, sorted(missing), _byte_limit(state)):
         answer = await client.put_bundles(generation, chunk)
         sent += len(chunk)
         for item in answer.get("refused") or []:

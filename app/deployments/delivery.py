@@ -13,22 +13,21 @@ loses the lease stops, and step 3 writes only while the server's lease is still 
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass, field
 
 from sqlalchemy import select, update
 
-from app.certificates.models import Certificate
 from app.context import AppContext
 from app.deployments import applied
 from app.deployments.agent_client import AgentClient, AgentError
-from app.deployments.bundles import INLINE_AT_MOST, can_upload, upload_bundles
+from app.deployments.bundles import INLINE_AT_MOST, can_upload, read_bundles, upload_bundles
 from app.deployments.claims import release, renew
 from app.deployments.delta import SCALARS, delta_body, name_changes
-from app.deployments.desired import chunks, load_desired, load_head, load_names
+from app.deployments.desired import load_desired, load_head, load_names
 from app.deployments.heartbeat import Heartbeat, LeaseLost
 from app.deployments.models import Deployment, DeploymentAttempt, is_due
 from app.deployments.policy import next_attempt_at
-from app.kit.crypto import Sealed
 from app.kit.digest import config_digest
 from app.kit.time import utc_now
 from app.servers.models import Server
@@ -115,24 +114,12 @@ async def _plan(session, server: Server, generation: int) -> Plan:
 
 
 async def _bundles(ctx: AppContext, fingerprints: set[str]) -> dict[str, dict]:
-    """Key, leaf and chain for each fingerprint, the key unsealed only here, only for the push."""
-    if not fingerprints:
-        return {}
-    bundles = {}
-    async with ctx.sessionmaker() as session:
-        for chunk in chunks(sorted(fingerprints)):
-            rows = await session.execute(
-                select(Certificate.id, Certificate.fingerprint_sha256, Certificate.certificate_pem,
-                       Certificate.chain_pem, Certificate.key_ciphertext, Certificate.key_wrapped,
-                       Certificate.master_key_id)
-                .where(Certificate.fingerprint_sha256.in_(chunk))
-            )
-            for cert_id, fp, pem, chain, ciphertext, wrapped, key_id in rows:
-                if fp in bundles:
-                    continue  # the same material stored twice: either row's key serves
-                key = ctx.master_key.open(Sealed(ciphertext, wrapped, key_id), cert_id)
-                bundles[fp] = {"key_pem": key.decode(), "certificate_pem": pem, "chain_pem": chain}
-    return bundles
+    """Key, leaf and chain for each fingerprint in one body, the key unsealed only here, only
+    for the push (a few: one change's; many go ahead in chunks, ``bundles.upload_bundles``)."""
+    out: dict[str, dict] = {}
+    async for chunk in read_bundles(ctx, sorted(fingerprints), byte_limit=sys.maxsize):
+        out.update(chunk)
+    return out
 
 
 async def _push(ctx: AppContext, server_id: str, plan: Plan) -> Outcome:
