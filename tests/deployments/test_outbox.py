@@ -57,7 +57,7 @@ async def _plan_now(context, server_id):
 
 
 async def test_changes_while_waiting_raise_one_row(client, admin, context, customer_headers, test_ca):
-    server, customer, certs = await _bound_server(client, admin, customer_headers, test_ca, 3)
+    server, _customer, _certs = await _bound_server(client, admin, customer_headers, test_ca, 3)
     waiting = await _waiting(context, server["id"])
     # Registration, three domains and six bindings: one waiting row carrying all ten changes.
     assert len(waiting) == 1
