@@ -144,11 +144,10 @@ async def _push(ctx: AppContext, server_id: str, plan: Plan) -> Outcome:
 
 
 # Answers to a delta after which the whole document goes instead: the agent's copy differs from
-# the one recorded here (base_mismatch), an agent that does not take deltas without ``digest``
-# (digest_mismatch, or its validation error), or one already at this generation or beyond,
-# which the full path tells apart (same content, or an agent ahead of us).
-FULL_AFTER = frozenset({"base_mismatch", "digest_mismatch", "validation_error", "invalid_document",
-                        "agent_http_422", "stale_generation"})
+# the one recorded here (base_mismatch, digest_mismatch), an agent that cannot read the delta
+# (400 invalid_request: one that still requires ``digest``), or one already at this generation
+# or beyond, which the full path tells apart (same content, or an agent ahead of us).
+FULL_AFTER = frozenset({"base_mismatch", "digest_mismatch", "invalid_request", "stale_generation"})
 
 
 async def _push_delta(ctx: AppContext, client: AgentClient, plan: Plan) -> Outcome:

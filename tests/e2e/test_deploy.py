@@ -206,3 +206,34 @@ async def test_agent_down_gets_latest_generation(client, admin, controller, stac
     # One deployment carried the three changes made while the agent was down (raised in place,
     # not one row each), and the agent applied the latest generation once.
     assert [(d["status"], d["changes"]) for d in newest] == [("applied", 3)]
+
+
+async def test_an_agent_that_cannot_read_the_delta_gets_the_whole_document(
+        client, admin, controller, stack, test_ca, customer_headers, sent_documents, monkeypatch):
+    """An agent answering 400 invalid_request to a delta (as one that still requires ``digest``
+    does) gets the whole document in the same delivery, and serves it."""
+    from app.deployments.agent_client import AgentClient
+
+    stack, agent = stack
+    server = await create_server(client, admin, name="e2e-old", hostname=stack.hostname,
+                                 agent_url=stack.agent_url, agent_tls_fingerprint=agent.fingerprint)
+    account_id, customer = await customer_headers()
+    await create_domain(client, admin, "o.test", server["id"], account_id)
+    await work_until(controller, server_applied(client, admin, server["id"]))
+
+    spied = AgentClient.put_config
+
+    async def unreadable_delta(self, document):
+        if "base_digest" in document:  # the real agent refuses a digest it cannot read: 400
+            document = {**document, "digest": "not-a-digest"}
+        return await spied(self, document)
+
+    monkeypatch.setattr(AgentClient, "put_config", unreadable_delta)
+    issued = test_ca.issue(["mail.o.test"])
+    cert = await upload(client, customer, issued)
+    r = await client.put("/v1/domains/o.test/bindings/mail", json={"certificate_id": cert["id"]}, headers=customer)
+    assert r.status_code == 201, r.text
+    await work_until(controller, server_applied(client, admin, server["id"]))
+    assert "base_digest" in sent_documents[-2] and "base_digest" not in sent_documents[-1]
+    assert sent_documents[-1]["mail"]["mail.o.test"] == issued.fingerprint
+    assert await all_served(stack, "mail.o.test") == {issued.fingerprint}
