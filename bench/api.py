@@ -16,14 +16,10 @@ import time
 import uuid
 from pathlib import Path
 
-from common import machine, table, write_results  # noqa: E402  (sets sys.path)
-
 import httpx
+from common import machine, table, write_results
+from seeding import ADMIN, store_issued, tenant
 
-from app.accounts.caller import Caller
-from app.accounts.repository import AccountRepository
-from app.accounts.service import AccountService
-from app.certificates import material
 from app.certificates.repository import CertificateRepository
 from app.certificates.service import CertificateService
 from app.config import Settings
@@ -36,24 +32,9 @@ from app.migrate import upgrade
 from app.servers.models import Server
 from tests.support.pki import CA, write_pem
 
-ADMIN = Caller(token_id="bench", role="admin", account_id=None)
-
 
 async def seed(ctx: AppContext, ca: CA, count: int) -> tuple[str, str]:
-    async with ctx.sessionmaker() as session:
-        accounts = AccountService(AccountRepository(session))
-        account = await accounts.create_account("bench")
-        _row, token = await accounts.create_token("admin", None)
-        await session.commit()
-    from app.servers.repository import ServerRepository
-    from app.servers.service import ServerService
-
-    async with ctx.sessionmaker() as session:
-        certs = CertificateService(CertificateRepository(session), ctx.master_key)
-        server = await ServerService(ServerRepository(session), certs).register(
-            name="bench", hostname="mx.bench.test", software="postfix-dovecot", agent_url=None,
-            agent_tls_fingerprint=None)
-        await session.commit()
+    bench = await tenant(ctx)
     batch = 500
     for start in range(0, count, batch):
         async with ctx.sessionmaker() as session:
@@ -61,14 +42,12 @@ async def seed(ctx: AppContext, ca: CA, count: int) -> tuple[str, str]:
             domains = DomainService(DomainRepository(session), certs)
             for i in range(start, min(count, start + batch)):
                 name = f"d{i:05d}.bench.test"
-                issued = ca.issue([f"webmail.{name}", f"mail.{name}"])
-                mat = material.from_pem(issued.cert_pem, issued.key_pem, chain_pem=issued.chain_pem, trust=ctx.trust)
-                cert = await certs.store(mat, account_id=account.id, name=name, source="upload")
-                await domains.create(name, server.id, account.id)
+                cert = await store_issued(ctx, certs, ca, [f"webmail.{name}", f"mail.{name}"], bench.account_id, name)
+                await domains.create(name, bench.server_id, bench.account_id)
                 await domains.bind(ADMIN, name, "webmail", cert.id)
                 await domains.bind(ADMIN, name, "mail", cert.id)
             await session.commit()
-    return token, server.id
+    return bench.token, bench.server_id
 
 
 async def timed(client, method, url, headers, repeat=20, **kw) -> float:

@@ -33,12 +33,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from common import create_pg_database, drop_pg_database, machine, table, write_results
+from seeding import ADMIN, store_issued, tenant
 from sqlalchemy import insert, select, text, update
 
-from app.accounts.caller import Caller
-from app.accounts.repository import AccountRepository
-from app.accounts.service import AccountService
-from app.certificates import material
 from app.certificates.models import Certificate
 from app.certificates.repository import CertificateRepository
 from app.certificates.service import CertificateService
@@ -56,11 +53,8 @@ from app.domains.service import DomainService
 from app.kit.time import utc_now
 from app.migrate import upgrade
 from app.servers.models import Server
-from app.servers.repository import ServerRepository
-from app.servers.service import ServerService
 from tests.support.pki import CA, write_pem
 
-ADMIN = Caller(token_id="bench", role="admin", account_id=None)
 AGENT = "https://agent.bench.invalid"
 
 
@@ -76,23 +70,17 @@ async def _bulk(session, model, rows: list[dict], size: int = 2000) -> None:
 async def seed(ctx: AppContext, ca: CA, count: int) -> tuple[str, str, dict]:
     """One server with ``count`` domains, every name bound and applied; returns (server id,
     account id, one real certificate per rebind target)."""
+    bench = await tenant(ctx, agent_url=AGENT, agent_tls_fingerprint="0" * 64)
     async with ctx.sessionmaker() as session:
-        account = await AccountService(AccountRepository(session)).create_account("bench")
         certs = CertificateService(CertificateRepository(session), ctx.master_key)
-        server = await ServerService(ServerRepository(session), certs).register(
-            name="bench", hostname="mx.bench.test", software="postfix-dovecot", agent_url=AGENT,
-            agent_tls_fingerprint="0" * 64)
-        template = None
-        targets = {}
         middle = domain(count // 2)
-        for i in (0, 1):  # two real certificates for the name the benchmark rebinds, alternately
-            issued = ca.issue([f"webmail.{middle}", f"mail.{middle}"])
-            mat = material.from_pem(issued.cert_pem, issued.key_pem, chain_pem=issued.chain_pem, trust=ctx.trust)
-            targets[i] = await certs.store(mat, account_id=account.id, name=middle, source="upload")
+        # Two real certificates for the name the benchmark rebinds, alternately.
+        targets = {i: await store_issued(ctx, certs, ca, [f"webmail.{middle}", f"mail.{middle}"], bench.account_id,
+                                         middle) for i in (0, 1)}
         template = targets[0]
         await session.commit()
         columns = {c.key: getattr(template, c.key) for c in Certificate.__table__.columns}
-        server_id, account_id = server.id, account.id
+        server_id, account_id = bench.server_id, bench.account_id
         target_ids = {i: c.id for i, c in targets.items()}
 
     now = utc_now()

@@ -53,11 +53,8 @@ from common import (
     table,
     write_results,
 )
+from seeding import ADMIN, store_issued, tenant
 
-from app.accounts.caller import Caller
-from app.accounts.repository import AccountRepository
-from app.accounts.service import AccountService
-from app.certificates import material
 from app.certificates.repository import CertificateRepository
 from app.certificates.service import CertificateService
 from app.config import Settings
@@ -65,13 +62,10 @@ from app.context import AppContext
 from app.domains.repository import DomainRepository
 from app.domains.service import DomainService
 from app.migrate import upgrade
-from app.servers.repository import ServerRepository
-from app.servers.service import ServerService
 from tests.support.pki import CA, write_pem
 from tests.support.serve import ServeProcess
 from tests.support.tlsprobe import ProbeError, served_fingerprint
 
-ADMIN = Caller(token_id="bench", role="admin", account_id=None)
 CHANGES = 5
 
 
@@ -82,17 +76,7 @@ def domain(i: int) -> str:
 async def seed(ctx: AppContext, ca: CA, count: int, hostname: str) -> dict:
     """N domains with their own certificate on both services, plus a second certificate for
     each of the CHANGES domains the change runs use."""
-    async with ctx.sessionmaker() as session:
-        accounts = AccountService(AccountRepository(session))
-        account = await accounts.create_account("bench")
-        _row, token = await accounts.create_token("admin", None)
-        await session.commit()
-    async with ctx.sessionmaker() as session:
-        certs = CertificateService(CertificateRepository(session), ctx.master_key)
-        server = await ServerService(ServerRepository(session), certs).register(
-            name="bench", hostname=hostname, software="postfix-dovecot", agent_url=None,
-            agent_tls_fingerprint=None)
-        await session.commit()
+    bench = await tenant(ctx, hostname)
     changed = [domain(i) for i in range(0, count, max(1, count // CHANGES))][:CHANGES]
     alternates: dict[str, tuple[str, str]] = {}
     batch = 500
@@ -102,19 +86,16 @@ async def seed(ctx: AppContext, ca: CA, count: int, hostname: str) -> dict:
             domains = DomainService(DomainRepository(session), certs)
             for i in range(start, min(count, start + batch)):
                 name = domain(i)
-                issued = ca.issue([f"webmail.{name}", f"mail.{name}"])
-                mat = material.from_pem(issued.cert_pem, issued.key_pem, chain_pem=issued.chain_pem, trust=ctx.trust)
-                cert = await certs.store(mat, account_id=account.id, name=name, source="upload")
-                await domains.create(name, server.id, account.id)
+                names = [f"webmail.{name}", f"mail.{name}"]
+                cert = await store_issued(ctx, certs, ca, names, bench.account_id, name)
+                await domains.create(name, bench.server_id, bench.account_id)
                 await domains.bind(ADMIN, name, "webmail", cert.id)
                 await domains.bind(ADMIN, name, "mail", cert.id)
                 if name in changed:
-                    alt = ca.issue([f"webmail.{name}", f"mail.{name}"])
-                    mat = material.from_pem(alt.cert_pem, alt.key_pem, chain_pem=alt.chain_pem, trust=ctx.trust)
-                    row = await certs.store(mat, account_id=account.id, name=f"{name} new", source="upload")
-                    alternates[name] = (row.id, alt.fingerprint)
+                    row = await store_issued(ctx, certs, ca, names, bench.account_id, f"{name} new")
+                    alternates[name] = (row.id, row.fingerprint_sha256)
             await session.commit()
-    return {"token": token, "server_id": server.id, "alternates": alternates}
+    return {"token": bench.token, "server_id": bench.server_id, "alternates": alternates}
 
 
 def wait_served(port: int, protocol: str, sni: str, fingerprint: str, timeout: float = 60) -> float:
