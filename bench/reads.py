@@ -21,7 +21,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,10 +38,9 @@ from common import (
     table,
     write_results,
 )
+from seeding import tenant
 from sqlalchemy import insert, select, text
 
-from app.accounts.repository import AccountRepository
-from app.accounts.service import AccountService
 from app.certificates import material
 from app.certificates.models import Certificate, CertificateName
 from app.certificates.repository import CertificateRepository
@@ -58,8 +56,7 @@ from app.kit.digest import config_digest
 from app.kit.time import utc_now
 from app.migrate import upgrade
 from app.servers.models import Server
-from app.servers.repository import ServerRepository
-from app.servers.service import ServerService
+from tests.support.ports import free_port
 
 BATCH = 5000
 CONNECTIONS = 16
@@ -124,14 +121,8 @@ async def seed_applied(session, server_id: str) -> None:
 
 
 async def seed(ctx: AppContext, count: int) -> dict:
+    bench = await tenant(ctx, agent_url="https://127.0.0.1:9/", agent_tls_fingerprint="ab" * 32)
     async with ctx.sessionmaker() as session:
-        accounts = AccountService(AccountRepository(session))
-        account = await accounts.create_account("bench")
-        _row, token = await accounts.create_token("admin", None, "bench")
-        certs = CertificateService(CertificateRepository(session), ctx.master_key)
-        server = await ServerService(ServerRepository(session), certs).register(
-            name="bench", hostname="mx.bench.test", software="postfix-dovecot",
-            agent_url="https://127.0.0.1:9/", agent_tls_fingerprint="ab" * 32)
         template = await _template(ctx, session)
         await session.commit()
     started = time.perf_counter()
@@ -142,11 +133,11 @@ async def seed(ctx: AppContext, count: int) -> dict:
             name = domain_name(i)
             cert_id, domain_id = new_id(), new_id()
             sans = [f"webmail.{name}", f"mail.{name}"]
-            certificates.append({**template, "id": cert_id, "account_id": account.id, "name": name, "sans": sans,
+            certificates.append({**template, "id": cert_id, "account_id": bench.account_id, "name": name, "sans": sans,
                                  "fingerprint_sha256": secrets.token_hex(32), "serial": secrets.token_hex(8),
                                  "created_at": now, "updated_at": now})
             names += [{"certificate_id": cert_id, "name": n} for n in sans]
-            domains.append({"id": domain_id, "name": name, "server_id": server.id, "account_id": account.id,
+            domains.append({"id": domain_id, "name": name, "server_id": bench.server_id, "account_id": bench.account_id,
                             "created_at": now, "updated_at": now})
             bindings += [{"id": new_id(), "domain_id": domain_id, "service": s, "certificate_id": cert_id,
                           "created_at": now, "updated_at": now} for s in ("webmail", "mail")]
@@ -157,24 +148,18 @@ async def seed(ctx: AppContext, count: int) -> dict:
             await conn.execute(insert(Binding.__table__), bindings)
     async with ctx.sessionmaker() as session:
         await session.execute(
-            Server.__table__.update().where(Server.id == server.id).values(mail_certificate_count=count))
-        await seed_applied(session, server.id)
+            Server.__table__.update().where(Server.id == bench.server_id).values(mail_certificate_count=count))
+        await seed_applied(session, bench.server_id)
         await session.commit()
     inserted = time.perf_counter() - started
     if ctx.engine.dialect.name == "postgresql":
         async with ctx.engine.begin() as conn:  # what autovacuum does soon after a bulk load
             await conn.execute(text("ANALYZE"))
-    return {"token": token, "server_id": server.id, "seed_seconds": round(time.perf_counter() - started, 1),
+    return {"token": bench.token, "server_id": bench.server_id, "seed_seconds": round(time.perf_counter() - started, 1),
             "insert_seconds": round(inserted, 1)}
 
 
 # -- processes ------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def start(argv: list[str], env: dict, port: int) -> subprocess.Popen:
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO,
