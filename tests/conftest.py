@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,28 +23,13 @@ from app.main import create_app
 from app.migrate import upgrade
 from app.models import Base
 from tests.support.pki import CA, write_pem
+from tests.support.threads import in_thread
 
 pytest_plugins = ["tests.support.acme_fixtures"]
 
 PG_ADMIN_URL = os.environ.get("CERTPOST_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-def _in_thread(fn, *args):
-    """Run blocking set-up that calls asyncio.run (Alembic's env) away from the test loop."""
-    box: dict = {}
-
-    def target():
-        try:
-            box["value"] = fn(*args)
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            box["error"] = exc
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
 
 
 async def _pg_admin(statement: str) -> None:
@@ -68,18 +52,18 @@ def database_url(backend, tmp_path_factory) -> str:
     if backend == "sqlite":
         path = tmp_path_factory.mktemp("db") / "certpost.db"
         url = f"sqlite+aiosqlite:///{path}"
-        _in_thread(upgrade, url)
+        in_thread(upgrade, url)
         yield url
         return
     name = f"certpost_test_{uuid.uuid4().hex[:12]}"
-    _in_thread(asyncio.run, _pg_admin(f'CREATE DATABASE "{name}"'))
+    in_thread(asyncio.run, _pg_admin(f'CREATE DATABASE "{name}"'))
     base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
     url = f"{base}/{name}"
     try:
-        _in_thread(upgrade, url)
+        in_thread(upgrade, url)
         yield url
     finally:
-        _in_thread(asyncio.run, _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        in_thread(asyncio.run, _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")

@@ -3,19 +3,19 @@
 import sqlite3
 
 from app.migrate import downgrade, upgrade
-from tests.conftest import _in_thread
+from tests.support.threads import in_thread
 
 
 def test_upgrade_downgrade_upgrade(tmp_path):
     path = tmp_path / "m.db"
     url = f"sqlite+aiosqlite:///{path}"
-    _in_thread(upgrade, url)
+    in_thread(upgrade, url)
     tables = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"certificates", "servers", "domains", "bindings", "deployments"} <= tables
-    _in_thread(downgrade, url, "base")
+    in_thread(downgrade, url, "base")
     tables = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert tables <= {"alembic_version"}
-    _in_thread(upgrade, url)
+    in_thread(upgrade, url)
 
 
 def test_migrations_match_the_models(tmp_path):
@@ -29,7 +29,7 @@ def test_migrations_match_the_models(tmp_path):
     from app.models import Base
 
     url = f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
-    _in_thread(upgrade, url)
+    in_thread(upgrade, url)
 
     async def diff():
         engine = create_async_engine(url)
@@ -38,14 +38,14 @@ def test_migrations_match_the_models(tmp_path):
         await engine.dispose()
         return found
 
-    assert _in_thread(asyncio.run, diff()) == []
+    assert in_thread(asyncio.run, diff()) == []
 
 
 def test_0008_backfills_the_mail_certificate_count(tmp_path):
     """Distinct certificates bound as mail per server, as the COUNT(DISTINCT) it replaces."""
     path = tmp_path / "m.db"
     url = f"sqlite+aiosqlite:///{path}"
-    _in_thread(upgrade, url, "0005")
+    in_thread(upgrade, url, "0005")
     db = sqlite3.connect(path)
     now = "2026-11-30 00:00:00"
     db.execute("INSERT INTO accounts (id, name, created_at, updated_at) VALUES ('a', 'a', ?, ?)", (now, now))
@@ -70,7 +70,7 @@ def test_0008_backfills_the_mail_certificate_count(tmp_path):
                        " VALUES (?, ?, ?, ?, ?, ?)", (f"{domain}-{service}", domain, service, cert, now, now))
     db.commit()
     db.close()
-    _in_thread(upgrade, url)
+    in_thread(upgrade, url)
     counts = dict(sqlite3.connect(path).execute("SELECT id, mail_certificate_count FROM servers"))
     assert counts == {"s1": 2, "s2": 1, "empty": 0}
 
@@ -85,7 +85,7 @@ def test_0006_keeps_what_the_agents_applied(tmp_path):
 
     path = tmp_path / "old.db"
     url = f"sqlite+aiosqlite:///{path}"
-    _in_thread(upgrade, url, "0005")
+    in_thread(upgrade, url, "0005")
     document = {"generation": 3, "server_hostname": "mx.test", "server_certificate": "a" * 64,
                 "webmail_default": "a" * 64, "mail": {"mail.x.test": "b" * 64},
                 "webmail": {"webmail.x.test": "b" * 64, "webmail.y.test": "c" * 64}}
@@ -110,7 +110,7 @@ def test_0006_keeps_what_the_agents_applied(tmp_path):
     db.commit()
     db.close()
 
-    _in_thread(upgrade, url)
+    in_thread(upgrade, url)
     db = sqlite3.connect(path)
     assert db.execute("SELECT applied_digest FROM servers WHERE id = 's1'").fetchone() == (config_digest(document),)
     assert sorted(db.execute("SELECT hostname, service, fingerprint FROM applied_names")) == [
@@ -121,7 +121,7 @@ def test_0006_keeps_what_the_agents_applied(tmp_path):
     assert waiting == [("s1", 5, 0), ("s2", 5, 1)]
     db.close()
 
-    _in_thread(downgrade, url, "0005")
+    in_thread(downgrade, url, "0005")
     db = sqlite3.connect(path)
     (restored,) = db.execute("SELECT applied_config FROM servers WHERE id = 's1'").fetchone()
     assert config_digest(json.loads(restored)) == config_digest(document)
@@ -131,7 +131,7 @@ def test_0007_backfills_renewal_eligible_at(tmp_path):
     """Existing certificates get the stored "due" instant the mapper would have written."""
     path = tmp_path / "m.db"
     url = f"sqlite+aiosqlite:///{path}"
-    _in_thread(upgrade, url, "0005")
+    in_thread(upgrade, url, "0005")
     past, later, now = "2026-11-01 00:00:00.000000", "2026-12-01 00:00:00.000000", "2026-11-30 00:00:00.000000"
     rows = [  # id, source, renewal_at, renewal_status, next_renewal_attempt_at
         ("due", "acme", past, "scheduled", None),
@@ -151,6 +151,6 @@ def test_0007_backfills_renewal_eligible_at(tmp_path):
             (cid, now, now, source, now, later, cid, renewal_at, status, next_at))
     db.commit()
     db.close()
-    _in_thread(upgrade, url)
+    in_thread(upgrade, url)
     found = dict(sqlite3.connect(path).execute("SELECT id, renewal_eligible_at FROM certificates"))
     assert found == {"due": past, "backing-off": later, "retry-passed": later, "renewing": None, "uploaded": None}

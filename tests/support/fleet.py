@@ -26,7 +26,6 @@ import re
 import shutil
 import signal
 import subprocess
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +38,7 @@ import httpx
 from tests.support import daemons
 from tests.support.pki import CA, Issued, write_pem
 from tests.support.serve import ServeProcess
+from tests.support.threads import in_thread
 from tests.support.tlsprobe import served_fingerprint
 
 PG_SERVER = os.environ.get("CERTPOST_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -77,20 +77,7 @@ def _query(database: str, sql: str, *, fetch: bool = True) -> list[tuple]:
         finally:
             await conn.close()
 
-    box: dict = {}
-
-    def target():
-        try:
-            box["rows"] = asyncio.run(run())
-        except BaseException as exc:  # noqa: BLE001
-            box["e"] = exc
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if "e" in box:
-        raise box["e"]
-    return box["rows"]
+    return in_thread(asyncio.run, run())
 
 
 # Every change of a server's lease owner, written by the database itself under the row lock, so
