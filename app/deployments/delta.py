@@ -15,8 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from app.kit.digest import config_digest
-
 SCALARS = ("server_hostname", "server_certificate", "webmail_default")
 SERVICES = ("mail", "webmail")
 
@@ -46,13 +44,3 @@ def delta_body(generation: int, base_digest: str, head: Mapping[str, str],
         "webmail_changes": split["webmail"],
     }
 
-
-def delta_document(applied: dict, desired: dict) -> dict:
-    """The delta that turns ``applied`` into ``desired`` (both full documents, no bundles),
-    with both digests: for tools and tests that hold two whole documents."""
-    old = {**applied.get("mail", {}), **applied.get("webmail", {})}
-    new = {**desired.get("mail", {}), **desired.get("webmail", {})}
-    wanted: dict[str, str | None] = {name: None for name in old.keys() - new.keys()}
-    wanted.update(new)
-    body = delta_body(desired["generation"], config_digest(applied), desired, name_changes(old, wanted))
-    return {**body, "digest": config_digest(desired)}

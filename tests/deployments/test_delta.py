@@ -2,7 +2,7 @@
 against the agent's own reading of a delta (``app.agent.desired.DesiredDelta.resolve``)."""
 
 from app.agent.desired import DesiredDelta
-from app.deployments.delta import delta_document
+from app.deployments.delta import delta_body, name_changes
 from app.kit.digest import config_digest
 
 A1, A2, B1, C1, S1, S2, D1 = (c * 64 for c in "1234567")
@@ -10,6 +10,17 @@ APPLIED = {
     "generation": 4, "server_hostname": "mx.hosting.test", "server_certificate": S1, "webmail_default": D1,
     "mail": {"mail.a.test": A1, "mail.b.test": B1}, "webmail": {"webmail.a.test": A1},
 }
+
+
+def delta_document(applied: dict, desired: dict) -> dict:
+    """The delta the controller sends, built from two whole documents: every name of either is
+    a changed candidate (the controller marks only touched names), plus the result's digest."""
+    old = {**applied.get("mail", {}), **applied.get("webmail", {})}
+    new = {**desired.get("mail", {}), **desired.get("webmail", {})}
+    wanted: dict[str, str | None] = {name: None for name in old.keys() - new.keys()}
+    wanted.update(new)
+    body = delta_body(desired["generation"], config_digest(applied), desired, name_changes(old, wanted))
+    return {**body, "digest": config_digest(desired)}
 
 
 def resolved(delta: dict) -> dict:
