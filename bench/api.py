@@ -13,11 +13,10 @@ import asyncio
 import statistics
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import httpx
-from common import machine, table, write_results
+from common import create_pg_database, drop_pg_database, machine, table, write_results
 from seeding import ADMIN, store_issued, tenant
 
 from app.certificates.repository import CertificateRepository
@@ -71,13 +70,7 @@ async def main() -> None:
     ca = CA.create("bench root")
     issuing = ca.intermediate("bench issuing")
     if args.postgres:
-        import asyncpg
-
-        name = f"certpost_bench_{uuid.uuid4().hex[:8]}"
-        conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        await conn.close()
-        url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+        url, name = await create_pg_database("certpost_bench")
     else:
         url = f"sqlite+aiosqlite:///{tmp / 'bench.db'}"
     await asyncio.to_thread(upgrade, url)
@@ -123,9 +116,7 @@ async def main() -> None:
                      round((time.perf_counter() - t0) * 1000, 2)])
     await ctx.close()
     if args.postgres:
-        conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
+        await drop_pg_database(name)
     backend = "PostgreSQL" if args.postgres else "SQLite"
     print(f"\n{count} domains on {backend}; seeding took {seeded:.1f} s (not timed below)\n")
     print(table(["request (median)", "ms"], rows))
