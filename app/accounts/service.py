@@ -75,5 +75,14 @@ class AccountService:
             raise Unauthenticated("the token is unknown or revoked")
         return Caller(token_id=row.id, role=row.role, account_id=row.account_id)
 
+    async def all_tokens(self, account_id: str | None = None) -> list[ApiToken]:
+        """Every token (of one account), oldest first, revoked ones included: `certpost tokens list`."""
+        found: list[ApiToken] = []
+        while page := await self.repo.list_tokens(account_id, 500, len(found)):
+            found += page
+            if len(page) < 500:
+                break
+        return found
+
     async def has_tokens(self) -> bool:
         return await self.repo.count_tokens() > 0
