@@ -287,7 +287,7 @@ def test_a_command_from_another_directory_finds_the_same_database(tmp_path):
     env["HOME"] = str(home)
 
     def run(*args, cwd, extra=None):
-        return subprocess.run([CERTPOST, *args], cwd=cwd, env={**env, **(extra or {})},
+        return subprocess.run(check=False, args=[CERTPOST, *args], cwd=cwd, env={**env, **(extra or {})},
                               capture_output=True, text=True, timeout=60)
 
     assert run("migrate", cwd=here).returncode == 0
@@ -314,21 +314,21 @@ def test_user_mistakes_are_one_line_and_exit_1(tmp_path):
     _one_line_refusal(certpost("tokens", "revoke", "0" * 8, data_dir=data, check=False), "no token 00000000")
     # A file that is not there, a database that is not there, a setting that is wrong.
     bundle = subprocess.run(
-        [CERTPOST, "worker"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        check=False, args=[CERTPOST, "worker"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
         env={**_env(data), "CERTPOST_TRUST_BUNDLE": str(tmp_path / "nope.pem")})
     _one_line_refusal(bundle, "CERTPOST_TRUST_BUNDLE", "nope.pem", "No such file")
     from tests.support.ports import free_port
 
     away = f"postgresql+asyncpg://certpost:s3cret@127.0.0.1:{free_port()}/certpost"
     for command in (("migrate",), ("tokens", "list")):
-        result = subprocess.run([CERTPOST, *command], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        result = subprocess.run(check=False, args=[CERTPOST, *command], cwd=tmp_path, capture_output=True, text=True, timeout=60,
                                 env={**_env(data), "CERTPOST_DATABASE_URL": away})
         line = _one_line_refusal(result, "cannot reach the database", "CERTPOST_DATABASE_URL")
         assert "s3cret" not in line
-    wrong = subprocess.run([CERTPOST, "migrate"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    wrong = subprocess.run(check=False, args=[CERTPOST, "migrate"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
                            env={**_env(data), "CERTPOST_DATABASE_URL": "mysq://x"})
     _one_line_refusal(wrong, "CERTPOST_DATABASE_URL")
-    port = subprocess.run([CERTPOST, "serve"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    port = subprocess.run(check=False, args=[CERTPOST, "serve"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
                           env={**_env(data), "CERTPOST_PORT": "eighty"})
     _one_line_refusal(port, "CERTPOST_PORT")
     # --debug (or CERTPOST_DEBUG=1) shows the traceback behind the same mistake.
