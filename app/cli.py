@@ -46,7 +46,9 @@ def _database(settings: Settings):
         yield
     except DBAPIError as exc:
         text = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
-        if "no such table" in text or "UndefinedTableError" in str(exc.orig):
+        cause = getattr(exc.orig, "__cause__", None)  # asyncpg's own error, under SQLAlchemy's adapter
+        undefined_table = "42P01" in (getattr(exc.orig, "sqlstate", None), getattr(cause, "sqlstate", None))
+        if "no such table" in text or undefined_table:
             raise CommandError(f"the database {_database_place(settings)} has no certpost tables; "
                                "run `certpost migrate` (or `certpost serve`, which migrates)") from None
         raise CommandError(f"the database {_database_place(settings)} cannot be used: {text}") from None

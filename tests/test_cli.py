@@ -354,3 +354,39 @@ def test_tokens_list_and_revoke(tmp_path):
     revoked = certpost("tokens", "list", data_dir=data).stdout.splitlines()[1:]
     assert all(line.split()[5] != "-" for line in revoked), revoked  # CREATED and REVOKED: date, time
     _one_line_refusal(certpost("tokens", "revoke", first_id, data_dir=data, check=False), "already revoked")
+
+
+def test_tokens_on_the_test_database_backend(tmp_path, backend):
+    """The token commands against the backend under test (CERTPOST_TEST_DB): on PostgreSQL an
+    empty database is refused in one line (UndefinedTable), then create, list and revoke work."""
+    import uuid
+
+    from tests.conftest import PG_ADMIN_URL, _pg_admin
+
+    data = tmp_path / "data"
+    extra: dict[str, str] = {}
+    name = f"certpost_cli_{uuid.uuid4().hex[:12]}"
+    if backend == "postgres":
+        asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+        base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+        extra = {"CERTPOST_DATABASE_URL": f"{base}/{name}"}
+    else:
+        data.mkdir()
+        (data / "certpost.db").touch()  # a file, but never migrated
+
+    def run(*args):
+        return subprocess.run([CERTPOST, *args], check=False, cwd=tmp_path, env={**_env(data), **extra},
+                              capture_output=True, text=True, timeout=60)
+
+    try:
+        _one_line_refusal(run("tokens", "list"), "has no certpost tables", "certpost migrate")
+        assert run("migrate").returncode == 0
+        token = run("tokens", "create", "--role", "admin", "--description", "backend").stdout.strip()
+        assert token.startswith("cpt_")
+        token_id = token.split("_")[1]
+        assert token_id in run("tokens", "list").stdout
+        assert run("tokens", "revoke", token_id).stdout.strip() == f"certpost: token {token_id} revoked"
+        _one_line_refusal(run("tokens", "revoke", token_id), "already revoked")
+    finally:
+        if backend == "postgres":
+            asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
