@@ -50,11 +50,11 @@ def _database(settings: Settings):
         undefined_table = "42P01" in (getattr(exc.orig, "sqlstate", None), getattr(cause, "sqlstate", None))
         if "no such table" in text or undefined_table:
             raise CommandError(f"the database {_database_place(settings)} has no certpost tables; "
-                               "run `certpost migrate` (or `certpost serve`, which migrates)") from None
-        raise CommandError(f"the database {_database_place(settings)} cannot be used: {text}") from None
+                               "run `certpost migrate` (or `certpost serve`, which migrates)") from exc
+        raise CommandError(f"the database {_database_place(settings)} cannot be used: {text}") from exc
     except (TimeoutError, OSError) as exc:  # asyncpg: connection refused, name unknown, timeout
         why = (exc.strerror or str(exc)) if isinstance(exc, OSError) else "timed out"
-        raise CommandError(f"cannot reach the database {_database_place(settings)}: {why}") from None
+        raise CommandError(f"cannot reach the database {_database_place(settings)}: {why}") from exc
 
 
 def _require_existing_database(settings: Settings) -> None:
@@ -78,7 +78,7 @@ def _migrate(settings: Settings) -> None:
         secure_sqlite_files(settings.resolved_database_url)
     except OSError as exc:
         raise CommandError(f"cannot create the database {_database_place(settings)}: "
-                           f"{exc.filename}: {exc.strerror}") from None
+                           f"{exc.filename}: {exc.strerror}") from exc
     with _database(settings):
         upgrade(settings.resolved_database_url)
 
@@ -95,11 +95,11 @@ def _check_trust_bundle(settings: Settings) -> None:
     try:
         data = Path(settings.trust_bundle).read_bytes()
     except OSError as exc:
-        raise CommandError(f"CERTPOST_TRUST_BUNDLE: {settings.trust_bundle}: {exc.strerror}") from None
+        raise CommandError(f"CERTPOST_TRUST_BUNDLE: {settings.trust_bundle}: {exc.strerror}") from exc
     try:
         x509.load_pem_x509_certificates(data)
-    except ValueError:
-        raise CommandError(f"CERTPOST_TRUST_BUNDLE: {settings.trust_bundle} holds no PEM certificate") from None
+    except ValueError as exc:
+        raise CommandError(f"CERTPOST_TRUST_BUNDLE: {settings.trust_bundle} holds no PEM certificate") from exc
 
 
 async def _create_token(settings: Settings, role: str, account_id: str | None, description: str | None,
@@ -268,9 +268,9 @@ def cmd_tokens_revoke(args, settings: Settings) -> None:
     try:
         with _database(settings):
             asyncio.run(_with_accounts(settings, lambda service: service.revoke_token(token_id), commit=True))
-    except NotFound:
+    except NotFound as exc:
         raise CommandError(
-            f"no token {token_id} (or it is already revoked); `certpost tokens list` shows them") from None
+            f"no token {token_id} (or it is already revoked); `certpost tokens list` shows them") from exc
     print(f"certpost: token {token_id} revoked")
 
 
