@@ -73,7 +73,7 @@ def _serve_until_ready(data_dir, *args: str, env: dict | None = None) -> tuple[s
     proc = subprocess.Popen([CERTPOST, "serve", "--port", str(port), *args], cwd=data_dir.parent,
                             env={**_env(data_dir), **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a start takes ~10 s here, 30+ s on a loaded machine
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
