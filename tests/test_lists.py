@@ -224,3 +224,22 @@ def test_cursor_round_trip_and_checks():
                 ["certificate-orders", "2026-01-01", None]):
         with pytest.raises(InvalidCursor):
             dated.decode(_cursor(*bad))
+
+
+def test_the_contract_documents_the_envelope_and_the_refusals():
+    from app.cli import openapi_document
+
+    doc = openapi_document()
+    lists = {path: item["get"] for path, item in doc["paths"].items()
+             if "get" in item and {"limit", "cursor", "count"} <= {p["name"] for p in item["get"].get("parameters", [])}}
+    assert len(lists) == len(LISTS)
+    for path, op in lists.items():
+        schema = op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+        assert schema.endswith("Page") and schema != "Page", path
+        assert set(doc["components"]["schemas"][schema]["properties"]) == {"items", "next_cursor", "total"}
+        assert "invalid_cursor" in op["responses"]["422"]["description"], path
+        assert all(p.get("description") for p in op["parameters"] if p["in"] == "query"), path
+        assert op.get("description"), path
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            assert "unknown_parameter" in op["responses"]["422"]["description"], (method, path)
