@@ -24,7 +24,7 @@ from app.config import Settings, get_settings
 from app.context import AppContext
 from app.deployments.router import router as deployments_router
 from app.domains.router import router as domains_router
-from app.inputs import refuse_control_characters
+from app.inputs import refuse_control_characters, refuse_unknown_parameters
 from app.limits import BodySizeLimit
 from app.outage import database_unavailable, install_outage_handlers
 from app.problems import install_handlers
@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        dependencies=[Depends(refuse_control_characters)],
+        dependencies=[Depends(refuse_control_characters), Depends(refuse_unknown_parameters)],
     )
     install_handlers(app)
     install_outage_handlers(app, asyncpg_errors=not settings.resolved_database_url.startswith("sqlite"))

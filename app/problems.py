@@ -198,6 +198,7 @@ def responses(*errors: type[AppError]) -> dict[int | str, dict[str, Any]]:
 # Responses every operation can give, whatever its own errors: the documentation is what is sent.
 _UNAUTHENTICATED = f"`{Unauthenticated.code}`: {Unauthenticated.title}"
 _MALFORMED = "`validation_error`: The request is malformed (a parameter or the body)"
+_UNKNOWN_PARAMETER = "`unknown_parameter`: The operation does not take this query parameter"
 _UNPARSABLE = "`bad_request`: The body could not be parsed"
 _TOO_LARGE = f"`{PayloadTooLarge.code}`: {PayloadTooLarge.title}"
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -223,7 +224,7 @@ def document_problems(doc: dict[str, Any]) -> dict[str, Any]:
     ``application/json``). FastAPI's own ``HTTPValidationError`` shape is never sent (validation
     errors are problems with ``errors``), so it goes. An operation that takes a token may answer
     401 (missing, unknown or revoked). Every operation may answer 422 (a control
-    character in any parameter, app/inputs.py); an operation that reads a body may answer 413
+    character in any parameter, or a query parameter it does not take, app/inputs.py); an operation that reads a body may answer 413
     (app/limits.py) and 400 (a body that cannot be parsed at all, such as broken multipart).
     """
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
@@ -237,6 +238,7 @@ def document_problems(doc: dict[str, Any]) -> dict[str, Any]:
             if operation.get("security"):
                 _describe(responses, "401", _UNAUTHENTICATED)
             _describe(responses, "422", _MALFORMED)
+            _describe(responses, "422", _UNKNOWN_PARAMETER)  # app/inputs.py
             if method in _BODY_METHODS:
                 _describe(responses, "413", _TOO_LARGE)
                 if "requestBody" in operation:

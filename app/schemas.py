@@ -2,9 +2,10 @@
 
 Every request body is a ``Strict`` model, so one validator here refuses control characters in
 every string of every body (app/kit/text.py says why); path and query strings get the same check
-from ``app.inputs.RefuseControlCharacters``. Multipart form strings use ``Text``. Times and
-offsets that arrive in a query use ``Instant`` and ``Offset``, whose bounds keep values that no
-database column can hold (year 0 after the UTC shift, integers past 64 bits) out of queries.
+from ``app.inputs.RefuseControlCharacters``. Multipart form strings use ``Text``. Times that
+arrive in a query use ``Instant``, whose bounds keep values that no database column can hold
+(year 0 after the UTC shift) out of queries; list cursors are checked the same way
+(``app.paging``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, get_args, get_origin
 
-from fastapi import Query, Response
+from fastapi import Response
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -26,7 +27,6 @@ from pydantic import (
 from app.kit.text import check_text
 from app.kit.time import as_utc
 
-MAX_OFFSET = 1_000_000
 MAX_INT32 = 2**31 - 1  # generations are INTEGER columns
 
 
@@ -100,9 +100,6 @@ def _utc_instant(value: datetime) -> datetime:
 
 Instant = Annotated[datetime, AfterValidator(_utc_instant)]
 """An aware UTC datetime (naive input is taken as UTC); refused when UTC cannot represent it."""
-
-Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description=f"Rows to skip (at most {MAX_OFFSET:,})")]
-
 
 class WarningOut(BaseModel):
     code: str

@@ -7,11 +7,19 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 
 from app.accounts.repository import AccountRepository
-from app.accounts.schemas import AccountCreate, AccountOut, TokenCreate, TokenInfo, TokenOut
+from app.accounts.schemas import (
+    AccountCreate,
+    AccountOut,
+    AccountPage,
+    TokenCreate,
+    TokenInfo,
+    TokenOut,
+    TokenPage,
+)
 from app.accounts.service import AccountExists, AccountService, UnknownAccount
 from app.deps import Admin, Session
+from app.paging import InvalidCursor, PageParams
 from app.problems import Forbidden, NotFound, responses
-from app.schemas import Offset
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
 
@@ -28,11 +36,11 @@ async def create_account(body: AccountCreate, _admin: Admin, accounts: Accounts)
     return await accounts.create_account(body.name)
 
 
-@router.get("/accounts", response_model=list[AccountOut], responses=responses(Forbidden))
-async def list_accounts(_admin: Admin, accounts: Accounts,
-                        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                        offset: Offset = 0):
-    return await accounts.repo.list_accounts(limit, offset)
+@router.get("/accounts", response_model=AccountPage, responses=responses(Forbidden, InvalidCursor))
+async def list_accounts(admin: Admin, accounts: Accounts, page: PageParams):
+    """Accounts, oldest first (by `created_at`, then `id`). No filters."""
+    window = await accounts.list_accounts(admin, page)
+    return AccountPage.of(window, [AccountOut.model_validate(a) for a in window.rows])
 
 
 @router.post("/tokens", status_code=201, response_model=TokenOut, responses=responses(Forbidden, UnknownAccount))
@@ -43,13 +51,13 @@ async def create_token(body: TokenCreate, _admin: Admin, accounts: Accounts):
                     created_at=row.created_at, token=text)
 
 
-@router.get("/tokens", response_model=list[TokenInfo], responses=responses(Forbidden))
-async def list_tokens(_admin: Admin, accounts: Accounts,
-                      account_id: Annotated[str | None, Query(description="Only this account's tokens")] = None,
-                      limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                      offset: Offset = 0):
-    """Tokens with their role, account and state; secrets are never shown again."""
-    return await accounts.repo.list_tokens(account_id, limit, offset)
+@router.get("/tokens", response_model=TokenPage, responses=responses(Forbidden, InvalidCursor))
+async def list_tokens(admin: Admin, accounts: Accounts, page: PageParams,
+                      account_id: Annotated[str | None, Query(description="Only this account's tokens.")] = None):
+    """Tokens with their role, account and state, oldest first (by `created_at`, then `id`);
+    revoked ones included (`revoked_at`). Secrets are never shown again."""
+    window = await accounts.list_tokens(admin, account_id, page)
+    return TokenPage.of(window, [TokenInfo.model_validate(t) for t in window.rows])
 
 
 @router.delete("/tokens/{token_id}", status_code=204, responses=responses(Forbidden, NotFound))

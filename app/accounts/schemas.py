@@ -5,6 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.paging import Page
 from app.schemas import DisplayName, Strict
 
 
@@ -52,3 +53,11 @@ class TokenInfo(BaseModel):
     description: str | None
     created_at: datetime
     revoked_at: datetime | None
+
+
+class AccountPage(Page[AccountOut]):
+    """A page of accounts, oldest first."""
+
+
+class TokenPage(Page[TokenInfo]):
+    """A page of API tokens (never their secrets), oldest first."""

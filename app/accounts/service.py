@@ -10,6 +10,7 @@ from app.accounts.models import Account, ApiToken
 from app.accounts.repository import AccountRepository
 from app.db import new_id
 from app.kit.time import utc_now
+from app.paging import PageRequest, Window
 from app.problems import Conflict, NotFound, RuleViolation, Unauthenticated
 
 
@@ -34,6 +35,12 @@ class AccountService:
         except IntegrityError:
             raise AccountExists(f"an account named {name!r} exists") from None
         return account
+
+    async def list_accounts(self, caller: Caller, page: PageRequest) -> Window[Account]:
+        return await self.repo.list_accounts(caller.visible_rows(Account.id), page)
+
+    async def list_tokens(self, caller: Caller, account_id: str | None, page: PageRequest) -> Window[ApiToken]:
+        return await self.repo.list_tokens(caller.visible_rows(ApiToken.account_id, requested=account_id), page)
 
     async def require_account(self, account_id: str) -> Account:
         account = await self.repo.get_account(account_id)

@@ -14,6 +14,7 @@ from app.acme.schemas import (
     AuthorizationOut,
     DnsProviderCreate,
     DnsProviderOut,
+    DnsProviderPage,
     OrderCreate,
     OrderOut,
     OrderPage,
@@ -32,10 +33,11 @@ from app.acme.service import (
     UnknownDnsProvider,
     WildcardRequiresDns01,
 )
-from app.certificates.repository import CertificateRepository, decode_cursor, encode_cursor
-from app.certificates.service import CertificateService, InvalidCursor
+from app.certificates.repository import CertificateRepository
+from app.certificates.service import CertificateService
 from app.deps import Context, CurrentCaller, Session
 from app.outbound import OutboundGuard
+from app.paging import InvalidCursor, PageParams
 from app.problems import Forbidden, NotFound, responses
 
 router = APIRouter(tags=["acme"])
@@ -78,11 +80,15 @@ async def create_dns_provider(body: DnsProviderCreate, caller: CurrentCaller, ac
     return provider_out(await acme.create_provider(caller, body))
 
 
-@router.get("/v1/dns-providers", response_model=list[DnsProviderOut])
-async def list_dns_providers(caller: CurrentCaller, acme: Acme):
-    """Admins see all; a customer sees its own and the platform's (never any secret)."""
-    rows = await acme.repo.providers(caller.account_id, restrict=not caller.is_admin)
-    return [provider_out(r) for r in rows]
+@router.get("/v1/dns-providers", response_model=DnsProviderPage, responses=responses(InvalidCursor))
+async def list_dns_providers(caller: CurrentCaller, acme: Acme, page: PageParams,
+                             account_id: Annotated[str | None, Query(
+                                 description="Only this account's providers (the platform's are left out). "
+                                 "A customer naming another account gets an empty list.")] = None):
+    """DNS providers in name order (then `id`). Admins see all; a customer sees its own and the
+    platform's (`account_id` null), never any secret."""
+    window = await acme.list_providers(caller, account_id, page)
+    return DnsProviderPage.of(window, [provider_out(r) for r in window.rows])
 
 
 @router.get("/v1/dns-providers/{provider_id}", response_model=DnsProviderOut, responses=responses(NotFound))
@@ -114,17 +120,17 @@ async def create_order(body: OrderCreate, caller: CurrentCaller, acme: Acme, res
 
 
 @router.get("/v1/certificate-orders", response_model=OrderPage, responses=responses(InvalidCursor))
-async def list_orders(caller: CurrentCaller, acme: Acme,
-                      status: Annotated[str | None, Query(pattern="^(pending|processing|valid|invalid)$")] = None,
-                      limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                      cursor: Annotated[str | None, Query()] = None):
-    """Orders, newest first."""
-    after = decode_cursor(cursor) if cursor else None
-    if cursor and after is None:
-        raise InvalidCursor("the cursor is not one this API returned")
-    rows = await acme.repo.orders(caller.account_id, not caller.is_admin, status, limit + 1, after)
-    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
-    return OrderPage(items=[order_out(r, caller) for r in rows[:limit]], next_cursor=next_cursor)
+async def list_orders(caller: CurrentCaller, acme: Acme, page: PageParams,
+                      status: Annotated[str | None, Query(
+                          pattern="^(pending|processing|valid|invalid)$",
+                          description="Only orders in this state: `pending`, `processing`, `valid` or `invalid`.")] = None,
+                      account_id: Annotated[str | None, Query(
+                          description="Only this account's orders. A customer sees only its own account's "
+                          "whatever it names here (another account: an empty list).")] = None):
+    """Orders, newest first (by `created_at`, then `id`, both descending). A customer sees its
+    own account's orders only."""
+    window = await acme.list_orders(caller, account_id, status, page)
+    return OrderPage.of(window, [order_out(r, caller) for r in window.rows])
 
 
 @router.get("/v1/certificate-orders/{order_id}", response_model=OrderOut, responses=responses(NotFound))

@@ -5,6 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from app.paging import Page
 from app.schemas import DisplayName, Strict
 
 KeyType = Literal["ec-p256", "ec-p384", "rsa-2048", "rsa-4096"]
@@ -91,6 +92,9 @@ class OrderOut(BaseModel):
     duration_ms: int | None
 
 
-class OrderPage(BaseModel):
-    items: list[OrderOut]
-    next_cursor: str | None
+class OrderPage(Page[OrderOut]):
+    """A page of certificate orders, newest first."""
+
+
+class DnsProviderPage(Page[DnsProviderOut]):
+    """A page of DNS providers, in name order."""

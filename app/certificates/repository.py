@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import base64
-import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.certificates.models import Certificate, CertificateName
 from app.domains.models import Binding, Domain
-from app.kit.time import as_utc
+from app.paging import Order, PageRequest, Window, fetch
 from app.servers.models import Server
 
 
@@ -29,8 +28,7 @@ class Usage:
 
 @dataclass(frozen=True)
 class CertificateFilter:
-    account_id: str | None = None  # None: every account (admins)
-    restrict_to_account: bool = False
+    visible: Any  # Caller.visible_rows on Certificate.account_id
     covers: list[str] | None = None  # candidate SANs (kit.coverage.candidate_sans)
     expires_before: datetime | None = None
 
@@ -50,23 +48,7 @@ PRESENTED_COLUMNS = tuple(
     )
 )
 
-_CURSOR_ID = re.compile(r"[0-9a-f-]{1,36}")
-
-
-def encode_cursor(row: Certificate) -> str:
-    return base64.urlsafe_b64encode(f"{row.created_at.isoformat()}|{row.id}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str] | None:
-    try:
-        stamp, _, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        # A crafted cursor must not reach the query: a time that overflows once in UTC, or an id
-        # that is not one (a NUL would make PostgreSQL fail the request).
-        if not _CURSOR_ID.fullmatch(row_id):
-            return None
-        return as_utc(datetime.fromisoformat(stamp)), row_id
-    except (ValueError, UnicodeDecodeError, OverflowError):
-        return None
+CERTIFICATE_ORDER = Order("certificates", (Certificate.created_at, Certificate.id))
 
 
 class CertificateRepository:
@@ -114,23 +96,15 @@ class CertificateRepository:
         await self.session.delete(cert)
         await self.session.flush()
 
-    async def list(self, flt: CertificateFilter, limit: int, after: tuple[datetime, str] | None) -> list:
-        """One page of rows with the columns the API shows (no PEM, no sealed key)."""
-        stmt = select(*LISTED_COLUMNS)
-        if flt.restrict_to_account:
-            stmt = stmt.where(Certificate.account_id == flt.account_id)
+    async def list(self, flt: CertificateFilter, page: PageRequest) -> Window:
+        """One page of rows with the columns the API shows (no PEM, no sealed key), oldest first."""
+        stmt = select(*LISTED_COLUMNS).where(flt.visible)
         if flt.covers:
             covering = select(CertificateName.certificate_id).where(CertificateName.name.in_(flt.covers))
             stmt = stmt.where(Certificate.id.in_(covering))
         if flt.expires_before is not None:
             stmt = stmt.where(Certificate.not_after < flt.expires_before)
-        if after is not None:
-            stamp, row_id = after
-            stmt = stmt.where(
-                or_(Certificate.created_at > stamp, and_(Certificate.created_at == stamp, Certificate.id > row_id))
-            )
-        stmt = stmt.order_by(Certificate.created_at, Certificate.id).limit(limit)
-        return list(await self.session.execute(stmt))
+        return await fetch(self.session, stmt, CERTIFICATE_ORDER, page)
 
     async def usages(self, cert_ids: list[str]) -> dict[str, list[Usage]]:
         """Where each certificate is in use, in two queries whatever the number of ids."""

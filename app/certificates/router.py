@@ -22,6 +22,7 @@ from app.certificates.service import CertificateService, InvalidCursor, InvalidF
 from app.deps import Context, CurrentCaller, Session
 from app.kit import x509 as kx
 from app.kit.names import InvalidName, normalise_hostname
+from app.paging import PageParams
 from app.problems import Forbidden, NotFound, RuleViolation, responses
 from app.schemas import Instant, ModelResponse, Text
 
@@ -142,22 +143,21 @@ async def create_self_signed(body: SelfSignedCreate, caller: CurrentCaller, serv
 async def list_certificates(
     caller: CurrentCaller,
     service: Service,
-    covers: Annotated[str | None, Query(description="Only certificates that cover this host name")] = None,
-    expires_before: Annotated[Instant | None, Query(description="Only those whose not_after is earlier")] = None,
-    account_id: Annotated[str | None, Query(description="Admins: only this account's")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query()] = None,
+    page: PageParams,
+    covers: Annotated[str | None, Query(
+        description="Only certificates that cover this host name (an exact SAN or a wildcard one level up).")] = None,
+    expires_before: Annotated[Instant | None, Query(
+        description="Only those whose `not_after` is earlier than this time (RFC 3339; UTC when no offset).")] = None,
+    account_id: Annotated[str | None, Query(
+        description="Only this account's certificates. A customer sees only its own account's whatever it "
+        "names here (another account: an empty list).")] = None,
 ):
-    page = await service.list(
-        caller,
-        covers_name=covers,
-        expires_before=expires_before,
-        account_id=account_id,
-        limit=limit,
-        cursor=cursor,
-    )
+    """Certificates, oldest first (by `created_at`, then `id`), each with where it is bound. A
+    customer sees its own account's certificates only."""
+    found = await service.list(caller, covers_name=covers, expires_before=expires_before, account_id=account_id,
+                               page=page)
     return ModelResponse(CertificatePage(
-        items=[to_out(c, page.usages[c.id]) for c in page.items], next_cursor=page.next_cursor
+        items=[to_out(c, found.usages[c.id]) for c in found.items], next_cursor=found.next_cursor, total=found.total
     ))
 
 

@@ -5,6 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from app.paging import Page
 from app.schemas import PemText, Strict
 
 PEM_MAX = 256 * 1024
@@ -63,6 +64,5 @@ class CertificateOut(BaseModel):
     updated_at: datetime
 
 
-class CertificatePage(BaseModel):
-    items: list[CertificateOut]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.")
+class CertificatePage(Page[CertificateOut]):
+    """A page of certificates, oldest first."""

@@ -20,8 +20,6 @@ from app.certificates.repository import (
     CertificateFilter,
     CertificateRepository,
     Usage,
-    decode_cursor,
-    encode_cursor,
 )
 from app.db import new_id
 from app.deployments.outbox import servers_changed
@@ -30,11 +28,10 @@ from app.kit.coverage import candidate_sans, covers
 from app.kit.crypto import MasterKey
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.time import expired, utc_now
+from app.paging import InvalidCursor, PageRequest
 from app.problems import NotFound, RuleViolation
 
-
-class InvalidCursor(RuleViolation):
-    code, title = "invalid_cursor", "The pagination cursor is not valid"
+__all__ = ["CertificateService", "InvalidCursor", "InvalidFilter", "Page"]
 
 
 class InvalidFilter(RuleViolation):
@@ -46,6 +43,7 @@ class Page:
     items: list[Certificate]
     usages: dict[str, list[Usage]]
     next_cursor: str | None
+    total: int | None = None
 
 
 def _dn(name: x509.Name) -> str:
@@ -101,31 +99,21 @@ class CertificateService:
         covers_name: str | None,
         expires_before: datetime | None,
         account_id: str | None,
-        limit: int,
-        cursor: str | None,
+        page: PageRequest,
     ) -> Page:
-        after = None
-        if cursor:
-            after = decode_cursor(cursor)
-            if after is None:
-                raise InvalidCursor("the cursor is not one this API returned")
         candidates = None
         if covers_name is not None:
             try:
                 candidates = candidate_sans(normalise_hostname(covers_name))
             except InvalidName as exc:
                 raise InvalidFilter(f"covers: {exc}") from None
-        restrict = not caller.is_admin or account_id is not None
         flt = CertificateFilter(
-            account_id=caller.account_id if not caller.is_admin else account_id,
-            restrict_to_account=restrict,
+            visible=caller.visible_rows(Certificate.account_id, requested=account_id),
             covers=candidates,
             expires_before=expires_before,
         )
-        rows = await self.repo.list(flt, limit + 1, after)
-        next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
-        rows = rows[:limit]
-        return Page(rows, await self.usages_of(rows), next_cursor)
+        window = await self.repo.list(flt, page)
+        return Page(window.rows, await self.usages_of(window.rows), window.next_cursor, window.total)
 
     # -- changes --------------------------------------------------------------------------
     async def replace(self, caller: Caller, cert_id: str, material: Material, name: str | None) -> Certificate:

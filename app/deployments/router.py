@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends
 
 from app.deployments.desired import load_desired
 from app.deployments.models import Deployment
@@ -17,19 +17,24 @@ from app.deployments.schemas import (
     DeploymentPage,
     DesiredConfigOut,
 )
+from app.deployments.service import DeploymentService
 from app.deps import Admin, Session
+from app.paging import InvalidCursor, PageParams
 from app.problems import Forbidden, NotFound, responses
-from app.schemas import MAX_INT32
 from app.servers.models import Server
 
 router = APIRouter(prefix="/v1/servers/{server_id}", tags=["deployments"])
 
 
+async def get_service(session: Session) -> DeploymentService:
+    return DeploymentService(session)
+
+
+Deployments = Annotated[DeploymentService, Depends(get_service)]
+
+
 async def _server(session, server_id: str) -> Server:
-    server = await session.get(Server, server_id)
-    if server is None:
-        raise NotFound("server not found")
-    return server
+    return await DeploymentService(session).server(server_id)
 
 
 def _out(row: Deployment) -> DeploymentOut:
@@ -43,15 +48,11 @@ def _out(row: Deployment) -> DeploymentOut:
     )
 
 
-@router.get("/deployments", response_model=DeploymentPage, responses=responses(Forbidden, NotFound))
-async def list_deployments(server_id: str, _admin: Admin, session: Session,
-                           limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                           before_generation: Annotated[int | None, Query(ge=1, le=MAX_INT32)] = None):
-    """Deployments of this server, newest generation first."""
-    await _server(session, server_id)
-    rows = await DeploymentRepository(session).for_server(server_id, limit + 1, before_generation)
-    next_cursor = rows[limit - 1].generation if len(rows) > limit else None
-    return DeploymentPage(items=[_out(r) for r in rows[:limit]], next_cursor=next_cursor)
+@router.get("/deployments", response_model=DeploymentPage, responses=responses(Forbidden, NotFound, InvalidCursor))
+async def list_deployments(server_id: str, _admin: Admin, deployments: Deployments, page: PageParams):
+    """Deployments of this server, newest generation first. No filters."""
+    window = await deployments.list(server_id, page)
+    return DeploymentPage.of(window, [_out(r) for r in window.rows])
 
 
 @router.get("/deployments/{deployment_id}", response_model=DeploymentDetail, responses=responses(Forbidden, NotFound))

@@ -5,6 +5,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from app.paging import Page
+
 
 class AttemptOut(BaseModel):
     started_at: datetime
@@ -50,9 +52,8 @@ class DeploymentDetail(DeploymentOut):
     history: list[AttemptOut]
 
 
-class DeploymentPage(BaseModel):
-    items: list[DeploymentOut]
-    next_cursor: int | None = Field(description="Pass as `before_generation` for older deployments.")
+class DeploymentPage(Page[DeploymentOut]):
+    """A page of a server's deployments, newest generation first."""
 
 
 class DesiredConfigOut(BaseModel):

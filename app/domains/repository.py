@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -17,7 +17,10 @@ from app.certificates.repository import PRESENTED_COLUMNS
 from app.db import new_id
 from app.deployments.models import Deployment
 from app.domains.models import Binding, Domain
+from app.paging import Order, PageRequest, Window, fetch
 from app.servers.models import Server
+
+DOMAIN_ORDER = Order("domains", (Domain.name,))  # names are unique
 
 
 class BindingWrite(NamedTuple):
@@ -118,16 +121,13 @@ class DomainRepository:
             server_certificate=certs[2],
         )
 
-    async def list(self, account_id: str | None, server_id: str | None, limit: int, after: str | None) -> list:
-        """One page of (id, name, server_id, account_id, created_at) rows, in name order."""
-        stmt = select(Domain.id, Domain.name, Domain.server_id, Domain.account_id, Domain.created_at)
-        if account_id is not None:
-            stmt = stmt.where(Domain.account_id == account_id)
+    async def list(self, visible: Any, server_id: str | None, page: PageRequest) -> Window:
+        """One page of (id, name, server_id, account_id, created_at) rows, in name order
+        (``visible``: ``Caller.visible_rows`` on the domain's account)."""
+        stmt = select(Domain.id, Domain.name, Domain.server_id, Domain.account_id, Domain.created_at).where(visible)
         if server_id is not None:
             stmt = stmt.where(Domain.server_id == server_id)
-        if after is not None:
-            stmt = stmt.where(Domain.name > after)
-        return list(await self.session.execute(stmt.order_by(Domain.name).limit(limit)))
+        return await fetch(self.session, stmt, DOMAIN_ORDER, page)
 
     async def bindings(self, domain_id: str) -> dict[str, Binding]:
         rows = await self.session.scalars(select(Binding).where(Binding.domain_id == domain_id))

@@ -39,6 +39,7 @@ from app.domains.service import (
 )
 from app.kit.coverage import covers
 from app.kit.time import utc_now
+from app.paging import InvalidCursor, PageParams
 from app.problems import Forbidden, NotFound, responses
 from app.schemas import ModelResponse, WarningOut
 from app.servers.router import capacity_warnings
@@ -85,19 +86,20 @@ async def create_domain(body: DomainCreate, _admin: Admin, domains: Domains):
     return domain_out(await domains.create(body.name, body.server_id, body.account_id))
 
 
-@router.get("", response_model=DomainPage)
+@router.get("", response_model=DomainPage, responses=responses(InvalidCursor))
 async def list_domains(
     caller: CurrentCaller,
     domains: Domains,
-    server_id: Annotated[str | None, Query()] = None,
-    account_id: Annotated[str | None, Query(description="Admins: only this account's")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(description="The last name of the previous page")] = None,
+    page: PageParams,
+    server_id: Annotated[str | None, Query(description="Only the domains hosted on this server.")] = None,
+    account_id: Annotated[str | None, Query(
+        description="Only this account's domains. A customer sees only its own account's whatever it "
+        "names here (another account: an empty list).")] = None,
 ):
-    account = account_id if caller.is_admin else caller.account_id
-    rows = await domains.repo.list(account, server_id, limit + 1, cursor)
-    next_cursor = rows[limit - 1].name if len(rows) > limit else None
-    return ModelResponse(DomainPage(items=[domain_out(d) for d in rows[:limit]], next_cursor=next_cursor))
+    """Domains in name order (A-labels, so `xn--` names sort by their ASCII form). A customer
+    sees its own account's domains only."""
+    window = await domains.list(caller, server_id=server_id, account_id=account_id, page=page)
+    return ModelResponse(DomainPage.of(window, [domain_out(d) for d in window.rows]))
 
 
 @router.get("/{name}", response_model=DomainOut, responses=responses(NotFound))

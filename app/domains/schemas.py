@@ -5,6 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from app.paging import Page
 from app.schemas import Strict, WarningOut
 
 Service = Literal["webmail", "mail"]
@@ -24,9 +25,8 @@ class DomainOut(BaseModel):
     created_at: datetime
 
 
-class DomainPage(BaseModel):
-    items: list[DomainOut]
-    next_cursor: str | None
+class DomainPage(Page[DomainOut]):
+    """A page of domains, in name order."""
 
 
 class BindingIn(Strict):

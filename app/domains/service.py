@@ -23,6 +23,7 @@ from app.domains.repository import CertificateFacts, DomainFacts, DomainReposito
 from app.kit.coverage import is_public_suffix
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.time import utc_now
+from app.paging import PageRequest, Window
 from app.problems import Conflict, NotFound, RuleViolation
 from app.servers.models import Server
 from app.servers.repository import ServerRepository
@@ -119,6 +120,10 @@ class DomainService:
             raise DomainExists(f"{domain_name} is already registered") from None
         await servers_changed(self.repo.session, [server_id], f"domain {domain_name} added", names={})
         return domain
+
+    async def list(self, caller: Caller, *, server_id: str | None, account_id: str | None,
+                   page: PageRequest) -> Window:
+        return await self.repo.list(caller.visible_rows(Domain.account_id, requested=account_id), server_id, page)
 
     async def get_visible(self, caller: Caller, name: str) -> Domain:
         try:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
-from pydantic import RootModel
+from fastapi import APIRouter, Depends, Response
 
 from app.certificates import errors as cert_errors
 from app.certificates.repository import CertificateRepository
 from app.certificates.service import CertificateService
 from app.deps import Admin, Context, Session
+from app.paging import InvalidCursor, PageParams
 from app.problems import Forbidden, NotFound, responses
-from app.schemas import ModelResponse, Offset, WarningOut
+from app.schemas import ModelResponse, WarningOut
 from app.servers.models import Server
 from app.servers.repository import ServerRepository
 from app.servers.schemas import (
@@ -20,6 +20,7 @@ from app.servers.schemas import (
     MailCertificateIn,
     ServerCreate,
     ServerOut,
+    ServerPage,
     ServerPatch,
 )
 from app.servers.service import (
@@ -95,12 +96,11 @@ async def register_server(body: ServerCreate, _admin: Admin, service: Service, c
     return (await to_outs(service, [server], ctx.settings.dovecot_capacity))[0]
 
 
-@router.get("", response_model=list[ServerOut], responses=responses(Forbidden))
-async def list_servers(_admin: Admin, service: Service, ctx: Context,
-                       limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                       offset: Offset = 0):
-    servers = await to_outs(service, await service.repo.list(limit, offset), ctx.settings.dovecot_capacity)
-    return ModelResponse(ServerList(servers))
+@router.get("", response_model=ServerPage, responses=responses(Forbidden, InvalidCursor))
+async def list_servers(_admin: Admin, service: Service, ctx: Context, page: PageParams):
+    """Servers in name order. No filters."""
+    window = await service.list(page)
+    return ModelResponse(ServerPage.of(window, await to_outs(service, window.rows, ctx.settings.dovecot_capacity)))
 
 
 @router.get("/{server_id}", response_model=ServerOut, responses=responses(Forbidden, NotFound))
@@ -114,9 +114,6 @@ async def patch_server(server_id: str, body: ServerPatch, _admin: Admin, service
     """Change the name or the agent (URL, pinned TLS fingerprint); an agent change redeploys."""
     server = await service.patch(server_id, body.model_dump(exclude_unset=True))
     return (await to_outs(service, [server], ctx.settings.dovecot_capacity))[0]
-
-
-ServerList = RootModel[list[ServerOut]]
 
 
 class MailCertificateOut(ServerOut):

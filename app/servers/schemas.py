@@ -5,6 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from app.paging import Page
 from app.schemas import DisplayName, Strict, WarningOut
 
 SoftwareName = Literal["postfix-dovecot", "postfix-courier", "qmail-courier", "mailenable"]
@@ -54,3 +55,7 @@ class ServerOut(BaseModel):
     warnings: list[WarningOut]
     created_at: datetime
     updated_at: datetime
+
+
+class ServerPage(Page[ServerOut]):
+    """A page of servers, in name order."""

@@ -15,6 +15,7 @@ from app.deployments.outbox import forget_applied, servers_changed
 from app.domains import rules
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.time import utc_now
+from app.paging import PageRequest, Window
 from app.problems import Conflict, NotFound, RuleViolation
 from app.servers.models import Server
 from app.servers.repository import ServerRepository
@@ -66,6 +67,10 @@ class ServerService:
         self.repo = repo
         self.certificates = certificates
         self.expiring_days = expiring_days
+
+    async def list(self, page: PageRequest) -> Window[Server]:
+        """Servers have no owning account: only admins list them (the router requires one)."""
+        return await self.repo.list(page)
 
     async def get(self, server_id: str) -> Server:
         server = await self.repo.get(server_id)
