@@ -5,12 +5,12 @@ from __future__ import annotations
 from sqlalchemy.exc import IntegrityError
 
 from app.accounts import tokens
-from app.accounts.caller import Caller
+from app.accounts.caller import SYSTEM, Caller
 from app.accounts.models import Account, ApiToken
 from app.accounts.repository import AccountRepository
 from app.db import new_id
 from app.kit.time import utc_now
-from app.paging import PageRequest, Window
+from app.paging import MAX_LIMIT, PageRequest, Window
 from app.problems import Conflict, NotFound, RuleViolation, Unauthenticated
 
 
@@ -85,11 +85,13 @@ class AccountService:
     async def all_tokens(self, account_id: str | None = None) -> list[ApiToken]:
         """Every token (of one account), oldest first, revoked ones included: `certpost tokens list`."""
         found: list[ApiToken] = []
-        while page := await self.repo.list_tokens(account_id, 500, len(found)):
-            found += page
-            if len(page) < 500:
-                break
-        return found
+        cursor: str | None = None
+        while True:
+            window = await self.list_tokens(SYSTEM, account_id, PageRequest(limit=MAX_LIMIT, cursor=cursor))
+            found += window.rows
+            if window.next_cursor is None:
+                return found
+            cursor = window.next_cursor
 
     async def has_tokens(self) -> bool:
         return await self.repo.count_tokens() > 0
