@@ -27,7 +27,7 @@ async def get_service(session: Session, ctx: Context) -> DomainTlsService:
 
 DomainTls = Annotated[DomainTlsService, Depends(get_service)]
 
-_NAME_PART = dict(min_length=1, max_length=253)
+_NAME_PART = {"min_length": 1, "max_length": 253}
 
 
 @router.get(
