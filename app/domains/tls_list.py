@@ -22,11 +22,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 
+from pydantic_core import to_json, to_jsonable_python
+
 from app.accounts.caller import Caller
 from app.context import AppContext
 from app.domains import tls_report
 from app.domains.tls_rows import DomainTlsRepository, SortOrder, TlsFilter
-from app.domains.tls_schemas import DomainTlsPage, DomainTlsRow
 from app.kit.text import refused_character
 from app.kit.time import as_utc, utc_now
 from app.problems import NotFound, RuleViolation
@@ -111,7 +112,8 @@ class DomainTlsService:
         self.repo = repo
         self.expiring_days = expiring_days
 
-    async def page(self, caller: Caller, query: TlsQuery) -> DomainTlsPage:
+    async def page(self, caller: Caller, query: TlsQuery) -> bytes:
+        """The ``DomainTlsPage`` JSON of one page."""
         order = SortOrder.parse(query.sort)
         after = decode_cursor(query.sort, query.cursor) if query.cursor else None
         f = visible_filter(caller, query)
@@ -125,7 +127,7 @@ class DomainTlsService:
         if len(rows) > query.limit:
             facts, soonest = rows[query.limit - 1]
             next_cursor = encode_cursor(query.sort, order.key_of(facts, soonest))
-        return DomainTlsPage.model_validate({"items": items, "next_cursor": next_cursor, "total": total})
+        return to_json({"items": items, "next_cursor": next_cursor, "total": total})
 
     async def check_server(self, server_id: str) -> None:
         if not await self.repo.server_exists(server_id):
@@ -148,13 +150,12 @@ async def export(ctx: AppContext, caller: Caller, server_id: str, fmt: str) -> A
         repo = DomainTlsRepository(session)
         servers = await repo.servers({server_id})
         async for batch in repo.batches(f, now, EXPORT_BATCH):
-            rows = [DomainTlsRow.model_validate(
-                tls_report.row(facts, servers[facts.server_id], soonest, now, ctx.settings.expiring_days))
-                for facts, soonest in batch]
+            rows = [tls_report.row(facts, servers[facts.server_id], soonest, now, ctx.settings.expiring_days)
+                    for facts, soonest in batch]
             if fmt == "csv":
-                yield _csv_lines([tls_report.csv_record(r.model_dump(mode="json")) for r in rows])
+                yield _csv_lines([tls_report.csv_record(to_jsonable_python(r)) for r in rows])
             else:
-                yield "".join(r.model_dump_json() + "\n" for r in rows).encode()
+                yield b"".join(to_json(r) + b"\n" for r in rows)
         await session.rollback()  # read only: nothing to commit
 
 

@@ -22,11 +22,16 @@ def _deployment(state: rules.NameDeployment) -> dict:
 
 
 def row(domain: DomainTlsFacts, server: ServerTlsFacts, soonest: datetime, now: datetime, expiring_days: int) -> dict:
-    """The ``DomainTlsRow`` of one domain, as a plain dict (validated once by the answer model)."""
+    """The ``DomainTlsRow`` of one domain as a plain dict in the model's field order.
+
+    Serialised by ``pydantic_core.to_json`` without building the models: a page is validated
+    by nothing but its own construction here (every value comes from a typed column or a rule),
+    and validating 10,000 export rows cost more than computing them (docs/performance.md).
+    """
     facts = server.server
     per_domain = capabilities(facts.software).per_domain_mail
     up_to_date = facts.applied_generation >= facts.desired_generation
-    out: dict = {"domain": domain.name, "server_id": domain.server_id, "account_id": domain.account_id}
+    parts = {}
     warns = False
     for service in SERVICES:
         cert = domain.presented[service]
@@ -48,10 +53,9 @@ def row(domain: DomainTlsFacts, server: ServerTlsFacts, soonest: datetime, now: 
             part["recommended_client_hostname"] = status.recommended_client_hostname
             part["recommendation_reason"] = status.recommendation_reason
         warns = warns or status.client_warning
-        out[service] = part
-    out["client_warning"] = warns
-    out["not_after"] = soonest
-    return out
+        parts[service] = part
+    return {"domain": domain.name, "server_id": domain.server_id, "account_id": domain.account_id,
+            "client_warning": warns, "not_after": soonest, **parts}
 
 
 CSV_COLUMNS = (

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import StreamingResponse
 
 from app.deps import Context, CurrentCaller, Session
@@ -16,7 +16,6 @@ from app.domains.tls_list import DomainTlsService, InvalidCursor, TlsQuery, Unkn
 from app.domains.tls_rows import DomainTlsRepository
 from app.domains.tls_schemas import DomainTlsPage, Reason, Sort
 from app.problems import responses
-from app.schemas import ModelResponse
 
 router = APIRouter(tags=["domains"])
 
@@ -78,7 +77,7 @@ async def list_domain_tls(
         server_id=server_id, account_id=account_id, warning=warning, reason=reason, prefix=prefix, q=q,
         sort=sort, cursor=cursor, limit=limit, count=count,
     ))
-    return ModelResponse(page)
+    return Response(page, media_type="application/json")
 
 
 _SERVER = Annotated[str, Path(max_length=36, description="The server whose domains to export.",
