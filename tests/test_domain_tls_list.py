@@ -39,7 +39,7 @@ async def _set_validity(context, cert_id, **values):
 
 @pytest.fixture
 async def hosting(client, admin, customer_headers, test_ca, untrusted_ca, context):
-    """server1: account A's a0..a5 and account B's b0..b2; server2: B's z0, z1."""
+    """server1: account A's a0..a5 and account B's b0..b3; server2: B's z0, z1."""
     s1 = await create_server(client, admin, name="mx1", hostname="mx1.hosting.test")
     s2 = await create_server(client, admin, name="mx2", hostname="mx2.hosting.test")
     acct_a, a = await customer_headers("a")
@@ -47,7 +47,7 @@ async def hosting(client, admin, customer_headers, test_ca, untrusted_ca, contex
     now = datetime.now(UTC)
     for name in ("a0", "a1", "a2", "a3", "a4", "a5"):
         await create_domain(client, admin, f"{name}.example", s1["id"], acct_a)
-    for name in ("b0", "b1", "b2"):
+    for name in ("b0", "b1", "b2", "b3"):
         await create_domain(client, admin, f"{name}.example", s1["id"], acct_b)
     for name in ("z0", "z1"):
         await create_domain(client, admin, f"{name}.example", s2["id"], acct_b)
@@ -71,7 +71,8 @@ async def hosting(client, admin, customer_headers, test_ca, untrusted_ca, contex
     await _set_validity(context, expired, not_before=now - timedelta(days=90), not_after=now - timedelta(days=2))
     cert = await upload(client, a, test_ca.issue(["*.a5.example"], days=250))
     await _bind(client, a, "a5.example", "webmail", cert["id"])
-    # b0: not yet valid (moved after binding); b1: trusted wildcard; b2: nothing bound.
+    # b0: not yet valid (moved after binding); b1: trusted wildcard; b2, b3: nothing bound (the same
+    # certificates, so the same not_after: a tie for the expiry sort).
     later = await both(b, "b0.example", test_ca.issue(names("b0.example"), days=400))
     await _set_validity(context, later, not_before=now + timedelta(days=3))
     await both(b, "b1.example", test_ca.issue(["*.b1.example"], days=350))
@@ -101,7 +102,7 @@ def _names(rows):
     return [row["domain"] for row in rows]
 
 
-ALL = ["a0", "a1", "a2", "a3", "a4", "a5", "b0", "b1", "b2", "z0", "z1"]
+ALL = ["a0", "a1", "a2", "a3", "a4", "a5", "b0", "b1", "b2", "b3", "z0", "z1"]
 
 
 async def test_rows_equal_the_single_domain_tls_status(client, admin, hosting):
@@ -169,8 +170,9 @@ async def test_sorts_page_through_every_row_in_order(client, admin, hosting):
     assert _names(await _all(client, admin, sort="-name")) == _names(by_name)[::-1]
     assert _names(await _all(client, admin, sort="not_after")) == _names(by_expiry)
     assert _names(await _all(client, admin, sort="-not_after")) == _names(by_expiry)[::-1]
-    # several rows share a not_after (the server defaults): the name breaks the tie across pages
-    assert len({row["not_after"] for row in rows}) < len(rows)
+    # b2 and b3 share a not_after (the server's defaults): the name breaks the tie across pages
+    tied = [row["not_after"] for row in rows if row["domain"] in ("b2.example", "b3.example")]
+    assert tied[0] == tied[1]
     warned = await _all(client, admin, sort="-not_after", warning="true")
     assert _names(warned) == [row["domain"] for row in by_expiry[::-1] if row["client_warning"]]
 
@@ -179,7 +181,7 @@ async def test_customers_see_their_own_account_only(client, admin, hosting):
     mine = await _all(client, hosting["a"])
     assert _names(mine) == [f"{n}.example" for n in ALL if n.startswith("a")]
     theirs = await _all(client, hosting["b"], server_id=hosting["s1"])
-    assert _names(theirs) == ["b0.example", "b1.example", "b2.example"]
+    assert _names(theirs) == ["b0.example", "b1.example", "b2.example", "b3.example"]
     r = await client.get("/v1/domain-tls", params={"account_id": hosting["acct_b"], "count": "true"},
                          headers=hosting["a"])
     assert r.status_code == 200 and r.json() == {"items": [], "next_cursor": None, "total": 0}
