@@ -201,6 +201,9 @@ async def test_refusals_are_coded(client, admin, hosting):
     forged = base64.urlsafe_b64encode(json.dumps(["domain-tls:not_after", "year 0", "a"]).encode()).decode()
     assert_problem(await client.get("/v1/domain-tls", params={"sort": "not_after", "cursor": forged}, headers=admin),
                    422, "invalid_cursor")
+    surrogate = base64.urlsafe_b64encode(b'["domain-tls:name","\\ud800"]').decode()
+    assert_problem(await client.get("/v1/domain-tls", params={"cursor": surrogate}, headers=admin), 422,
+                   "invalid_cursor")
     assert (await client.get("/v1/domain-tls")).status_code == 401
     assert_problem(await client.get("/v1/servers/nope/domain-tls.ndjson", headers=admin), 404, "not_found")
 

@@ -91,7 +91,8 @@ def decode_cursor(sort: str, cursor: str) -> tuple:
     if not isinstance(data, list) or len(data) != width + 1 or data[0] != f"domain-tls:{sort}":
         raise InvalidCursor("the cursor is not one this list returned with this sort")
     name = data[-1]
-    if not isinstance(name, str) or len(name) > MAX_NAME or refused_character(name) is not None:
+    if not isinstance(name, str) or len(name) > MAX_NAME or refused_character(name) is not None \
+            or not name.isascii():  # stored names are A-labels; a lone surrogate would fail to bind
         raise InvalidCursor("the cursor is not one this API returned")
     if width == 1:
         return (name,)
