@@ -248,7 +248,10 @@ class CertificateService:
         cert.revision = Certificate.revision + 1
         if name is not None:
             cert.name = name
-        await self.repo.session.flush()
+        try:
+            await self.repo.session.flush()
+        except IntegrityError:  # a concurrent upload of the same material won the unique index
+            raise errors.CertificateExists("a certificate of the same owner already holds this material") from None
         await self.repo.session.refresh(cert, ["revision"])
         await servers_changed(
             self.repo.session,
