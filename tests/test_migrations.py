@@ -2,8 +2,6 @@
 
 import sqlite3
 
-import pytest
-
 from app.migrate import downgrade, upgrade
 from tests.support.threads import in_thread
 
@@ -157,61 +155,3 @@ def test_0007_backfills_renewal_eligible_at(tmp_path):
     found = dict(sqlite3.connect(path).execute("SELECT id, renewal_eligible_at FROM certificates"))
     assert found == {"due": past, "backing-off": later, "retry-passed": later, "renewing": None, "uploaded": None}
 
-
-def test_0009_merges_duplicate_certificates_keeping_bindings(tmp_path):
-    """Copies of one fingerprint per owner become one row; every binding and server points at it."""
-    path = tmp_path / "m.db"
-    url = f"sqlite+aiosqlite:///{path}"
-    in_thread(upgrade, url, "0008")
-    db = sqlite3.connect(path)
-    db.execute("PRAGMA foreign_keys=ON")
-    for account in ("a", "b"):
-        db.execute("INSERT INTO accounts (id, name, created_at, updated_at) VALUES (?, ?, '2026-01-01', '2026-01-01')",
-                   (account, account))
-    certs = [  # id, account, fingerprint, trusted, chain_length, created_at
-        ("old", "a", "f1", 0, 1, "2026-01-01 00:00:00"), ("good", "a", "f1", 1, 2, "2026-02-01 00:00:00"),
-        ("other-owner", "b", "f1", 0, 1, "2026-01-01 00:00:00"),
-        ("p-old", None, "f2", 0, 1, "2026-01-01 00:00:00"), ("p-new", None, "f2", 0, 1, "2026-03-01 00:00:00"),
-        ("single", "a", "f3", 0, 1, "2026-01-01 00:00:00"),
-    ]
-    for cert, account, fp, trusted, chain, created in certs:
-        db.execute(
-            "INSERT INTO certificates (id, account_id, source, subject, issuer, serial, sans, not_before, not_after,"
-            " fingerprint_sha256, key_type, key_bits, self_signed, trusted, chain_length, certificate_pem,"
-            " chain_pem, key_ciphertext, key_wrapped, master_key_id, revision, created_at, updated_at, renewal_attempts)"
-            " VALUES (?, ?, 'upload', 's', 'i', '1', '[]', ?, ?, ?, 'ec-p256', 256, 0, ?, ?, '', '', x'00', x'00',"
-            " 'k', 1, ?, ?, 0)", (cert, account, created, created, fp, trusted, chain, created, created))
-        db.execute("INSERT INTO certificate_names (certificate_id, name) VALUES (?, 'mail.a.test')", (cert,))
-    db.execute("INSERT INTO servers (id, name, hostname, software, mail_certificate_id, default_certificate_id,"
-               " desired_generation, applied_generation, created_at, updated_at, mail_certificate_count)"
-               " VALUES ('s1', 's1', 'h', 'postfix-dovecot', 'p-new', 'p-new', 0, 0, '2026-01-01', '2026-01-01', 2)")
-    bindings = {"d1": {"mail": "old", "webmail": "good"}, "d2": {"mail": "good", "webmail": "single"}}
-    for domain, services in bindings.items():
-        db.execute("INSERT INTO domains (id, name, server_id, account_id, created_at, updated_at)"
-                   " VALUES (?, ?, 's1', 'a', '2026-01-01', '2026-01-01')", (domain, domain))
-        for service, cert in services.items():
-            db.execute("INSERT INTO bindings (id, domain_id, service, certificate_id, created_at, updated_at)"
-                       " VALUES (?, ?, ?, ?, '2026-01-01', '2026-01-01')", (f"{domain}-{service}", domain, service, cert))
-    db.commit()
-    db.close()
-    in_thread(upgrade, url)
-    db = sqlite3.connect(path)
-    assert {r[0] for r in db.execute("SELECT id FROM certificates")} == {"good", "other-owner", "p-old", "single"}
-    assert dict(db.execute("SELECT id, certificate_id FROM bindings")) == {
-        "d1-mail": "good", "d1-webmail": "good", "d2-mail": "good", "d2-webmail": "single"}
-    assert db.execute("SELECT mail_certificate_id, default_certificate_id, mail_certificate_count FROM servers"
-                      ).fetchone() == ("p-old", "p-old", 1)
-    assert {r[0] for r in db.execute("SELECT certificate_id FROM certificate_names")} == {
-        "good", "other-owner", "p-old", "single"}
-    with pytest.raises(sqlite3.IntegrityError):  # the unique index holds for platform rows (NULL account) too
-        db.execute("INSERT INTO certificates (id, account_id, source, subject, issuer, serial, sans, not_before,"
-                   " not_after, fingerprint_sha256, key_type, key_bits, self_signed, trusted, chain_length,"
-                   " certificate_pem, chain_pem, key_ciphertext, key_wrapped, master_key_id, revision, created_at,"
-                   " updated_at, renewal_attempts) SELECT 'copy', account_id, source, subject, issuer, serial, sans,"
-                   " not_before, not_after, fingerprint_sha256, key_type, key_bits, self_signed, trusted,"
-                   " chain_length, certificate_pem, chain_pem, key_ciphertext, key_wrapped, master_key_id, revision,"
-                   " created_at, updated_at, renewal_attempts FROM certificates WHERE id = 'p-old'")
-    db.rollback()
-    db.close()
-    in_thread(downgrade, url, "0008")
-    in_thread(upgrade, url)
