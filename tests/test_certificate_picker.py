@@ -13,7 +13,7 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 async def tenants(client, admin, customer_headers, test_ca):
     """Account A owns a.test; B has a certificate for a.test's names too; the platform one."""
     a_id, a = await customer_headers("picker-a")
-    b_id, b = await customer_headers("picker-b")
+    _b_id, b = await customer_headers("picker-b")
     server = await create_server(client, admin)
     await create_domain(client, admin, "a.test", server["id"], a_id)
     both = ["webmail.a.test", "mail.a.test"]

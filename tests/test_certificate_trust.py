@@ -99,12 +99,12 @@ async def test_trust_follows_the_store_across_restarts(client, app, context, set
                 assert (row.trusted, row.trust_reason, row.trust_store) == (True, None, context.trust.identity)
 
         # Restarted without the bundle again: untrusted again, everywhere.
-        async with plain_app.router.lifespan_context(plain_app):
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=plain_app), base_url="http://t") as after:
-                tls = (await after.get("/v1/domains/a.test/tls", headers=customer)).json()
-                assert "certificate_untrusted" in tls["webmail"]["reasons"]
-                again = (await after.get(f"/v1/certificates/{cert['id']}", headers=customer)).json()
-                assert again["trust"]["reason"] == "unknown_issuer"
+        async with (plain_app.router.lifespan_context(plain_app),
+                    httpx.AsyncClient(transport=httpx.ASGITransport(app=plain_app), base_url="http://t") as after):
+            tls = (await after.get("/v1/domains/a.test/tls", headers=customer)).json()
+            assert "certificate_untrusted" in tls["webmail"]["reasons"]
+            again = (await after.get(f"/v1/certificates/{cert['id']}", headers=customer)).json()
+            assert again["trust"]["reason"] == "unknown_issuer"
     finally:
         await plain.close()
 
@@ -114,7 +114,7 @@ async def test_a_list_page_costs_no_query_per_row(client, context, admin, test_c
 
     async def statements(limit: int) -> int:
         seen = []
-        listener = lambda *args: seen.append(args[2])  # noqa: E731
+        listener = lambda *args: seen.append(args[2])
         event.listen(context.engine.sync_engine, "before_cursor_execute", listener)
         try:
             response = await client.get(f"/v1/certificates?limit={limit}", headers=admin)

@@ -25,8 +25,8 @@ from app.certificates.trust import Trust, upload_warnings
 from app.deps import Context, CurrentCaller, Session
 from app.kit import x509 as kx
 from app.kit.names import InvalidName, normalise_hostname
-from app.problems import Forbidden, NotFound, RuleViolation, responses
 from app.kit.time import utc_now
+from app.problems import Forbidden, NotFound, RuleViolation, responses
 from app.schemas import Instant, ModelResponse, Text, WarningOut
 
 router = APIRouter(prefix="/v1/certificates", tags=["certificates"])

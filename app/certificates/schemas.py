@@ -58,8 +58,8 @@ class TrustOut(BaseModel):
     )
     detail: str | None = Field(
         description="The reason in words, for people.",
-        examples=["no path to a trusted root from issuer CN=Example Issuing CA: an intermediate is missing, "
-                  "or the root is not in the trust store"],
+        examples=[("no path to a trusted root from issuer CN=Example Issuing CA: an intermediate is missing, "
+                   "or the root is not in the trust store")],
     )
 
 

@@ -27,8 +27,8 @@ from datetime import datetime, timedelta
 from app.certificates.material import SELF_SIGNED
 from app.certificates.repository import CertificateRepository
 from app.kit import x509 as kx
-from app.kit.trust import ChainVerdict, TrustStore, time_reason
 from app.kit.time import expired
+from app.kit.trust import ChainVerdict, TrustStore, time_reason
 
 log = logging.getLogger("certpost")
 
