@@ -154,4 +154,3 @@ def test_0007_backfills_renewal_eligible_at(tmp_path):
     in_thread(upgrade, url)
     found = dict(sqlite3.connect(path).execute("SELECT id, renewal_eligible_at FROM certificates"))
     assert found == {"due": past, "backing-off": later, "retry-passed": later, "renewing": None, "uploaded": None}
-
