@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     event,
+    func,
     inspect,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -43,7 +44,13 @@ class Certificate(IdMixin, TimestampMixin, Base):
     key_type: Mapped[str] = mapped_column(String(16))
     key_bits: Mapped[int] = mapped_column(Integer)
     self_signed: Mapped[bool] = mapped_column(Boolean)
+    # The chain verdict (app.kit.trust.ChainVerdict) and the trust store it was judged against
+    # (TrustStore.identity). Time is not part of it: reads add expired / not_yet_valid. Rows judged
+    # against another store are judged again at start-up (app.certificates.trust.refresh_stored).
     trusted: Mapped[bool] = mapped_column(Boolean)
+    trust_reason: Mapped[str | None] = mapped_column(String(32))
+    trust_detail: Mapped[str | None] = mapped_column(Text)
+    trust_store: Mapped[str | None] = mapped_column(String(64))
     chain_length: Mapped[int] = mapped_column(Integer)
     certificate_pem: Mapped[str] = mapped_column(Text)  # the leaf
     chain_pem: Mapped[str] = mapped_column(Text, default="")  # issuers, leaf excluded
@@ -67,6 +74,18 @@ class Certificate(IdMixin, TimestampMixin, Base):
     names: Mapped[list[CertificateName]] = relationship(
         cascade="all, delete-orphan", lazy="raise", passive_deletes=True
     )
+
+
+# One row per material per owner: an identical upload returns the row that exists
+# (CertificateService.store_upload). COALESCE because NULLs are distinct in a unique index on both
+# databases, and platform certificates have no account. Also serves "this owner's certificate with
+# this fingerprint" lookups.
+Index(
+    "uq_certificates_owner_fingerprint",
+    func.coalesce(Certificate.account_id, ""),
+    Certificate.fingerprint_sha256,
+    unique=True,
+)
 
 
 _RENEWAL_INPUTS = ("source", "renewal_at", "renewal_status", "next_renewal_attempt_at")

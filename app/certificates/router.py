@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile, status
 
@@ -15,16 +15,20 @@ from app.certificates.schemas import (
     CertificateOut,
     CertificatePage,
     CertificateUpload,
+    CertificateUploadOut,
     SelfSignedCreate,
+    TrustOut,
     UsageOut,
 )
-from app.certificates.service import CertificateService, InvalidCursor, InvalidFilter
+from app.certificates.service import CertificateService, InvalidCursor, InvalidFilter, Stored
+from app.certificates.trust import Trust, upload_warnings
 from app.deps import Context, CurrentCaller, Session
 from app.kit import x509 as kx
 from app.kit.names import InvalidName, normalise_hostname
+from app.kit.time import utc_now
 from app.paging import PageParams
 from app.problems import Forbidden, NotFound, RuleViolation, responses
-from app.schemas import Instant, ModelResponse, Text
+from app.schemas import Instant, ModelResponse, Text, WarningOut
 
 router = APIRouter(prefix="/v1/certificates", tags=["certificates"])
 
@@ -36,13 +40,13 @@ class InvalidHostname(RuleViolation):
 
 
 async def get_service(session: Session, ctx: Context) -> CertificateService:
-    return CertificateService(CertificateRepository(session), ctx.master_key)
+    return CertificateService(CertificateRepository(session), ctx.master_key, ctx.trust)
 
 
 Service = Annotated[CertificateService, Depends(get_service)]
 
 
-def to_out(cert: Certificate, usages: list[Usage]) -> CertificateOut:
+def to_out(cert: Certificate, usages: list[Usage], trust: Trust) -> CertificateOut:
     return CertificateOut(
         id=cert.id,
         name=cert.name,
@@ -57,7 +61,8 @@ def to_out(cert: Certificate, usages: list[Usage]) -> CertificateOut:
         key_type=cert.key_type,
         key_bits=cert.key_bits,
         self_signed=cert.self_signed,
-        trusted=cert.trusted,
+        trusted=trust.trusted,
+        trust=TrustOut(trusted=trust.trusted, reason=trust.reason, detail=trust.detail),
         chain_length=cert.chain_length,
         source=cert.source,
         revision=cert.revision,
@@ -71,7 +76,40 @@ def to_out(cert: Certificate, usages: list[Usage]) -> CertificateOut:
 
 
 async def _one(service: CertificateService, cert: Certificate) -> CertificateOut:
-    return to_out(cert, (await service.usages_of([cert]))[cert.id])
+    return to_out(cert, (await service.usages_of([cert]))[cert.id], (await service.trust_of([cert]))[cert.id])
+
+
+CHAIN_DIFFERS = (
+    "This certificate was already stored (same fingerprint) with another chain; the stored one is kept. "
+    "Replace its material with PUT /v1/certificates/{id} to serve the new chain."
+)
+
+
+async def _uploaded(service: CertificateService, stored: Stored, ctx) -> ModelResponse:
+    """201 with the new certificate, or 200 with the one the owner already had.
+
+    An identical upload is not an error (a panel retrying, or a user uploading the file they
+    already did): it answers like a successful creation whose result already existed, 200
+    with that certificate, ``already_existed: true`` and ``Content-Location`` naming it
+    (RFC 9110 section 8.7: the content is the current representation of that resource).
+    303 See Other (RFC 9110 section 15.4.4) would make every client fetch the certificate a
+    second time, and a 409 would make them handle an error for what is a success.
+    """
+    cert = stored.certificate
+    out = await _one(service, cert)
+    trust = Trust(out.trust.trusted, out.trust.reason, out.trust.detail)
+    warnings = [WarningOut(code=w.code, message=w.message)
+                for w in upload_warnings(cert, trust, utc_now(), ctx.settings.expiring_days)]
+    if stored.chain_differs:
+        warnings.append(WarningOut(code="chain_differs", message=CHAIN_DIFFERS.format(id=cert.id)))
+    body = CertificateUploadOut(**out.model_dump(), already_existed=stored.existed, warnings=warnings)
+    response = ModelResponse(body, status_code=200 if stored.existed else 201)
+    response.headers["Content-Location"] = f"/v1/certificates/{cert.id}"
+    return response
+
+
+UPLOAD_RESPONSES = {200: {"model": CertificateUploadOut, "description": "The owner already had this certificate "
+                          "(same fingerprint): it is returned, nothing is stored."}}
 
 
 async def _read_pem(ctx: Context, body: CertificateMaterialIn) -> material.Material:
@@ -86,15 +124,22 @@ async def _read_pem(ctx: Context, body: CertificateMaterialIn) -> material.Mater
         raise errors.from_material_error(exc) from None
 
 
-@router.post("", status_code=201, response_model=CertificateOut, responses=responses(*MATERIAL_ERRORS, Forbidden))
+@router.post("", status_code=201, response_model=CertificateUploadOut,
+             responses={**responses(*MATERIAL_ERRORS, Forbidden), **UPLOAD_RESPONSES})
 async def upload_certificate(body: CertificateUpload, caller: CurrentCaller, service: Service, ctx: Context):
-    """Store a certificate with its private key (PEM). The key is encrypted and never returned."""
+    """Store a certificate with its private key (PEM). The key is encrypted and never returned.
+
+    201 with `warnings` (expired, expiring, untrusted, self-signed: accepted, as binding accepts
+    what clients merely warn about; an expired certificate cannot be bound). The same certificate
+    (same fingerprint) uploaded again by the same owner returns the existing one with 200 and
+    `already_existed: true`."""
     owner = caller.owner_for_new(body.account_id)
     mat = await _read_pem(ctx, body)
-    return await _one(service, await service.store(mat, account_id=owner, name=body.name, source="upload"))
+    return await _uploaded(service, await service.store_upload(mat, account_id=owner, name=body.name), ctx)
 
 
-@router.post("/import", status_code=201, response_model=CertificateOut, responses=responses(*MATERIAL_ERRORS, Forbidden))
+@router.post("/import", status_code=201, response_model=CertificateUploadOut,
+             responses={**responses(*MATERIAL_ERRORS, Forbidden), **UPLOAD_RESPONSES})
 async def import_certificate(
     caller: CurrentCaller,
     service: Service,
@@ -108,7 +153,10 @@ async def import_certificate(
     name: Annotated[Text | None, Form(max_length=200)] = None,
     account_id: Annotated[Text | None, Form()] = None,
 ):
-    """Store a certificate from files: PEM files, or one PKCS#12 archive with its password."""
+    """Store a certificate from files: PEM files, or one PKCS#12 archive with its password.
+
+    Answers as the PEM upload does: 201 with `warnings`, or 200 with the owner's existing
+    certificate of the same fingerprint."""
     owner = caller.owner_for_new(account_id)
     try:
         if pkcs12 is not None:
@@ -124,7 +172,7 @@ async def import_certificate(
             raise errors.InvalidCertificate("send either `pkcs12`, or `certificate` and `private_key`")
     except kx.MaterialError as exc:
         raise errors.from_material_error(exc) from None
-    return await _one(service, await service.store(mat, account_id=owner, name=name, source="upload"))
+    return await _uploaded(service, await service.store_upload(mat, account_id=owner, name=name), ctx)
 
 
 @router.post("/self-signed", status_code=201, response_model=CertificateOut, responses=responses(InvalidHostname, Forbidden))
@@ -139,25 +187,48 @@ async def create_self_signed(body: SelfSignedCreate, caller: CurrentCaller, serv
     return await _one(service, await service.store(mat, account_id=owner, name=body.name, source="self-signed"))
 
 
-@router.get("", response_model=CertificatePage, responses=responses(InvalidCursor, InvalidFilter))
+@router.get("", response_model=CertificatePage, responses=responses(InvalidCursor, InvalidFilter, NotFound))
 async def list_certificates(
     caller: CurrentCaller,
-    service: Service,
+    certificates: Service,
     page: PageParams,
-    covers: Annotated[str | None, Query(
-        description="Only certificates that cover this host name (an exact SAN or a wildcard one level up).")] = None,
+    covers: Annotated[list[str] | None, Query(
+        description="Only certificates that cover this host name (RFC 9525 matching, one-label wildcards); "
+        "repeat it (`covers=a&covers=b`) for certificates that cover all of them.",
+        examples=["webmail.example.com"])] = None,
+    usable_for: Annotated[str | None, Query(
+        description="The certificate picker: only certificates that can serve this domain's `service` now: in "
+        "date, covering webmail.<domain> and/or mail.<domain>, and, when certpost knows the domain, of the "
+        "domain's account or the platform's (what a bind accepts). Expired certificates are never offered.",
+        examples=["example.com"])] = None,
+    service: Annotated[Literal["webmail", "mail", "both"] | None, Query(
+        description="With `usable_for`: the host names to cover (webmail.<d>, mail.<d>, or both; default both).",
+        examples=["both"])] = None,
     expires_before: Annotated[Instant | None, Query(
         description="Only those whose `not_after` is earlier than this time (RFC 3339; UTC when no offset).")] = None,
     account_id: Annotated[str | None, Query(
         description="Only this account's certificates. A customer sees only its own account's whatever it "
         "names here (another account: an empty list).")] = None,
+    sort: Annotated[Literal["created_at", "not_after", "-not_after"], Query(
+        description="Order: created_at (oldest first, the default), not_after (soonest expiry first) or "
+        "-not_after (latest expiry first); ties by id. A cursor is valid for the order it came from.",
+        examples=["-not_after"])] = "created_at",
 ):
-    """Certificates, oldest first (by `created_at`, then `id`), each with where it is bound. A
-    customer sees its own account's certificates only."""
-    found = await service.list(caller, covers_name=covers, expires_before=expires_before, account_id=account_id,
-                               page=page)
+    """Certificates in the chosen order, each with where it is bound and whether it is trusted now.
+    A customer sees its own account's certificates only."""
+    found = await certificates.list(
+        caller,
+        covers_names=covers,
+        usable_for=usable_for,
+        service=service,
+        expires_before=expires_before,
+        account_id=account_id,
+        sort=sort,
+        page=page,
+    )
     return ModelResponse(CertificatePage(
-        items=[to_out(c, found.usages[c.id]) for c in found.items], next_cursor=found.next_cursor, total=found.total
+        items=[to_out(c, found.usages[c.id], found.trust[c.id]) for c in found.items], next_cursor=found.next_cursor,
+        total=found.total,
     ))
 
 
@@ -170,7 +241,7 @@ async def get_certificate(certificate_id: str, caller: CurrentCaller, service: S
     "/{certificate_id}",
     response_model=CertificateOut,
     responses=responses(NotFound, errors.HostnameNotCovered, errors.CertificateExpired, errors.CertificateServerWide,
-                        errors.CertificateNotYetValid, *MATERIAL_ERRORS),
+                        errors.CertificateNotYetValid, errors.CertificateExists, *MATERIAL_ERRORS),
 )
 async def replace_certificate(certificate_id: str, body: CertificateMaterialIn, caller: CurrentCaller, service: Service, ctx: Context):
     """Replace the material (certificate and key). Bindings stay; `revision` goes up; servers redeploy."""

@@ -6,7 +6,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from app.paging import Page
-from app.schemas import PemText, Strict
+from app.schemas import PemText, Strict, WarningOut
 
 PEM_MAX = 256 * 1024
 
@@ -38,6 +38,32 @@ class UsageOut(BaseModel):
     server_id: str | None = None
 
 
+TrustReason = Literal[
+    "self_signed", "unknown_issuer", "name_constraints", "issuer_expired", "no_subject_alt_name",
+    "invalid_chain", "expired", "not_yet_valid",
+]
+
+
+class TrustOut(BaseModel):
+    trusted: bool = Field(
+        description="A client would accept the certificate now: the chain builds to a root of the current trust "
+        "store (Mozilla's and CERTPOST_TRUST_BUNDLE) for the certificate's own names, and it is in date.",
+        examples=[False],
+    )
+    reason: TrustReason | None = Field(
+        description="Why not (null when trusted): self_signed; unknown_issuer (an intermediate missing, or a root "
+        "the trust store does not hold); name_constraints (an issuer's nameConstraints exclude its names); "
+        "issuer_expired; no_subject_alt_name; invalid_chain (another refusal of the path validation); "
+        "expired; not_yet_valid. Chain reasons come before time ones.",
+        examples=["unknown_issuer"],
+    )
+    detail: str | None = Field(
+        description="The reason in words, for people.",
+        examples=[("no path to a trusted root from issuer CN=Example Issuing CA: an intermediate is missing, "
+                   "or the root is not in the trust store")],
+    )
+
+
 class CertificateOut(BaseModel):
     id: str
     name: str | None
@@ -52,7 +78,11 @@ class CertificateOut(BaseModel):
     key_type: str = Field(description="rsa, ec-p256, ec-p384, ec-p521 or ed25519")
     key_bits: int
     self_signed: bool
-    trusted: bool = Field(description="The chain verifies to a trusted root for the certificate's own names.")
+    trusted: bool = Field(
+        description="Same as `trust.trusted`: judged against the current trust store when read, not frozen at upload.",
+        examples=[True],
+    )
+    trust: TrustOut = Field(description="Whether a client would trust the certificate now, and why not.")
     chain_length: int = Field(description="Certificates stored, leaf included.")
     source: Literal["upload", "self-signed", "acme"]
     revision: int
@@ -62,6 +92,21 @@ class CertificateOut(BaseModel):
     renewal_error: dict | None = Field(description="ACME: why the last renewal failed (`step`, `code`, `detail`, `problem`).")
     created_at: datetime
     updated_at: datetime
+
+
+class CertificateUploadOut(CertificateOut):
+    already_existed: bool = Field(
+        description="True when the owner already had this certificate (same SHA-256 fingerprint): the existing "
+        "one is returned with 200 and nothing is stored; false with 201 for a new certificate.",
+        examples=[False],
+    )
+    warnings: list[WarningOut] = Field(
+        description="What clients would warn about, with the codes binding uses: self_signed, "
+        "certificate_untrusted, certificate_expired, certificate_not_yet_valid, certificate_expiring (under "
+        "CERTPOST_EXPIRING_DAYS); and chain_differs when an identical certificate was returned that is stored "
+        "with another chain.",
+        examples=[[{"code": "certificate_expiring", "message": "The certificate expires in 12 days (2026-12-13)."}]],
+    )
 
 
 class CertificatePage(Page[CertificateOut]):
