@@ -20,12 +20,14 @@ from app.certificates.schemas import (
 )
 from app.certificates.service import CertificateService, InvalidCursor, InvalidFilter
 from app.deps import Context, CurrentCaller, Session
+from app.idempotency.http import IDEMPOTENT, IdempotentRoute
 from app.kit import x509 as kx
 from app.kit.names import InvalidName, normalise_hostname
+from app.preconditions import IfMatch, tag
 from app.problems import Forbidden, NotFound, RuleViolation, responses
 from app.schemas import Instant, ModelResponse, Text
 
-router = APIRouter(prefix="/v1/certificates", tags=["certificates"])
+router = APIRouter(prefix="/v1/certificates", tags=["certificates"], route_class=IdempotentRoute)
 
 MATERIAL_ERRORS = (*errors.MATERIAL_ERRORS, MaterialBusy)
 
@@ -69,7 +71,13 @@ def to_out(cert: Certificate, usages: list[Usage]) -> CertificateOut:
     )
 
 
-async def _one(service: CertificateService, cert: Certificate) -> CertificateOut:
+async def _one(service: CertificateService, cert: Certificate, response: Response | None = None,
+               created: bool = False) -> CertificateOut:
+    """The certificate as shown, its ETag on ``response`` (a new one also its Location)."""
+    if response is not None:
+        tag(response, service.etag(cert))
+        if created:
+            response.headers["Location"] = f"/v1/certificates/{cert.id}"
     return to_out(cert, (await service.usages_of([cert]))[cert.id])
 
 
@@ -85,19 +93,22 @@ async def _read_pem(ctx: Context, body: CertificateMaterialIn) -> material.Mater
         raise errors.from_material_error(exc) from None
 
 
-@router.post("", status_code=201, response_model=CertificateOut, responses=responses(*MATERIAL_ERRORS, Forbidden))
-async def upload_certificate(body: CertificateUpload, caller: CurrentCaller, service: Service, ctx: Context):
+@router.post("", status_code=201, dependencies=[IDEMPOTENT], response_model=CertificateOut, responses=responses(*MATERIAL_ERRORS, Forbidden))
+async def upload_certificate(body: CertificateUpload, caller: CurrentCaller, service: Service, ctx: Context,
+                             response: Response):
     """Store a certificate with its private key (PEM). The key is encrypted and never returned."""
     owner = caller.owner_for_new(body.account_id)
     mat = await _read_pem(ctx, body)
-    return await _one(service, await service.store(mat, account_id=owner, name=body.name, source="upload"))
+    cert = await service.store(mat, account_id=owner, name=body.name, source="upload")
+    return await _one(service, cert, response, created=True)
 
 
-@router.post("/import", status_code=201, response_model=CertificateOut, responses=responses(*MATERIAL_ERRORS, Forbidden))
+@router.post("/import", status_code=201, dependencies=[IDEMPOTENT], response_model=CertificateOut, responses=responses(*MATERIAL_ERRORS, Forbidden))
 async def import_certificate(
     caller: CurrentCaller,
     service: Service,
     ctx: Context,
+    response: Response,
     certificate: Annotated[UploadFile | None, File(description="PEM: the leaf, optionally with its chain")] = None,
     chain: Annotated[UploadFile | None, File(description="PEM: the issuers")] = None,
     private_key: Annotated[UploadFile | None, File(description="PEM private key")] = None,
@@ -123,11 +134,12 @@ async def import_certificate(
             raise errors.InvalidCertificate("send either `pkcs12`, or `certificate` and `private_key`")
     except kx.MaterialError as exc:
         raise errors.from_material_error(exc) from None
-    return await _one(service, await service.store(mat, account_id=owner, name=name, source="upload"))
+    cert = await service.store(mat, account_id=owner, name=name, source="upload")
+    return await _one(service, cert, response, created=True)
 
 
-@router.post("/self-signed", status_code=201, response_model=CertificateOut, responses=responses(InvalidHostname, Forbidden))
-async def create_self_signed(body: SelfSignedCreate, caller: CurrentCaller, service: Service):
+@router.post("/self-signed", status_code=201, dependencies=[IDEMPOTENT], response_model=CertificateOut, responses=responses(InvalidHostname, Forbidden))
+async def create_self_signed(body: SelfSignedCreate, caller: CurrentCaller, service: Service, response: Response):
     """Generate an ECDSA P-256 self-signed certificate for `names` (clients will warn)."""
     owner = caller.owner_for_new(body.account_id)
     try:
@@ -135,7 +147,8 @@ async def create_self_signed(body: SelfSignedCreate, caller: CurrentCaller, serv
     except InvalidName as exc:
         raise InvalidHostname(str(exc)) from None
     mat = material.self_signed(names, days=body.days)
-    return await _one(service, await service.store(mat, account_id=owner, name=body.name, source="self-signed"))
+    cert = await service.store(mat, account_id=owner, name=body.name, source="self-signed")
+    return await _one(service, cert, response, created=True)
 
 
 @router.get("", response_model=CertificatePage, responses=responses(InvalidCursor, InvalidFilter))
@@ -162,8 +175,9 @@ async def list_certificates(
 
 
 @router.get("/{certificate_id}", response_model=CertificateOut, responses=responses(NotFound))
-async def get_certificate(certificate_id: str, caller: CurrentCaller, service: Service):
-    return await _one(service, await service.get_visible(caller, certificate_id))
+async def get_certificate(certificate_id: str, caller: CurrentCaller, service: Service, response: Response):
+    """The certificate, with its `ETag` for a later `If-Match`."""
+    return await _one(service, await service.get_visible(caller, certificate_id), response)
 
 
 @router.put(
@@ -172,15 +186,16 @@ async def get_certificate(certificate_id: str, caller: CurrentCaller, service: S
     responses=responses(NotFound, errors.HostnameNotCovered, errors.CertificateExpired, errors.CertificateServerWide,
                         errors.CertificateNotYetValid, *MATERIAL_ERRORS),
 )
-async def replace_certificate(certificate_id: str, body: CertificateMaterialIn, caller: CurrentCaller, service: Service, ctx: Context):
+async def replace_certificate(certificate_id: str, body: CertificateMaterialIn, caller: CurrentCaller, service: Service,
+                              ctx: Context, expected: IfMatch, response: Response):
     """Replace the material (certificate and key). Bindings stay; `revision` goes up; servers redeploy."""
     await service.get_visible(caller, certificate_id)
     mat = await _read_pem(ctx, body)
-    return await _one(service, await service.replace(caller, certificate_id, mat, body.name))
+    return await _one(service, await service.replace(caller, certificate_id, mat, body.name, expected), response)
 
 
 @router.delete("/{certificate_id}", status_code=204, responses=responses(NotFound, errors.CertificateInUse))
-async def delete_certificate(certificate_id: str, caller: CurrentCaller, service: Service):
-    await service.delete(caller, certificate_id)
+async def delete_certificate(certificate_id: str, caller: CurrentCaller, service: Service, expected: IfMatch):
+    await service.delete(caller, certificate_id, expected)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -31,6 +31,8 @@ from app.kit.crypto import MasterKey
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.time import expired, utc_now
 from app.problems import NotFound, RuleViolation
+from app.preconditions import NONE as NO_PRECONDITION
+from app.preconditions import Precondition, certificate_tag
 
 
 class InvalidCursor(RuleViolation):
@@ -91,6 +93,11 @@ class CertificateService:
     async def get_visible(self, caller: Caller, cert_id: str) -> Certificate:
         return caller.visible(await self.repo.get(cert_id), "certificate")
 
+    @staticmethod
+    def etag(cert: Certificate) -> str:
+        """The certificate's entity tag, from a row loaded (or reloaded) in this transaction."""
+        return certificate_tag(cert.id, cert.version)
+
     async def usages_of(self, certs: list[Certificate]) -> dict[str, list[Usage]]:
         return await self.repo.usages([c.id for c in certs])
 
@@ -128,7 +135,8 @@ class CertificateService:
         return Page(rows, await self.usages_of(rows), next_cursor)
 
     # -- changes --------------------------------------------------------------------------
-    async def replace(self, caller: Caller, cert_id: str, material: Material, name: str | None) -> Certificate:
+    async def replace(self, caller: Caller, cert_id: str, material: Material, name: str | None,
+                      expected: Precondition = NO_PRECONDITION) -> Certificate:
         """New material for the same certificate: bindings stay, ``revision`` goes up.
 
         The new certificate must still cover every host name it is bound to, and every server
@@ -137,6 +145,7 @@ class CertificateService:
         cert = await self.get_visible(caller, cert_id)
         if not await self.repo.lock(cert):  # serialised with binds of it: usages are final below
             raise NotFound("certificate not found")
+        expected.require(self.etag(cert))  # on the locked, reloaded row: app/preconditions.py
         usages = (await self.repo.usages([cert.id]))[cert.id]
         if not caller.is_admin and any(u.kind.startswith("server") for u in usages):
             # A server-wide certificate serves every domain on the server: only the platform
@@ -165,7 +174,7 @@ class CertificateService:
         if name is not None:
             cert.name = name
         await self.repo.session.flush()
-        await self.repo.session.refresh(cert, ["revision"])
+        await self.repo.session.refresh(cert, ["revision", "version"])
         await servers_changed(
             self.repo.session,
             [u.server_id for u in usages if u.server_id],
@@ -174,8 +183,12 @@ class CertificateService:
         )
         return cert
 
-    async def delete(self, caller: Caller, cert_id: str) -> None:
+    async def delete(self, caller: Caller, cert_id: str, expected: Precondition = NO_PRECONDITION) -> None:
         cert = await self.get_visible(caller, cert_id)
+        if expected.given:
+            if not await self.repo.lock(cert):
+                raise NotFound("certificate not found")
+            expected.require(self.etag(cert))
         usages = (await self.repo.usages([cert.id]))[cert.id]
         if usages:
             where = ", ".join(sorted({u.hostname or f"server {u.server_id} default" for u in usages}))

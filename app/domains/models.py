@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.versioning import version_column
 from app.db import Base, IdMixin, TimestampMixin
 
 SERVICES = ("webmail", "mail")
@@ -33,3 +34,4 @@ class Binding(IdMixin, TimestampMixin, Base):
     certificate_id: Mapped[str] = mapped_column(
         ForeignKey("certificates.id", ondelete="RESTRICT"), index=True
     )
+    version: Mapped[int] = version_column()  # every change of the row (app/versioning.py): the ETag
