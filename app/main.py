@@ -27,6 +27,7 @@ from app.domains.router import router as domains_router
 from app.inputs import refuse_control_characters
 from app.limits import BodySizeLimit
 from app.outage import database_unavailable, install_outage_handlers
+from app.httpdocs import install_http_docs
 from app.problems import install_handlers
 from app.servers.router import router as servers_router
 
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         dependencies=[Depends(refuse_control_characters)],
     )
     install_handlers(app)
+    install_http_docs(app)  # after the problem documents: adds Location, ETag, 412/409 to them
     install_outage_handlers(app, asyncpg_errors=not settings.resolved_database_url.startswith("sqlite"))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     for router in (accounts_router, servers_router, deployments_router, domains_router, certificates_router, acme_router):
