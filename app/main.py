@@ -24,10 +24,10 @@ from app.config import Settings, get_settings
 from app.context import AppContext
 from app.deployments.router import router as deployments_router
 from app.domains.router import router as domains_router
+from app.httpdocs import install_http_docs
 from app.inputs import refuse_control_characters
 from app.limits import BodySizeLimit
 from app.outage import database_unavailable, install_outage_handlers
-from app.httpdocs import install_http_docs
 from app.problems import install_handlers
 from app.servers.router import router as servers_router
 

@@ -18,9 +18,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.versioning import version_column
 from app.db import Base, IdMixin, TimestampMixin
 from app.kit.renewal import renewal_eligible_at
+from app.versioning import version_column
 
 
 class Certificate(IdMixin, TimestampMixin, Base):

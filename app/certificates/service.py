@@ -30,9 +30,9 @@ from app.kit.coverage import candidate_sans, covers
 from app.kit.crypto import MasterKey
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.time import expired, utc_now
-from app.problems import NotFound, RuleViolation
 from app.preconditions import NONE as NO_PRECONDITION
 from app.preconditions import Precondition, certificate_tag
+from app.problems import NotFound, RuleViolation
 
 
 class InvalidCursor(RuleViolation):

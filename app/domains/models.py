@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.versioning import version_column
 from app.db import Base, IdMixin, TimestampMixin
+from app.versioning import version_column
 
 SERVICES = ("webmail", "mail")
 

@@ -67,7 +67,7 @@ class IdempotencyKeyInFlight(Conflict):
     retry_after = 1
 
 
-class _Replay(Exception):  # noqa: N818 - a control-flow signal, not an error
+class _Replay(Exception):
     """Raised by the dependency, turned into the stored response by ``IdempotentRoute``."""
 
     def __init__(self, response: Response):
@@ -164,7 +164,7 @@ async def idempotency(
     if key is None:
         return
     if not isinstance(request.scope.get("route"), IdempotentRoute):
-        raise RuntimeError("Idempotency-Key needs the router's route_class=IdempotentRoute")
+        raise TypeError("Idempotency-Key needs the router's route_class=IdempotentRoute")
     owner = new_id()
     now = utc_now()
     async with ctx.sessionmaker() as claim_session:

@@ -7,8 +7,8 @@ from datetime import datetime
 from sqlalchemy import JSON, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.versioning import version_column
 from app.db import Base, IdMixin, TimestampMixin
+from app.versioning import version_column
 
 
 class Server(IdMixin, TimestampMixin, Base):

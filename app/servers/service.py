@@ -15,9 +15,9 @@ from app.deployments.outbox import forget_applied, servers_changed
 from app.domains import rules
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.time import utc_now
-from app.problems import Conflict, NotFound, RuleViolation
 from app.preconditions import NONE as NO_PRECONDITION
 from app.preconditions import Precondition, server_tag
+from app.problems import Conflict, NotFound, RuleViolation
 from app.servers.models import Server
 from app.servers.repository import ServerRepository
 from app.servers.software import capabilities
