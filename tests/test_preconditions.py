@@ -166,3 +166,15 @@ async def test_domain_delete_honours_if_match(client, admin, customer_headers, t
     current = (await client.get("/v1/domains/b.test", headers=admin)).headers["ETag"]
     r = await client.delete("/v1/domains/b.test", headers={**admin, "If-Match": current})
     assert r.status_code == 204, r.text
+
+
+async def test_taking_a_lock_is_not_a_change(client, admin, customer_headers, test_ca):
+    """A bind locks the certificate's row (a no-op UPDATE): the certificate's tag stays, and a bind
+    that changes nothing leaves the binding's tag as it was."""
+    _server, customer, (a, _b, _c) = await _hosted(client, admin, customer_headers, test_ca)
+    cert_tag = (await client.get(f"/v1/certificates/{a['id']}", headers=customer)).headers["ETag"]
+    first = await client.put("/v1/domains/a.test/bindings/mail", json={"certificate_id": a["id"]}, headers=customer)
+    again = await client.put("/v1/domains/a.test/bindings/mail", json={"certificate_id": a["id"]},
+                             headers={**customer, "If-Match": first.headers["ETag"]})
+    assert again.status_code == 200 and again.headers["ETag"] == first.headers["ETag"]
+    assert (await client.get(f"/v1/certificates/{a['id']}", headers=customer)).headers["ETag"] == cert_tag
