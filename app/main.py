@@ -27,6 +27,7 @@ from app.context import AppContext
 from app.deployments.router import router as deployments_router
 from app.domains.router import router as domains_router
 from app.domains.tls_router import router as domain_tls_router
+from app.httpdocs import install_http_docs
 from app.inputs import refuse_control_characters, refuse_unknown_parameters
 from app.limits import BodySizeLimit
 from app.outage import database_unavailable, install_outage_handlers
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         dependencies=[Depends(refuse_control_characters), Depends(refuse_unknown_parameters)],
     )
     install_handlers(app)
+    install_http_docs(app)  # after the problem documents: adds Location, ETag, 412/409 to them
     install_outage_handlers(app, asyncpg_errors=not settings.resolved_database_url.startswith("sqlite"))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     for router in (accounts_router, servers_router, deployments_router, domains_router, domain_tls_router, certificates_router,

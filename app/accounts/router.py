@@ -18,10 +18,11 @@ from app.accounts.schemas import (
 )
 from app.accounts.service import AccountExists, AccountService, UnknownAccount
 from app.deps import Admin, Session
+from app.idempotency.http import IDEMPOTENT, IdempotentRoute
 from app.paging import InvalidCursor, PageParams
 from app.problems import Forbidden, NotFound, responses
 
-router = APIRouter(prefix="/v1", tags=["accounts"])
+router = APIRouter(prefix="/v1", tags=["accounts"], route_class=IdempotentRoute)
 
 
 async def get_service(session: Session) -> AccountService:
@@ -31,9 +32,12 @@ async def get_service(session: Session) -> AccountService:
 Accounts = Annotated[AccountService, Depends(get_service)]
 
 
-@router.post("/accounts", status_code=201, response_model=AccountOut, responses=responses(Forbidden, AccountExists))
-async def create_account(body: AccountCreate, _admin: Admin, accounts: Accounts):
-    return await accounts.create_account(body.name)
+@router.post("/accounts", status_code=201, response_model=AccountOut, dependencies=[IDEMPOTENT],
+             responses=responses(Forbidden, AccountExists))
+async def create_account(body: AccountCreate, _admin: Admin, accounts: Accounts, response: Response):
+    account = await accounts.create_account(body.name)
+    response.headers["Location"] = f"/v1/accounts/{account.id}"
+    return account
 
 
 @router.get("/accounts", response_model=AccountPage, responses=responses(Forbidden, InvalidCursor))
@@ -43,10 +47,13 @@ async def list_accounts(admin: Admin, accounts: Accounts, page: PageParams):
     return AccountPage.of(window, [AccountOut.model_validate(a) for a in window.rows])
 
 
-@router.post("/tokens", status_code=201, response_model=TokenOut, responses=responses(Forbidden, UnknownAccount))
-async def create_token(body: TokenCreate, _admin: Admin, accounts: Accounts):
-    """Create an API token. The secret is in `token`, shown this once."""
+@router.post("/tokens", status_code=201, response_model=TokenOut, dependencies=[IDEMPOTENT],
+             responses=responses(Forbidden, UnknownAccount))
+async def create_token(body: TokenCreate, _admin: Admin, accounts: Accounts, response: Response):
+    """Create an API token. The secret is in `token`, shown this once (and to a retry with the same
+    `Idempotency-Key` within 24 hours: that stored response is encrypted with the master key)."""
     row, text = await accounts.create_token(body.role, body.account_id, body.description)
+    response.headers["Location"] = f"/v1/tokens/{row.id}"
     return TokenOut(id=row.id, role=row.role, account_id=row.account_id, description=row.description,
                     created_at=row.created_at, token=text)
 

@@ -36,11 +36,12 @@ from app.acme.service import (
 from app.certificates.repository import CertificateRepository
 from app.certificates.service import CertificateService
 from app.deps import Context, CurrentCaller, Session
+from app.idempotency.http import IDEMPOTENT, IdempotentRoute
 from app.outbound import OutboundGuard
 from app.paging import InvalidCursor, PageParams
 from app.problems import Forbidden, NotFound, responses
 
-router = APIRouter(tags=["acme"])
+router = APIRouter(tags=["acme"], route_class=IdempotentRoute)
 
 
 async def get_service(session: Session, ctx: Context) -> AcmeService:
@@ -69,15 +70,17 @@ def order_out(row: CertificateOrder, caller: Caller) -> OrderOut:
     )
 
 
-@router.post("/v1/dns-providers", status_code=201, response_model=DnsProviderOut,
+@router.post("/v1/dns-providers", status_code=201, response_model=DnsProviderOut, dependencies=[IDEMPOTENT],
              responses=responses(Forbidden, InvalidDnsProvider, DnsTargetRefused))
-async def create_dns_provider(body: DnsProviderCreate, caller: CurrentCaller, acme: Acme):
+async def create_dns_provider(body: DnsProviderCreate, caller: CurrentCaller, acme: Acme, response: Response):
     """Store a DNS provider for dns-01. Secrets (`key_secret`) are write-only and encrypted.
 
     A provider owned by a customer account must name public addresses on port 53 (server and
     `propagation_nameservers`), checked now and before each use; the platform's may not.
     """
-    return provider_out(await acme.create_provider(caller, body))
+    provider = await acme.create_provider(caller, body)
+    response.headers["Location"] = f"/v1/dns-providers/{provider.id}"
+    return provider_out(provider)
 
 
 @router.get("/v1/dns-providers", response_model=DnsProviderPage, responses=responses(InvalidCursor))
@@ -106,7 +109,8 @@ ORDER_ERRORS = (NameNotAllowed, WildcardRequiresDns01, DnsProviderRequired, Unkn
                 BindNeedsOneDomain, SniUnsupported, OrderInProgress, NotFound)
 
 
-@router.post("/v1/certificate-orders", status_code=202, response_model=OrderOut, responses=responses(*ORDER_ERRORS))
+@router.post("/v1/certificate-orders", status_code=202, response_model=OrderOut, dependencies=[IDEMPOTENT],
+             responses=responses(*ORDER_ERRORS))
 async def create_order(body: OrderCreate, caller: CurrentCaller, acme: Acme, response: Response):
     """Request a certificate from the ACME CA. The worker runs the order; poll its `Location`.
 
@@ -138,7 +142,7 @@ async def get_order(order_id: str, caller: CurrentCaller, acme: Acme):
     return order_out(await acme.visible_order(caller, order_id), caller)
 
 
-@router.post("/v1/certificates/{certificate_id}/renew", status_code=202, response_model=OrderOut,
+@router.post("/v1/certificates/{certificate_id}/renew", status_code=202, response_model=OrderOut, dependencies=[IDEMPOTENT],
              responses=responses(NotFound, NotRenewable, OrderInProgress, DnsProviderRequired))
 async def renew_certificate(certificate_id: str, caller: CurrentCaller, acme: Acme, response: Response):
     """Renew an ACME certificate now, with the settings of the order that issued it."""

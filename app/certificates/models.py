@@ -21,6 +21,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, IdMixin, TimestampMixin
 from app.kit.renewal import renewal_eligible_at
+from app.versioning import version_column
 
 
 class Certificate(IdMixin, TimestampMixin, Base):
@@ -58,6 +59,7 @@ class Certificate(IdMixin, TimestampMixin, Base):
     key_wrapped: Mapped[bytes] = mapped_column(LargeBinary)
     master_key_id: Mapped[str] = mapped_column(String(32))
     revision: Mapped[int] = mapped_column(Integer, default=1)
+    version: Mapped[int] = version_column()  # every change of the row (app/versioning.py): the ETag
     # ACME certificates only: when to renew, and how the last renewal went.
     order_id: Mapped[str | None] = mapped_column(String(36))  # the order that issued the material
     renewal_at: Mapped[datetime | None]

@@ -169,7 +169,7 @@ class CertificateRepository:
         result = await self.session.execute(
             update(Certificate)
             .where(Certificate.id == cert.id)
-            .values(revision=Certificate.revision, updated_at=Certificate.updated_at)
+            .values(revision=Certificate.revision, updated_at=Certificate.updated_at, version=Certificate.version)
             .execution_options(synchronize_session=False)
         )
         if not result.rowcount:

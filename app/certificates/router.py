@@ -23,14 +23,16 @@ from app.certificates.schemas import (
 from app.certificates.service import CertificateService, InvalidCursor, InvalidFilter, Stored
 from app.certificates.trust import Trust, upload_warnings
 from app.deps import Context, CurrentCaller, Session
+from app.idempotency.http import IDEMPOTENT, IdempotentRoute
 from app.kit import x509 as kx
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.time import utc_now
 from app.paging import PageParams
+from app.preconditions import IfMatch, tag
 from app.problems import Forbidden, NotFound, RuleViolation, responses
 from app.schemas import Instant, ModelResponse, Text, WarningOut
 
-router = APIRouter(prefix="/v1/certificates", tags=["certificates"])
+router = APIRouter(prefix="/v1/certificates", tags=["certificates"], route_class=IdempotentRoute)
 
 MATERIAL_ERRORS = (*errors.MATERIAL_ERRORS, MaterialBusy)
 
@@ -75,7 +77,13 @@ def to_out(cert: Certificate, usages: list[Usage], trust: Trust) -> CertificateO
     )
 
 
-async def _one(service: CertificateService, cert: Certificate) -> CertificateOut:
+async def _one(service: CertificateService, cert: Certificate, response: Response | None = None,
+               created: bool = False) -> CertificateOut:
+    """The certificate as shown, its ETag on ``response`` (a new one also its Location)."""
+    if response is not None:
+        tag(response, service.etag(cert))
+        if created:
+            response.headers["Location"] = f"/v1/certificates/{cert.id}"
     return to_out(cert, (await service.usages_of([cert]))[cert.id], (await service.trust_of([cert]))[cert.id])
 
 
@@ -105,6 +113,9 @@ async def _uploaded(service: CertificateService, stored: Stored, ctx) -> ModelRe
     body = CertificateUploadOut(**out.model_dump(), already_existed=stored.existed, warnings=warnings)
     response = ModelResponse(body, status_code=200 if stored.existed else 201)
     response.headers["Content-Location"] = f"/v1/certificates/{cert.id}"
+    if not stored.existed:
+        response.headers["Location"] = f"/v1/certificates/{cert.id}"
+    tag(response, service.etag(cert))
     return response
 
 
@@ -124,7 +135,7 @@ async def _read_pem(ctx: Context, body: CertificateMaterialIn) -> material.Mater
         raise errors.from_material_error(exc) from None
 
 
-@router.post("", status_code=201, response_model=CertificateUploadOut,
+@router.post("", status_code=201, dependencies=[IDEMPOTENT], response_model=CertificateUploadOut,
              responses={**responses(*MATERIAL_ERRORS, Forbidden), **UPLOAD_RESPONSES})
 async def upload_certificate(body: CertificateUpload, caller: CurrentCaller, service: Service, ctx: Context):
     """Store a certificate with its private key (PEM). The key is encrypted and never returned.
@@ -138,7 +149,7 @@ async def upload_certificate(body: CertificateUpload, caller: CurrentCaller, ser
     return await _uploaded(service, await service.store_upload(mat, account_id=owner, name=body.name), ctx)
 
 
-@router.post("/import", status_code=201, response_model=CertificateUploadOut,
+@router.post("/import", status_code=201, dependencies=[IDEMPOTENT], response_model=CertificateUploadOut,
              responses={**responses(*MATERIAL_ERRORS, Forbidden), **UPLOAD_RESPONSES})
 async def import_certificate(
     caller: CurrentCaller,
@@ -175,8 +186,8 @@ async def import_certificate(
     return await _uploaded(service, await service.store_upload(mat, account_id=owner, name=name), ctx)
 
 
-@router.post("/self-signed", status_code=201, response_model=CertificateOut, responses=responses(InvalidHostname, Forbidden))
-async def create_self_signed(body: SelfSignedCreate, caller: CurrentCaller, service: Service):
+@router.post("/self-signed", status_code=201, dependencies=[IDEMPOTENT], response_model=CertificateOut, responses=responses(InvalidHostname, Forbidden))
+async def create_self_signed(body: SelfSignedCreate, caller: CurrentCaller, service: Service, response: Response):
     """Generate an ECDSA P-256 self-signed certificate for `names` (clients will warn)."""
     owner = caller.owner_for_new(body.account_id)
     try:
@@ -184,7 +195,8 @@ async def create_self_signed(body: SelfSignedCreate, caller: CurrentCaller, serv
     except InvalidName as exc:
         raise InvalidHostname(str(exc)) from None
     mat = material.self_signed(names, days=body.days)
-    return await _one(service, await service.store(mat, account_id=owner, name=body.name, source="self-signed"))
+    cert = await service.store(mat, account_id=owner, name=body.name, source="self-signed")
+    return await _one(service, cert, response, created=True)
 
 
 @router.get("", response_model=CertificatePage, responses=responses(InvalidCursor, InvalidFilter, NotFound))
@@ -233,8 +245,9 @@ async def list_certificates(
 
 
 @router.get("/{certificate_id}", response_model=CertificateOut, responses=responses(NotFound))
-async def get_certificate(certificate_id: str, caller: CurrentCaller, service: Service):
-    return await _one(service, await service.get_visible(caller, certificate_id))
+async def get_certificate(certificate_id: str, caller: CurrentCaller, service: Service, response: Response):
+    """The certificate, with its `ETag` for a later `If-Match`."""
+    return await _one(service, await service.get_visible(caller, certificate_id), response)
 
 
 @router.put(
@@ -243,15 +256,16 @@ async def get_certificate(certificate_id: str, caller: CurrentCaller, service: S
     responses=responses(NotFound, errors.HostnameNotCovered, errors.CertificateExpired, errors.CertificateServerWide,
                         errors.CertificateNotYetValid, errors.CertificateExists, *MATERIAL_ERRORS),
 )
-async def replace_certificate(certificate_id: str, body: CertificateMaterialIn, caller: CurrentCaller, service: Service, ctx: Context):
+async def replace_certificate(certificate_id: str, body: CertificateMaterialIn, caller: CurrentCaller, service: Service,
+                              ctx: Context, expected: IfMatch, response: Response):
     """Replace the material (certificate and key). Bindings stay; `revision` goes up; servers redeploy."""
     await service.get_visible(caller, certificate_id)
     mat = await _read_pem(ctx, body)
-    return await _one(service, await service.replace(caller, certificate_id, mat, body.name))
+    return await _one(service, await service.replace(caller, certificate_id, mat, body.name, expected), response)
 
 
 @router.delete("/{certificate_id}", status_code=204, responses=responses(NotFound, errors.CertificateInUse))
-async def delete_certificate(certificate_id: str, caller: CurrentCaller, service: Service):
-    await service.delete(caller, certificate_id)
+async def delete_certificate(certificate_id: str, caller: CurrentCaller, service: Service, expected: IfMatch):
+    await service.delete(caller, certificate_id, expected)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -33,6 +33,8 @@ from app.kit.names import InvalidName, normalise_hostname
 from app.kit.time import expired, utc_now
 from app.kit.trust import TrustStore
 from app.paging import InvalidCursor, PageRequest
+from app.preconditions import NONE as NO_PRECONDITION
+from app.preconditions import Precondition, certificate_tag
 from app.problems import NotFound, RuleViolation
 
 __all__ = ["CertificateService", "InvalidCursor", "InvalidFilter", "Page"]
@@ -133,6 +135,11 @@ class CertificateService:
     async def get_visible(self, caller: Caller, cert_id: str) -> Certificate:
         return caller.visible(await self.repo.get(cert_id), "certificate")
 
+    @staticmethod
+    def etag(cert: Certificate) -> str:
+        """The certificate's entity tag, from a row loaded (or reloaded) in this transaction."""
+        return certificate_tag(cert.id, cert.version)
+
     async def usages_of(self, certs: list[Certificate]) -> dict[str, list[Usage]]:
         return await self.repo.usages([c.id for c in certs])
 
@@ -196,7 +203,8 @@ class CertificateService:
         return [service_hostname(s, name) for s in SERVICES[service]], owner if exists else None
 
     # -- changes --------------------------------------------------------------------------
-    async def replace(self, caller: Caller, cert_id: str, material: Material, name: str | None) -> Certificate:
+    async def replace(self, caller: Caller, cert_id: str, material: Material, name: str | None,
+                      expected: Precondition = NO_PRECONDITION) -> Certificate:
         """New material for the same certificate: bindings stay, ``revision`` goes up.
 
         The new certificate must still cover every host name it is bound to, and every server
@@ -205,6 +213,7 @@ class CertificateService:
         cert = await self.get_visible(caller, cert_id)
         if not await self.repo.lock(cert):  # serialised with binds of it: usages are final below
             raise NotFound("certificate not found")
+        expected.require(self.etag(cert))  # on the locked, reloaded row: app/preconditions.py
         usages = (await self.repo.usages([cert.id]))[cert.id]
         if not caller.is_admin and any(u.kind.startswith("server") for u in usages):
             # A server-wide certificate serves every domain on the server: only the platform
@@ -241,7 +250,7 @@ class CertificateService:
             await self.repo.session.flush()
         except IntegrityError:  # a concurrent upload of the same material won the unique index
             raise errors.CertificateExists("a certificate of the same owner already holds this material") from None
-        await self.repo.session.refresh(cert, ["revision"])
+        await self.repo.session.refresh(cert, ["revision", "version"])
         await servers_changed(
             self.repo.session,
             [u.server_id for u in usages if u.server_id],
@@ -250,8 +259,12 @@ class CertificateService:
         )
         return cert
 
-    async def delete(self, caller: Caller, cert_id: str) -> None:
+    async def delete(self, caller: Caller, cert_id: str, expected: Precondition = NO_PRECONDITION) -> None:
         cert = await self.get_visible(caller, cert_id)
+        if expected.given:
+            if not await self.repo.lock(cert):
+                raise NotFound("certificate not found")
+            expected.require(self.etag(cert))
         usages = (await self.repo.usages([cert.id]))[cert.id]
         if usages:
             where = ", ".join(sorted({u.hostname or f"server {u.server_id} default" for u in usages}))

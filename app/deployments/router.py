@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 
 from app.deployments.desired import load_desired
 from app.deployments.models import Deployment
@@ -68,7 +68,7 @@ async def get_deployment(server_id: str, deployment_id: str, _admin: Admin, sess
 
 
 @router.post("/deployments", status_code=202, response_model=DeploymentOut, responses=responses(Forbidden, NotFound))
-async def push_now(server_id: str, _admin: Admin, session: Session):
+async def push_now(server_id: str, _admin: Admin, session: Session, response: Response):
     """Push the server's current configuration again now, as a new generation.
 
     A new generation (rather than re-sending the old one, which the agent would treat as a
@@ -76,7 +76,9 @@ async def push_now(server_id: str, _admin: Admin, session: Session):
     """
     await _server(session, server_id)
     await servers_changed(session, [server_id], "push requested", names={})
-    return _out(await DeploymentRepository(session).latest(server_id))
+    row = await DeploymentRepository(session).latest(server_id)
+    response.headers["Location"] = f"/v1/servers/{server_id}/deployments/{row.id}"
+    return _out(row)
 
 
 @router.get("/config", response_model=DesiredConfigOut, responses=responses(Forbidden, NotFound))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -67,6 +67,7 @@ class DomainFacts:
     presented: dict[str, CertificateFacts]  # per service: its binding's certificate, else the default
     bound: dict[str, bool]  # per service: whether a binding chose the certificate
     server_certificate: CertificateFacts  # the server-wide mail certificate
+    binding_rows: dict = field(default_factory=dict)  # per service: (binding id, version) or None
 
 
 def _facts_statement():
@@ -78,7 +79,8 @@ def _facts_statement():
                Server.agent_url, Server.desired_generation, Server.applied_generation,
                Server.mail_certificate_id, Server.default_certificate_id, Server.mail_certificate_count,
                Deployment.failed_names, webmail.id, mail.id,
-               *(getattr(cert, c.key) for cert in presented for c in PRESENTED_COLUMNS))
+               *(getattr(cert, c.key) for cert in presented for c in PRESENTED_COLUMNS),
+               webmail.version, mail.version)
         .join(Server, Server.id == Domain.server_id)
         .outerjoin(Deployment, and_(Deployment.server_id == Server.id,
                                     Deployment.generation == Server.applied_generation))
@@ -119,6 +121,8 @@ class DomainRepository:
             presented={"webmail": certs[0], "mail": certs[1]},
             bound={"webmail": row[13] is not None, "mail": row[14] is not None},
             server_certificate=certs[2],
+            binding_rows={"webmail": (row[13], row[-2]) if row[13] is not None else None,
+                          "mail": (row[14], row[-1]) if row[14] is not None else None},
         )
 
     async def list(self, visible: Any, server_id: str | None, page: PageRequest) -> Window:
@@ -177,6 +181,13 @@ class DomainRepository:
             if await self.session.scalar(select(Binding.id).where(*key)) is not None:
                 return BindingWrite("unchanged", certificate_id)
         raise RuntimeError("the binding kept changing under a concurrent writer")
+
+    async def binding_rows(self, domain_id: str) -> dict[str, tuple[str, int]]:
+        """Per bound service, the binding's (id, version): what its entity tag is made of."""
+        rows = await self.session.execute(
+            select(Binding.service, Binding.id, Binding.version).where(Binding.domain_id == domain_id)
+        )
+        return {service: (row_id, version) for service, row_id, version in rows}
 
     async def delete_domain(self, domain_id: str) -> bool:
         """Delete (its bindings go by ON DELETE CASCADE); True only for the statement that did."""

@@ -37,15 +37,17 @@ from app.domains.service import (
     SniUnsupported,
     UnknownServer,
 )
+from app.idempotency.http import IDEMPOTENT, IdempotentRoute
 from app.kit.coverage import covers
 from app.kit.time import utc_now
 from app.paging import InvalidCursor, PageParams
+from app.preconditions import IfMatch, binding_tag, bindings_tag, domain_tag, tag
 from app.problems import Forbidden, NotFound, responses
 from app.schemas import ModelResponse, WarningOut
 from app.servers.router import capacity_warnings
 from app.servers.software import capabilities
 
-router = APIRouter(prefix="/v1/domains", tags=["domains"])
+router = APIRouter(prefix="/v1/domains", tags=["domains"], route_class=IdempotentRoute)
 
 
 async def get_service(session: Session, ctx: Context) -> DomainService:
@@ -80,10 +82,13 @@ def binding_out(domain: str, eff: Effective, deployment: rules.NameDeployment | 
     )
 
 
-@router.post("", status_code=201, response_model=DomainOut,
+@router.post("", status_code=201, response_model=DomainOut, dependencies=[IDEMPOTENT],
              responses=responses(Forbidden, InvalidDomainName, DomainExists, UnknownServer, UnknownAccount))
-async def create_domain(body: DomainCreate, _admin: Admin, domains: Domains):
-    return domain_out(await domains.create(body.name, body.server_id, body.account_id))
+async def create_domain(body: DomainCreate, _admin: Admin, domains: Domains, response: Response):
+    domain = await domains.create(body.name, body.server_id, body.account_id)
+    response.headers["Location"] = f"/v1/domains/{domain.name}"
+    tag(response, domain_tag(domain.id))
+    return domain_out(domain)
 
 
 @router.get("", response_model=DomainPage, responses=responses(InvalidCursor))
@@ -103,22 +108,43 @@ async def list_domains(
 
 
 @router.get("/{name}", response_model=DomainOut, responses=responses(NotFound))
-async def get_domain(name: str, caller: CurrentCaller, domains: Domains):
-    return domain_out(await domains.get_visible(caller, name))
+async def get_domain(name: str, caller: CurrentCaller, domains: Domains, response: Response):
+    domain = await domains.get_visible(caller, name)
+    tag(response, domain_tag(domain.id))
+    return domain_out(domain)
 
 
 @router.delete("/{name}", status_code=204, responses=responses(Forbidden, NotFound))
-async def delete_domain(name: str, admin: Admin, domains: Domains):
-    await domains.delete(admin, name)
+async def delete_domain(name: str, admin: Admin, domains: Domains, expected: IfMatch):
+    await domains.delete(admin, name, expected)
     return Response(status_code=204)
 
 
 @router.get("/{name}/bindings", response_model=BindingsOut, responses=responses(NotFound))
 async def get_bindings(name: str, caller: CurrentCaller, domains: Domains):
+    """Both services' bindings, with the document's `ETag` (an `If-Match` for either service's write)."""
     status = await domains.status(caller, name)
     states = domains.deployments(status)
     name = status.domain.name
-    return ModelResponse(BindingsOut(domain=name, **{s: binding_out(name, e, states[s]) for s, e in status.effective.items()}))
+    response = ModelResponse(
+        BindingsOut(domain=name, **{s: binding_out(name, e, states[s]) for s, e in status.effective.items()}))
+    tag(response, bindings_tag(status.domain.id, status.domain.binding_rows))
+    return response
+
+
+@router.get("/{name}/bindings/{service}", response_model=BindingOut, responses=responses(NotFound),
+            operation_id="getBinding", summary="Get one service's binding",
+            description="The certificate the domain's webmail (`webmail.<domain>`) or mail (`mail.<domain>`) "
+            "presents, why (`source`), its warnings and deployment state, with the binding's `ETag`: "
+            "send it as `If-Match` on `PUT` or `DELETE` of the same binding so that a concurrent "
+            "change is refused (412 `precondition_failed`) instead of overwritten.")
+async def get_binding(name: str, service: Service, caller: CurrentCaller, domains: Domains):
+    status = await domains.status(caller, name)
+    state = domains.deployments(status)[service]
+    domain = status.domain
+    response = ModelResponse(binding_out(domain.name, status.effective[service], state))
+    tag(response, binding_tag(domain.id, service, domain.binding_rows.get(service)))
+    return response
 
 
 @router.put(
@@ -130,7 +156,7 @@ async def get_bindings(name: str, caller: CurrentCaller, domains: Domains):
                            SniUnsupported, CertificateAccountMismatch)},
 )
 async def put_binding(name: str, service: Service, body: BindingIn, caller: CurrentCaller, domains: Domains,
-                      response: Response):
+                      response: Response, expected: IfMatch):
     """Bind a certificate to the domain's webmail (`webmail.<d>`) or mail (`mail.<d>`).
 
     Refused when it does not cover the name, is out of date, or (mail) the server software has no
@@ -138,16 +164,19 @@ async def put_binding(name: str, service: Service, body: BindingIn, caller: Curr
     server-wide mail certificate is untrusted. 201 when the service had no binding before, else 200
     (concurrent first binds: one 201, the others 200).
     """
-    eff = await domains.bind(caller, name, service, body.certificate_id)
+    eff = await domains.bind(caller, name, service, body.certificate_id, expected)
+    domain = eff.hostname.split(".", 1)[1]
     if eff.created:
         response.status_code = 201
-    return binding_out(eff.hostname.split(".", 1)[1], eff)
+        response.headers["Location"] = f"/v1/domains/{domain}/bindings/{service}"
+    tag(response, eff.etag)
+    return binding_out(domain, eff)
 
 
 @router.delete("/{name}/bindings/{service}", status_code=204, responses=responses(NotFound))
-async def delete_binding(name: str, service: Service, caller: CurrentCaller, domains: Domains):
+async def delete_binding(name: str, service: Service, caller: CurrentCaller, domains: Domains, expected: IfMatch):
     """Return the service to the server's default certificate."""
-    await domains.unbind(caller, name, service)
+    await domains.unbind(caller, name, service, expected)
     return Response(status_code=204)
 
 

@@ -8,6 +8,7 @@ from sqlalchemy import JSON, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, IdMixin, TimestampMixin
+from app.versioning import version_column
 
 
 class Server(IdMixin, TimestampMixin, Base):
@@ -31,6 +32,7 @@ class Server(IdMixin, TimestampMixin, Base):
     applied_generation: Mapped[int] = mapped_column(Integer, default=0)
     # Distinct certificates bound as mail on this server's domains (the Dovecot capacity
     # warning), kept by DomainService on every mail bind, rebind, unbind and domain delete.
+    version: Mapped[int] = version_column()  # every change of the row (app/versioning.py): the ETag
     mail_certificate_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # What the agent last confirmed applying: the digest of its whole document
     # (app.kit.digest.config_digest, as the agent reported it) and its three scalars

@@ -43,7 +43,7 @@ class ServerRepository:
         """
         result = await self.session.execute(
             update(Server).where(Server.id == server_id)
-            .values(desired_generation=Server.desired_generation, updated_at=Server.updated_at)
+            .values(desired_generation=Server.desired_generation, updated_at=Server.updated_at, version=Server.version)
             .execution_options(synchronize_session=False)
         )
         return bool(result.rowcount)

@@ -10,7 +10,9 @@ from app.certificates import errors as cert_errors
 from app.certificates.repository import CertificateRepository
 from app.certificates.service import CertificateService
 from app.deps import Admin, Context, Session
+from app.idempotency.http import IDEMPOTENT, IdempotentRoute
 from app.paging import InvalidCursor, PageParams
+from app.preconditions import IfMatch, server_tag, tag
 from app.problems import Forbidden, NotFound, responses
 from app.schemas import ModelResponse, WarningOut
 from app.servers.models import Server
@@ -32,7 +34,7 @@ from app.servers.service import (
     server_capabilities,
 )
 
-router = APIRouter(prefix="/v1/servers", tags=["servers"])
+router = APIRouter(prefix="/v1/servers", tags=["servers"], route_class=IdempotentRoute)
 
 
 async def get_service(session: Session, ctx: Context) -> ServerService:
@@ -88,11 +90,13 @@ async def to_outs(service: ServerService, servers: list[Server], capacity: int) 
     return out
 
 
-@router.post("", status_code=201, response_model=ServerOut,
+@router.post("", status_code=201, response_model=ServerOut, dependencies=[IDEMPOTENT],
              responses=responses(Forbidden, InvalidHostname, InvalidAgentUrl, ServerExists))
-async def register_server(body: ServerCreate, _admin: Admin, service: Service, ctx: Context):
+async def register_server(body: ServerCreate, _admin: Admin, service: Service, ctx: Context, response: Response):
     """Register a mail server; it gets a self-signed certificate for its host name to start with."""
     server = await service.register(**body.model_dump())
+    response.headers["Location"] = f"/v1/servers/{server.id}"
+    tag(response, await service.etag(server.id))
     return (await to_outs(service, [server], ctx.settings.dovecot_capacity))[0]
 
 
@@ -104,15 +108,19 @@ async def list_servers(_admin: Admin, service: Service, ctx: Context, page: Page
 
 
 @router.get("/{server_id}", response_model=ServerOut, responses=responses(Forbidden, NotFound))
-async def get_server(server_id: str, _admin: Admin, service: Service, ctx: Context):
-    return (await to_outs(service, [await service.get(server_id)], ctx.settings.dovecot_capacity))[0]
+async def get_server(server_id: str, _admin: Admin, service: Service, ctx: Context, response: Response):
+    server = await service.get(server_id)
+    tag(response, server_tag(server.id, server.version))
+    return (await to_outs(service, [server], ctx.settings.dovecot_capacity))[0]
 
 
 @router.patch("/{server_id}", response_model=ServerOut,
               responses=responses(Forbidden, NotFound, InvalidAgentUrl, ServerExists))
-async def patch_server(server_id: str, body: ServerPatch, _admin: Admin, service: Service, ctx: Context):
+async def patch_server(server_id: str, body: ServerPatch, _admin: Admin, service: Service, ctx: Context,
+                       expected: IfMatch, response: Response):
     """Change the name or the agent (URL, pinned TLS fingerprint); an agent change redeploys."""
-    server = await service.patch(server_id, body.model_dump(exclude_unset=True))
+    server = await service.patch(server_id, body.model_dump(exclude_unset=True), expected)
+    tag(response, await service.etag(server.id))
     return (await to_outs(service, [server], ctx.settings.dovecot_capacity))[0]
 
 
@@ -123,9 +131,13 @@ class MailCertificateOut(ServerOut):
 @router.put("/{server_id}/mail-certificate", response_model=MailCertificateOut,
             responses=responses(Forbidden, NotFound, cert_errors.CertificateNotPlatform, cert_errors.HostnameNotCovered,
                                 cert_errors.CertificateExpired, cert_errors.CertificateNotYetValid))
-async def set_mail_certificate(server_id: str, body: MailCertificateIn, _admin: Admin, service: Service, ctx: Context):
-    """Make a certificate the server-wide mail certificate; it must cover the server's host name."""
-    server, _cert, warnings = await service.set_mail_certificate(server_id, body.certificate_id)
+async def set_mail_certificate(server_id: str, body: MailCertificateIn, _admin: Admin, service: Service, ctx: Context,
+                               expected: IfMatch, response: Response):
+    """Make a certificate the server-wide mail certificate; it must cover the server's host name.
+
+    `If-Match` takes the server's `ETag`, and the response carries the server's new one."""
+    server, _cert, warnings = await service.set_mail_certificate(server_id, body.certificate_id, expected)
+    tag(response, await service.etag(server.id))
     base = (await to_outs(service, [server], ctx.settings.dovecot_capacity))[0]
     return MailCertificateOut(
         **base.model_dump(),
@@ -134,6 +146,6 @@ async def set_mail_certificate(server_id: str, body: MailCertificateIn, _admin: 
 
 
 @router.delete("/{server_id}", status_code=204, responses=responses(Forbidden, NotFound, ServerInUse))
-async def delete_server(server_id: str, _admin: Admin, service: Service):
-    await service.delete(server_id)
+async def delete_server(server_id: str, _admin: Admin, service: Service, expected: IfMatch):
+    await service.delete(server_id, expected)
     return Response(status_code=204)

@@ -16,10 +16,13 @@ from app.domains import rules
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.time import utc_now
 from app.paging import PageRequest, Window
+from app.preconditions import NONE as NO_PRECONDITION
+from app.preconditions import Precondition, server_tag
 from app.problems import Conflict, NotFound, RuleViolation
 from app.servers.models import Server
 from app.servers.repository import ServerRepository
 from app.servers.software import capabilities
+from app.versioning import row_version
 
 
 class InvalidHostname(RuleViolation):
@@ -114,7 +117,20 @@ class ServerService:
         await self.repo.session.refresh(server)
         return server
 
-    async def patch(self, server_id: str, changes: dict) -> Server:
+    async def etag(self, server_id: str) -> str | None:
+        """The server's entity tag now, pending changes included (app/preconditions.py)."""
+        version = await row_version(self.repo.session, Server, server_id)
+        return None if version is None else server_tag(server_id, version)
+
+    async def _require(self, expected: Precondition, server_id: str) -> None:
+        """If-Match on the server: its row locked first, then compared, in the writing transaction."""
+        if expected.given:
+            if not await self.repo.lock(server_id):
+                raise NotFound("server not found")
+            expected.require(await self.etag(server_id))
+
+    async def patch(self, server_id: str, changes: dict, expected: Precondition = NO_PRECONDITION) -> Server:
+        await self._require(expected, server_id)
         server = await self.get(server_id)
         if "name" in changes and changes["name"] is not None:
             server.name = changes["name"]
@@ -136,13 +152,15 @@ class ServerService:
             await self.repo.session.refresh(server)
         return server
 
-    async def set_mail_certificate(self, server_id: str, certificate_id: str) -> tuple[Server, Certificate, list[rules.Warning]]:
+    async def set_mail_certificate(self, server_id: str, certificate_id: str,
+                                   expected: Precondition = NO_PRECONDITION) -> tuple[Server, Certificate, list[rules.Warning]]:
         server = await self.get(server_id)
         cert = await self.certificates.repo.get(certificate_id)
         # Serialised with a replace of the same certificate, as a bind is: the names judged
         # below are the ones that stay.
         if cert is None or not await self.certificates.repo.lock(cert):
             raise NotFound("certificate not found")
+        await self._require(expected, server_id)  # the server after the certificate, as a bind locks them
         if cert.account_id is not None:
             # Whoever owns it could replace its material for every domain on the server.
             raise CertificateNotPlatform(
@@ -159,7 +177,8 @@ class ServerService:
             await self.repo.session.refresh(server)
         return server, cert, warnings
 
-    async def delete(self, server_id: str) -> None:
+    async def delete(self, server_id: str, expected: Precondition = NO_PRECONDITION) -> None:
+        await self._require(expected, server_id)
         server = await self.get(server_id)
         count = await self.repo.count_domains(server.id)
         if count:
