@@ -51,8 +51,24 @@ async def latest_deployment(client, admin, server_id) -> dict:
     return (await client.get(f"/v1/servers/{server_id}/deployments", headers=admin)).json()["items"][0]
 
 
+@pytest.fixture
+def sent_documents(monkeypatch):
+    """Every document the controller PUTs to an agent, without key material (still sent)."""
+    from app.deployments.agent_client import AgentClient
+
+    sent: list[dict] = []
+    real = AgentClient.put_config
+
+    async def spy(self, document):
+        sent.append({k: v for k, v in document.items() if k != "bundles"} | {"bundles": sorted(document["bundles"])})
+        return await real(self, document)
+
+    monkeypatch.setattr(AgentClient, "put_config", spy)
+    return sent
+
+
 async def test_webmail_default_set_changed_unset_and_rolled_back(
-    client, admin, controller, stack, test_ca, settings, customer_headers
+    client, admin, controller, stack, test_ca, settings, customer_headers, sent_documents
 ):
     stack, agent = stack
     ca_file = str(settings.trust_bundle)
@@ -91,6 +107,12 @@ async def test_webmail_default_set_changed_unset_and_rolled_back(
     await work_until(controller, server_applied(client, admin, sid))
     await assert_served(chosen["fingerprint_sha256"], trusted=True)
     assert await mail_no_sni(stack) == {registration["fingerprint_sha256"]}  # mail is not touched
+    # It travelled as a delta: the new scalar and its one bundle, no name changed.
+    last = sent_documents[-1]
+    assert last["webmail_default"] == chosen["fingerprint_sha256"]
+    assert last["server_certificate"] == registration["fingerprint_sha256"]
+    assert "base_digest" in last and last["mail_changes"] == last["webmail_changes"] == {}
+    assert last["bundles"] == [chosen["fingerprint_sha256"]]
     verified = (await latest_deployment(client, admin, sid))
     assert verified["status"] == "applied"
 
