@@ -182,3 +182,129 @@ async def test_server_delete_keeps_an_uploaded_webmail_default(client, admin, te
     items = (await client.get("/v1/certificates", headers=admin)).json()["items"]
     assert [c["id"] for c in items] == [chosen["id"]]
     assert (await client.delete(f"/v1/certificates/{chosen['id']}", headers=admin)).status_code == 204
+
+
+async def test_the_foreign_key_refuses_deleting_a_webmail_default(client, admin, context, test_ca, hosted):
+    """Migration 0009's RESTRICT, on SQLite and PostgreSQL: even a DELETE that skipped the usage
+    check (a concurrent one) cannot leave a server pointing at nothing."""
+    from sqlalchemy import delete
+    from sqlalchemy.exc import IntegrityError
+
+    from app.certificates.models import Certificate
+
+    server, _account, _customer = hosted
+    chosen = await upload(client, admin, test_ca.issue([HOST]))
+    assert (await put_webmail(client, admin, server["id"], chosen["id"])).status_code == 200
+    async with context.sessionmaker() as session:
+        with pytest.raises(IntegrityError):
+            await session.execute(delete(Certificate).where(Certificate.id == chosen["id"]))
+            await session.commit()
+        await session.rollback()
+    assert (await get_server(client, admin, server["id"]))["webmail_certificate_id"] == chosen["id"]
+
+
+@pytest.fixture
+def empty_database(backend, tmp_path):
+    """A database of its own (no migration run yet), on the backend under test."""
+    import asyncio
+    import uuid
+
+    from tests.conftest import PG_ADMIN_URL, _pg_admin
+    from tests.support.threads import in_thread
+
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
+        return
+    name = f"certpost_m0009_{uuid.uuid4().hex[:12]}"
+    in_thread(asyncio.run, _pg_admin(f'CREATE DATABASE "{name}"'))
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        in_thread(asyncio.run, _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def test_migration_0009_redeploys_servers_whose_default_changes(empty_database):
+    """Existing servers get no choice (NULL), so nginx is now sent their server-wide mail
+    certificate: where that differs from the registration certificate it was sent before, the
+    server gets a new generation (its waiting deployment raised in place, or a new one), as any
+    change of what is served does; elsewhere nothing moves. Downgrade drops the column."""
+    import asyncio
+
+    from sqlalchemy import inspect, text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from app.migrate import downgrade, upgrade
+    from tests.support.threads import in_thread
+
+    url = empty_database
+    in_thread(upgrade, url, "0008")
+    now = datetime(2026, 11, 30, tzinfo=UTC)
+    servers = {  # id: (mail certificate, agent, deployment status at generation 3)
+        "secured": ("trusted", "https://a.test", "applied"),
+        "waiting": ("trusted", "https://b.test", "retrying"),
+        "no-agent": ("trusted", None, "pending"),
+        "untouched": ("registration", "https://c.test", "applied"),
+    }
+
+    async def run(statements) -> list:
+        engine = create_async_engine(url)
+        try:
+            async with engine.begin() as conn:
+                out = []
+                for statement, params in statements:
+                    result = await conn.execute(text(statement), params)
+                    out.append(result.all() if result.returns_rows else None)
+                return out
+        finally:
+            await engine.dispose()
+
+    seed = [(
+        "INSERT INTO certificates (id, source, subject, issuer, serial, sans, not_before, not_after,"
+        " fingerprint_sha256, key_type, key_bits, self_signed, trusted, chain_length, certificate_pem,"
+        " chain_pem, key_ciphertext, key_wrapped, master_key_id, revision, created_at, updated_at,"
+        " renewal_attempts) VALUES (:id, 'upload', 's', 'i', '1', '[]', :now, :now, :id, 'ec-p256', 256, false,"
+        " false, 1, '', '', :blob, :blob, 'k', 1, :now, :now, 0)",
+        {"id": cert, "now": now, "blob": b"\x00"},
+    ) for cert in ("registration", "trusted")]
+    for server, (mail, agent, status) in servers.items():
+        seed.append((
+            "INSERT INTO servers (id, name, hostname, software, agent_url, mail_certificate_id,"
+            " default_certificate_id, desired_generation, applied_generation, created_at, updated_at)"
+            " VALUES (:id, :id, 'h', 'postfix-dovecot', :agent, :mail, 'registration', 3, 2, :now, :now)",
+            {"id": server, "agent": agent, "mail": mail, "now": now},
+        ))
+        seed.append((
+            "INSERT INTO deployments (id, server_id, generation, reason, status, attempts, changes,"
+            " created_at, updated_at) VALUES (:id, :server, 3, 'r', :status, 2, 1, :now, :now)",
+            {"id": f"d-{server}", "server": server, "status": status, "now": now},
+        ))
+    in_thread(asyncio.run, run(seed))
+    in_thread(upgrade, url)
+    choices, generations, rows = in_thread(asyncio.run, run([
+        ("SELECT DISTINCT webmail_certificate_id FROM servers", {}),
+        ("SELECT id, desired_generation FROM servers", {}),
+        ("SELECT server_id, generation, status, attempts, changes, next_attempt_at IS NOT NULL"
+         " FROM deployments ORDER BY server_id, generation", {}),
+    ]))
+    assert choices == [(None,)]
+    assert dict(generations) == {"secured": 4, "waiting": 4, "no-agent": 4, "untouched": 3}
+    assert [tuple(r) for r in rows] == [
+        ("no-agent", 4, "pending", 0, 2, False),  # raised in place; no agent, so not due
+        ("secured", 3, "applied", 2, 1, False),
+        ("secured", 4, "pending", 0, 1, True),  # a new waiting deployment, due now
+        ("untouched", 3, "applied", 2, 1, False),
+        ("waiting", 4, "pending", 0, 2, True),  # raised in place
+    ]
+    in_thread(downgrade, url, "0008")
+
+    async def columns() -> set[str]:
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as conn:
+                return await conn.run_sync(lambda c: {col["name"] for col in inspect(c).get_columns("servers")})
+        finally:
+            await engine.dispose()
+
+    found = in_thread(asyncio.run, columns())
+    assert "webmail_certificate_id" not in found and "mail_certificate_id" in found
