@@ -308,3 +308,31 @@ def test_migration_0009_redeploys_servers_whose_default_changes(empty_database):
 
     found = in_thread(asyncio.run, columns())
     assert "webmail_certificate_id" not in found and "mail_certificate_id" in found
+
+
+async def test_concurrent_changes_never_500_and_same_choice_bumps_once(client, admin, test_ca, hosted):
+    """Ten administrators pressing the button at once (each request on its own connection on
+    PostgreSQL, serialised by SQLite's write lock): the same choice is one new generation; a mix of
+    choices and unsets ends with the document presenting what the server row says."""
+    import asyncio
+    from collections import Counter
+
+    server, _account, _customer = hosted
+    sid = server["id"]
+    chosen = await upload(client, admin, test_ca.issue([HOST]))
+    other = await upload(client, admin, test_ca.issue([HOST]))
+    same = await asyncio.gather(*(put_webmail(client, admin, sid, chosen["id"]) for _ in range(10)))
+    assert Counter(r.status_code for r in same) == {200: 10}, [r.text for r in same]
+    assert (await get_server(client, admin, sid))["desired_generation"] == server["desired_generation"] + 1
+
+    def request(i):
+        if i % 3 == 2:
+            return client.delete(f"/v1/servers/{sid}/webmail-certificate", headers=admin)
+        return put_webmail(client, admin, sid, (chosen, other)[i % 3]["id"])
+
+    mixed = await asyncio.gather(*(request(i) for i in range(12)))
+    assert {r.status_code for r in mixed} <= {200, 404}, [r.text for r in mixed]
+    final = await get_server(client, admin, sid)
+    expected = final["webmail_default_certificate_id"]
+    fingerprint = (await client.get(f"/v1/certificates/{expected}", headers=admin)).json()["fingerprint_sha256"]
+    assert (await preview(client, admin, sid))["webmail_default"] == fingerprint

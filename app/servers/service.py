@@ -168,6 +168,7 @@ class ServerService:
         """Choose what HTTPS presents without SNI, for the host name and for unbound webmail names."""
         server = await self.get(server_id)
         cert, warnings = await self._server_certificate(server, certificate_id)
+        await self._lock(server)
         if server.webmail_certificate_id != cert.id:
             changes_served = server.webmail_default_id != cert.id
             server.webmail_certificate_id = cert.id
@@ -177,6 +178,7 @@ class ServerService:
     async def unset_webmail_certificate(self, server_id: str) -> Server:
         """Back to the default: the server-wide mail certificate. 404 when none was chosen."""
         server = await self.get(server_id)
+        await self._lock(server)
         if server.webmail_certificate_id is None:
             raise WebmailCertificateNotSet(
                 "no webmail default certificate is chosen; the server-wide mail certificate is presented"
@@ -185,6 +187,14 @@ class ServerService:
         server.webmail_certificate_id = None
         await self._changed(server, "webmail default certificate unset", redeploy=changes_served)
         return server
+
+    async def _lock(self, server: Server) -> None:
+        """Take the server's row and read it again: whether a change alters what is served is
+        then judged on committed values, so of two concurrent changes the later one sees the
+        earlier and never skips the new generation it needs. Taken after the certificate's
+        lock, in the order binds take them."""
+        await self.repo.lock(server.id)
+        await self.repo.session.refresh(server)
 
     async def _changed(self, server: Server, reason: str, *, redeploy: bool = True) -> None:
         """Flush a change of a server-level certificate; a new generation when what the server
