@@ -260,23 +260,23 @@ def test_migration_0009_redeploys_servers_whose_default_changes(empty_database):
             await engine.dispose()
 
     seed = [(
-        "INSERT INTO certificates (id, source, subject, issuer, serial, sans, not_before, not_after,"
+        ("INSERT INTO certificates (id, source, subject, issuer, serial, sans, not_before, not_after,"
         " fingerprint_sha256, key_type, key_bits, self_signed, trusted, chain_length, certificate_pem,"
         " chain_pem, key_ciphertext, key_wrapped, master_key_id, revision, created_at, updated_at,"
         " renewal_attempts) VALUES (:id, 'upload', 's', 'i', '1', '[]', :now, :now, :id, 'ec-p256', 256, false,"
-        " false, 1, '', '', :blob, :blob, 'k', 1, :now, :now, 0)",
+        " false, 1, '', '', :blob, :blob, 'k', 1, :now, :now, 0)"),
         {"id": cert, "now": now, "blob": b"\x00"},
     ) for cert in ("registration", "trusted")]
     for server, (mail, agent, status) in servers.items():
         seed.append((
-            "INSERT INTO servers (id, name, hostname, software, agent_url, mail_certificate_id,"
+            ("INSERT INTO servers (id, name, hostname, software, agent_url, mail_certificate_id,"
             " default_certificate_id, desired_generation, applied_generation, created_at, updated_at)"
-            " VALUES (:id, :id, 'h', 'postfix-dovecot', :agent, :mail, 'registration', 3, 2, :now, :now)",
+            " VALUES (:id, :id, 'h', 'postfix-dovecot', :agent, :mail, 'registration', 3, 2, :now, :now)"),
             {"id": server, "agent": agent, "mail": mail, "now": now},
         ))
         seed.append((
-            "INSERT INTO deployments (id, server_id, generation, reason, status, attempts, changes,"
-            " created_at, updated_at) VALUES (:id, :server, 3, 'r', :status, 2, 1, :now, :now)",
+            ("INSERT INTO deployments (id, server_id, generation, reason, status, attempts, changes,"
+            " created_at, updated_at) VALUES (:id, :server, 3, 'r', :status, 2, 1, :now, :now)"),
             {"id": f"d-{server}", "server": server, "status": status, "now": now},
         ))
     in_thread(asyncio.run, run(seed))
@@ -284,8 +284,8 @@ def test_migration_0009_redeploys_servers_whose_default_changes(empty_database):
     choices, generations, rows = in_thread(asyncio.run, run([
         ("SELECT DISTINCT webmail_certificate_id FROM servers", {}),
         ("SELECT id, desired_generation FROM servers", {}),
-        ("SELECT server_id, generation, status, attempts, changes, next_attempt_at IS NOT NULL"
-         " FROM deployments ORDER BY server_id, generation", {}),
+        (("SELECT server_id, generation, status, attempts, changes, next_attempt_at IS NOT NULL"
+         " FROM deployments ORDER BY server_id, generation"), {}),
     ]))
     assert choices == [(None,)]
     assert dict(generations) == {"secured": 4, "waiting": 4, "no-agent": 4, "untouched": 3}
