@@ -21,7 +21,7 @@ from app.servers.models import Server
 class Usage:
     """One place a certificate is in use."""
 
-    kind: str  # "domain" | "server-mail" | "server-default"
+    kind: str  # "domain" | "server-mail" | "server-webmail" | "server-default"
     service: str  # "webmail" | "mail"
     hostname: str  # the name the certificate must cover there ("" for server-default)
     domain: str | None = None
@@ -220,14 +220,21 @@ class CertificateRepository:
         for cert_id, service, domain, server_id in rows:
             out[cert_id].append(Usage("domain", service, f"{service}.{domain}", domain, server_id))
         servers = await self.session.execute(
-            select(Server.id, Server.hostname, Server.mail_certificate_id, Server.default_certificate_id).where(
-                or_(Server.mail_certificate_id.in_(cert_ids), Server.default_certificate_id.in_(cert_ids))
+            select(Server.id, Server.hostname, Server.mail_certificate_id, Server.webmail_certificate_id,
+                   Server.default_certificate_id).where(
+                or_(Server.mail_certificate_id.in_(cert_ids), Server.webmail_certificate_id.in_(cert_ids),
+                    Server.default_certificate_id.in_(cert_ids))
             )
         )
         for server in servers:
             if server.mail_certificate_id in out:
                 out[server.mail_certificate_id].append(
                     Usage("server-mail", "mail", server.hostname, None, server.id)
+                )
+            if server.webmail_certificate_id in out:
+                # The webmail default is presented for the host name: a replace must keep covering it.
+                out[server.webmail_certificate_id].append(
+                    Usage("server-webmail", "webmail", server.hostname, None, server.id)
                 )
             if server.default_certificate_id in out:
                 out[server.default_certificate_id].append(

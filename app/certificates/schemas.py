@@ -31,7 +31,7 @@ class SelfSignedCreate(Strict):
 
 
 class UsageOut(BaseModel):
-    kind: Literal["domain", "server-mail", "server-default"]
+    kind: Literal["domain", "server-mail", "server-webmail", "server-default"]
     service: Literal["webmail", "mail"]
     hostname: str
     domain: str | None = None

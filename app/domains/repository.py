@@ -39,7 +39,7 @@ class ServerFacts:
     desired_generation: int
     applied_generation: int
     mail_certificate_id: str
-    default_certificate_id: str
+    webmail_default_id: str  # Server.webmail_default_id: what an unbound webmail name presents
     mail_certificate_count: int
 
 
@@ -77,7 +77,7 @@ def _facts_statement():
     return (
         select(Domain.id, Domain.name, Domain.account_id, Server.id, Server.hostname, Server.software,
                Server.agent_url, Server.desired_generation, Server.applied_generation,
-               Server.mail_certificate_id, Server.default_certificate_id, Server.mail_certificate_count,
+               Server.mail_certificate_id, Server.webmail_default_id, Server.mail_certificate_count,
                Deployment.failed_names, webmail.id, mail.id,
                *(getattr(cert, c.key) for cert in presented for c in PRESENTED_COLUMNS),
                webmail.version, mail.version)
@@ -86,7 +86,7 @@ def _facts_statement():
                                     Deployment.generation == Server.applied_generation))
         .outerjoin(webmail, and_(webmail.domain_id == Domain.id, webmail.service == "webmail"))
         .outerjoin(mail, and_(mail.domain_id == Domain.id, mail.service == "mail"))
-        .join(presented[0], presented[0].id == func.coalesce(webmail.certificate_id, Server.default_certificate_id))
+        .join(presented[0], presented[0].id == func.coalesce(webmail.certificate_id, Server.webmail_default_id))
         .join(presented[1], presented[1].id == func.coalesce(mail.certificate_id, Server.mail_certificate_id))
         .join(presented[2], presented[2].id == Server.mail_certificate_id)
         .where(Domain.name == bindparam("name"))

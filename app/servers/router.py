@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
+from pydantic import Field
 
 from app.certificates import errors as cert_errors
 from app.certificates.repository import CertificateRepository
@@ -24,6 +25,7 @@ from app.servers.schemas import (
     ServerOut,
     ServerPage,
     ServerPatch,
+    WebmailCertificateIn,
 )
 from app.servers.service import (
     InvalidAgentUrl,
@@ -31,6 +33,7 @@ from app.servers.service import (
     ServerExists,
     ServerInUse,
     ServerService,
+    WebmailCertificateNotSet,
     server_capabilities,
 )
 
@@ -79,6 +82,8 @@ async def to_outs(service: ServerService, servers: list[Server], capacity: int) 
                 agent_tls_fingerprint=server.agent_tls_fingerprint,
                 mail_certificate_id=server.mail_certificate_id,
                 default_certificate_id=server.default_certificate_id,
+                webmail_certificate_id=server.webmail_certificate_id,
+                webmail_default_certificate_id=server.webmail_default_id,
                 desired_generation=server.desired_generation,
                 applied_generation=server.applied_generation,
                 per_domain_mail_certificates=mail_certs,
@@ -143,6 +148,57 @@ async def set_mail_certificate(server_id: str, body: MailCertificateIn, _admin: 
         **base.model_dump(),
         certificate_warnings=[WarningOut(code=w.code, message=w.message) for w in warnings],
     )
+
+
+class WebmailCertificateOut(ServerOut):
+    certificate_warnings: list[WarningOut] = Field(
+        description="About the chosen certificate, as a binding gives them: `self_signed`, "
+        "`certificate_untrusted`, `certificate_expiring`.",
+        examples=[[], [{"code": "certificate_expiring", "message": "The certificate expires in 12 days (2027-01-12)."}]],
+    )
+
+
+@router.put(
+    "/{server_id}/webmail-certificate",
+    response_model=WebmailCertificateOut,
+    operation_id="putServerWebmailCertificate",
+    summary="Choose the server's webmail default certificate",
+    description="Make a certificate what the server's nginx presents for HTTPS without SNI, for the "
+    "server's own host name and for every `webmail.<domain>` without a binding of its own. Like the "
+    "server-wide mail certificate it must be a platform certificate (uploaded without an account), in "
+    "date, and cover the server's host name; a self-signed, untrusted or soon-expiring one is accepted "
+    "with `certificate_warnings`. The server gets a new generation, which its agent applies and "
+    "verifies by handshake. Administrators only.",
+    responses=responses(Forbidden, NotFound, cert_errors.CertificateNotPlatform, cert_errors.HostnameNotCovered,
+                        cert_errors.WildcardPublicSuffix, cert_errors.CertificateExpired,
+                        cert_errors.CertificateNotYetValid),
+)
+async def put_webmail_certificate(server_id: str, body: WebmailCertificateIn, _admin: Admin, service: Service,
+                                  ctx: Context, expected: IfMatch, response: Response):
+    server, _cert, warnings = await service.set_webmail_certificate(server_id, body.certificate_id, expected)
+    tag(response, await service.etag(server.id))
+    base = (await to_outs(service, [server], ctx.settings.dovecot_capacity))[0]
+    return WebmailCertificateOut(
+        **base.model_dump(),
+        certificate_warnings=[WarningOut(code=w.code, message=w.message) for w in warnings],
+    )
+
+
+@router.delete(
+    "/{server_id}/webmail-certificate",
+    response_model=ServerOut,
+    operation_id="deleteServerWebmailCertificate",
+    summary="Go back to the default webmail certificate",
+    description="Forget the chosen webmail default: HTTPS without SNI, for the server's host name and for "
+    "unbound webmail names presents the server-wide mail certificate again. The certificate itself is "
+    "kept. 404 `webmail_certificate_not_set` when none was chosen. Administrators only.",
+    responses=responses(Forbidden, NotFound, WebmailCertificateNotSet),
+)
+async def delete_webmail_certificate(server_id: str, _admin: Admin, service: Service, ctx: Context,
+                                     expected: IfMatch, response: Response):
+    server = await service.unset_webmail_certificate(server_id, expected)
+    tag(response, await service.etag(server.id))
+    return (await to_outs(service, [server], ctx.settings.dovecot_capacity))[0]
 
 
 @router.delete("/{server_id}", status_code=204, responses=responses(Forbidden, NotFound, ServerInUse))
