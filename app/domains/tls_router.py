@@ -11,11 +11,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import StreamingResponse
 
-from app.deps import Context, CurrentCaller, Session
+from app.deps import Admin, Context, CurrentCaller, Session
 from app.domains.tls_list import DomainTlsService, InvalidCursor, TlsQuery, UnknownServer, export
 from app.domains.tls_rows import DomainTlsRepository
 from app.domains.tls_schemas import DomainTlsPage, Reason, Sort
-from app.problems import responses
+from app.problems import Forbidden, responses
 
 router = APIRouter(tags=["domains"])
 
@@ -82,9 +82,9 @@ async def list_domain_tls(
 
 _SERVER = Annotated[str, Path(max_length=36, description="The server whose domains to export.",
                               examples=["5f0e4c0a-8d1b-4a3e-9a55-3c3b8f1e2d10"])]
-_EXPORT = ("Every row of `GET /v1/domain-tls?server_id=` for the server (a customer token: its own account's "
-           "domains on it), in name order, streamed as it is read: {form}. Memory stays flat whatever the "
-           "number of domains.")
+_EXPORT = ("Every row of `GET /v1/domain-tls?server_id=` for the server, in name order, streamed as it is read: {form}. Memory stays flat whatever the "
+           "number of domains. Administrators only, as every server "
+           "route: a customer pages through `GET /v1/domain-tls`, which shows its own domains.")
 
 
 @router.get(
@@ -94,10 +94,10 @@ _EXPORT = ("Every row of `GET /v1/domain-tls?server_id=` for the server (a custo
     description=_EXPORT.format(form="one `DomainTlsRow` JSON object per line (`application/x-ndjson`)"),
     responses={200: {"content": {"application/x-ndjson": {"schema": {"$ref": "#/components/schemas/DomainTlsRow"}}},
                      "description": "One JSON row per line."},
-               **responses(UnknownServer)},
+               **responses(Forbidden, UnknownServer)},
     response_class=StreamingResponse,
 )
-async def export_domain_tls_ndjson(server_id: _SERVER, caller: CurrentCaller, service: DomainTls, ctx: Context):
+async def export_domain_tls_ndjson(server_id: _SERVER, caller: Admin, service: DomainTls, ctx: Context):
     await service.check_server(server_id)
     return StreamingResponse(export(ctx, caller, server_id, "ndjson"), media_type="application/x-ndjson",
                              headers={"Content-Disposition": f'attachment; filename="domain-tls-{server_id}.ndjson"'})
@@ -110,10 +110,10 @@ async def export_domain_tls_ndjson(server_id: _SERVER, caller: CurrentCaller, se
     description=_EXPORT.format(form="RFC 4180 CSV with a header line; lists are space-separated, the deployment "
                                "is its state and agent code (`text/csv`)"),
     responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "CSV with a header."},
-               **responses(UnknownServer)},
+               **responses(Forbidden, UnknownServer)},
     response_class=StreamingResponse,
 )
-async def export_domain_tls_csv(server_id: _SERVER, caller: CurrentCaller, service: DomainTls, ctx: Context):
+async def export_domain_tls_csv(server_id: _SERVER, caller: Admin, service: DomainTls, ctx: Context):
     await service.check_server(server_id)
     return StreamingResponse(export(ctx, caller, server_id, "csv"), media_type="text/csv; charset=utf-8",
                              headers={"Content-Disposition": f'attachment; filename="domain-tls-{server_id}.csv"'})

@@ -160,10 +160,20 @@ def controller_using(context, pebble: PebbleServer):
     settings.acme_propagation_interval = settings.acme_poll_interval = 0.1
     settings.acme_propagation_timeout = 5.0
     roots = x509.load_pem_x509_certificates(pebble.issuing_roots_pem().encode())
+    _drop_reader(context)  # the upload workers judge with the roots they were started with
     context.trust = TrustStore(context.trust.roots + roots)
     try:
         yield pebble
     finally:
         for name, value in saved[0].items():
             setattr(settings, name, value)
+        _drop_reader(context)
         context.trust = saved[1]
+
+
+def _drop_reader(context) -> None:
+    """Stop the context's upload workers, so the next upload starts them with the trust store of
+    that moment (``AppContext.material_reader`` builds them on first use)."""
+    if context._reader is not None:
+        context._reader.close()
+        context._reader = None
