@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from importlib import resources
 
 from fastapi import Depends, FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
@@ -27,15 +27,20 @@ from app.domains.router import router as domains_router
 from app.inputs import refuse_control_characters
 from app.limits import BodySizeLimit
 from app.outage import database_unavailable, install_outage_handlers
-from app.problems import install_handlers
+from app.contract import TAGS
+from app.problems import install_handlers, install_problem_pages
 from app.servers.router import router as servers_router
 
 DESCRIPTION = """
 certpost stores TLS certificates for hosted webmail and mail, binds them to domains and
 servers, and deploys them to each mail server's agent.
 
-Authenticate with `Authorization: Bearer <token>`. Errors are RFC 9457
-`application/problem+json` with a stable `code`. Private keys are write-only.
+Authenticate with `Authorization: Bearer <token>` (`certpost tokens create`). Admin tokens
+manage everything; a customer token acts for its own account only.
+
+Errors are RFC 9457 `application/problem+json` with a stable `code` to switch on; each
+operation lists the codes it can answer per status, and each problem's `type`
+(`/problems/<code>`) is a page describing its code. Private keys are write-only.
 """
 
 
@@ -66,6 +71,9 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         title="certpost",
         version="0.1.0",
         description=DESCRIPTION,
+        openapi_tags=TAGS,
+        license_info={"name": "Proprietary", "url": "https://certpost.dev/license"},
+        servers=[{"url": "/", "description": "The API that serves this document"}],
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
@@ -78,19 +86,28 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         app.include_router(router)
     _install_ops_routes(app)
     _install_docs(app)
+    install_problem_pages(app)
     return app
 
 
 def _install_ops_routes(app: FastAPI) -> None:
-    @app.get("/healthz", tags=["operations"], include_in_schema=True)
+    @app.get("/healthz", tags=["operations"], include_in_schema=True, operation_id="getHealth",
+             summary="Check that the process is up",
+             responses={200: {"description": "The process is up",
+                              "content": {"application/json": {"example": {"status": "ok"}}}}})
     async def healthz() -> dict:
-        """The process is up."""
+        """Liveness: 200 `{"status": "ok"}` whenever the process answers at all; it reads nothing
+        (use `/readyz` to learn whether the database answers)."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"])
+    @app.get("/readyz", tags=["operations"], operation_id="getReadiness",
+             summary="Check that the database answers",
+             responses={200: {"description": "The database answers",
+                              "content": {"application/json": {"example": {"status": "ok", "database": "ok"}}}},
+                        503: {"description": "`database_unavailable`: The database is unavailable"}})
     async def readyz() -> JSONResponse:
-        """The database answers: 200, else 503 ``database_unavailable`` with ``Retry-After``,
-        so a load balancer stops sending traffic during an outage and resumes after it."""
+        """Readiness: 200 when the database answers, else 503 `database_unavailable` with
+        `Retry-After`, so a load balancer stops sending traffic during an outage and resumes after it."""
         try:
             async with app.state.ctx.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
@@ -100,7 +117,8 @@ def _install_ops_routes(app: FastAPI) -> None:
 
 
 def _install_docs(app: FastAPI) -> None:
-    """Swagger UI served from the package's own copy, so /docs works with no internet access."""
+    """Swagger UI (/docs) and ReDoc (/redoc) served from the package's own copies, so both work
+    with no internet access (no CDN, no Google fonts)."""
     static = resources.files("fastapi_offline") / "static"
     app.mount("/static/docs", StaticFiles(directory=str(static)), name="docs-static")
 
@@ -114,4 +132,14 @@ def _install_docs(app: FastAPI) -> None:
             swagger_favicon_url="/static/docs/favicon.png",
             # No badge that would call the public validator service.
             swagger_ui_parameters={"validatorUrl": None},
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=app.openapi_url,
+            title="certpost API",
+            redoc_js_url="/static/docs/redoc.standalone.js",
+            redoc_favicon_url="/static/docs/favicon.png",
+            with_google_fonts=False,
         )

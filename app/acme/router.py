@@ -67,7 +67,8 @@ def order_out(row: CertificateOrder, caller: Caller) -> OrderOut:
     )
 
 
-@router.post("/v1/dns-providers", status_code=201, response_model=DnsProviderOut,
+@router.post("/v1/dns-providers", operation_id="createDnsProvider",
+    summary="Store a DNS provider for dns-01", status_code=201, response_model=DnsProviderOut,
              responses=responses(Forbidden, InvalidDnsProvider, DnsTargetRefused))
 async def create_dns_provider(body: DnsProviderCreate, caller: CurrentCaller, acme: Acme):
     """Store a DNS provider for dns-01. Secrets (`key_secret`) are write-only and encrypted.
@@ -78,20 +79,25 @@ async def create_dns_provider(body: DnsProviderCreate, caller: CurrentCaller, ac
     return provider_out(await acme.create_provider(caller, body))
 
 
-@router.get("/v1/dns-providers", response_model=list[DnsProviderOut])
+@router.get("/v1/dns-providers", operation_id="listDnsProviders",
+    summary="List DNS providers", response_model=list[DnsProviderOut])
 async def list_dns_providers(caller: CurrentCaller, acme: Acme):
     """Admins see all; a customer sees its own and the platform's (never any secret)."""
     rows = await acme.repo.providers(caller.account_id, restrict=not caller.is_admin)
     return [provider_out(r) for r in rows]
 
 
-@router.get("/v1/dns-providers/{provider_id}", response_model=DnsProviderOut, responses=responses(NotFound))
+@router.get("/v1/dns-providers/{provider_id}", operation_id="getDnsProvider",
+    summary="Get a DNS provider", response_model=DnsProviderOut, responses=responses(NotFound))
 async def get_dns_provider(provider_id: str, caller: CurrentCaller, acme: Acme):
+    """One DNS provider, without its secrets (`secrets_set` names those stored). A customer sees its own and the platform's."""
     return provider_out(await acme.visible_provider(caller, provider_id))
 
 
-@router.delete("/v1/dns-providers/{provider_id}", status_code=204, responses=responses(NotFound))
+@router.delete("/v1/dns-providers/{provider_id}", operation_id="deleteDnsProvider",
+    summary="Delete a DNS provider", status_code=204, responses=responses(NotFound))
 async def delete_dns_provider(provider_id: str, caller: CurrentCaller, acme: Acme):
+    """Delete a DNS provider and its secrets; orders that used it keep their history (their `dns_provider_id` becomes null) and renewals of their certificates then need another provider. A customer deletes only its own."""
     await acme.delete_provider(caller, provider_id)
     return Response(status_code=204)
 
@@ -100,7 +106,8 @@ ORDER_ERRORS = (NameNotAllowed, WildcardRequiresDns01, DnsProviderRequired, Unkn
                 BindNeedsOneDomain, SniUnsupported, OrderInProgress, NotFound)
 
 
-@router.post("/v1/certificate-orders", status_code=202, response_model=OrderOut, responses=responses(*ORDER_ERRORS))
+@router.post("/v1/certificate-orders", operation_id="createCertificateOrder",
+    summary="Order a certificate from the ACME CA", status_code=202, response_model=OrderOut, responses=responses(*ORDER_ERRORS))
 async def create_order(body: OrderCreate, caller: CurrentCaller, acme: Acme, response: Response):
     """Request a certificate from the ACME CA. The worker runs the order; poll its `Location`.
 
@@ -113,7 +120,8 @@ async def create_order(body: OrderCreate, caller: CurrentCaller, acme: Acme, res
     return order_out(order, caller)
 
 
-@router.get("/v1/certificate-orders", response_model=OrderPage, responses=responses(InvalidCursor))
+@router.get("/v1/certificate-orders", operation_id="listCertificateOrders",
+    summary="List certificate orders", response_model=OrderPage, responses=responses(InvalidCursor))
 async def list_orders(caller: CurrentCaller, acme: Acme,
                       status: Annotated[str | None, Query(pattern="^(pending|processing|valid|invalid)$")] = None,
                       limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -127,12 +135,15 @@ async def list_orders(caller: CurrentCaller, acme: Acme,
     return OrderPage(items=[order_out(r, caller) for r in rows[:limit]], next_cursor=next_cursor)
 
 
-@router.get("/v1/certificate-orders/{order_id}", response_model=OrderOut, responses=responses(NotFound))
+@router.get("/v1/certificate-orders/{order_id}", operation_id="getCertificateOrder",
+    summary="Get a certificate order", response_model=OrderOut, responses=responses(NotFound))
 async def get_order(order_id: str, caller: CurrentCaller, acme: Acme):
+    """One order: its status (`pending`, `processing`, `valid`, `invalid`), authorizations, the issued `certificate_id` once valid, and the `error` when invalid."""
     return order_out(await acme.visible_order(caller, order_id), caller)
 
 
-@router.post("/v1/certificates/{certificate_id}/renew", status_code=202, response_model=OrderOut,
+@router.post("/v1/certificates/{certificate_id}/renew", operation_id="renewCertificate",
+    summary="Renew an ACME certificate now", status_code=202, response_model=OrderOut,
              responses=responses(NotFound, NotRenewable, OrderInProgress, DnsProviderRequired))
 async def renew_certificate(certificate_id: str, caller: CurrentCaller, acme: Acme, response: Response):
     """Renew an ACME certificate now, with the settings of the order that issued it."""

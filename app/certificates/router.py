@@ -85,7 +85,8 @@ async def _read_pem(ctx: Context, body: CertificateMaterialIn) -> material.Mater
         raise errors.from_material_error(exc) from None
 
 
-@router.post("", status_code=201, response_model=CertificateOut, responses=responses(*MATERIAL_ERRORS, Forbidden))
+@router.post("", operation_id="createCertificate",
+    summary="Upload a certificate and its key (PEM)", status_code=201, response_model=CertificateOut, responses=responses(*MATERIAL_ERRORS, Forbidden))
 async def upload_certificate(body: CertificateUpload, caller: CurrentCaller, service: Service, ctx: Context):
     """Store a certificate with its private key (PEM). The key is encrypted and never returned."""
     owner = caller.owner_for_new(body.account_id)
@@ -93,7 +94,8 @@ async def upload_certificate(body: CertificateUpload, caller: CurrentCaller, ser
     return await _one(service, await service.store(mat, account_id=owner, name=body.name, source="upload"))
 
 
-@router.post("/import", status_code=201, response_model=CertificateOut, responses=responses(*MATERIAL_ERRORS, Forbidden))
+@router.post("/import", operation_id="importCertificate",
+    summary="Import a certificate from files (PEM or PKCS#12)", status_code=201, response_model=CertificateOut, responses=responses(*MATERIAL_ERRORS, Forbidden))
 async def import_certificate(
     caller: CurrentCaller,
     service: Service,
@@ -126,7 +128,8 @@ async def import_certificate(
     return await _one(service, await service.store(mat, account_id=owner, name=name, source="upload"))
 
 
-@router.post("/self-signed", status_code=201, response_model=CertificateOut, responses=responses(InvalidHostname, Forbidden))
+@router.post("/self-signed", operation_id="createSelfSignedCertificate",
+    summary="Generate a self-signed certificate", status_code=201, response_model=CertificateOut, responses=responses(InvalidHostname, Forbidden))
 async def create_self_signed(body: SelfSignedCreate, caller: CurrentCaller, service: Service):
     """Generate an ECDSA P-256 self-signed certificate for `names` (clients will warn)."""
     owner = caller.owner_for_new(body.account_id)
@@ -138,7 +141,8 @@ async def create_self_signed(body: SelfSignedCreate, caller: CurrentCaller, serv
     return await _one(service, await service.store(mat, account_id=owner, name=body.name, source="self-signed"))
 
 
-@router.get("", response_model=CertificatePage, responses=responses(InvalidCursor, InvalidFilter))
+@router.get("", operation_id="listCertificates",
+    summary="List certificates", response_model=CertificatePage, responses=responses(InvalidCursor, InvalidFilter))
 async def list_certificates(
     caller: CurrentCaller,
     service: Service,
@@ -148,6 +152,7 @@ async def list_certificates(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query()] = None,
 ):
+    """Certificates the caller may see, newest first, with their bindings. Filter by a name they cover (`covers`), by expiry (`expires_before`) and, for admins, by account. Cursor-paginated: pass `next_cursor` back as `cursor`."""
     page = await service.list(
         caller,
         covers_name=covers,
@@ -161,13 +166,16 @@ async def list_certificates(
     ))
 
 
-@router.get("/{certificate_id}", response_model=CertificateOut, responses=responses(NotFound))
+@router.get("/{certificate_id}", operation_id="getCertificate",
+    summary="Get a certificate", response_model=CertificateOut, responses=responses(NotFound))
 async def get_certificate(certificate_id: str, caller: CurrentCaller, service: Service):
+    """One certificate: subject, names, validity, key, trust and where it is bound. Never the private key."""
     return await _one(service, await service.get_visible(caller, certificate_id))
 
 
 @router.put(
-    "/{certificate_id}",
+    "/{certificate_id}", operation_id="replaceCertificate",
+    summary="Replace a certificate's material",
     response_model=CertificateOut,
     responses=responses(NotFound, errors.HostnameNotCovered, errors.CertificateExpired, errors.CertificateServerWide,
                         errors.CertificateNotYetValid, *MATERIAL_ERRORS),
@@ -179,8 +187,10 @@ async def replace_certificate(certificate_id: str, body: CertificateMaterialIn, 
     return await _one(service, await service.replace(caller, certificate_id, mat, body.name))
 
 
-@router.delete("/{certificate_id}", status_code=204, responses=responses(NotFound, errors.CertificateInUse))
+@router.delete("/{certificate_id}", operation_id="deleteCertificate",
+    summary="Delete a certificate", status_code=204, responses=responses(NotFound, errors.CertificateInUse))
 async def delete_certificate(certificate_id: str, caller: CurrentCaller, service: Service):
+    """Delete a certificate and its key. Refused while it is bound anywhere (409 `certificate_in_use`, with `bindings`)."""
     await service.delete(caller, certificate_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -43,7 +43,8 @@ def _out(row: Deployment) -> DeploymentOut:
     )
 
 
-@router.get("/deployments", response_model=DeploymentPage, responses=responses(Forbidden, NotFound))
+@router.get("/deployments", operation_id="listDeployments",
+    summary="List a server's deployments", response_model=DeploymentPage, responses=responses(Forbidden, NotFound))
 async def list_deployments(server_id: str, _admin: Admin, session: Session,
                            limit: Annotated[int, Query(ge=1, le=500)] = 50,
                            before_generation: Annotated[int | None, Query(ge=1, le=MAX_INT32)] = None):
@@ -54,7 +55,8 @@ async def list_deployments(server_id: str, _admin: Admin, session: Session,
     return DeploymentPage(items=[_out(r) for r in rows[:limit]], next_cursor=next_cursor)
 
 
-@router.get("/deployments/{deployment_id}", response_model=DeploymentDetail, responses=responses(Forbidden, NotFound))
+@router.get("/deployments/{deployment_id}", operation_id="getDeployment",
+    summary="Get a deployment with its attempts", response_model=DeploymentDetail, responses=responses(Forbidden, NotFound))
 async def get_deployment(server_id: str, deployment_id: str, _admin: Admin, session: Session):
     """One deployment with every attempt's outcome."""
     repo = DeploymentRepository(session)
@@ -66,7 +68,8 @@ async def get_deployment(server_id: str, deployment_id: str, _admin: Admin, sess
     return DeploymentDetail(**_out(row).model_dump(), history=history)
 
 
-@router.post("/deployments", status_code=202, response_model=DeploymentOut, responses=responses(Forbidden, NotFound))
+@router.post("/deployments", operation_id="createDeployment",
+    summary="Push the server's configuration again now", status_code=202, response_model=DeploymentOut, responses=responses(Forbidden, NotFound))
 async def push_now(server_id: str, _admin: Admin, session: Session):
     """Push the server's current configuration again now, as a new generation.
 
@@ -78,7 +81,8 @@ async def push_now(server_id: str, _admin: Admin, session: Session):
     return _out(await DeploymentRepository(session).latest(server_id))
 
 
-@router.get("/config", response_model=DesiredConfigOut, responses=responses(Forbidden, NotFound))
+@router.get("/config", operation_id="getServerConfig",
+    summary="Preview the configuration the agent should serve", response_model=DesiredConfigOut, responses=responses(Forbidden, NotFound))
 async def preview_config(server_id: str, _admin: Admin, session: Session):
     """The configuration the agent should serve at the current desired generation (no keys)."""
     server = await _server(session, server_id)

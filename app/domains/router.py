@@ -79,13 +79,16 @@ def binding_out(domain: str, eff: Effective, deployment: rules.NameDeployment | 
     )
 
 
-@router.post("", status_code=201, response_model=DomainOut,
+@router.post("", operation_id="createDomain",
+    summary="Add a hosted domain", status_code=201, response_model=DomainOut,
              responses=responses(Forbidden, InvalidDomainName, DomainExists, UnknownServer, UnknownAccount))
 async def create_domain(body: DomainCreate, _admin: Admin, domains: Domains):
+    """Add a domain hosted on a server for an account. Its webmail and mail start on the server's default certificates. Admin only."""
     return domain_out(await domains.create(body.name, body.server_id, body.account_id))
 
 
-@router.get("", response_model=DomainPage)
+@router.get("", operation_id="listDomains",
+    summary="List hosted domains", response_model=DomainPage)
 async def list_domains(
     caller: CurrentCaller,
     domains: Domains,
@@ -94,25 +97,32 @@ async def list_domains(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(description="The last name of the previous page")] = None,
 ):
+    """Domains by name, the caller's own for a customer; filter by server and (admins) account. Pass `next_cursor` back as `cursor` for the next page."""
     account = account_id if caller.is_admin else caller.account_id
     rows = await domains.repo.list(account, server_id, limit + 1, cursor)
     next_cursor = rows[limit - 1].name if len(rows) > limit else None
     return ModelResponse(DomainPage(items=[domain_out(d) for d in rows[:limit]], next_cursor=next_cursor))
 
 
-@router.get("/{name}", response_model=DomainOut, responses=responses(NotFound))
+@router.get("/{name}", operation_id="getDomain",
+    summary="Get a hosted domain", response_model=DomainOut, responses=responses(NotFound))
 async def get_domain(name: str, caller: CurrentCaller, domains: Domains):
+    """One domain: its server and account."""
     return domain_out(await domains.get_visible(caller, name))
 
 
-@router.delete("/{name}", status_code=204, responses=responses(Forbidden, NotFound))
+@router.delete("/{name}", operation_id="deleteDomain",
+    summary="Delete a hosted domain", status_code=204, responses=responses(Forbidden, NotFound))
 async def delete_domain(name: str, admin: Admin, domains: Domains):
+    """Delete a domain and its bindings; its server redeploys without it. Admin only."""
     await domains.delete(admin, name)
     return Response(status_code=204)
 
 
-@router.get("/{name}/bindings", response_model=BindingsOut, responses=responses(NotFound))
+@router.get("/{name}/bindings", operation_id="getDomainBindings",
+    summary="Get the certificates bound to a domain", response_model=BindingsOut, responses=responses(NotFound))
 async def get_bindings(name: str, caller: CurrentCaller, domains: Domains):
+    """Which certificate each service (webmail, mail) uses: its own binding or the server's default, with warnings and whether the server serves it yet."""
     status = await domains.status(caller, name)
     states = domains.deployments(status)
     name = status.domain.name
@@ -120,7 +130,8 @@ async def get_bindings(name: str, caller: CurrentCaller, domains: Domains):
 
 
 @router.put(
-    "/{name}/bindings/{service}",
+    "/{name}/bindings/{service}", operation_id="putBinding",
+    summary="Bind a certificate to a domain's webmail or mail",
     response_model=BindingOut,
     responses={201: {"model": BindingOut, "description": "The service had no binding: it has one now"},
                **responses(NotFound, cert_errors.HostnameNotCovered, cert_errors.WildcardPublicSuffix,
@@ -142,7 +153,8 @@ async def put_binding(name: str, service: Service, body: BindingIn, caller: Curr
     return binding_out(eff.hostname.split(".", 1)[1], eff)
 
 
-@router.delete("/{name}/bindings/{service}", status_code=204, responses=responses(NotFound))
+@router.delete("/{name}/bindings/{service}", operation_id="deleteBinding",
+    summary="Remove a domain's binding", status_code=204, responses=responses(NotFound))
 async def delete_binding(name: str, service: Service, caller: CurrentCaller, domains: Domains):
     """Return the service to the server's default certificate."""
     await domains.unbind(caller, name, service)
@@ -184,7 +196,8 @@ def _presented(cert) -> PresentedCertificate:
     )
 
 
-@router.get("/{name}/tls", response_model=TlsStatus, responses=responses(NotFound))
+@router.get("/{name}/tls", operation_id="getDomainTls",
+    summary="Get what clients see for a domain's webmail and mail", response_model=TlsStatus, responses=responses(NotFound))
 async def tls_status(name: str, caller: CurrentCaller, domains: Domains, ctx: Context):
     """What a browser (webmail) and a mail client (mail) would see, and why (domain.md)."""
     status = await domains.status(caller, name)

@@ -87,7 +87,8 @@ async def to_outs(service: ServerService, servers: list[Server], capacity: int) 
     return out
 
 
-@router.post("", status_code=201, response_model=ServerOut,
+@router.post("", operation_id="createServer",
+    summary="Register a mail server", status_code=201, response_model=ServerOut,
              responses=responses(Forbidden, InvalidHostname, InvalidAgentUrl, ServerExists))
 async def register_server(body: ServerCreate, _admin: Admin, service: Service, ctx: Context):
     """Register a mail server; it gets a self-signed certificate for its host name to start with."""
@@ -95,20 +96,25 @@ async def register_server(body: ServerCreate, _admin: Admin, service: Service, c
     return (await to_outs(service, [server], ctx.settings.dovecot_capacity))[0]
 
 
-@router.get("", response_model=list[ServerOut], responses=responses(Forbidden))
+@router.get("", operation_id="listServers",
+    summary="List mail servers", response_model=list[ServerOut], responses=responses(Forbidden))
 async def list_servers(_admin: Admin, service: Service, ctx: Context,
                        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                        offset: Offset = 0):
+    """Mail servers by name, with capabilities, deployment generations and capacity warnings. Admin only."""
     servers = await to_outs(service, await service.repo.list(limit, offset), ctx.settings.dovecot_capacity)
     return ModelResponse(ServerList(servers))
 
 
-@router.get("/{server_id}", response_model=ServerOut, responses=responses(Forbidden, NotFound))
+@router.get("/{server_id}", operation_id="getServer",
+    summary="Get a mail server", response_model=ServerOut, responses=responses(Forbidden, NotFound))
 async def get_server(server_id: str, _admin: Admin, service: Service, ctx: Context):
+    """One mail server with its capabilities, certificates, deployment generations and warnings. Admin only."""
     return (await to_outs(service, [await service.get(server_id)], ctx.settings.dovecot_capacity))[0]
 
 
-@router.patch("/{server_id}", response_model=ServerOut,
+@router.patch("/{server_id}", operation_id="patchServer",
+    summary="Change a mail server's name or agent", response_model=ServerOut,
               responses=responses(Forbidden, NotFound, InvalidAgentUrl, ServerExists))
 async def patch_server(server_id: str, body: ServerPatch, _admin: Admin, service: Service, ctx: Context):
     """Change the name or the agent (URL, pinned TLS fingerprint); an agent change redeploys."""
@@ -123,7 +129,8 @@ class MailCertificateOut(ServerOut):
     certificate_warnings: list[WarningOut]
 
 
-@router.put("/{server_id}/mail-certificate", response_model=MailCertificateOut,
+@router.put("/{server_id}/mail-certificate", operation_id="putServerMailCertificate",
+    summary="Set the server-wide mail certificate", response_model=MailCertificateOut,
             responses=responses(Forbidden, NotFound, cert_errors.CertificateNotPlatform, cert_errors.HostnameNotCovered,
                                 cert_errors.CertificateExpired, cert_errors.CertificateNotYetValid))
 async def set_mail_certificate(server_id: str, body: MailCertificateIn, _admin: Admin, service: Service, ctx: Context):
@@ -136,7 +143,9 @@ async def set_mail_certificate(server_id: str, body: MailCertificateIn, _admin: 
     )
 
 
-@router.delete("/{server_id}", status_code=204, responses=responses(Forbidden, NotFound, ServerInUse))
+@router.delete("/{server_id}", operation_id="deleteServer",
+    summary="Delete a mail server", status_code=204, responses=responses(Forbidden, NotFound, ServerInUse))
 async def delete_server(server_id: str, _admin: Admin, service: Service):
+    """Delete a mail server that no domain uses (409 `server_in_use`, with `domains`). Admin only."""
     await service.delete(server_id)
     return Response(status_code=204)
