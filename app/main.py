@@ -22,12 +22,12 @@ from app.acme.router import router as acme_router
 from app.certificates.router import router as certificates_router
 from app.config import Settings, get_settings
 from app.context import AppContext
+from app.contract import TAGS
 from app.deployments.router import router as deployments_router
 from app.domains.router import router as domains_router
 from app.inputs import refuse_control_characters
 from app.limits import BodySizeLimit
 from app.outage import database_unavailable, install_outage_handlers
-from app.contract import TAGS
 from app.problems import install_handlers, install_problem_pages
 from app.servers.router import router as servers_router
 

@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Field,
     StringConstraints,
     ValidationInfo,
     field_validator,
@@ -104,9 +105,27 @@ Instant = Annotated[datetime, AfterValidator(_utc_instant)]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description=f"Rows to skip (at most {MAX_OFFSET:,})")]
 
 
+WARNING_CODES = (
+    "self_signed", "certificate_untrusted", "certificate_expiring", "server_certificate_untrusted",
+    "no_agent", "not_yet_deployed", "deployment_failed", "mail_certificates_over_capacity",
+)
+"""Every warning ``code`` an answer can carry (tests/test_contract.py finds each in the code that
+emits it); a new warning adds its code here, so the documented enum stays the closed set."""
+
+
 class WarningOut(BaseModel):
-    code: str
-    message: str
+    """Accepted, but worth telling the user: the answer succeeded and this may make clients warn."""
+
+    code: str = Field(
+        description="What to warn about: `self_signed`, `certificate_untrusted`, `certificate_expiring` (the "
+        "certificate), `server_certificate_untrusted` (a per-domain mail certificate does not help while the "
+        "server-wide one is untrusted), `no_agent`, `not_yet_deployed`, `deployment_failed` (the server), "
+        "`mail_certificates_over_capacity` (Dovecot reloads).",
+        json_schema_extra={"enum": list(WARNING_CODES)},
+        examples=["certificate_expiring"],
+    )
+    message: str = Field(description="The warning in English, for people.",
+                         examples=["The certificate expires in 12 days (2026-12-12)."])
 
 
 class ModelResponse(Response):

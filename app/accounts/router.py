@@ -33,7 +33,7 @@ async def create_account(body: AccountCreate, _admin: Admin, accounts: Accounts)
 @router.get("/accounts", operation_id="listAccounts",
     summary="List customer accounts", response_model=list[AccountOut], responses=responses(Forbidden))
 async def list_accounts(_admin: Admin, accounts: Accounts,
-                        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                        limit: Annotated[int, Query(ge=1, le=1000, description="At most this many rows (1 to 1000).")] = 100,
                         offset: Offset = 0):
     """Customer accounts, oldest first, with offset paging. Admin only."""
     return await accounts.repo.list_accounts(limit, offset)
@@ -52,7 +52,7 @@ async def create_token(body: TokenCreate, _admin: Admin, accounts: Accounts):
     summary="List API tokens", response_model=list[TokenInfo], responses=responses(Forbidden))
 async def list_tokens(_admin: Admin, accounts: Accounts,
                       account_id: Annotated[str | None, Query(description="Only this account's tokens")] = None,
-                      limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                      limit: Annotated[int, Query(ge=1, le=1000, description="At most this many rows (1 to 1000).")] = 100,
                       offset: Offset = 0):
     """Tokens with their role, account and state; secrets are never shown again."""
     return await accounts.repo.list_tokens(account_id, limit, offset)

@@ -123,9 +123,9 @@ async def create_order(body: OrderCreate, caller: CurrentCaller, acme: Acme, res
 @router.get("/v1/certificate-orders", operation_id="listCertificateOrders",
     summary="List certificate orders", response_model=OrderPage, responses=responses(InvalidCursor))
 async def list_orders(caller: CurrentCaller, acme: Acme,
-                      status: Annotated[str | None, Query(pattern="^(pending|processing|valid|invalid)$")] = None,
-                      limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                      cursor: Annotated[str | None, Query()] = None):
+                      status: Annotated[str | None, Query(pattern="^(pending|processing|valid|invalid)$", description="Only orders in this status.")] = None,
+                      limit: Annotated[int, Query(ge=1, le=500, description="At most this many orders (1 to 500).")] = 50,
+                      cursor: Annotated[str | None, Query(description="The previous page's `next_cursor`; absent for the first page.")] = None):
     """Orders, newest first."""
     after = decode_cursor(cursor) if cursor else None
     if cursor and after is None:

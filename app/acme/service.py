@@ -37,46 +37,70 @@ TARGET_RULE = ("settings.server (an address or a host name), settings.port and "
 
 
 class InvalidDnsProvider(RuleViolation):
+    """The DNS provider's settings are not valid (the TSIG secret is not base64, a name server is not an address ...)."""
+
     code, title = "invalid_dns_provider", "The DNS provider settings are not valid"
 
 
 class WildcardRequiresDns01(RuleViolation):
+    """A wildcard name can only be validated over dns-01 (RFC 8555 section 7.1.3)."""
+
     code, title = "wildcard_requires_dns01", "Wildcard names can only be validated over dns-01"
 
 
 class DnsProviderRequired(RuleViolation):
+    """dns-01 needs a `dns_provider_id` (or, for a renewal, the original order's provider is gone)."""
+
     code, title = "dns_provider_required", "dns-01 needs a dns_provider_id"
 
 
 class UnknownDnsProvider(RuleViolation):
+    """The `dns_provider_id` does not name a provider the caller may use."""
+
     code, title = "unknown_dns_provider", "No such DNS provider"
 
 
 class NameNotAllowed(RuleViolation):
+    """A name is not under a domain registered to the caller's account (`name` says which)."""
+
     code, title = "name_not_allowed", "A name is not under a domain this caller may use"
+    extensions = ("name",)
 
 
 class Http01Unavailable(RuleViolation):
+    """http-01 needs the domain's server to have an agent that answers the challenge; this one has none."""
+
     code, title = "http01_unavailable", "No agent can answer HTTP-01 for this domain"
 
 
 class BindNeedsOneDomain(RuleViolation):
+    """`bind` binds the result to one domain, so the names must all be under that domain."""
+
     code, title = "bind_needs_one_domain", "`bind` needs names under a single domain"
 
 
 class SniUnsupported(Conflict):
+    """`bind` asks for mail, but the server's software cannot serve a per-domain mail certificate (`advice` says what to do)."""
+
     code, title = "sni_unsupported", "This server cannot serve a per-domain mail certificate"
+    extensions = ("advice",)
 
 
 class NotRenewable(Conflict):
+    """Only a certificate certpost issued over ACME can be renewed."""
+
     code, title = "not_renewable", "The certificate was not issued over ACME by certpost"
 
 
 class OrderInProgress(Conflict):
+    """An order for this certificate is already pending or processing; poll it instead."""
+
     code, title = "order_in_progress", "An order for this certificate is already running"
 
 
 class DnsProviderInUse(Conflict):
+    """Orders still use this DNS provider."""
+
     code, title = "dns_provider_in_use", "Orders still use this DNS provider"
 
 

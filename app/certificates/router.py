@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile, status
 
+from app import examples as ex
 from app.certificates import errors, material
 from app.certificates.models import Certificate
 from app.certificates.reading import MaterialBusy
@@ -31,6 +32,8 @@ MATERIAL_ERRORS = (*errors.MATERIAL_ERRORS, MaterialBusy)
 
 
 class InvalidHostname(RuleViolation):
+    """A name is not a valid host name (or wildcard) for a certificate."""
+
     code, title = "invalid_name", "Not a valid host name"
 
 
@@ -95,6 +98,8 @@ async def upload_certificate(body: CertificateUpload, caller: CurrentCaller, ser
 
 
 @router.post("/import", operation_id="importCertificate",
+    openapi_extra={"requestBody": {"content": {"multipart/form-data": {"example": {
+        "certificate": ex.CERTIFICATE_PEM, "private_key": ex.PRIVATE_KEY_PEM, "name": "example.com 2026"}}}}},
     summary="Import a certificate from files (PEM or PKCS#12)", status_code=201, response_model=CertificateOut, responses=responses(*MATERIAL_ERRORS, Forbidden))
 async def import_certificate(
     caller: CurrentCaller,
@@ -103,11 +108,11 @@ async def import_certificate(
     certificate: Annotated[UploadFile | None, File(description="PEM: the leaf, optionally with its chain")] = None,
     chain: Annotated[UploadFile | None, File(description="PEM: the issuers")] = None,
     private_key: Annotated[UploadFile | None, File(description="PEM private key")] = None,
-    key_passphrase: Annotated[Text | None, Form()] = None,
+    key_passphrase: Annotated[Text | None, Form(description="For an encrypted `private_key`.")] = None,
     pkcs12: Annotated[UploadFile | None, File(description="PKCS#12 (.p12/.pfx) with key and chain")] = None,
     password: Annotated[Text | None, Form(description="The PKCS#12 password")] = None,
-    name: Annotated[Text | None, Form(max_length=200)] = None,
-    account_id: Annotated[Text | None, Form()] = None,
+    name: Annotated[Text | None, Form(max_length=200, description="A label for people.")] = None,
+    account_id: Annotated[Text | None, Form(description="Admins only: the owning account (default: none).")] = None,
 ):
     """Store a certificate from files: PEM files, or one PKCS#12 archive with its password."""
     owner = caller.owner_for_new(account_id)
@@ -149,8 +154,8 @@ async def list_certificates(
     covers: Annotated[str | None, Query(description="Only certificates that cover this host name")] = None,
     expires_before: Annotated[Instant | None, Query(description="Only those whose not_after is earlier")] = None,
     account_id: Annotated[str | None, Query(description="Admins: only this account's")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="At most this many certificates (1 to 500).")] = 50,
+    cursor: Annotated[str | None, Query(description="The previous page's `next_cursor`; absent for the first page.")] = None,
 ):
     """Certificates the caller may see, newest first, with their bindings. Filter by a name they cover (`covers`), by expiry (`expires_before`) and, for admins, by account. Cursor-paginated: pass `next_cursor` back as `cursor`."""
     page = await service.list(

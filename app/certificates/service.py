@@ -34,10 +34,14 @@ from app.problems import NotFound, RuleViolation
 
 
 class InvalidCursor(RuleViolation):
+    """The `cursor` is not one this API returned (or it was altered); start again without it."""
+
     code, title = "invalid_cursor", "The pagination cursor is not valid"
 
 
 class InvalidFilter(RuleViolation):
+    """A filter value is not valid, e.g. `covers` is not a host name."""
+
     code, title = "invalid_filter", "A filter value is not valid"
 
 

@@ -46,8 +46,8 @@ def _out(row: Deployment) -> DeploymentOut:
 @router.get("/deployments", operation_id="listDeployments",
     summary="List a server's deployments", response_model=DeploymentPage, responses=responses(Forbidden, NotFound))
 async def list_deployments(server_id: str, _admin: Admin, session: Session,
-                           limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                           before_generation: Annotated[int | None, Query(ge=1, le=MAX_INT32)] = None):
+                           limit: Annotated[int, Query(ge=1, le=500, description="At most this many deployments (1 to 500).")] = 50,
+                           before_generation: Annotated[int | None, Query(ge=1, le=MAX_INT32, description="Only generations below this one: the previous page's `next_cursor`.")] = None):
     """Deployments of this server, newest generation first."""
     await _server(session, server_id)
     rows = await DeploymentRepository(session).for_server(server_id, limit + 1, before_generation)

@@ -92,9 +92,9 @@ async def create_domain(body: DomainCreate, _admin: Admin, domains: Domains):
 async def list_domains(
     caller: CurrentCaller,
     domains: Domains,
-    server_id: Annotated[str | None, Query()] = None,
+    server_id: Annotated[str | None, Query(description="Only the domains of this server")] = None,
     account_id: Annotated[str | None, Query(description="Admins: only this account's")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many domains (1 to 1000).")] = 100,
     cursor: Annotated[str | None, Query(description="The last name of the previous page")] = None,
 ):
     """Domains by name, the caller's own for a customer; filter by server and (admins) account. Pass `next_cursor` back as `cursor` for the next page."""

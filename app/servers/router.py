@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
-from pydantic import RootModel
+from pydantic import ConfigDict, Field, RootModel
 
 from app.certificates import errors as cert_errors
 from app.certificates.repository import CertificateRepository
@@ -16,6 +16,7 @@ from app.schemas import ModelResponse, Offset, WarningOut
 from app.servers.models import Server
 from app.servers.repository import ServerRepository
 from app.servers.schemas import (
+    SERVER_EXAMPLE,
     CapabilitiesOut,
     MailCertificateIn,
     ServerCreate,
@@ -99,7 +100,7 @@ async def register_server(body: ServerCreate, _admin: Admin, service: Service, c
 @router.get("", operation_id="listServers",
     summary="List mail servers", response_model=list[ServerOut], responses=responses(Forbidden))
 async def list_servers(_admin: Admin, service: Service, ctx: Context,
-                       limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                       limit: Annotated[int, Query(ge=1, le=1000, description="At most this many servers (1 to 1000).")] = 100,
                        offset: Offset = 0):
     """Mail servers by name, with capabilities, deployment generations and capacity warnings. Admin only."""
     servers = await to_outs(service, await service.repo.list(limit, offset), ctx.settings.dovecot_capacity)
@@ -126,7 +127,10 @@ ServerList = RootModel[list[ServerOut]]
 
 
 class MailCertificateOut(ServerOut):
-    certificate_warnings: list[WarningOut]
+    model_config = ConfigDict(json_schema_extra={"examples": [{**SERVER_EXAMPLE, "certificate_warnings": []}]})
+
+    certificate_warnings: list[WarningOut] = Field(description="About the certificate just set: untrusted, "
+                                                   "self-signed or expiring soon.")
 
 
 @router.put("/{server_id}/mail-certificate", operation_id="putServerMailCertificate",

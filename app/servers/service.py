@@ -22,19 +22,28 @@ from app.servers.software import capabilities
 
 
 class InvalidHostname(RuleViolation):
+    """The server's host name is not a valid DNS host name."""
+
     code, title = "invalid_name", "Not a valid host name"
 
 
 class InvalidAgentUrl(RuleViolation):
+    """`agent_url` is not an https:// URL certpost may contact."""
+
     code, title = "invalid_agent_url", "The agent URL must be an https:// URL"
 
 
 class ServerExists(Conflict):
+    """A server with this name or host name exists."""
+
     code, title = "server_exists", "A server with this name exists"
 
 
 class ServerInUse(Conflict):
+    """Domains still use this server (`domains` says how many); move or delete them first."""
+
     code, title = "server_in_use", "Domains still use this server"
+    extensions = ("domains",)
 
 
 def normalise_agent_url(url: str | None) -> str | None:
