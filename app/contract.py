@@ -63,8 +63,39 @@ def example_of(doc: dict[str, Any], schema: dict[str, Any]) -> Any:
     return None
 
 
+def _model_examples() -> dict[str, list[Any]]:
+    """Each answer model's ``examples`` by schema name, as written (``null`` members included).
+
+    FastAPI writes the document with ``exclude_none``, which also drops the ``null`` members of
+    examples (``"revoked_at": null``); an example must show every required member, so they are
+    put back from the models.
+    """
+    from pydantic import BaseModel
+
+    found: dict[str, list[Any]] = {}
+    seen: set[str] = set()
+    stack: list[type[BaseModel]] = [BaseModel]
+    while stack:
+        cls = stack.pop()
+        stack.extend(cls.__subclasses__())
+        if not cls.__module__.startswith("app.") or cls.__module__.startswith("app.agent"):
+            continue
+        if cls.__name__ in seen:
+            found.pop(cls.__name__, None)  # two models of one name: FastAPI qualifies them anyway
+            continue
+        seen.add(cls.__name__)
+        extra = cls.model_config.get("json_schema_extra")
+        if isinstance(extra, dict) and extra.get("examples"):
+            found[cls.__name__] = copy.deepcopy(extra["examples"])
+    return found
+
+
 def finish_document(doc: dict[str, Any]) -> dict[str, Any]:
     doc["tags"] = TAGS
+    schemas = doc.get("components", {}).get("schemas", {})
+    for name, examples in _model_examples().items():
+        if name in schemas:
+            schemas[name]["examples"] = examples
     for item in doc.get("paths", {}).values():
         for method, operation in item.items():
             if method not in _METHODS:

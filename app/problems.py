@@ -370,7 +370,8 @@ _PROBLEM_REF = "#/components/schemas/Problem"
 
 def _coded_schema(codes: list[str]) -> dict[str, Any]:
     return {"allOf": [{"$ref": _PROBLEM_REF},
-                      {"type": "object", "properties": {"code": {"type": "string", "enum": codes}}}]}
+                      {"type": "object", "required": ["code"],
+                       "properties": {"code": {"type": "string", "enum": codes}}}]}
 
 
 def _codes_of(response: dict[str, Any]) -> list[str]:

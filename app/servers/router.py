@@ -11,7 +11,7 @@ from app.certificates import errors as cert_errors
 from app.certificates.repository import CertificateRepository
 from app.certificates.service import CertificateService
 from app.deps import Admin, Context, Session
-from app.problems import Forbidden, NotFound, responses
+from app.problems import Forbidden, NotFound, RuleViolation, responses
 from app.schemas import ModelResponse, Offset, WarningOut
 from app.servers.models import Server
 from app.servers.repository import ServerRepository
@@ -90,7 +90,7 @@ async def to_outs(service: ServerService, servers: list[Server], capacity: int) 
 
 @router.post("", operation_id="createServer",
     summary="Register a mail server", status_code=201, response_model=ServerOut,
-             responses=responses(Forbidden, InvalidHostname, InvalidAgentUrl, ServerExists))
+             responses=responses(Forbidden, InvalidHostname, InvalidAgentUrl, RuleViolation, ServerExists))
 async def register_server(body: ServerCreate, _admin: Admin, service: Service, ctx: Context):
     """Register a mail server; it gets a self-signed certificate for its host name to start with."""
     server = await service.register(**body.model_dump())
@@ -116,7 +116,7 @@ async def get_server(server_id: str, _admin: Admin, service: Service, ctx: Conte
 
 @router.patch("/{server_id}", operation_id="patchServer",
     summary="Change a mail server's name or agent", response_model=ServerOut,
-              responses=responses(Forbidden, NotFound, InvalidAgentUrl, ServerExists))
+              responses=responses(Forbidden, NotFound, InvalidAgentUrl, RuleViolation, ServerExists))
 async def patch_server(server_id: str, body: ServerPatch, _admin: Admin, service: Service, ctx: Context):
     """Change the name or the agent (URL, pinned TLS fingerprint); an agent change redeploys."""
     server = await service.patch(server_id, body.model_dump(exclude_unset=True))
