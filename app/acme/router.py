@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 
 from app.accounts.caller import Caller
+from app.accounts.service import UnknownAccount
 from app.acme.errors import DnsTargetRefused, customer_view
 from app.acme.models import CertificateOrder, DnsProvider
 from app.acme.repository import AcmeRepository
@@ -69,7 +70,7 @@ def order_out(row: CertificateOrder, caller: Caller) -> OrderOut:
 
 @router.post("/v1/dns-providers", operation_id="createDnsProvider",
     summary="Store a DNS provider for dns-01", status_code=201, response_model=DnsProviderOut,
-             responses=responses(Forbidden, InvalidDnsProvider, DnsTargetRefused))
+             responses=responses(Forbidden, InvalidDnsProvider, DnsTargetRefused, UnknownAccount))
 async def create_dns_provider(body: DnsProviderCreate, caller: CurrentCaller, acme: Acme):
     """Store a DNS provider for dns-01. Secrets (`key_secret`) are write-only and encrypted.
 

@@ -17,6 +17,8 @@ import json
 from sqlalchemy.exc import IntegrityError
 
 from app.accounts.caller import Caller
+from app.accounts.models import Account
+from app.accounts.service import UnknownAccount
 from app.acme.errors import DnsTargetRefused
 from app.acme.models import CertificateOrder, DnsProvider
 from app.acme.repository import AcmeRepository
@@ -167,6 +169,8 @@ class AcmeService:
     # -- DNS providers --------------------------------------------------------------------
     async def create_provider(self, caller: Caller, body: DnsProviderCreate) -> DnsProvider:
         owner = caller.owner_for_new(body.account_id)
+        if owner is not None and await self.repo.session.get(Account, owner) is None:
+            raise UnknownAccount(f"account {owner} not found")  # not a foreign-key 500
         settings = body.settings.model_dump()
         secrets = {k: settings.pop(k) for k in SECRET_FIELDS[body.kind]}
         try:

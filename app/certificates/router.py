@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile, status
 
 from app import examples as ex
+from app.accounts.service import UnknownAccount
 from app.certificates import errors, material
 from app.certificates.models import Certificate
 from app.certificates.reading import MaterialBusy
@@ -89,7 +90,7 @@ async def _read_pem(ctx: Context, body: CertificateMaterialIn) -> material.Mater
 
 
 @router.post("", operation_id="createCertificate",
-    summary="Upload a certificate and its key (PEM)", status_code=201, response_model=CertificateOut, responses=responses(*MATERIAL_ERRORS, Forbidden))
+    summary="Upload a certificate and its key (PEM)", status_code=201, response_model=CertificateOut, responses=responses(*MATERIAL_ERRORS, Forbidden, UnknownAccount))
 async def upload_certificate(body: CertificateUpload, caller: CurrentCaller, service: Service, ctx: Context):
     """Store a certificate with its private key (PEM). The key is encrypted and never returned."""
     owner = caller.owner_for_new(body.account_id)
@@ -100,7 +101,7 @@ async def upload_certificate(body: CertificateUpload, caller: CurrentCaller, ser
 @router.post("/import", operation_id="importCertificate",
     openapi_extra={"requestBody": {"content": {"multipart/form-data": {"example": {
         "certificate": ex.CERTIFICATE_PEM, "private_key": ex.PRIVATE_KEY_PEM, "name": "example.com 2026"}}}}},
-    summary="Import a certificate from files (PEM or PKCS#12)", status_code=201, response_model=CertificateOut, responses=responses(*MATERIAL_ERRORS, Forbidden))
+    summary="Import a certificate from files (PEM or PKCS#12)", status_code=201, response_model=CertificateOut, responses=responses(*MATERIAL_ERRORS, Forbidden, UnknownAccount))
 async def import_certificate(
     caller: CurrentCaller,
     service: Service,
@@ -134,7 +135,7 @@ async def import_certificate(
 
 
 @router.post("/self-signed", operation_id="createSelfSignedCertificate",
-    summary="Generate a self-signed certificate", status_code=201, response_model=CertificateOut, responses=responses(InvalidHostname, Forbidden))
+    summary="Generate a self-signed certificate", status_code=201, response_model=CertificateOut, responses=responses(InvalidHostname, Forbidden, UnknownAccount))
 async def create_self_signed(body: SelfSignedCreate, caller: CurrentCaller, service: Service):
     """Generate an ECDSA P-256 self-signed certificate for `names` (clients will warn)."""
     owner = caller.owner_for_new(body.account_id)

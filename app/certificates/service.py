@@ -13,6 +13,7 @@ from cryptography import x509
 from sqlalchemy.exc import IntegrityError
 
 from app.accounts.caller import Caller
+from app.accounts.service import UnknownAccount
 from app.certificates import errors
 from app.certificates.material import Material
 from app.certificates.models import Certificate, CertificateName
@@ -85,6 +86,9 @@ class CertificateService:
         cert.master_key_id = sealed.master_key_id
 
     async def store(self, material: Material, *, account_id: str | None, name: str | None, source: str) -> Certificate:
+        if account_id is not None and not await self.repo.account_exists(account_id):
+            # an admin naming an account that does not exist: refused, not a foreign-key 500
+            raise UnknownAccount(f"account {account_id} not found")
         cert = Certificate(id=new_id(), account_id=account_id, name=name, source=source, revision=1)
         self._fill(cert, material)
         cert.names = [CertificateName(name=n) for n in dict.fromkeys(material.sans)]
