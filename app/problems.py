@@ -505,10 +505,10 @@ def _page(title: str, body: str) -> HTMLResponse:
 
 def install_problem_pages(app: FastAPI) -> None:
     """``GET /problems`` (every code) and ``GET /problems/{code}`` (one), generated from the classes,
-    so that every problem's ``type`` resolves to a page describing its code."""
+    so that every problem's ``type`` resolves to a page describing its code. Plain Starlette routes:
+    documentation pages, like /docs, outside the API's operations."""
 
-    @app.get("/problems", include_in_schema=False)
-    async def problem_index() -> HTMLResponse:
+    async def problem_index(_request: Request) -> HTMLResponse:
         rows = "".join(
             f"<tr><td><a href=\"/problems/{k.code}\"><code>{k.code}</code></a></td><td>{k.status}</td>"
             f"<td>{html.escape(k.title)}</td></tr>"
@@ -519,11 +519,11 @@ def install_problem_pages(app: FastAPI) -> None:
                      "(RFC 9457) with a stable <code>code</code>; its <code>type</code> is this page's link.</p>"
                      f"<table><tr><th>code</th><th>status</th><th>title</th></tr>{rows}</table>")
 
-    @app.get("/problems/{code}", include_in_schema=False)
-    async def problem_page(code: str) -> HTMLResponse:
+    async def problem_page(request: Request) -> HTMLResponse:
+        code = request.path_params["code"]
         kind = catalogue().get(code)
         if kind is None:
-            raise NotFound(f"no problem code {code}")
+            raise NotFound("no such problem code")
         members = "".join(f"<li><code>{name}</code>: {html.escape(EXTENSIONS[name].description)}</li>"
                           for name in kind.extensions)
         extra = f"<h2>Extension members</h2><ul>{members}</ul>" if members else ""
@@ -531,3 +531,6 @@ def install_problem_pages(app: FastAPI) -> None:
                      f"<h1><code>{kind.code}</code></h1><p><strong>{html.escape(kind.title)}</strong> "
                      f"(HTTP {kind.status})</p><p>{html.escape(kind.description)}</p>{extra}"
                      "<p><a href=\"/problems\">Every problem code</a></p>")
+
+    app.add_route("/problems", problem_index, methods=["GET"], include_in_schema=False)
+    app.add_route("/problems/{code}", problem_page, methods=["GET"], include_in_schema=False)
