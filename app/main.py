@@ -72,7 +72,8 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         version="0.1.0",
         description=DESCRIPTION,
         openapi_tags=TAGS,
-        license_info={"name": "Proprietary", "url": "https://certpost.dev/license"},
+        # No licence is granted (the repository has none); an SPDX LicenseRef says so without a URL.
+        license_info={"name": "Proprietary, all rights reserved", "identifier": "LicenseRef-Proprietary"},
         servers=[{"url": "/", "description": "The API that serves this document"}],
         lifespan=lifespan,
         docs_url=None,

@@ -61,6 +61,8 @@ def test_every_operation_has_a_summary_and_a_description(doc):
         assert summary != summary.title() or len(summary.split()) == 1, (where, summary)
         assert len(description) >= 20, (where, description)
         assert op.get("tags"), where
+        for status, response in op["responses"].items():
+            assert response.get("description") not in ("", "Successful Response"), (where, status)
 
 
 def test_every_parameter_and_property_is_described(doc):

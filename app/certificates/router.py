@@ -89,7 +89,7 @@ async def _read_pem(ctx: Context, body: CertificateMaterialIn) -> material.Mater
         raise errors.from_material_error(exc) from None
 
 
-@router.post("", operation_id="createCertificate",
+@router.post("", operation_id="createCertificate", response_description="The certificate, stored",
     summary="Upload a certificate and its key (PEM)", status_code=201, response_model=CertificateOut, responses=responses(*MATERIAL_ERRORS, Forbidden, UnknownAccount))
 async def upload_certificate(body: CertificateUpload, caller: CurrentCaller, service: Service, ctx: Context):
     """Store a certificate with its private key (PEM). The key is encrypted and never returned."""
@@ -98,7 +98,7 @@ async def upload_certificate(body: CertificateUpload, caller: CurrentCaller, ser
     return await _one(service, await service.store(mat, account_id=owner, name=body.name, source="upload"))
 
 
-@router.post("/import", operation_id="importCertificate",
+@router.post("/import", operation_id="importCertificate", response_description="The certificate, stored",
     openapi_extra={"requestBody": {"content": {"multipart/form-data": {"example": {
         "certificate": ex.CERTIFICATE_PEM, "private_key": ex.PRIVATE_KEY_PEM, "name": "example.com 2026"}}}}},
     summary="Import a certificate from files (PEM or PKCS#12)", status_code=201, response_model=CertificateOut, responses=responses(*MATERIAL_ERRORS, Forbidden, UnknownAccount))
@@ -134,7 +134,7 @@ async def import_certificate(
     return await _one(service, await service.store(mat, account_id=owner, name=name, source="upload"))
 
 
-@router.post("/self-signed", operation_id="createSelfSignedCertificate",
+@router.post("/self-signed", operation_id="createSelfSignedCertificate", response_description="The certificate, generated and stored",
     summary="Generate a self-signed certificate", status_code=201, response_model=CertificateOut, responses=responses(InvalidHostname, Forbidden, UnknownAccount))
 async def create_self_signed(body: SelfSignedCreate, caller: CurrentCaller, service: Service):
     """Generate an ECDSA P-256 self-signed certificate for `names` (clients will warn)."""
@@ -147,7 +147,7 @@ async def create_self_signed(body: SelfSignedCreate, caller: CurrentCaller, serv
     return await _one(service, await service.store(mat, account_id=owner, name=body.name, source="self-signed"))
 
 
-@router.get("", operation_id="listCertificates",
+@router.get("", operation_id="listCertificates", response_description="A page of certificates",
     summary="List certificates", response_model=CertificatePage, responses=responses(InvalidCursor, InvalidFilter))
 async def list_certificates(
     caller: CurrentCaller,
@@ -172,7 +172,7 @@ async def list_certificates(
     ))
 
 
-@router.get("/{certificate_id}", operation_id="getCertificate",
+@router.get("/{certificate_id}", operation_id="getCertificate", response_description="The certificate",
     summary="Get a certificate", response_model=CertificateOut, responses=responses(NotFound))
 async def get_certificate(certificate_id: str, caller: CurrentCaller, service: Service):
     """One certificate: subject, names, validity, key, trust and where it is bound. Never the private key."""
@@ -180,7 +180,7 @@ async def get_certificate(certificate_id: str, caller: CurrentCaller, service: S
 
 
 @router.put(
-    "/{certificate_id}", operation_id="replaceCertificate",
+    "/{certificate_id}", operation_id="replaceCertificate", response_description="The certificate with its new material",
     summary="Replace a certificate's material",
     response_model=CertificateOut,
     responses=responses(NotFound, errors.HostnameNotCovered, errors.CertificateExpired, errors.CertificateServerWide,
@@ -193,7 +193,7 @@ async def replace_certificate(certificate_id: str, body: CertificateMaterialIn, 
     return await _one(service, await service.replace(caller, certificate_id, mat, body.name))
 
 
-@router.delete("/{certificate_id}", operation_id="deleteCertificate",
+@router.delete("/{certificate_id}", operation_id="deleteCertificate", response_description="Deleted",
     summary="Delete a certificate", status_code=204, responses=responses(NotFound, errors.CertificateInUse))
 async def delete_certificate(certificate_id: str, caller: CurrentCaller, service: Service):
     """Delete a certificate and its key. Refused while it is bound anywhere (409 `certificate_in_use`, with `bindings`)."""

@@ -43,7 +43,7 @@ def _out(row: Deployment) -> DeploymentOut:
     )
 
 
-@router.get("/deployments", operation_id="listDeployments",
+@router.get("/deployments", operation_id="listDeployments", response_description="A page of deployments",
     summary="List a server's deployments", response_model=DeploymentPage, responses=responses(Forbidden, NotFound))
 async def list_deployments(server_id: str, _admin: Admin, session: Session,
                            limit: Annotated[int, Query(ge=1, le=500, description="At most this many deployments (1 to 500).")] = 50,
@@ -55,7 +55,7 @@ async def list_deployments(server_id: str, _admin: Admin, session: Session,
     return DeploymentPage(items=[_out(r) for r in rows[:limit]], next_cursor=next_cursor)
 
 
-@router.get("/deployments/{deployment_id}", operation_id="getDeployment",
+@router.get("/deployments/{deployment_id}", operation_id="getDeployment", response_description="The deployment with its attempts",
     summary="Get a deployment with its attempts", response_model=DeploymentDetail, responses=responses(Forbidden, NotFound))
 async def get_deployment(server_id: str, deployment_id: str, _admin: Admin, session: Session):
     """One deployment with every attempt's outcome."""
@@ -68,7 +68,7 @@ async def get_deployment(server_id: str, deployment_id: str, _admin: Admin, sess
     return DeploymentDetail(**_out(row).model_dump(), history=history)
 
 
-@router.post("/deployments", operation_id="createDeployment",
+@router.post("/deployments", operation_id="createDeployment", response_description="The new deployment, queued for the agent",
     summary="Push the server's configuration again now", status_code=202, response_model=DeploymentOut, responses=responses(Forbidden, NotFound))
 async def push_now(server_id: str, _admin: Admin, session: Session):
     """Push the server's current configuration again now, as a new generation.
@@ -81,7 +81,7 @@ async def push_now(server_id: str, _admin: Admin, session: Session):
     return _out(await DeploymentRepository(session).latest(server_id))
 
 
-@router.get("/config", operation_id="getServerConfig",
+@router.get("/config", operation_id="getServerConfig", response_description="The desired configuration",
     summary="Preview the configuration the agent should serve", response_model=DesiredConfigOut, responses=responses(Forbidden, NotFound))
 async def preview_config(server_id: str, _admin: Admin, session: Session):
     """The configuration the agent should serve at the current desired generation (no keys)."""

@@ -79,7 +79,7 @@ def binding_out(domain: str, eff: Effective, deployment: rules.NameDeployment | 
     )
 
 
-@router.post("", operation_id="createDomain",
+@router.post("", operation_id="createDomain", response_description="The domain, added",
     summary="Add a hosted domain", status_code=201, response_model=DomainOut,
              responses=responses(Forbidden, InvalidDomainName, DomainExists, UnknownServer, UnknownAccount))
 async def create_domain(body: DomainCreate, _admin: Admin, domains: Domains):
@@ -87,7 +87,7 @@ async def create_domain(body: DomainCreate, _admin: Admin, domains: Domains):
     return domain_out(await domains.create(body.name, body.server_id, body.account_id))
 
 
-@router.get("", operation_id="listDomains",
+@router.get("", operation_id="listDomains", response_description="A page of domains",
     summary="List hosted domains", response_model=DomainPage)
 async def list_domains(
     caller: CurrentCaller,
@@ -104,14 +104,14 @@ async def list_domains(
     return ModelResponse(DomainPage(items=[domain_out(d) for d in rows[:limit]], next_cursor=next_cursor))
 
 
-@router.get("/{name}", operation_id="getDomain",
+@router.get("/{name}", operation_id="getDomain", response_description="The domain",
     summary="Get a hosted domain", response_model=DomainOut, responses=responses(NotFound))
 async def get_domain(name: str, caller: CurrentCaller, domains: Domains):
     """One domain: its server and account."""
     return domain_out(await domains.get_visible(caller, name))
 
 
-@router.delete("/{name}", operation_id="deleteDomain",
+@router.delete("/{name}", operation_id="deleteDomain", response_description="Deleted",
     summary="Delete a hosted domain", status_code=204, responses=responses(Forbidden, NotFound))
 async def delete_domain(name: str, admin: Admin, domains: Domains):
     """Delete a domain and its bindings; its server redeploys without it. Admin only."""
@@ -119,7 +119,7 @@ async def delete_domain(name: str, admin: Admin, domains: Domains):
     return Response(status_code=204)
 
 
-@router.get("/{name}/bindings", operation_id="getDomainBindings",
+@router.get("/{name}/bindings", operation_id="getDomainBindings", response_description="What each service serves",
     summary="Get the certificates bound to a domain", response_model=BindingsOut, responses=responses(NotFound))
 async def get_bindings(name: str, caller: CurrentCaller, domains: Domains):
     """Which certificate each service (webmail, mail) uses: its own binding or the server's default, with warnings and whether the server serves it yet."""
@@ -130,7 +130,7 @@ async def get_bindings(name: str, caller: CurrentCaller, domains: Domains):
 
 
 @router.put(
-    "/{name}/bindings/{service}", operation_id="putBinding",
+    "/{name}/bindings/{service}", operation_id="putBinding", response_description="The binding, changed (the service had one before)",
     summary="Bind a certificate to a domain's webmail or mail",
     response_model=BindingOut,
     responses={201: {"model": BindingOut, "description": "The service had no binding: it has one now"},
@@ -153,7 +153,7 @@ async def put_binding(name: str, service: Service, body: BindingIn, caller: Curr
     return binding_out(eff.hostname.split(".", 1)[1], eff)
 
 
-@router.delete("/{name}/bindings/{service}", operation_id="deleteBinding",
+@router.delete("/{name}/bindings/{service}", operation_id="deleteBinding", response_description="Removed: the service serves the server's default again",
     summary="Remove a domain's binding", status_code=204, responses=responses(NotFound))
 async def delete_binding(name: str, service: Service, caller: CurrentCaller, domains: Domains):
     """Return the service to the server's default certificate."""
@@ -196,7 +196,7 @@ def _presented(cert) -> PresentedCertificate:
     )
 
 
-@router.get("/{name}/tls", operation_id="getDomainTls",
+@router.get("/{name}/tls", operation_id="getDomainTls", response_description="What clients see, and why",
     summary="Get what clients see for a domain's webmail and mail", response_model=TlsStatus, responses=responses(NotFound))
 async def tls_status(name: str, caller: CurrentCaller, domains: Domains, ctx: Context):
     """What a browser (webmail) and a mail client (mail) would see, and why (domain.md)."""

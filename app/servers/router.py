@@ -88,7 +88,7 @@ async def to_outs(service: ServerService, servers: list[Server], capacity: int) 
     return out
 
 
-@router.post("", operation_id="createServer",
+@router.post("", operation_id="createServer", response_description="The server, registered",
     summary="Register a mail server", status_code=201, response_model=ServerOut,
              responses=responses(Forbidden, InvalidHostname, InvalidAgentUrl, RuleViolation, ServerExists))
 async def register_server(body: ServerCreate, _admin: Admin, service: Service, ctx: Context):
@@ -97,7 +97,7 @@ async def register_server(body: ServerCreate, _admin: Admin, service: Service, c
     return (await to_outs(service, [server], ctx.settings.dovecot_capacity))[0]
 
 
-@router.get("", operation_id="listServers",
+@router.get("", operation_id="listServers", response_description="The servers",
     summary="List mail servers", response_model=list[ServerOut], responses=responses(Forbidden))
 async def list_servers(_admin: Admin, service: Service, ctx: Context,
                        limit: Annotated[int, Query(ge=1, le=1000, description="At most this many servers (1 to 1000).")] = 100,
@@ -107,14 +107,14 @@ async def list_servers(_admin: Admin, service: Service, ctx: Context,
     return ModelResponse(ServerList(servers))
 
 
-@router.get("/{server_id}", operation_id="getServer",
+@router.get("/{server_id}", operation_id="getServer", response_description="The server",
     summary="Get a mail server", response_model=ServerOut, responses=responses(Forbidden, NotFound))
 async def get_server(server_id: str, _admin: Admin, service: Service, ctx: Context):
     """One mail server with its capabilities, certificates, deployment generations and warnings. Admin only."""
     return (await to_outs(service, [await service.get(server_id)], ctx.settings.dovecot_capacity))[0]
 
 
-@router.patch("/{server_id}", operation_id="patchServer",
+@router.patch("/{server_id}", operation_id="patchServer", response_description="The server, changed",
     summary="Change a mail server's name or agent", response_model=ServerOut,
               responses=responses(Forbidden, NotFound, InvalidAgentUrl, RuleViolation, ServerExists))
 async def patch_server(server_id: str, body: ServerPatch, _admin: Admin, service: Service, ctx: Context):
@@ -133,7 +133,7 @@ class MailCertificateOut(ServerOut):
                                                    "self-signed or expiring soon.")
 
 
-@router.put("/{server_id}/mail-certificate", operation_id="putServerMailCertificate",
+@router.put("/{server_id}/mail-certificate", operation_id="putServerMailCertificate", response_description="The server with its new server-wide mail certificate",
     summary="Set the server-wide mail certificate", response_model=MailCertificateOut,
             responses=responses(Forbidden, NotFound, cert_errors.CertificateNotPlatform, cert_errors.HostnameNotCovered,
                                 cert_errors.CertificateExpired, cert_errors.CertificateNotYetValid))
@@ -147,7 +147,7 @@ async def set_mail_certificate(server_id: str, body: MailCertificateIn, _admin: 
     )
 
 
-@router.delete("/{server_id}", operation_id="deleteServer",
+@router.delete("/{server_id}", operation_id="deleteServer", response_description="Deleted",
     summary="Delete a mail server", status_code=204, responses=responses(Forbidden, NotFound, ServerInUse))
 async def delete_server(server_id: str, _admin: Admin, service: Service):
     """Delete a mail server that no domain uses (409 `server_in_use`, with `domains`). Admin only."""
