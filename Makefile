@@ -1,6 +1,10 @@
-# certpost: `make run` serves the API with the embedded SQLite default and its worker;
-# `make test` installs what the tests need and runs the whole suite on SQLite and PostgreSQL.
+# certpost: `make run` serves the API with the embedded SQLite default and its worker
+# (`make run PORT=8080 HOST=0.0.0.0` to listen elsewhere; unset, CERTPOST_PORT/CERTPOST_HOST or
+# 127.0.0.1:8000); `make test` installs what the tests need and runs the whole suite on SQLite
+# and PostgreSQL.
 PYTHON ?= python3
+HOST   ?=
+PORT   ?=
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -15,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/certpost serve
+	$(BIN)/certpost serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
 test-deps: $(STAMP)
 	bash scripts/install-test-deps.sh
@@ -38,5 +42,5 @@ bench: test-deps
 	bash scripts/install-bench-deps.sh
 	$(BIN)/python bench/run.py
 
-clean:
-	rm -rf $(VENV) data .pytest_cache
+clean:  # the data directory (CERTPOST_DATA_DIR, ~/.local/share/certpost by default) is kept
+	rm -rf $(VENV) .pytest_cache

@@ -1,6 +1,11 @@
 """The ``certpost`` command: serve, worker, agent, migrate, tokens, openapi, controller-key.
 
 ``python -m app.cli`` works the same. Settings come from CERTPOST_* environment variables.
+
+A user's mistake (a wrong setting, an unknown account or token, an unreadable file, a database
+that is away or not migrated) ends the command with one line on stderr and exit status 1
+(``user_error``); a traceback means a bug in certpost, or was asked for with ``--debug`` or
+CERTPOST_DEBUG=1.
 """
 
 from __future__ import annotations
@@ -9,21 +14,108 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
+from contextlib import contextmanager
 
 from app.config import Settings, get_settings
+
+
+class CommandError(Exception):
+    """A refusal worded for the operator: printed as ``certpost: <message>``, exit status 1."""
+
+
+def _database_place(settings: Settings) -> str:
+    """Where the database is, in the words of the setting that chose it (no password shown)."""
+    from sqlalchemy import make_url
+
+    from app.db import sqlite_path
+
+    if settings.database_url:
+        return f"CERTPOST_DATABASE_URL={make_url(settings.database_url).render_as_string(hide_password=True)}"
+    chosen = "CERTPOST_DATA_DIR" if "CERTPOST_DATA_DIR" in os.environ else "the default CERTPOST_DATA_DIR"
+    return f"{sqlite_path(settings.resolved_database_url)} ({chosen}={settings.data_dir})"
+
+
+@contextmanager
+def _database(settings: Settings):
+    """Turns "the database is away / not migrated" into one line that says which database."""
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        yield
+    except DBAPIError as exc:
+        text = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+        cause = getattr(exc.orig, "__cause__", None)  # asyncpg's own error, under SQLAlchemy's adapter
+        undefined_table = "42P01" in (getattr(exc.orig, "sqlstate", None), getattr(cause, "sqlstate", None))
+        if "no such table" in text or undefined_table:
+            raise CommandError(f"the database {_database_place(settings)} has no certpost tables; "
+                               "run `certpost migrate` (or `certpost serve`, which migrates)") from exc
+        raise CommandError(f"the database {_database_place(settings)} cannot be used: {text}") from exc
+    except (TimeoutError, OSError) as exc:  # asyncpg: connection refused, name unknown, timeout
+        why = (exc.strerror or str(exc)) if isinstance(exc, OSError) else "timed out"
+        raise CommandError(f"cannot reach the database {_database_place(settings)}: {why}") from exc
+
+
+def _require_existing_database(settings: Settings) -> None:
+    """Commands that act on the server's data (tokens) never create a database: one created here
+    would be empty, and a token stored in it would not work against the running server."""
+    from app.db import sqlite_path
+
+    path = sqlite_path(settings.resolved_database_url)
+    if path is not None and not path.exists():
+        raise CommandError(
+            f"no certpost database at {_database_place(settings)}; set CERTPOST_DATA_DIR to the "
+            "directory `certpost serve` uses, or run `certpost migrate` to create one there"
+        )
 
 
 def _migrate(settings: Settings) -> None:
     from app.db import secure_sqlite_files
     from app.migrate import upgrade
 
-    secure_sqlite_files(settings.resolved_database_url)
-    upgrade(settings.resolved_database_url)
+    try:
+        secure_sqlite_files(settings.resolved_database_url)
+    except OSError as exc:
+        raise CommandError(f"cannot create the database {_database_place(settings)}: "
+                           f"{exc.filename}: {exc.strerror}") from exc
+    with _database(settings):
+        upgrade(settings.resolved_database_url)
+
+
+def _check_trust_bundle(settings: Settings) -> None:
+    """CERTPOST_TRUST_BUNDLE read once here, so a wrong path or a file without PEM certificates
+    is one line naming the variable instead of a traceback from the trust store."""
+    from pathlib import Path
+
+    from cryptography import x509
+
+    if settings.trust_bundle is None:
+        return
+    try:
+        data = Path(settings.trust_bundle).read_bytes()
+    except OSError as exc:
+        raise CommandError(f"CERTPOST_TRUST_BUNDLE: {settings.trust_bundle}: {exc.strerror}") from exc
+    try:
+        x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        raise CommandError(f"CERTPOST_TRUST_BUNDLE: {settings.trust_bundle} holds no PEM certificate") from exc
 
 
 async def _create_token(settings: Settings, role: str, account_id: str | None, description: str | None,
                         only_if_none: bool = False) -> str | None:
+
+    async def create(service):
+        if only_if_none and await service.has_tokens():
+            return None
+        _row, text = await service.create_token(role, account_id, description)
+        return text
+
+    return await _with_accounts(settings, create, commit=True)
+
+
+async def _with_accounts(settings: Settings, work, *, commit: bool = False):
+    """``work(AccountService)`` in one session; the same service the API's token routes use."""
     from app.accounts.repository import AccountRepository
     from app.accounts.service import AccountService
     from app.db import create_engine, create_sessionmaker
@@ -31,25 +123,25 @@ async def _create_token(settings: Settings, role: str, account_id: str | None, d
     engine = create_engine(settings)
     try:
         async with create_sessionmaker(engine)() as session:
-            service = AccountService(AccountRepository(session))
-            if only_if_none and await service.has_tokens():
-                return None
-            _row, text = await service.create_token(role, account_id, description)
-            await session.commit()
-            return text
+            result = await work(AccountService(AccountRepository(session)))
+            if commit:
+                await session.commit()
+            return result
     finally:
         await engine.dispose()
 
 
-def _migrate_apart() -> None:
+def _migrate_apart(debug: bool) -> None:
     """``certpost migrate`` in a child process, with this process's environment (the settings
     come from it): Alembic and the revision modules, about 8 MB, then never load into the
-    long-running server (docs/performance.md, "End to end through the API")."""
+    long-running server (docs/performance.md, "End to end through the API"). The child says
+    what went wrong itself (one line on stderr); this process only passes its exit status on."""
     import subprocess
 
-    done = subprocess.run([sys.executable, "-m", "app.cli", "migrate"], stdout=subprocess.DEVNULL, check=False)
+    argv = [sys.executable, "-m", "app.cli", *(["--debug"] if debug else []), "migrate"]
+    done = subprocess.run(argv, stdout=subprocess.DEVNULL, check=False)
     if done.returncode != 0:
-        sys.exit(f"certpost serve: the migrations failed (exit {done.returncode}); see above")
+        sys.exit(done.returncode)
 
 
 def _limit_malloc_arenas(arenas: int = 2) -> None:
@@ -79,15 +171,19 @@ def cmd_serve(args, settings: Settings) -> None:
     from app.main import create_app
 
     _limit_malloc_arenas()
-    _migrate_apart()
+    _check_trust_bundle(settings)
+    _migrate_apart(args.debug)
     ctx = AppContext.build(settings)  # refuses a master key readable by others, before serving
-    token = asyncio.run(_create_token(settings, "admin", None, "first admin token", only_if_none=True))
+    with _database(settings):
+        token = asyncio.run(_create_token(settings, "admin", None, "first admin token", only_if_none=True))
     if token:
         print("certpost: created the first admin API token (shown only this once):", flush=True)
         print(f"  {token}", flush=True)
     app = create_app(settings, run_worker=False if args.no_worker else None)  # None: CERTPOST_RUN_WORKER
     del ctx
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", proxy_headers=False)
+    host = settings.host if args.host is None else args.host
+    port = settings.port if args.port is None else args.port
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
 
 
 def cmd_worker(_args, settings: Settings) -> None:
@@ -95,6 +191,7 @@ def cmd_worker(_args, settings: Settings) -> None:
     from app.deployments.worker import run_forever
 
     _limit_malloc_arenas()
+    _check_trust_bundle(settings)
     _migrate(settings)
 
     async def main() -> None:
@@ -128,21 +225,53 @@ def cmd_migrate(_args, settings: Settings) -> None:
 
 def cmd_tokens(args, settings: Settings) -> None:
     if args.role == "customer" and not args.account:
-        sys.exit("certpost: a customer token needs --account ID")
+        raise CommandError("a customer token needs --account ID")
     if args.role == "admin" and args.account:
-        sys.exit("certpost: an admin token has no account")
-    from sqlalchemy.exc import DBAPIError
-
-    from app.problems import AppError
-
-    try:
+        raise CommandError("an admin token has no account")
+    _require_existing_database(settings)
+    with _database(settings):
         text = asyncio.run(_create_token(settings, args.role, args.account, args.description))
-    except AppError as exc:  # unknown_account: one line, like the checks above
-        sys.exit(f"certpost: {exc.detail}")
-    except DBAPIError as exc:  # no tables yet (never migrated), or the database is away
-        sys.exit(f"certpost: the database cannot store the token ({type(exc.orig).__name__}); "
-                 "is it reachable and migrated (certpost migrate)?")
     print(text)
+
+
+def _when(moment) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%SZ") if moment is not None else "-"
+
+
+def cmd_tokens_list(args, settings: Settings) -> None:
+    """One token per line, oldest first, revoked ones included (REVOKED says when); never a secret."""
+    _require_existing_database(settings)
+
+    async def listing(service):
+        if args.account:
+            await service.require_account(args.account)
+        return await service.all_tokens(args.account)
+
+    with _database(settings):
+        rows = asyncio.run(_with_accounts(settings, listing))
+    table = [("ID", "ROLE", "ACCOUNT", "CREATED", "REVOKED", "DESCRIPTION")]
+    table += [(row.id, row.role, row.account_id or "-", _when(row.created_at), _when(row.revoked_at),
+               row.description or "") for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]) - 1)]
+    for line in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)), line[-1], sep="  ")
+
+
+def cmd_tokens_revoke(args, settings: Settings) -> None:
+    """Takes a token's id, or the whole token text (``cpt_<id>_<secret>``) as it was handed out."""
+    from app.accounts.tokens import parse_token
+    from app.problems import NotFound
+
+    parsed = parse_token(args.token)
+    token_id = parsed[0] if parsed else args.token
+    _require_existing_database(settings)
+    try:
+        with _database(settings):
+            asyncio.run(_with_accounts(settings, lambda service: service.revoke_token(token_id), commit=True))
+    except NotFound as exc:
+        raise CommandError(
+            f"no token {token_id} (or it is already revoked); `certpost tokens list` shows them") from exc
+    print(f"certpost: token {token_id} revoked")
 
 
 def openapi_document() -> dict:
@@ -162,12 +291,24 @@ def cmd_controller_key(_args, settings: Settings) -> None:
     print(public_key_to_text(key.public_key()))
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("certpost")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="certpost", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"certpost {_version()}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of any error (also CERTPOST_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the API (and the deployment worker)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", help="address to listen on (default: CERTPOST_HOST, else 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: CERTPOST_PORT, else 8000)")
     serve.add_argument("--no-worker", action="store_true", help="do not run the worker in this process")
     serve.set_defaults(func=cmd_serve)
     sub.add_parser("worker", help="run the deployment worker alone").set_defaults(func=cmd_worker)
@@ -187,6 +328,12 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--account", help="the account id, for a customer token")
     create.add_argument("--description")
     create.set_defaults(func=cmd_tokens)
+    listing = tokens_sub.add_parser("list", help="list the tokens (never their secrets)")
+    listing.add_argument("--account", help="only this account's tokens")
+    listing.set_defaults(func=cmd_tokens_list)
+    revoke = tokens_sub.add_parser("revoke", help="revoke a token at once")
+    revoke.add_argument("token", help="the token's id (from `tokens list`), or the token itself")
+    revoke.set_defaults(func=cmd_tokens_revoke)
     sub.add_parser("openapi", help="print the OpenAPI document").set_defaults(func=cmd_openapi)
     sub.add_parser("controller-key", help="print the public key agents must trust").set_defaults(
         func=cmd_controller_key
@@ -194,23 +341,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> None:
-    from app.kit.crypto import MasterKeyError
-
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def user_error(exc: BaseException) -> str | None:
+    """The one line (without ``certpost: ``) for an error the operator can fix; None for a bug."""
     from pydantic import ValidationError
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+    from app.kit.crypto import MasterKeyError
+    from app.problems import AppError
+
+    if isinstance(exc, CommandError | MasterKeyError):
+        return str(exc)
+    if isinstance(exc, ValidationError):  # one line per wrong CERTPOST_* variable
+        return "\ncertpost: ".join(
+            f"CERTPOST_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+        )
+    if isinstance(exc, AppError):  # a service's refusal: unknown_account, ...
+        return exc.detail
+    if isinstance(exc, ArgumentError | NoSuchModuleError):  # the URL SQLAlchemy cannot use
+        return f"CERTPOST_DATABASE_URL: {exc}"
+    if type(exc).__module__.startswith("alembic.") and type(exc).__name__ == "CommandError":
+        # e.g. a database migrated by a newer certpost: "Can't locate revision identified by ..."
+        return f"the migrations cannot run: {exc}"
+    if isinstance(exc, OSError) and exc.strerror:  # a file or directory that cannot be read or made
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return None
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.debug = args.debug or _env_flag("CERTPOST_DEBUG")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        settings = get_settings()
-    except ValidationError as exc:  # one line per wrong CERTPOST_* variable, no traceback
-        sys.exit("\n".join(
-            f"certpost: CERTPOST_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
-        ))
-    try:
-        args.func(args, settings)
-    except MasterKeyError as exc:
-        sys.exit(f"certpost: {exc}")
+        args.func(args, get_settings())
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:
+        line = None if args.debug else user_error(exc)
+        if line is None:
+            raise
+        sys.exit(f"certpost: {line}")
 
 
 if __name__ == "__main__":

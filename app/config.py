@@ -6,6 +6,7 @@ Nothing reads the environment at import: ``get_settings()`` is called by the CLI
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -15,10 +16,27 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from app.kit.outbound import IPNetwork, parse_networks
 
 
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/certpost``, else ``~/.local/share/certpost`` (XDG Base Directory
+    Specification): one place per user whatever the current directory, so `certpost tokens`
+    typed in another directory finds the database `certpost serve` uses. It was ``./data``,
+    which made a second, empty database wherever a command ran (issue 9). Services set
+    CERTPOST_DATA_DIR (deploy/*.service: /var/lib/certpost; the Docker image: /data)."""
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".local" / "share"  # the spec ignores relative
+    return base / "certpost"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CERTPOST_", extra="ignore")
 
-    data_dir: Path = Field(Path("./data"), description="Where the embedded database and keys live.")
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Where the embedded database and keys live; default $XDG_DATA_HOME/certpost "
+        "(~/.local/share/certpost). A relative path is taken from the current directory.",
+    )
+    host: str = Field("127.0.0.1", description="Address `certpost serve` listens on (`serve --host` wins).")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port `certpost serve` listens on (`serve --port` wins).")
     database_url: str | None = Field(
         None, description="SQLAlchemy async URL; default: SQLite file certpost.db in data_dir."
     )

@@ -9,6 +9,12 @@ certificate below (a real ECDSA P-256 certificate with its key, made for this do
 
 from __future__ import annotations
 
+import base64
+import json
+from typing import Any
+
+from pydantic import ConfigDict
+
 ACCOUNT_ID = "8c1f2e3d-4b5a-4697-8a1b-2c3d4e5f6a7b"
 SERVER_ID = "5b0f3c2e-8a41-4d5e-9f6a-1c2d3e4f5a6b"
 SERVER_CERTIFICATE_ID = "2a3b4c5d-6e7f-4a8b-9c0d-1e2f3a4b5c6d"
@@ -53,4 +59,17 @@ NOT_AFTER = "2126-11-06T23:58:29Z"
 LE_ISSUER = "CN=R11,O=Let's Encrypt,C=US"
 
 SERVER_FINGERPRINT = "a3f1c2d4e5b6a7980112233445566778899aabbccddeeff00112233445566778"
-CURSOR = "eyJrIjoiMjAyNi0xMS0zMFQwOToxNTowMFoiLCJpZCI6IjBmNmMxYTllIn0"
+
+
+def cursor(*key: Any) -> str:
+    """A ``next_cursor`` as app.paging writes one: base64url of the list's name and its sort key."""
+    raw = json.dumps(list(key), separators=(",", ":"), ensure_ascii=False)
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+CURSOR = cursor("certificates", "2026-11-30T09:15:00+00:00", CERTIFICATE_ID)
+
+
+def page(item: dict[str, Any], next_cursor: str | None) -> ConfigDict:
+    """The ``model_config`` of a list's page model: one item, the next page's cursor, no ``total``."""
+    return ConfigDict(json_schema_extra={"examples": [{"items": [item], "next_cursor": next_cursor, "total": None}]})

@@ -1,7 +1,8 @@
 """The API application: ``create_app()`` wires routers, problem handlers and the lifespan.
 
 Nothing is built at import. The lifespan builds the ``AppContext`` (engine, keys, trust store)
-unless the caller hands one in (tests do), and starts the deployment worker when asked.
+unless the caller hands one in (tests do), brings stored certificate trust up to date with the
+trust store, and starts the deployment worker when asked.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from sqlalchemy import text
 from app.accounts.router import router as accounts_router
 from app.acme.router import router as acme_router
 from app.certificates.router import router as certificates_router
+from app.certificates.trust import refresh_stored as refresh_stored_trust
 from app.config import Settings, get_settings
 from app.context import AppContext
 from app.contract import TAGS
 from app.deployments.router import router as deployments_router
 from app.domains.router import router as domains_router
-from app.inputs import refuse_control_characters
+from app.domains.tls_router import router as domain_tls_router
+from app.inputs import refuse_control_characters, refuse_unknown_parameters
 from app.limits import BodySizeLimit
 from app.outage import database_unavailable, install_outage_handlers
 from app.problems import install_handlers, install_problem_pages
@@ -52,6 +55,10 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = context or AppContext.build(settings)
         app.state.ctx = ctx
+        # Stored trust verdicts judged against other roots (the bundle changed since they were
+        # written) are judged again before serving, so bindings' warnings and the TLS status
+        # agree with the certificates' live ``trust`` (app/certificates/trust.py).
+        await refresh_stored_trust(ctx.sessionmaker, ctx.trust)
         worker_task = None
         if run_worker if run_worker is not None else settings.run_worker:
             from app.deployments.worker import run_forever
@@ -78,12 +85,13 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        dependencies=[Depends(refuse_control_characters)],
+        dependencies=[Depends(refuse_control_characters), Depends(refuse_unknown_parameters)],
     )
     install_handlers(app)
     install_outage_handlers(app, asyncpg_errors=not settings.resolved_database_url.startswith("sqlite"))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    for router in (accounts_router, servers_router, deployments_router, domains_router, certificates_router, acme_router):
+    for router in (accounts_router, servers_router, deployments_router, domains_router, domain_tls_router, certificates_router,
+                   acme_router):
         app.include_router(router)
     _install_ops_routes(app)
     _install_docs(app)

@@ -80,6 +80,21 @@ EXTENSIONS: dict[str, Extension] = {
         "`name_not_allowed`: the name that is not under a domain of the caller's account.",
         "webmail.example.org",
     ),
+    "parameter": Extension(
+        {"type": "string"},
+        "`unknown_parameter`: the (first) query parameter the operation does not take.",
+        "acount_id",
+    ),
+    "allowed": Extension(
+        {"type": "array", "items": {"type": "string"}},
+        "`unknown_parameter`: every query parameter the operation takes (empty: none).",
+        ["account_id", "count", "cursor", "limit"],
+    ),
+    "certificate_id": Extension(
+        {"type": "string"},
+        "`certificate_exists`: the certificate of the same owner that already holds the material (when known).",
+        "0f6c1a9e-3b2d-4c8e-a1f0-7d6e5c4b3a29",
+    ),
     "database": Extension(
         {"type": "string", "enum": ["unreachable"]},
         "`database_unavailable` from `GET /readyz`: the state of the database.",
@@ -413,8 +428,11 @@ def install_openapi(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             from app.contract import finish_document
+            from app.httpdocs import document_http
 
-            app.openapi_schema = finish_document(document_problems(generate()))
+            # the headers' problems (412, 409, 422) first, so that document_problems gives them
+            # their schema, codes and examples like every other error
+            app.openapi_schema = finish_document(document_problems(document_http(generate())))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -427,11 +445,13 @@ def document_problems(doc: dict[str, Any]) -> dict[str, Any]:
     ``application/json``), its ``code`` enumerated per response, and one example per code.
     FastAPI's own ``HTTPValidationError`` shape is never sent (validation errors are problems
     with ``errors``), so it goes. An operation that takes a token may answer 401 (missing,
-    unknown or revoked). Every operation may answer 422 (a control character in any parameter,
-    app/inputs.py); an operation that reads a body may answer 413 (app/limits.py) and 400 (a body
+    unknown or revoked). Every operation may answer 422 (a control character in any parameter, or
+    a query parameter it does not take: app/inputs.py); an operation that reads a body may answer 413 (app/limits.py) and 400 (a body
     that cannot be parsed at all, such as broken multipart); every operation that reads the
     database may answer 503 (app/outage.py).
     """
+    from app.inputs import UnknownParameter  # app.inputs builds on this module
+
     kinds = catalogue()
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
@@ -444,16 +464,17 @@ def document_problems(doc: dict[str, Any]) -> dict[str, Any]:
                 continue
             responses = operation.setdefault("responses", {})
             if operation.get("security"):
-                _add(responses, Unauthenticated)
+                add_problem(responses, Unauthenticated)
             else:
                 _drop(responses, Unauthenticated)
-            _add(responses, ValidationFailed)
+            add_problem(responses, ValidationFailed)
+            add_problem(responses, UnknownParameter)
             if method in _BODY_METHODS:
-                _add(responses, PayloadTooLarge)
+                add_problem(responses, PayloadTooLarge)
                 if "requestBody" in operation:
-                    _add(responses, BadRequest)
+                    add_problem(responses, BadRequest)
             if path not in _NO_DATABASE:
-                _add(responses, DatabaseUnavailable)
+                add_problem(responses, DatabaseUnavailable)
             for status, response in responses.items():
                 if status.isdigit() and int(status) >= 400:
                     codes = _codes_of(response)
@@ -465,7 +486,8 @@ def document_problems(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def _add(responses: dict[str, Any], err: type[AppError]) -> None:
+def add_problem(responses: dict[str, Any], err: type[AppError]) -> None:
+    """List ``err`` in an operation's ``responses``: its status, its code in the enum and the description."""
     status = str(err.status)
     entry = responses.setdefault(status, {"description": ""})
     if entry.get("description") == "Validation Error":  # FastAPI's own 422

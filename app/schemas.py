@@ -2,9 +2,10 @@
 
 Every request body is a ``Strict`` model, so one validator here refuses control characters in
 every string of every body (app/kit/text.py says why); path and query strings get the same check
-from ``app.inputs.RefuseControlCharacters``. Multipart form strings use ``Text``. Times and
-offsets that arrive in a query use ``Instant`` and ``Offset``, whose bounds keep values that no
-database column can hold (year 0 after the UTC shift, integers past 64 bits) out of queries.
+from ``app.inputs.RefuseControlCharacters``. Multipart form strings use ``Text``. Times that
+arrive in a query use ``Instant``, whose bounds keep values that no database column can hold
+(year 0 after the UTC shift) out of queries; list cursors are checked the same way
+(``app.paging``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, get_args, get_origin
 
-from fastapi import Query, Response
+from fastapi import Response
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -27,7 +28,6 @@ from pydantic import (
 from app.kit.text import check_text
 from app.kit.time import as_utc
 
-MAX_OFFSET = 1_000_000
 MAX_INT32 = 2**31 - 1  # generations are INTEGER columns
 
 
@@ -102,12 +102,10 @@ def _utc_instant(value: datetime) -> datetime:
 Instant = Annotated[datetime, AfterValidator(_utc_instant)]
 """An aware UTC datetime (naive input is taken as UTC); refused when UTC cannot represent it."""
 
-Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description=f"Rows to skip (at most {MAX_OFFSET:,})")]
-
-
 WARNING_CODES = (
-    "self_signed", "certificate_untrusted", "certificate_expiring", "server_certificate_untrusted",
-    "no_agent", "not_yet_deployed", "deployment_failed", "mail_certificates_over_capacity",
+    "self_signed", "certificate_untrusted", "certificate_expiring", "certificate_expired",
+    "certificate_not_yet_valid", "server_certificate_untrusted", "no_agent", "not_yet_deployed",
+    "deployment_failed", "mail_certificates_over_capacity", "chain_differs",
 )
 """Every warning ``code`` an answer can carry (tests/test_contract.py finds each in the code that
 emits it); a new warning adds its code here, so the documented enum stays the closed set."""
@@ -117,10 +115,11 @@ class WarningOut(BaseModel):
     """Accepted, but worth telling the user: the answer succeeded and this may make clients warn."""
 
     code: str = Field(
-        description="What to warn about: `self_signed`, `certificate_untrusted`, `certificate_expiring` (the "
-        "certificate), `server_certificate_untrusted` (a per-domain mail certificate does not help while the "
+        description="What to warn about: `self_signed`, `certificate_untrusted`, `certificate_expiring`, "
+        "`certificate_expired`, `certificate_not_yet_valid` (the certificate; the last two on an upload only), `server_certificate_untrusted` (a per-domain mail certificate does not help while the "
         "server-wide one is untrusted), `no_agent`, `not_yet_deployed`, `deployment_failed` (the server), "
-        "`mail_certificates_over_capacity` (Dovecot reloads).",
+        "`mail_certificates_over_capacity` (Dovecot reloads), `chain_differs` (an identical upload returned the "
+        "stored certificate, whose chain differs from the one sent).",
         json_schema_extra={"enum": list(WARNING_CODES)},
         examples=["certificate_expiring"],
     )

@@ -5,7 +5,7 @@ start it, and a bare FastAPI anchor returning JSON of the same size run alternat
     .venv/bin/python bench/reads.py [--quick] [--sizes 1000,10000,100000] [--db sqlite|postgres|both]
 
 Measured per database and size: `GET /v1/domains/{d}/tls` (a random domain per request), the
-domain list (`?server_id=`, limit 100, from a random cursor) and the certificate list (first
+domain list (`?server_id=`, limit 100, from the opaque cursor after a random domain) and the certificate list (first
 page, limit 100): wrk, 16 connections, 2 threads, alternating anchor / certpost runs. Records
 req/s, p50, p99, the ratio to the anchor, and certpost's VmHWM/VmRSS after the runs.
 Seeding runs the real migrations, then bulk INSERTs (SQLAlchemy core, big executemany batches):
@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import re
 import secrets
 import signal
@@ -52,6 +53,7 @@ from app.deployments import applied
 from app.deployments.desired import load_desired, load_head
 from app.deployments.models import Deployment
 from app.domains.models import Binding, Domain
+from app.domains.repository import DOMAIN_ORDER
 from app.kit.digest import config_digest
 from app.kit.time import utc_now
 from app.migrate import upgrade
@@ -75,7 +77,17 @@ end
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")
 local n = tonumber(os.getenv("BENCH_N"))
 local pattern = os.getenv("BENCH_PATH")
+-- List cursors are opaque: the ones to start from are written by the benchmark, one a line.
+local cursors = nil
+local cursor_file = os.getenv("BENCH_CURSORS")
+if cursor_file and cursor_file ~= "" then
+  cursors = {}
+  for line in io.lines(cursor_file) do cursors[#cursors + 1] = line end
+end
 request = function()
+  if cursors then
+    return wrk.format("GET", string.format(pattern, cursors[math.random(1, #cursors)]))
+  end
   return wrk.format("GET", string.format(pattern, math.random(0, n - 1)))
 end
 """
@@ -195,9 +207,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def wrk(port: int, path: str, n: int, token: str, seconds: float, lua: Path, pid: int) -> dict:
-    """One wrk run; with the server's CPU per request, which the machine's load disturbs less than req/s."""
-    env = {**os.environ, "BENCH_TOKEN": token, "BENCH_N": str(n), "BENCH_PATH": path}
+def wrk(port: int, path: str, n: int, token: str, seconds: float, lua: Path, pid: int,
+        cursors: Path | None = None) -> dict:
+    """One wrk run; with the server's CPU per request, which the machine's load disturbs less than req/s.
+    ``cursors``: a file of list cursors, one of which replaces ``%s`` in ``path`` per request."""
+    env = {**os.environ, "BENCH_TOKEN": token, "BENCH_N": str(n), "BENCH_PATH": path,
+           "BENCH_CURSORS": str(cursors or "")}
     cpu_before = cpu_seconds(pid)
     r = subprocess.run(["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{round(seconds)}s", "--latency", "-s", str(lua),
                         f"http://127.0.0.1:{port}"], env=env, capture_output=True, text=True, check=False)
@@ -237,12 +252,31 @@ async def prepare(db: str, count: int, work: Path) -> tuple[dict, dict]:
 
 
 def endpoints(server_id: str) -> dict[str, str]:
-    """Route name -> wrk path pattern (``%d``: a random domain index)."""
+    """Route name -> wrk path pattern (``%d``: a random domain index; ``%s``: a cursor from the
+    file ``domain_cursors`` writes)."""
     return {
         "tls": "/v1/domains/d%06d.bench.test/tls",
-        "domains": f"/v1/domains?server_id={server_id}&limit=100&cursor=d%06d.bench.test",
-        "certificates": "/v1/certificates?limit=100&x=%d",
+        "domains": f"/v1/domains?server_id={server_id}&limit=100&cursor=%s",
+        "certificates": "/v1/certificates?limit=100",
     }
+
+
+def domain_cursor(i: int) -> str:
+    """The cursor of the domain list's page after domain ``i``, as the API would return it."""
+    return DOMAIN_ORDER.encode((domain_name(i),))
+
+
+def domain_cursors(path: Path, count: int, how_many: int = 10_000) -> Path:
+    """Cursors after random domains, one a line, for the domain list's wrk runs."""
+    rng = random.Random(count)
+    path.write_text("".join(domain_cursor(rng.randrange(count)) + "\n" for _ in range(min(count, how_many))))
+    return path
+
+
+def fill(pattern: str, i: int) -> str:
+    if "%s" in pattern:
+        return pattern % domain_cursor(i)
+    return pattern % i if "%" in pattern else pattern
 
 
 def measure(db: str, count: int, seconds: float, rounds: int, routes: list[str]) -> dict:
@@ -258,6 +292,7 @@ def measure(db: str, count: int, seconds: float, rounds: int, routes: list[str])
 def run_servers(db, count, seconds, rounds, routes, work, seeded, env) -> dict:
     lua = work / "random.lua"
     lua.write_text(LUA)
+    cursors = domain_cursors(work / "cursors.txt", count)
     paths = endpoints(seeded["server_id"])
     port = free_port()
     certpost = start([CERTPOST, "serve", "--port", str(port)], env, port)
@@ -266,7 +301,7 @@ def run_servers(db, count, seconds, rounds, routes, work, seeded, env) -> dict:
         headers = {"Authorization": f"Bearer {seeded['token']}"}
         bodies = {}
         for route in routes:
-            r = httpx.get(f"http://127.0.0.1:{port}{paths[route] % (count // 2)}", headers=headers, timeout=30)
+            r = httpx.get(f"http://127.0.0.1:{port}{fill(paths[route], count // 2)}", headers=headers, timeout=30)
             r.raise_for_status()
             bodies[route] = r.json()
         sizes = {route: len(json.dumps(body, separators=(",", ":"))) for route, body in bodies.items()}
@@ -279,7 +314,8 @@ def run_servers(db, count, seconds, rounds, routes, work, seeded, env) -> dict:
             runs = {"anchor": [], "certpost": []}
             for _ in range(rounds):  # anchor, certpost, anchor, certpost ...
                 runs["anchor"].append(wrk(anchor_port, f"/{route}/%d", count, seeded["token"], seconds, lua, anchor.pid))
-                runs["certpost"].append(wrk(port, paths[route], count, seeded["token"], seconds, lua, certpost.pid))
+                runs["certpost"].append(wrk(port, paths[route], count, seeded["token"], seconds, lua, certpost.pid,
+                                            cursors if "%s" in paths[route] else None))
             results[route] = {"bytes": sizes[route], **runs}
         mem = process_memory(certpost.pid)
     finally:

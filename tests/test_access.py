@@ -37,7 +37,7 @@ async def test_token_lifecycle(client, admin, customer_headers):
     assert r.status_code == 201, r.text
     token = r.json()
     assert token["token"].startswith("cpt_") and token["role"] == "customer"
-    listed = (await client.get("/v1/tokens", params={"account_id": account_id}, headers=admin)).json()
+    listed = (await client.get("/v1/tokens", params={"account_id": account_id}, headers=admin)).json()["items"]
     assert token["id"] in [t["id"] for t in listed] and all("token" not in t for t in listed)
     assert all(t["account_id"] == account_id for t in listed)
     headers = {"Authorization": f"Bearer {token['token']}"}
@@ -61,7 +61,7 @@ async def test_accounts(client, admin):
     r = await client.post("/v1/accounts", json={"name": "Shop"}, headers=admin)
     assert r.status_code == 201 and r.json()["name"] == "Shop"
     assert_problem(await client.post("/v1/accounts", json={"name": "Shop"}, headers=admin), 409, "account_exists")
-    assert [a["name"] for a in (await client.get("/v1/accounts", headers=admin)).json()] == ["Shop"]
+    assert [a["name"] for a in (await client.get("/v1/accounts", headers=admin)).json()["items"]] == ["Shop"]
 
 
 def _admin_only(route: APIRoute) -> bool:

@@ -73,7 +73,7 @@ def _serve_until_ready(data_dir, *args: str, env: dict | None = None) -> tuple[s
     proc = subprocess.Popen([CERTPOST, "serve", "--port", str(port), *args], cwd=data_dir.parent,
                             env={**_env(data_dir), **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a start takes ~10 s here, 30+ s on a loaded machine
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
@@ -236,3 +236,157 @@ def test_a_wrong_setting_is_one_line_naming_the_variable(tmp_path):
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
         assert result.stderr.startswith("certpost: CERTPOST_LEASE_SECONDS: ") and words in result.stderr
+
+
+# Issue 9, "CLI and README that do not surprise": the commands as a user types them.
+
+def _one_line_refusal(result, *words: str) -> str:
+    """Exit status 1, nothing on stdout, one line on stderr naming ``words``, no traceback."""
+    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("certpost: "), result.stderr
+    assert not result.stdout, result.stdout
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    return lines[0]
+
+
+def test_version_comes_from_the_package_metadata(tmp_path):
+    from importlib.metadata import version
+
+    result = certpost("--version", data_dir=tmp_path / "data")
+    assert result.stdout.strip() == f"certpost {version('certpost')}" and not result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_migrations_are_quiet_one_line_when_a_revision_runs(tmp_path):
+    """Alembic's INFO lines ("Context impl", "Will assume", "Running upgrade", its plugins) used
+    to come with every command; now one line says what ran, and nothing when nothing did."""
+    data = tmp_path / "data"
+    first = certpost("migrate", data_dir=data)
+    assert first.stdout == "certpost: database is at the latest revision\n"
+    lines = first.stderr.splitlines()
+    assert len(lines) == 1 and "database upgraded from empty to " in lines[0], first.stderr
+    again = certpost("migrate", data_dir=data)
+    assert again.stderr == "" and "alembic" not in again.stdout.lower()
+    token = certpost("tokens", "create", "--role", "admin", data_dir=data)
+    assert token.stderr == "" and token.stdout.startswith("cpt_")
+    listed = certpost("tokens", "list", data_dir=data)
+    assert listed.stderr == "" and "alembic" not in listed.stdout.lower()
+
+
+def test_a_command_from_another_directory_finds_the_same_database(tmp_path):
+    """Without CERTPOST_DATA_DIR the data directory is $XDG_DATA_HOME/certpost (or
+    ~/.local/share/certpost), whatever the current directory: it was ./data, so a token command
+    typed elsewhere made a second, empty database and died with `no such table`."""
+    home, here, there = tmp_path / "home", tmp_path / "checkout", tmp_path / "elsewhere"
+    for folder in (home, here, there):
+        folder.mkdir()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("CERTPOST_DATA_DIR", "CERTPOST_DATABASE_URL", "XDG_DATA_HOME")}
+    env["HOME"] = str(home)
+
+    def run(*args, cwd, extra=None):
+        return subprocess.run(check=False, args=[CERTPOST, *args], cwd=cwd, env={**env, **(extra or {})},
+                              capture_output=True, text=True, timeout=60)
+
+    assert run("migrate", cwd=here).returncode == 0
+    made = run("tokens", "create", "--role", "admin", "--description", "elsewhere", cwd=there)
+    assert made.returncode == 0 and made.stdout.startswith("cpt_"), made.stderr
+    assert "elsewhere" in run("tokens", "list", cwd=here).stdout
+    assert (home / ".local" / "share" / "certpost" / "certpost.db").exists()
+    assert not (here / "data").exists() and not (there / "data").exists()
+    xdg = run("migrate", cwd=there, extra={"XDG_DATA_HOME": str(tmp_path / "xdg")})
+    assert xdg.returncode == 0 and (tmp_path / "xdg" / "certpost" / "certpost.db").exists()
+    # A data directory that holds no database: one line naming the variable; nothing created.
+    missing = run("tokens", "list", cwd=there, extra={"CERTPOST_DATA_DIR": "data"})
+    _one_line_refusal(missing, "CERTPOST_DATA_DIR=data", str(there / "data" / "certpost.db"), "certpost migrate")
+    assert not (there / "data").exists()
+
+
+def test_user_mistakes_are_one_line_and_exit_1(tmp_path):
+    data = tmp_path / "data"
+    certpost("migrate", data_dir=data)
+    _one_line_refusal(certpost("tokens", "create", "--role", "customer", "--account", "nope",
+                               data_dir=data, check=False), "account nope does not exist")
+    _one_line_refusal(certpost("tokens", "list", "--account", "nope", data_dir=data, check=False),
+                      "account nope does not exist")
+    _one_line_refusal(certpost("tokens", "revoke", "0" * 8, data_dir=data, check=False), "no token 00000000")
+    # A file that is not there, a database that is not there, a setting that is wrong.
+    bundle = subprocess.run(
+        check=False, args=[CERTPOST, "worker"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env={**_env(data), "CERTPOST_TRUST_BUNDLE": str(tmp_path / "nope.pem")})
+    _one_line_refusal(bundle, "CERTPOST_TRUST_BUNDLE", "nope.pem", "No such file")
+    from tests.support.ports import free_port
+
+    away = f"postgresql+asyncpg://certpost:s3cret@127.0.0.1:{free_port()}/certpost"
+    for command in (("migrate",), ("tokens", "list")):
+        result = subprocess.run(check=False, args=[CERTPOST, *command], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                                env={**_env(data), "CERTPOST_DATABASE_URL": away})
+        line = _one_line_refusal(result, "cannot reach the database", "CERTPOST_DATABASE_URL")
+        assert "s3cret" not in line
+    wrong = subprocess.run(check=False, args=[CERTPOST, "migrate"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                           env={**_env(data), "CERTPOST_DATABASE_URL": "mysq://x"})
+    _one_line_refusal(wrong, "CERTPOST_DATABASE_URL")
+    port = subprocess.run(check=False, args=[CERTPOST, "serve"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          env={**_env(data), "CERTPOST_PORT": "eighty"})
+    _one_line_refusal(port, "CERTPOST_PORT")
+    # --debug (or CERTPOST_DEBUG=1) shows the traceback behind the same mistake.
+    debug = certpost("--debug", "tokens", "create", "--role", "customer", "--account", "nope",
+                     data_dir=data, check=False)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "UnknownAccount" in debug.stderr
+
+
+def test_tokens_list_and_revoke(tmp_path):
+    data = tmp_path / "data"
+    certpost("migrate", data_dir=data)
+    first = certpost("tokens", "create", "--role", "admin", "--description", "ops laptop", data_dir=data).stdout.strip()
+    second = certpost("tokens", "create", "--role", "admin", data_dir=data).stdout.strip()
+    first_id, second_id = first.split("_")[1], second.split("_")[1]
+    listed = certpost("tokens", "list", data_dir=data).stdout.splitlines()
+    assert listed[0].split() == ["ID", "ROLE", "ACCOUNT", "CREATED", "REVOKED", "DESCRIPTION"]
+    rows = {line.split()[0]: line for line in listed[1:]}
+    assert set(rows) == {first_id, second_id} and rows[first_id].endswith("ops laptop")
+    assert first.split("_", 2)[2] not in "\n".join(listed)  # never a secret
+    # By id, or by the whole token as it was handed out.
+    assert certpost("tokens", "revoke", first_id, data_dir=data).stdout.strip() == f"certpost: token {first_id} revoked"
+    assert certpost("tokens", "revoke", second, data_dir=data).returncode == 0
+    revoked = certpost("tokens", "list", data_dir=data).stdout.splitlines()[1:]
+    assert all(line.split()[5] != "-" for line in revoked), revoked  # CREATED and REVOKED: date, time
+    _one_line_refusal(certpost("tokens", "revoke", first_id, data_dir=data, check=False), "already revoked")
+
+
+def test_tokens_on_the_test_database_backend(tmp_path, backend):
+    """The token commands against the backend under test (CERTPOST_TEST_DB): on PostgreSQL an
+    empty database is refused in one line (UndefinedTable), then create, list and revoke work."""
+    import uuid
+
+    from tests.conftest import PG_ADMIN_URL, _pg_admin
+
+    data = tmp_path / "data"
+    extra: dict[str, str] = {}
+    name = f"certpost_cli_{uuid.uuid4().hex[:12]}"
+    if backend == "postgres":
+        asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+        base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+        extra = {"CERTPOST_DATABASE_URL": f"{base}/{name}"}
+    else:
+        data.mkdir()
+        (data / "certpost.db").touch()  # a file, but never migrated
+
+    def run(*args):
+        return subprocess.run([CERTPOST, *args], check=False, cwd=tmp_path, env={**_env(data), **extra},
+                              capture_output=True, text=True, timeout=60)
+
+    try:
+        _one_line_refusal(run("tokens", "list"), "has no certpost tables", "certpost migrate")
+        assert run("migrate").returncode == 0
+        token = run("tokens", "create", "--role", "admin", "--description", "backend").stdout.strip()
+        assert token.startswith("cpt_")
+        token_id = token.split("_")[1]
+        assert token_id in run("tokens", "list").stdout
+        assert run("tokens", "revoke", token_id).stdout.strip() == f"certpost: token {token_id} revoked"
+        _one_line_refusal(run("tokens", "revoke", token_id), "already revoked")
+    finally:
+        if backend == "postgres":
+            asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

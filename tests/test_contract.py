@@ -170,7 +170,7 @@ def test_warning_codes_and_reasons_emitted_are_documented(doc):
             if not isinstance(node, ast.Call):
                 continue
             name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
-            if name == "Warning" and node.args and isinstance(node.args[0], ast.Constant):
+            if name in ("Warning", "UploadWarning") and node.args and isinstance(node.args[0], ast.Constant):
                 emitted_warnings.add(node.args[0].value)
             if name == "WarningOut":
                 emitted_warnings |= {k.value.value for k in node.keywords

@@ -14,7 +14,7 @@ async def test_register_server(client, admin):
     assert cert["sans"] == ["mx1.hosting.test"] and cert["self_signed"] and cert["key_type"] == "ec-p256"
     assert [b["kind"] for b in cert["bindings"]] == ["server-mail", "server-default"]
     assert server["desired_generation"] == 1
-    listed = (await client.get("/v1/servers", headers=admin)).json()
+    listed = (await client.get("/v1/servers", headers=admin)).json()["items"]
     assert [s["id"] for s in listed] == [server["id"]]
 
 
@@ -31,7 +31,7 @@ async def test_register_server(client, admin):
 async def test_register_server_refusals(client, admin, body, status, code):
     payload = {"name": "mx", "hostname": "mx.hosting.test", "software": "postfix-dovecot", **body}
     assert_problem(await client.post("/v1/servers", json=payload, headers=admin), status, code)
-    assert (await client.get("/v1/servers", headers=admin)).json() == []
+    assert (await client.get("/v1/servers", headers=admin)).json()["items"] == []
     assert (await client.get("/v1/certificates", headers=admin)).json()["items"] == []
 
 

@@ -18,4 +18,4 @@ async def test_a_commit_failure_is_not_answered_with_success(app, admin, context
             event.remove(session_class, "before_commit", refuse)
         assert r.status_code == 500, r.text
         assert r.json()["code"] == "internal_error"
-        assert (await client.get("/v1/accounts", headers=admin)).json() == []
+        assert (await client.get("/v1/accounts", headers=admin)).json()["items"] == []

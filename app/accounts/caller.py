@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import false, or_, true
 
 from app.problems import Forbidden, NotFound
 
@@ -31,6 +34,22 @@ class Caller:
         if row is None or not self.can_see(row.account_id):
             raise NotFound(f"{what} not found")
         return row
+
+    def visible_rows(self, account_column: Any, *, requested: str | None = None, shared: bool = False) -> Any:
+        """The one rule every list applies: the SQL condition on ``account_column`` (the rows'
+        owning account) that keeps exactly the rows ``can_see`` allows, as ``visible`` does for one.
+
+        ``requested`` is the list's ``account_id`` filter: an admin gets that account's rows; a
+        customer gets its own rows that match it, so naming another account lists nothing (the
+        same answer as an account with no rows: nothing is learnt). ``shared`` lists add the
+        platform's rows (no account), which a customer may use but not change (DNS providers).
+        """
+        if self.is_admin:
+            return true() if requested is None else account_column == requested
+        if self.account_id is None or (requested is not None and requested != self.account_id):
+            return false()
+        own = account_column == self.account_id
+        return or_(own, account_column.is_(None)) if shared and requested is None else own
 
     def owner_for_new(self, requested: str | None) -> str | None:
         """The account a new row belongs to: the customer's own, or what an admin asks for."""

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import Account, ApiToken
+from app.paging import Order, PageRequest, Window, fetch
+
+ACCOUNT_ORDER = Order("accounts", (Account.created_at, Account.id))
+TOKEN_ORDER = Order("tokens", (ApiToken.created_at, ApiToken.id))
 
 
 class AccountRepository:
@@ -22,19 +28,16 @@ class AccountRepository:
     async def account_by_name(self, name: str) -> Account | None:
         return await self.session.scalar(select(Account).where(Account.name == name))
 
-    async def list_accounts(self, limit: int, offset: int) -> list[Account]:
-        stmt = select(Account).order_by(Account.created_at, Account.id).limit(limit).offset(offset)
-        return list(await self.session.scalars(stmt))
+    async def list_accounts(self, visible: Any, page: PageRequest) -> Window[Account]:
+        """Accounts in creation order (``visible``: ``Caller.visible_rows`` on ``Account.id``)."""
+        return await fetch(self.session, select(Account).where(visible), ACCOUNT_ORDER, page)
 
     async def get_token(self, token_id: str) -> ApiToken | None:
         return await self.session.get(ApiToken, token_id)
 
-    async def list_tokens(self, account_id: str | None, limit: int, offset: int) -> list[ApiToken]:
-        stmt = select(ApiToken)
-        if account_id is not None:
-            stmt = stmt.where(ApiToken.account_id == account_id)
-        stmt = stmt.order_by(ApiToken.created_at, ApiToken.id).limit(limit).offset(offset)
-        return list(await self.session.scalars(stmt))
+    async def list_tokens(self, visible: Any, page: PageRequest) -> Window[ApiToken]:
+        """Tokens in creation order (``visible``: ``Caller.visible_rows`` on their account)."""
+        return await fetch(self.session, select(ApiToken).where(visible), TOKEN_ORDER, page)
 
     async def count_tokens(self) -> int:
         return await self.session.scalar(select(func.count()).select_from(ApiToken)) or 0

@@ -6,6 +6,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app import examples as ex
+from app.paging import Page
 from app.schemas import DisplayName, Strict
 
 
@@ -15,9 +16,11 @@ class AccountCreate(Strict):
     name: DisplayName = Field(description="A unique name for people.", examples=["Example Hosting Customer"])
 
 
+_ACCOUNT = {"id": ex.ACCOUNT_ID, "name": "Example Hosting Customer", "created_at": ex.CREATED}
+
+
 class AccountOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [
-        {"id": ex.ACCOUNT_ID, "name": "Example Hosting Customer", "created_at": ex.CREATED}]})
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [_ACCOUNT]})
 
     id: str = Field(description="The account's id.", examples=[ex.ACCOUNT_ID])
     name: str = Field(description="Its name.", examples=["Example Hosting Customer"])
@@ -75,3 +78,15 @@ class TokenInfo(BaseModel):
     description: str | None = Field(description="What the token is for.", examples=["control panel"])
     created_at: datetime = Field(description="When it was created (UTC).", examples=[ex.CREATED])
     revoked_at: datetime | None = Field(description="When it was revoked; null while it works.", examples=[None])
+
+
+class AccountPage(Page[AccountOut]):
+    """A page of accounts, oldest first."""
+
+    model_config = ex.page(_ACCOUNT, ex.cursor("accounts", ex.CREATED, ex.ACCOUNT_ID))
+
+
+class TokenPage(Page[TokenInfo]):
+    """A page of API tokens (never their secrets), oldest first."""
+
+    model_config = ex.page({**_TOKEN, "revoked_at": None}, None)

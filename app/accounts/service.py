@@ -5,11 +5,12 @@ from __future__ import annotations
 from sqlalchemy.exc import IntegrityError
 
 from app.accounts import tokens
-from app.accounts.caller import Caller
+from app.accounts.caller import SYSTEM, Caller
 from app.accounts.models import Account, ApiToken
 from app.accounts.repository import AccountRepository
 from app.db import new_id
 from app.kit.time import utc_now
+from app.paging import MAX_LIMIT, PageRequest, Window
 from app.problems import Conflict, NotFound, RuleViolation, Unauthenticated
 
 
@@ -38,6 +39,12 @@ class AccountService:
         except IntegrityError:
             raise AccountExists(f"an account named {name!r} exists") from None
         return account
+
+    async def list_accounts(self, caller: Caller, page: PageRequest) -> Window[Account]:
+        return await self.repo.list_accounts(caller.visible_rows(Account.id), page)
+
+    async def list_tokens(self, caller: Caller, account_id: str | None, page: PageRequest) -> Window[ApiToken]:
+        return await self.repo.list_tokens(caller.visible_rows(ApiToken.account_id, requested=account_id), page)
 
     async def require_account(self, account_id: str) -> Account:
         account = await self.repo.get_account(account_id)
@@ -78,6 +85,17 @@ class AccountService:
         if not tokens.secret_matches(parsed[1], stored) or row is None or row.revoked_at is not None:
             raise Unauthenticated("the token is unknown or revoked")
         return Caller(token_id=row.id, role=row.role, account_id=row.account_id)
+
+    async def all_tokens(self, account_id: str | None = None) -> list[ApiToken]:
+        """Every token (of one account), oldest first, revoked ones included: `certpost tokens list`."""
+        found: list[ApiToken] = []
+        cursor: str | None = None
+        while True:
+            window = await self.list_tokens(SYSTEM, account_id, PageRequest(limit=MAX_LIMIT, cursor=cursor))
+            found += window.rows
+            if window.next_cursor is None:
+                return found
+            cursor = window.next_cursor
 
     async def has_tokens(self) -> bool:
         return await self.repo.count_tokens() > 0

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.acme.models import AcmeAccount, CertificateOrder, DnsProvider
 from app.domains.models import Domain
+from app.paging import Order, PageRequest, Window, fetch
+
+PROVIDER_ORDER = Order("dns-providers", (DnsProvider.name, DnsProvider.id))
+ORDER_ORDER = Order("certificate-orders", (CertificateOrder.created_at, CertificateOrder.id), descending=True)
 
 
 class AcmeRepository:
@@ -22,11 +27,9 @@ class AcmeRepository:
     async def provider(self, provider_id: str) -> DnsProvider | None:
         return await self.session.get(DnsProvider, provider_id)
 
-    async def providers(self, account_id: str | None, restrict: bool) -> list[DnsProvider]:
-        stmt = select(DnsProvider).order_by(DnsProvider.name, DnsProvider.id)
-        if restrict:
-            stmt = stmt.where(or_(DnsProvider.account_id == account_id, DnsProvider.account_id.is_(None)))
-        return list(await self.session.scalars(stmt))
+    async def providers(self, visible: Any, page: PageRequest) -> Window[DnsProvider]:
+        """DNS providers in name order (``visible``: ``Caller.visible_rows`` on their account)."""
+        return await fetch(self.session, select(DnsProvider).where(visible), PROVIDER_ORDER, page)
 
     async def delete(self, row) -> None:
         await self.session.delete(row)
@@ -39,19 +42,12 @@ class AcmeRepository:
     async def order(self, order_id: str) -> CertificateOrder | None:
         return await self.session.get(CertificateOrder, order_id)
 
-    async def orders(self, account_id: str | None, restrict: bool, status: str | None, limit: int,
-                     after: tuple[datetime, str] | None) -> list[CertificateOrder]:
-        stmt = select(CertificateOrder)
-        if restrict:
-            stmt = stmt.where(CertificateOrder.account_id == account_id)
+    async def orders(self, visible: Any, status: str | None, page: PageRequest) -> Window[CertificateOrder]:
+        """Orders, newest first (``visible``: ``Caller.visible_rows`` on their account)."""
+        stmt = select(CertificateOrder).where(visible)
         if status:
             stmt = stmt.where(CertificateOrder.status == status)
-        if after:
-            stamp, row_id = after
-            stmt = stmt.where(or_(CertificateOrder.created_at < stamp,
-                                  and_(CertificateOrder.created_at == stamp, CertificateOrder.id < row_id)))
-        stmt = stmt.order_by(CertificateOrder.created_at.desc(), CertificateOrder.id.desc()).limit(limit)
-        return list(await self.session.scalars(stmt))
+        return await fetch(self.session, stmt, ORDER_ORDER, page)
 
     async def open_order_for(self, certificate_id: str) -> CertificateOrder | None:
         return await self.session.scalar(

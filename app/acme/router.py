@@ -15,6 +15,7 @@ from app.acme.schemas import (
     AuthorizationOut,
     DnsProviderCreate,
     DnsProviderOut,
+    DnsProviderPage,
     OrderCreate,
     OrderOut,
     OrderPage,
@@ -33,13 +34,15 @@ from app.acme.service import (
     UnknownDnsProvider,
     WildcardRequiresDns01,
 )
-from app.certificates.repository import CertificateRepository, decode_cursor, encode_cursor
-from app.certificates.service import CertificateService, InvalidCursor
+from app.certificates.repository import CertificateRepository
+from app.certificates.service import CertificateService
 from app.deps import Context, CurrentCaller, Session
+from app.idempotency.http import IDEMPOTENT, IdempotentRoute
 from app.outbound import OutboundGuard
+from app.paging import InvalidCursor, PageParams
 from app.problems import Forbidden, NotFound, responses
 
-router = APIRouter(tags=["acme"])
+router = APIRouter(tags=["acme"], route_class=IdempotentRoute)
 
 
 async def get_service(session: Session, ctx: Context) -> AcmeService:
@@ -69,23 +72,31 @@ def order_out(row: CertificateOrder, caller: Caller) -> OrderOut:
 
 
 @router.post("/v1/dns-providers", operation_id="createDnsProvider", response_description="The provider, stored (without its secrets)",
-    summary="Store a DNS provider for dns-01", status_code=201, response_model=DnsProviderOut,
+    summary="Store a DNS provider for dns-01",
+    status_code=201, response_model=DnsProviderOut, dependencies=[IDEMPOTENT],
              responses=responses(Forbidden, InvalidDnsProvider, DnsTargetRefused, UnknownAccount))
-async def create_dns_provider(body: DnsProviderCreate, caller: CurrentCaller, acme: Acme):
+async def create_dns_provider(body: DnsProviderCreate, caller: CurrentCaller, acme: Acme, response: Response):
     """Store a DNS provider for dns-01. Secrets (`key_secret`) are write-only and encrypted.
 
     A provider owned by a customer account must name public addresses on port 53 (server and
     `propagation_nameservers`), checked now and before each use; the platform's may not.
     """
-    return provider_out(await acme.create_provider(caller, body))
+    provider = await acme.create_provider(caller, body)
+    response.headers["Location"] = f"/v1/dns-providers/{provider.id}"
+    return provider_out(provider)
 
 
-@router.get("/v1/dns-providers", operation_id="listDnsProviders", response_description="The providers the caller may use",
-    summary="List DNS providers", response_model=list[DnsProviderOut])
-async def list_dns_providers(caller: CurrentCaller, acme: Acme):
-    """Admins see all; a customer sees its own and the platform's (never any secret)."""
-    rows = await acme.repo.providers(caller.account_id, restrict=not caller.is_admin)
-    return [provider_out(r) for r in rows]
+@router.get("/v1/dns-providers", operation_id="listDnsProviders", response_description="A page of the providers the caller may use",
+    summary="List DNS providers",
+    response_model=DnsProviderPage, responses=responses(InvalidCursor))
+async def list_dns_providers(caller: CurrentCaller, acme: Acme, page: PageParams,
+                             account_id: Annotated[str | None, Query(
+                                 description="Only this account's providers (the platform's are left out). "
+                                 "A customer naming another account gets an empty list.")] = None):
+    """DNS providers in name order (then `id`). Admins see all; a customer sees its own and the
+    platform's (`account_id` null), never any secret."""
+    window = await acme.list_providers(caller, account_id, page)
+    return DnsProviderPage.of(window, [provider_out(r) for r in window.rows])
 
 
 @router.get("/v1/dns-providers/{provider_id}", operation_id="getDnsProvider", response_description="The provider (without its secrets)",
@@ -108,7 +119,9 @@ ORDER_ERRORS = (NameNotAllowed, WildcardRequiresDns01, DnsProviderRequired, Unkn
 
 
 @router.post("/v1/certificate-orders", operation_id="createCertificateOrder", response_description="The order, accepted; the worker runs it (poll `Location`)",
-    summary="Order a certificate from the ACME CA", status_code=202, response_model=OrderOut, responses=responses(*ORDER_ERRORS))
+    summary="Order a certificate from the ACME CA",
+    status_code=202, response_model=OrderOut, dependencies=[IDEMPOTENT],
+             responses=responses(*ORDER_ERRORS))
 async def create_order(body: OrderCreate, caller: CurrentCaller, acme: Acme, response: Response):
     """Request a certificate from the ACME CA. The worker runs the order; poll its `Location`.
 
@@ -122,18 +135,19 @@ async def create_order(body: OrderCreate, caller: CurrentCaller, acme: Acme, res
 
 
 @router.get("/v1/certificate-orders", operation_id="listCertificateOrders", response_description="A page of orders",
-    summary="List certificate orders", response_model=OrderPage, responses=responses(InvalidCursor))
-async def list_orders(caller: CurrentCaller, acme: Acme,
-                      status: Annotated[str | None, Query(pattern="^(pending|processing|valid|invalid)$", description="Only orders in this status.")] = None,
-                      limit: Annotated[int, Query(ge=1, le=500, description="At most this many orders (1 to 500).")] = 50,
-                      cursor: Annotated[str | None, Query(description="The previous page's `next_cursor`; absent for the first page.")] = None):
-    """Orders, newest first."""
-    after = decode_cursor(cursor) if cursor else None
-    if cursor and after is None:
-        raise InvalidCursor("the cursor is not one this API returned")
-    rows = await acme.repo.orders(caller.account_id, not caller.is_admin, status, limit + 1, after)
-    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
-    return OrderPage(items=[order_out(r, caller) for r in rows[:limit]], next_cursor=next_cursor)
+    summary="List certificate orders",
+    response_model=OrderPage, responses=responses(InvalidCursor))
+async def list_orders(caller: CurrentCaller, acme: Acme, page: PageParams,
+                      status: Annotated[str | None, Query(
+                          pattern="^(pending|processing|valid|invalid)$",
+                          description="Only orders in this state: `pending`, `processing`, `valid` or `invalid`.")] = None,
+                      account_id: Annotated[str | None, Query(
+                          description="Only this account's orders. A customer sees only its own account's "
+                          "whatever it names here (another account: an empty list).")] = None):
+    """Orders, newest first (by `created_at`, then `id`, both descending). A customer sees its
+    own account's orders only."""
+    window = await acme.list_orders(caller, account_id, status, page)
+    return OrderPage.of(window, [order_out(r, caller) for r in window.rows])
 
 
 @router.get("/v1/certificate-orders/{order_id}", operation_id="getCertificateOrder", response_description="The order",
@@ -144,7 +158,8 @@ async def get_order(order_id: str, caller: CurrentCaller, acme: Acme):
 
 
 @router.post("/v1/certificates/{certificate_id}/renew", operation_id="renewCertificate", response_description="The renewal order, accepted (poll `Location`)",
-    summary="Renew an ACME certificate now", status_code=202, response_model=OrderOut,
+    summary="Renew an ACME certificate now",
+    status_code=202, response_model=OrderOut, dependencies=[IDEMPOTENT],
              responses=responses(NotFound, NotRenewable, OrderInProgress, DnsProviderRequired))
 async def renew_certificate(certificate_id: str, caller: CurrentCaller, acme: Acme, response: Response):
     """Renew an ACME certificate now, with the settings of the order that issued it."""

@@ -6,6 +6,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app import examples as ex
+from app.paging import Page
 from app.schemas import DisplayName, Strict
 
 KeyType = Literal["ec-p256", "ec-p384", "rsa-2048", "rsa-4096"]
@@ -56,11 +57,14 @@ class DnsProviderCreate(Strict):
                                    examples=[None])
 
 
+_PROVIDER = {
+    "id": ex.PROVIDER_ID, "name": "example.com BIND", "kind": "rfc2136", "account_id": ex.ACCOUNT_ID,
+    "settings": _SETTINGS, "secrets_set": ["key_secret"], "created_at": ex.CREATED,
+}
+
+
 class DnsProviderOut(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "id": ex.PROVIDER_ID, "name": "example.com BIND", "kind": "rfc2136", "account_id": ex.ACCOUNT_ID,
-        "settings": _SETTINGS, "secrets_set": ["key_secret"], "created_at": ex.CREATED,
-    }]})
+    model_config = ConfigDict(json_schema_extra={"examples": [_PROVIDER]})
 
     id: str = Field(description="The provider's id.", examples=[ex.PROVIDER_ID])
     name: str = Field(description="Its name.", examples=["example.com BIND"])
@@ -151,9 +155,13 @@ class OrderOut(BaseModel):
     duration_ms: int | None = Field(description="How long the worker took, once finished.", examples=[None])
 
 
-class OrderPage(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [ORDER_EXAMPLE], "next_cursor": None}]})
+class OrderPage(Page[OrderOut]):
+    """A page of certificate orders, newest first."""
 
-    items: list[OrderOut] = Field(description="This page's orders, newest first.")
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.",
-                                    examples=[None])
+    model_config = ex.page(ORDER_EXAMPLE, None)
+
+
+class DnsProviderPage(Page[DnsProviderOut]):
+    """A page of DNS providers, in name order."""
+
+    model_config = ex.page(_PROVIDER, None)

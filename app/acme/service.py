@@ -29,6 +29,7 @@ from app.kit.crypto import MasterKey, Sealed
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.outbound import OutboundRefused
 from app.outbound import RESOLVE_TIMEOUT, OutboundGuard
+from app.paging import PageRequest, Window
 from app.problems import Conflict, NotFound, RuleViolation
 from app.servers.models import Server
 from app.servers.software import capabilities, sni_advice
@@ -200,6 +201,12 @@ class AcmeService:
         await self.repo.add(row)
         return row
 
+    async def list_providers(self, caller: Caller, account_id: str | None, page: PageRequest) -> Window[DnsProvider]:
+        """A customer lists its own providers and the platform's, which it may use (never any secret)."""
+        return await self.repo.providers(
+            caller.visible_rows(DnsProvider.account_id, requested=account_id, shared=True), page
+        )
+
     async def visible_provider(self, caller: Caller, provider_id: str, *, for_use: bool = False) -> DnsProvider:
         row = await self.repo.provider(provider_id)
         # Customers may use the platform's providers (their secrets stay hidden) and their own.
@@ -289,6 +296,11 @@ class AcmeService:
             raise NotFound("the certificate was deleted meanwhile") from None
         record_worker_work(self.repo.session)
         return order
+
+    async def list_orders(self, caller: Caller, account_id: str | None, status: str | None,
+                          page: PageRequest) -> Window[CertificateOrder]:
+        return await self.repo.orders(caller.visible_rows(CertificateOrder.account_id, requested=account_id),
+                                      status, page)
 
     async def visible_order(self, caller: Caller, order_id: str) -> CertificateOrder:
         return caller.visible(await self.repo.order(order_id), "order")

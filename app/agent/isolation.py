@@ -98,7 +98,13 @@ def served_view(desired: View, failures: list[NameFailure]) -> View:
             maps[failure.service].pop(failure.name, None)
         else:
             maps[failure.service][failure.name] = failure.serving
-    return View(desired.server_certificate, desired.webmail_default, maps["mail"], maps["webmail"])
+    return View(
+        desired.server_certificate,
+        desired.webmail_default,
+        maps["mail"],
+        maps["webmail"],
+        desired.server_hostname,
+    )
 
 
 def referenced(view: View) -> set[str]:

@@ -48,7 +48,13 @@ def make_backends(config: AgentConfig) -> list[Backend]:
 
 def _view(desired: dict | Desired) -> View:
     d = desired.model_dump() if isinstance(desired, Desired) else desired
-    return View(d["server_certificate"], d["webmail_default"], dict(d["mail"]), dict(d["webmail"]))
+    return View(
+        d["server_certificate"],
+        d["webmail_default"],
+        dict(d["mail"]),
+        dict(d["webmail"]),
+        d.get("server_hostname") or "",
+    )
 
 
 def _now() -> str:

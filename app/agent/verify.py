@@ -2,7 +2,9 @@
 
 A daemon's own tools cannot be trusted to report a failed reload (``doveadm reload`` exits 0
 either way, Postfix restarts smtpd lazily), so the agent connects like a client would, for each
-bound SNI name, for no SNI, and for an unknown name, and compares fingerprints.
+bound SNI name, for no SNI, and for an unknown name, and compares fingerprints. HTTPS is also
+probed with the server's own host name, which gets the webmail default (unless a webmail name
+of the same spelling is bound): browsers send it when they open the server by its name.
 
 Reloads are asynchronous, so each probe is retried until it matches or ``timeout`` passes.
 At thousands of names a full sweep would take minutes (about 7 ms per handshake per port, and
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 
 from app.agent.backends.base import Backend, View
 from app.agent.probe import ProbeError, served_fingerprint
+from app.kit.names import is_canonical
 
 UNKNOWN_NAME = "certpost-unknown.invalid"
 
@@ -42,6 +45,11 @@ class Probe:
             "sni": self.sni,
             "fingerprint": served or self.expected,
         }
+
+
+def _probeable(hostname: str) -> bool:
+    """A host name that can be sent as SNI (RFC 6066 section 3: a DNS name, not an address)."""
+    return bool(hostname) and is_canonical(hostname) and not hostname.replace(".", "").isdigit()
 
 
 def _probe_name(name: str) -> str:
@@ -88,9 +96,14 @@ def plan(backends: list[Backend], view: View, previous: View | None, limit: int)
                 previous.webmail if previous else {},
             )
         picks = sample_names(names, before, default, limit)
+        unbound = [(None, default), (UNKNOWN_NAME, default)]
+        if not backend.serves_mail() and _probeable(view.server_hostname):
+            unbound.append((view.server_hostname, names.get(view.server_hostname, default)))
         for target in backend.verify_targets():
-            for sni, fp in [(None, default), (UNKNOWN_NAME, default), *picks]:
-                bound = sni if sni is not None and sni != UNKNOWN_NAME else None
+            for sni, fp in [*unbound, *picks]:
+                # The no-SNI, unknown-name and host-name probes are server-wide: a failure
+                # there is nobody's binding (app.agent.isolation.verify_culprits).
+                bound = sni if (sni, fp) in picks else None
                 probes.append(
                     Probe(
                         backend.name,

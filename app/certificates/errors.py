@@ -134,3 +134,10 @@ _BY_CODE: dict[str, type[AppError]] = {err.code: err for err in MATERIAL_ERRORS}
 
 def from_material_error(exc: kx.MaterialError) -> AppError:
     return _BY_CODE.get(exc.code, InvalidCertificate)(str(exc))
+
+
+class CertificateExists(Conflict):
+    """PUT of material another certificate of the same owner holds (one row per material)."""
+
+    code, title = "certificate_exists", "The owner already has a certificate with this material"
+    extensions = ("certificate_id",)

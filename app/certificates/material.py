@@ -21,7 +21,7 @@ from app.kit import keypolicy, pbe
 from app.kit import x509 as kx
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.time import utc_now
-from app.kit.trust import TrustStore
+from app.kit.trust import ChainVerdict, TrustStore
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,12 @@ class Material:
     sans: list[str]
     fingerprint: str
     self_signed: bool
-    trusted: bool
+    trust: ChainVerdict
+    trust_store: str | None  # TrustStore.identity of the roots ``trust`` was judged against
+
+    @property
+    def trusted(self) -> bool:
+        return self.trust.trusted
 
     @property
     def not_before(self) -> datetime:
@@ -53,13 +58,15 @@ class Material:
     def to_wire(self) -> tuple:
         """A picklable form, so a worker process can read material for the service (reading.py)."""
         der = [c.public_bytes(Encoding.DER) for c in (self.leaf, *self.chain)]
-        return (der, self.key_pem, self.sans, self.fingerprint, self.self_signed, self.trusted)
+        trust = (self.trust.trusted, self.trust.reason, self.trust.detail)
+        return (der, self.key_pem, self.sans, self.fingerprint, self.self_signed, trust, self.trust_store)
 
     @classmethod
     def from_wire(cls, wire: tuple) -> Material:
-        der, key_pem, sans, fingerprint, self_signed, trusted = wire
+        der, key_pem, sans, fingerprint, self_signed, trust, trust_store = wire
         certs = [x509.load_der_x509_certificate(d) for d in der]
-        return cls(certs[0], certs[1:], key_pem, list(sans), fingerprint, self_signed, trusted)
+        return cls(certs[0], certs[1:], key_pem, list(sans), fingerprint, self_signed, ChainVerdict(*trust),
+                   trust_store)
 
 
 class InvalidSan(kx.MaterialError):
@@ -208,7 +215,7 @@ def _assemble(leaf, chain, key, trust: TrustStore, *, verify_with=None) -> Mater
     sans = normalised_sans(leaf)
     self_signed = kx.is_self_signed(leaf)
     pool = chain if verify_with is None else verify_with
-    trusted = not self_signed and trust.verifies(leaf, pool, sans)
+    verdict = chain_verdict(trust, leaf, pool, sans, self_signed)
     return Material(
         leaf=leaf,
         chain=chain,
@@ -216,8 +223,18 @@ def _assemble(leaf, chain, key, trust: TrustStore, *, verify_with=None) -> Mater
         sans=sans,
         fingerprint=kx.fingerprint_sha256(leaf),
         self_signed=self_signed,
-        trusted=trusted,
+        trust=verdict,
+        trust_store=trust.identity,
     )
+
+
+SELF_SIGNED = ChainVerdict(False, "self_signed", "the certificate signed itself: no client trusts it")
+
+
+def chain_verdict(trust: TrustStore, leaf, pool, sans: list[str], self_signed: bool) -> ChainVerdict:
+    """The chain's verdict; a self-signed leaf is never trusted, even when a bundle lists it as a root
+    (it would then be its own trust anchor, which is not what a client's store holds)."""
+    return SELF_SIGNED if self_signed else trust.evaluate(leaf, pool, sans)
 
 
 def self_signed(names: list[str], *, days: int = 825) -> Material:
@@ -251,5 +268,6 @@ def self_signed(names: list[str], *, days: int = 825) -> Material:
         sans=list(names),
         fingerprint=kx.fingerprint_sha256(leaf),
         self_signed=True,
-        trusted=False,
+        trust=SELF_SIGNED,
+        trust_store=None,  # judged by no store: self-signed is never trusted
     )

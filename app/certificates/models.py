@@ -14,12 +14,14 @@ from sqlalchemy import (
     String,
     Text,
     event,
+    func,
     inspect,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, IdMixin, TimestampMixin
 from app.kit.renewal import renewal_eligible_at
+from app.versioning import version_column
 
 
 class Certificate(IdMixin, TimestampMixin, Base):
@@ -43,7 +45,13 @@ class Certificate(IdMixin, TimestampMixin, Base):
     key_type: Mapped[str] = mapped_column(String(16))
     key_bits: Mapped[int] = mapped_column(Integer)
     self_signed: Mapped[bool] = mapped_column(Boolean)
+    # The chain verdict (app.kit.trust.ChainVerdict) and the trust store it was judged against
+    # (TrustStore.identity). Time is not part of it: reads add expired / not_yet_valid. Rows judged
+    # against another store are judged again at start-up (app.certificates.trust.refresh_stored).
     trusted: Mapped[bool] = mapped_column(Boolean)
+    trust_reason: Mapped[str | None] = mapped_column(String(32))
+    trust_detail: Mapped[str | None] = mapped_column(Text)
+    trust_store: Mapped[str | None] = mapped_column(String(64))
     chain_length: Mapped[int] = mapped_column(Integer)
     certificate_pem: Mapped[str] = mapped_column(Text)  # the leaf
     chain_pem: Mapped[str] = mapped_column(Text, default="")  # issuers, leaf excluded
@@ -51,6 +59,7 @@ class Certificate(IdMixin, TimestampMixin, Base):
     key_wrapped: Mapped[bytes] = mapped_column(LargeBinary)
     master_key_id: Mapped[str] = mapped_column(String(32))
     revision: Mapped[int] = mapped_column(Integer, default=1)
+    version: Mapped[int] = version_column()  # every change of the row (app/versioning.py): the ETag
     # ACME certificates only: when to renew, and how the last renewal went.
     order_id: Mapped[str | None] = mapped_column(String(36))  # the order that issued the material
     renewal_at: Mapped[datetime | None]
@@ -67,6 +76,18 @@ class Certificate(IdMixin, TimestampMixin, Base):
     names: Mapped[list[CertificateName]] = relationship(
         cascade="all, delete-orphan", lazy="raise", passive_deletes=True
     )
+
+
+# One row per material per owner: an identical upload returns the row that exists
+# (CertificateService.store_upload). COALESCE because NULLs are distinct in a unique index on both
+# databases, and platform certificates have no account. Also serves "this owner's certificate with
+# this fingerprint" lookups.
+Index(
+    "uq_certificates_owner_fingerprint",
+    func.coalesce(Certificate.account_id, ""),
+    Certificate.fingerprint_sha256,
+    unique=True,
+)
 
 
 _RENEWAL_INPUTS = ("source", "renewal_at", "renewal_status", "next_renewal_attempt_at")

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import base64
-import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.certificates.models import Certificate, CertificateName
 from app.domains.models import Binding, Domain
-from app.kit.time import as_utc
+from app.kit.trust import ChainVerdict
+from app.paging import Order, PageRequest, Window, fetch
 from app.servers.models import Server
 
 
@@ -20,27 +21,35 @@ from app.servers.models import Server
 class Usage:
     """One place a certificate is in use."""
 
-    kind: str  # "domain" | "server-mail" | "server-default"
+    kind: str  # "domain" | "server-mail" | "server-webmail" | "server-default"
     service: str  # "webmail" | "mail"
     hostname: str  # the name the certificate must cover there ("" for server-default)
     domain: str | None = None
     server_id: str | None = None
 
 
+SORTS = ("created_at", "not_after", "-not_after")
+"""List orders; ``created_at`` (oldest first) is the default. Each is a unique order with ``id``."""
+
+
 @dataclass(frozen=True)
 class CertificateFilter:
-    account_id: str | None = None  # None: every account (admins)
-    restrict_to_account: bool = False
-    covers: list[str] | None = None  # candidate SANs (kit.coverage.candidate_sans)
+    visible: Any  # Caller.visible_rows on Certificate.account_id
+    # Each entry is one host name's candidate SANs (kit.coverage.candidate_sans): a certificate
+    # must cover every one of them.
+    covers: tuple[tuple[str, ...], ...] = ()
     expires_before: datetime | None = None
+    valid_at: datetime | None = None  # in date at that moment (not_before <= at <= not_after)
+    bindable_for_account: str | None = None  # the platform's certificates or this account's
+    sort: str = "created_at"
 
 
 # What the certificate list shows, so a page does not carry PEM and sealed keys it never uses.
 LISTED_COLUMNS = tuple(
     getattr(Certificate, c) for c in (
         "id", "name", "account_id", "subject", "issuer", "serial", "sans", "not_before", "not_after",
-        "fingerprint_sha256", "key_type", "key_bits", "self_signed", "trusted", "chain_length", "source",
-        "revision", "renewal_at", "renewal_status", "renewal_error", "created_at", "updated_at",
+        "fingerprint_sha256", "key_type", "key_bits", "self_signed", "trusted", "trust_reason", "trust_detail",
+        "trust_store", "chain_length", "source", "revision", "renewal_at", "renewal_status", "renewal_error", "created_at", "updated_at",
     )
 )
 # What a TLS status or a binding shows of a certificate (and rules.CertFacts needs).
@@ -50,23 +59,12 @@ PRESENTED_COLUMNS = tuple(
     )
 )
 
-_CURSOR_ID = re.compile(r"[0-9a-f-]{1,36}")
-
-
-def encode_cursor(row: Certificate) -> str:
-    return base64.urlsafe_b64encode(f"{row.created_at.isoformat()}|{row.id}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str] | None:
-    try:
-        stamp, _, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        # A crafted cursor must not reach the query: a time that overflows once in UTC, or an id
-        # that is not one (a NUL would make PostgreSQL fail the request).
-        if not _CURSOR_ID.fullmatch(row_id):
-            return None
-        return as_utc(datetime.fromisoformat(stamp)), row_id
-    except (ValueError, UnicodeDecodeError, OverflowError):
-        return None
+CERTIFICATE_ORDERS = {
+    "created_at": Order("certificates", (Certificate.created_at, Certificate.id)),
+    "not_after": Order("certificates:not_after", (Certificate.not_after, Certificate.id)),
+    "-not_after": Order("certificates:-not_after", (Certificate.not_after, Certificate.id), descending=True),
+}
+"""One keyset order per ``sort``; each names its cursors, so a cursor is refused under another sort."""
 
 
 class CertificateRepository:
@@ -85,6 +83,84 @@ class CertificateRepository:
     async def get(self, cert_id: str) -> Certificate | None:
         return await self.session.get(Certificate, cert_id)
 
+    async def by_owner_fingerprint(self, account_id: str | None, fingerprint: str) -> Certificate | None:
+        """The owner's certificate with this fingerprint (at most one: uq_certificates_owner_fingerprint)."""
+        return await self.session.scalar(
+            select(Certificate).where(
+                func.coalesce(Certificate.account_id, "") == (account_id or ""),
+                Certificate.fingerprint_sha256 == fingerprint,
+            )
+        )
+
+    async def add_unless_present(self, cert: Certificate) -> Certificate | None:
+        """Insert ``cert`` (and its ``covers=`` rows) unless its owner already holds its fingerprint.
+
+        ``INSERT .. ON CONFLICT DO NOTHING`` on the unique index: a concurrent identical upload
+        waits for this one to finish and then inserts nothing, on PostgreSQL and SQLite alike,
+        instead of failing (or, without the index, making a second row). Returns the stored row,
+        or None when one was already there (the caller reads it). ``cert`` itself is never added
+        to the session: the row is read back, so the ORM sees exactly what was written.
+        """
+        dialect = postgresql if self.session.bind.dialect.name == "postgresql" else sqlite
+        values = {
+            column.key: getattr(cert, column.key)
+            for column in Certificate.__table__.columns
+            if getattr(cert, column.key, None) is not None
+        }
+        inserted = await self.session.scalar(
+            dialect.insert(Certificate).values(**values).on_conflict_do_nothing().returning(Certificate.id)
+        )
+        if inserted is None:
+            return None
+        await self.replace_names(inserted, cert.sans)
+        return await self.get(inserted)
+
+    async def pems(self, cert_ids: list[str]) -> dict[str, tuple[str, str]]:
+        """(leaf PEM, chain PEM) of each id, in one query (trust judged from the material)."""
+        if not cert_ids:
+            return {}
+        rows = await self.session.execute(
+            select(Certificate.id, Certificate.certificate_pem, Certificate.chain_pem).where(Certificate.id.in_(cert_ids))
+        )
+        return {row.id: (row.certificate_pem, row.chain_pem or "") for row in rows}
+
+    async def judged_elsewhere(self, store_identity: str, limit: int) -> list:
+        """Up to ``limit`` rows whose chain verdict was judged against other roots (or none).
+
+        Self-signed rows are never trusted, whatever the roots, and are left alone.
+        """
+        stmt = (
+            select(Certificate.id, Certificate.fingerprint_sha256, Certificate.sans, Certificate.certificate_pem,
+                   Certificate.chain_pem)
+            .where(Certificate.self_signed.is_(False))
+            .where(or_(Certificate.trust_store.is_(None), Certificate.trust_store != store_identity))
+            .order_by(Certificate.id)
+            .limit(limit)
+        )
+        return list(await self.session.execute(stmt))
+
+    async def set_verdicts(self, verdicts: dict[str, ChainVerdict], store_identity: str) -> None:
+        """Store chain verdicts judged against ``store_identity``; ``updated_at`` stays (no one
+        changed the certificate)."""
+        if not verdicts:
+            return
+        stmt = (
+            update(Certificate.__table__)
+            .where(Certificate.__table__.c.id == bindparam("row_id"))
+            .values(trusted=bindparam("v_trusted"), trust_reason=bindparam("v_reason"),
+                    trust_detail=bindparam("v_detail"), trust_store=store_identity,
+                    updated_at=Certificate.__table__.c.updated_at)
+        )
+        await self.session.execute(stmt, [
+            {"row_id": cid, "v_trusted": v.trusted, "v_reason": v.reason, "v_detail": v.detail}
+            for cid, v in verdicts.items()
+        ])
+
+    async def domain_account(self, domain_name: str) -> tuple[bool, str | None]:
+        """(exists, account id) of a domain: the picker offers what that domain can bind."""
+        row = (await self.session.execute(select(Domain.account_id).where(Domain.name == domain_name))).first()
+        return (row is not None, row.account_id if row is not None else None)
+
     async def lock(self, cert: Certificate) -> bool:
         """Take the certificate's row for this transaction and reload it; False if it is gone.
 
@@ -98,7 +174,7 @@ class CertificateRepository:
         result = await self.session.execute(
             update(Certificate)
             .where(Certificate.id == cert.id)
-            .values(revision=Certificate.revision, updated_at=Certificate.updated_at)
+            .values(revision=Certificate.revision, updated_at=Certificate.updated_at, version=Certificate.version)
             .execution_options(synchronize_session=False)
         )
         if not result.rowcount:
@@ -119,23 +195,21 @@ class CertificateRepository:
         await self.session.delete(cert)
         await self.session.flush()
 
-    async def list(self, flt: CertificateFilter, limit: int, after: tuple[datetime, str] | None) -> list:
+    async def list(self, flt: CertificateFilter, page: PageRequest) -> Window:
         """One page of rows with the columns the API shows (no PEM, no sealed key)."""
-        stmt = select(*LISTED_COLUMNS)
-        if flt.restrict_to_account:
-            stmt = stmt.where(Certificate.account_id == flt.account_id)
-        if flt.covers:
-            covering = select(CertificateName.certificate_id).where(CertificateName.name.in_(flt.covers))
+        stmt = select(*LISTED_COLUMNS).where(flt.visible)
+        if flt.bindable_for_account is not None:
+            stmt = stmt.where(or_(Certificate.account_id.is_(None), Certificate.account_id == flt.bindable_for_account))
+        for candidates in flt.covers:  # one indexed IN per host name: the certificate covers all
+            covering = select(CertificateName.certificate_id).where(CertificateName.name.in_(candidates))
             stmt = stmt.where(Certificate.id.in_(covering))
         if flt.expires_before is not None:
             stmt = stmt.where(Certificate.not_after < flt.expires_before)
-        if after is not None:
-            stamp, row_id = after
-            stmt = stmt.where(
-                or_(Certificate.created_at > stamp, and_(Certificate.created_at == stamp, Certificate.id > row_id))
-            )
-        stmt = stmt.order_by(Certificate.created_at, Certificate.id).limit(limit)
-        return list(await self.session.execute(stmt))
+        if flt.valid_at is not None:
+            # notAfter is inclusive and a whole second (kit.time.expired)
+            stmt = stmt.where(Certificate.not_before <= flt.valid_at,
+                              Certificate.not_after >= flt.valid_at.replace(microsecond=0))
+        return await fetch(self.session, stmt, CERTIFICATE_ORDERS[flt.sort], page)
 
     async def usages(self, cert_ids: list[str]) -> dict[str, list[Usage]]:
         """Where each certificate is in use, in two queries whatever the number of ids."""
@@ -151,14 +225,21 @@ class CertificateRepository:
         for cert_id, service, domain, server_id in rows:
             out[cert_id].append(Usage("domain", service, f"{service}.{domain}", domain, server_id))
         servers = await self.session.execute(
-            select(Server.id, Server.hostname, Server.mail_certificate_id, Server.default_certificate_id).where(
-                or_(Server.mail_certificate_id.in_(cert_ids), Server.default_certificate_id.in_(cert_ids))
+            select(Server.id, Server.hostname, Server.mail_certificate_id, Server.webmail_certificate_id,
+                   Server.default_certificate_id).where(
+                or_(Server.mail_certificate_id.in_(cert_ids), Server.webmail_certificate_id.in_(cert_ids),
+                    Server.default_certificate_id.in_(cert_ids))
             )
         )
         for server in servers:
             if server.mail_certificate_id in out:
                 out[server.mail_certificate_id].append(
                     Usage("server-mail", "mail", server.hostname, None, server.id)
+                )
+            if server.webmail_certificate_id in out:
+                # The webmail default is presented for the host name: a replace must keep covering it.
+                out[server.webmail_certificate_id].append(
+                    Usage("server-webmail", "webmail", server.hostname, None, server.id)
                 )
             if server.default_certificate_id in out:
                 out[server.default_certificate_id].append(

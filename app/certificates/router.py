@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile, status
 
@@ -17,17 +17,24 @@ from app.certificates.schemas import (
     CertificateOut,
     CertificatePage,
     CertificateUpload,
+    CertificateUploadOut,
     SelfSignedCreate,
+    TrustOut,
     UsageOut,
 )
-from app.certificates.service import CertificateService, InvalidCursor, InvalidFilter
+from app.certificates.service import CertificateService, InvalidCursor, InvalidFilter, Stored
+from app.certificates.trust import Trust, upload_warnings
 from app.deps import Context, CurrentCaller, Session
+from app.idempotency.http import IDEMPOTENT, IdempotentRoute
 from app.kit import x509 as kx
 from app.kit.names import InvalidName, normalise_hostname
+from app.kit.time import utc_now
+from app.paging import PageParams
+from app.preconditions import IfMatch, tag
 from app.problems import Forbidden, NotFound, RuleViolation, responses
-from app.schemas import Instant, ModelResponse, Text
+from app.schemas import Instant, ModelResponse, Text, WarningOut
 
-router = APIRouter(prefix="/v1/certificates", tags=["certificates"])
+router = APIRouter(prefix="/v1/certificates", tags=["certificates"], route_class=IdempotentRoute)
 
 MATERIAL_ERRORS = (*errors.MATERIAL_ERRORS, MaterialBusy)
 
@@ -39,13 +46,13 @@ class InvalidHostname(RuleViolation):
 
 
 async def get_service(session: Session, ctx: Context) -> CertificateService:
-    return CertificateService(CertificateRepository(session), ctx.master_key)
+    return CertificateService(CertificateRepository(session), ctx.master_key, ctx.trust)
 
 
 Service = Annotated[CertificateService, Depends(get_service)]
 
 
-def to_out(cert: Certificate, usages: list[Usage]) -> CertificateOut:
+def to_out(cert: Certificate, usages: list[Usage], trust: Trust) -> CertificateOut:
     return CertificateOut(
         id=cert.id,
         name=cert.name,
@@ -60,7 +67,8 @@ def to_out(cert: Certificate, usages: list[Usage]) -> CertificateOut:
         key_type=cert.key_type,
         key_bits=cert.key_bits,
         self_signed=cert.self_signed,
-        trusted=cert.trusted,
+        trusted=trust.trusted,
+        trust=TrustOut(trusted=trust.trusted, reason=trust.reason, detail=trust.detail),
         chain_length=cert.chain_length,
         source=cert.source,
         revision=cert.revision,
@@ -73,8 +81,50 @@ def to_out(cert: Certificate, usages: list[Usage]) -> CertificateOut:
     )
 
 
-async def _one(service: CertificateService, cert: Certificate) -> CertificateOut:
-    return to_out(cert, (await service.usages_of([cert]))[cert.id])
+async def _one(service: CertificateService, cert: Certificate, response: Response | None = None,
+               created: bool = False) -> CertificateOut:
+    """The certificate as shown, its ETag on ``response`` (a new one also its Location)."""
+    if response is not None:
+        tag(response, service.etag(cert))
+        if created:
+            response.headers["Location"] = f"/v1/certificates/{cert.id}"
+    return to_out(cert, (await service.usages_of([cert]))[cert.id], (await service.trust_of([cert]))[cert.id])
+
+
+CHAIN_DIFFERS = (
+    "This certificate was already stored (same fingerprint) with another chain; the stored one is kept. "
+    "Replace its material with PUT /v1/certificates/{id} to serve the new chain."
+)
+
+
+async def _uploaded(service: CertificateService, stored: Stored, ctx) -> ModelResponse:
+    """201 with the new certificate, or 200 with the one the owner already had.
+
+    An identical upload is not an error (a panel retrying, or a user uploading the file they
+    already did): it answers like a successful creation whose result already existed, 200
+    with that certificate, ``already_existed: true`` and ``Content-Location`` naming it
+    (RFC 9110 section 8.7: the content is the current representation of that resource).
+    303 See Other (RFC 9110 section 15.4.4) would make every client fetch the certificate a
+    second time, and a 409 would make them handle an error for what is a success.
+    """
+    cert = stored.certificate
+    out = await _one(service, cert)
+    trust = Trust(out.trust.trusted, out.trust.reason, out.trust.detail)
+    warnings = [WarningOut(code=w.code, message=w.message)
+                for w in upload_warnings(cert, trust, utc_now(), ctx.settings.expiring_days)]
+    if stored.chain_differs:
+        warnings.append(WarningOut(code="chain_differs", message=CHAIN_DIFFERS.format(id=cert.id)))
+    body = CertificateUploadOut(**out.model_dump(), already_existed=stored.existed, warnings=warnings)
+    response = ModelResponse(body, status_code=200 if stored.existed else 201)
+    response.headers["Content-Location"] = f"/v1/certificates/{cert.id}"
+    if not stored.existed:
+        response.headers["Location"] = f"/v1/certificates/{cert.id}"
+    tag(response, service.etag(cert))
+    return response
+
+
+UPLOAD_RESPONSES = {200: {"model": CertificateUploadOut, "description": "The owner already had this certificate "
+                          "(same fingerprint): it is returned, nothing is stored."}}
 
 
 async def _read_pem(ctx: Context, body: CertificateMaterialIn) -> material.Material:
@@ -89,19 +139,28 @@ async def _read_pem(ctx: Context, body: CertificateMaterialIn) -> material.Mater
         raise errors.from_material_error(exc) from None
 
 
-@router.post("", operation_id="createCertificate", response_description="The certificate, stored",
-    summary="Upload a certificate and its key (PEM)", status_code=201, response_model=CertificateOut, responses=responses(*MATERIAL_ERRORS, Forbidden, UnknownAccount))
+@router.post("", operation_id="createCertificate", response_description="The certificate, stored (new)",
+    summary="Upload a certificate and its key (PEM)",
+    status_code=201, dependencies=[IDEMPOTENT], response_model=CertificateUploadOut,
+             responses={**responses(*MATERIAL_ERRORS, Forbidden, UnknownAccount), **UPLOAD_RESPONSES})
 async def upload_certificate(body: CertificateUpload, caller: CurrentCaller, service: Service, ctx: Context):
-    """Store a certificate with its private key (PEM). The key is encrypted and never returned."""
+    """Store a certificate with its private key (PEM). The key is encrypted and never returned.
+
+    201 with `warnings` (expired, expiring, untrusted, self-signed: accepted, as binding accepts
+    what clients merely warn about; an expired certificate cannot be bound). The same certificate
+    (same fingerprint) uploaded again by the same owner returns the existing one with 200 and
+    `already_existed: true`."""
     owner = caller.owner_for_new(body.account_id)
     mat = await _read_pem(ctx, body)
-    return await _one(service, await service.store(mat, account_id=owner, name=body.name, source="upload"))
+    return await _uploaded(service, await service.store_upload(mat, account_id=owner, name=body.name), ctx)
 
 
-@router.post("/import", operation_id="importCertificate", response_description="The certificate, stored",
+@router.post("/import", operation_id="importCertificate", response_description="The certificate, stored (new)",
     openapi_extra={"requestBody": {"content": {"multipart/form-data": {"example": {
         "certificate": ex.CERTIFICATE_PEM, "private_key": ex.PRIVATE_KEY_PEM, "name": "example.com 2026"}}}}},
-    summary="Import a certificate from files (PEM or PKCS#12)", status_code=201, response_model=CertificateOut, responses=responses(*MATERIAL_ERRORS, Forbidden, UnknownAccount))
+    summary="Import a certificate from files (PEM or PKCS#12)",
+    status_code=201, dependencies=[IDEMPOTENT], response_model=CertificateUploadOut,
+             responses={**responses(*MATERIAL_ERRORS, Forbidden, UnknownAccount), **UPLOAD_RESPONSES})
 async def import_certificate(
     caller: CurrentCaller,
     service: Service,
@@ -115,7 +174,10 @@ async def import_certificate(
     name: Annotated[Text | None, Form(max_length=200, description="A label for people.")] = None,
     account_id: Annotated[Text | None, Form(description="Admins only: the owning account (default: none).")] = None,
 ):
-    """Store a certificate from files: PEM files, or one PKCS#12 archive with its password."""
+    """Store a certificate from files: PEM files, or one PKCS#12 archive with its password.
+
+    Answers as the PEM upload does: 201 with `warnings`, or 200 with the owner's existing
+    certificate of the same fingerprint."""
     owner = caller.owner_for_new(account_id)
     try:
         if pkcs12 is not None:
@@ -131,12 +193,13 @@ async def import_certificate(
             raise errors.InvalidCertificate("send either `pkcs12`, or `certificate` and `private_key`")
     except kx.MaterialError as exc:
         raise errors.from_material_error(exc) from None
-    return await _one(service, await service.store(mat, account_id=owner, name=name, source="upload"))
+    return await _uploaded(service, await service.store_upload(mat, account_id=owner, name=name), ctx)
 
 
 @router.post("/self-signed", operation_id="createSelfSignedCertificate", response_description="The certificate, generated and stored",
-    summary="Generate a self-signed certificate", status_code=201, response_model=CertificateOut, responses=responses(InvalidHostname, Forbidden, UnknownAccount))
-async def create_self_signed(body: SelfSignedCreate, caller: CurrentCaller, service: Service):
+    summary="Generate a self-signed certificate",
+    status_code=201, dependencies=[IDEMPOTENT], response_model=CertificateOut, responses=responses(InvalidHostname, Forbidden, UnknownAccount))
+async def create_self_signed(body: SelfSignedCreate, caller: CurrentCaller, service: Service, response: Response):
     """Generate an ECDSA P-256 self-signed certificate for `names` (clients will warn)."""
     owner = caller.owner_for_new(body.account_id)
     try:
@@ -144,39 +207,66 @@ async def create_self_signed(body: SelfSignedCreate, caller: CurrentCaller, serv
     except InvalidName as exc:
         raise InvalidHostname(str(exc)) from None
     mat = material.self_signed(names, days=body.days)
-    return await _one(service, await service.store(mat, account_id=owner, name=body.name, source="self-signed"))
+    cert = await service.store(mat, account_id=owner, name=body.name, source="self-signed")
+    return await _one(service, cert, response, created=True)
 
 
 @router.get("", operation_id="listCertificates", response_description="A page of certificates",
-    summary="List certificates", response_model=CertificatePage, responses=responses(InvalidCursor, InvalidFilter))
+    summary="List certificates",
+    response_model=CertificatePage, responses=responses(InvalidCursor, InvalidFilter, NotFound))
 async def list_certificates(
     caller: CurrentCaller,
-    service: Service,
-    covers: Annotated[str | None, Query(description="Only certificates that cover this host name")] = None,
-    expires_before: Annotated[Instant | None, Query(description="Only those whose not_after is earlier")] = None,
-    account_id: Annotated[str | None, Query(description="Admins: only this account's")] = None,
-    limit: Annotated[int, Query(ge=1, le=500, description="At most this many certificates (1 to 500).")] = 50,
-    cursor: Annotated[str | None, Query(description="The previous page's `next_cursor`; absent for the first page.")] = None,
+    certificates: Service,
+    page: PageParams,
+    covers: Annotated[list[str] | None, Query(
+        description="Only certificates that cover this host name (RFC 9525 matching, one-label wildcards); "
+        "repeat it (`covers=a&covers=b`) for certificates that cover all of them.",
+        examples=["webmail.example.com"])] = None,
+    usable_for: Annotated[str | None, Query(
+        description="The certificate picker: only certificates that can serve this domain's `service` now: in "
+        "date, covering webmail.<domain> and/or mail.<domain>, and, when certpost knows the domain, of the "
+        "domain's account or the platform's (what a bind accepts). Expired certificates are never offered.",
+        examples=["example.com"])] = None,
+    service: Annotated[Literal["webmail", "mail", "both"] | None, Query(
+        description="With `usable_for`: the host names to cover (webmail.<d>, mail.<d>, or both; default both).",
+        examples=["both"])] = None,
+    expires_before: Annotated[Instant | None, Query(
+        description="Only those whose `not_after` is earlier than this time (RFC 3339; UTC when no offset).")] = None,
+    account_id: Annotated[str | None, Query(
+        description="Only this account's certificates. A customer sees only its own account's whatever it "
+        "names here (another account: an empty list).")] = None,
+    sort: Annotated[Literal["created_at", "not_after", "-not_after"], Query(
+        description="Order: created_at (oldest first, the default), not_after (soonest expiry first) or "
+        "-not_after (latest expiry first); ties by id. A cursor is valid for the order it came from.",
+        examples=["-not_after"])] = "created_at",
 ):
-    """Certificates the caller may see, newest first, with their bindings. Filter by a name they cover (`covers`), by expiry (`expires_before`) and, for admins, by account. Cursor-paginated: pass `next_cursor` back as `cursor`."""
-    page = await service.list(
+    """Certificates the caller may see, in the chosen order (`sort`), each with where it is bound and
+    whether it is trusted now. Filter by names they cover (`covers`), by what can serve a domain now
+    (`usable_for`, the certificate picker), by expiry (`expires_before`) and by account. A customer
+    sees its own account's certificates only. Cursor-paginated: pass `next_cursor` back as `cursor`."""
+    found = await certificates.list(
         caller,
-        covers_name=covers,
+        covers_names=covers,
+        usable_for=usable_for,
+        service=service,
         expires_before=expires_before,
         account_id=account_id,
-        limit=limit,
-        cursor=cursor,
+        sort=sort,
+        page=page,
     )
     return ModelResponse(CertificatePage(
-        items=[to_out(c, page.usages[c.id]) for c in page.items], next_cursor=page.next_cursor
+        items=[to_out(c, found.usages[c.id], found.trust[c.id]) for c in found.items], next_cursor=found.next_cursor,
+        total=found.total,
     ))
 
 
 @router.get("/{certificate_id}", operation_id="getCertificate", response_description="The certificate",
-    summary="Get a certificate", response_model=CertificateOut, responses=responses(NotFound))
-async def get_certificate(certificate_id: str, caller: CurrentCaller, service: Service):
-    """One certificate: subject, names, validity, key, trust and where it is bound. Never the private key."""
-    return await _one(service, await service.get_visible(caller, certificate_id))
+    summary="Get a certificate",
+    response_model=CertificateOut, responses=responses(NotFound))
+async def get_certificate(certificate_id: str, caller: CurrentCaller, service: Service, response: Response):
+    """One certificate: subject, names, validity, key, trust and where it is bound, with its `ETag`
+    for a later `If-Match`. Never the private key."""
+    return await _one(service, await service.get_visible(caller, certificate_id), response)
 
 
 @router.put(
@@ -184,19 +274,22 @@ async def get_certificate(certificate_id: str, caller: CurrentCaller, service: S
     summary="Replace a certificate's material",
     response_model=CertificateOut,
     responses=responses(NotFound, errors.HostnameNotCovered, errors.CertificateExpired, errors.CertificateServerWide,
-                        errors.CertificateNotYetValid, *MATERIAL_ERRORS),
+                        errors.CertificateNotYetValid, errors.CertificateExists, *MATERIAL_ERRORS),
 )
-async def replace_certificate(certificate_id: str, body: CertificateMaterialIn, caller: CurrentCaller, service: Service, ctx: Context):
+async def replace_certificate(certificate_id: str, body: CertificateMaterialIn, caller: CurrentCaller, service: Service,
+                              ctx: Context, expected: IfMatch, response: Response):
     """Replace the material (certificate and key). Bindings stay; `revision` goes up; servers redeploy."""
     await service.get_visible(caller, certificate_id)
     mat = await _read_pem(ctx, body)
-    return await _one(service, await service.replace(caller, certificate_id, mat, body.name))
+    return await _one(service, await service.replace(caller, certificate_id, mat, body.name, expected), response)
 
 
 @router.delete("/{certificate_id}", operation_id="deleteCertificate", response_description="Deleted",
-    summary="Delete a certificate", status_code=204, responses=responses(NotFound, errors.CertificateInUse))
-async def delete_certificate(certificate_id: str, caller: CurrentCaller, service: Service):
-    """Delete a certificate and its key. Refused while it is bound anywhere (409 `certificate_in_use`, with `bindings`)."""
-    await service.delete(caller, certificate_id)
+    summary="Delete a certificate",
+    status_code=204, responses=responses(NotFound, errors.CertificateInUse))
+async def delete_certificate(certificate_id: str, caller: CurrentCaller, service: Service, expected: IfMatch):
+    """Delete a certificate and its key. Refused while it is bound anywhere (409 `certificate_in_use`,
+    with `bindings`); with `If-Match`, only while it is still in that state (412 otherwise)."""
+    await service.delete(caller, certificate_id, expected)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -6,7 +6,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app import examples as ex
-from app.schemas import PemText, Strict
+from app.paging import Page
+from app.schemas import PemText, Strict, WarningOut
 
 PEM_MAX = 256 * 1024
 
@@ -51,9 +52,10 @@ class SelfSignedCreate(Strict):
 
 
 class UsageOut(BaseModel):
-    kind: Literal["domain", "server-mail", "server-default"] = Field(
+    kind: Literal["domain", "server-mail", "server-webmail", "server-default"] = Field(
         description="`domain`: bound to a domain's service; `server-mail`: a server's server-wide mail "
-        "certificate; `server-default`: a server's default certificate.", examples=["domain"])
+        "certificate; `server-webmail`: a server's webmail default; `server-default`: a server's default "
+        "certificate.", examples=["domain"])
     service: Literal["webmail", "mail"] = Field(description="The service it serves.", examples=["mail"])
     hostname: str = Field(description="The name it serves.", examples=["mail.example.com"])
     domain: str | None = Field(None, description="With `domain`: the domain.", examples=[ex.DOMAIN])
@@ -64,12 +66,40 @@ CERTIFICATE_EXAMPLE = {
     "id": ex.CERTIFICATE_ID, "name": "example.com 2026", "account_id": ex.ACCOUNT_ID, "subject": ex.SUBJECT,
     "issuer": ex.SUBJECT, "serial": ex.SERIAL, "sans": ex.SANS, "not_before": ex.NOT_BEFORE,
     "not_after": ex.NOT_AFTER, "fingerprint_sha256": ex.FINGERPRINT, "key_type": "ec-p256", "key_bits": 256,
-    "self_signed": True, "trusted": False, "chain_length": 1, "source": "upload", "revision": 1,
+    "self_signed": True, "trusted": False,
+    "trust": {"trusted": False, "reason": "self_signed", "detail": "the certificate is self-signed"},
+    "chain_length": 1, "source": "upload", "revision": 1,
     "bindings": [{"kind": "domain", "service": "mail", "hostname": "mail.example.com", "domain": ex.DOMAIN,
                   "server_id": None}],
     "renewal_at": None, "renewal_status": None, "renewal_error": None,
     "created_at": ex.CREATED, "updated_at": ex.UPDATED,
 }
+
+
+TrustReason = Literal[
+    "self_signed", "unknown_issuer", "name_constraints", "issuer_expired", "no_subject_alt_name",
+    "invalid_chain", "expired", "not_yet_valid",
+]
+
+
+class TrustOut(BaseModel):
+    trusted: bool = Field(
+        description="A client would accept the certificate now: the chain builds to a root of the current trust "
+        "store (Mozilla's and CERTPOST_TRUST_BUNDLE) for the certificate's own names, and it is in date.",
+        examples=[False],
+    )
+    reason: TrustReason | None = Field(
+        description="Why not (null when trusted): self_signed; unknown_issuer (an intermediate missing, or a root "
+        "the trust store does not hold); name_constraints (an issuer's nameConstraints exclude its names); "
+        "issuer_expired; no_subject_alt_name; invalid_chain (another refusal of the path validation); "
+        "expired; not_yet_valid. Chain reasons come before time ones.",
+        examples=["unknown_issuer"],
+    )
+    detail: str | None = Field(
+        description="The reason in words, for people.",
+        examples=[("no path to a trusted root from issuer CN=Example Issuing CA: an intermediate is missing, "
+                   "or the root is not in the trust store")],
+    )
 
 
 class CertificateOut(BaseModel):
@@ -89,8 +119,11 @@ class CertificateOut(BaseModel):
     key_type: str = Field(description="rsa, ec-p256, ec-p384, ec-p521 or ed25519", examples=["ec-p256"])
     key_bits: int = Field(description="Key size in bits.", examples=[256])
     self_signed: bool = Field(description="Issued by itself.", examples=[False])
-    trusted: bool = Field(description="The chain verifies to a trusted root for the certificate's own names.",
-                          examples=[True])
+    trusted: bool = Field(
+        description="Same as `trust.trusted`: judged against the current trust store when read, not frozen at upload.",
+        examples=[True],
+    )
+    trust: TrustOut = Field(description="Whether a client would trust the certificate now, and why not.")
     chain_length: int = Field(description="Certificates stored, leaf included.", examples=[2])
     source: Literal["upload", "self-signed", "acme"] = Field(description="How it came: uploaded, generated "
                                                              "self-signed, or issued over ACME.", examples=["upload"])
@@ -106,10 +139,30 @@ class CertificateOut(BaseModel):
     updated_at: datetime = Field(description="When it last changed (UTC).", examples=[ex.UPDATED])
 
 
-class CertificatePage(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [CERTIFICATE_EXAMPLE],
-                                                               "next_cursor": ex.CURSOR}]})
+SELF_SIGNED_WARNING = {"code": "self_signed", "message": "The certificate is self-signed: every client will warn."}
 
-    items: list[CertificateOut] = Field(description="This page's certificates, newest first.")
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.",
-                                    examples=[ex.CURSOR])
+
+class CertificateUploadOut(CertificateOut):
+    """A stored certificate as an upload answers it: new (201) or the identical one already stored (200)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{**CERTIFICATE_EXAMPLE, "already_existed": False,
+                                                               "warnings": [SELF_SIGNED_WARNING]}]})
+
+    already_existed: bool = Field(
+        description="True when the owner already had this certificate (same SHA-256 fingerprint): the existing "
+        "one is returned with 200 and nothing is stored; false with 201 for a new certificate.",
+        examples=[False],
+    )
+    warnings: list[WarningOut] = Field(
+        description="What clients would warn about, with the codes binding uses: self_signed, "
+        "certificate_untrusted, certificate_expired, certificate_not_yet_valid, certificate_expiring (under "
+        "CERTPOST_EXPIRING_DAYS); and chain_differs when an identical certificate was returned that is stored "
+        "with another chain.",
+        examples=[[{"code": "certificate_expiring", "message": "The certificate expires in 12 days (2026-12-13)."}]],
+    )
+
+
+class CertificatePage(Page[CertificateOut]):
+    """A page of certificates, oldest first."""
+
+    model_config = ex.page(CERTIFICATE_EXAMPLE, ex.CURSOR)

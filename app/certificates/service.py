@@ -18,26 +18,31 @@ from app.certificates import errors
 from app.certificates.material import Material
 from app.certificates.models import Certificate, CertificateName
 from app.certificates.repository import (
+    SORTS,
     CertificateFilter,
     CertificateRepository,
     Usage,
-    decode_cursor,
-    encode_cursor,
 )
+from app.certificates.trust import Trust, trust_of
 from app.db import new_id
 from app.deployments.outbox import servers_changed
+from app.domains.rules import service_hostname
 from app.kit import x509 as kx
 from app.kit.coverage import candidate_sans, covers
 from app.kit.crypto import MasterKey
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.time import expired, utc_now
+from app.kit.trust import TrustStore
+from app.paging import InvalidCursor, PageRequest
+from app.preconditions import NONE as NO_PRECONDITION
+from app.preconditions import Precondition, certificate_tag
 from app.problems import NotFound, RuleViolation
 
+__all__ = ["CertificateService", "InvalidCursor", "InvalidFilter", "Page"]
 
-class InvalidCursor(RuleViolation):
-    """The `cursor` is not one this API returned (or it was altered); start again without it."""
-
-    code, title = "invalid_cursor", "The pagination cursor is not valid"
+SERVICES = {"webmail": ("webmail",), "mail": ("mail",), "both": ("webmail", "mail")}
+"""``service=`` of the picker: the services whose host names (domains.rules.service_hostname)
+the certificate must cover."""
 
 
 class InvalidFilter(RuleViolation):
@@ -51,6 +56,17 @@ class Page:
     items: list[Certificate]
     usages: dict[str, list[Usage]]
     next_cursor: str | None
+    total: int | None
+    trust: dict[str, Trust]
+
+
+@dataclass
+class Stored:
+    """An upload's outcome: the row, and whether it was there before (an identical upload)."""
+
+    certificate: Certificate
+    existed: bool
+    chain_differs: bool = False
 
 
 def _dn(name: x509.Name) -> str:
@@ -58,9 +74,10 @@ def _dn(name: x509.Name) -> str:
 
 
 class CertificateService:
-    def __init__(self, repo: CertificateRepository, master_key: MasterKey):
+    def __init__(self, repo: CertificateRepository, master_key: MasterKey, trust: TrustStore | None = None):
         self.repo = repo
         self.master_key = master_key
+        self.trust = trust  # the current trust store; needed by reads that show ``trust``
 
     # -- creation -------------------------------------------------------------------------
     def _fill(self, cert: Certificate, material: Material) -> None:
@@ -77,7 +94,10 @@ class CertificateService:
         cert.key_type = kx.key_type_label(info)
         cert.key_bits = info.key_bits
         cert.self_signed = material.self_signed
-        cert.trusted = material.trusted
+        cert.trusted = material.trust.trusted
+        cert.trust_reason = material.trust.reason
+        cert.trust_detail = material.trust.detail
+        cert.trust_store = material.trust_store
         cert.chain_length = 1 + len(material.chain)
         cert.certificate_pem = material.certificate_pem
         cert.chain_pem = material.chain_pem
@@ -95,48 +115,102 @@ class CertificateService:
         await self.repo.add(cert)
         return cert
 
+    async def store_upload(self, material: Material, *, account_id: str | None, name: str | None) -> Stored:
+        """Store uploaded material, or return the owner's certificate with the same fingerprint.
+
+        The same fingerprint is the same certificate, hence the same public key; a key that
+        does not match it was refused while reading (``key_mismatch``), so "the same certificate
+        with another key" cannot reach this point. The existing row is returned as it is: its
+        name stays, and a different chain is reported (``chain_differs``), not applied (replace
+        the material with ``PUT`` for that). Concurrent identical uploads make one row
+        (``CertificateRepository.add_unless_present``).
+        """
+        existing = await self.repo.by_owner_fingerprint(account_id, material.fingerprint)
+        if existing is None:
+            cert = Certificate(id=new_id(), account_id=account_id, name=name, source="upload", revision=1)
+            self._fill(cert, material)
+            stored = await self.repo.add_unless_present(cert)
+            if stored is not None:
+                return Stored(stored, existed=False)
+            existing = await self.repo.by_owner_fingerprint(account_id, material.fingerprint)
+            if existing is None:  # inserted and deleted by others meanwhile: vanishingly rare
+                raise errors.CertificateExists("an identical certificate was being uploaded and deleted; retry")
+        return Stored(existing, existed=True, chain_differs=(existing.chain_pem or "") != material.chain_pem)
+
     # -- reads ----------------------------------------------------------------------------
     async def get_visible(self, caller: Caller, cert_id: str) -> Certificate:
         return caller.visible(await self.repo.get(cert_id), "certificate")
 
+    @staticmethod
+    def etag(cert: Certificate) -> str:
+        """The certificate's entity tag, from a row loaded (or reloaded) in this transaction."""
+        return certificate_tag(cert.id, cert.version)
+
     async def usages_of(self, certs: list[Certificate]) -> dict[str, list[Usage]]:
         return await self.repo.usages([c.id for c in certs])
+
+    async def trust_of(self, certs) -> dict[str, Trust]:
+        """Trust now against the current store (app.certificates.trust), batched for a page."""
+        return await trust_of(self.repo, self.trust, certs, utc_now())
 
     async def list(
         self,
         caller: Caller,
         *,
-        covers_name: str | None,
-        expires_before: datetime | None,
-        account_id: str | None,
-        limit: int,
-        cursor: str | None,
+        covers_names: list[str] | None = None,
+        usable_for: str | None = None,
+        service: str | None = None,
+        expires_before: datetime | None = None,
+        account_id: str | None = None,
+        sort: str = "created_at",
+        page: PageRequest,
     ) -> Page:
-        after = None
-        if cursor:
-            after = decode_cursor(cursor)
-            if after is None:
-                raise InvalidCursor("the cursor is not one this API returned")
-        candidates = None
-        if covers_name is not None:
-            try:
-                candidates = candidate_sans(normalise_hostname(covers_name))
-            except InvalidName as exc:
-                raise InvalidFilter(f"covers: {exc}") from None
-        restrict = not caller.is_admin or account_id is not None
+        """One page; ``covers_names`` all covered; ``usable_for`` the picker (see ``_usable_for``)."""
+        if sort not in SORTS:
+            raise InvalidFilter(f"sort: one of {', '.join(SORTS)}")
+        covers_sets = [_candidates("covers", name) for name in covers_names or []]
+        valid_at = bindable = None
+        if usable_for is not None:
+            names, bindable = await self._usable_for(caller, usable_for, service or "both")
+            covers_sets += [_candidates("usable_for", n) for n in names]
+            valid_at = utc_now()
+        elif service is not None:
+            raise InvalidFilter("service: only with usable_for")
         flt = CertificateFilter(
-            account_id=caller.account_id if not caller.is_admin else account_id,
-            restrict_to_account=restrict,
-            covers=candidates,
+            visible=caller.visible_rows(Certificate.account_id, requested=account_id),
+            covers=tuple(tuple(c) for c in covers_sets),
             expires_before=expires_before,
+            valid_at=valid_at,
+            bindable_for_account=bindable,
+            sort=sort,
         )
-        rows = await self.repo.list(flt, limit + 1, after)
-        next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
-        rows = rows[:limit]
-        return Page(rows, await self.usages_of(rows), next_cursor)
+        window = await self.repo.list(flt, page)
+        return Page(window.rows, await self.usages_of(window.rows), window.next_cursor, window.total,
+                    await self.trust_of(window.rows))
+
+    async def _usable_for(self, caller: Caller, domain: str, service: str) -> tuple[list[str], str | None]:
+        """The host names a certificate must cover to serve ``service`` of ``domain``, and the
+        account whose certificates it may bind (with the platform's).
+
+        When certpost knows the domain, only what a bind would accept is offered: the domain's
+        own account's certificates and the platform's (``certificate_account_mismatch``
+        otherwise), and the customer must see the domain (404 as for any other domain). An
+        unknown domain (a panel preparing one) is judged on coverage and dates alone.
+        """
+        if service not in SERVICES:
+            raise InvalidFilter(f"service: one of {', '.join(SERVICES)}")
+        try:
+            name = normalise_hostname(domain)
+        except InvalidName as exc:
+            raise InvalidFilter(f"usable_for: {exc}") from None
+        exists, owner = await self.repo.domain_account(name)
+        if exists and not caller.can_see(owner):
+            raise NotFound("domain not found")
+        return [service_hostname(s, name) for s in SERVICES[service]], owner if exists else None
 
     # -- changes --------------------------------------------------------------------------
-    async def replace(self, caller: Caller, cert_id: str, material: Material, name: str | None) -> Certificate:
+    async def replace(self, caller: Caller, cert_id: str, material: Material, name: str | None,
+                      expected: Precondition = NO_PRECONDITION) -> Certificate:
         """New material for the same certificate: bindings stay, ``revision`` goes up.
 
         The new certificate must still cover every host name it is bound to, and every server
@@ -145,6 +219,7 @@ class CertificateService:
         cert = await self.get_visible(caller, cert_id)
         if not await self.repo.lock(cert):  # serialised with binds of it: usages are final below
             raise NotFound("certificate not found")
+        expected.require(self.etag(cert))  # on the locked, reloaded row: app/preconditions.py
         usages = (await self.repo.usages([cert.id]))[cert.id]
         if not caller.is_admin and any(u.kind.startswith("server") for u in usages):
             # A server-wide certificate serves every domain on the server: only the platform
@@ -165,6 +240,11 @@ class CertificateService:
                     f"the new certificate does not cover {usage.hostname}, where this certificate is bound",
                     hostname=usage.hostname,
                 )
+        same = await self.repo.by_owner_fingerprint(cert.account_id, material.fingerprint)
+        if same is not None and same.id != cert.id:
+            raise errors.CertificateExists(
+                f"certificate {same.id} of the same owner already holds this material", certificate_id=same.id
+            )
         self._fill(cert, material)
         await self.repo.replace_names(cert.id, material.sans)
         # In SQL (revision = revision + 1), not from the value read above: concurrent replaces
@@ -172,8 +252,11 @@ class CertificateService:
         cert.revision = Certificate.revision + 1
         if name is not None:
             cert.name = name
-        await self.repo.session.flush()
-        await self.repo.session.refresh(cert, ["revision"])
+        try:
+            await self.repo.session.flush()
+        except IntegrityError:  # a concurrent upload of the same material won the unique index
+            raise errors.CertificateExists("a certificate of the same owner already holds this material") from None
+        await self.repo.session.refresh(cert, ["revision", "version"])
         await servers_changed(
             self.repo.session,
             [u.server_id for u in usages if u.server_id],
@@ -182,8 +265,12 @@ class CertificateService:
         )
         return cert
 
-    async def delete(self, caller: Caller, cert_id: str) -> None:
+    async def delete(self, caller: Caller, cert_id: str, expected: Precondition = NO_PRECONDITION) -> None:
         cert = await self.get_visible(caller, cert_id)
+        if expected.given:
+            if not await self.repo.lock(cert):
+                raise NotFound("certificate not found")
+            expected.require(self.etag(cert))
         usages = (await self.repo.usages([cert.id]))[cert.id]
         if usages:
             where = ", ".join(sorted({u.hostname or f"server {u.server_id} default" for u in usages}))
@@ -199,6 +286,13 @@ class CertificateService:
             raise errors.CertificateInUse(
                 "the certificate was bound by a concurrent request; remove that binding first"
             ) from None
+
+
+def _candidates(parameter: str, hostname: str) -> list[str]:
+    try:
+        return candidate_sans(normalise_hostname(hostname))
+    except InvalidName as exc:
+        raise InvalidFilter(f"{parameter}: {exc}") from None
 
 
 def _bound_names(usages) -> dict[str, list[str]]:

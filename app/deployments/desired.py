@@ -23,7 +23,9 @@ class DesiredConfig:
     generation: int
     server_hostname: str
     server_certificate: str  # fingerprint of the server-wide mail certificate
-    webmail_default: str  # fingerprint nginx presents for names without a binding
+    # Fingerprint nginx presents without SNI, for the host name and for webmail names without a
+    # binding: the server's chosen webmail certificate, else its server-wide mail certificate.
+    webmail_default: str
     mail: dict[str, str] = field(default_factory=dict)  # mail.<d> -> fingerprint
     webmail: dict[str, str] = field(default_factory=dict)  # webmail.<d> -> fingerprint
     certificate_ids: dict[str, str] = field(default_factory=dict)  # fingerprint -> certificate id
@@ -45,14 +47,15 @@ class DesiredConfig:
 
 
 async def load_desired(session: AsyncSession, server: Server) -> DesiredConfig:
+    webmail_default_id = server.webmail_default_id
     defaults = {
         c.id: c
         for c in await session.scalars(
-            select(Certificate).where(Certificate.id.in_({server.mail_certificate_id, server.default_certificate_id}))
+            select(Certificate).where(Certificate.id.in_({server.mail_certificate_id, webmail_default_id}))
         )
     }
     server_cert = defaults[server.mail_certificate_id]
-    default_cert = defaults[server.default_certificate_id]
+    default_cert = defaults[webmail_default_id]
     config = DesiredConfig(
         generation=server.desired_generation,
         server_hostname=server.hostname,
@@ -92,13 +95,13 @@ async def load_head(session: AsyncSession, server: Server) -> dict[str, str]:
     fps = dict(
         (await session.execute(
             select(Certificate.id, Certificate.fingerprint_sha256)
-            .where(Certificate.id.in_({server.mail_certificate_id, server.default_certificate_id}))
+            .where(Certificate.id.in_({server.mail_certificate_id, server.webmail_default_id}))
         )).all()
     )
     return {
         "server_hostname": server.hostname,
         "server_certificate": fps[server.mail_certificate_id],
-        "webmail_default": fps[server.default_certificate_id],
+        "webmail_default": fps[server.webmail_default_id],
     }
 
 

@@ -6,18 +6,19 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.deployments.models import Deployment, DeploymentAttempt
+from app.paging import Order, PageRequest, Window, fetch
+
+# Generations are unique per server, and every page is of one server.
+DEPLOYMENT_ORDER = Order("deployments", (Deployment.generation,), descending=True)
 
 
 class DeploymentRepository:
     def __init__(self, session: AsyncSession):
         self.session = session
 
-    async def for_server(self, server_id: str, limit: int, before_generation: int | None) -> list[Deployment]:
+    async def for_server(self, server_id: str, page: PageRequest) -> Window[Deployment]:
         stmt = select(Deployment).where(Deployment.server_id == server_id)
-        if before_generation is not None:
-            stmt = stmt.where(Deployment.generation < before_generation)
-        stmt = stmt.order_by(Deployment.generation.desc()).limit(limit)
-        return list(await self.session.scalars(stmt))
+        return await fetch(self.session, stmt, DEPLOYMENT_ORDER, page)
 
     async def get(self, server_id: str, deployment_id: str) -> Deployment | None:
         row = await self.session.get(Deployment, deployment_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Response
 
 from app.deployments.desired import load_desired
 from app.deployments.models import Deployment
@@ -17,19 +17,24 @@ from app.deployments.schemas import (
     DeploymentPage,
     DesiredConfigOut,
 )
+from app.deployments.service import DeploymentService
 from app.deps import Admin, Session
+from app.paging import InvalidCursor, PageParams
 from app.problems import Forbidden, NotFound, responses
-from app.schemas import MAX_INT32
 from app.servers.models import Server
 
 router = APIRouter(prefix="/v1/servers/{server_id}", tags=["deployments"])
 
 
+async def get_service(session: Session) -> DeploymentService:
+    return DeploymentService(session)
+
+
+Deployments = Annotated[DeploymentService, Depends(get_service)]
+
+
 async def _server(session, server_id: str) -> Server:
-    server = await session.get(Server, server_id)
-    if server is None:
-        raise NotFound("server not found")
-    return server
+    return await DeploymentService(session).server(server_id)
 
 
 def _out(row: Deployment) -> DeploymentOut:
@@ -44,15 +49,12 @@ def _out(row: Deployment) -> DeploymentOut:
 
 
 @router.get("/deployments", operation_id="listDeployments", response_description="A page of deployments",
-    summary="List a server's deployments", response_model=DeploymentPage, responses=responses(Forbidden, NotFound))
-async def list_deployments(server_id: str, _admin: Admin, session: Session,
-                           limit: Annotated[int, Query(ge=1, le=500, description="At most this many deployments (1 to 500).")] = 50,
-                           before_generation: Annotated[int | None, Query(ge=1, le=MAX_INT32, description="Only generations below this one: the previous page's `next_cursor`.")] = None):
-    """Deployments of this server, newest generation first."""
-    await _server(session, server_id)
-    rows = await DeploymentRepository(session).for_server(server_id, limit + 1, before_generation)
-    next_cursor = rows[limit - 1].generation if len(rows) > limit else None
-    return DeploymentPage(items=[_out(r) for r in rows[:limit]], next_cursor=next_cursor)
+    summary="List a server's deployments",
+    response_model=DeploymentPage, responses=responses(Forbidden, NotFound, InvalidCursor))
+async def list_deployments(server_id: str, _admin: Admin, deployments: Deployments, page: PageParams):
+    """Deployments of this server, newest generation first. No filters."""
+    window = await deployments.list(server_id, page)
+    return DeploymentPage.of(window, [_out(r) for r in window.rows])
 
 
 @router.get("/deployments/{deployment_id}", operation_id="getDeployment", response_description="The deployment with its attempts",
@@ -69,8 +71,9 @@ async def get_deployment(server_id: str, deployment_id: str, _admin: Admin, sess
 
 
 @router.post("/deployments", operation_id="createDeployment", response_description="The new deployment, queued for the agent",
-    summary="Push the server's configuration again now", status_code=202, response_model=DeploymentOut, responses=responses(Forbidden, NotFound))
-async def push_now(server_id: str, _admin: Admin, session: Session):
+    summary="Push the server's configuration again now",
+    status_code=202, response_model=DeploymentOut, responses=responses(Forbidden, NotFound))
+async def push_now(server_id: str, _admin: Admin, session: Session, response: Response):
     """Push the server's current configuration again now, as a new generation.
 
     A new generation (rather than re-sending the old one, which the agent would treat as a
@@ -78,7 +81,9 @@ async def push_now(server_id: str, _admin: Admin, session: Session):
     """
     await _server(session, server_id)
     await servers_changed(session, [server_id], "push requested", names={})
-    return _out(await DeploymentRepository(session).latest(server_id))
+    row = await DeploymentRepository(session).latest(server_id)
+    response.headers["Location"] = f"/v1/servers/{server_id}/deployments/{row.id}"
+    return _out(row)
 
 
 @router.get("/config", operation_id="getServerConfig", response_description="The desired configuration",

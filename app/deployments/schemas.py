@@ -6,6 +6,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app import examples as ex
+from app.paging import Page
 
 
 class AttemptOut(BaseModel):
@@ -73,11 +74,10 @@ class DeploymentDetail(DeploymentOut):
     history: list[AttemptOut] = Field(description="Every push attempt, oldest first.")
 
 
-class DeploymentPage(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [DEPLOYMENT_EXAMPLE], "next_cursor": 41}]})
+class DeploymentPage(Page[DeploymentOut]):
+    """A page of a server's deployments, newest generation first."""
 
-    items: list[DeploymentOut] = Field(description="This page's deployments, newest generation first.")
-    next_cursor: int | None = Field(description="Pass as `before_generation` for older deployments.", examples=[41])
+    model_config = ex.page(DEPLOYMENT_EXAMPLE, ex.cursor("deployments", 41))
 
 
 class DesiredConfigOut(BaseModel):

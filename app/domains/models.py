@@ -6,6 +6,7 @@ from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, IdMixin, TimestampMixin
+from app.versioning import version_column
 
 SERVICES = ("webmail", "mail")
 
@@ -33,3 +34,4 @@ class Binding(IdMixin, TimestampMixin, Base):
     certificate_id: Mapped[str] = mapped_column(
         ForeignKey("certificates.id", ondelete="RESTRICT"), index=True
     )
+    version: Mapped[int] = version_column()  # every change of the row (app/versioning.py): the ETag

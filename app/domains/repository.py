@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -17,7 +17,10 @@ from app.certificates.repository import PRESENTED_COLUMNS
 from app.db import new_id
 from app.deployments.models import Deployment
 from app.domains.models import Binding, Domain
+from app.paging import Order, PageRequest, Window, fetch
 from app.servers.models import Server
+
+DOMAIN_ORDER = Order("domains", (Domain.name,))  # names are unique
 
 
 class BindingWrite(NamedTuple):
@@ -36,7 +39,7 @@ class ServerFacts:
     desired_generation: int
     applied_generation: int
     mail_certificate_id: str
-    default_certificate_id: str
+    webmail_default_id: str  # Server.webmail_default_id: what an unbound webmail name presents
     mail_certificate_count: int
 
 
@@ -64,6 +67,7 @@ class DomainFacts:
     presented: dict[str, CertificateFacts]  # per service: its binding's certificate, else the default
     bound: dict[str, bool]  # per service: whether a binding chose the certificate
     server_certificate: CertificateFacts  # the server-wide mail certificate
+    binding_rows: dict = field(default_factory=dict)  # per service: (binding id, version) or None
 
 
 def _facts_statement():
@@ -73,15 +77,16 @@ def _facts_statement():
     return (
         select(Domain.id, Domain.name, Domain.account_id, Server.id, Server.hostname, Server.software,
                Server.agent_url, Server.desired_generation, Server.applied_generation,
-               Server.mail_certificate_id, Server.default_certificate_id, Server.mail_certificate_count,
+               Server.mail_certificate_id, Server.webmail_default_id, Server.mail_certificate_count,
                Deployment.failed_names, webmail.id, mail.id,
-               *(getattr(cert, c.key) for cert in presented for c in PRESENTED_COLUMNS))
+               *(getattr(cert, c.key) for cert in presented for c in PRESENTED_COLUMNS),
+               webmail.version, mail.version)
         .join(Server, Server.id == Domain.server_id)
         .outerjoin(Deployment, and_(Deployment.server_id == Server.id,
                                     Deployment.generation == Server.applied_generation))
         .outerjoin(webmail, and_(webmail.domain_id == Domain.id, webmail.service == "webmail"))
         .outerjoin(mail, and_(mail.domain_id == Domain.id, mail.service == "mail"))
-        .join(presented[0], presented[0].id == func.coalesce(webmail.certificate_id, Server.default_certificate_id))
+        .join(presented[0], presented[0].id == func.coalesce(webmail.certificate_id, Server.webmail_default_id))
         .join(presented[1], presented[1].id == func.coalesce(mail.certificate_id, Server.mail_certificate_id))
         .join(presented[2], presented[2].id == Server.mail_certificate_id)
         .where(Domain.name == bindparam("name"))
@@ -116,18 +121,17 @@ class DomainRepository:
             presented={"webmail": certs[0], "mail": certs[1]},
             bound={"webmail": row[13] is not None, "mail": row[14] is not None},
             server_certificate=certs[2],
+            binding_rows={"webmail": (row[13], row[-2]) if row[13] is not None else None,
+                          "mail": (row[14], row[-1]) if row[14] is not None else None},
         )
 
-    async def list(self, account_id: str | None, server_id: str | None, limit: int, after: str | None) -> list:
-        """One page of (id, name, server_id, account_id, created_at) rows, in name order."""
-        stmt = select(Domain.id, Domain.name, Domain.server_id, Domain.account_id, Domain.created_at)
-        if account_id is not None:
-            stmt = stmt.where(Domain.account_id == account_id)
+    async def list(self, visible: Any, server_id: str | None, page: PageRequest) -> Window:
+        """One page of (id, name, server_id, account_id, created_at) rows, in name order
+        (``visible``: ``Caller.visible_rows`` on the domain's account)."""
+        stmt = select(Domain.id, Domain.name, Domain.server_id, Domain.account_id, Domain.created_at).where(visible)
         if server_id is not None:
             stmt = stmt.where(Domain.server_id == server_id)
-        if after is not None:
-            stmt = stmt.where(Domain.name > after)
-        return list(await self.session.execute(stmt.order_by(Domain.name).limit(limit)))
+        return await fetch(self.session, stmt, DOMAIN_ORDER, page)
 
     async def bindings(self, domain_id: str) -> dict[str, Binding]:
         rows = await self.session.scalars(select(Binding).where(Binding.domain_id == domain_id))
@@ -177,6 +181,13 @@ class DomainRepository:
             if await self.session.scalar(select(Binding.id).where(*key)) is not None:
                 return BindingWrite("unchanged", certificate_id)
         raise RuntimeError("the binding kept changing under a concurrent writer")
+
+    async def binding_rows(self, domain_id: str) -> dict[str, tuple[str, int]]:
+        """Per bound service, the binding's (id, version): what its entity tag is made of."""
+        rows = await self.session.execute(
+            select(Binding.service, Binding.id, Binding.version).where(Binding.domain_id == domain_id)
+        )
+        return {service: (row_id, version) for service, row_id, version in rows}
 
     async def delete_domain(self, domain_id: str) -> bool:
         """Delete (its bindings go by ON DELETE CASCADE); True only for the statement that did."""

@@ -37,14 +37,17 @@ from app.domains.service import (
     SniUnsupported,
     UnknownServer,
 )
+from app.idempotency.http import IDEMPOTENT, IdempotentRoute
 from app.kit.coverage import covers
 from app.kit.time import utc_now
+from app.paging import InvalidCursor, PageParams
+from app.preconditions import IfMatch, binding_tag, bindings_tag, domain_tag, tag
 from app.problems import Forbidden, NotFound, responses
 from app.schemas import ModelResponse, WarningOut
 from app.servers.router import capacity_warnings
 from app.servers.software import capabilities
 
-router = APIRouter(prefix="/v1/domains", tags=["domains"])
+router = APIRouter(prefix="/v1/domains", tags=["domains"], route_class=IdempotentRoute)
 
 
 async def get_service(session: Session, ctx: Context) -> DomainService:
@@ -80,53 +83,86 @@ def binding_out(domain: str, eff: Effective, deployment: rules.NameDeployment | 
 
 
 @router.post("", operation_id="createDomain", response_description="The domain, added",
-    summary="Add a hosted domain", status_code=201, response_model=DomainOut,
+    summary="Add a hosted domain",
+    status_code=201, response_model=DomainOut, dependencies=[IDEMPOTENT],
              responses=responses(Forbidden, InvalidDomainName, DomainExists, UnknownServer, UnknownAccount))
-async def create_domain(body: DomainCreate, _admin: Admin, domains: Domains):
-    """Add a domain hosted on a server for an account. Its webmail and mail start on the server's default certificates. Admin only."""
-    return domain_out(await domains.create(body.name, body.server_id, body.account_id))
+async def create_domain(body: DomainCreate, _admin: Admin, domains: Domains, response: Response):
+    """Add a domain hosted on a server for an account. Its webmail and mail start on the server's
+    default certificates. Admin only."""
+    domain = await domains.create(body.name, body.server_id, body.account_id)
+    response.headers["Location"] = f"/v1/domains/{domain.name}"
+    tag(response, domain_tag(domain.id))
+    return domain_out(domain)
 
 
 @router.get("", operation_id="listDomains", response_description="A page of domains",
-    summary="List hosted domains", response_model=DomainPage)
+    summary="List hosted domains",
+    response_model=DomainPage, responses=responses(InvalidCursor))
 async def list_domains(
     caller: CurrentCaller,
     domains: Domains,
-    server_id: Annotated[str | None, Query(description="Only the domains of this server")] = None,
-    account_id: Annotated[str | None, Query(description="Admins: only this account's")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many domains (1 to 1000).")] = 100,
-    cursor: Annotated[str | None, Query(description="The last name of the previous page")] = None,
+    page: PageParams,
+    server_id: Annotated[str | None, Query(description="Only the domains hosted on this server.")] = None,
+    account_id: Annotated[str | None, Query(
+        description="Only this account's domains. A customer sees only its own account's whatever it "
+        "names here (another account: an empty list).")] = None,
 ):
-    """Domains by name, the caller's own for a customer; filter by server and (admins) account. Pass `next_cursor` back as `cursor` for the next page."""
-    account = account_id if caller.is_admin else caller.account_id
-    rows = await domains.repo.list(account, server_id, limit + 1, cursor)
-    next_cursor = rows[limit - 1].name if len(rows) > limit else None
-    return ModelResponse(DomainPage(items=[domain_out(d) for d in rows[:limit]], next_cursor=next_cursor))
+    """Domains in name order (A-labels, so `xn--` names sort by their ASCII form); filter by server
+    and account. A customer sees its own account's domains only. Pass `next_cursor` back as
+    `cursor` for the next page."""
+    window = await domains.list(caller, server_id=server_id, account_id=account_id, page=page)
+    return ModelResponse(DomainPage.of(window, [domain_out(d) for d in window.rows]))
 
 
 @router.get("/{name}", operation_id="getDomain", response_description="The domain",
-    summary="Get a hosted domain", response_model=DomainOut, responses=responses(NotFound))
-async def get_domain(name: str, caller: CurrentCaller, domains: Domains):
-    """One domain: its server and account."""
-    return domain_out(await domains.get_visible(caller, name))
+    summary="Get a hosted domain",
+    response_model=DomainOut, responses=responses(NotFound))
+async def get_domain(name: str, caller: CurrentCaller, domains: Domains, response: Response):
+    """One domain: its server and account, with its `ETag` for a later `If-Match`."""
+    domain = await domains.get_visible(caller, name)
+    tag(response, domain_tag(domain.id))
+    return domain_out(domain)
 
 
 @router.delete("/{name}", operation_id="deleteDomain", response_description="Deleted",
-    summary="Delete a hosted domain", status_code=204, responses=responses(Forbidden, NotFound))
-async def delete_domain(name: str, admin: Admin, domains: Domains):
-    """Delete a domain and its bindings; its server redeploys without it. Admin only."""
-    await domains.delete(admin, name)
+    summary="Delete a hosted domain",
+    status_code=204, responses=responses(Forbidden, NotFound))
+async def delete_domain(name: str, admin: Admin, domains: Domains, expected: IfMatch):
+    """Delete a domain and its bindings; its server redeploys without it. Admin only. With
+    `If-Match`, only while the domain is still in that state (412 otherwise)."""
+    await domains.delete(admin, name, expected)
     return Response(status_code=204)
 
 
 @router.get("/{name}/bindings", operation_id="getDomainBindings", response_description="What each service serves",
     summary="Get the certificates bound to a domain", response_model=BindingsOut, responses=responses(NotFound))
 async def get_bindings(name: str, caller: CurrentCaller, domains: Domains):
-    """Which certificate each service (webmail, mail) uses: its own binding or the server's default, with warnings and whether the server serves it yet."""
+    """Which certificate each service (webmail, mail) uses: its own binding or the server's default,
+    with warnings and whether the server serves it yet; with the document's `ETag` (an `If-Match`
+    for either service's write)."""
     status = await domains.status(caller, name)
     states = domains.deployments(status)
     name = status.domain.name
-    return ModelResponse(BindingsOut(domain=name, **{s: binding_out(name, e, states[s]) for s, e in status.effective.items()}))
+    response = ModelResponse(
+        BindingsOut(domain=name, **{s: binding_out(name, e, states[s]) for s, e in status.effective.items()}))
+    tag(response, bindings_tag(status.domain.id, status.domain.binding_rows))
+    return response
+
+
+@router.get("/{name}/bindings/{service}", response_model=BindingOut, responses=responses(NotFound),
+            operation_id="getBinding", summary="Get one service's binding",
+            response_description="The service's binding, with its `ETag`",
+            description="The certificate the domain's webmail (`webmail.<domain>`) or mail (`mail.<domain>`) "
+            "presents, why (`source`), its warnings and deployment state, with the binding's `ETag`: "
+            "send it as `If-Match` on `PUT` or `DELETE` of the same binding so that a concurrent "
+            "change is refused (412 `precondition_failed`) instead of overwritten.")
+async def get_binding(name: str, service: Service, caller: CurrentCaller, domains: Domains):
+    status = await domains.status(caller, name)
+    state = domains.deployments(status)[service]
+    domain = status.domain
+    response = ModelResponse(binding_out(domain.name, status.effective[service], state))
+    tag(response, binding_tag(domain.id, service, domain.binding_rows.get(service)))
+    return response
 
 
 @router.put(
@@ -139,7 +175,7 @@ async def get_bindings(name: str, caller: CurrentCaller, domains: Domains):
                            SniUnsupported, CertificateAccountMismatch)},
 )
 async def put_binding(name: str, service: Service, body: BindingIn, caller: CurrentCaller, domains: Domains,
-                      response: Response):
+                      response: Response, expected: IfMatch):
     """Bind a certificate to the domain's webmail (`webmail.<d>`) or mail (`mail.<d>`).
 
     Refused when it does not cover the name, is out of date, or (mail) the server software has no
@@ -147,17 +183,21 @@ async def put_binding(name: str, service: Service, body: BindingIn, caller: Curr
     server-wide mail certificate is untrusted. 201 when the service had no binding before, else 200
     (concurrent first binds: one 201, the others 200).
     """
-    eff = await domains.bind(caller, name, service, body.certificate_id)
+    eff = await domains.bind(caller, name, service, body.certificate_id, expected)
+    domain = eff.hostname.split(".", 1)[1]
     if eff.created:
         response.status_code = 201
-    return binding_out(eff.hostname.split(".", 1)[1], eff)
+        response.headers["Location"] = f"/v1/domains/{domain}/bindings/{service}"
+    tag(response, eff.etag)
+    return binding_out(domain, eff)
 
 
 @router.delete("/{name}/bindings/{service}", operation_id="deleteBinding", response_description="Removed: the service serves the server's default again",
-    summary="Remove a domain's binding", status_code=204, responses=responses(NotFound))
-async def delete_binding(name: str, service: Service, caller: CurrentCaller, domains: Domains):
+    summary="Remove a domain's binding",
+    status_code=204, responses=responses(NotFound))
+async def delete_binding(name: str, service: Service, caller: CurrentCaller, domains: Domains, expected: IfMatch):
     """Return the service to the server's default certificate."""
-    await domains.unbind(caller, name, service)
+    await domains.unbind(caller, name, service, expected)
     return Response(status_code=204)
 
 

@@ -6,6 +6,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app import examples as ex
+from app.paging import Page
 from app.schemas import Strict, WarningOut
 
 Service = Literal["webmail", "mail"]
@@ -50,12 +51,10 @@ class DomainOut(BaseModel):
     created_at: datetime = Field(description="When it was added (UTC).", examples=[ex.CREATED])
 
 
-class DomainPage(BaseModel):
-    model_config = _examples({"items": [DOMAIN_EXAMPLE], "next_cursor": None})
+class DomainPage(Page[DomainOut]):
+    """A page of domains, in name order."""
 
-    items: list[DomainOut] = Field(description="This page's domains, by name.")
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.",
-                                    examples=[None])
+    model_config = ex.page(DOMAIN_EXAMPLE, ex.cursor("domains", ex.DOMAIN))
 
 
 class BindingIn(Strict):

@@ -23,6 +23,9 @@ from app.domains.repository import CertificateFacts, DomainFacts, DomainReposito
 from app.kit.coverage import is_public_suffix
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.time import utc_now
+from app.paging import PageRequest, Window
+from app.preconditions import NONE as NO_PRECONDITION
+from app.preconditions import Precondition, binding_tag, bindings_tag, domain_tag
 from app.problems import Conflict, NotFound, RuleViolation
 from app.servers.models import Server
 from app.servers.repository import ServerRepository
@@ -70,6 +73,7 @@ class Effective:
     certificate: Certificate | CertificateFacts
     warnings: list[rules.Warning]
     created: bool = False  # a bind that made the binding (201), not one that replaced it (200)
+    etag: str | None = None  # the binding's entity tag after a bind (app/preconditions.py)
 
 
 @dataclass
@@ -131,6 +135,10 @@ class DomainService:
         await servers_changed(self.repo.session, [server_id], f"domain {domain_name} added", names={})
         return domain
 
+    async def list(self, caller: Caller, *, server_id: str | None, account_id: str | None,
+                   page: PageRequest) -> Window:
+        return await self.repo.list(caller.visible_rows(Domain.account_id, requested=account_id), server_id, page)
+
     async def get_visible(self, caller: Caller, name: str) -> Domain:
         try:
             domain_name = normalise_hostname(name)
@@ -138,9 +146,10 @@ class DomainService:
             raise NotFound("domain not found") from None
         return caller.visible(await self.repo.by_name(domain_name), "domain")
 
-    async def delete(self, caller: Caller, name: str) -> None:
+    async def delete(self, caller: Caller, name: str, expected: Precondition = NO_PRECONDITION) -> None:
         domain = await self.get_visible(caller, name)
         await self.servers.lock(domain.server_id)
+        expected.require(domain_tag(domain.id))
         mail = await self.repo.bound_certificate(domain.id, "mail")
         if not await self.repo.delete_domain(domain.id):
             raise NotFound("domain not found")  # a concurrent DELETE removed it first
@@ -169,7 +178,15 @@ class DomainService:
         assert server is not None  # foreign key
         return server
 
-    async def bind(self, caller: Caller, name: str, service: str, certificate_id: str) -> Effective:
+    async def _require(self, expected: Precondition, domain_id: str, service: str) -> None:
+        """If-Match on a binding: its own tag, or the bindings document's (app/preconditions.py).
+        The caller holds the server's lock, which every writer of the domain's bindings takes."""
+        if expected.given:
+            rows = await self.repo.binding_rows(domain_id)
+            expected.require(binding_tag(domain_id, service, rows.get(service)), bindings_tag(domain_id, rows))
+
+    async def bind(self, caller: Caller, name: str, service: str, certificate_id: str,
+                   expected: Precondition = NO_PRECONDITION) -> Effective:
         domain = await self.get_visible(caller, name)
         server = await self._server(domain)
         cert = await self.certificates.get_visible(caller, certificate_id)
@@ -193,6 +210,7 @@ class DomainService:
             server_cert = await self.certificates.repo.get(server.mail_certificate_id)
             warnings += rules.mail_binding_warnings(server_cert, server.hostname, now)
         await self.servers.lock(server.id)
+        await self._require(expected, domain.id, service)
         written = await self.repo.upsert_binding(domain.id, service, cert.id, now)
         if written.outcome == "gone":
             raise NotFound(f"{domain.name} or the certificate was deleted meanwhile")
@@ -201,11 +219,13 @@ class DomainService:
                 await self._mail_moved(server.id, domain.id, written.previous, cert.id)
             await servers_changed(self.repo.session, [server.id], f"{service} of {domain.name} bound",
                                   names={server.id: [hostname]})
-        return Effective(service, hostname, "binding", cert, warnings, created=written.outcome == "created")
+        etag = binding_tag(domain.id, service, (await self.repo.binding_rows(domain.id)).get(service))
+        return Effective(service, hostname, "binding", cert, warnings, created=written.outcome == "created", etag=etag)
 
-    async def unbind(self, caller: Caller, name: str, service: str) -> None:
+    async def unbind(self, caller: Caller, name: str, service: str, expected: Precondition = NO_PRECONDITION) -> None:
         domain = await self.get_visible(caller, name)
         await self.servers.lock(domain.server_id)
+        await self._require(expected, domain.id, service)
         unbound = await self.repo.delete_binding(domain.id, service)
         if unbound is None:
             raise NotFound(f"{service} of {domain.name} has no binding")

@@ -6,7 +6,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domains.models import Binding, Domain
+from app.paging import Order, PageRequest, Window, fetch
 from app.servers.models import Server
+
+SERVER_ORDER = Order("servers", (Server.name,))  # names are unique
 
 
 class ServerRepository:
@@ -23,9 +26,9 @@ class ServerRepository:
     async def by_name(self, name: str) -> Server | None:
         return await self.session.scalar(select(Server).where(Server.name == name))
 
-    async def list(self, limit: int, offset: int) -> list[Server]:
-        stmt = select(Server).order_by(Server.name).limit(limit).offset(offset)
-        return list(await self.session.scalars(stmt))
+    async def list(self, page: PageRequest) -> Window[Server]:
+        """Servers in name order."""
+        return await fetch(self.session, select(Server), SERVER_ORDER, page)
 
     async def count_domains(self, server_id: str) -> int:
         stmt = select(func.count()).select_from(Domain).where(Domain.server_id == server_id)
@@ -40,7 +43,7 @@ class ServerRepository:
         """
         result = await self.session.execute(
             update(Server).where(Server.id == server_id)
-            .values(desired_generation=Server.desired_generation, updated_at=Server.updated_at)
+            .values(desired_generation=Server.desired_generation, updated_at=Server.updated_at, version=Server.version)
             .execution_options(synchronize_session=False)
         )
         return bool(result.rowcount)

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
-from pydantic import ConfigDict, Field, RootModel
+from fastapi import APIRouter, Depends, Response
+from pydantic import ConfigDict, Field
 
 from app.certificates import errors as cert_errors
 from app.certificates.repository import CertificateRepository
 from app.certificates.service import CertificateService
 from app.deps import Admin, Context, Session
+from app.idempotency.http import IDEMPOTENT, IdempotentRoute
+from app.paging import InvalidCursor, PageParams
+from app.preconditions import IfMatch, server_tag, tag
 from app.problems import Forbidden, NotFound, RuleViolation, responses
-from app.schemas import ModelResponse, Offset, WarningOut
+from app.schemas import ModelResponse, WarningOut
 from app.servers.models import Server
 from app.servers.repository import ServerRepository
 from app.servers.schemas import (
@@ -21,7 +24,9 @@ from app.servers.schemas import (
     MailCertificateIn,
     ServerCreate,
     ServerOut,
+    ServerPage,
     ServerPatch,
+    WebmailCertificateIn,
 )
 from app.servers.service import (
     InvalidAgentUrl,
@@ -29,10 +34,11 @@ from app.servers.service import (
     ServerExists,
     ServerInUse,
     ServerService,
+    WebmailCertificateNotSet,
     server_capabilities,
 )
 
-router = APIRouter(prefix="/v1/servers", tags=["servers"])
+router = APIRouter(prefix="/v1/servers", tags=["servers"], route_class=IdempotentRoute)
 
 
 async def get_service(session: Session, ctx: Context) -> ServerService:
@@ -77,6 +83,8 @@ async def to_outs(service: ServerService, servers: list[Server], capacity: int) 
                 agent_tls_fingerprint=server.agent_tls_fingerprint,
                 mail_certificate_id=server.mail_certificate_id,
                 default_certificate_id=server.default_certificate_id,
+                webmail_certificate_id=server.webmail_certificate_id,
+                webmail_default_certificate_id=server.webmail_default_id,
                 desired_generation=server.desired_generation,
                 applied_generation=server.applied_generation,
                 per_domain_mail_certificates=mail_certs,
@@ -89,41 +97,48 @@ async def to_outs(service: ServerService, servers: list[Server], capacity: int) 
 
 
 @router.post("", operation_id="createServer", response_description="The server, registered",
-    summary="Register a mail server", status_code=201, response_model=ServerOut,
+    summary="Register a mail server",
+    status_code=201, response_model=ServerOut, dependencies=[IDEMPOTENT],
              responses=responses(Forbidden, InvalidHostname, InvalidAgentUrl, RuleViolation, ServerExists))
-async def register_server(body: ServerCreate, _admin: Admin, service: Service, ctx: Context):
+async def register_server(body: ServerCreate, _admin: Admin, service: Service, ctx: Context, response: Response):
     """Register a mail server; it gets a self-signed certificate for its host name to start with."""
     server = await service.register(**body.model_dump())
+    response.headers["Location"] = f"/v1/servers/{server.id}"
+    tag(response, await service.etag(server.id))
     return (await to_outs(service, [server], ctx.settings.dovecot_capacity))[0]
 
 
-@router.get("", operation_id="listServers", response_description="The servers",
-    summary="List mail servers", response_model=list[ServerOut], responses=responses(Forbidden))
-async def list_servers(_admin: Admin, service: Service, ctx: Context,
-                       limit: Annotated[int, Query(ge=1, le=1000, description="At most this many servers (1 to 1000).")] = 100,
-                       offset: Offset = 0):
-    """Mail servers by name, with capabilities, deployment generations and capacity warnings. Admin only."""
-    servers = await to_outs(service, await service.repo.list(limit, offset), ctx.settings.dovecot_capacity)
-    return ModelResponse(ServerList(servers))
+@router.get("", operation_id="listServers", response_description="A page of servers",
+    summary="List mail servers",
+    response_model=ServerPage, responses=responses(Forbidden, InvalidCursor))
+async def list_servers(_admin: Admin, service: Service, ctx: Context, page: PageParams):
+    """Mail servers in name order, with capabilities, deployment generations and capacity warnings.
+    No filters. Admin only."""
+    window = await service.list(page)
+    return ModelResponse(ServerPage.of(window, await to_outs(service, window.rows, ctx.settings.dovecot_capacity)))
 
 
 @router.get("/{server_id}", operation_id="getServer", response_description="The server",
-    summary="Get a mail server", response_model=ServerOut, responses=responses(Forbidden, NotFound))
-async def get_server(server_id: str, _admin: Admin, service: Service, ctx: Context):
-    """One mail server with its capabilities, certificates, deployment generations and warnings. Admin only."""
-    return (await to_outs(service, [await service.get(server_id)], ctx.settings.dovecot_capacity))[0]
-
-
-@router.patch("/{server_id}", operation_id="patchServer", response_description="The server, changed",
-    summary="Change a mail server's name or agent", response_model=ServerOut,
-              responses=responses(Forbidden, NotFound, InvalidAgentUrl, RuleViolation, ServerExists))
-async def patch_server(server_id: str, body: ServerPatch, _admin: Admin, service: Service, ctx: Context):
-    """Change the name or the agent (URL, pinned TLS fingerprint); an agent change redeploys."""
-    server = await service.patch(server_id, body.model_dump(exclude_unset=True))
+    summary="Get a mail server",
+    response_model=ServerOut, responses=responses(Forbidden, NotFound))
+async def get_server(server_id: str, _admin: Admin, service: Service, ctx: Context, response: Response):
+    """One mail server with its capabilities, certificates, deployment generations and warnings,
+    with its `ETag` for a later `If-Match`. Admin only."""
+    server = await service.get(server_id)
+    tag(response, server_tag(server.id, server.version))
     return (await to_outs(service, [server], ctx.settings.dovecot_capacity))[0]
 
 
-ServerList = RootModel[list[ServerOut]]
+@router.patch("/{server_id}", operation_id="patchServer", response_description="The server, changed",
+    summary="Change a mail server's name or agent",
+    response_model=ServerOut,
+              responses=responses(Forbidden, NotFound, InvalidAgentUrl, RuleViolation, ServerExists))
+async def patch_server(server_id: str, body: ServerPatch, _admin: Admin, service: Service, ctx: Context,
+                       expected: IfMatch, response: Response):
+    """Change the name or the agent (URL, pinned TLS fingerprint); an agent change redeploys."""
+    server = await service.patch(server_id, body.model_dump(exclude_unset=True), expected)
+    tag(response, await service.etag(server.id))
+    return (await to_outs(service, [server], ctx.settings.dovecot_capacity))[0]
 
 
 class MailCertificateOut(ServerOut):
@@ -137,9 +152,13 @@ class MailCertificateOut(ServerOut):
     summary="Set the server-wide mail certificate", response_model=MailCertificateOut,
             responses=responses(Forbidden, NotFound, cert_errors.CertificateNotPlatform, cert_errors.HostnameNotCovered,
                                 cert_errors.CertificateExpired, cert_errors.CertificateNotYetValid))
-async def set_mail_certificate(server_id: str, body: MailCertificateIn, _admin: Admin, service: Service, ctx: Context):
-    """Make a certificate the server-wide mail certificate; it must cover the server's host name."""
-    server, _cert, warnings = await service.set_mail_certificate(server_id, body.certificate_id)
+async def set_mail_certificate(server_id: str, body: MailCertificateIn, _admin: Admin, service: Service, ctx: Context,
+                               expected: IfMatch, response: Response):
+    """Make a certificate the server-wide mail certificate; it must cover the server's host name.
+
+    `If-Match` takes the server's `ETag`, and the response carries the server's new one."""
+    server, _cert, warnings = await service.set_mail_certificate(server_id, body.certificate_id, expected)
+    tag(response, await service.etag(server.id))
     base = (await to_outs(service, [server], ctx.settings.dovecot_capacity))[0]
     return MailCertificateOut(
         **base.model_dump(),
@@ -147,9 +166,65 @@ async def set_mail_certificate(server_id: str, body: MailCertificateIn, _admin: 
     )
 
 
+class WebmailCertificateOut(ServerOut):
+    model_config = ConfigDict(json_schema_extra={"examples": [{**SERVER_EXAMPLE, "certificate_warnings": []}]})
+
+    certificate_warnings: list[WarningOut] = Field(
+        description="About the chosen certificate, as a binding gives them: `self_signed`, "
+        "`certificate_untrusted`, `certificate_expiring`.",
+        examples=[[], [{"code": "certificate_expiring", "message": "The certificate expires in 12 days (2027-01-12)."}]],
+    )
+
+
+@router.put(
+    "/{server_id}/webmail-certificate",
+    response_model=WebmailCertificateOut,
+    response_description="The server, with the webmail default chosen",
+    operation_id="putServerWebmailCertificate",
+    summary="Choose the server's webmail default certificate",
+    description="Make a certificate what the server's nginx presents for HTTPS without SNI, for the "
+    "server's own host name and for every `webmail.<domain>` without a binding of its own. Like the "
+    "server-wide mail certificate it must be a platform certificate (uploaded without an account), in "
+    "date, and cover the server's host name; a self-signed, untrusted or soon-expiring one is accepted "
+    "with `certificate_warnings`. The server gets a new generation, which its agent applies and "
+    "verifies by handshake. Administrators only.",
+    responses=responses(Forbidden, NotFound, cert_errors.CertificateNotPlatform, cert_errors.HostnameNotCovered,
+                        cert_errors.WildcardPublicSuffix, cert_errors.CertificateExpired,
+                        cert_errors.CertificateNotYetValid),
+)
+async def put_webmail_certificate(server_id: str, body: WebmailCertificateIn, _admin: Admin, service: Service,
+                                  ctx: Context, expected: IfMatch, response: Response):
+    server, _cert, warnings = await service.set_webmail_certificate(server_id, body.certificate_id, expected)
+    tag(response, await service.etag(server.id))
+    base = (await to_outs(service, [server], ctx.settings.dovecot_capacity))[0]
+    return WebmailCertificateOut(
+        **base.model_dump(),
+        certificate_warnings=[WarningOut(code=w.code, message=w.message) for w in warnings],
+    )
+
+
+@router.delete(
+    "/{server_id}/webmail-certificate",
+    response_model=ServerOut,
+    response_description="The server, presenting the server-wide mail certificate for webmail again",
+    operation_id="deleteServerWebmailCertificate",
+    summary="Go back to the default webmail certificate",
+    description="Forget the chosen webmail default: HTTPS without SNI, for the server's host name and for "
+    "unbound webmail names presents the server-wide mail certificate again. The certificate itself is "
+    "kept. 404 `webmail_certificate_not_set` when none was chosen. Administrators only.",
+    responses=responses(Forbidden, NotFound, WebmailCertificateNotSet),
+)
+async def delete_webmail_certificate(server_id: str, _admin: Admin, service: Service, ctx: Context,
+                                     expected: IfMatch, response: Response):
+    server = await service.unset_webmail_certificate(server_id, expected)
+    tag(response, await service.etag(server.id))
+    return (await to_outs(service, [server], ctx.settings.dovecot_capacity))[0]
+
+
 @router.delete("/{server_id}", operation_id="deleteServer", response_description="Deleted",
     summary="Delete a mail server", status_code=204, responses=responses(Forbidden, NotFound, ServerInUse))
-async def delete_server(server_id: str, _admin: Admin, service: Service):
-    """Delete a mail server that no domain uses (409 `server_in_use`, with `domains`). Admin only."""
-    await service.delete(server_id)
+async def delete_server(server_id: str, _admin: Admin, service: Service, expected: IfMatch):
+    """Delete a mail server that no domain uses (409 `server_in_use`, with `domains`). Admin only.
+    With `If-Match`, only while the server is still in that state (412 otherwise)."""
+    await service.delete(server_id, expected)
     return Response(status_code=204)

@@ -6,6 +6,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app import examples as ex
+from app.paging import Page
 from app.schemas import DisplayName, Strict, WarningOut
 
 SoftwareName = Literal["postfix-dovecot", "postfix-courier", "qmail-courier", "mailenable"]
@@ -49,6 +50,16 @@ class MailCertificateIn(Strict):
                                 examples=[ex.SERVER_CERTIFICATE_ID])
 
 
+class WebmailCertificateIn(Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"certificate_id": ex.CERTIFICATE_ID}]})
+
+    certificate_id: str = Field(
+        description="A platform certificate (uploaded without an account) that covers the server's host name, "
+        "in date.",
+        examples=[ex.CERTIFICATE_ID],
+    )
+
+
 class CapabilitiesOut(BaseModel):
     per_domain_mail: bool = Field(description="It can serve a certificate per domain for IMAP/POP3/SMTP (SNI).",
                                   examples=[True])
@@ -63,7 +74,7 @@ SERVER_EXAMPLE = {
     "capabilities": {"per_domain_mail": True, "per_domain_webmail": True, "server_wide_mail": True, "agent": True},
     "agent_url": "https://mx1.example.net:8443", "agent_tls_fingerprint": ex.SERVER_FINGERPRINT,
     "mail_certificate_id": ex.SERVER_CERTIFICATE_ID, "default_certificate_id": ex.SERVER_CERTIFICATE_ID,
-    "desired_generation": 42, "applied_generation": 42, "per_domain_mail_certificates": 17, "warnings": [],
+    "webmail_certificate_id": None, "webmail_default_certificate_id": ex.SERVER_CERTIFICATE_ID, "desired_generation": 42, "applied_generation": 42, "per_domain_mail_certificates": 17, "warnings": [],
     "created_at": ex.CREATED, "updated_at": ex.UPDATED,
 }
 
@@ -82,8 +93,20 @@ class ServerOut(BaseModel):
                                               examples=[ex.SERVER_FINGERPRINT])
     mail_certificate_id: str = Field(description="The server-wide mail certificate (at first a self-signed one "
                                      "for its host name).", examples=[ex.SERVER_CERTIFICATE_ID])
-    default_certificate_id: str = Field(description="What it serves to names without a binding.",
-                                        examples=[ex.SERVER_CERTIFICATE_ID])
+    default_certificate_id: str = Field(
+        description="The self-signed certificate made for the host name when the server was registered.",
+        examples=[ex.SERVER_CERTIFICATE_ID],
+    )
+    webmail_certificate_id: str | None = Field(
+        description="The webmail default an administrator chose (PUT .../webmail-certificate); null: none "
+        "chosen, the server-wide mail certificate is presented.",
+        examples=[None, ex.CERTIFICATE_ID],
+    )
+    webmail_default_certificate_id: str = Field(
+        description="What HTTPS presents without SNI, for the server's host name and for webmail names "
+        "without a binding: `webmail_certificate_id` when set, else `mail_certificate_id`.",
+        examples=[ex.SERVER_CERTIFICATE_ID],
+    )
     desired_generation: int = Field(description="Its latest configuration generation.", examples=[42])
     applied_generation: int = Field(description="The generation its agent last applied.", examples=[42])
     per_domain_mail_certificates: int = Field(description="How many per-domain mail certificates it serves.",
@@ -92,3 +115,9 @@ class ServerOut(BaseModel):
                                        "slowly.")
     created_at: datetime = Field(description="When it was registered (UTC).", examples=[ex.CREATED])
     updated_at: datetime = Field(description="When it last changed (UTC).", examples=[ex.UPDATED])
+
+
+class ServerPage(Page[ServerOut]):
+    """A page of servers, in name order."""
+
+    model_config = ex.page(SERVER_EXAMPLE, ex.cursor("servers", "mx1.example.net"))

@@ -1,4 +1,5 @@
-"""Registering mail servers and choosing their server-wide mail certificate."""
+"""Registering mail servers and choosing their server-level certificates: the server-wide mail
+certificate and the webmail default."""
 
 from __future__ import annotations
 
@@ -15,10 +16,14 @@ from app.deployments.outbox import forget_applied, servers_changed
 from app.domains import rules
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.time import utc_now
+from app.paging import PageRequest, Window
+from app.preconditions import NONE as NO_PRECONDITION
+from app.preconditions import Precondition, server_tag
 from app.problems import Conflict, NotFound, RuleViolation
 from app.servers.models import Server
 from app.servers.repository import ServerRepository
 from app.servers.software import capabilities
+from app.versioning import row_version
 
 
 class InvalidHostname(RuleViolation):
@@ -44,6 +49,13 @@ class ServerInUse(Conflict):
 
     code, title = "server_in_use", "Domains still use this server"
     extensions = ("domains",)
+
+
+class WebmailCertificateNotSet(NotFound):
+    """``DELETE /v1/servers/{id}/webmail-certificate`` on a server with no webmail default chosen:
+    it already presents the server-wide mail certificate for webmail."""
+
+    code, title = "webmail_certificate_not_set", "No webmail default certificate is set on this server"
 
 
 def normalise_agent_url(url: str | None) -> str | None:
@@ -75,6 +87,10 @@ class ServerService:
         self.repo = repo
         self.certificates = certificates
         self.expiring_days = expiring_days
+
+    async def list(self, page: PageRequest) -> Window[Server]:
+        """Servers have no owning account: only admins list them (the router requires one)."""
+        return await self.repo.list(page)
 
     async def get(self, server_id: str) -> Server:
         server = await self.repo.get(server_id)
@@ -118,7 +134,20 @@ class ServerService:
         await self.repo.session.refresh(server)
         return server
 
-    async def patch(self, server_id: str, changes: dict) -> Server:
+    async def etag(self, server_id: str) -> str | None:
+        """The server's entity tag now, pending changes included (app/preconditions.py)."""
+        version = await row_version(self.repo.session, Server, server_id)
+        return None if version is None else server_tag(server_id, version)
+
+    async def _require(self, expected: Precondition, server_id: str) -> None:
+        """If-Match on the server: its row locked first, then compared, in the writing transaction."""
+        if expected.given:
+            if not await self.repo.lock(server_id):
+                raise NotFound("server not found")
+            expected.require(await self.etag(server_id))
+
+    async def patch(self, server_id: str, changes: dict, expected: Precondition = NO_PRECONDITION) -> Server:
+        await self._require(expected, server_id)
         server = await self.get(server_id)
         if "name" in changes and changes["name"] is not None:
             server.name = changes["name"]
@@ -140,8 +169,11 @@ class ServerService:
             await self.repo.session.refresh(server)
         return server
 
-    async def set_mail_certificate(self, server_id: str, certificate_id: str) -> tuple[Server, Certificate, list[rules.Warning]]:
-        server = await self.get(server_id)
+    async def _server_certificate(self, server: Server, certificate_id: str) -> tuple[Certificate, list[rules.Warning]]:
+        """The rules every server-level certificate follows (the server-wide mail certificate and
+        the webmail default): a platform certificate, in date, covering the server's host name
+        (both are presented for that name and for clients that send no SNI); the same warnings
+        as a binding (self-signed, untrusted, expiring)."""
         cert = await self.certificates.repo.get(certificate_id)
         # Serialised with a replace of the same certificate, as a bind is: the names judged
         # below are the ones that stay.
@@ -150,25 +182,73 @@ class ServerService:
         if cert.account_id is not None:
             # Whoever owns it could replace its material for every domain on the server.
             raise CertificateNotPlatform(
-                "a server-wide certificate must be a platform certificate (uploaded without an account); "
+                "a server-level certificate must be a platform certificate (uploaded without an account); "
                 "this one belongs to an account"
             )
         now = utc_now()
         rules.check_bindable(cert, server.hostname, now)
-        warnings = rules.certificate_warnings(cert, now, self.expiring_days)
+        return cert, rules.certificate_warnings(cert, now, self.expiring_days)
+
+    async def set_mail_certificate(self, server_id: str, certificate_id: str, expected: Precondition = NO_PRECONDITION,
+                                   ) -> tuple[Server, Certificate, list[rules.Warning]]:
+        server = await self.get(server_id)
+        cert, warnings = await self._server_certificate(server, certificate_id)
+        await self._require(expected, server_id)  # the server after the certificate, as a bind locks them
         if server.mail_certificate_id != cert.id:
             server.mail_certificate_id = cert.id
-            await self.repo.session.flush()
-            await servers_changed(self.repo.session, [server.id], "server-wide mail certificate changed", names={})
-            await self.repo.session.refresh(server)
+            await self._changed(server, "server-wide mail certificate changed")
         return server, cert, warnings
 
-    async def delete(self, server_id: str) -> None:
+    async def set_webmail_certificate(self, server_id: str, certificate_id: str, expected: Precondition = NO_PRECONDITION,
+                                      ) -> tuple[Server, Certificate, list[rules.Warning]]:
+        """Choose what HTTPS presents without SNI, for the host name and for unbound webmail names."""
+        server = await self.get(server_id)
+        cert, warnings = await self._server_certificate(server, certificate_id)
+        await self._require(expected, server_id)  # the server after the certificate, as a bind locks them
+        await self._lock(server)
+        if server.webmail_certificate_id != cert.id:
+            changes_served = server.webmail_default_id != cert.id
+            server.webmail_certificate_id = cert.id
+            await self._changed(server, "webmail default certificate changed", redeploy=changes_served)
+        return server, cert, warnings
+
+    async def unset_webmail_certificate(self, server_id: str, expected: Precondition = NO_PRECONDITION) -> Server:
+        """Back to the default: the server-wide mail certificate. 404 when none was chosen."""
+        server = await self.get(server_id)
+        await self._require(expected, server_id)
+        await self._lock(server)
+        if server.webmail_certificate_id is None:
+            raise WebmailCertificateNotSet(
+                "no webmail default certificate is chosen; the server-wide mail certificate is presented"
+            )
+        changes_served = server.webmail_certificate_id != server.mail_certificate_id
+        server.webmail_certificate_id = None
+        await self._changed(server, "webmail default certificate unset", redeploy=changes_served)
+        return server
+
+    async def _lock(self, server: Server) -> None:
+        """Take the server's row and read it again: whether a change alters what is served is
+        then judged on committed values, so of two concurrent changes the later one sees the
+        earlier and never skips the new generation it needs. Taken after the certificate's
+        lock, in the order binds take them."""
+        await self.repo.lock(server.id)
+        await self.repo.session.refresh(server)
+
+    async def _changed(self, server: Server, reason: str, *, redeploy: bool = True) -> None:
+        """Flush a change of a server-level certificate; a new generation when what the server
+        presents changed (the document's scalars are re-read by every delivery)."""
+        await self.repo.session.flush()
+        if redeploy:
+            await servers_changed(self.repo.session, [server.id], reason, names={})
+        await self.repo.session.refresh(server)
+
+    async def delete(self, server_id: str, expected: Precondition = NO_PRECONDITION) -> None:
+        await self._require(expected, server_id)
         server = await self.get(server_id)
         count = await self.repo.count_domains(server.id)
         if count:
             raise ServerInUse(f"{count} domains use this server; move or delete them first", domains=count)
-        defaults = {server.mail_certificate_id, server.default_certificate_id}
+        defaults = {server.mail_certificate_id, server.default_certificate_id, server.webmail_certificate_id} - {None}
         try:
             await self.repo.delete(server)
         except IntegrityError:

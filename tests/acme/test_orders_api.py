@@ -42,7 +42,7 @@ async def test_dns_provider_secrets_are_write_only(client, admin, bind_server, c
     assert bind_server.key_secret not in listed
     _account, customer = await customer_headers()
     # A customer sees the platform's provider (without its secret) and may create its own.
-    assert [p["id"] for p in (await client.get("/v1/dns-providers", headers=customer)).json()] == [provider["id"]]
+    assert [p["id"] for p in (await client.get("/v1/dns-providers", headers=customer)).json()["items"]] == [provider["id"]]
     r = await client.post("/v1/dns-providers", json={"name": "x", "kind": "rfc2136", "settings": {
         "server": "127.0.0.1", "key_name": "k", "key_secret": "not base64!"}}, headers=admin)
     assert_problem(r, 422, "invalid_dns_provider")

@@ -140,7 +140,7 @@ async def test_customer_creation_refused_for_non_public_targets(client, admin, c
         details.add(body["detail"])
     # One text for every refusal: the customer does not learn what a name resolved to.
     assert len(details) == 1 and "127.0.0.1" not in details.pop()
-    assert (await client.get("/v1/dns-providers", headers=customer)).json() == []
+    assert (await client.get("/v1/dns-providers", headers=customer)).json()["items"] == []
     # A public address on port 53 is stored (creation resolves, it never connects).
     r = await client.post(
         "/v1/dns-providers",

@@ -127,7 +127,7 @@ async def test_bind_deploy_and_serve(client, admin, controller, stack, test_ca, 
 
 async def test_broken_bundle_rolls_back_and_fails(client, admin, controller, stack, test_ca, customer_headers):
     stack, agent = stack
-    server = (await client.get("/v1/servers", headers=admin)).json()
+    server = (await client.get("/v1/servers", headers=admin)).json()["items"]
     if not server:  # this test also runs alone
         server = [await create_server(client, admin, name="e2e", hostname=stack.hostname,
                                       agent_url=stack.agent_url, agent_tls_fingerprint=agent.fingerprint)]
@@ -173,7 +173,7 @@ async def test_broken_bundle_rolls_back_and_fails(client, admin, controller, sta
 
 async def test_agent_down_gets_latest_generation(client, admin, controller, stack, test_ca, customer_headers):
     stack, agent = stack
-    servers = (await client.get("/v1/servers", headers=admin)).json()
+    servers = (await client.get("/v1/servers", headers=admin)).json()["items"]
     server = servers[0] if servers else await create_server(
         client, admin, name="e2e", hostname=stack.hostname, agent_url=stack.agent_url,
         agent_tls_fingerprint=agent.fingerprint)

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa
 from app.certificates.material import Material
 from app.certificates.repository import CertificateRepository
 from app.certificates.service import CertificateService
+from app.kit.trust import TRUSTED
 from tests.support.api import create_domain, create_server, upload, upload_body
 from tests.support.tlsprobe import served_fingerprint
 from tests.support.worker import server_applied, work_until
@@ -42,7 +43,7 @@ async def store_legacy(context, account_id: str, issued) -> str:
     material = Material(
         leaf=issued.cert, chain=list(issued.chain), key_pem=issued.key_pem.encode(),
         sans=["mail.a.test", "webmail.a.test"], fingerprint=issued.fingerprint,
-        self_signed=False, trusted=True,
+        self_signed=False, trust=TRUSTED, trust_store=context.trust.identity,
     )
     async with context.sessionmaker() as session:
         service = CertificateService(CertificateRepository(session), context.master_key)

@@ -37,6 +37,37 @@ async def create_domain(client, headers, name, server_id, account_id) -> dict:
     return response.json()
 
 
+async def list_all(client: httpx.AsyncClient, path: str, headers: dict, **params) -> list[dict]:
+    """Every row of a list operation, following ``next_cursor`` page by page."""
+    return [row async for row in iter_rows(client, path, headers, **params)]
+
+
+async def iter_rows(client: httpx.AsyncClient, path: str, headers: dict, **params):
+    cursor = None
+    while True:
+        response = await client.get(path, params={**params, **({"cursor": cursor} if cursor else {})}, headers=headers)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        for row in page["items"]:
+            yield row
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return
+
+
+def list_all_sync(api: httpx.Client, path: str, **params) -> list[dict]:
+    """``list_all`` for a blocking client whose headers are set (the fleet's and the resilience tests')."""
+    rows, cursor = [], None
+    while True:
+        response = api.get(path, params={**params, **({"cursor": cursor} if cursor else {})})
+        assert response.status_code == 200, response.text
+        page = response.json()
+        rows += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return rows
+
+
 def assert_problem(response: httpx.Response, status: int, code: str) -> dict:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/problem+json"), response.headers

@@ -36,6 +36,7 @@ from pathlib import Path
 import httpx
 
 from tests.support import daemons
+from tests.support.api import list_all_sync
 from tests.support.pki import CA, Issued, write_pem
 from tests.support.serve import ServeProcess
 from tests.support.threads import in_thread
@@ -358,7 +359,7 @@ class Fleet:
         deadline = time.monotonic() + timeout
         with self.http() as api:
             while True:
-                servers = api.get("/v1/servers").json()
+                servers = list_all_sync(api, "/v1/servers", limit=1000)
                 if all(s["applied_generation"] == s["desired_generation"] for s in servers):
                     return
                 if time.monotonic() > deadline:

@@ -218,21 +218,30 @@ class CA:
         key_type: KeyType | str = "ec-p256",
         not_before: datetime | None = None,
         not_after: datetime | None = None,
+        *,
+        permitted: list[str] | None = None,
+        is_ca: bool = True,
     ) -> CA:
-        """A CA issued by this one (default validity now-1h .. now+5y)."""
-        return CA._make(name, key_type, not_before, not_after, parent=self)
+        """A CA issued by this one (default validity now-1h .. now+5y).
+
+        ``permitted``: DNS subtrees of a critical nameConstraints (RFC 5280 section 4.2.1.10);
+        ``is_ca=False``: basicConstraints cA false, which no verifier accepts as an issuer.
+        """
+        return CA._make(name, key_type, not_before, not_after, parent=self, permitted=permitted, is_ca=is_ca)
 
     @classmethod
-    def _make(cls, name, key_type, not_before, not_after, parent: CA | None) -> CA:
+    def _make(cls, name, key_type, not_before, not_after, parent: CA | None, permitted=None, is_ca=True) -> CA:
         key = new_key(key_type, slot=f"ca:{name}")  # never the same RSA key as a leaf
         nb, na = _validity(not_before, not_after, 3650 if parent is None else 1825)
         exts: list = [
-            (x509.BasicConstraints(ca=True, path_length=None), True),
+            (x509.BasicConstraints(ca=is_ca, path_length=None), True),
             (_key_usage("key_cert_sign", "crl_sign"), True),
             (x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False),
         ]
         if parent:
             exts.append((_aki(parent), False))
+        if permitted:
+            exts.append((x509.NameConstraints([x509.DNSName(n) for n in permitted], None), True))
         issuer, signer = (parent.cert.subject, parent.key) if parent else (_cn(name), key)
         return cls(_build(_cn(name), issuer, key, signer, nb, na, None, exts), key, parent)
 

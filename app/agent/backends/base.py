@@ -61,6 +61,9 @@ class View:
     webmail_default: str
     mail: dict[str, str]
     webmail: dict[str, str]
+    # The server's own host name: HTTPS presents ``webmail_default`` for it (verified by
+    # handshake, app.agent.verify); no backend writes it into a file.
+    server_hostname: str = ""
 
 
 def staged_path(live: Path) -> Path:

@@ -1,0 +1,166 @@
+"""The TLS status of many domains: keyset pages for a panel's domain list, and a streamed export.
+
+``DomainTlsService.page`` answers one page in three statements whatever the page's size (the
+rows, the servers on the page, and with ``count`` a ``count(*)``); ``export`` streams every row
+of a server in name order, ``EXPORT_BATCH`` rows per statement, so memory does not grow with
+the server. Rows are computed by ``tls_report.row`` (the pure rules of ``rules.py``).
+
+The cursor is opaque to clients: base64url (RFC 4648 section 5) of a JSON array of the list's
+name with its sort and the last row's sort key (the envelope of every list, issue 9). A cursor
+that does not decode into a key of this list and sort is refused (422 ``invalid_cursor``)
+before any query runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import io
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydantic_core import to_json, to_jsonable_python
+
+from app.accounts.caller import Caller
+from app.context import AppContext
+from app.domains import tls_report
+from app.domains.tls_rows import DomainTlsRepository, SortOrder, TlsFilter
+from app.kit.text import refused_character
+from app.kit.time import as_utc, utc_now
+from app.paging import MAX_CURSOR_LENGTH, InvalidCursor
+from app.problems import NotFound
+
+EXPORT_BATCH = 1000
+MAX_NAME = 253
+
+
+@dataclass(frozen=True)
+class TlsQuery:
+    """A page request after HTTP: filters, the sort (``name``, ``-name``, ``not_after``,
+    ``-not_after``), where to start, how many, and whether to count."""
+
+    server_id: str | None = None
+    account_id: str | None = None
+    warning: bool | None = None
+    reason: str | None = None
+    prefix: str | None = None
+    q: str | None = None
+    sort: str = "name"
+    cursor: str | None = None
+    limit: int = 100
+    count: bool = False
+
+
+def visible_filter(caller: Caller, query: TlsQuery) -> TlsFilter:
+    """The caller's visibility as a filter: an admin sees every account's domains (or the one
+    asked for); a customer its own account's only, and naming another account lists nothing,
+    as for an account without domains (``Caller.can_see``)."""
+    if caller.is_admin:
+        account, nothing = query.account_id, False
+    else:
+        account = caller.account_id
+        nothing = account is None or (query.account_id is not None and query.account_id != account)
+    return TlsFilter(
+        account_id=account, server_id=query.server_id, warning=query.warning, reason=query.reason,
+        prefix=query.prefix.lower() if query.prefix else None, q=query.q.lower() if query.q else None,
+        nothing=nothing,
+    )
+
+
+def encode_cursor(sort: str, key: tuple) -> str:
+    values = [v.isoformat() if isinstance(v, datetime) else v for v in key]
+    raw = json.dumps([f"domain-tls:{sort}", *values], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(sort: str, cursor: str) -> tuple:
+    """The key a cursor of this list and sort carries; ``InvalidCursor`` for anything else."""
+    order = SortOrder.parse(sort)
+    if len(cursor) > MAX_CURSOR_LENGTH:
+        raise InvalidCursor("the cursor is not one this API returned")
+    try:
+        raw = base64.urlsafe_b64decode(cursor.encode("ascii") + b"=" * (-len(cursor) % 4))
+        data = json.loads(raw.decode())
+    except (UnicodeError, ValueError, binascii.Error):
+        raise InvalidCursor("the cursor is not one this API returned") from None
+    width = 2 if order.key == "not_after" else 1
+    if not isinstance(data, list) or len(data) != width + 1 or data[0] != f"domain-tls:{sort}":
+        raise InvalidCursor("the cursor is not one this list returned with this sort")
+    name = data[-1]
+    if not isinstance(name, str) or len(name) > MAX_NAME or refused_character(name) is not None \
+            or not name.isascii():  # stored names are A-labels; a lone surrogate would fail to bind
+        raise InvalidCursor("the cursor is not one this API returned")
+    if width == 1:
+        return (name,)
+    try:
+        if not isinstance(data[1], str):
+            raise TypeError
+        return as_utc(datetime.fromisoformat(data[1])), name
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidCursor("the cursor is not one this API returned") from None
+
+
+class UnknownServer(NotFound):
+    """The export names a server that does not exist."""
+
+
+class DomainTlsService:
+    def __init__(self, repo: DomainTlsRepository, expiring_days: int):
+        self.repo = repo
+        self.expiring_days = expiring_days
+
+    async def page(self, caller: Caller, query: TlsQuery) -> bytes:
+        """The ``DomainTlsPage`` JSON of one page."""
+        order = SortOrder.parse(query.sort)
+        after = decode_cursor(query.sort, query.cursor) if query.cursor else None
+        f = visible_filter(caller, query)
+        now = utc_now()
+        total = await self.repo.count(f, now) if query.count else None
+        rows = await self.repo.page(f, order, after, query.limit + 1, now)
+        servers = await self.repo.servers({facts.server_id for facts, _ in rows[:query.limit]})
+        items = [tls_report.row(facts, servers[facts.server_id], soonest, now, self.expiring_days)
+                 for facts, soonest in rows[:query.limit]]
+        next_cursor = None
+        if len(rows) > query.limit:
+            facts, soonest = rows[query.limit - 1]
+            next_cursor = encode_cursor(query.sort, order.key_of(facts, soonest))
+        return to_json({"items": items, "next_cursor": next_cursor, "total": total})
+
+    async def check_server(self, server_id: str) -> None:
+        if not await self.repo.server_exists(server_id):
+            raise UnknownServer("server not found")
+
+
+async def export(ctx: AppContext, caller: Caller, server_id: str, fmt: str) -> AsyncIterator[bytes]:
+    """Every row of the server the caller may see, in name order, as NDJSON lines or CSV.
+
+    Runs after the request's own session has closed (a streamed body outlives the handler), so
+    it reads in a session of its own, one keyset batch per statement; each batch is encoded
+    and sent before the next is read.
+    """
+    query = TlsQuery(server_id=server_id)
+    f = visible_filter(caller, query)
+    now = utc_now()
+    if fmt == "csv":
+        yield _csv_lines([tls_report.CSV_COLUMNS])
+    async with ctx.sessionmaker() as session:
+        repo = DomainTlsRepository(session)
+        servers = await repo.servers({server_id})
+        async for batch in repo.batches(f, now, EXPORT_BATCH):
+            rows = [tls_report.row(facts, servers[facts.server_id], soonest, now, ctx.settings.expiring_days)
+                    for facts, soonest in batch]
+            if fmt == "csv":
+                yield _csv_lines([tls_report.csv_record(to_jsonable_python(r)) for r in rows])
+            else:
+                yield b"".join(to_json(r) + b"\n" for r in rows)
+        await session.rollback()  # read only: nothing to commit
+
+
+def _csv_lines(records: list) -> bytes:
+    """RFC 4180 records (CRLF line ends, quoted where needed)."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerows(records)
+    return buffer.getvalue().encode()

@@ -1,0 +1,124 @@
+"""HTTP for the TLS status of many domains: the panel's domain list and a server's export.
+
+Own paths (``/v1/domain-tls``, ``/v1/servers/{id}/domain-tls.ndjson|.csv``) rather than under
+``/v1/domains/``, where a segment would be read as a domain name.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi.responses import StreamingResponse
+
+from app.deps import Context, CurrentCaller, Session
+from app.domains.tls_list import DomainTlsService, InvalidCursor, TlsQuery, UnknownServer, export
+from app.domains.tls_rows import DomainTlsRepository
+from app.domains import tls_report
+from app.domains.tls_schemas import DOMAIN_TLS_ROW_EXAMPLE, DomainTlsPage, Reason, Sort
+from app.problems import responses
+
+router = APIRouter(tags=["domains"])
+
+
+async def get_service(session: Session, ctx: Context) -> DomainTlsService:
+    return DomainTlsService(DomainTlsRepository(session), ctx.settings.expiring_days)
+
+
+DomainTls = Annotated[DomainTlsService, Depends(get_service)]
+
+_NAME_PART = {"min_length": 1, "max_length": 253}
+
+
+@router.get(
+    "/v1/domain-tls",
+    response_model=DomainTlsPage,
+    response_description="A page of domains with the TLS status of their webmail and mail",
+    operation_id="listDomainTls",
+    summary="List the TLS status of many domains",
+    description=(
+        "One row per domain with what webmail and mail present (source, certificate, expiry), whether "
+        "clients warn and why, the recommended mail client host name and the deployment state: the facts of "
+        "`GET /v1/domains/{name}/tls`, computed by the same rules, for a whole domain list in one call. "
+        "Filter by server, account (admins), warning, reason and name; sort by name or by the earlier "
+        "expiry of the two certificates; keyset pages behind an opaque cursor, with `count=true` for the "
+        "total. Customer tokens see their own account's domains only."
+    ),
+    responses=responses(InvalidCursor),
+)
+async def list_domain_tls(
+    caller: CurrentCaller,
+    service: DomainTls,
+    server_id: Annotated[str | None, Query(max_length=36, description="Only this server's domains.",
+                                           examples=["5f0e4c0a-8d1b-4a3e-9a55-3c3b8f1e2d10"])] = None,
+    account_id: Annotated[str | None, Query(
+        max_length=36, description="Only this account's domains. Customer tokens: their own account's (another "
+        "account lists nothing).", examples=["7d1f3a62-0c4e-4b8e-8f2a-6a1c9e5b4f03"])] = None,
+    warning: Annotated[bool | None, Query(
+        description="`true`: only domains where webmail or mail would warn a client; `false`: only those where "
+        "neither would.", examples=[True])] = None,
+    reason: Annotated[Reason | None, Query(
+        description="Only domains where webmail or mail would warn for this reason.",
+        examples=["certificate_expired"])] = None,
+    prefix: Annotated[str | None, Query(**_NAME_PART, description="Only names starting with this (A-labels, "
+                                        "case-insensitive).", examples=["shop"])] = None,
+    q: Annotated[str | None, Query(**_NAME_PART, description="Only names containing this (A-labels, "
+                                   "case-insensitive).", examples=["example"])] = None,
+    sort: Annotated[Sort, Query(
+        description="`name` / `-name`: by domain name; `not_after` / `-not_after`: by the earlier expiry of the "
+        "two presented certificates, then name. Any other value is refused (422 `validation_error`).",
+        examples=["not_after"])] = "name",
+    limit: Annotated[int, Query(ge=1, le=1000, description="Rows per page, 1 to 1000.", examples=[100])] = 100,
+    cursor: Annotated[str | None, Query(
+        max_length=2048, description="The `next_cursor` of the previous page, unchanged (opaque; valid for the "
+        "same `sort` only). Omit for the first page.", examples=["WyJkb21haW4tdGxzOm5hbWUiLCJleGFtcGxlLmNvbSJd"])] = None,
+    count: Annotated[bool, Query(description="`true`: also return `total`, the number of matching domains over "
+                                 "all pages (one more query).", examples=[True])] = False,
+):
+    page = await service.page(caller, TlsQuery(
+        server_id=server_id, account_id=account_id, warning=warning, reason=reason, prefix=prefix, q=q,
+        sort=sort, cursor=cursor, limit=limit, count=count,
+    ))
+    return Response(page, media_type="application/json")
+
+
+_SERVER = Annotated[str, Path(max_length=36, description="The server whose domains to export.",
+                              examples=["5f0e4c0a-8d1b-4a3e-9a55-3c3b8f1e2d10"])]
+_CSV_EXAMPLE = "".join(",".join(record) + "\r\n" for record in (
+    tls_report.CSV_COLUMNS, tls_report.csv_record(DOMAIN_TLS_ROW_EXAMPLE)))
+_EXPORT = ("Every row of `GET /v1/domain-tls?server_id=` for the server (a customer token: its own account's "
+           "domains on it), in name order, streamed as it is read: {form}. Memory stays flat whatever the "
+           "number of domains.")
+
+
+@router.get(
+    "/v1/servers/{server_id}/domain-tls.ndjson",
+    operation_id="exportDomainTlsNdjson",
+    summary="Export a server's domain TLS status as NDJSON",
+    description=_EXPORT.format(form="one `DomainTlsRow` JSON object per line (`application/x-ndjson`)"),
+    responses={200: {"content": {"application/x-ndjson": {
+                         "schema": {"$ref": "#/components/schemas/DomainTlsRow"}, "example": DOMAIN_TLS_ROW_EXAMPLE}},
+                     "description": "One JSON row per line."},
+               **responses(UnknownServer)},
+    response_class=StreamingResponse,
+)
+async def export_domain_tls_ndjson(server_id: _SERVER, caller: CurrentCaller, service: DomainTls, ctx: Context):
+    await service.check_server(server_id)
+    return StreamingResponse(export(ctx, caller, server_id, "ndjson"), media_type="application/x-ndjson",
+                             headers={"Content-Disposition": f'attachment; filename="domain-tls-{server_id}.ndjson"'})
+
+
+@router.get(
+    "/v1/servers/{server_id}/domain-tls.csv",
+    operation_id="exportDomainTlsCsv",
+    summary="Export a server's domain TLS status as CSV",
+    description=_EXPORT.format(form="RFC 4180 CSV with a header line; lists are space-separated, the deployment "
+                               "is its state and agent code (`text/csv`)"),
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}, "example": _CSV_EXAMPLE}}, "description": "CSV with a header."},
+               **responses(UnknownServer)},
+    response_class=StreamingResponse,
+)
+async def export_domain_tls_csv(server_id: _SERVER, caller: CurrentCaller, service: DomainTls, ctx: Context):
+    await service.check_server(server_id)
+    return StreamingResponse(export(ctx, caller, server_id, "csv"), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="domain-tls-{server_id}.csv"'})

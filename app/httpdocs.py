@@ -1,0 +1,60 @@
+"""The OpenAPI document says which headers the API sends and honours (Location, ETag, If-Match,
+Idempotency-Key) and the refusals they bring, from the routes themselves where it can.
+
+- every 201 and 202 response documents ``Location``;
+- an operation that takes ``If-Match`` may answer 412 ``precondition_failed``;
+- an operation that takes ``Idempotency-Key`` may answer 409 ``idempotency_key_in_flight`` and
+  422 ``idempotency_key_reused``, and its success may be a replay (``Idempotent-Replayed``);
+- the operations in ``ETAG_OPERATIONS`` document the ``ETag`` they send.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.idempotency.http import IdempotencyKeyInFlight, IdempotencyKeyReused
+from app.preconditions import PreconditionFailed
+from app.problems import add_problem
+
+ETAG_OPERATIONS = {
+    ("get", "/v1/certificates/{certificate_id}"), ("put", "/v1/certificates/{certificate_id}"),
+    ("post", "/v1/certificates"), ("post", "/v1/certificates/import"), ("post", "/v1/certificates/self-signed"),
+    ("get", "/v1/servers/{server_id}"), ("patch", "/v1/servers/{server_id}"), ("post", "/v1/servers"),
+    ("put", "/v1/servers/{server_id}/mail-certificate"),
+    ("get", "/v1/domains/{name}"), ("post", "/v1/domains"),
+    ("get", "/v1/domains/{name}/bindings"), ("get", "/v1/domains/{name}/bindings/{service}"),
+    ("put", "/v1/domains/{name}/bindings/{service}"),
+}
+
+_STRING = {"type": "string"}
+LOCATION = {"description": "The URL of what was created (a 202: of the order or deployment to poll).",
+            "schema": _STRING}
+ETAG = {"description": "A strong entity tag of the resource's stored state: send it as `If-Match` "
+        "on a later write of the same resource.", "schema": _STRING}
+REPLAYED = {"description": "`true` when this is the stored first response to the same `Idempotency-Key`.",
+            "schema": _STRING}
+
+
+def document_http(doc: dict[str, Any]) -> dict[str, Any]:
+    """Add the headers and the refusals they bring to FastAPI's document. It runs before
+    app.problems.document_problems (app.problems.install_openapi), which gives every error
+    response its Problem schema, its codes enumerated and an example per code."""
+    for path, item in doc.get("paths", {}).items():
+        for method, operation in item.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses = operation["responses"]
+            headers = {p["name"] for p in operation.get("parameters", []) if p.get("in") == "header"}
+            for status, response in responses.items():
+                if status in ("201", "202"):
+                    response.setdefault("headers", {})["Location"] = LOCATION
+                if (method, path) in ETAG_OPERATIONS and status in ("200", "201"):
+                    response.setdefault("headers", {})["ETag"] = ETAG
+                if "Idempotency-Key" in headers and status.startswith("2"):
+                    response.setdefault("headers", {})["Idempotent-Replayed"] = REPLAYED
+            if "If-Match" in headers:
+                add_problem(responses, PreconditionFailed)
+            if "Idempotency-Key" in headers:
+                add_problem(responses, IdempotencyKeyInFlight)
+                add_problem(responses, IdempotencyKeyReused)
+    return doc

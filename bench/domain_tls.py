@@ -1,0 +1,222 @@
+"""The TLS status of many domains (`GET /v1/domain-tls`) and a server's export, from outside.
+
+    .venv/bin/python bench/domain_tls.py [--quick] [--sizes 10000,100000] [--db sqlite|postgres|both]
+
+One server holding N domains seeded as bench/reads.py seeds them (each domain its own
+certificate bound to webmail and mail, the server deployed), then varied so that filters have
+something to find: every certificate trusted and expiring on a different day within two years,
+except 1% self-signed (``i % 100 == 0``), 0.5% expired (``i % 200 == 1``) and 1% whose mail is
+left to the server default (``i % 100 == 2``: ``hostname_not_covered``): 2.5% of the domains warn.
+
+`certpost serve` as users run it; wrk with ONE connection (so the latency is the service time
+of one request, not a queue) runs each route for a few seconds, a random path per request from
+a list: a page of 100 from a random cursor of `GET /v1/domains` (the baseline) and of
+`GET /v1/domain-tls`, first pages with `count=true`, `sort=not_after`, `warning=true`,
+`reason=certificate_not_yet_valid` (no domain matches: every row is examined) and a `q`
+substring. Then the NDJSON and CSV exports, each three times (wall time to the last byte, and
+the server's CPU time and VmHWM before and after; once at 100,000). Results in bench/results/domain_tls.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+from common import drop_pg_database, machine, process_memory, table, write_results
+from reads import CERTPOST, domain_name, prepare, start, stop
+from sqlalchemy import bindparam, select, update
+
+from app.certificates.models import Certificate
+from app.config import Settings
+from app.context import AppContext
+from app.domains.models import Binding, Domain
+from app.domains.tls_list import encode_cursor
+from app.kit.time import utc_now
+from tests.support.ports import free_port
+
+BATCH = 5000
+PAGES = 300  # random paths per route
+
+LUA = """
+local counter = 0
+function setup(thread)
+  counter = counter + 1
+  thread:set("id", counter)
+end
+function init(args)
+  math.randomseed(os.time() * 1000 + id)
+end
+local paths = {}
+for line in io.lines(os.getenv("BENCH_PATHS")) do paths[#paths + 1] = line end
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")
+request = function()
+  return wrk.format("GET", paths[math.random(1, #paths)])
+end
+"""
+
+
+async def vary(url: str, work: Path, count: int) -> None:
+    """Make 2.5% of the domains warn and spread the expiry dates (module docstring)."""
+    ctx = AppContext.build(Settings(data_dir=work / "data", database_url=url, run_worker=False))
+    now = utc_now().replace(microsecond=0)
+    try:
+        async with ctx.engine.begin() as conn:
+            rows = (await conn.execute(select(Certificate.id, Certificate.name).where(Certificate.name.like("%.bench.test")))).all()
+            changes = []
+            for cert_id, name in rows:
+                i = int(name[1:7])
+                expiry = now - timedelta(days=1) if i % 200 == 1 else now + timedelta(days=40 + (i * 7919) % 700)
+                changes.append({"cid": cert_id, "na": expiry, "ss": i % 100 == 0, "tr": i % 100 != 0})
+            stmt = (update(Certificate.__table__).where(Certificate.id == bindparam("cid"))
+                    .values(not_after=bindparam("na"), self_signed=bindparam("ss"), trusted=bindparam("tr")))
+            for start_at in range(0, len(changes), BATCH):
+                await conn.execute(stmt, changes[start_at:start_at + BATCH])
+            defaulted = [domain_name(i) for i in range(2, count, 100)]
+            ids = select(Domain.id).where(Domain.name.in_(defaulted)).scalar_subquery()
+            await conn.execute(Binding.__table__.delete().where(Binding.service == "mail", Binding.domain_id.in_(ids)))
+        if ctx.engine.dialect.name == "postgresql":
+            async with ctx.engine.connect() as conn:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await conn.exec_driver_sql("ANALYZE")
+    finally:
+        await ctx.close()
+
+
+def routes(server_id: str, count: int, rng: random.Random) -> dict[str, list[str]]:
+    base = f"/v1/domain-tls?server_id={server_id}&limit=100"
+    names = [domain_name(rng.randrange(count)) for _ in range(PAGES)]
+    return {
+        "domains page": [f"/v1/domains?server_id={server_id}&limit=100&cursor={n}" for n in names],
+        "domain-tls page": [f"{base}&cursor={encode_cursor('name', (n,))}" for n in names],
+        "first page, count=true": [f"{base}&count=true&x={i}" for i in range(PAGES)],
+        "sort=not_after": [f"{base}&sort=not_after&x={i}" for i in range(PAGES)],
+        "sort=-not_after": [f"{base}&sort=-not_after&x={i}" for i in range(PAGES)],
+        "warning=true": [f"{base}&warning=true&x={i}" for i in range(PAGES)],
+        "reason (no match)": [f"{base}&reason=certificate_not_yet_valid&x={i}" for i in range(PAGES)],
+        "q substring": [f"{base}&q={n[:5]}" for n in names],
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk1(port: int, paths: list[str], token: str, seconds: int, work: Path, pid: int) -> dict:
+    """One connection, one thread: each request waits for the previous (the service time)."""
+    (work / "paths.txt").write_text("\n".join(paths) + "\n")
+    (work / "list.lua").write_text(LUA)
+    env = {**os.environ, "BENCH_TOKEN": token, "BENCH_PATHS": str(work / "paths.txt")}
+    before = cpu_seconds(pid)
+    r = subprocess.run(["wrk", "-t1", "-c1", f"-d{seconds}s", "--timeout", "60s", "--latency", "-s", str(work / "list.lua"),
+                        f"http://127.0.0.1:{port}"], env=env, capture_output=True, text=True, check=False)
+    if r.returncode:
+        raise RuntimeError(f"wrk failed: {r.stdout[-800:]} {r.stderr[-800:]}")
+    import re
+
+    out = r.stdout
+    units = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+    def pct(p):
+        value, unit = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)\b", out).groups()
+        return round(float(value) * units[unit], 2)
+
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return {"p50_ms": pct(50), "p90_ms": pct(90), "p99_ms": pct(99), "requests": requests,
+            "cpu_ms_per_request": round((cpu_seconds(pid) - before) * 1000 / max(requests, 1), 2),
+            "non_2xx": int(errors.group(1)) if errors else 0}
+
+
+def export(port: int, server_id: str, token: str, fmt: str, pid: int, runs: int) -> dict:
+    walls, size, lines = [], 0, 0
+    before = process_memory(pid)
+    cpu = cpu_seconds(pid)
+    for _ in range(runs):
+        started = time.perf_counter()
+        size = lines = 0
+        with httpx.stream("GET", f"http://127.0.0.1:{port}/v1/servers/{server_id}/domain-tls.{fmt}",
+                          headers={"Authorization": f"Bearer {token}"}, timeout=120) as r:
+            r.raise_for_status()
+            for chunk in r.iter_bytes():
+                size += len(chunk)
+                lines += chunk.count(b"\n")
+        walls.append(time.perf_counter() - started)
+    return {"wall_s": round(statistics.median(walls), 3), "walls": [round(w, 3) for w in walls], "bytes": size,
+            "server_cpu_s": round((cpu_seconds(pid) - cpu) / runs, 3),
+            "lines": lines, "memory_before_mb": before, "memory_after_mb": process_memory(pid)}
+
+
+def measure(db: str, count: int, seconds: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="certpost-domain-tls-") as tmp:
+        work = Path(tmp)
+        seeded, env = asyncio.run(prepare(db, count, work))
+        try:
+            asyncio.run(vary(seeded["url"], work, count))
+            port = free_port()
+            proc = start([CERTPOST, "serve", "--port", str(port)], env, port)
+            try:
+                token, server_id = seeded["token"], seeded["server_id"]
+                out = {"db": db, "domains": count, "routes": {}, "exports": {}}
+                for route, paths in routes(server_id, count, random.Random(9)).items():
+                    out["routes"][route] = wrk1(port, paths, token, seconds, work, proc.pid)
+                    print(f"   {route}: {out['routes'][route]}", flush=True)
+                for fmt in ("ndjson", "csv"):
+                    out["exports"][fmt] = export(port, server_id, token, fmt, proc.pid, 3 if count <= 10000 else 1)
+                    print(f"   export {fmt}: {out['exports'][fmt]}", flush=True)
+                return out
+            finally:
+                stop(proc)
+        finally:
+            asyncio.run(drop_pg_database(seeded["drop"]))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="10,000 domains, SQLite, short runs")
+    parser.add_argument("--sizes", default=None, help="comma-separated domain counts (default 10000,100000)")
+    parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default=None)
+    parser.add_argument("--seconds", type=int, default=None, help="per wrk run (default 3)")
+    args = parser.parse_args()
+    sizes = [int(s) for s in (args.sizes or ("10000" if args.quick else "10000,100000")).split(",")]
+    dbs = {"sqlite": ["sqlite"], "postgres": ["postgres"], "both": ["sqlite", "postgres"]}[
+        args.db or ("sqlite" if args.quick else "both")]
+    seconds = args.seconds or (2 if args.quick else 3)
+    load_before = os.getloadavg()
+    measured = []
+    for db in dbs:
+        for count in sizes:
+            print(f"-- {db}, {count:,} domains (load {os.getloadavg()[0]:.1f})", flush=True)
+            measured.append(measure(db, count, seconds))
+    rows = []
+    for m in measured:
+        baseline = m["routes"]["domains page"]
+        for route, r in m["routes"].items():
+            rows.append([m["db"], f"{m['domains']:,}", route, r["p50_ms"], r["p90_ms"], r["p99_ms"],
+                         r["cpu_ms_per_request"], round(r["p50_ms"] / baseline["p50_ms"], 2), r["non_2xx"]])
+    print(table(["db", "domains", "route (100 rows)", "p50 ms", "p90 ms", "p99 ms", "CPU ms/req",
+                 "p50 / domains page", "non-2xx"], rows))
+    rows = [[m["db"], f"{m['domains']:,}", fmt, e["wall_s"], e["server_cpu_s"], e["bytes"], e["lines"],
+             e["memory_before_mb"].get("VmHWM"), e["memory_after_mb"].get("VmHWM")]
+            for m in measured for fmt, e in m["exports"].items()]
+    print(table(["db", "domains", "export", "wall s (median)", "certpost CPU s", "bytes", "lines", "VmHWM before MB",
+                 "VmHWM after MB"], rows))
+    print(f"load average before {load_before}, after {os.getloadavg()}")
+    path = write_results("domain_tls", {"machine": machine(), "load_before": load_before,
+                                        "load_after": os.getloadavg(), "seconds": seconds, "measured": measured})
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,251 @@
+"""The TLS status of many domains (issue 9): GET /v1/domain-tls and the server export.
+
+Two accounts share a server (one account also has a second server); the domains cover every
+reason a client warns for (the server default, untrusted, self-signed, expired, not yet valid)
+and domains with none. Filters and sorts are checked against the rows the unfiltered list
+computes, and those against GET /v1/domains/{d}/tls for the same domain.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import event, update
+
+from app.certificates.models import Certificate
+from app.domains.tls_report import CSV_COLUMNS
+from tests.support.api import assert_problem, create_domain, create_server, upload
+from tests.support.pki import self_signed
+
+REASONS = ("hostname_not_covered", "self_signed", "certificate_untrusted", "certificate_expired",
+           "certificate_not_yet_valid")
+
+
+async def _bind(client, headers, domain, service, cert_id):
+    r = await client.put(f"/v1/domains/{domain}/bindings/{service}", json={"certificate_id": cert_id}, headers=headers)
+    assert r.status_code in (200, 201), r.text
+
+
+async def _set_validity(context, cert_id, **values):
+    async with context.engine.begin() as conn:
+        await conn.execute(update(Certificate.__table__).where(Certificate.id == cert_id).values(**values))
+
+
+@pytest.fixture
+async def hosting(client, admin, customer_headers, test_ca, untrusted_ca, context):
+    """server1: account A's a0..a5 and account B's b0..b3; server2: B's z0, z1."""
+    s1 = await create_server(client, admin, name="mx1", hostname="mx1.hosting.test")
+    s2 = await create_server(client, admin, name="mx2", hostname="mx2.hosting.test")
+    acct_a, a = await customer_headers("a")
+    acct_b, b = await customer_headers("b")
+    now = datetime.now(UTC)
+    for name in ("a0", "a1", "a2", "a3", "a4", "a5"):
+        await create_domain(client, admin, f"{name}.example", s1["id"], acct_a)
+    for name in ("b0", "b1", "b2", "b3"):
+        await create_domain(client, admin, f"{name}.example", s1["id"], acct_b)
+    for name in ("z0", "z1"):
+        await create_domain(client, admin, f"{name}.example", s2["id"], acct_b)
+
+    async def both(headers, domain, issued):
+        cert = await upload(client, headers, issued)
+        for service in ("webmail", "mail"):
+            await _bind(client, headers, domain, service, cert["id"])
+        return cert["id"]
+
+    def names(d):
+        return [f"webmail.{d}", f"mail.{d}"]
+
+    # a0: trusted on both, no warning. a1: trusted, expiring in 10 days (a notice only).
+    await both(a, "a0.example", test_ca.issue(names("a0.example"), days=300))
+    await both(a, "a1.example", test_ca.issue(names("a1.example"), days=10))
+    # a2: untrusted issuer; a3: self-signed; a4: expired since; a5: webmail only (mail: server default).
+    await both(a, "a2.example", untrusted_ca.issue(names("a2.example"), days=200))
+    await both(a, "a3.example", self_signed(names("a3.example"), days=150))
+    expired = await both(a, "a4.example", test_ca.issue(names("a4.example"), days=100))
+    await _set_validity(context, expired, not_before=now - timedelta(days=90), not_after=now - timedelta(days=2))
+    cert = await upload(client, a, test_ca.issue(["*.a5.example"], days=250))
+    await _bind(client, a, "a5.example", "webmail", cert["id"])
+    # b0: not yet valid (moved after binding); b1: trusted wildcard; b2, b3: nothing bound (the same
+    # certificates, so the same not_after: a tie for the expiry sort).
+    later = await both(b, "b0.example", test_ca.issue(names("b0.example"), days=400))
+    await _set_validity(context, later, not_before=now + timedelta(days=3))
+    await both(b, "b1.example", test_ca.issue(["*.b1.example"], days=350))
+    await both(b, "z0.example", test_ca.issue(names("z0.example"), days=60))
+    return {"s1": s1["id"], "s2": s2["id"], "acct_a": acct_a, "acct_b": acct_b, "a": a, "b": b}
+
+
+async def _all(client, headers, **params) -> list[dict]:
+    """Every row, following next_cursor two at a time (checks there is no repeat)."""
+    rows, cursor = [], None
+    while True:
+        query = {**params, "limit": 2, **({"cursor": cursor} if cursor else {})}
+        r = await client.get("/v1/domain-tls", params=query, headers=headers)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        rows += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+        assert len(page["items"]) == 2
+    names = [row["domain"] for row in rows]
+    assert len(names) == len(set(names)), names
+    return rows
+
+
+def _names(rows):
+    return [row["domain"] for row in rows]
+
+
+ALL = ["a0", "a1", "a2", "a3", "a4", "a5", "b0", "b1", "b2", "b3", "z0", "z1"]
+
+
+async def test_rows_equal_the_single_domain_tls_status(client, admin, hosting):
+    rows = await _all(client, admin)
+    assert _names(rows) == [f"{n}.example" for n in ALL]
+    for row in rows:
+        single = (await client.get(f"/v1/domains/{row['domain']}/tls", headers=admin)).json()
+        assert row["server_id"] == single["server_id"]
+        for service in ("webmail", "mail"):
+            mine, theirs = row[service], single[service]
+            assert mine["hostname"] == theirs["hostname"]
+            assert mine["source"] == theirs["source"]
+            assert mine["certificate_id"] == theirs["certificate"]["id"]
+            assert mine["certificate_names"] == theirs["certificate"]["sans"]
+            assert mine["not_after"] == theirs["certificate"]["not_after"]
+            for key in ("client_warning", "reasons", "notices", "deployment"):
+                assert mine[key] == theirs[key], (row["domain"], service, key)
+        for key in ("recommended_client_hostname", "recommendation_reason"):
+            assert row["mail"][key] == single["mail"][key]
+        assert row["client_warning"] == (single["webmail"]["client_warning"] or single["mail"]["client_warning"])
+        assert row["not_after"] == min(row["webmail"]["not_after"], row["mail"]["not_after"],
+                                       key=datetime.fromisoformat)
+    by_name = {row["domain"]: row for row in rows}
+    # every reason occurs, so each filter below is checked on rows it keeps and rows it drops
+    seen = {reason for row in rows for s in ("webmail", "mail") for reason in row[s]["reasons"]}
+    assert seen == set(REASONS)
+    assert not by_name["a0.example"]["client_warning"]
+    assert by_name["a1.example"]["webmail"]["notices"] == ["certificate_expiring"]
+    assert by_name["a5.example"]["mail"]["source"] == "server-default"
+
+
+async def test_every_filter_keeps_exactly_the_rows_the_rules_say(client, admin, hosting):
+    rows = await _all(client, admin)
+
+    def expect(pred):
+        return [row["domain"] for row in rows if pred(row)]
+
+    checks = {
+        **{f"reason={r}": ({"reason": r}, lambda row, r=r: any(r in row[s]["reasons"] for s in ("webmail", "mail")))
+           for r in REASONS},
+        "warning=true": ({"warning": "true"}, lambda row: row["client_warning"]),
+        "warning=false": ({"warning": "false"}, lambda row: not row["client_warning"]),
+        "server_id": ({"server_id": hosting["s2"]}, lambda row: row["server_id"] == hosting["s2"]),
+        "account_id": ({"account_id": hosting["acct_b"]}, lambda row: row["account_id"] == hosting["acct_b"]),
+        "prefix": ({"prefix": "A"}, lambda row: row["domain"].startswith("a")),
+        "q": ({"q": "1.EX"}, lambda row: "1.ex" in row["domain"]),
+        "q with LIKE characters": ({"q": "%"}, lambda row: False),
+        "combined": ({"server_id": hosting["s1"], "warning": "true", "prefix": "b"},
+                     lambda row: row["server_id"] == hosting["s1"] and row["client_warning"]
+                     and row["domain"].startswith("b")),
+    }
+    for label, (params, pred) in checks.items():
+        got = await _all(client, admin, **params)
+        assert _names(got) == expect(pred), label
+        r = await client.get("/v1/domain-tls", params={**params, "count": "true", "limit": 1}, headers=admin)
+        assert r.json()["total"] == len(expect(pred)), label
+    assert (await client.get("/v1/domain-tls", headers=admin)).json()["total"] is None
+
+
+async def test_sorts_page_through_every_row_in_order(client, admin, hosting):
+    rows = await _all(client, admin)
+    by_name = sorted(rows, key=lambda row: row["domain"])
+    by_expiry = sorted(rows, key=lambda row: (datetime.fromisoformat(row["not_after"]), row["domain"]))
+    assert _names(await _all(client, admin, sort="name")) == _names(by_name)
+    assert _names(await _all(client, admin, sort="-name")) == _names(by_name)[::-1]
+    assert _names(await _all(client, admin, sort="not_after")) == _names(by_expiry)
+    assert _names(await _all(client, admin, sort="-not_after")) == _names(by_expiry)[::-1]
+    # b2 and b3 share a not_after (the server's defaults): the name breaks the tie across pages
+    tied = [row["not_after"] for row in rows if row["domain"] in ("b2.example", "b3.example")]
+    assert tied[0] == tied[1]
+    warned = await _all(client, admin, sort="-not_after", warning="true")
+    assert _names(warned) == [row["domain"] for row in by_expiry[::-1] if row["client_warning"]]
+
+
+async def test_customers_see_their_own_account_only(client, admin, hosting):
+    mine = await _all(client, hosting["a"])
+    assert _names(mine) == [f"{n}.example" for n in ALL if n.startswith("a")]
+    theirs = await _all(client, hosting["b"], server_id=hosting["s1"])
+    assert _names(theirs) == ["b0.example", "b1.example", "b2.example", "b3.example"]
+    r = await client.get("/v1/domain-tls", params={"account_id": hosting["acct_b"], "count": "true"},
+                         headers=hosting["a"])
+    assert r.status_code == 200 and r.json() == {"items": [], "next_cursor": None, "total": 0}
+    assert (await client.get("/v1/domain-tls", params={"account_id": hosting["acct_a"]},
+                             headers=hosting["a"])).json()["items"] == mine[:100]
+
+
+async def test_refusals_are_coded(client, admin, hosting):
+    assert_problem(await client.get("/v1/domain-tls?sort=created", headers=admin), 422, "validation_error")
+    assert_problem(await client.get("/v1/domain-tls?reason=nope", headers=admin), 422, "validation_error")
+    assert_problem(await client.get("/v1/domain-tls?limit=0", headers=admin), 422, "validation_error")
+    assert_problem(await client.get("/v1/domain-tls?cursor=!!", headers=admin), 422, "invalid_cursor")
+    first = (await client.get("/v1/domain-tls?limit=1", headers=admin)).json()
+    r = await client.get("/v1/domain-tls", params={"limit": 1, "cursor": first["next_cursor"], "sort": "not_after"},
+                         headers=admin)
+    assert_problem(r, 422, "invalid_cursor")  # a cursor of another sort
+    forged = base64.urlsafe_b64encode(json.dumps(["domain-tls:not_after", "year 0", "a"]).encode()).decode()
+    assert_problem(await client.get("/v1/domain-tls", params={"sort": "not_after", "cursor": forged}, headers=admin),
+                   422, "invalid_cursor")
+    surrogate = base64.urlsafe_b64encode(b'["domain-tls:name","\\ud800"]').decode()
+    assert_problem(await client.get("/v1/domain-tls", params={"cursor": surrogate}, headers=admin), 422,
+                   "invalid_cursor")
+    assert (await client.get("/v1/domain-tls")).status_code == 401
+    assert_problem(await client.get("/v1/servers/nope/domain-tls.ndjson", headers=admin), 404, "not_found")
+
+
+async def test_export_equals_the_paged_list(client, admin, hosting):
+    for headers, server in ((admin, "s1"), (hosting["b"], "s1"), (admin, "s2")):
+        paged = await _all(client, headers, server_id=hosting[server])
+        r = await client.get(f"/v1/servers/{hosting[server]}/domain-tls.ndjson", headers=headers)
+        assert r.status_code == 200 and r.headers["content-type"] == "application/x-ndjson"
+        assert [json.loads(line) for line in r.text.splitlines()] == paged
+        r = await client.get(f"/v1/servers/{hosting[server]}/domain-tls.csv", headers=headers)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+        records = list(csv.reader(io.StringIO(r.text)))
+        assert tuple(records[0]) == CSV_COLUMNS
+        assert [rec[0] for rec in records[1:]] == _names(paged)
+        for rec, row in zip(records[1:], paged, strict=True):
+            flat = dict(zip(CSV_COLUMNS, rec, strict=True))
+            assert flat["mail_reasons"].split() == row["mail"]["reasons"]
+            assert flat["webmail_certificate_id"] == row["webmail"]["certificate_id"]
+            assert flat["not_after"] == row["not_after"]
+            assert flat["mail_recommended_client_hostname"] == (row["mail"]["recommended_client_hostname"] or "")
+
+
+@contextmanager
+def statements(context):
+    seen = []
+
+    def count(*_args):
+        seen.append(1)
+
+    event.listen(context.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(context.engine.sync_engine, "before_cursor_execute", count)
+
+
+async def test_no_query_per_row(client, admin, hosting, context):
+    counts = []
+    for limit in (1, 11):
+        with statements(context) as seen:
+            r = await client.get("/v1/domain-tls", params={"limit": limit, "count": "true"}, headers=admin)
+            assert r.status_code == 200
+        counts.append(len(seen))
+    assert counts[0] == counts[1], counts
