@@ -21,6 +21,7 @@ ETAG_OPERATIONS = {
     ("post", "/v1/certificates"), ("post", "/v1/certificates/import"), ("post", "/v1/certificates/self-signed"),
     ("get", "/v1/servers/{server_id}"), ("patch", "/v1/servers/{server_id}"), ("post", "/v1/servers"),
     ("put", "/v1/servers/{server_id}/mail-certificate"),
+    ("put", "/v1/servers/{server_id}/webmail-certificate"), ("delete", "/v1/servers/{server_id}/webmail-certificate"),
     ("get", "/v1/domains/{name}"), ("post", "/v1/domains"),
     ("get", "/v1/domains/{name}/bindings"), ("get", "/v1/domains/{name}/bindings/{service}"),
     ("put", "/v1/domains/{name}/bindings/{service}"),

@@ -221,7 +221,7 @@ async def list_certificates(
     covers: Annotated[list[str] | None, Query(
         description="Only certificates that cover this host name (RFC 9525 matching, one-label wildcards); "
         "repeat it (`covers=a&covers=b`) for certificates that cover all of them.",
-        examples=["webmail.example.com"])] = None,
+        examples=[["webmail.example.com"]])] = None,
     usable_for: Annotated[str | None, Query(
         description="The certificate picker: only certificates that can serve this domain's `service` now: in "
         "date, covering webmail.<domain> and/or mail.<domain>, and, when certpost knows the domain, of the "

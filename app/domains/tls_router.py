@@ -12,9 +12,9 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import StreamingResponse
 
 from app.deps import Context, CurrentCaller, Session
+from app.domains import tls_report
 from app.domains.tls_list import DomainTlsService, InvalidCursor, TlsQuery, UnknownServer, export
 from app.domains.tls_rows import DomainTlsRepository
-from app.domains import tls_report
 from app.domains.tls_schemas import DOMAIN_TLS_ROW_EXAMPLE, DomainTlsPage, Reason, Sort
 from app.problems import responses
 

@@ -24,7 +24,14 @@ export function expiringFirst(page: CertificatePage): string[] {
   return [...page.items].sort((a, b) => a.not_after.localeCompare(b.not_after)).map((c) => c.id);
 }
 
-export const query: ListCertificatesQuery = { covers: "mail.example.com", limit: 50 };
+export const query: ListCertificatesQuery = { covers: ["mail.example.com", "webmail.example.com"], limit: 50 };
+
+export const picker: ListCertificatesQuery = { usable_for: "example.com", service: "both", sort: "-not_after" };
+
+export function nextPage(page: CertificatePage): ListCertificatesQuery | null {
+  // The opaque cursor is passed back unchanged; null means the last page.
+  return page.next_cursor === null ? null : { ...query, cursor: page.next_cursor };
+}
 
 export function bind(certificateId: string): BindingRequest {
   return { certificate_id: certificateId };
