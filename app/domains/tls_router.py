@@ -87,8 +87,8 @@ _SERVER = Annotated[str, Path(max_length=36, description="The server whose domai
 _CSV_EXAMPLE = "".join(",".join(record) + "\r\n" for record in (
     tls_report.CSV_COLUMNS, tls_report.csv_record(DOMAIN_TLS_ROW_EXAMPLE)))
 _EXPORT = ("Every row of `GET /v1/domain-tls?server_id=` for the server (a customer token: its own account's "
-           "domains on it), in name order, streamed as it is read: {form}. Memory stays flat whatever the "
-           "number of domains.")
+           "domains on it; 404 for a server that hosts none of them), in name order, streamed as it is read: "
+           "{form}. Memory stays flat whatever the number of domains.")
 
 
 @router.get(
@@ -103,7 +103,7 @@ _EXPORT = ("Every row of `GET /v1/domain-tls?server_id=` for the server (a custo
     response_class=StreamingResponse,
 )
 async def export_domain_tls_ndjson(server_id: _SERVER, caller: CurrentCaller, service: DomainTls, ctx: Context):
-    await service.check_server(server_id)
+    await service.check_server(caller, server_id)
     return StreamingResponse(export(ctx, caller, server_id, "ndjson"), media_type="application/x-ndjson",
                              headers={"Content-Disposition": f'attachment; filename="domain-tls-{server_id}.ndjson"'})
 
@@ -119,6 +119,6 @@ async def export_domain_tls_ndjson(server_id: _SERVER, caller: CurrentCaller, se
     response_class=StreamingResponse,
 )
 async def export_domain_tls_csv(server_id: _SERVER, caller: CurrentCaller, service: DomainTls, ctx: Context):
-    await service.check_server(server_id)
+    await service.check_server(caller, server_id)
     return StreamingResponse(export(ctx, caller, server_id, "csv"), media_type="text/csv; charset=utf-8",
                              headers={"Content-Disposition": f'attachment; filename="domain-tls-{server_id}.csv"'})
