@@ -35,7 +35,7 @@ Accounts = Annotated[AccountService, Depends(get_service)]
 @router.post("/accounts", operation_id="createAccount", response_description="The account, created",
     summary="Create a customer account",
     status_code=201, response_model=AccountOut, dependencies=[IDEMPOTENT],
-             responses=responses(Forbidden, AccountExists))
+    responses=responses(Forbidden, AccountExists))
 async def create_account(body: AccountCreate, _admin: Admin, accounts: Accounts, response: Response):
     """Create a customer account; its name is unique (409 `account_exists`). Admin only."""
     account = await accounts.create_account(body.name)
@@ -55,7 +55,7 @@ async def list_accounts(admin: Admin, accounts: Accounts, page: PageParams):
 @router.post("/tokens", operation_id="createToken", response_description="The token, with its secret shown this once",
     summary="Create an API token",
     status_code=201, response_model=TokenOut, dependencies=[IDEMPOTENT],
-             responses=responses(Forbidden, UnknownAccount))
+    responses=responses(Forbidden, UnknownAccount))
 async def create_token(body: TokenCreate, _admin: Admin, accounts: Accounts, response: Response):
     """Create an API token. The secret is in `token`, shown this once (and to a retry with the same
     `Idempotency-Key` within 24 hours: that stored response is encrypted with the master key)."""

@@ -74,7 +74,7 @@ def order_out(row: CertificateOrder, caller: Caller) -> OrderOut:
 @router.post("/v1/dns-providers", operation_id="createDnsProvider", response_description="The provider, stored (without its secrets)",
     summary="Store a DNS provider for dns-01",
     status_code=201, response_model=DnsProviderOut, dependencies=[IDEMPOTENT],
-             responses=responses(Forbidden, InvalidDnsProvider, DnsTargetRefused, UnknownAccount))
+    responses=responses(Forbidden, InvalidDnsProvider, DnsTargetRefused, UnknownAccount))
 async def create_dns_provider(body: DnsProviderCreate, caller: CurrentCaller, acme: Acme, response: Response):
     """Store a DNS provider for dns-01. Secrets (`key_secret`) are write-only and encrypted.
 
@@ -121,7 +121,7 @@ ORDER_ERRORS = (NameNotAllowed, WildcardRequiresDns01, DnsProviderRequired, Unkn
 @router.post("/v1/certificate-orders", operation_id="createCertificateOrder", response_description="The order, accepted; the worker runs it (poll `Location`)",
     summary="Order a certificate from the ACME CA",
     status_code=202, response_model=OrderOut, dependencies=[IDEMPOTENT],
-             responses=responses(*ORDER_ERRORS))
+    responses=responses(*ORDER_ERRORS))
 async def create_order(body: OrderCreate, caller: CurrentCaller, acme: Acme, response: Response):
     """Request a certificate from the ACME CA. The worker runs the order; poll its `Location`.
 
@@ -160,7 +160,7 @@ async def get_order(order_id: str, caller: CurrentCaller, acme: Acme):
 @router.post("/v1/certificates/{certificate_id}/renew", operation_id="renewCertificate", response_description="The renewal order, accepted (poll `Location`)",
     summary="Renew an ACME certificate now",
     status_code=202, response_model=OrderOut, dependencies=[IDEMPOTENT],
-             responses=responses(NotFound, NotRenewable, OrderInProgress, DnsProviderRequired))
+    responses=responses(NotFound, NotRenewable, OrderInProgress, DnsProviderRequired))
 async def renew_certificate(certificate_id: str, caller: CurrentCaller, acme: Acme, response: Response):
     """Renew an ACME certificate now, with the settings of the order that issued it."""
     order = await acme.renew_now(caller, certificate_id)

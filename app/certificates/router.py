@@ -142,7 +142,7 @@ async def _read_pem(ctx: Context, body: CertificateMaterialIn) -> material.Mater
 @router.post("", operation_id="createCertificate", response_description="The certificate, stored (new)",
     summary="Upload a certificate and its key (PEM)",
     status_code=201, dependencies=[IDEMPOTENT], response_model=CertificateUploadOut,
-             responses={**responses(*MATERIAL_ERRORS, Forbidden, UnknownAccount), **UPLOAD_RESPONSES})
+    responses={**responses(*MATERIAL_ERRORS, Forbidden, UnknownAccount), **UPLOAD_RESPONSES})
 async def upload_certificate(body: CertificateUpload, caller: CurrentCaller, service: Service, ctx: Context):
     """Store a certificate with its private key (PEM). The key is encrypted and never returned.
 
@@ -160,7 +160,7 @@ async def upload_certificate(body: CertificateUpload, caller: CurrentCaller, ser
         "certificate": ex.CERTIFICATE_PEM, "private_key": ex.PRIVATE_KEY_PEM, "name": "example.com 2026"}}}}},
     summary="Import a certificate from files (PEM or PKCS#12)",
     status_code=201, dependencies=[IDEMPOTENT], response_model=CertificateUploadOut,
-             responses={**responses(*MATERIAL_ERRORS, Forbidden, UnknownAccount), **UPLOAD_RESPONSES})
+    responses={**responses(*MATERIAL_ERRORS, Forbidden, UnknownAccount), **UPLOAD_RESPONSES})
 async def import_certificate(
     caller: CurrentCaller,
     service: Service,

@@ -85,7 +85,7 @@ def binding_out(domain: str, eff: Effective, deployment: rules.NameDeployment | 
 @router.post("", operation_id="createDomain", response_description="The domain, added",
     summary="Add a hosted domain",
     status_code=201, response_model=DomainOut, dependencies=[IDEMPOTENT],
-             responses=responses(Forbidden, InvalidDomainName, DomainExists, UnknownServer, UnknownAccount))
+    responses=responses(Forbidden, InvalidDomainName, DomainExists, UnknownServer, UnknownAccount))
 async def create_domain(body: DomainCreate, _admin: Admin, domains: Domains, response: Response):
     """Add a domain hosted on a server for an account. Its webmail and mail start on the server's
     default certificates. Admin only."""

@@ -99,7 +99,7 @@ async def to_outs(service: ServerService, servers: list[Server], capacity: int) 
 @router.post("", operation_id="createServer", response_description="The server, registered",
     summary="Register a mail server",
     status_code=201, response_model=ServerOut, dependencies=[IDEMPOTENT],
-             responses=responses(Forbidden, InvalidHostname, InvalidAgentUrl, RuleViolation, ServerExists))
+    responses=responses(Forbidden, InvalidHostname, InvalidAgentUrl, RuleViolation, ServerExists))
 async def register_server(body: ServerCreate, _admin: Admin, service: Service, ctx: Context, response: Response):
     """Register a mail server; it gets a self-signed certificate for its host name to start with."""
     server = await service.register(**body.model_dump())
@@ -132,7 +132,7 @@ async def get_server(server_id: str, _admin: Admin, service: Service, ctx: Conte
 @router.patch("/{server_id}", operation_id="patchServer", response_description="The server, changed",
     summary="Change a mail server's name or agent",
     response_model=ServerOut,
-              responses=responses(Forbidden, NotFound, InvalidAgentUrl, RuleViolation, ServerExists))
+    responses=responses(Forbidden, NotFound, InvalidAgentUrl, RuleViolation, ServerExists))
 async def patch_server(server_id: str, body: ServerPatch, _admin: Admin, service: Service, ctx: Context,
                        expected: IfMatch, response: Response):
     """Change the name or the agent (URL, pinned TLS fingerprint); an agent change redeploys."""
@@ -150,7 +150,7 @@ class MailCertificateOut(ServerOut):
 
 @router.put("/{server_id}/mail-certificate", operation_id="putServerMailCertificate", response_description="The server with its new server-wide mail certificate",
     summary="Set the server-wide mail certificate", response_model=MailCertificateOut,
-            responses=responses(Forbidden, NotFound, cert_errors.CertificateNotPlatform, cert_errors.HostnameNotCovered,
+    responses=responses(Forbidden, NotFound, cert_errors.CertificateNotPlatform, cert_errors.HostnameNotCovered,
                                 cert_errors.CertificateExpired, cert_errors.CertificateNotYetValid))
 async def set_mail_certificate(server_id: str, body: MailCertificateIn, _admin: Admin, service: Service, ctx: Context,
                                expected: IfMatch, response: Response):
