@@ -12,17 +12,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
-
 from app.idempotency.http import IdempotencyKeyInFlight, IdempotencyKeyReused
 from app.preconditions import PreconditionFailed
-from app.problems import PROBLEM_JSON
+from app.problems import add_problem
 
 ETAG_OPERATIONS = {
     ("get", "/v1/certificates/{certificate_id}"), ("put", "/v1/certificates/{certificate_id}"),
     ("post", "/v1/certificates"), ("post", "/v1/certificates/import"), ("post", "/v1/certificates/self-signed"),
     ("get", "/v1/servers/{server_id}"), ("patch", "/v1/servers/{server_id}"), ("post", "/v1/servers"),
     ("put", "/v1/servers/{server_id}/mail-certificate"),
+    ("put", "/v1/servers/{server_id}/webmail-certificate"), ("delete", "/v1/servers/{server_id}/webmail-certificate"),
     ("get", "/v1/domains/{name}"), ("post", "/v1/domains"),
     ("get", "/v1/domains/{name}/bindings"), ("get", "/v1/domains/{name}/bindings/{service}"),
     ("put", "/v1/domains/{name}/bindings/{service}"),
@@ -37,25 +36,10 @@ REPLAYED = {"description": "`true` when this is the stored first response to the
             "schema": _STRING}
 
 
-def install_http_docs(app: FastAPI) -> None:
-    generate = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        return document_http(generate())
-
-    app.openapi = openapi  # type: ignore[method-assign]
-
-
-def _problem(responses: dict[str, Any], status: int, line: str) -> None:
-    entry = responses.setdefault(str(status), {"description": ""})
-    described = entry.get("description", "")
-    if line not in described:
-        entry["description"] = f"{described}; {line}" if described else line
-    entry["content"] = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
-
-
 def document_http(doc: dict[str, Any]) -> dict[str, Any]:
-    """Idempotent: the cached document may pass here more than once."""
+    """Add the headers and the refusals they bring to FastAPI's document. It runs before
+    app.problems.document_problems (app.problems.install_openapi), which gives every error
+    response its Problem schema, its codes enumerated and an example per code."""
     for path, item in doc.get("paths", {}).items():
         for method, operation in item.items():
             if not isinstance(operation, dict) or "responses" not in operation:
@@ -70,8 +54,8 @@ def document_http(doc: dict[str, Any]) -> dict[str, Any]:
                 if "Idempotency-Key" in headers and status.startswith("2"):
                     response.setdefault("headers", {})["Idempotent-Replayed"] = REPLAYED
             if "If-Match" in headers:
-                _problem(responses, 412, f"`{PreconditionFailed.code}`: {PreconditionFailed.title}")
+                add_problem(responses, PreconditionFailed)
             if "Idempotency-Key" in headers:
-                _problem(responses, 409, f"`{IdempotencyKeyInFlight.code}`: {IdempotencyKeyInFlight.title}")
-                _problem(responses, 422, f"`{IdempotencyKeyReused.code}`: {IdempotencyKeyReused.title}")
+                add_problem(responses, IdempotencyKeyInFlight)
+                add_problem(responses, IdempotencyKeyReused)
     return doc

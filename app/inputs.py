@@ -50,6 +50,8 @@ class UnknownParameter(RuleViolation):
     read as "no filter" and answered with every row."""
 
     code, title = "unknown_parameter", "The operation does not take this query parameter"
+    extensions = ("parameter", "allowed")
+    example_detail = "acount_id: not a parameter of this operation; it takes account_id, count, cursor, limit"
 
 
 _DECLARED = "_certpost_query_parameters"

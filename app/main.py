@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from importlib import resources
 
 from fastapi import Depends, FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
@@ -24,22 +24,26 @@ from app.certificates.router import router as certificates_router
 from app.certificates.trust import refresh_stored as refresh_stored_trust
 from app.config import Settings, get_settings
 from app.context import AppContext
+from app.contract import TAGS
 from app.deployments.router import router as deployments_router
 from app.domains.router import router as domains_router
 from app.domains.tls_router import router as domain_tls_router
-from app.httpdocs import install_http_docs
 from app.inputs import refuse_control_characters, refuse_unknown_parameters
 from app.limits import BodySizeLimit
 from app.outage import database_unavailable, install_outage_handlers
-from app.problems import install_handlers
+from app.problems import install_handlers, install_problem_pages
 from app.servers.router import router as servers_router
 
 DESCRIPTION = """
 certpost stores TLS certificates for hosted webmail and mail, binds them to domains and
 servers, and deploys them to each mail server's agent.
 
-Authenticate with `Authorization: Bearer <token>`. Errors are RFC 9457
-`application/problem+json` with a stable `code`. Private keys are write-only.
+Authenticate with `Authorization: Bearer <token>` (`certpost tokens create`). Admin tokens
+manage everything; a customer token acts for its own account only.
+
+Errors are RFC 9457 `application/problem+json` with a stable `code` to switch on; each
+operation lists the codes it can answer per status, and each problem's `type`
+(`/problems/<code>`) is a page describing its code. Private keys are write-only.
 """
 
 
@@ -74,13 +78,16 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         title="certpost",
         version="0.1.0",
         description=DESCRIPTION,
+        openapi_tags=TAGS,
+        # No licence is granted (the repository has none); an SPDX LicenseRef says so without a URL.
+        license_info={"name": "Proprietary, all rights reserved", "identifier": "LicenseRef-Proprietary"},
+        servers=[{"url": "/", "description": "The API that serves this document"}],
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
         dependencies=[Depends(refuse_control_characters), Depends(refuse_unknown_parameters)],
     )
     install_handlers(app)
-    install_http_docs(app)  # after the problem documents: adds Location, ETag, 412/409 to them
     install_outage_handlers(app, asyncpg_errors=not settings.resolved_database_url.startswith("sqlite"))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     for router in (accounts_router, servers_router, deployments_router, domains_router, domain_tls_router, certificates_router,
@@ -88,19 +95,28 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         app.include_router(router)
     _install_ops_routes(app)
     _install_docs(app)
+    install_problem_pages(app)
     return app
 
 
 def _install_ops_routes(app: FastAPI) -> None:
-    @app.get("/healthz", tags=["operations"], include_in_schema=True)
+    @app.get("/healthz", tags=["operations"], include_in_schema=True, operation_id="getHealth",
+             summary="Check that the process is up",
+             responses={200: {"description": "The process is up",
+                              "content": {"application/json": {"example": {"status": "ok"}}}}})
     async def healthz() -> dict:
-        """The process is up."""
+        """Liveness: 200 `{"status": "ok"}` whenever the process answers at all; it reads nothing
+        (use `/readyz` to learn whether the database answers)."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"])
+    @app.get("/readyz", tags=["operations"], operation_id="getReadiness",
+             summary="Check that the database answers",
+             responses={200: {"description": "The database answers",
+                              "content": {"application/json": {"example": {"status": "ok", "database": "ok"}}}},
+                        503: {"description": "`database_unavailable`: The database is unavailable"}})
     async def readyz() -> JSONResponse:
-        """The database answers: 200, else 503 ``database_unavailable`` with ``Retry-After``,
-        so a load balancer stops sending traffic during an outage and resumes after it."""
+        """Readiness: 200 when the database answers, else 503 `database_unavailable` with
+        `Retry-After`, so a load balancer stops sending traffic during an outage and resumes after it."""
         try:
             async with app.state.ctx.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
@@ -110,7 +126,8 @@ def _install_ops_routes(app: FastAPI) -> None:
 
 
 def _install_docs(app: FastAPI) -> None:
-    """Swagger UI served from the package's own copy, so /docs works with no internet access."""
+    """Swagger UI (/docs) and ReDoc (/redoc) served from the package's own copies, so both work
+    with no internet access (no CDN, no Google fonts)."""
     static = resources.files("fastapi_offline") / "static"
     app.mount("/static/docs", StaticFiles(directory=str(static)), name="docs-static")
 
@@ -124,4 +141,14 @@ def _install_docs(app: FastAPI) -> None:
             swagger_favicon_url="/static/docs/favicon.png",
             # No badge that would call the public validator service.
             swagger_ui_parameters={"validatorUrl": None},
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=app.openapi_url,
+            title="certpost API",
+            redoc_js_url="/static/docs/redoc.standalone.js",
+            redoc_favicon_url="/static/docs/favicon.png",
+            with_google_fonts=False,
         )

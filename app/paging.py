@@ -44,6 +44,8 @@ T = TypeVar("T")
 
 
 class InvalidCursor(RuleViolation):
+    """The `cursor` is not one this list returned (or it was altered); start again without it."""
+
     code, title = "invalid_cursor", "The pagination cursor is not valid"
 
 

@@ -38,6 +38,9 @@ from app.problems import AppError
 
 
 class PreconditionFailed(AppError):
+    """``If-Match`` named a state the resource is no longer in (someone changed or deleted it since
+    it was read, RFC 9110 section 13.1.1): nothing was written; read it again and retry."""
+
     status, code, title = 412, "precondition_failed", "The resource changed since you read it"
 
 

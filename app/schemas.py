@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Field,
     StringConstraints,
     ValidationInfo,
     field_validator,
@@ -101,9 +102,29 @@ def _utc_instant(value: datetime) -> datetime:
 Instant = Annotated[datetime, AfterValidator(_utc_instant)]
 """An aware UTC datetime (naive input is taken as UTC); refused when UTC cannot represent it."""
 
+WARNING_CODES = (
+    "self_signed", "certificate_untrusted", "certificate_expiring", "certificate_expired",
+    "certificate_not_yet_valid", "server_certificate_untrusted", "no_agent", "not_yet_deployed",
+    "deployment_failed", "mail_certificates_over_capacity", "chain_differs",
+)
+"""Every warning ``code`` an answer can carry (tests/test_contract.py finds each in the code that
+emits it); a new warning adds its code here, so the documented enum stays the closed set."""
+
+
 class WarningOut(BaseModel):
-    code: str
-    message: str
+    """Accepted, but worth telling the user: the answer succeeded and this may make clients warn."""
+
+    code: str = Field(
+        description="What to warn about: `self_signed`, `certificate_untrusted`, `certificate_expiring`, "
+        "`certificate_expired`, `certificate_not_yet_valid` (the certificate; the last two on an upload only), `server_certificate_untrusted` (a per-domain mail certificate does not help while the "
+        "server-wide one is untrusted), `no_agent`, `not_yet_deployed`, `deployment_failed` (the server), "
+        "`mail_certificates_over_capacity` (Dovecot reloads), `chain_differs` (an identical upload returned the "
+        "stored certificate, whose chain differs from the one sent).",
+        json_schema_extra={"enum": list(WARNING_CODES)},
+        examples=["certificate_expiring"],
+    )
+    message: str = Field(description="The warning in English, for people.",
+                         examples=["The certificate expires in 12 days (2026-12-12)."])
 
 
 class ModelResponse(Response):

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs the real servers the test suite starts privately on loopback (Postfix, Dovecot,
-# nginx, Courier-IMAP, Pebble, BIND), only when one is missing. The system instances are never
+# Installs the npm contract tools (scripts/install-node-tools.sh), then the real servers the test
+# suite starts privately on loopback (Postfix, Dovecot, nginx, Courier-IMAP, Pebble, BIND), only
+# when one is missing. The system instances are never
 # started: the packages' policy keeps them down in containers, and the tests stop nothing but
 # their own.
 set -euo pipefail
+bash "$(dirname "$0")/install-node-tools.sh"
 need=()
 command -v postfix >/dev/null || need+=(postfix postfix-lmdb)
 [ -e /usr/lib/postfix/postfix-lmdb.so ] || need+=(postfix-lmdb)

@@ -54,6 +54,17 @@ async def test_another_owner_gets_its_own_copy(client, context, admin, customer_
     assert await rows(context, issued.fingerprint) == 3
 
 
+async def test_an_unknown_account_is_refused_not_a_500(client, admin, test_ca):
+    """An admin naming an account that does not exist: 422 unknown_account (the identical-upload
+    path must check it too, or the insert fails on the foreign key; found by schemathesis)."""
+    issued = test_ca.issue(["webmail.a.test"])
+    r = await client.post("/v1/certificates", json=upload_body(issued, account_id="missing"), headers=admin)
+    assert_problem(r, 422, "unknown_account")
+    files = {"certificate": ("c.pem", issued.cert_pem), "private_key": ("k.pem", issued.key_pem),
+             "account_id": (None, "missing")}
+    assert_problem(await client.post("/v1/certificates/import", files=files, headers=admin), 422, "unknown_account")
+
+
 async def test_another_key_for_the_same_certificate_is_refused(client, customer_headers, test_ca):
     _a, headers = await customer_headers()
     issued = test_ca.issue(["webmail.a.test"])

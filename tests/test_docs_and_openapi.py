@@ -1,22 +1,28 @@
-"""/docs works offline, and openapi/openapi.json is what the code exports."""
+"""/docs and /redoc work offline, every problem `type` resolves to a page, and openapi/openapi.json
+is what the code exports."""
 
 import json
 import re
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
+import pytest
+
 from app.cli import openapi_document
+from app.problems import PROBLEM_JSON, catalogue
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-async def test_docs_page_loads_only_same_origin_assets(client):
-    r = await client.get("/docs")
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+async def test_docs_page_loads_only_same_origin_assets(client, page):
+    r = await client.get(page)
     assert r.status_code == 200
     refs = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", r.text)
     refs += re.findall(r"""url:\s*['"]([^'"]+)['"]""", r.text)
-    assert any(ref.endswith(".js") for ref in refs) and any(ref.endswith(".css") for ref in refs)
-    base = str(client.base_url) + "/docs"
+    assert any(ref.endswith(".js") for ref in refs)
+    assert page == "/redoc" or any(ref.endswith(".css") for ref in refs)
+    base = str(client.base_url) + page
     for ref in refs:
         absolute = urljoin(base, ref)
         assert urlsplit(absolute).netloc == client.base_url.host, f"{ref} is not served by certpost"
@@ -57,6 +63,21 @@ def test_openapi_errors_are_documented_as_sent():
             assert "400" in responses, where
         for status, response in responses.items():
             if int(status) >= 400:
-                assert response["content"] == {
-                    "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
-                }, (where, status)
+                assert list(response["content"]) == [PROBLEM_JSON], (where, status)
+                schema = response["content"][PROBLEM_JSON]["schema"]
+                assert schema["allOf"][0] == {"$ref": "#/components/schemas/Problem"}, (where, status)
+
+
+async def test_every_problem_type_resolves_to_a_page(client):
+    """`type` is `/problems/<code>`, relative to the API (RFC 9457 section 3.1.1), and the API serves it."""
+    missing = await client.get("/v1/domains/no-such.example", headers={"Authorization": "Bearer cpt_x_y"})
+    assert missing.json()["type"] == "/problems/unauthenticated"
+    index = await client.get("/problems")
+    assert index.status_code == 200 and index.headers["content-type"].startswith("text/html")
+    for kind in catalogue().values():
+        assert f'href="/problems/{kind.code}"' in index.text
+        page = await client.get(f"/problems/{kind.code}")
+        assert page.status_code == 200, kind.code
+        assert kind.code in page.text and str(kind.status) in page.text
+    unknown = await client.get("/problems/no_such_code")
+    assert unknown.status_code == 404 and unknown.json()["code"] == "not_found"

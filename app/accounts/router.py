@@ -32,23 +32,30 @@ async def get_service(session: Session) -> AccountService:
 Accounts = Annotated[AccountService, Depends(get_service)]
 
 
-@router.post("/accounts", status_code=201, response_model=AccountOut, dependencies=[IDEMPOTENT],
-             responses=responses(Forbidden, AccountExists))
+@router.post("/accounts", operation_id="createAccount", response_description="The account, created",
+    summary="Create a customer account",
+    status_code=201, response_model=AccountOut, dependencies=[IDEMPOTENT],
+    responses=responses(Forbidden, AccountExists))
 async def create_account(body: AccountCreate, _admin: Admin, accounts: Accounts, response: Response):
+    """Create a customer account; its name is unique (409 `account_exists`). Admin only."""
     account = await accounts.create_account(body.name)
     response.headers["Location"] = f"/v1/accounts/{account.id}"
     return account
 
 
-@router.get("/accounts", response_model=AccountPage, responses=responses(Forbidden, InvalidCursor))
+@router.get("/accounts", operation_id="listAccounts", response_description="A page of accounts",
+    summary="List customer accounts",
+    response_model=AccountPage, responses=responses(Forbidden, InvalidCursor))
 async def list_accounts(admin: Admin, accounts: Accounts, page: PageParams):
-    """Accounts, oldest first (by `created_at`, then `id`). No filters."""
+    """Customer accounts, oldest first (by `created_at`, then `id`). No filters. Admin only."""
     window = await accounts.list_accounts(admin, page)
     return AccountPage.of(window, [AccountOut.model_validate(a) for a in window.rows])
 
 
-@router.post("/tokens", status_code=201, response_model=TokenOut, dependencies=[IDEMPOTENT],
-             responses=responses(Forbidden, UnknownAccount))
+@router.post("/tokens", operation_id="createToken", response_description="The token, with its secret shown this once",
+    summary="Create an API token",
+    status_code=201, response_model=TokenOut, dependencies=[IDEMPOTENT],
+    responses=responses(Forbidden, UnknownAccount))
 async def create_token(body: TokenCreate, _admin: Admin, accounts: Accounts, response: Response):
     """Create an API token. The secret is in `token`, shown this once (and to a retry with the same
     `Idempotency-Key` within 24 hours: that stored response is encrypted with the master key)."""
@@ -58,7 +65,9 @@ async def create_token(body: TokenCreate, _admin: Admin, accounts: Accounts, res
                     created_at=row.created_at, token=text)
 
 
-@router.get("/tokens", response_model=TokenPage, responses=responses(Forbidden, InvalidCursor))
+@router.get("/tokens", operation_id="listTokens", response_description="A page of tokens, without secrets",
+    summary="List API tokens",
+    response_model=TokenPage, responses=responses(Forbidden, InvalidCursor))
 async def list_tokens(admin: Admin, accounts: Accounts, page: PageParams,
                       account_id: Annotated[str | None, Query(description="Only this account's tokens.")] = None):
     """Tokens with their role, account and state, oldest first (by `created_at`, then `id`);
@@ -67,7 +76,9 @@ async def list_tokens(admin: Admin, accounts: Accounts, page: PageParams,
     return TokenPage.of(window, [TokenInfo.model_validate(t) for t in window.rows])
 
 
-@router.delete("/tokens/{token_id}", status_code=204, responses=responses(Forbidden, NotFound))
+@router.delete("/tokens/{token_id}", operation_id="revokeToken", response_description="Revoked",
+    summary="Revoke an API token", status_code=204, responses=responses(Forbidden, NotFound))
 async def revoke_token(token_id: str, _admin: Admin, accounts: Accounts):
+    """Revoke a token: it is refused from now on (401 `unauthenticated`). Its row stays, with `revoked_at`. Admin only."""
     await accounts.revoke_token(token_id)
     return Response(status_code=204)

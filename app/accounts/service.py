@@ -15,10 +15,14 @@ from app.problems import Conflict, NotFound, RuleViolation, Unauthenticated
 
 
 class AccountExists(Conflict):
+    """An account with this name exists (names are unique, compared after trimming)."""
+
     code, title = "account_exists", "An account with this name exists"
 
 
 class UnknownAccount(RuleViolation):
+    """The `account_id` names no account."""
+
     code, title = "unknown_account", "No such account"
 
 

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 
 from app.accounts.caller import Caller
+from app.accounts.service import UnknownAccount
 from app.acme.errors import DnsTargetRefused, customer_view
 from app.acme.models import CertificateOrder, DnsProvider
 from app.acme.repository import AcmeRepository
@@ -70,8 +71,10 @@ def order_out(row: CertificateOrder, caller: Caller) -> OrderOut:
     )
 
 
-@router.post("/v1/dns-providers", status_code=201, response_model=DnsProviderOut, dependencies=[IDEMPOTENT],
-             responses=responses(Forbidden, InvalidDnsProvider, DnsTargetRefused))
+@router.post("/v1/dns-providers", operation_id="createDnsProvider", response_description="The provider, stored (without its secrets)",
+    summary="Store a DNS provider for dns-01",
+    status_code=201, response_model=DnsProviderOut, dependencies=[IDEMPOTENT],
+    responses=responses(Forbidden, InvalidDnsProvider, DnsTargetRefused, UnknownAccount))
 async def create_dns_provider(body: DnsProviderCreate, caller: CurrentCaller, acme: Acme, response: Response):
     """Store a DNS provider for dns-01. Secrets (`key_secret`) are write-only and encrypted.
 
@@ -83,7 +86,9 @@ async def create_dns_provider(body: DnsProviderCreate, caller: CurrentCaller, ac
     return provider_out(provider)
 
 
-@router.get("/v1/dns-providers", response_model=DnsProviderPage, responses=responses(InvalidCursor))
+@router.get("/v1/dns-providers", operation_id="listDnsProviders", response_description="A page of the providers the caller may use",
+    summary="List DNS providers",
+    response_model=DnsProviderPage, responses=responses(InvalidCursor))
 async def list_dns_providers(caller: CurrentCaller, acme: Acme, page: PageParams,
                              account_id: Annotated[str | None, Query(
                                  description="Only this account's providers (the platform's are left out). "
@@ -94,13 +99,17 @@ async def list_dns_providers(caller: CurrentCaller, acme: Acme, page: PageParams
     return DnsProviderPage.of(window, [provider_out(r) for r in window.rows])
 
 
-@router.get("/v1/dns-providers/{provider_id}", response_model=DnsProviderOut, responses=responses(NotFound))
+@router.get("/v1/dns-providers/{provider_id}", operation_id="getDnsProvider", response_description="The provider (without its secrets)",
+    summary="Get a DNS provider", response_model=DnsProviderOut, responses=responses(NotFound))
 async def get_dns_provider(provider_id: str, caller: CurrentCaller, acme: Acme):
+    """One DNS provider, without its secrets (`secrets_set` names those stored). A customer sees its own and the platform's."""
     return provider_out(await acme.visible_provider(caller, provider_id))
 
 
-@router.delete("/v1/dns-providers/{provider_id}", status_code=204, responses=responses(NotFound))
+@router.delete("/v1/dns-providers/{provider_id}", operation_id="deleteDnsProvider", response_description="Deleted",
+    summary="Delete a DNS provider", status_code=204, responses=responses(NotFound))
 async def delete_dns_provider(provider_id: str, caller: CurrentCaller, acme: Acme):
+    """Delete a DNS provider and its secrets; orders that used it keep their history (their `dns_provider_id` becomes null) and renewals of their certificates then need another provider. A customer deletes only its own."""
     await acme.delete_provider(caller, provider_id)
     return Response(status_code=204)
 
@@ -109,8 +118,10 @@ ORDER_ERRORS = (NameNotAllowed, WildcardRequiresDns01, DnsProviderRequired, Unkn
                 BindNeedsOneDomain, SniUnsupported, OrderInProgress, NotFound)
 
 
-@router.post("/v1/certificate-orders", status_code=202, response_model=OrderOut, dependencies=[IDEMPOTENT],
-             responses=responses(*ORDER_ERRORS))
+@router.post("/v1/certificate-orders", operation_id="createCertificateOrder", response_description="The order, accepted; the worker runs it (poll `Location`)",
+    summary="Order a certificate from the ACME CA",
+    status_code=202, response_model=OrderOut, dependencies=[IDEMPOTENT],
+    responses=responses(*ORDER_ERRORS))
 async def create_order(body: OrderCreate, caller: CurrentCaller, acme: Acme, response: Response):
     """Request a certificate from the ACME CA. The worker runs the order; poll its `Location`.
 
@@ -123,7 +134,9 @@ async def create_order(body: OrderCreate, caller: CurrentCaller, acme: Acme, res
     return order_out(order, caller)
 
 
-@router.get("/v1/certificate-orders", response_model=OrderPage, responses=responses(InvalidCursor))
+@router.get("/v1/certificate-orders", operation_id="listCertificateOrders", response_description="A page of orders",
+    summary="List certificate orders",
+    response_model=OrderPage, responses=responses(InvalidCursor))
 async def list_orders(caller: CurrentCaller, acme: Acme, page: PageParams,
                       status: Annotated[str | None, Query(
                           pattern="^(pending|processing|valid|invalid)$",
@@ -137,13 +150,17 @@ async def list_orders(caller: CurrentCaller, acme: Acme, page: PageParams,
     return OrderPage.of(window, [order_out(r, caller) for r in window.rows])
 
 
-@router.get("/v1/certificate-orders/{order_id}", response_model=OrderOut, responses=responses(NotFound))
+@router.get("/v1/certificate-orders/{order_id}", operation_id="getCertificateOrder", response_description="The order",
+    summary="Get a certificate order", response_model=OrderOut, responses=responses(NotFound))
 async def get_order(order_id: str, caller: CurrentCaller, acme: Acme):
+    """One order: its status (`pending`, `processing`, `valid`, `invalid`), authorizations, the issued `certificate_id` once valid, and the `error` when invalid."""
     return order_out(await acme.visible_order(caller, order_id), caller)
 
 
-@router.post("/v1/certificates/{certificate_id}/renew", status_code=202, response_model=OrderOut, dependencies=[IDEMPOTENT],
-             responses=responses(NotFound, NotRenewable, OrderInProgress, DnsProviderRequired))
+@router.post("/v1/certificates/{certificate_id}/renew", operation_id="renewCertificate", response_description="The renewal order, accepted (poll `Location`)",
+    summary="Renew an ACME certificate now",
+    status_code=202, response_model=OrderOut, dependencies=[IDEMPOTENT],
+    responses=responses(NotFound, NotRenewable, OrderInProgress, DnsProviderRequired))
 async def renew_certificate(certificate_id: str, caller: CurrentCaller, acme: Acme, response: Response):
     """Renew an ACME certificate now, with the settings of the order that issued it."""
     order = await acme.renew_now(caller, certificate_id)

@@ -17,6 +17,8 @@ import json
 from sqlalchemy.exc import IntegrityError
 
 from app.accounts.caller import Caller
+from app.accounts.models import Account
+from app.accounts.service import UnknownAccount
 from app.acme.errors import DnsTargetRefused
 from app.acme.models import CertificateOrder, DnsProvider
 from app.acme.repository import AcmeRepository
@@ -38,46 +40,70 @@ TARGET_RULE = ("settings.server (an address or a host name), settings.port and "
 
 
 class InvalidDnsProvider(RuleViolation):
+    """The DNS provider's settings are not valid (the TSIG secret is not base64, a name server is not an address ...)."""
+
     code, title = "invalid_dns_provider", "The DNS provider settings are not valid"
 
 
 class WildcardRequiresDns01(RuleViolation):
+    """A wildcard name can only be validated over dns-01 (RFC 8555 section 7.1.3)."""
+
     code, title = "wildcard_requires_dns01", "Wildcard names can only be validated over dns-01"
 
 
 class DnsProviderRequired(RuleViolation):
+    """dns-01 needs a `dns_provider_id` (or, for a renewal, the original order's provider is gone)."""
+
     code, title = "dns_provider_required", "dns-01 needs a dns_provider_id"
 
 
 class UnknownDnsProvider(RuleViolation):
+    """The `dns_provider_id` does not name a provider the caller may use."""
+
     code, title = "unknown_dns_provider", "No such DNS provider"
 
 
 class NameNotAllowed(RuleViolation):
+    """A name is not under a domain registered to the caller's account (`name` says which)."""
+
     code, title = "name_not_allowed", "A name is not under a domain this caller may use"
+    extensions = ("name",)
 
 
 class Http01Unavailable(RuleViolation):
+    """http-01 needs the domain's server to have an agent that answers the challenge; this one has none."""
+
     code, title = "http01_unavailable", "No agent can answer HTTP-01 for this domain"
 
 
 class BindNeedsOneDomain(RuleViolation):
+    """`bind` binds the result to one domain, so the names must all be under that domain."""
+
     code, title = "bind_needs_one_domain", "`bind` needs names under a single domain"
 
 
 class SniUnsupported(Conflict):
+    """`bind` asks for mail, but the server's software cannot serve a per-domain mail certificate (`advice` says what to do)."""
+
     code, title = "sni_unsupported", "This server cannot serve a per-domain mail certificate"
+    extensions = ("advice",)
 
 
 class NotRenewable(Conflict):
+    """Only a certificate certpost issued over ACME can be renewed."""
+
     code, title = "not_renewable", "The certificate was not issued over ACME by certpost"
 
 
 class OrderInProgress(Conflict):
+    """An order for this certificate is already pending or processing; poll it instead."""
+
     code, title = "order_in_progress", "An order for this certificate is already running"
 
 
 class DnsProviderInUse(Conflict):
+    """Orders still use this DNS provider."""
+
     code, title = "dns_provider_in_use", "Orders still use this DNS provider"
 
 
@@ -144,6 +170,8 @@ class AcmeService:
     # -- DNS providers --------------------------------------------------------------------
     async def create_provider(self, caller: Caller, body: DnsProviderCreate) -> DnsProvider:
         owner = caller.owner_for_new(body.account_id)
+        if owner is not None and await self.repo.session.get(Account, owner) is None:
+            raise UnknownAccount(f"account {owner} not found")  # not a foreign-key 500
         settings = body.settings.model_dump()
         secrets = {k: settings.pop(k) for k in SECRET_FIELDS[body.kind]}
         try:

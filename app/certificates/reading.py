@@ -40,6 +40,8 @@ NICENESS = 10
 
 
 class MaterialBusy(AppError):
+    """Every certificate-reading worker is busy (parsing, key derivation): retry after `Retry-After` seconds."""
+
     status, code, title = 503, "material_busy", "Too many certificates are being read; retry shortly"
     retry_after = 5
 

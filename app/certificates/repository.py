@@ -71,6 +71,11 @@ class CertificateRepository:
     def __init__(self, session: AsyncSession):
         self.session = session
 
+    async def account_exists(self, account_id: str) -> bool:
+        from app.accounts.models import Account
+
+        return await self.session.get(Account, account_id) is not None
+
     async def add(self, cert: Certificate) -> None:
         self.session.add(cert)
         await self.session.flush()

@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile, status
 
+from app import examples as ex
+from app.accounts.service import UnknownAccount
 from app.certificates import errors, material
 from app.certificates.models import Certificate
 from app.certificates.reading import MaterialBusy
@@ -38,6 +40,8 @@ MATERIAL_ERRORS = (*errors.MATERIAL_ERRORS, MaterialBusy)
 
 
 class InvalidHostname(RuleViolation):
+    """A name is not a valid host name (or wildcard) for a certificate."""
+
     code, title = "invalid_name", "Not a valid host name"
 
 
@@ -135,8 +139,10 @@ async def _read_pem(ctx: Context, body: CertificateMaterialIn) -> material.Mater
         raise errors.from_material_error(exc) from None
 
 
-@router.post("", status_code=201, dependencies=[IDEMPOTENT], response_model=CertificateUploadOut,
-             responses={**responses(*MATERIAL_ERRORS, Forbidden), **UPLOAD_RESPONSES})
+@router.post("", operation_id="createCertificate", response_description="The certificate, stored (new)",
+    summary="Upload a certificate and its key (PEM)",
+    status_code=201, dependencies=[IDEMPOTENT], response_model=CertificateUploadOut,
+    responses={**responses(*MATERIAL_ERRORS, Forbidden, UnknownAccount), **UPLOAD_RESPONSES})
 async def upload_certificate(body: CertificateUpload, caller: CurrentCaller, service: Service, ctx: Context):
     """Store a certificate with its private key (PEM). The key is encrypted and never returned.
 
@@ -149,8 +155,12 @@ async def upload_certificate(body: CertificateUpload, caller: CurrentCaller, ser
     return await _uploaded(service, await service.store_upload(mat, account_id=owner, name=body.name), ctx)
 
 
-@router.post("/import", status_code=201, dependencies=[IDEMPOTENT], response_model=CertificateUploadOut,
-             responses={**responses(*MATERIAL_ERRORS, Forbidden), **UPLOAD_RESPONSES})
+@router.post("/import", operation_id="importCertificate", response_description="The certificate, stored (new)",
+    openapi_extra={"requestBody": {"content": {"multipart/form-data": {"example": {
+        "certificate": ex.CERTIFICATE_PEM, "private_key": ex.PRIVATE_KEY_PEM, "name": "example.com 2026"}}}}},
+    summary="Import a certificate from files (PEM or PKCS#12)",
+    status_code=201, dependencies=[IDEMPOTENT], response_model=CertificateUploadOut,
+    responses={**responses(*MATERIAL_ERRORS, Forbidden, UnknownAccount), **UPLOAD_RESPONSES})
 async def import_certificate(
     caller: CurrentCaller,
     service: Service,
@@ -158,11 +168,11 @@ async def import_certificate(
     certificate: Annotated[UploadFile | None, File(description="PEM: the leaf, optionally with its chain")] = None,
     chain: Annotated[UploadFile | None, File(description="PEM: the issuers")] = None,
     private_key: Annotated[UploadFile | None, File(description="PEM private key")] = None,
-    key_passphrase: Annotated[Text | None, Form()] = None,
+    key_passphrase: Annotated[Text | None, Form(description="For an encrypted `private_key`.")] = None,
     pkcs12: Annotated[UploadFile | None, File(description="PKCS#12 (.p12/.pfx) with key and chain")] = None,
     password: Annotated[Text | None, Form(description="The PKCS#12 password")] = None,
-    name: Annotated[Text | None, Form(max_length=200)] = None,
-    account_id: Annotated[Text | None, Form()] = None,
+    name: Annotated[Text | None, Form(max_length=200, description="A label for people.")] = None,
+    account_id: Annotated[Text | None, Form(description="Admins only: the owning account (default: none).")] = None,
 ):
     """Store a certificate from files: PEM files, or one PKCS#12 archive with its password.
 
@@ -186,7 +196,9 @@ async def import_certificate(
     return await _uploaded(service, await service.store_upload(mat, account_id=owner, name=name), ctx)
 
 
-@router.post("/self-signed", status_code=201, dependencies=[IDEMPOTENT], response_model=CertificateOut, responses=responses(InvalidHostname, Forbidden))
+@router.post("/self-signed", operation_id="createSelfSignedCertificate", response_description="The certificate, generated and stored",
+    summary="Generate a self-signed certificate",
+    status_code=201, dependencies=[IDEMPOTENT], response_model=CertificateOut, responses=responses(InvalidHostname, Forbidden, UnknownAccount))
 async def create_self_signed(body: SelfSignedCreate, caller: CurrentCaller, service: Service, response: Response):
     """Generate an ECDSA P-256 self-signed certificate for `names` (clients will warn)."""
     owner = caller.owner_for_new(body.account_id)
@@ -199,7 +211,9 @@ async def create_self_signed(body: SelfSignedCreate, caller: CurrentCaller, serv
     return await _one(service, cert, response, created=True)
 
 
-@router.get("", response_model=CertificatePage, responses=responses(InvalidCursor, InvalidFilter, NotFound))
+@router.get("", operation_id="listCertificates", response_description="A page of certificates",
+    summary="List certificates",
+    response_model=CertificatePage, responses=responses(InvalidCursor, InvalidFilter, NotFound))
 async def list_certificates(
     caller: CurrentCaller,
     certificates: Service,
@@ -207,7 +221,7 @@ async def list_certificates(
     covers: Annotated[list[str] | None, Query(
         description="Only certificates that cover this host name (RFC 9525 matching, one-label wildcards); "
         "repeat it (`covers=a&covers=b`) for certificates that cover all of them.",
-        examples=["webmail.example.com"])] = None,
+        examples=[["webmail.example.com"]])] = None,
     usable_for: Annotated[str | None, Query(
         description="The certificate picker: only certificates that can serve this domain's `service` now: in "
         "date, covering webmail.<domain> and/or mail.<domain>, and, when certpost knows the domain, of the "
@@ -226,8 +240,10 @@ async def list_certificates(
         "-not_after (latest expiry first); ties by id. A cursor is valid for the order it came from.",
         examples=["-not_after"])] = "created_at",
 ):
-    """Certificates in the chosen order, each with where it is bound and whether it is trusted now.
-    A customer sees its own account's certificates only."""
+    """Certificates the caller may see, in the chosen order (`sort`), each with where it is bound and
+    whether it is trusted now. Filter by names they cover (`covers`), by what can serve a domain now
+    (`usable_for`, the certificate picker), by expiry (`expires_before`) and by account. A customer
+    sees its own account's certificates only. Cursor-paginated: pass `next_cursor` back as `cursor`."""
     found = await certificates.list(
         caller,
         covers_names=covers,
@@ -244,14 +260,18 @@ async def list_certificates(
     ))
 
 
-@router.get("/{certificate_id}", response_model=CertificateOut, responses=responses(NotFound))
+@router.get("/{certificate_id}", operation_id="getCertificate", response_description="The certificate",
+    summary="Get a certificate",
+    response_model=CertificateOut, responses=responses(NotFound))
 async def get_certificate(certificate_id: str, caller: CurrentCaller, service: Service, response: Response):
-    """The certificate, with its `ETag` for a later `If-Match`."""
+    """One certificate: subject, names, validity, key, trust and where it is bound, with its `ETag`
+    for a later `If-Match`. Never the private key."""
     return await _one(service, await service.get_visible(caller, certificate_id), response)
 
 
 @router.put(
-    "/{certificate_id}",
+    "/{certificate_id}", operation_id="replaceCertificate", response_description="The certificate with its new material",
+    summary="Replace a certificate's material",
     response_model=CertificateOut,
     responses=responses(NotFound, errors.HostnameNotCovered, errors.CertificateExpired, errors.CertificateServerWide,
                         errors.CertificateNotYetValid, errors.CertificateExists, *MATERIAL_ERRORS),
@@ -264,8 +284,12 @@ async def replace_certificate(certificate_id: str, body: CertificateMaterialIn, 
     return await _one(service, await service.replace(caller, certificate_id, mat, body.name, expected), response)
 
 
-@router.delete("/{certificate_id}", status_code=204, responses=responses(NotFound, errors.CertificateInUse))
+@router.delete("/{certificate_id}", operation_id="deleteCertificate", response_description="Deleted",
+    summary="Delete a certificate",
+    status_code=204, responses=responses(NotFound, errors.CertificateInUse))
 async def delete_certificate(certificate_id: str, caller: CurrentCaller, service: Service, expected: IfMatch):
+    """Delete a certificate and its key. Refused while it is bound anywhere (409 `certificate_in_use`,
+    with `bindings`); with `If-Match`, only while it is still in that state (412 otherwise)."""
     await service.delete(caller, certificate_id, expected)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -3,39 +3,77 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from app import examples as ex
 from app.paging import Page
 from app.schemas import PemText, Strict, WarningOut
 
 PEM_MAX = 256 * 1024
 
+MATERIAL_EXAMPLE = {"certificate_pem": ex.CERTIFICATE_PEM, "private_key_pem": ex.PRIVATE_KEY_PEM,
+                    "name": "example.com 2026"}
+
 
 class CertificateMaterialIn(Strict):
-    certificate_pem: PemText = Field(max_length=PEM_MAX, description="The leaf, optionally followed by its issuers, in order.")
-    chain_pem: PemText | None = Field(None, max_length=PEM_MAX, description="Issuers, leaf's issuer first.")
-    private_key_pem: PemText = Field(max_length=PEM_MAX, description="Write-only; stored encrypted, never returned.")
-    key_passphrase: str | None = Field(None, max_length=1024, description="For an encrypted private key.")
-    name: str | None = Field(None, max_length=200)
+    model_config = ConfigDict(json_schema_extra={"examples": [MATERIAL_EXAMPLE]})
+
+    certificate_pem: PemText = Field(max_length=PEM_MAX, description="The leaf, optionally followed by its issuers, in order.",
+                                     examples=[ex.CERTIFICATE_PEM])
+    chain_pem: PemText | None = Field(None, max_length=PEM_MAX, description="Issuers, leaf's issuer first.",
+                                      examples=[None])
+    private_key_pem: PemText = Field(max_length=PEM_MAX, description="Write-only; stored encrypted, never returned.",
+                                     examples=[ex.PRIVATE_KEY_PEM])
+    key_passphrase: str | None = Field(None, max_length=1024, description="For an encrypted private key.",
+                                       examples=[None])
+    name: str | None = Field(None, max_length=200, description="A label for people (not a host name).",
+                             examples=["example.com 2026"])
 
 
 class CertificateUpload(CertificateMaterialIn):
-    account_id: str | None = Field(None, description="Admins only: the owning account (default: none).")
+    model_config = ConfigDict(json_schema_extra={"examples": [{**MATERIAL_EXAMPLE, "account_id": ex.ACCOUNT_ID}]})
+
+    account_id: str | None = Field(None, description="Admins only: the owning account (default: none, a platform "
+                                   "certificate). A customer's certificates are always its account's.",
+                                   examples=[ex.ACCOUNT_ID])
 
 
 class SelfSignedCreate(Strict):
-    names: list[str] = Field(min_length=1, max_length=100)
-    name: str | None = Field(None, max_length=200)
-    days: int = Field(365, ge=1, le=825)
-    account_id: str | None = None
+    model_config = ConfigDict(json_schema_extra={"examples": [{"names": ["webmail.example.com", "mail.example.com"],
+                                                               "name": "example.com (self-signed)", "days": 365}]})
+
+    names: list[str] = Field(min_length=1, max_length=100, description="Host names (wildcards allowed) it covers; "
+                             "the first is the subject's CN.", examples=[["webmail.example.com", "mail.example.com"]])
+    name: str | None = Field(None, max_length=200, description="A label for people.",
+                             examples=["example.com (self-signed)"])
+    days: int = Field(365, ge=1, le=825, description="Validity in days, from now.", examples=[365])
+    account_id: str | None = Field(None, description="Admins only: the owning account (default: the platform).",
+                                   examples=[None])
 
 
 class UsageOut(BaseModel):
-    kind: Literal["domain", "server-mail", "server-webmail", "server-default"]
-    service: Literal["webmail", "mail"]
-    hostname: str
-    domain: str | None = None
-    server_id: str | None = None
+    kind: Literal["domain", "server-mail", "server-webmail", "server-default"] = Field(
+        description="`domain`: bound to a domain's service; `server-mail`: a server's server-wide mail "
+        "certificate; `server-webmail`: a server's webmail default; `server-default`: a server's default "
+        "certificate.", examples=["domain"])
+    service: Literal["webmail", "mail"] = Field(description="The service it serves.", examples=["mail"])
+    hostname: str = Field(description="The name it serves.", examples=["mail.example.com"])
+    domain: str | None = Field(None, description="With `domain`: the domain.", examples=[ex.DOMAIN])
+    server_id: str | None = Field(None, description="With `server-*`: the server.", examples=[None])
+
+
+CERTIFICATE_EXAMPLE = {
+    "id": ex.CERTIFICATE_ID, "name": "example.com 2026", "account_id": ex.ACCOUNT_ID, "subject": ex.SUBJECT,
+    "issuer": ex.SUBJECT, "serial": ex.SERIAL, "sans": ex.SANS, "not_before": ex.NOT_BEFORE,
+    "not_after": ex.NOT_AFTER, "fingerprint_sha256": ex.FINGERPRINT, "key_type": "ec-p256", "key_bits": 256,
+    "self_signed": True, "trusted": False,
+    "trust": {"trusted": False, "reason": "self_signed", "detail": "the certificate is self-signed"},
+    "chain_length": 1, "source": "upload", "revision": 1,
+    "bindings": [{"kind": "domain", "service": "mail", "hostname": "mail.example.com", "domain": ex.DOMAIN,
+                  "server_id": None}],
+    "renewal_at": None, "renewal_status": None, "renewal_error": None,
+    "created_at": ex.CREATED, "updated_at": ex.UPDATED,
+}
 
 
 TrustReason = Literal[
@@ -65,36 +103,51 @@ class TrustOut(BaseModel):
 
 
 class CertificateOut(BaseModel):
-    id: str
-    name: str | None
-    account_id: str | None
-    subject: str
-    issuer: str
-    serial: str
-    sans: list[str]
-    not_before: datetime
-    not_after: datetime
-    fingerprint_sha256: str
-    key_type: str = Field(description="rsa, ec-p256, ec-p384, ec-p521 or ed25519")
-    key_bits: int
-    self_signed: bool
+    model_config = ConfigDict(json_schema_extra={"examples": [CERTIFICATE_EXAMPLE]})
+
+    id: str = Field(description="The certificate's id.", examples=[ex.CERTIFICATE_ID])
+    name: str | None = Field(description="The label given at upload.", examples=["example.com 2026"])
+    account_id: str | None = Field(description="The owning account; null: a platform certificate.",
+                                   examples=[ex.ACCOUNT_ID])
+    subject: str = Field(description="Subject DN (RFC 4514).", examples=[ex.SUBJECT])
+    issuer: str = Field(description="Issuer DN (RFC 4514).", examples=[ex.LE_ISSUER])
+    serial: str = Field(description="Serial number (hex).", examples=[ex.SERIAL])
+    sans: list[str] = Field(description="DNS subjectAltNames, in A-labels.", examples=[ex.SANS])
+    not_before: datetime = Field(description="Valid from (UTC).", examples=[ex.NOT_BEFORE])
+    not_after: datetime = Field(description="Valid until (UTC, inclusive).", examples=[ex.NOT_AFTER])
+    fingerprint_sha256: str = Field(description="SHA-256 of the leaf's DER (hex).", examples=[ex.FINGERPRINT])
+    key_type: str = Field(description="rsa, ec-p256, ec-p384, ec-p521 or ed25519", examples=["ec-p256"])
+    key_bits: int = Field(description="Key size in bits.", examples=[256])
+    self_signed: bool = Field(description="Issued by itself.", examples=[False])
     trusted: bool = Field(
         description="Same as `trust.trusted`: judged against the current trust store when read, not frozen at upload.",
         examples=[True],
     )
     trust: TrustOut = Field(description="Whether a client would trust the certificate now, and why not.")
-    chain_length: int = Field(description="Certificates stored, leaf included.")
-    source: Literal["upload", "self-signed", "acme"]
-    revision: int
-    bindings: list[UsageOut]
-    renewal_at: datetime | None = Field(description="ACME: when the worker renews it (ARI window or 2/3 of lifetime).")
-    renewal_status: Literal["scheduled", "renewing", "failed"] | None
-    renewal_error: dict | None = Field(description="ACME: why the last renewal failed (`step`, `code`, `detail`, `problem`).")
-    created_at: datetime
-    updated_at: datetime
+    chain_length: int = Field(description="Certificates stored, leaf included.", examples=[2])
+    source: Literal["upload", "self-signed", "acme"] = Field(description="How it came: uploaded, generated "
+                                                             "self-signed, or issued over ACME.", examples=["upload"])
+    revision: int = Field(description="1, then one more each time its material is replaced.", examples=[1])
+    bindings: list[UsageOut] = Field(description="Where it is served.")
+    renewal_at: datetime | None = Field(description="ACME: when the worker renews it (ARI window or 2/3 of lifetime).",
+                                        examples=[None])
+    renewal_status: Literal["scheduled", "renewing", "failed"] | None = Field(
+        description="ACME: the renewal's state; null for other certificates.", examples=[None])
+    renewal_error: dict | None = Field(description="ACME: why the last renewal failed (`step`, `code`, `detail`, `problem`).",
+                                       examples=[None])
+    created_at: datetime = Field(description="When it was stored (UTC).", examples=[ex.CREATED])
+    updated_at: datetime = Field(description="When it last changed (UTC).", examples=[ex.UPDATED])
+
+
+SELF_SIGNED_WARNING = {"code": "self_signed", "message": "The certificate is self-signed: every client will warn."}
 
 
 class CertificateUploadOut(CertificateOut):
+    """A stored certificate as an upload answers it: new (201) or the identical one already stored (200)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{**CERTIFICATE_EXAMPLE, "already_existed": False,
+                                                               "warnings": [SELF_SIGNED_WARNING]}]})
+
     already_existed: bool = Field(
         description="True when the owner already had this certificate (same SHA-256 fingerprint): the existing "
         "one is returned with 200 and nothing is stored; false with 201 for a new certificate.",
@@ -111,3 +164,5 @@ class CertificateUploadOut(CertificateOut):
 
 class CertificatePage(Page[CertificateOut]):
     """A page of certificates, oldest first."""
+
+    model_config = ex.page(CERTIFICATE_EXAMPLE, ex.CURSOR)

@@ -13,6 +13,7 @@ from cryptography import x509
 from sqlalchemy.exc import IntegrityError
 
 from app.accounts.caller import Caller
+from app.accounts.service import UnknownAccount
 from app.certificates import errors
 from app.certificates.material import Material
 from app.certificates.models import Certificate, CertificateName
@@ -45,6 +46,8 @@ the certificate must cover."""
 
 
 class InvalidFilter(RuleViolation):
+    """A filter value is not valid, e.g. `covers` is not a host name."""
+
     code, title = "invalid_filter", "A filter value is not valid"
 
 
@@ -102,7 +105,13 @@ class CertificateService:
         cert.key_wrapped = sealed.wrapped_key
         cert.master_key_id = sealed.master_key_id
 
+    async def _check_account(self, account_id: str | None) -> None:
+        if account_id is not None and not await self.repo.account_exists(account_id):
+            # an admin naming an account that does not exist: refused, not a foreign-key 500
+            raise UnknownAccount(f"account {account_id} not found")
+
     async def store(self, material: Material, *, account_id: str | None, name: str | None, source: str) -> Certificate:
+        await self._check_account(account_id)
         cert = Certificate(id=new_id(), account_id=account_id, name=name, source=source, revision=1)
         self._fill(cert, material)
         cert.names = [CertificateName(name=n) for n in dict.fromkeys(material.sans)]
@@ -119,6 +128,7 @@ class CertificateService:
         the material with ``PUT`` for that). Concurrent identical uploads make one row
         (``CertificateRepository.add_unless_present``).
         """
+        await self._check_account(account_id)
         existing = await self.repo.by_owner_fingerprint(account_id, material.fingerprint)
         if existing is None:
             cert = Certificate(id=new_id(), account_id=account_id, name=name, source="upload", revision=1)

@@ -48,14 +48,17 @@ def _out(row: Deployment) -> DeploymentOut:
     )
 
 
-@router.get("/deployments", response_model=DeploymentPage, responses=responses(Forbidden, NotFound, InvalidCursor))
+@router.get("/deployments", operation_id="listDeployments", response_description="A page of deployments",
+    summary="List a server's deployments",
+    response_model=DeploymentPage, responses=responses(Forbidden, NotFound, InvalidCursor))
 async def list_deployments(server_id: str, _admin: Admin, deployments: Deployments, page: PageParams):
     """Deployments of this server, newest generation first. No filters."""
     window = await deployments.list(server_id, page)
     return DeploymentPage.of(window, [_out(r) for r in window.rows])
 
 
-@router.get("/deployments/{deployment_id}", response_model=DeploymentDetail, responses=responses(Forbidden, NotFound))
+@router.get("/deployments/{deployment_id}", operation_id="getDeployment", response_description="The deployment with its attempts",
+    summary="Get a deployment with its attempts", response_model=DeploymentDetail, responses=responses(Forbidden, NotFound))
 async def get_deployment(server_id: str, deployment_id: str, _admin: Admin, session: Session):
     """One deployment with every attempt's outcome."""
     repo = DeploymentRepository(session)
@@ -67,7 +70,9 @@ async def get_deployment(server_id: str, deployment_id: str, _admin: Admin, sess
     return DeploymentDetail(**_out(row).model_dump(), history=history)
 
 
-@router.post("/deployments", status_code=202, response_model=DeploymentOut, responses=responses(Forbidden, NotFound))
+@router.post("/deployments", operation_id="createDeployment", response_description="The new deployment, queued for the agent",
+    summary="Push the server's configuration again now",
+    status_code=202, response_model=DeploymentOut, responses=responses(Forbidden, NotFound))
 async def push_now(server_id: str, _admin: Admin, session: Session, response: Response):
     """Push the server's current configuration again now, as a new generation.
 
@@ -81,7 +86,8 @@ async def push_now(server_id: str, _admin: Admin, session: Session, response: Re
     return _out(row)
 
 
-@router.get("/config", response_model=DesiredConfigOut, responses=responses(Forbidden, NotFound))
+@router.get("/config", operation_id="getServerConfig", response_description="The desired configuration",
+    summary="Preview the configuration the agent should serve", response_model=DesiredConfigOut, responses=responses(Forbidden, NotFound))
 async def preview_config(server_id: str, _admin: Admin, session: Session):
     """The configuration the agent should serve at the current desired generation (no keys)."""
     server = await _server(session, server_id)

@@ -82,16 +82,22 @@ def binding_out(domain: str, eff: Effective, deployment: rules.NameDeployment | 
     )
 
 
-@router.post("", status_code=201, response_model=DomainOut, dependencies=[IDEMPOTENT],
-             responses=responses(Forbidden, InvalidDomainName, DomainExists, UnknownServer, UnknownAccount))
+@router.post("", operation_id="createDomain", response_description="The domain, added",
+    summary="Add a hosted domain",
+    status_code=201, response_model=DomainOut, dependencies=[IDEMPOTENT],
+    responses=responses(Forbidden, InvalidDomainName, DomainExists, UnknownServer, UnknownAccount))
 async def create_domain(body: DomainCreate, _admin: Admin, domains: Domains, response: Response):
+    """Add a domain hosted on a server for an account. Its webmail and mail start on the server's
+    default certificates. Admin only."""
     domain = await domains.create(body.name, body.server_id, body.account_id)
     response.headers["Location"] = f"/v1/domains/{domain.name}"
     tag(response, domain_tag(domain.id))
     return domain_out(domain)
 
 
-@router.get("", response_model=DomainPage, responses=responses(InvalidCursor))
+@router.get("", operation_id="listDomains", response_description="A page of domains",
+    summary="List hosted domains",
+    response_model=DomainPage, responses=responses(InvalidCursor))
 async def list_domains(
     caller: CurrentCaller,
     domains: Domains,
@@ -101,28 +107,39 @@ async def list_domains(
         description="Only this account's domains. A customer sees only its own account's whatever it "
         "names here (another account: an empty list).")] = None,
 ):
-    """Domains in name order (A-labels, so `xn--` names sort by their ASCII form). A customer
-    sees its own account's domains only."""
+    """Domains in name order (A-labels, so `xn--` names sort by their ASCII form); filter by server
+    and account. A customer sees its own account's domains only. Pass `next_cursor` back as
+    `cursor` for the next page."""
     window = await domains.list(caller, server_id=server_id, account_id=account_id, page=page)
     return ModelResponse(DomainPage.of(window, [domain_out(d) for d in window.rows]))
 
 
-@router.get("/{name}", response_model=DomainOut, responses=responses(NotFound))
+@router.get("/{name}", operation_id="getDomain", response_description="The domain",
+    summary="Get a hosted domain",
+    response_model=DomainOut, responses=responses(NotFound))
 async def get_domain(name: str, caller: CurrentCaller, domains: Domains, response: Response):
+    """One domain: its server and account, with its `ETag` for a later `If-Match`."""
     domain = await domains.get_visible(caller, name)
     tag(response, domain_tag(domain.id))
     return domain_out(domain)
 
 
-@router.delete("/{name}", status_code=204, responses=responses(Forbidden, NotFound))
+@router.delete("/{name}", operation_id="deleteDomain", response_description="Deleted",
+    summary="Delete a hosted domain",
+    status_code=204, responses=responses(Forbidden, NotFound))
 async def delete_domain(name: str, admin: Admin, domains: Domains, expected: IfMatch):
+    """Delete a domain and its bindings; its server redeploys without it. Admin only. With
+    `If-Match`, only while the domain is still in that state (412 otherwise)."""
     await domains.delete(admin, name, expected)
     return Response(status_code=204)
 
 
-@router.get("/{name}/bindings", response_model=BindingsOut, responses=responses(NotFound))
+@router.get("/{name}/bindings", operation_id="getDomainBindings", response_description="What each service serves",
+    summary="Get the certificates bound to a domain", response_model=BindingsOut, responses=responses(NotFound))
 async def get_bindings(name: str, caller: CurrentCaller, domains: Domains):
-    """Both services' bindings, with the document's `ETag` (an `If-Match` for either service's write)."""
+    """Which certificate each service (webmail, mail) uses: its own binding or the server's default,
+    with warnings and whether the server serves it yet; with the document's `ETag` (an `If-Match`
+    for either service's write)."""
     status = await domains.status(caller, name)
     states = domains.deployments(status)
     name = status.domain.name
@@ -134,6 +151,7 @@ async def get_bindings(name: str, caller: CurrentCaller, domains: Domains):
 
 @router.get("/{name}/bindings/{service}", response_model=BindingOut, responses=responses(NotFound),
             operation_id="getBinding", summary="Get one service's binding",
+            response_description="The service's binding, with its `ETag`",
             description="The certificate the domain's webmail (`webmail.<domain>`) or mail (`mail.<domain>`) "
             "presents, why (`source`), its warnings and deployment state, with the binding's `ETag`: "
             "send it as `If-Match` on `PUT` or `DELETE` of the same binding so that a concurrent "
@@ -148,7 +166,8 @@ async def get_binding(name: str, service: Service, caller: CurrentCaller, domain
 
 
 @router.put(
-    "/{name}/bindings/{service}",
+    "/{name}/bindings/{service}", operation_id="putBinding", response_description="The binding, changed (the service had one before)",
+    summary="Bind a certificate to a domain's webmail or mail",
     response_model=BindingOut,
     responses={201: {"model": BindingOut, "description": "The service had no binding: it has one now"},
                **responses(NotFound, cert_errors.HostnameNotCovered, cert_errors.WildcardPublicSuffix,
@@ -173,7 +192,9 @@ async def put_binding(name: str, service: Service, body: BindingIn, caller: Curr
     return binding_out(domain, eff)
 
 
-@router.delete("/{name}/bindings/{service}", status_code=204, responses=responses(NotFound))
+@router.delete("/{name}/bindings/{service}", operation_id="deleteBinding", response_description="Removed: the service serves the server's default again",
+    summary="Remove a domain's binding",
+    status_code=204, responses=responses(NotFound))
 async def delete_binding(name: str, service: Service, caller: CurrentCaller, domains: Domains, expected: IfMatch):
     """Return the service to the server's default certificate."""
     await domains.unbind(caller, name, service, expected)
@@ -215,7 +236,8 @@ def _presented(cert) -> PresentedCertificate:
     )
 
 
-@router.get("/{name}/tls", response_model=TlsStatus, responses=responses(NotFound))
+@router.get("/{name}/tls", operation_id="getDomainTls", response_description="What clients see, and why",
+    summary="Get what clients see for a domain's webmail and mail", response_model=TlsStatus, responses=responses(NotFound))
 async def tls_status(name: str, caller: CurrentCaller, domains: Domains, ctx: Context):
     """What a browser (webmail) and a mail client (mail) would see, and why (domain.md)."""
     status = await domains.status(caller, name)

@@ -3,115 +3,208 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from app import examples as ex
 from app.paging import Page
 from app.schemas import Strict, WarningOut
 
 Service = Literal["webmail", "mail"]
 
+CLIENT_WARNING_REASONS = (
+    "hostname_not_covered", "self_signed", "certificate_untrusted", "certificate_expired", "certificate_not_yet_valid",
+)
+"""Why a client would warn (app.domains.rules.client_warning_reasons)."""
+NOTICES = ("certificate_expiring", "server_certificate_untrusted")
+"""Worth knowing, no client warning (app.domains.rules.service_status)."""
+RECOMMENDATION_REASONS = ("no_sni_support", "mail_hostname_warns", "server_certificate_untrusted")
+"""Why mail clients should use another host name than ``mail.<domain>`` (app.domains.rules.service_status)."""
+AGENT_CODES = ("invalid_bundle", "key_refused", "handshake_failed", "verify_failed", "config_refused")
+"""Why the agent could not serve a name (app/agent/isolation.py)."""
+
+
+def _examples(*values: dict) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": list(values)})
+
 
 class DomainCreate(Strict):
-    name: str = Field(min_length=1, max_length=253, description="e.g. example.com or bücher.example (stored as A-labels)")
-    server_id: str
-    account_id: str
+    model_config = _examples({"name": ex.DOMAIN, "server_id": ex.SERVER_ID, "account_id": ex.ACCOUNT_ID})
+
+    name: str = Field(min_length=1, max_length=253, description="e.g. example.com or bücher.example (stored as A-labels)",
+                      examples=[ex.DOMAIN])
+    server_id: str = Field(description="The server that hosts its mail and webmail.", examples=[ex.SERVER_ID])
+    account_id: str = Field(description="The customer account that owns it.", examples=[ex.ACCOUNT_ID])
+
+
+DOMAIN_EXAMPLE = {"id": ex.DOMAIN_ID, "name": ex.DOMAIN, "server_id": ex.SERVER_ID, "account_id": ex.ACCOUNT_ID,
+                  "created_at": ex.CREATED}
 
 
 class DomainOut(BaseModel):
-    id: str
-    name: str
-    server_id: str
-    account_id: str
-    created_at: datetime
+    model_config = _examples(DOMAIN_EXAMPLE)
+
+    id: str = Field(description="The domain's id.", examples=[ex.DOMAIN_ID])
+    name: str = Field(description="The domain name in A-labels (`xn--bcher-kva.example` for bücher.example).",
+                      examples=[ex.DOMAIN])
+    server_id: str = Field(description="The server that hosts it.", examples=[ex.SERVER_ID])
+    account_id: str = Field(description="The customer account that owns it.", examples=[ex.ACCOUNT_ID])
+    created_at: datetime = Field(description="When it was added (UTC).", examples=[ex.CREATED])
 
 
 class DomainPage(Page[DomainOut]):
     """A page of domains, in name order."""
 
+    model_config = ex.page(DOMAIN_EXAMPLE, ex.cursor("domains", ex.DOMAIN))
+
 
 class BindingIn(Strict):
-    certificate_id: str
+    model_config = _examples({"certificate_id": ex.CERTIFICATE_ID})
+
+    certificate_id: str = Field(description="The certificate to serve; it must cover the name, be in date and "
+                                "belong to the domain's account or the platform.", examples=[ex.CERTIFICATE_ID])
 
 
 class NameDeploymentOut(BaseModel):
     """Whether what is bound here is what the server serves (docs/architecture.md, blast radius)."""
 
+    model_config = _examples({"state": "deployed", "reason": None, "agent_code": None, "message": None,
+                              "fingerprint": None, "serving": None})
+
     state: Literal["deployed", "pending", "failed", "no_agent"] = Field(
-        description="`failed`: the server applied its change but kept this name on what it served "
-        "before, because the bound certificate cannot be served (see `agent_code`, `message`)."
+        description="`deployed`: served; `pending`: the server has not applied the change yet; `no_agent`: nothing "
+        "is deployed automatically; `failed`: the server applied its change but kept this name on what it served "
+        "before, because the bound certificate cannot be served (see `agent_code`, `message`).",
+        examples=["deployed"],
     )
-    reason: str | None = Field(None, description="`deployment_failed` when `state` is `failed`.")
+    reason: Literal["deployment_failed"] | None = Field(None, description="`deployment_failed` when `state` is `failed`.",
+                                                        examples=[None])
     agent_code: str | None = Field(
-        None, description="`invalid_bundle`, `key_refused`, `handshake_failed` or `verify_failed`."
+        None, description="With `failed`: `invalid_bundle`, `key_refused`, `handshake_failed`, `verify_failed` or "
+        "`config_refused`.", json_schema_extra={"enum": [*AGENT_CODES, None]}, examples=["key_refused"],
     )
-    message: str | None = Field(None, description="The agent's (OpenSSL's) words.")
-    fingerprint: str | None = Field(None, description="The bound certificate that failed.")
+    message: str | None = Field(None, description="With `failed`: the agent's (OpenSSL's) words.",
+                                examples=["SSL_CTX_use_PrivateKey: key values mismatch"])
+    fingerprint: str | None = Field(None, description="With `failed`: the bound certificate that failed (SHA-256).",
+                                    examples=[ex.FINGERPRINT])
     serving: str | None = Field(
-        None, description="What the name is still served; null with `failed`: the server default."
+        None, description="With `failed`: the fingerprint the name is still served; null: the server default.",
+        examples=[None],
     )
+
+
+BINDING_EXAMPLE = {
+    "domain": ex.DOMAIN, "service": "mail", "hostname": "mail.example.com", "source": "binding",
+    "certificate_id": ex.CERTIFICATE_ID, "fingerprint_sha256": ex.FINGERPRINT,
+    "warnings": [{"code": "certificate_untrusted",
+                  "message": "The certificate does not chain to a trusted root: clients will warn."}],
+    "deployment": None,
+}
 
 
 class BindingOut(BaseModel):
-    domain: str
-    service: Service
-    hostname: str
-    source: Literal["binding", "server-default"]
-    certificate_id: str
-    fingerprint_sha256: str
-    warnings: list[WarningOut] = []
+    model_config = _examples(BINDING_EXAMPLE)
+
+    domain: str = Field(description="The domain (A-labels).", examples=[ex.DOMAIN])
+    service: Service = Field(description="`webmail` or `mail`.", examples=["mail"])
+    hostname: str = Field(description="The name clients connect to: `webmail.<domain>` or `mail.<domain>`.",
+                          examples=["mail.example.com"])
+    source: Literal["binding", "server-default"] = Field(
+        description="`binding`: a certificate bound to this domain; `server-default`: the server's own (mail: the "
+        "server-wide mail certificate; webmail: the server's default).", examples=["binding"])
+    certificate_id: str = Field(description="The certificate served.", examples=[ex.CERTIFICATE_ID])
+    fingerprint_sha256: str = Field(description="Its SHA-256 fingerprint (hex).", examples=[ex.FINGERPRINT])
+    warnings: list[WarningOut] = Field([], description="Accepted, but clients may warn (see each code).")
     deployment: NameDeploymentOut | None = Field(
         None, description="Whether the server serves it (GET; null in a binding change's answer)."
     )
 
 
 class BindingsOut(BaseModel):
-    domain: str
-    webmail: BindingOut
-    mail: BindingOut
+    model_config = _examples({
+        "domain": ex.DOMAIN,
+        "webmail": {**BINDING_EXAMPLE, "service": "webmail", "hostname": "webmail.example.com", "warnings": [],
+                    "deployment": {"state": "deployed"}},
+        "mail": {**BINDING_EXAMPLE, "deployment": {"state": "pending"}},
+    })
+
+    domain: str = Field(description="The domain (A-labels).", examples=[ex.DOMAIN])
+    webmail: BindingOut = Field(description="What `webmail.<domain>` serves.")
+    mail: BindingOut = Field(description="What `mail.<domain>` serves (IMAP, POP3, SMTP).")
 
 
 class PresentedCertificate(BaseModel):
-    id: str
-    fingerprint_sha256: str
-    subject: str
-    issuer: str
-    sans: list[str]
-    not_after: datetime
-    self_signed: bool
+    id: str = Field(description="The certificate's id.", examples=[ex.CERTIFICATE_ID])
+    fingerprint_sha256: str = Field(description="SHA-256 fingerprint (hex).", examples=[ex.FINGERPRINT])
+    subject: str = Field(description="Subject DN (RFC 4514).", examples=[ex.SUBJECT])
+    issuer: str = Field(description="Issuer DN (RFC 4514).", examples=[ex.LE_ISSUER])
+    sans: list[str] = Field(description="DNS subjectAltNames.", examples=[ex.SANS])
+    not_after: datetime = Field(description="Expiry (UTC).", examples=[ex.NOT_AFTER])
+    self_signed: bool = Field(description="Issued by itself.", examples=[False])
 
 
 class ServiceTls(BaseModel):
-    hostname: str
-    source: Literal["binding", "server-default"]
-    certificate: PresentedCertificate
-    trusted: bool
-    covers_hostname: bool
-    expires_at: datetime
-    client_warning: bool = Field(description="True when a client connecting to `hostname` would warn.")
-    reasons: list[str] = Field(description="Why it would warn (codes).")
-    notices: list[str] = Field(description="Worth knowing, no client warning (e.g. certificate_expiring).")
-    deployment: NameDeploymentOut
+    hostname: str = Field(description="The name clients connect to.", examples=["webmail.example.com"])
+    source: Literal["binding", "server-default"] = Field(
+        description="`binding`: the domain's own certificate; `server-default`: the server's.", examples=["binding"])
+    certificate: PresentedCertificate = Field(description="The certificate a client is shown.")
+    trusted: bool = Field(description="It chains to a trusted root.", examples=[True])
+    covers_hostname: bool = Field(description="Its names cover `hostname`.", examples=[True])
+    expires_at: datetime = Field(description="Its notAfter (UTC).", examples=[ex.NOT_AFTER])
+    client_warning: bool = Field(description="True when a client connecting to `hostname` would warn.",
+                                 examples=[False])
+    reasons: list[str] = Field(description="Why it would warn (codes); empty when it would not.",
+                               json_schema_extra={"items": {"type": "string", "enum": list(CLIENT_WARNING_REASONS)}},
+                               examples=[[]])
+    notices: list[str] = Field(description="Worth knowing, no client warning (e.g. certificate_expiring).",
+                               json_schema_extra={"items": {"type": "string", "enum": list(NOTICES)}},
+                               examples=[["certificate_expiring"]])
+    deployment: NameDeploymentOut = Field(description="Whether the server serves it yet.")
 
 
 class MailTls(ServiceTls):
     recommended_client_hostname: str | None = Field(
         description="What to configure in mail clients: mail.<domain> when that is warning-free, "
-        "else the server's host name when its certificate is trusted, else null."
+        "else the server's host name when its certificate is trusted, else null.",
+        examples=["mail.example.com"],
     )
-    recommendation_reason: str | None
+    recommendation_reason: str | None = Field(
+        description="Why `recommended_client_hostname` is not `mail.<domain>`: `no_sni_support` (the server cannot "
+        "serve a per-domain mail certificate), `mail_hostname_warns`, `server_certificate_untrusted`; null when "
+        "it is.", json_schema_extra={"enum": [*RECOMMENDATION_REASONS, None]}, examples=[None],
+    )
 
 
 class DeploymentState(BaseModel):
-    desired_generation: int
-    applied_generation: int
-    up_to_date: bool
+    desired_generation: int = Field(description="The server's latest configuration generation.", examples=[42])
+    applied_generation: int = Field(description="The generation its agent last applied.", examples=[41])
+    up_to_date: bool = Field(description="The agent applied the latest generation.", examples=[False])
+
+
+_PRESENTED = {"id": ex.CERTIFICATE_ID, "fingerprint_sha256": ex.FINGERPRINT, "subject": ex.SUBJECT,
+              "issuer": ex.LE_ISSUER, "sans": ex.SANS, "not_after": ex.NOT_AFTER, "self_signed": False}
+_SERVICE = {"source": "binding", "certificate": _PRESENTED, "trusted": True, "covers_hostname": True,
+            "expires_at": ex.NOT_AFTER, "client_warning": False, "reasons": [], "notices": [],
+            "deployment": {"state": "pending", "reason": None, "agent_code": None, "message": None,
+                           "fingerprint": None, "serving": None}}
 
 
 class TlsStatus(BaseModel):
-    domain: str
-    server_id: str
-    server_hostname: str
-    webmail: ServiceTls
-    mail: MailTls
-    deployment: DeploymentState
-    warnings: list[WarningOut] = []
+    model_config = _examples({
+        "domain": ex.DOMAIN, "server_id": ex.SERVER_ID, "server_hostname": ex.SERVER_HOSTNAME,
+        "webmail": {"hostname": "webmail.example.com", **_SERVICE},
+        "mail": {"hostname": "mail.example.com", **_SERVICE, "recommended_client_hostname": "mail.example.com",
+                 "recommendation_reason": None},
+        "deployment": {"desired_generation": 42, "applied_generation": 41, "up_to_date": False},
+        "warnings": [{"code": "not_yet_deployed", "message": "The server has applied generation 41 of 42: what "
+                      "is bound here may not be served yet."}],
+    })
+
+    domain: str = Field(description="The domain (A-labels).", examples=[ex.DOMAIN])
+    server_id: str = Field(description="The server that hosts it.", examples=[ex.SERVER_ID])
+    server_hostname: str = Field(description="That server's own host name.", examples=[ex.SERVER_HOSTNAME])
+    webmail: ServiceTls = Field(description="What a browser opening `webmail.<domain>` sees.")
+    mail: MailTls = Field(description="What a mail client connecting to `mail.<domain>` sees, and what host "
+                          "name to configure instead when that warns.")
+    deployment: DeploymentState = Field(description="Whether the server applied its latest configuration.")
+    warnings: list[WarningOut] = Field([], description="About the server: not yet deployed, a name it could not "
+                                       "serve, Dovecot capacity.")

@@ -33,22 +33,33 @@ from app.servers.software import capabilities, sni_advice
 
 
 class InvalidDomainName(RuleViolation):
+    """The domain name is not a valid DNS name (IDNA 2008), too long for `webmail.<domain>`, or an address."""
+
     code, title = "invalid_name", "Not a valid domain name"
 
 
 class DomainExists(Conflict):
+    """A domain with this name is already hosted."""
+
     code, title = "domain_exists", "The domain is already registered"
 
 
 class UnknownServer(RuleViolation):
+    """The `server_id` names no server."""
+
     code, title = "unknown_server", "No such server"
 
 
 class SniUnsupported(Conflict):
+    """The server's software cannot serve a per-domain mail certificate (no SNI for IMAP/SMTP): `advice` says what to do and `recommended_client_hostname` which host name mail clients should use."""
+
     code, title = "sni_unsupported", "This server cannot serve a per-domain mail certificate"
+    extensions = ("advice", "recommended_client_hostname",)
 
 
 class CertificateAccountMismatch(RuleViolation):
+    """The certificate belongs to another account than the domain."""
+
     code, title = "certificate_account_mismatch", "The certificate belongs to another account"
 
 

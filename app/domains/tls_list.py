@@ -104,7 +104,8 @@ def decode_cursor(sort: str, cursor: str) -> tuple:
 
 
 class UnknownServer(NotFound):
-    """The export names a server that does not exist."""
+    """The export names a server that does not exist (or, for a customer token, one that hosts
+    none of its account's domains)."""
 
 
 class DomainTlsService:
@@ -129,8 +130,15 @@ class DomainTlsService:
             next_cursor = encode_cursor(query.sort, order.key_of(facts, soonest))
         return to_json({"items": items, "next_cursor": next_cursor, "total": total})
 
-    async def check_server(self, server_id: str) -> None:
-        if not await self.repo.server_exists(server_id):
+    async def check_server(self, caller: Caller, server_id: str) -> None:
+        """404 for a server that does not exist and, for a customer, for one that hosts none of
+        its account's domains: a customer learns of a server only through its own domains (the
+        tenant isolation of every id-taking route, tests/test_access.py)."""
+        if caller.is_admin:
+            found = await self.repo.server_exists(server_id)
+        else:
+            found = caller.account_id is not None and await self.repo.hosts_account(server_id, caller.account_id)
+        if not found:
             raise UnknownServer("server not found")
 
 

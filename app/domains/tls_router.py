@@ -11,11 +11,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import StreamingResponse
 
-from app.deps import Admin, Context, CurrentCaller, Session
+from app.deps import Context, CurrentCaller, Session
+from app.domains import tls_report
 from app.domains.tls_list import DomainTlsService, InvalidCursor, TlsQuery, UnknownServer, export
 from app.domains.tls_rows import DomainTlsRepository
-from app.domains.tls_schemas import DomainTlsPage, Reason, Sort
-from app.problems import Forbidden, responses
+from app.domains.tls_schemas import DOMAIN_TLS_ROW_EXAMPLE, DomainTlsPage, Reason, Sort
+from app.problems import responses
 
 router = APIRouter(tags=["domains"])
 
@@ -32,6 +33,7 @@ _NAME_PART = {"min_length": 1, "max_length": 253}
 @router.get(
     "/v1/domain-tls",
     response_model=DomainTlsPage,
+    response_description="A page of domains with the TLS status of their webmail and mail",
     operation_id="listDomainTls",
     summary="List the TLS status of many domains",
     description=(
@@ -82,9 +84,11 @@ async def list_domain_tls(
 
 _SERVER = Annotated[str, Path(max_length=36, description="The server whose domains to export.",
                               examples=["5f0e4c0a-8d1b-4a3e-9a55-3c3b8f1e2d10"])]
-_EXPORT = ("Every row of `GET /v1/domain-tls?server_id=` for the server, in name order, streamed as it is read: {form}. Memory stays flat whatever the "
-           "number of domains. Administrators only, as every server "
-           "route: a customer pages through `GET /v1/domain-tls`, which shows its own domains.")
+_CSV_EXAMPLE = "".join(",".join(record) + "\r\n" for record in (
+    tls_report.CSV_COLUMNS, tls_report.csv_record(DOMAIN_TLS_ROW_EXAMPLE)))
+_EXPORT = ("Every row of `GET /v1/domain-tls?server_id=` for the server (a customer token: its own account's "
+           "domains on it; 404 for a server that hosts none of them), in name order, streamed as it is read: "
+           "{form}. Memory stays flat whatever the number of domains.")
 
 
 @router.get(
@@ -92,13 +96,14 @@ _EXPORT = ("Every row of `GET /v1/domain-tls?server_id=` for the server, in name
     operation_id="exportDomainTlsNdjson",
     summary="Export a server's domain TLS status as NDJSON",
     description=_EXPORT.format(form="one `DomainTlsRow` JSON object per line (`application/x-ndjson`)"),
-    responses={200: {"content": {"application/x-ndjson": {"schema": {"$ref": "#/components/schemas/DomainTlsRow"}}},
+    responses={200: {"content": {"application/x-ndjson": {
+                         "schema": {"$ref": "#/components/schemas/DomainTlsRow"}, "example": DOMAIN_TLS_ROW_EXAMPLE}},
                      "description": "One JSON row per line."},
-               **responses(Forbidden, UnknownServer)},
+               **responses(UnknownServer)},
     response_class=StreamingResponse,
 )
-async def export_domain_tls_ndjson(server_id: _SERVER, caller: Admin, service: DomainTls, ctx: Context):
-    await service.check_server(server_id)
+async def export_domain_tls_ndjson(server_id: _SERVER, caller: CurrentCaller, service: DomainTls, ctx: Context):
+    await service.check_server(caller, server_id)
     return StreamingResponse(export(ctx, caller, server_id, "ndjson"), media_type="application/x-ndjson",
                              headers={"Content-Disposition": f'attachment; filename="domain-tls-{server_id}.ndjson"'})
 
@@ -109,11 +114,11 @@ async def export_domain_tls_ndjson(server_id: _SERVER, caller: Admin, service: D
     summary="Export a server's domain TLS status as CSV",
     description=_EXPORT.format(form="RFC 4180 CSV with a header line; lists are space-separated, the deployment "
                                "is its state and agent code (`text/csv`)"),
-    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "CSV with a header."},
-               **responses(Forbidden, UnknownServer)},
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}, "example": _CSV_EXAMPLE}}, "description": "CSV with a header."},
+               **responses(UnknownServer)},
     response_class=StreamingResponse,
 )
-async def export_domain_tls_csv(server_id: _SERVER, caller: Admin, service: DomainTls, ctx: Context):
-    await service.check_server(server_id)
+async def export_domain_tls_csv(server_id: _SERVER, caller: CurrentCaller, service: DomainTls, ctx: Context):
+    await service.check_server(caller, server_id)
     return StreamingResponse(export(ctx, caller, server_id, "csv"), media_type="text/csv; charset=utf-8",
                              headers={"Content-Disposition": f'attachment; filename="domain-tls-{server_id}.csv"'})

@@ -299,3 +299,8 @@ class DomainTlsRepository:
     async def server_exists(self, server_id: str) -> bool:
         return await self.session.scalar(select(Server.id).where(Server.id == server_id)) is not None
 
+    async def hosts_account(self, server_id: str, account_id: str) -> bool:
+        """Whether the server hosts a domain of the account (what a customer may know of a server)."""
+        stmt = select(Domain.id).where(Domain.server_id == server_id, Domain.account_id == account_id).limit(1)
+        return await self.session.scalar(stmt) is not None
+

@@ -10,8 +10,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from app import examples as ex
 from app.domains.schemas import NameDeploymentOut
 
 Reason = Literal[
@@ -53,8 +54,23 @@ class MailTlsRow(ServiceTlsRow):
               examples=[None]))
 
 
+_DEPLOYED = {"state": "deployed", "reason": None, "agent_code": None, "message": None, "fingerprint": None,
+             "serving": None}
+_WEBMAIL = {"hostname": "webmail.example.com", "source": "binding", "certificate_id": ex.CERTIFICATE_ID,
+            "certificate_names": ex.SANS, "not_after": ex.NOT_AFTER, "client_warning": True,
+            "reasons": ["self_signed"], "notices": [], "deployment": _DEPLOYED}
+DOMAIN_TLS_ROW_EXAMPLE = {
+    "domain": ex.DOMAIN, "server_id": ex.SERVER_ID, "account_id": ex.ACCOUNT_ID, "client_warning": True,
+    "not_after": ex.NOT_AFTER, "webmail": _WEBMAIL,
+    "mail": {**_WEBMAIL, "hostname": "mail.example.com", "recommended_client_hostname": ex.SERVER_HOSTNAME,
+             "recommendation_reason": "mail_hostname_warns"},
+}
+
+
 class DomainTlsRow(BaseModel):
     """The TLS status of one domain, as a domain list shows it."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [DOMAIN_TLS_ROW_EXAMPLE]})
 
     domain: str = Field(description="The domain (A-labels).", examples=["example.com"])
     server_id: str = Field(description="The server hosting it.", examples=["5f0e4c0a-8d1b-4a3e-9a55-3c3b8f1e2d10"])
@@ -67,6 +83,9 @@ class DomainTlsRow(BaseModel):
 
 
 class DomainTlsPage(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "items": [DOMAIN_TLS_ROW_EXAMPLE], "next_cursor": ex.cursor("domain-tls:name", ex.DOMAIN), "total": 1342}]})
+
     items: list[DomainTlsRow] = Field(description="This page's rows, in the requested order.")
     next_cursor: str | None = Field(
         description="Opaque: pass it as `cursor` to get the next page; null on the last page.",

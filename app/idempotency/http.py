@@ -59,10 +59,16 @@ STATE = "idempotency"
 
 
 class IdempotencyKeyReused(RuleViolation):
+    """The ``Idempotency-Key`` was used in the last 24 hours for another request (another method,
+    path or body): make a new key for a new request (draft-ietf-httpapi-idempotency-key-header)."""
+
     code, title = "idempotency_key_reused", "This Idempotency-Key was used for another request"
 
 
 class IdempotencyKeyInFlight(Conflict):
+    """The first request with this ``Idempotency-Key`` is still running: retry after
+    ``Retry-After`` seconds to get its response (draft-ietf-httpapi-idempotency-key-header)."""
+
     code, title = "idempotency_key_in_flight", "A request with this Idempotency-Key is still being processed"
     retry_after = 1
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from app.certificates import errors as cert_errors
 from app.certificates.repository import CertificateRepository
@@ -14,11 +14,12 @@ from app.deps import Admin, Context, Session
 from app.idempotency.http import IDEMPOTENT, IdempotentRoute
 from app.paging import InvalidCursor, PageParams
 from app.preconditions import IfMatch, server_tag, tag
-from app.problems import Forbidden, NotFound, responses
+from app.problems import Forbidden, NotFound, RuleViolation, responses
 from app.schemas import ModelResponse, WarningOut
 from app.servers.models import Server
 from app.servers.repository import ServerRepository
 from app.servers.schemas import (
+    SERVER_EXAMPLE,
     CapabilitiesOut,
     MailCertificateIn,
     ServerCreate,
@@ -95,8 +96,10 @@ async def to_outs(service: ServerService, servers: list[Server], capacity: int) 
     return out
 
 
-@router.post("", status_code=201, response_model=ServerOut, dependencies=[IDEMPOTENT],
-             responses=responses(Forbidden, InvalidHostname, InvalidAgentUrl, ServerExists))
+@router.post("", operation_id="createServer", response_description="The server, registered",
+    summary="Register a mail server",
+    status_code=201, response_model=ServerOut, dependencies=[IDEMPOTENT],
+    responses=responses(Forbidden, InvalidHostname, InvalidAgentUrl, RuleViolation, ServerExists))
 async def register_server(body: ServerCreate, _admin: Admin, service: Service, ctx: Context, response: Response):
     """Register a mail server; it gets a self-signed certificate for its host name to start with."""
     server = await service.register(**body.model_dump())
@@ -105,22 +108,31 @@ async def register_server(body: ServerCreate, _admin: Admin, service: Service, c
     return (await to_outs(service, [server], ctx.settings.dovecot_capacity))[0]
 
 
-@router.get("", response_model=ServerPage, responses=responses(Forbidden, InvalidCursor))
+@router.get("", operation_id="listServers", response_description="A page of servers",
+    summary="List mail servers",
+    response_model=ServerPage, responses=responses(Forbidden, InvalidCursor))
 async def list_servers(_admin: Admin, service: Service, ctx: Context, page: PageParams):
-    """Servers in name order. No filters."""
+    """Mail servers in name order, with capabilities, deployment generations and capacity warnings.
+    No filters. Admin only."""
     window = await service.list(page)
     return ModelResponse(ServerPage.of(window, await to_outs(service, window.rows, ctx.settings.dovecot_capacity)))
 
 
-@router.get("/{server_id}", response_model=ServerOut, responses=responses(Forbidden, NotFound))
+@router.get("/{server_id}", operation_id="getServer", response_description="The server",
+    summary="Get a mail server",
+    response_model=ServerOut, responses=responses(Forbidden, NotFound))
 async def get_server(server_id: str, _admin: Admin, service: Service, ctx: Context, response: Response):
+    """One mail server with its capabilities, certificates, deployment generations and warnings,
+    with its `ETag` for a later `If-Match`. Admin only."""
     server = await service.get(server_id)
     tag(response, server_tag(server.id, server.version))
     return (await to_outs(service, [server], ctx.settings.dovecot_capacity))[0]
 
 
-@router.patch("/{server_id}", response_model=ServerOut,
-              responses=responses(Forbidden, NotFound, InvalidAgentUrl, ServerExists))
+@router.patch("/{server_id}", operation_id="patchServer", response_description="The server, changed",
+    summary="Change a mail server's name or agent",
+    response_model=ServerOut,
+    responses=responses(Forbidden, NotFound, InvalidAgentUrl, RuleViolation, ServerExists))
 async def patch_server(server_id: str, body: ServerPatch, _admin: Admin, service: Service, ctx: Context,
                        expected: IfMatch, response: Response):
     """Change the name or the agent (URL, pinned TLS fingerprint); an agent change redeploys."""
@@ -130,11 +142,15 @@ async def patch_server(server_id: str, body: ServerPatch, _admin: Admin, service
 
 
 class MailCertificateOut(ServerOut):
-    certificate_warnings: list[WarningOut]
+    model_config = ConfigDict(json_schema_extra={"examples": [{**SERVER_EXAMPLE, "certificate_warnings": []}]})
+
+    certificate_warnings: list[WarningOut] = Field(description="About the certificate just set: untrusted, "
+                                                   "self-signed or expiring soon.")
 
 
-@router.put("/{server_id}/mail-certificate", response_model=MailCertificateOut,
-            responses=responses(Forbidden, NotFound, cert_errors.CertificateNotPlatform, cert_errors.HostnameNotCovered,
+@router.put("/{server_id}/mail-certificate", operation_id="putServerMailCertificate", response_description="The server with its new server-wide mail certificate",
+    summary="Set the server-wide mail certificate", response_model=MailCertificateOut,
+    responses=responses(Forbidden, NotFound, cert_errors.CertificateNotPlatform, cert_errors.HostnameNotCovered,
                                 cert_errors.CertificateExpired, cert_errors.CertificateNotYetValid))
 async def set_mail_certificate(server_id: str, body: MailCertificateIn, _admin: Admin, service: Service, ctx: Context,
                                expected: IfMatch, response: Response):
@@ -151,6 +167,8 @@ async def set_mail_certificate(server_id: str, body: MailCertificateIn, _admin: 
 
 
 class WebmailCertificateOut(ServerOut):
+    model_config = ConfigDict(json_schema_extra={"examples": [{**SERVER_EXAMPLE, "certificate_warnings": []}]})
+
     certificate_warnings: list[WarningOut] = Field(
         description="About the chosen certificate, as a binding gives them: `self_signed`, "
         "`certificate_untrusted`, `certificate_expiring`.",
@@ -161,6 +179,7 @@ class WebmailCertificateOut(ServerOut):
 @router.put(
     "/{server_id}/webmail-certificate",
     response_model=WebmailCertificateOut,
+    response_description="The server, with the webmail default chosen",
     operation_id="putServerWebmailCertificate",
     summary="Choose the server's webmail default certificate",
     description="Make a certificate what the server's nginx presents for HTTPS without SNI, for the "
@@ -187,6 +206,7 @@ async def put_webmail_certificate(server_id: str, body: WebmailCertificateIn, _a
 @router.delete(
     "/{server_id}/webmail-certificate",
     response_model=ServerOut,
+    response_description="The server, presenting the server-wide mail certificate for webmail again",
     operation_id="deleteServerWebmailCertificate",
     summary="Go back to the default webmail certificate",
     description="Forget the chosen webmail default: HTTPS without SNI, for the server's host name and for "
@@ -201,7 +221,10 @@ async def delete_webmail_certificate(server_id: str, _admin: Admin, service: Ser
     return (await to_outs(service, [server], ctx.settings.dovecot_capacity))[0]
 
 
-@router.delete("/{server_id}", status_code=204, responses=responses(Forbidden, NotFound, ServerInUse))
+@router.delete("/{server_id}", operation_id="deleteServer", response_description="Deleted",
+    summary="Delete a mail server", status_code=204, responses=responses(Forbidden, NotFound, ServerInUse))
 async def delete_server(server_id: str, _admin: Admin, service: Service, expected: IfMatch):
+    """Delete a mail server that no domain uses (409 `server_in_use`, with `domains`). Admin only.
+    With `If-Match`, only while the server is still in that state (412 otherwise)."""
     await service.delete(server_id, expected)
     return Response(status_code=204)

@@ -27,22 +27,34 @@ from app.versioning import row_version
 
 
 class InvalidHostname(RuleViolation):
+    """The server's host name is not a valid DNS host name."""
+
     code, title = "invalid_name", "Not a valid host name"
 
 
 class InvalidAgentUrl(RuleViolation):
+    """`agent_url` is not an https:// URL certpost may contact."""
+
     code, title = "invalid_agent_url", "The agent URL must be an https:// URL"
 
 
 class ServerExists(Conflict):
+    """A server with this name or host name exists."""
+
     code, title = "server_exists", "A server with this name exists"
 
 
 class ServerInUse(Conflict):
+    """Domains still use this server (`domains` says how many); move or delete them first."""
+
     code, title = "server_in_use", "Domains still use this server"
+    extensions = ("domains",)
 
 
 class WebmailCertificateNotSet(NotFound):
+    """``DELETE /v1/servers/{id}/webmail-certificate`` on a server with no webmail default chosen:
+    it already presents the server-wide mail certificate for webmail."""
+
     code, title = "webmail_certificate_not_set", "No webmail default certificate is set on this server"
 
 

@@ -1,0 +1,124 @@
+"""The parts of the OpenAPI document no route states itself: tag descriptions, the shared path
+parameters, examples of success bodies taken from their schemas, and what public operations are.
+
+Client generators (openapi-typescript, openapi-generator) read this document; ``finish_document``
+runs once after ``app.problems.document_problems`` and its result is what ``GET /openapi.json``
+and ``certpost openapi`` return. tests/test_contract.py holds every operation to the conventions
+(operationId, summary, description, parameter and property descriptions, examples).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+TAGS: list[dict[str, str]] = [
+    {"name": "accounts", "description": "Customer accounts and API tokens. Admin tokens only. A customer "
+     "token acts for its one account: it sees and binds only that account's domains and certificates."},
+    {"name": "servers", "description": "Mail servers (admin only): their host name, software and agent, "
+     "the server-wide mail certificate, and the capacity warnings."},
+    {"name": "deployments", "description": "What the agent of a server is asked to serve (admin only): the "
+     "deployment history, pushing again now, and a preview of the desired configuration."},
+    {"name": "domains", "description": "Hosted domains, the certificate bound to each one's webmail "
+     "(`webmail.<domain>`) and mail (`mail.<domain>`), and the TLS status a client would see."},
+    {"name": "certificates", "description": "Certificates with their private keys: upload (PEM or PKCS#12), "
+     "self-signed, list with filters, replace in place, delete. Keys are write-only."},
+    {"name": "acme", "description": "ACME issuance: DNS providers for dns-01, certificate orders run by the "
+     "worker, and renewing a certificate now."},
+    {"name": "operations", "description": "Liveness and readiness for load balancers and orchestrators; "
+     "no token needed."},
+]
+
+PATH_PARAMETERS: dict[str, tuple[str, str]] = {
+    "name": ("The domain name (A-labels or Unicode), e.g. `example.com`.", "example.com"),
+    "service": ("`webmail` (the name `webmail.<domain>`) or `mail` (the name `mail.<domain>`).", "mail"),
+    "server_id": ("The server's id, as `POST /v1/servers` returned it.", "5b0f3c2e-8a41-4d5e-9f6a-1c2d3e4f5a6b"),
+    "certificate_id": ("The certificate's id.", "0f6c1a9e-3b2d-4c8e-a1f0-7d6e5c4b3a29"),
+    "deployment_id": ("The deployment's id, from the server's deployment list.", "9d8c7b6a-5e4f-4a3b-8c2d-1e0f9a8b7c6d"),
+    "provider_id": ("The DNS provider's id.", "3e2d1c0b-9a8f-4e7d-b6c5-a4b3c2d1e0f9"),
+    "order_id": ("The certificate order's id, from the `Location` of `POST /v1/certificate-orders`.",
+                 "7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d"),
+    "token_id": ("The token's id (not its secret).", "1d2c3b4a-5f6e-4d7c-8b9a-0f1e2d3c4b5a"),
+}
+"""Path parameters by name: one description for every operation that names a resource the same way."""
+
+_METHODS = {"get", "put", "post", "delete", "patch"}
+
+
+def _resolve(doc: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    ref = schema.get("$ref")
+    if ref:
+        return doc["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    return schema
+
+
+def example_of(doc: dict[str, Any], schema: dict[str, Any]) -> Any:
+    """The schema's first example, following a ``$ref`` or an array of one; None when it has none."""
+    schema = _resolve(doc, schema)
+    if schema.get("examples"):
+        return copy.deepcopy(schema["examples"][0])
+    if schema.get("type") == "array" and "items" in schema:
+        item = example_of(doc, schema["items"])
+        return None if item is None else [item]
+    return None
+
+
+def _model_examples() -> dict[str, list[Any]]:
+    """Each answer model's ``examples`` by schema name, as written (``null`` members included).
+
+    FastAPI writes the document with ``exclude_none``, which also drops the ``null`` members of
+    examples (``"revoked_at": null``); an example must show every required member, so they are
+    put back from the models.
+    """
+    from pydantic import BaseModel
+
+    found: dict[str, list[Any]] = {}
+    seen: set[str] = set()
+    stack: list[type[BaseModel]] = [BaseModel]
+    while stack:
+        cls = stack.pop()
+        stack.extend(cls.__subclasses__())
+        if not cls.__module__.startswith("app.") or cls.__module__.startswith("app.agent"):
+            continue
+        if cls.__name__ in seen:
+            found.pop(cls.__name__, None)  # two models of one name: FastAPI qualifies them anyway
+            continue
+        seen.add(cls.__name__)
+        extra = cls.model_config.get("json_schema_extra")
+        if isinstance(extra, dict) and extra.get("examples"):
+            found[cls.__name__] = copy.deepcopy(extra["examples"])
+    return found
+
+
+def finish_document(doc: dict[str, Any]) -> dict[str, Any]:
+    doc["tags"] = TAGS
+    schemas = doc.get("components", {}).get("schemas", {})
+    for name, examples in _model_examples().items():
+        if name in schemas:
+            schemas[name]["examples"] = examples
+    for item in doc.get("paths", {}).values():
+        for method, operation in item.items():
+            if method not in _METHODS:
+                continue
+            if not operation.get("security"):
+                operation["security"] = []  # public on purpose (the linter asks to say so)
+            for parameter in operation.get("parameters", []):
+                known = PATH_PARAMETERS.get(parameter["name"]) if parameter["in"] == "path" else None
+                if known:
+                    parameter.setdefault("description", known[0])
+                    parameter.setdefault("example", known[1])
+            body = operation.get("requestBody", {}).get("content", {})
+            for media in body.values():
+                if "example" not in media and "examples" not in media:
+                    example = example_of(doc, media.get("schema", {}))
+                    if example is not None:
+                        media["example"] = example
+            for status, response in operation.get("responses", {}).items():
+                if not status.startswith("2"):
+                    continue
+                for media in response.get("content", {}).values():
+                    if "example" not in media and "examples" not in media:
+                        example = example_of(doc, media.get("schema", {}))
+                        if example is not None:
+                            media["example"] = example
+    return doc
