@@ -141,25 +141,37 @@ class Order:
         return tuple(getattr(row, column.key) for column in self.columns)
 
     def encode(self, key: Sequence) -> str:
-        values = [v.isoformat() if isinstance(v, datetime) else v for v in key]
-        raw = json.dumps([self.name, *values], separators=(",", ":"), ensure_ascii=False)
-        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+        return pack_cursor(self.name, key)
 
     def decode(self, cursor: str) -> tuple:
         """The sort key a cursor of this list carries; ``InvalidCursor`` for anything else."""
-        if len(cursor) > MAX_CURSOR_LENGTH:
-            raise InvalidCursor("the cursor is not one this API returned")
-        try:
-            raw = base64.urlsafe_b64decode(cursor.encode("ascii") + b"=" * (-len(cursor) % 4))
-            data = json.loads(raw.decode())
-        except (UnicodeError, ValueError, binascii.Error):
-            raise InvalidCursor("the cursor is not one this API returned") from None
+        data = unpack_cursor(cursor)
         if not isinstance(data, list) or len(data) != len(self.columns) + 1 or data[0] != self.name:
             raise InvalidCursor("the cursor is not one this list returned")
         try:
             return tuple(_typed(column, value) for column, value in zip(self.columns, data[1:], strict=True))
         except (TypeError, ValueError, OverflowError):
             raise InvalidCursor("the cursor is not one this API returned") from None
+
+
+def pack_cursor(name: str, key: Sequence) -> str:
+    """A cursor: base64url (RFC 4648 section 5, unpadded) of the JSON array ``[name, *key]``,
+    datetimes as ISO 8601. Every list's cursor is made here, so all of them read alike."""
+    values = [v.isoformat() if isinstance(v, datetime) else v for v in key]
+    raw = json.dumps([name, *values], separators=(",", ":"), ensure_ascii=False)
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def unpack_cursor(cursor: str) -> Any:
+    """The JSON a cursor carries, unchecked beyond decoding (the caller checks its shape);
+    ``InvalidCursor`` when it is too long or not base64url JSON."""
+    if len(cursor) > MAX_CURSOR_LENGTH:
+        raise InvalidCursor("the cursor is not one this API returned")
+    try:
+        raw = base64.urlsafe_b64decode(cursor.encode("ascii") + b"=" * (-len(cursor) % 4))
+        return json.loads(raw.decode())
+    except (UnicodeError, ValueError, binascii.Error):
+        raise InvalidCursor("the cursor is not one this API returned") from None
 
 
 def _typed(column: Any, value: Any) -> Any:

@@ -13,11 +13,8 @@ before any query runs.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import csv
 import io
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,7 +27,7 @@ from app.domains import tls_report
 from app.domains.tls_rows import DomainTlsRepository, SortOrder, TlsFilter
 from app.kit.text import refused_character
 from app.kit.time import as_utc, utc_now
-from app.paging import MAX_CURSOR_LENGTH, InvalidCursor
+from app.paging import InvalidCursor, pack_cursor, unpack_cursor
 from app.problems import NotFound
 
 EXPORT_BATCH = 1000
@@ -71,21 +68,13 @@ def visible_filter(caller: Caller, query: TlsQuery) -> TlsFilter:
 
 
 def encode_cursor(sort: str, key: tuple) -> str:
-    values = [v.isoformat() if isinstance(v, datetime) else v for v in key]
-    raw = json.dumps([f"domain-tls:{sort}", *values], separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return pack_cursor(f"domain-tls:{sort}", key)
 
 
 def decode_cursor(sort: str, cursor: str) -> tuple:
     """The key a cursor of this list and sort carries; ``InvalidCursor`` for anything else."""
     order = SortOrder.parse(sort)
-    if len(cursor) > MAX_CURSOR_LENGTH:
-        raise InvalidCursor("the cursor is not one this API returned")
-    try:
-        raw = base64.urlsafe_b64decode(cursor.encode("ascii") + b"=" * (-len(cursor) % 4))
-        data = json.loads(raw.decode())
-    except (UnicodeError, ValueError, binascii.Error):
-        raise InvalidCursor("the cursor is not one this API returned") from None
+    data = unpack_cursor(cursor)
     width = 2 if order.key == "not_after" else 1
     if not isinstance(data, list) or len(data) != width + 1 or data[0] != f"domain-tls:{sort}":
         raise InvalidCursor("the cursor is not one this list returned with this sort")
