@@ -8,6 +8,7 @@ CERTPOST_TEST_PG_URL overrides the PostgreSQL server (default the local one, dat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -47,23 +48,34 @@ def backend() -> str:
     return os.environ.get("CERTPOST_TEST_DB", "sqlite")
 
 
-@pytest.fixture(scope="session")
-def database_url(backend, tmp_path_factory) -> str:
+@contextlib.contextmanager
+def own_database(backend: str, directory, prefix: str):
+    """The URL of a new, empty database on the backend under test (no migration run), dropped
+    afterwards: a file in ``directory`` on SQLite, a database of its own on PostgreSQL."""
     if backend == "sqlite":
-        path = tmp_path_factory.mktemp("db") / "certpost.db"
-        url = f"sqlite+aiosqlite:///{path}"
-        in_thread(upgrade, url)
-        yield url
+        yield f"sqlite+aiosqlite:///{directory / 'certpost.db'}"
         return
-    name = f"certpost_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     in_thread(asyncio.run, _pg_admin(f'CREATE DATABASE "{name}"'))
     base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-    url = f"{base}/{name}"
     try:
-        in_thread(upgrade, url)
-        yield url
+        yield f"{base}/{name}"
     finally:
         in_thread(asyncio.run, _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def database_url(backend, tmp_path_factory) -> str:
+    with own_database(backend, tmp_path_factory.mktemp("db"), "certpost_test") as url:
+        in_thread(upgrade, url)
+        yield url
+
+
+@pytest.fixture
+def empty_database(backend, tmp_path) -> str:
+    """A database of its own with no migration run yet, for tests that migrate step by step."""
+    with own_database(backend, tmp_path, "certpost_migrate") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

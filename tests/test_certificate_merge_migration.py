@@ -4,7 +4,6 @@ become one row, every binding and server assignment follows it, and the unique i
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import pytest
 from sqlalchemy import text
@@ -12,7 +11,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.migrate import downgrade, upgrade
-from tests.conftest import PG_ADMIN_URL, _pg_admin
 from tests.support.threads import in_thread
 
 CERT_COLUMNS = (
@@ -26,20 +24,6 @@ CERTS = [  # id, account, fingerprint, trusted, chain_length, created_at (days i
     ("p-old", None, "f2", False, 1, 1), ("p-new", None, "f2", False, 1, 60),
     ("single", "a", "f3", False, 1, 1),
 ]
-
-
-@pytest.fixture
-def fresh_url(backend, tmp_path):
-    if backend == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
-        return
-    name = f"certpost_merge_{uuid.uuid4().hex[:12]}"
-    in_thread(asyncio.run, _pg_admin(f'CREATE DATABASE "{name}"'))
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        in_thread(asyncio.run, _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 async def _seed(url: str) -> None:
@@ -96,10 +80,10 @@ async def _check(url: str) -> None:
     await engine.dispose()
 
 
-def test_0009_merges_duplicates_keeping_bindings(fresh_url):
-    in_thread(upgrade, fresh_url, "0008")
-    in_thread(asyncio.run, _seed(fresh_url))
-    in_thread(upgrade, fresh_url)
-    in_thread(asyncio.run, _check(fresh_url))
-    in_thread(downgrade, fresh_url, "0008")
-    in_thread(upgrade, fresh_url)
+def test_0009_merges_duplicates_keeping_bindings(empty_database):
+    in_thread(upgrade, empty_database, "0008")
+    in_thread(asyncio.run, _seed(empty_database))
+    in_thread(upgrade, empty_database)
+    in_thread(asyncio.run, _check(empty_database))
+    in_thread(downgrade, empty_database, "0008")
+    in_thread(upgrade, empty_database)

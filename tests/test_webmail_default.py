@@ -203,27 +203,6 @@ async def test_the_foreign_key_refuses_deleting_a_webmail_default(client, admin,
     assert (await get_server(client, admin, server["id"]))["webmail_certificate_id"] == chosen["id"]
 
 
-@pytest.fixture
-def empty_database(backend, tmp_path):
-    """A database of its own (no migration run yet), on the backend under test."""
-    import asyncio
-    import uuid
-
-    from tests.conftest import PG_ADMIN_URL, _pg_admin
-    from tests.support.threads import in_thread
-
-    if backend == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
-        return
-    name = f"certpost_m0009_{uuid.uuid4().hex[:12]}"
-    in_thread(asyncio.run, _pg_admin(f'CREATE DATABASE "{name}"'))
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        in_thread(asyncio.run, _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
 def test_migration_0009_redeploys_servers_whose_default_changes(empty_database):
     """Existing servers get no choice (NULL), so nginx is now sent their server-wide mail
     certificate: where that differs from the registration certificate it was sent before, the
