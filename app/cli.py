@@ -379,6 +379,11 @@ def main(argv: list[str] | None = None) -> None:
         args.func(args, get_settings())
     except KeyboardInterrupt:
         sys.exit(130)
+    except BrokenPipeError:
+        # `certpost openapi | head` closed the pipe early: what the reader wanted it has; say
+        # nothing, and keep the interpreter's final flush from raising again (Python's signal docs).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
     except Exception as exc:
         line = None if args.debug else user_error(exc)
         if line is None:

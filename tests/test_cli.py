@@ -50,6 +50,13 @@ def test_openapi_command_prints_the_committed_document(tmp_path):
     assert printed == json.loads((ROOT / "openapi" / "openapi.json").read_text())
 
 
+def test_a_reader_that_stops_early_gets_no_error(tmp_path):
+    """`certpost openapi | head` as typed in a shell: the closed pipe is not the user's mistake."""
+    piped = subprocess.run(["bash", "-o", "pipefail", "-c", f"{CERTPOST} openapi | head -c 20"],
+                           env=_env(tmp_path), capture_output=True, text=True, timeout=60, check=False)
+    assert piped.stdout.startswith("{") and piped.stderr == ""
+
+
 def test_serve_refuses_a_master_key_others_can_read(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
