@@ -24,6 +24,7 @@ from app.certificates.router import router as certificates_router
 from app.certificates.trust import refresh_stored as refresh_stored_trust
 from app.config import Settings, get_settings
 from app.context import AppContext
+from app.conditional import ConditionalGet
 from app.contract import TAGS
 from app.deployments.router import router as deployments_router
 from app.domains.router import router as domains_router
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     install_handlers(app)
     install_outage_handlers(app, asyncpg_errors=not settings.resolved_database_url.startswith("sqlite"))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ConditionalGet)
     for router in (accounts_router, servers_router, deployments_router, domains_router, domain_tls_router, certificates_router,
                    acme_router):
         app.include_router(router)
