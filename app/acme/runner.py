@@ -22,8 +22,8 @@ from app.acme.dns import DnsError
 from app.acme.errors import AcmeError, customer_view
 from app.acme.models import CertificateOrder
 from app.acme.order import issue
-from app.acme.repository import AcmeRepository
 from app.acme.providers import kind_of
+from app.acme.repository import AcmeRepository
 from app.acme.service import guarded, provider_secrets
 from app.acme.solvers import Dns01Solver, Http01Solver
 from app.acme.store import store_issued

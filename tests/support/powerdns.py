@@ -87,10 +87,9 @@ def start_powerdns(timeout: float = 15.0) -> PowerDns:
         "api=yes", f"api-key={key}", "webserver=yes", "webserver-address=127.0.0.1",
         f"webserver-port={api_port}", "webserver-allow-from=127.0.0.1", "loglevel=4", "",
     ]))
-    log = open(directory / "pdns.log", "wb")
-    proc = subprocess.Popen([PDNS, f"--config-dir={directory}"], stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-    log.close()
+    with open(directory / "pdns.log", "wb") as log:
+        proc = subprocess.Popen([PDNS, f"--config-dir={directory}"], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
     server = PowerDns("127.0.0.1", dns_port, api_port, key, directory, proc.pid, proc)
     deadline = time.monotonic() + timeout
     while True:

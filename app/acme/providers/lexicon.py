@@ -15,7 +15,7 @@ and again before each API session; the propagation name servers are checked like
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -77,8 +77,8 @@ class LexiconKind(DnsKind):
                "PowerDNS …); `credentials` are write-only.")
     settings_model = LexiconSettings
     public_model = LexiconPublic
-    example = {"provider": "powerdns", "options": {"pdns_server": "https://pdns.example.net"},
-               "credentials": {"auth_token": "example-api-key"}, "zone": "example.com", "ttl": 60}
+    example: ClassVar[dict[str, Any]] = {"provider": "powerdns", "options": {"pdns_server": "https://pdns.example.net"},
+                                         "credentials": {"auth_token": "example-api-key"}, "zone": "example.com", "ttl": 60}
 
     def prepare(self, settings: BaseModel) -> Prepared:
         values = settings.model_dump()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -62,9 +62,10 @@ class Rfc2136Kind(DnsKind):
     summary = "`rfc2136`: dynamic DNS updates signed with a TSIG key, to a primary you run (BIND, Knot, PowerDNS)."
     settings_model = Rfc2136Settings
     public_model = Rfc2136Public
-    example = {"server": "203.0.113.53", "port": 53, "key_name": "certpost.example.com.",
-               "key_algorithm": "hmac-sha256", "key_secret": "c2VjcmV0LXRzaWcta2V5LWZvci1kb2N1bWVudGF0aW9uLW9ubHk=",
-               "zone": "example.com", "propagation_nameservers": ["192.0.2.53"]}
+    example: ClassVar[dict[str, Any]] = {
+        "server": "203.0.113.53", "port": 53, "key_name": "certpost.example.com.", "key_algorithm": "hmac-sha256",
+        "key_secret": "c2VjcmV0LXRzaWcta2V5LWZvci1kb2N1bWVudGF0aW9uLW9ubHk=", "zone": "example.com",
+        "propagation_nameservers": ["192.0.2.53"]}
 
     def prepare(self, settings: BaseModel) -> Prepared:
         values = settings.model_dump()
