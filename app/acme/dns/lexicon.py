@@ -40,7 +40,7 @@ log = logging.getLogger("certpost.acme.dns")
 
 DEFAULT_TTL = 60
 
-CREDENTIAL_NAME = re.compile(r"(auth|token|secret|passw|key|credential|passphrase|consumer)", re.IGNORECASE)
+CREDENTIAL_NAME = re.compile(r"(token|secret|passw|key|credential|passphrase|private)", re.IGNORECASE)
 """Option names that hold credentials in Lexicon's providers (`auth_token`, `auth_secret`,
 `auth_password`, `auth_access_key`, `auth_consumer_key` …): such an option may only be given as a
 write-only credential, never as a plain option that the API would return."""
