@@ -33,7 +33,8 @@ from app.servers.models import Server
 from app.servers.software import capabilities, sni_advice
 
 TARGET_RULE = ("the DNS provider may only contact public unicast addresses: settings.server and settings.port "
-               "(port 53), settings.propagation_nameservers (port 53) and any http(s) URL option")
+               "(port 53) and settings.propagation_nameservers (port 53); a lexicon provider only its vendor's "
+               "API (no server, host, endpoint, URL or file options)")
 
 
 class WildcardRequiresDns01(RuleViolation):

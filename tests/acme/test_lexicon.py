@@ -79,11 +79,22 @@ async def test_lexicon_provider_credentials_are_write_only_and_options_checked(c
     assert_problem(r, 422, "validation_error")
     assert_problem(await client.post("/v1/dns-providers", json={"name": "x", "kind": "route66", "settings": {}},
                                      headers=admin), 422, "validation_error")
-    # A customer's provider may not send the API calls to a loopback URL.
+    # A customer's provider talks to its vendor's fixed API only: no URL, host or file options, no
+    # provider that goes where its settings say.
     _account, customer = await customer_headers()
     r = await client.post("/v1/dns-providers", json=lexicon_body(powerdns_server, propagation_nameservers=None),
                           headers=customer)
     assert_problem(r, 422, "dns_target_not_allowed")
+    for provider, options, credentials in (("auto", {}, {}), ("ddns", {}, {"auth_token": "t0ken-value"}),
+                                           ("cloudflare", {"zone_id": "https://169.254.169.254/"}, {})):
+        r = await client.post("/v1/dns-providers", json={"name": "c", "kind": "lexicon", "settings": {
+            "provider": provider, "options": options, "credentials": credentials}}, headers=customer)
+        assert_problem(r, 422, "dns_target_not_allowed")
+    r = await client.post("/v1/dns-providers", json={"name": "cf", "kind": "lexicon", "settings": {
+        "provider": "cloudflare", "options": {"zone_id": "023e105f4ecef8ad9ca31a8372d0c353"},
+        "credentials": {"auth_token": "t0ken-value"}}}, headers=customer)
+    assert r.status_code == 201, r.text
+    assert r.json()["account_id"] is not None and "t0ken-value" not in r.text
 
 
 async def test_lexicon_wildcard_issued_and_bound_no_record_left(client, admin, context, pdns_ready, powerdns_server,

@@ -40,10 +40,12 @@ log = logging.getLogger("certpost.acme.dns")
 
 DEFAULT_TTL = 60
 
-CREDENTIAL_NAME = re.compile(r"(token|secret|passw|key|credential|passphrase|private)", re.IGNORECASE)
+CREDENTIAL_NAME = re.compile(r"(token|secret|pass|psw|key|credential|private)", re.IGNORECASE)
 """Option names that hold credentials in Lexicon's providers (`auth_token`, `auth_secret`,
-`auth_password`, `auth_access_key`, `auth_consumer_key` …): such an option may only be given as a
-write-only credential, never as a plain option that the API would return."""
+`auth_password`, `auth_pass`, `auth_psw`, `auth_access_key`, `auth_consumer_key` …): a string
+option so named may only be given as a write-only credential, never as a plain option that the
+API would return. Names without these words (`auth_username`, `auth_entrypoint`, `zone_id`) are
+plain options, unless the operator chooses to put them under `credentials`."""
 
 
 def available_providers() -> list[str]:
@@ -69,28 +71,33 @@ def provider_options(name: str) -> set[str]:
     return {action.dest for action in parser._actions}
 
 
-def check_urls(options: Mapping[str, Any], guard: OutboundGuard) -> None:
-    """OutboundRefused unless every ``http(s)://`` option value names a host whose addresses the
-    guard's policy allows (any port: HTTPS APIs live on 443, self-hosted ones elsewhere)."""
-    from urllib.parse import urlsplit
+PLATFORM_ONLY_PROVIDERS = frozenset({"auto", "ddns", "localzone"})
+"""Lexicon providers that reach where their settings say rather than a vendor's fixed API
+(`auto` follows the zone's NS records to any provider, `ddns` sends RFC 2136 to any host,
+`localzone` writes files on the controller): the platform's providers may use them, a
+customer's may not."""
 
-    from app.kit.outbound import OutboundRefused, parse_address
+_ADDRESS_OPTION = re.compile(r"(server|host|endpoint|url|file|path|ddns)", re.IGNORECASE)
+_URL = re.compile(r"(?i)^[a-z][a-z0-9+.-]*://")
 
+
+def customer_refusal(provider: str, options: Mapping[str, Any]) -> str | None:
+    """Why a customer's Lexicon provider may not have these settings, or None when it may.
+
+    A customer's provider talks to its vendor's fixed API endpoints only. An option that names
+    where to connect or what to read (a server, host, endpoint or URL, a file) is refused
+    outright rather than checked by the outbound guard: the API libraries resolve names again
+    and follow HTTP redirects, so a checked address could not be pinned. `auth_entrypoint`
+    (OVH, Zonomi) selects among the vendor's own endpoints by name and stays allowed.
+    """
+    if provider in PLATFORM_ONLY_PROVIDERS:
+        return f"the lexicon provider {provider} is for the platform's providers only"
     for name, value in options.items():
-        if not isinstance(value, str) or not re.match(r"(?i)https?://", value):
+        if name == "auth_entrypoint" and isinstance(value, str) and not _URL.match(value):
             continue
-        host = urlsplit(value).hostname
-        if not host:
-            raise OutboundRefused(f"option {name} has no host")
-        literal = parse_address(host)
-        try:
-            found = [str(literal)] if literal is not None else guard.resolver(host)
-        except (OSError, UnicodeError) as exc:
-            raise OutboundRefused(f"{host} does not resolve ({exc})") from None
-        if not found:
-            raise OutboundRefused(f"{host} has no A or AAAA record")
-        for address in found:
-            guard.policy.check_address(address)
+        if _ADDRESS_OPTION.search(name) or (isinstance(value, str) and _URL.match(value)):
+            return f"option {name} names where to connect or what to read; only the platform's providers may set it"
+    return None
 
 
 def _http_status(exc: BaseException) -> int | None:
@@ -104,7 +111,8 @@ class LexiconProvider(DnsProvider):
     `zone` fixes the zone to write; otherwise a declared zone in `zones` holding the name, else
     the SOA found at `propagation_nameservers`, else the system resolver's answer. Propagation is
     awaited on `propagation_nameservers`, else on the zone's NS set (through `guard` for a
-    customer's provider, so no private address is queried).
+    customer's provider, so no private address is queried). With a `guard`, `customer_refusal`
+    is applied again before each API session.
     """
 
     kind = "lexicon"
@@ -193,13 +201,10 @@ class LexiconProvider(DnsProvider):
         from lexicon._private.discovery import load_provider_module
         from lexicon.config import ConfigResolver
 
-        if self.guard is not None:
-            from app.kit.outbound import OutboundRefused
-
-            try:
-                check_urls(self._options, self.guard)
-            except OutboundRefused as exc:
-                raise DnsUnreachable(f"outbound guard refused the API address: {exc.reason}") from None
+        if self.guard is not None:  # a customer's provider: the rule again, for rows stored before it
+            reason = customer_refusal(self.provider, {**self._options, **self._credentials})
+            if reason:
+                raise DnsUnreachable(f"outbound guard: {reason}")
         config = ConfigResolver().with_dict({
             "provider_name": self.provider, "domain": zone, "ttl": self.ttl,
             self.provider: {**self._options, **self._credentials},

@@ -8,8 +8,9 @@ in the wrong place is not stored in clear. The operator may put any other option
 provider's own declaration (Lexicon's ``configure_parser``), so a typo is a 422, not a failed
 order at 3 a.m.
 
-Outbound guard for a customer's provider: every option value that is an ``http(s)://`` URL
-(``pdns_server``, self-hosted APIs) must name a host with public addresses only, at creation
+Outbound guard for a customer's provider: it may talk to its vendor's fixed API only, so options
+that say where to connect or what to read (``pdns_server``, hosts, endpoints, URLs, files) and
+the providers ``auto``, ``ddns`` and ``localzone`` are refused (`customer_refusal`), at creation
 and again before each API session; the propagation name servers are checked like rfc2136's.
 """
 
@@ -19,7 +20,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.acme.dns.lexicon import CREDENTIAL_NAME, LexiconProvider, check_urls, provider_options
+from app.acme.dns.lexicon import CREDENTIAL_NAME, LexiconProvider, customer_refusal, provider_options
 from app.acme.providers.base import (
     DnsKind,
     InvalidDnsProvider,
@@ -31,6 +32,7 @@ from app.acme.providers.base import (
     normalise_shared,
 )
 from app.kit.names import InvalidName, normalise_hostname
+from app.kit.outbound import OutboundRefused
 from app.outbound import OutboundGuard
 
 OptionValue = str | int | bool
@@ -90,10 +92,12 @@ class LexiconKind(DnsKind):
         for where, given in (("options", values["options"]), ("credentials", credentials)):
             unknown = sorted(set(given) - known)
             if unknown:
+                listed = sorted(known)
+                more = f" and {len(listed) - 30} more" if len(listed) > 30 else ""
                 raise InvalidDnsProvider(f"settings.{where}: {values['provider']} has no option {', '.join(unknown)} "
-                                         f"(it has: {', '.join(sorted(known))})")
-        for name in values["options"]:
-            if CREDENTIAL_NAME.search(name):
+                                         f"(it has: {', '.join(listed[:30])}{more})")
+        for name, value in values["options"].items():
+            if isinstance(value, str) and CREDENTIAL_NAME.search(name):
                 raise InvalidDnsProvider(f"settings.options.{name} is a credential: give it in settings.credentials")
         both = sorted(set(values["options"]) & set(credentials))
         if both:
@@ -111,7 +115,10 @@ class LexiconKind(DnsKind):
         return [f"credentials.{name}" for name in settings.get("credential_names", [])]
 
     def check_targets(self, settings: dict[str, Any], guard: OutboundGuard) -> None:
-        check_urls(settings.get("options", {}), guard)
+        options = {**settings.get("options", {}), **dict.fromkeys(settings.get("credential_names", []), "")}
+        reason = customer_refusal(settings["provider"], options)
+        if reason:
+            raise OutboundRefused(reason)
         check_nameservers(settings, guard)
 
     def build(self, settings: dict[str, Any], secrets: dict[str, Any], guard: OutboundGuard | None) -> LexiconProvider:
