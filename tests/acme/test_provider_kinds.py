@@ -7,7 +7,13 @@ import json
 
 import pytest
 
-from app.acme.dns import DnsAuthRejected, DnsUnreachable, DnsUpdateFailed, DnsZoneNotFound, Rfc2136Provider
+from app.acme.dns import (
+    DnsAuthRejected,
+    DnsUnreachable,
+    DnsUpdateFailed,
+    DnsZoneNotFound,
+    Rfc2136Provider,
+)
 from app.acme.dns.delegation import provider_for
 from app.acme.dns.lexicon import LexiconProvider
 from app.acme.models import DnsProvider
@@ -96,7 +102,7 @@ async def test_a_provider_row_from_before_the_registry_still_works(client, admin
 
 
 def test_customer_lexicon_providers_reach_their_vendor_only():
-    from app.acme.dns.lexicon import customer_refusal
+    from app.kit.lexicon import customer_refusal
 
     assert customer_refusal("cloudflare", {"zone_id": "abc", "auth_token": "x"}) is None
     assert customer_refusal("ovh", {"auth_entrypoint": "ovh-eu"}) is None

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, Field
 
-from app.acme.dns.base import DnsProvider, Nameserver
 from app.kit.names import InvalidName, normalise_hostname
 from app.outbound import OutboundGuard
 from app.problems import RuleViolation
 from app.schemas import Strict
+
+if TYPE_CHECKING:
+    from app.acme.dns.base import DnsProvider
+
+Nameserver = tuple[str, int]
 
 
 class InvalidDnsProvider(RuleViolation):

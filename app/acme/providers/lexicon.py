@@ -16,11 +16,10 @@ and again before each API session; the propagation name servers are checked like
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.acme.dns.lexicon import CREDENTIAL_NAME, LexiconProvider, customer_refusal, provider_options
 from app.acme.providers.base import (
     DnsKind,
     InvalidDnsProvider,
@@ -31,9 +30,13 @@ from app.acme.providers.base import (
     nameservers,
     normalise_shared,
 )
+from app.kit.lexicon import CREDENTIAL_NAME, customer_refusal
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.outbound import OutboundRefused
 from app.outbound import OutboundGuard
+
+if TYPE_CHECKING:
+    from app.acme.dns.base import DnsProvider
 
 OptionValue = str | int | bool
 
@@ -85,6 +88,9 @@ class LexiconKind(DnsKind):
     def prepare(self, settings: BaseModel) -> Prepared:
         values = settings.model_dump()
         credentials = values.pop("credentials")
+        # Loads Lexicon and the provider's module: blocking (the service calls this in a thread).
+        from app.acme.dns.lexicon import provider_options
+
         try:
             known = provider_options(values["provider"])
         except ValueError as exc:
@@ -121,7 +127,9 @@ class LexiconKind(DnsKind):
             raise OutboundRefused(reason)
         check_nameservers(settings, guard)
 
-    def build(self, settings: dict[str, Any], secrets: dict[str, Any], guard: OutboundGuard | None) -> LexiconProvider:
+    def build(self, settings: dict[str, Any], secrets: dict[str, Any], guard: OutboundGuard | None) -> DnsProvider:
+        from app.acme.dns.lexicon import LexiconProvider
+
         return LexiconProvider(
             settings["provider"], settings.get("options", {}), secrets.get("credentials", {}),
             zone=settings.get("zone"), zones=settings.get("zones") or (), ttl=settings.get("ttl", 60),

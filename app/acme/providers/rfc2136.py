@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.acme.dns.rfc2136 import Rfc2136Provider
 from app.acme.providers.base import (
     DnsKind,
     InvalidDnsProvider,
@@ -21,6 +20,9 @@ from app.acme.providers.base import (
 )
 from app.kit.names import InvalidName, normalise_hostname
 from app.outbound import OutboundGuard
+
+if TYPE_CHECKING:
+    from app.acme.dns.base import DnsProvider
 
 TsigAlgorithm = Literal["hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1", "hmac-md5"]
 
@@ -91,7 +93,9 @@ class Rfc2136Kind(DnsKind):
         guard.resolve(settings["server"], settings["port"])
         check_nameservers(settings, guard)
 
-    def build(self, settings: dict[str, Any], secrets: dict[str, Any], guard: OutboundGuard | None) -> Rfc2136Provider:
+    def build(self, settings: dict[str, Any], secrets: dict[str, Any], guard: OutboundGuard | None) -> DnsProvider:
+        from app.acme.dns.rfc2136 import Rfc2136Provider  # dnspython loads with the first order
+
         provider = Rfc2136Provider(
             settings["server"], settings.get("port", 53), key_name=settings["key_name"],
             key_secret=secrets["key_secret"], key_algorithm=settings.get("key_algorithm", "hmac-sha256"),
