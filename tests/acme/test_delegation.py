@@ -27,6 +27,10 @@ RECORDS = {"dlga.test": [
     "_acme-challenge.loop IN CNAME loop2.dlga.test.",
     "loop2 IN CNAME _acme-challenge.loop.dlga.test.",
     "_acme-challenge.gone IN CNAME nothing.nowhere.test.",
+    # Nine CNAMEs, one more than certpost follows, ending in the writable zone.
+    "_acme-challenge.long IN CNAME l1.dlga.test.",
+    *(f"l{i} IN CNAME l{i + 1}.dlga.test." for i in range(1, 8)),
+    f"l8 IN CNAME long.{TARGET}.",
 ]}
 
 
@@ -95,10 +99,11 @@ async def test_wildcard_through_a_cname_into_the_only_writable_zone(client, admi
     assert query_txt(TARGET, (delegation_bind.host, delegation_bind.port)) == set()
 
 
-@pytest.mark.parametrize(("name", "code"), [("loop.dlga.test", "dns_cname_loop"),
-                                            ("gone.dlga.test", "dns_cname_dangling")])
+@pytest.mark.parametrize(("name", "code", "why"), [("loop.dlga.test", "dns_cname_loop", "loops"),
+                                                    ("long.dlga.test", "dns_cname_loop", "more than 8 CNAMEs"),
+                                                    ("gone.dlga.test", "dns_cname_dangling", "nothing.nowhere.test")])
 async def test_cname_loop_and_dangling_cname_are_coded(client, admin, context, ready, delegation_bind,
-                                                       customer_headers, name, code):
+                                                       customer_headers, name, code, why):
     server = await create_server(client, admin)
     account_id, customer = await customer_headers()
     await create_domain(client, admin, "dlga.test", server["id"], account_id)
@@ -106,3 +111,5 @@ async def test_cname_loop_and_dangling_cname_are_coded(client, admin, context, r
     failed = await order(client, context, customer, {"names": [name], "dns_provider_id": zone_b})
     assert failed["status"] == "invalid", failed
     assert failed["error"]["step"] == "dns_update" and failed["error"]["code"] == code, failed["error"]
+    assert why in failed["error"]["detail"]
+    assert query_txt(f"long.{TARGET}", (delegation_bind.host, delegation_bind.port)) == set()
