@@ -84,9 +84,10 @@ async def create_dns_provider(body: DnsProviderCreate, caller: CurrentCaller, ac
     every `credentials` value) are write-only and encrypted; `secrets_set` names them.
 
     A provider owned by a customer account must name public addresses (the server and
-    `propagation_nameservers` on port 53, every http(s) URL option), checked now and before each
-    use; the platform's may not. `zones` lets the provider write delegated `_acme-challenge`
-    CNAME targets for orders that name another provider (docs/dns-providers.md).
+    `propagation_nameservers` on port 53), and a `lexicon` one may only reach its vendor's API
+    (no server, host, endpoint, URL or file options; not `auto`, `ddns`, `localzone`), checked
+    now and before each use; the platform's may. `zones` lets the provider write delegated
+    `_acme-challenge` CNAME targets for orders that name another provider (docs/dns-providers.md).
     """
     provider = await acme.create_provider(caller, body)
     response.headers["Location"] = f"/v1/dns-providers/{provider.id}"

@@ -92,7 +92,9 @@ class OrderCreate(Strict):
                                     examples=[["webmail.example.com", "mail.example.com"]])
     challenge: Literal["dns-01", "http-01"] = Field("dns-01", description="How the CA validates each name "
                                                     "(RFC 8555 section 8).", examples=["dns-01"])
-    dns_provider_id: str | None = Field(None, description="dns-01: the DNS provider that publishes the TXT records.",
+    dns_provider_id: str | None = Field(None, description="dns-01: the DNS provider that publishes the TXT records. "
+                                        "When `_acme-challenge.<name>` is a CNAME, the record goes to the end of the "
+                                        "chain, written by the provider whose `zones` contain it (else this one).",
                                         examples=[ex.PROVIDER_ID])
     key_type: KeyType = Field("ec-p256", description="The new certificate's key.", examples=["ec-p256"])
     bind: list[Literal["webmail", "mail"]] = Field(default_factory=list, description="Bind the result to the domain once issued.",
