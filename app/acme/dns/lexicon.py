@@ -18,6 +18,7 @@ the request URL or a credential value (some APIs put keys in the query string).
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import threading
 from collections.abc import Mapping, Sequence
@@ -40,27 +41,30 @@ log = logging.getLogger("certpost.acme.dns")
 
 DEFAULT_TTL = 60
 
-def available_providers() -> list[str]:
-    """Every provider module Lexicon ships (some need extras installed)."""
+@functools.cache
+def _providers() -> dict[str, bool]:
+    """Lexicon's providers and whether their extra packages are installed (read once: it walks
+    the package metadata of every provider)."""
     from lexicon._private.discovery import find_providers
 
-    return sorted(find_providers())
+    return find_providers()
 
 
-def provider_options(name: str) -> set[str]:
+@functools.cache
+def provider_options(name: str) -> frozenset[str]:
     """The option names a Lexicon provider declares (its ``configure_parser``), e.g.
     ``{"auth_token", "pdns_server", "pdns_server_id", "pdns_disable_notify"}`` for powerdns.
     Raises ValueError for an unknown provider or one whose extra dependencies are missing."""
-    from lexicon._private.discovery import find_providers, load_provider_module
+    from lexicon._private.discovery import load_provider_module
 
-    found = find_providers()
+    found = _providers()
     if name not in found:
         raise ValueError(f"dns-lexicon has no provider {name!r}")
     if not found[name]:
         raise ValueError(f"dns-lexicon provider {name!r} needs extra packages (dns-lexicon[{name}])")
     parser = argparse.ArgumentParser(add_help=False)
     load_provider_module(name).Provider.configure_parser(parser)
-    return {action.dest for action in parser._actions}
+    return frozenset(action.dest for action in parser._actions)
 
 
 def _http_status(exc: BaseException) -> int | None:

@@ -60,7 +60,8 @@ class LexiconSettings(SharedSettings):
     zone: str | None = Field(None, max_length=253, description="The zone to write; default: the SOA found at "
                              "`propagation_nameservers`, else through the system resolver.", examples=["example.com"])
     ttl: int = Field(60, ge=1, le=86400, description="TTL of the TXT records (short: they live only for the "
-                     "validation; some APIs enforce a minimum, e.g. 120 at deSEC).", examples=[60])
+                     "validation; some APIs refuse less than their minimum, e.g. deSEC's per-domain `minimum_ttl`, often "
+                     "3600).", examples=[60])
 
 
 class LexiconPublic(SharedPublic):
