@@ -98,6 +98,14 @@ async def test_wildcard_through_a_cname_into_the_only_writable_zone(client, admi
     assert {b["hostname"] for b in cert["bindings"]} == {"webmail.dlga.test", "mail.dlga.test"}
     assert query_txt(TARGET, (delegation_bind.host, delegation_bind.port)) == set()
 
+    # A renewal routes the same way at run time.
+    r = await client.post(f"/v1/certificates/{cert['id']}/renew", headers=customer)
+    assert r.status_code == 202, r.text
+    renewal = await work_until(context, order_finished(client, customer, r.json()["id"]))
+    assert renewal["status"] == "valid", renewal["error"]
+    assert (await client.get(f"/v1/certificates/{cert['id']}", headers=customer)).json()["revision"] == 2
+    assert query_txt(TARGET, (delegation_bind.host, delegation_bind.port)) == set()
+
 
 @pytest.mark.parametrize(("name", "code", "why"), [("loop.dlga.test", "dns_cname_loop", "loops"),
                                                     ("long.dlga.test", "dns_cname_loop", "more than 8 CNAMEs"),
