@@ -4,9 +4,10 @@ A solver gets every pending challenge of one order at once. That matters for dns
 and its base name (``*.example.com`` + ``example.com``) share ``_acme-challenge.example.com``, so
 both TXT values must be in place before either challenge is answered, or the CA may see only one.
 
-Solvers keep no per-order state: ``cleanup`` removes exactly the values derived from the tasks, and
-removing something that is not there is harmless, so the order code can call it in a ``finally``
-whether ``prepare`` finished, failed halfway or never ran.
+``cleanup`` removes exactly the values derived from the tasks, and removing something that is not
+there is harmless, so the order code can call it in a ``finally`` whether ``prepare`` finished,
+failed halfway or never ran. The one thing a dns-01 solver remembers is where each validation
+name led (its CNAME route), so cleanup deletes where prepare wrote; one solver serves one order.
 """
 
 from __future__ import annotations
