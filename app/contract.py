@@ -53,10 +53,12 @@ def _resolve(doc: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def example_of(doc: dict[str, Any], schema: dict[str, Any]) -> Any:
-    """The schema's first example, following a ``$ref`` or an array of one; None when it has none."""
+    """The schema's first example, following a ``$ref``, an array of one or a ``oneOf``; None when it has none."""
     schema = _resolve(doc, schema)
     if schema.get("examples"):
         return copy.deepcopy(schema["examples"][0])
+    if schema.get("oneOf"):  # a union discriminated by a kind: the first kind's example
+        return example_of(doc, schema["oneOf"][0])
     if schema.get("type") == "array" and "items" in schema:
         item = example_of(doc, schema["items"])
         return None if item is None else [item]

@@ -72,7 +72,8 @@ async def tenants(client, admin, context, customer_headers):
     same_time = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
     async with context.sessionmaker() as session:
         for account_id, name in ((None, "platform"), (alpha_id, "zone"), (alpha_id, "zone"), (beta_id, "zone")):
-            session.add(DnsProvider(id=new_id(), account_id=account_id, name=name, kind="rfc2136", settings={},
+            session.add(DnsProvider(id=new_id(), account_id=account_id, name=name, kind="rfc2136",
+                                    settings={"server": "192.0.2.53", "port": 53, "key_name": "k"},
                                     secret_ciphertext=b"", secret_wrapped=b"", master_key_id=""))
         for account_id, created in ((alpha_id, same_time), (alpha_id, same_time), (alpha_id, same_time + timedelta(1)),
                                     (beta_id, same_time), (beta_id, same_time - timedelta(1))):

@@ -31,6 +31,16 @@ class AcmeRepository:
         """DNS providers in name order (``visible``: ``Caller.visible_rows`` on their account)."""
         return await fetch(self.session, select(DnsProvider).where(visible), PROVIDER_ORDER, page)
 
+    async def providers_declaring_zones(self, account_id: str | None, limit: int = 500) -> list[DnsProvider]:
+        """The providers an account's orders may use (its own and the platform's) that declare
+        `zones`, for delegated dns-01. The JSON test runs here: portable across SQLite and
+        PostgreSQL, and an account has few providers."""
+        owner = DnsProvider.account_id.is_(None)
+        if account_id is not None:
+            owner = or_(owner, DnsProvider.account_id == account_id)
+        rows = await self.session.scalars(select(DnsProvider).where(owner).order_by(DnsProvider.id).limit(limit))
+        return [r for r in rows if (r.settings or {}).get("zones")]
+
     async def delete(self, row) -> None:
         await self.session.delete(row)
         await self.session.flush()

@@ -18,12 +18,13 @@ from sqlalchemy import select
 from app.accounts.caller import SYSTEM
 from app.acme.accounts import acme_client
 from app.acme.ari import choose_renewal_at, default_renewal_at, renewal_info
-from app.acme.dns import DnsError, Rfc2136Provider
+from app.acme.dns import DnsError
 from app.acme.errors import AcmeError, customer_view
 from app.acme.models import CertificateOrder
 from app.acme.order import issue
+from app.acme.providers import kind_of
 from app.acme.repository import AcmeRepository
-from app.acme.service import guarded, parse_nameserver, provider_secrets
+from app.acme.service import guarded, provider_secrets
 from app.acme.solvers import Dns01Solver, Http01Solver
 from app.acme.store import store_issued
 from app.certificates.models import Certificate
@@ -45,18 +46,21 @@ _lease_owner: ContextVar[str | None] = ContextVar("certpost_order_lease_owner", 
 
 
 async def _dns_solver(ctx: AppContext, order: CertificateOrder) -> Dns01Solver:
+    """The order's provider, plus every other provider its account may use that declares zones
+    (the candidates for a delegated `_acme-challenge` CNAME target), each built by its kind."""
     async with ctx.sessionmaker() as session:
-        row = await AcmeRepository(session).provider(order.dns_provider_id) if order.dns_provider_id else None
+        repo = AcmeRepository(session)
+        row = await repo.provider(order.dns_provider_id) if order.dns_provider_id else None
+        others = [r for r in await repo.providers_declaring_zones(order.account_id) if row is None or r.id != row.id]
     if row is None:
         raise _Failure("dns_update", "dns_provider_missing", "the order's DNS provider was deleted")
-    secrets = provider_secrets(ctx.master_key, row)
-    s = row.settings
-    check = [parse_nameserver(n) for n in s["propagation_nameservers"]] if s.get("propagation_nameservers") else None
-    provider = Rfc2136Provider(s["server"], s.get("port", 53), key_name=s["key_name"], key_secret=secrets["key_secret"],
-                               key_algorithm=s.get("key_algorithm", "hmac-sha256"), zone=s.get("zone"),
-                               propagation_nameservers=check,
-                               guard=OutboundGuard.for_dns(ctx.settings) if guarded(row) else None)
-    return Dns01Solver(provider, propagation_timeout=ctx.settings.acme_propagation_timeout,
+
+    def build(r):
+        guard = OutboundGuard.for_dns(ctx.settings) if guarded(r) else None
+        return kind_of(r.kind).build(r.settings, provider_secrets(ctx.master_key, r), guard)
+
+    return Dns01Solver(build(row), others=[build(r) for r in others],
+                       propagation_timeout=ctx.settings.acme_propagation_timeout,
                        propagation_interval=ctx.settings.acme_propagation_interval)
 
 
