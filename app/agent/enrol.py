@@ -80,9 +80,9 @@ def pinned_context(host: str, port: int, pin: str, timeout: float) -> ssl.SSLCon
     probe.check_hostname = False
     probe.verify_mode = ssl.CERT_NONE
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            with probe.wrap_socket(sock, server_hostname=host) as tls:
-                der = tls.getpeercert(binary_form=True)
+        with (socket.create_connection((host, port), timeout=timeout) as sock,
+              probe.wrap_socket(sock, server_hostname=host) as tls):
+            der = tls.getpeercert(binary_form=True)
     except OSError as exc:
         raise EnrolError(f"cannot reach the controller at {host}:{port}: {exc.strerror or exc}") from None
     seen = hashlib.sha256(der).hexdigest()

@@ -11,7 +11,12 @@ from app.certificates.repository import CertificateRepository
 from app.certificates.service import CertificateService
 from app.deps import Admin, Context, Session
 from app.enrolment.repository import EnrolmentRepository
-from app.enrolment.schemas import AgentEnrolmentIn, AgentEnrolmentOut, EnrolmentTokenCreate, EnrolmentTokenOut
+from app.enrolment.schemas import (
+    AgentEnrolmentIn,
+    AgentEnrolmentOut,
+    EnrolmentTokenCreate,
+    EnrolmentTokenOut,
+)
 from app.enrolment.service import (
     EnrolmentService,
     EnrolmentTokenExpired,

@@ -46,8 +46,8 @@ class EnrolmentTokenOut(BaseModel):
         "`--pin sha256:...`; null when the controller serves plain HTTP (behind a TLS proxy: pin the "
         "proxy's certificate or pass `--ca-bundle`).", examples=[CONTROLLER_TLS])
     command: str = Field(description="What to run on the mail server, as root.",
-                         examples=["certpost agent enroll --controller https://certpost.example.net:8443 --token "
-                                   f"{TOKEN_EXAMPLE} --pin sha256:{CONTROLLER_TLS} --config /etc/certpost/agent.toml"])
+                         examples=[("certpost agent enroll --controller https://certpost.example.net:8443 --token "
+                                    f"{TOKEN_EXAMPLE} --pin sha256:{CONTROLLER_TLS} --config /etc/certpost/agent.toml")])
 
 
 class AgentEnrolmentIn(Strict):

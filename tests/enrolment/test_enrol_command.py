@@ -6,7 +6,6 @@ API and served by the real nginx."""
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import subprocess
 import time
@@ -180,7 +179,7 @@ def test_enrol_with_a_ca_bundle_and_an_expired_token(controller, tmp_path):
     assert 'hostname = "mx2.enrol.test"' in written and "port = 18750" in written
     assert oct((state / "tls" / "agent.key").stat().st_mode & 0o777) == "0o600"
     prepared = subprocess.run([daemons.certpost_command(), "agent", "--config", str(config), "--prepare-only"],
-                              capture_output=True, text=True, timeout=60, env={**os.environ})
+                              capture_output=True, text=True, timeout=60, check=False)
     assert prepared.returncode == 0, prepared.stderr
     fingerprint = prepared.stdout.strip().rsplit(" ", 1)[1]
     assert api.get(f"/v1/servers/{server['id']}").json()["agent_tls_fingerprint"] == fingerprint
