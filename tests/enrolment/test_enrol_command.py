@@ -6,6 +6,7 @@ API and served by the real nginx."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 import time
@@ -183,3 +184,13 @@ def test_enrol_with_a_ca_bundle_and_an_expired_token(controller, tmp_path):
     assert prepared.returncode == 0, prepared.stderr
     fingerprint = prepared.stdout.strip().rsplit(" ", 1)[1]
     assert api.get(f"/v1/servers/{server['id']}").json()["agent_tls_fingerprint"] == fingerprint
+
+
+def test_serve_refuses_half_a_tls_setting(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTPOST_")}
+    env.update(CERTPOST_DATA_DIR=str(tmp_path), CERTPOST_TLS_CERT_FILE=str(tmp_path / "missing.crt"))
+    done = subprocess.run([daemons.certpost_command(), "serve"], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 1
+    assert "set both CERTPOST_TLS_CERT_FILE and CERTPOST_TLS_KEY_FILE" in done.stderr
+    assert not (tmp_path / "certpost.db").exists()  # refused before migrating anything

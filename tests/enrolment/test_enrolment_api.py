@@ -94,7 +94,9 @@ async def test_expired_withdrawn_and_wrong_tokens(client, admin, context, custom
 
 
 async def test_two_agents_racing_for_one_token(client, admin):
-    """Both requests run at once, each in its own transaction: exactly one wins."""
+    """Both requests run at once, each in its own transaction: exactly one wins. (Both read the
+    unused token before either spends it, so the loser is refused by the conditional UPDATE,
+    "used by another request meanwhile": seen on SQLite and PostgreSQL.)"""
     server = await create_server(client, admin)
     for round_ in range(3):
         made = await _token(client, admin, server["id"])
