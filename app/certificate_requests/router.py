@@ -54,7 +54,8 @@ def to_out(row: CertificateRequest) -> CertificateRequestOut:
 @router.post("", operation_id="createCertificateRequest", response_description="The request, with its CSR",
     summary="Generate a key and a CSR for a certificate bought elsewhere",
     status_code=201, dependencies=[IDEMPOTENT], response_model=CertificateRequestOut,
-    responses=responses(InvalidRequestName, Forbidden, UnknownAccount, MaterialBusy))
+    responses=responses(InvalidRequestName, cert_errors.WildcardPublicSuffix, Forbidden, UnknownAccount,
+                        MaterialBusy))
 async def create_certificate_request(body: CertificateRequestCreate, caller: CurrentCaller, service: Service,
                                      response: Response):
     """Generate a private key of `key_type` (kept sealed, never returned) and a PKCS#10 certificate

@@ -20,6 +20,7 @@ from app.certificates.reading import MaterialReader
 from app.certificates.service import CertificateService, Stored
 from app.db import new_id
 from app.kit import x509 as kx
+from app.kit.coverage import wildcard_on_public_suffix
 from app.kit.crypto import MasterKey, Sealed
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.time import utc_now
@@ -27,11 +28,17 @@ from app.paging import PageRequest, Window
 
 
 def requested_names(names: list[str]) -> list[str]:
-    """The names as A-labels, in the given order, without repeats (the first is the CN)."""
+    """The names as A-labels, in the given order, without repeats (the first is the CN). A
+    wildcard directly on a public suffix (`*.co.uk`) is refused: no CA issues it (CA/Browser
+    Forum Baseline Requirements 3.2.2.6) and no client would accept it."""
     try:
-        return list(dict.fromkeys(normalise_hostname(n, allow_wildcard=True) for n in names))
+        wanted = list(dict.fromkeys(normalise_hostname(n, allow_wildcard=True) for n in names))
     except InvalidName as exc:
         raise InvalidRequestName(str(exc)) from None
+    for name in wanted:
+        if wildcard_on_public_suffix(name):
+            raise cert_errors.WildcardPublicSuffix(f"{name} is a wildcard on a public suffix", hostname=name)
+    return wanted
 
 
 class CertificateRequestService:

@@ -135,6 +135,9 @@ async def test_bad_requests_are_refused_with_codes(client, customer_headers, adm
     _account, customer = await customer_headers()
     bad = await client.post("/v1/certificate-requests", json={"names": ["not a name"]}, headers=customer)
     assert bad.status_code == 422 and bad.json()["code"] == "invalid_name"
+    suffix = await client.post("/v1/certificate-requests", json={"names": ["a.co.uk", "*.co.uk"]}, headers=customer)
+    assert suffix.status_code == 422 and suffix.json()["code"] == "wildcard_public_suffix"
+    assert suffix.json()["hostname"] == "*.co.uk"
     weak = await client.post("/v1/certificate-requests", json={"names": ["a.test"], "key_type": "rsa-1024"},
                              headers=customer)
     assert weak.status_code == 422 and weak.json()["code"] == "validation_error"
