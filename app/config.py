@@ -49,6 +49,17 @@ class Settings(BaseSettings):
     controller_key_file: Path | None = Field(
         None, description="Ed25519 key that signs pushes to agents; default data_dir/controller.key."
     )
+    tls_cert_file: Path | None = Field(
+        None, description="PEM certificate (leaf first, then its chain) for `certpost serve` to serve HTTPS; "
+        "with tls_key_file. Unset: plain HTTP (behind a TLS-terminating reverse proxy, say).",
+    )
+    tls_key_file: Path | None = Field(None, description="The PEM private key of tls_cert_file.")
+    public_url: str | None = Field(
+        None, description="The controller's URL as agents reach it (e.g. https://certpost.example.net:8443), "
+        "printed in the enrolment command; default: the URL the admin's request came to.",
+    )
+    enrolment_token_seconds: int = Field(
+        3600, ge=60, le=7 * 86400, description="Default lifetime of an agent enrolment token.")
     max_body_bytes: int = Field(1024 * 1024, gt=0)
     expiring_days: int = Field(30, ge=0, description="Binding warns when the certificate expires sooner.")
     run_worker: bool = Field(True, description="Run the deployment worker inside `certpost serve`.")

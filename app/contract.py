@@ -39,6 +39,9 @@ PATH_PARAMETERS: dict[str, tuple[str, str]] = {
     "order_id": ("The certificate order's id, from the `Location` of `POST /v1/certificate-orders`.",
                  "7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d"),
     "token_id": ("The token's id (not its secret).", "1d2c3b4a-5f6e-4d7c-8b9a-0f1e2d3c4b5a"),
+    "request_id": ("The certificate request's id, from the `Location` of `POST /v1/certificate-requests`.",
+                   "4c3b2a19-0f8e-4d7c-9b6a-5f4e3d2c1b0a"),
+    "enrolment_token_id": ("The enrolment token's id (not the token).", "2f1e0d9c-8b7a-4695-a4b3-c2d1e0f9a8b7"),
 }
 """Path parameters by name: one description for every operation that names a resource the same way."""
 

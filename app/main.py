@@ -20,6 +20,7 @@ from sqlalchemy import text
 
 from app.accounts.router import router as accounts_router
 from app.acme.router import router as acme_router
+from app.certificate_requests.router import router as certificate_requests_router
 from app.certificates.router import router as certificates_router
 from app.certificates.trust import refresh_stored as refresh_stored_trust
 from app.config import Settings, get_settings
@@ -29,6 +30,7 @@ from app.contract import TAGS
 from app.deployments.router import router as deployments_router
 from app.domains.router import router as domains_router
 from app.domains.tls_router import router as domain_tls_router
+from app.enrolment.router import router as enrolment_router
 from app.inputs import refuse_control_characters, refuse_unknown_parameters
 from app.limits import BodySizeLimit
 from app.outage import database_unavailable, install_outage_handlers
@@ -93,7 +95,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(ConditionalGet)
     for router in (accounts_router, servers_router, deployments_router, domains_router, domain_tls_router, certificates_router,
-                   acme_router):
+                   certificate_requests_router, enrolment_router, acme_router):
         app.include_router(router)
     _install_ops_routes(app)
     _install_docs(app)

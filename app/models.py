@@ -2,10 +2,12 @@
 
 from app.accounts.models import Account, ApiToken
 from app.acme.models import AcmeAccount, CertificateOrder, DnsProvider
+from app.certificate_requests.models import CertificateRequest
 from app.certificates.models import Certificate, CertificateName
 from app.db import Base
 from app.deployments.models import Deployment, DeploymentAttempt
 from app.domains.models import Binding, Domain
+from app.enrolment.models import EnrolmentToken
 from app.idempotency.models import IdempotencyKey
 from app.servers.models import Server
 
@@ -18,10 +20,12 @@ __all__ = [
     "Certificate",
     "CertificateName",
     "CertificateOrder",
+    "CertificateRequest",
     "Deployment",
     "DeploymentAttempt",
     "DnsProvider",
     "Domain",
+    "EnrolmentToken",
     "IdempotencyKey",
     "Server",
 ]

@@ -97,7 +97,7 @@ CHAIN_DIFFERS = (
 )
 
 
-async def _uploaded(service: CertificateService, stored: Stored, ctx) -> ModelResponse:
+async def uploaded_response(service: CertificateService, stored: Stored, ctx) -> ModelResponse:
     """201 with the new certificate, or 200 with the one the owner already had.
 
     An identical upload is not an error (a panel retrying, or a user uploading the file they
@@ -152,7 +152,7 @@ async def upload_certificate(body: CertificateUpload, caller: CurrentCaller, ser
     `already_existed: true`."""
     owner = caller.owner_for_new(body.account_id)
     mat = await _read_pem(ctx, body)
-    return await _uploaded(service, await service.store_upload(mat, account_id=owner, name=body.name), ctx)
+    return await uploaded_response(service, await service.store_upload(mat, account_id=owner, name=body.name), ctx)
 
 
 @router.post("/import", operation_id="importCertificate", response_description="The certificate, stored (new)",
@@ -193,7 +193,7 @@ async def import_certificate(
             raise errors.InvalidCertificate("send either `pkcs12`, or `certificate` and `private_key`")
     except kx.MaterialError as exc:
         raise errors.from_material_error(exc) from None
-    return await _uploaded(service, await service.store_upload(mat, account_id=owner, name=name), ctx)
+    return await uploaded_response(service, await service.store_upload(mat, account_id=owner, name=name), ctx)
 
 
 @router.post("/self-signed", operation_id="createSelfSignedCertificate", response_description="The certificate, generated and stored",

@@ -105,13 +105,13 @@ class CertificateService:
         cert.key_wrapped = sealed.wrapped_key
         cert.master_key_id = sealed.master_key_id
 
-    async def _check_account(self, account_id: str | None) -> None:
+    async def check_account(self, account_id: str | None) -> None:
         if account_id is not None and not await self.repo.account_exists(account_id):
             # an admin naming an account that does not exist: refused, not a foreign-key 500
             raise UnknownAccount(f"account {account_id} not found")
 
     async def store(self, material: Material, *, account_id: str | None, name: str | None, source: str) -> Certificate:
-        await self._check_account(account_id)
+        await self.check_account(account_id)
         cert = Certificate(id=new_id(), account_id=account_id, name=name, source=source, revision=1)
         self._fill(cert, material)
         cert.names = [CertificateName(name=n) for n in dict.fromkeys(material.sans)]
@@ -128,7 +128,7 @@ class CertificateService:
         the material with ``PUT`` for that). Concurrent identical uploads make one row
         (``CertificateRepository.add_unless_present``).
         """
-        await self._check_account(account_id)
+        await self.check_account(account_id)
         existing = await self.repo.by_owner_fingerprint(account_id, material.fingerprint)
         if existing is None:
             cert = Certificate(id=new_id(), account_id=account_id, name=name, source="upload", revision=1)
