@@ -188,7 +188,7 @@ def cmd_serve(args, settings: Settings) -> None:
 
 def cmd_worker(_args, settings: Settings) -> None:
     from app.context import AppContext
-    from app.deployments.worker import run_forever
+    from app.scheduler.worker import run_forever
 
     _limit_malloc_arenas()
     _check_trust_bundle(settings)

@@ -25,6 +25,9 @@ TAGS: list[dict[str, str]] = [
      "self-signed, list with filters, replace in place, delete. Keys are write-only."},
     {"name": "acme", "description": "ACME issuance: DNS providers for dns-01, certificate orders run by the "
      "worker, and renewing a certificate now."},
+    {"name": "webhooks", "description": "Signed HTTP callbacks for events (Standard Webhooks 1.0): a URL, "
+     "the event kinds it wants, its deliveries with every attempt, redelivery. A customer's webhook gets its own "
+     "account's events and may only reach public addresses."},
     {"name": "operations", "description": "Liveness and readiness for load balancers and orchestrators; "
      "no token needed."},
 ]
@@ -39,6 +42,10 @@ PATH_PARAMETERS: dict[str, tuple[str, str]] = {
     "order_id": ("The certificate order's id, from the `Location` of `POST /v1/certificate-orders`.",
                  "7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d"),
     "token_id": ("The token's id (not its secret).", "1d2c3b4a-5f6e-4d7c-8b9a-0f1e2d3c4b5a"),
+    "webhook_id": ("The webhook's id, from the `Location` of `POST /v1/webhooks`.",
+                   "4c3b2a19-8f7e-4d6c-9b5a-3f2e1d0c9b8a"),
+    "delivery_id": ("The delivery's id (its `webhook-id` header), from the webhook's delivery list.",
+                    "b1a2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d"),
 }
 """Path parameters by name: one description for every operation that names a resource the same way."""
 

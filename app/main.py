@@ -33,6 +33,7 @@ from app.limits import BodySizeLimit
 from app.outage import database_unavailable, install_outage_handlers
 from app.problems import install_handlers, install_problem_pages
 from app.servers.router import router as servers_router
+from app.webhooks.router import router as webhooks_router
 
 DESCRIPTION = """
 certpost stores TLS certificates for hosted webmail and mail, binds them to domains and
@@ -61,7 +62,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         await refresh_stored_trust(ctx.sessionmaker, ctx.trust)
         worker_task = None
         if run_worker if run_worker is not None else settings.run_worker:
-            from app.deployments.worker import run_forever
+            from app.scheduler.worker import run_forever
 
             worker_task = asyncio.create_task(run_forever(ctx), name="certpost-worker")
         try:
@@ -91,7 +92,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     install_outage_handlers(app, asyncpg_errors=not settings.resolved_database_url.startswith("sqlite"))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     for router in (accounts_router, servers_router, deployments_router, domains_router, domain_tls_router, certificates_router,
-                   acme_router):
+                   acme_router, webhooks_router):
         app.include_router(router)
     _install_ops_routes(app)
     _install_docs(app)

@@ -83,7 +83,7 @@ async def test_wildcard_over_dns01_bound_and_renewed(client, admin, context, acm
         assert row.renewal_eligible_at == row.renewal_at > utc_now()  # stored with the issued material
         row.renewal_at = utc_now()
         await session.commit()
-    from app.deployments.worker import Worker
+    from app.scheduler.worker import Worker
 
     worker = Worker(context, owner="renewer")
 
@@ -194,7 +194,7 @@ async def test_challenge_the_ca_rejects(client, admin, context, acme_ready, bind
 async def test_failed_renewal_backs_off_and_keeps_the_material(client, admin, context, acme_ready, bind_server, hosted):
     from app.acme.models import CertificateOrder
     from app.certificates.models import Certificate
-    from app.deployments.worker import Worker
+    from app.scheduler.worker import Worker
 
     _server, _account, customer = hosted
     good = await make_provider(client, admin, bind_server)
