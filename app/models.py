@@ -6,6 +6,7 @@ from app.certificates.models import Certificate, CertificateName
 from app.db import Base
 from app.deployments.models import Deployment, DeploymentAttempt
 from app.domains.models import Binding, Domain
+from app.events.models import Event, EventSubject
 from app.idempotency.models import IdempotencyKey
 from app.servers.models import Server
 
@@ -22,6 +23,8 @@ __all__ = [
     "DeploymentAttempt",
     "DnsProvider",
     "Domain",
+    "Event",
+    "EventSubject",
     "IdempotencyKey",
     "Server",
 ]
