@@ -7,8 +7,10 @@ from app.db import Base
 from app.deployments.models import Deployment, DeploymentAttempt
 from app.domains.models import Binding, Domain
 from app.events.models import Event, EventSubject
+from app.expiry.models import ExpiryNotice
 from app.idempotency.models import IdempotencyKey
 from app.servers.models import Server
+from app.webhooks.models import Webhook, WebhookAttempt, WebhookDelivery
 
 __all__ = [
     "Account",
@@ -25,6 +27,10 @@ __all__ = [
     "Domain",
     "Event",
     "EventSubject",
+    "ExpiryNotice",
     "IdempotencyKey",
     "Server",
+    "Webhook",
+    "WebhookAttempt",
+    "WebhookDelivery",
 ]

@@ -106,16 +106,16 @@ JOB_KINDS = (
 )
 
 
-async def _scan_renewals(ctx: AppContext) -> None:
+async def _scan_renewals(ctx: AppContext, owner: str) -> None:
     from app.acme.renewal import schedule_due_renewals
 
     await schedule_due_renewals(ctx)
 
 
-async def _scan_expiry(ctx: AppContext) -> None:
+async def _scan_expiry(ctx: AppContext, owner: str) -> None:
     from app.expiry.jobs import record_expiry_notices
 
-    await record_expiry_notices(ctx)
+    await record_expiry_notices(ctx, owner)
 
 
 PERIODIC = (
@@ -178,7 +178,7 @@ class Worker:
         for name, setting, scan in PERIODIC:
             if time.monotonic() - self._last_scan.get(name, float("-inf")) >= getattr(self.ctx.settings, setting):
                 self._last_scan[name] = time.monotonic()
-                await scan(self.ctx)
+                await scan(self.ctx, self.owner)
 
     async def round(self) -> int:
         """Run the due scans, claim and start what is due; returns how many tasks it started."""
