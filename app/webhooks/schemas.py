@@ -81,7 +81,9 @@ class WebhookCreated(WebhookOut):
 
 
 class WebhookPage(Page[WebhookOut]):
-    pass
+    """A page of webhooks, oldest first."""
+
+    model_config = ex.page(_WEBHOOK, None)
 
 
 class AttemptOut(BaseModel):
@@ -113,7 +115,8 @@ class DeliveryOut(BaseModel):
     event_kind: str = Field(description="Its kind.", examples=["certificate.expiring"])
     status: Literal["pending", "retrying", "delivered", "failed"] = Field(
         description="`pending` (not tried yet), `retrying` (failed, tried again at `next_attempt_at`), "
-        "`delivered` (a 2xx), `failed` (retries spent, or the webhook was disabled).", examples=["retrying"])
+        "`delivered` (a 2xx), `failed` (retries spent). A disabled webhook's deliveries wait and go out once "
+        "it is enabled again.", examples=["retrying"])
     attempts: int = Field(description="Attempts made.", examples=[1])
     next_attempt_at: datetime | None = Field(description="When it is tried next; null when done.",
                                              examples=[ex.CREATED])
@@ -125,4 +128,6 @@ class DeliveryOut(BaseModel):
 
 
 class DeliveryPage(Page[DeliveryOut]):
-    pass
+    """A page of deliveries, newest event first."""
+
+    model_config = ex.page(_DELIVERY, None)
