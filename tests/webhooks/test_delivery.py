@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -17,6 +19,8 @@ from tests.support.api import assert_problem
 from tests.support.worker import work_until
 from tests.webhooks.verify import Invalid, verify
 
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "webhooks.md"
+DOCUMENTED_VERIFIER = re.search(r"```python\n(.*?)```", DOCS.read_text(), re.S).group(1)
 ADMIN = Caller(token_id="tok-test", role="admin", account_id=None)
 
 
@@ -81,6 +85,11 @@ async def test_a_delivery_is_signed_as_the_specification_says(api, admin, receiv
         except Invalid:
             continue
         raise AssertionError("a tampered request verified")
+    # The verification snippet docs/webhooks.md gives to panels accepts it too, and refuses a change.
+    documented = {}
+    exec(DOCUMENTED_VERIFIER, documented)  # noqa: S102 - our own documentation, run as typed
+    assert documented["verify"](secret, request.headers, request.body) is True
+    assert documented["verify"](secret, request.headers, request.body + b"x") is False
     assert row["event_id"] == event_id and row["attempts"] == 1 and row["last_status_code"] == 200
     [attempt] = row["attempt_log"]
     assert attempt["attempt"] == 1 and attempt["status_code"] == 200 and attempt["error"] is None
