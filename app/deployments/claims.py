@@ -19,7 +19,6 @@ from app.deployments.models import Deployment, is_due
 from app.scheduler.lease import Lease
 from app.servers.models import Server
 
-
 SERVER_LEASE = Lease(Server, Server.deploy_lease_until, Server.deploy_lease_owner)
 
 

@@ -82,7 +82,8 @@ async def _claim_orders(session, owner, now, lease, limit):
 
 
 async def _run_order(ctx, order_id, owner):
-    from app.acme.runner import run_order  # the ACME protocol layer (about 9 MB) loads with the first order
+    # The ACME protocol layer (about 9 MB) loads with the first order.
+    from app.acme.runner import run_order
 
     await run_order(ctx, order_id, owner=owner)
 

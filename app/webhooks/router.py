@@ -12,7 +12,12 @@ from app.idempotency.http import IDEMPOTENT, IdempotentRoute
 from app.outbound import OutboundGuard
 from app.paging import InvalidCursor, PageParams
 from app.problems import Forbidden, NotFound, responses
-from app.webhooks.errors import InvalidWebhookUrl, UnknownEventKind, WebhookDisabled, WebhookTargetNotAllowed
+from app.webhooks.errors import (
+    InvalidWebhookUrl,
+    UnknownEventKind,
+    WebhookDisabled,
+    WebhookTargetNotAllowed,
+)
 from app.webhooks.models import Webhook, WebhookAttempt, WebhookDelivery
 from app.webhooks.repository import WebhookRepository
 from app.webhooks.schemas import (
@@ -39,9 +44,9 @@ URL_ERRORS = (InvalidWebhookUrl, WebhookTargetNotAllowed, UnknownEventKind)
 
 
 def webhook_out(row: Webhook) -> dict:
-    return dict(id=row.id, account_id=row.account_id, url=row.url, description=row.description, kinds=row.kinds,
-                enabled=row.enabled, disabled_reason=row.disabled_reason, failing_since=row.failing_since,
-                consecutive_failures=row.consecutive_failures, created_at=row.created_at, updated_at=row.updated_at)
+    return {"id": row.id, "account_id": row.account_id, "url": row.url, "description": row.description, "kinds": row.kinds,
+                "enabled": row.enabled, "disabled_reason": row.disabled_reason, "failing_since": row.failing_since,
+                "consecutive_failures": row.consecutive_failures, "created_at": row.created_at, "updated_at": row.updated_at}
 
 
 def delivery_out(row: WebhookDelivery, attempts: list[WebhookAttempt]) -> DeliveryOut:

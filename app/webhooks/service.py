@@ -24,7 +24,12 @@ from app.outbound import HTTPS_PORT, RESOLVE_TIMEOUT, OutboundGuard
 from app.paging import PageRequest, Window
 from app.problems import NotFound
 from app.webhooks import feed, signing, targets
-from app.webhooks.errors import InvalidWebhookUrl, UnknownEventKind, WebhookDisabled, WebhookTargetNotAllowed
+from app.webhooks.errors import (
+    InvalidWebhookUrl,
+    UnknownEventKind,
+    WebhookDisabled,
+    WebhookTargetNotAllowed,
+)
 from app.webhooks.models import Webhook, WebhookAttempt, WebhookDelivery
 from app.webhooks.repository import WebhookRepository
 from app.webhooks.schemas import WebhookCreate
@@ -58,7 +63,7 @@ class WebhookService:
         if guard:
             try:
                 await asyncio.wait_for(asyncio.to_thread(targets.resolve, url, self.guard), RESOLVE_TIMEOUT + 1)
-            except (OutboundRefused, TimeoutError) as exc:
+            except (OutboundRefused, TimeoutError):
                 # A customer learns that the target is refused, not what its name resolved to.
                 raise WebhookTargetNotAllowed(TARGET_RULE) from None
         return url

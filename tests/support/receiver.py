@@ -53,7 +53,7 @@ def start_receiver() -> tuple[Receiver, ThreadingHTTPServer]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_POST(self):  # noqa: N802 - http.server's naming
+        def do_POST(self):
             body = self.rfile.read(int(self.headers.get("content-length", "0")))
             receiver.received(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body,
                                        time.monotonic()))

@@ -20,7 +20,7 @@ from tests.support.worker import work_until
 from tests.webhooks.verify import Invalid, verify
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "webhooks.md"
-DOCUMENTED_VERIFIER = re.search(r"```python\n(.*?)```", DOCS.read_text(), re.S).group(1)
+DOCUMENTED_VERIFIER = re.search(r"```python\n(.*?)```", DOCS.read_text(), re.DOTALL).group(1)
 ADMIN = Caller(token_id="tok-test", role="admin", account_id=None)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
 
 from app.webhooks.models import Webhook
 from tests.support.api import assert_problem
@@ -66,7 +65,7 @@ async def test_a_customer_patch_is_checked_like_a_creation(client, customer_head
 
 async def test_tenants_see_only_their_own_webhooks(client, customer_headers, admin):
     a_id, a = await customer_headers()
-    b_id, b = await customer_headers()
+    _b_id, b = await customer_headers()
     mine = (await client.post("/v1/webhooks", json={"url": PUBLIC, "kinds": ["certificate.expiring"]}, headers=a)).json()
     # An admin's webhook on A's events (may point anywhere) is the operator's, not A's to see or edit.
     admins = (await client.post("/v1/webhooks", json={"url": "http://10.0.0.5/x", "kinds": ["certificate.expiring"],
