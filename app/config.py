@@ -88,7 +88,7 @@ class Settings(BaseSettings):
 
     # Webhooks (app/webhooks/, docs/webhooks.md) and expiry notices (app/expiry/)
     webhook_retry_schedule: str = Field(
-        "5,300,1800,7200,18000,36000,36000",
+        "5,300,1800,7200,18000,36000,36000",  # app.webhooks.policy.DEFAULT_SCHEDULE_TEXT
         description="Seconds to wait before each retry of a failed webhook delivery, comma-separated "
         "(+-10 % jitter); once spent, the delivery is `failed`. Default: about a day (Standard Webhooks' example).",
     )

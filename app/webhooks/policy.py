@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
-DEFAULT_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+DEFAULT_SCHEDULE_TEXT = "5,300,1800,7200,18000,36000,36000"  # the default of CERTPOST_WEBHOOK_RETRY_SCHEDULE
 JITTER = 0.1  # +-10 %
 MAX_RETRY_AFTER = 86400.0
 

@@ -9,6 +9,7 @@ threading.Event, status)`` to answer once the test opens the gate, so a test can
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -46,7 +47,8 @@ class Receiver:
             self.requests.append(request)
 
 
-def start_receiver() -> tuple[Receiver, ThreadingHTTPServer]:
+def start_receiver(tls: tuple[str, str] | None = None) -> tuple[Receiver, ThreadingHTTPServer]:
+    """A running receiver; ``tls``: (certificate chain file, key file) to serve HTTPS."""
     port = free_port()
     receiver = Receiver(port)
 
@@ -76,6 +78,10 @@ def start_receiver() -> tuple[Receiver, ThreadingHTTPServer]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    if tls is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name=f"receiver:{port}", daemon=True).start()
     return receiver, server
