@@ -90,7 +90,7 @@ class Worker:
         settings = self.ctx.settings
         if time.monotonic() - self._last_renewal_check >= settings.renewal_check_seconds:
             self._last_renewal_check = time.monotonic()
-            await schedule_due_renewals(self.ctx)
+            await schedule_due_renewals(self.ctx, owner=self.owner)
         room = CONCURRENCY - (len(self.tasks) - len(self.order_tasks))
         order_room = ORDER_CONCURRENCY - len(self.order_tasks)
         if room <= 0 and order_room <= 0:

@@ -20,6 +20,7 @@ from app.deployments.outbox import servers_changed
 from app.domains import rules
 from app.domains.models import SERVICES, Domain
 from app.domains.repository import CertificateFacts, DomainFacts, DomainRepository, ServerFacts
+from app.events import EventKind, record
 from app.kit.coverage import is_public_suffix
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.time import utc_now
@@ -219,6 +220,11 @@ class DomainService:
                 await self._mail_moved(server.id, domain.id, written.previous, cert.id)
             await servers_changed(self.repo.session, [server.id], f"{service} of {domain.name} bound",
                                   names={server.id: [hostname]})
+            record(self.repo.session, EventKind.BINDING_SET, caller, account_id=domain.account_id,
+                   subjects={"domain": domain.name, "server": server.id, "certificate": cert.id},
+                   data={"service": service, "host_name": hostname, "fingerprint_sha256": cert.fingerprint_sha256,
+                         "previous_certificate_id": written.previous if written.previous != cert.id else None,
+                         "warnings": [w.code for w in warnings]})
         etag = binding_tag(domain.id, service, (await self.repo.binding_rows(domain.id)).get(service))
         return Effective(service, hostname, "binding", cert, warnings, created=written.outcome == "created", etag=etag)
 
@@ -231,8 +237,12 @@ class DomainService:
             raise NotFound(f"{service} of {domain.name} has no binding")
         if service == "mail":
             await self._mail_moved(domain.server_id, domain.id, unbound, None)
+        hostname = rules.service_hostname(service, domain.name)
         await servers_changed(self.repo.session, [domain.server_id], f"{service} of {domain.name} unbound",
-                              names={domain.server_id: [rules.service_hostname(service, domain.name)]})
+                              names={domain.server_id: [hostname]})
+        record(self.repo.session, EventKind.BINDING_REMOVED, caller, account_id=domain.account_id,
+               subjects={"domain": domain.name, "server": domain.server_id, "certificate": unbound},
+               data={"service": service, "host_name": hostname})
 
     async def status(self, caller: Caller, name: str) -> DomainStatus:
         """For each service, the certificate the server presents: the binding, else the default.
