@@ -70,8 +70,8 @@ class AcmeError(Exception):
 
     def condition(self, at: datetime) -> dict[str, Any]:
         """What the order row stores as its error (``app.kit.conditions``; no secrets)."""
-        return condition(self.code, self.detail, at=at, step=self.step, problem=self.problem,
-                         timed_out=self.timed_out or None)
+        return condition(self.code, self.detail, at=at, step=self.step,
+                         details={"problem": self.problem, "timed_out": self.timed_out or None})
 
     def __repr__(self) -> str:
         return (

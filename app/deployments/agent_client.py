@@ -38,10 +38,10 @@ class AgentError(Exception):
     def condition(self, at) -> dict:
         """The failure as a deployment stores it (``app.kit.conditions``): the agent's own step,
         and its HTTP status, daemon, the daemon's words and whether it rolled back as details."""
-        details = {key: self.body.get(key) for key in ("daemon", "message", "rolled_back", "missing")}
+        details = {"status": self.status, **{key: self.body.get(key) for key in ("daemon", "message", "rolled_back",
+                                                                                   "missing")}}
         step = self.body.get("step")
-        return condition(self.code, self.detail, at=at, step=step if isinstance(step, str) else None,
-                         status=self.status, **details)
+        return condition(self.code, self.detail, at=at, step=step if isinstance(step, str) else None, details=details)
 
 
 @dataclass(frozen=True)

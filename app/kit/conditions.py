@@ -20,12 +20,13 @@ from typing import Any
 from app.kit.time import as_utc
 
 
-def condition(code: str, message: str, *, at: datetime, step: str | None = None, **details: Any) -> dict[str, Any]:
+def condition(code: str, message: str, *, at: datetime, step: str | None = None,
+              details: dict[str, Any] | None = None) -> dict[str, Any]:
     """A condition; ``details`` whose value is None are left out, and so is an empty ``details``."""
     out: dict[str, Any] = {"code": code, "message": message, "at": as_utc(at).isoformat()}
     if step:
         out["step"] = step
-    kept = {k: v for k, v in details.items() if v is not None}
+    kept = {k: v for k, v in (details or {}).items() if v is not None}
     if kept:
         out["details"] = kept
     return out
