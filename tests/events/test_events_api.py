@@ -12,7 +12,14 @@ from sqlalchemy import event, func, select, text
 from app.accounts.tokens import parse_token
 from app.events.models import Event
 from app.kit.time import utc_now
-from tests.support.api import assert_problem, create_domain, create_server, list_all, upload, upload_body
+from tests.support.api import (
+    assert_problem,
+    create_domain,
+    create_server,
+    list_all,
+    upload,
+    upload_body,
+)
 
 KEY_MARKERS = ("-----BEGIN", "PRIVATE KEY", "ENCRYPTED")
 
