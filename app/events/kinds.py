@@ -100,9 +100,10 @@ KINDS: dict[EventKind, KindInfo] = {
         {"service": "mail", "host_name": "mail.example.com", "fingerprint_sha256": _FP,
          "previous_certificate_id": None, "warnings": []}),
     EventKind.BINDING_REMOVED: KindInfo(
-        "A binding was removed; the server's default is served again for that name.",
+        "A binding was removed (`reason`: `unbound`, or `domain_deleted` when its domain was); the server's "
+        "default is served again for that name.",
         {"domain": "example.com", "server": ex.SERVER_ID, "certificate": ex.CERTIFICATE_ID},
-        {"service": "mail", "host_name": "mail.example.com"}),
+        {"service": "mail", "host_name": "mail.example.com", "reason": "unbound"}),
     EventKind.SERVER_MAIL_CERTIFICATE_CHANGED: KindInfo(
         "An administrator chose a server's server-wide mail certificate.",
         {"server": ex.SERVER_ID, "certificate": ex.CERTIFICATE_ID},

@@ -100,7 +100,7 @@ async def test_every_change_through_the_api_is_an_event_with_its_author(client, 
     assert bound[0]["data"]["fingerprint_sha256"] == second.fingerprint
     removed = [e for e in events if e["kind"] == "binding.removed"]
     assert [e["data"]["host_name"] for e in removed] == ["mail.shop.test", "webmail.shop.test"]
-    assert removed[0]["subjects"]["certificate"] == cert["id"]
+    assert removed[0]["subjects"]["certificate"] == cert["id"] and removed[0]["data"]["reason"] == "unbound"
     deleted = only(events, "certificate.deleted")
     assert deleted["actor"] == as_customer and deleted["data"]["fingerprint_sha256"] == second.fingerprint
 
@@ -171,10 +171,15 @@ async def test_filters_and_paging(client, admin, test_ca, customer_headers):
 
     both = await list_all(client, "/v1/events", customer, kind=["binding.set", "binding.removed"], limit=1)
     assert [e["kind"] for e in both] == ["binding.set", "binding.set", "binding.removed"]
+    # Deleting the domain removes its last binding: an event too, with why.
+    assert (await client.delete("/v1/domains/f.test", headers=admin)).status_code == 204
+    gone = (await list_all(client, "/v1/events", customer, kind="binding.removed"))[-1]
+    assert gone["data"] == {"service": "webmail", "host_name": "webmail.f.test", "reason": "domain_deleted"}
     about = await list_all(client, "/v1/events", customer, subject=certs[0]["id"], limit=2)
-    assert [e["kind"] for e in about] == ["certificate.uploaded", "binding.set", "binding.set", "binding.removed"]
+    assert [e["kind"] for e in about] == ["certificate.uploaded", "binding.set", "binding.set", "binding.removed",
+                                          "binding.removed"]
     assert [e["kind"] for e in await list_all(client, "/v1/events", customer, subject="f.test")] == \
-        ["binding.set", "binding.set", "binding.removed"]
+        ["binding.set", "binding.set", "binding.removed", "binding.removed"]
     everything = await list_all(client, "/v1/events", customer)
     since = everything[3]["occurred_at"]
     later = await list_all(client, "/v1/events", customer, since=since)
