@@ -25,6 +25,9 @@ TAGS: list[dict[str, str]] = [
      "self-signed, list with filters, replace in place, delete. Keys are write-only."},
     {"name": "acme", "description": "ACME issuance: DNS providers for dns-01, certificate orders run by the "
      "worker, and renewing a certificate now."},
+    {"name": "events", "description": "The audit trail: every change a token or the worker made (certificates, "
+     "orders, renewals, bindings, server-level certificates, deployments, tokens), with its author; a customer "
+     "sees its own account's events."},
     {"name": "webhooks", "description": "Signed HTTP callbacks for events (Standard Webhooks 1.0): a URL, "
      "the event kinds it wants, its deliveries with every attempt, redelivery. A customer's webhook gets its own "
      "account's events and may only reach public addresses."},
@@ -32,7 +35,7 @@ TAGS: list[dict[str, str]] = [
      "no token needed."},
 ]
 
-PATH_PARAMETERS: dict[str, tuple[str, str]] = {
+PATH_PARAMETERS: dict[str, tuple[str, str | int]] = {
     "name": ("The domain name (A-labels or Unicode), e.g. `example.com`.", "example.com"),
     "service": ("`webmail` (the name `webmail.<domain>`) or `mail` (the name `mail.<domain>`).", "mail"),
     "server_id": ("The server's id, as `POST /v1/servers` returned it.", "5b0f3c2e-8a41-4d5e-9f6a-1c2d3e4f5a6b"),
@@ -41,6 +44,7 @@ PATH_PARAMETERS: dict[str, tuple[str, str]] = {
     "provider_id": ("The DNS provider's id.", "3e2d1c0b-9a8f-4e7d-b6c5-a4b3c2d1e0f9"),
     "order_id": ("The certificate order's id, from the `Location` of `POST /v1/certificate-orders`.",
                  "7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d"),
+    "event_id": ("The event's id (an increasing integer).", 1),
     "token_id": ("The token's id (not its secret).", "1d2c3b4a-5f6e-4d7c-8b9a-0f1e2d3c4b5a"),
     "webhook_id": ("The webhook's id, from the `Location` of `POST /v1/webhooks`.",
                    "4c3b2a19-8f7e-4d6c-9b5a-3f2e1d0c9b8a"),

@@ -28,6 +28,7 @@ from app.contract import TAGS
 from app.deployments.router import router as deployments_router
 from app.domains.router import router as domains_router
 from app.domains.tls_router import router as domain_tls_router
+from app.events.router import router as events_router
 from app.inputs import refuse_control_characters, refuse_unknown_parameters
 from app.limits import BodySizeLimit
 from app.outage import database_unavailable, install_outage_handlers
@@ -92,7 +93,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     install_outage_handlers(app, asyncpg_errors=not settings.resolved_database_url.startswith("sqlite"))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     for router in (accounts_router, servers_router, deployments_router, domains_router, domain_tls_router, certificates_router,
-                   acme_router, webhooks_router):
+                   acme_router, events_router, webhooks_router):
         app.include_router(router)
     _install_ops_routes(app)
     _install_docs(app)

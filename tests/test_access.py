@@ -78,8 +78,10 @@ async def test_tenant_isolation_on_every_route(app, client, admin, test_ca, cust
     await client.put("/v1/domains/a.test/bindings/webmail", json={"certificate_id": cert_a["id"]}, headers=a)
     cert_b = await upload(client, b, test_ca.issue(["*.a.test"]))
     token = (await client.post("/v1/tokens", json={"role": "admin"}, headers=admin)).json()
+    events_of_a = (await client.get("/v1/events", params={"subject": cert_a["id"]}, headers=admin)).json()["items"]
 
     values = {
+        "event_id": events_of_a[0]["id"],
         "certificate_id": cert_a["id"],
         "name": "a.test",
         "server_id": server["id"],

@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app import examples as ex
 from app.paging import Page
-from app.schemas import DisplayName, Strict
+from app.schemas import Condition, DisplayName, Strict
 
 KeyType = Literal["ec-p256", "ec-p384", "rsa-2048", "rsa-4096"]
 TsigAlgorithm = Literal["hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1", "hmac-md5"]
@@ -148,7 +148,9 @@ class OrderOut(BaseModel):
     certificate_id: str | None = Field(description="The issued certificate (or the one renewed in place).",
                                        examples=[None])
     authorizations: list[AuthorizationOut] = Field(description="One per name, with its validation state.")
-    error: dict | None = Field(description="`step`, `code`, `detail` and the CA's `problem` document.",
+    error: Condition | None = Field(description="Why the order is `invalid`: `code`, `message`, `step` "
+                                    "(`dns_update`, `http_publish`, `authorization`, `finalize`, `store`…), `at`, and in "
+                                    "`details` the CA's `problem` document (RFC 8555 section 6.7).",
                                examples=[None])
     created_at: datetime = Field(description="When it was requested (UTC).", examples=[ex.CREATED])
     finished_at: datetime | None = Field(description="When it became `valid` or `invalid`.", examples=[None])

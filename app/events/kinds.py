@@ -100,9 +100,10 @@ KINDS: dict[EventKind, KindInfo] = {
         {"service": "mail", "host_name": "mail.example.com", "fingerprint_sha256": _FP,
          "previous_certificate_id": None, "warnings": []}),
     EventKind.BINDING_REMOVED: KindInfo(
-        "A binding was removed; the server's default is served again for that name.",
+        "A binding was removed (`reason`: `unbound`, or `domain_deleted` when its domain was); the server's "
+        "default is served again for that name.",
         {"domain": "example.com", "server": ex.SERVER_ID, "certificate": ex.CERTIFICATE_ID},
-        {"service": "mail", "host_name": "mail.example.com"}),
+        {"service": "mail", "host_name": "mail.example.com", "reason": "unbound"}),
     EventKind.SERVER_MAIL_CERTIFICATE_CHANGED: KindInfo(
         "An administrator chose a server's server-wide mail certificate.",
         {"server": ex.SERVER_ID, "certificate": ex.CERTIFICATE_ID},
@@ -133,6 +134,8 @@ KINDS: dict[EventKind, KindInfo] = {
     EventKind.TOKEN_REVOKED: KindInfo(
         "An API token was revoked.", {"token": ex.TOKEN_ID}, {"role": "customer"}),
     EventKind.WEBHOOK_DISABLED: KindInfo(
-        "A webhook that kept failing was disabled.", {"webhook": ex.TOKEN_ID},
-        {"url": "https://panel.example.com/hooks/certpost", "consecutive_failures": 50}),
+        "A webhook was disabled by the worker: `reason` `failing` (every attempt failed for "
+        "`CERTPOST_WEBHOOK_DISABLE_AFTER_SECONDS`) or `gone` (the receiver answered 410).", {"webhook": ex.TOKEN_ID},
+        {"url": "https://panel.example.com/hooks/certpost", "reason": "failing", "consecutive_failures": 8,
+         "failing_since": ex.CREATED, "disabled_at": ex.CREATED}),
 }

@@ -48,17 +48,16 @@ REDACTED = "[redacted]"
 
 @dataclass(frozen=True)
 class Actor:
-    """Who made the change: an API token (its id and role) or the worker (its id)."""
+    """Who made the change: an API token (its id and role), the worker (its id), or an operator
+    at the `certpost` command (id "cli")."""
 
-    type: str  # "token" | "worker"
+    type: str  # "token" | "worker" | "operator"
     id: str
     role: str | None = None
 
     @classmethod
     def of(cls, caller: Caller) -> Actor:
-        if caller.worker:
-            return cls("worker", caller.token_id)
-        return cls("token", caller.token_id, caller.role)
+        return cls(caller.actor, caller.token_id, caller.role if caller.actor == "token" else None)
 
 
 def record(session, kind: EventKind, caller: Caller, *, account_id: str | None,

@@ -110,7 +110,7 @@ JOB_KINDS = (
 async def _scan_renewals(ctx: AppContext, owner: str) -> None:
     from app.acme.renewal import schedule_due_renewals
 
-    await schedule_due_renewals(ctx)
+    await schedule_due_renewals(ctx, owner=owner)
 
 
 async def _scan_expiry(ctx: AppContext, owner: str) -> None:
