@@ -237,3 +237,29 @@ async def test_a_slow_receiver_does_not_hold_back_another_webhook(make_api, admi
         gate.set()
     await worker.drain()
     assert (await deliveries(client, admin, fast_hook["id"]))[0]["status"] == "delivered"
+
+
+async def test_a_panel_hears_its_customers_binding_without_polling(api, admin, receivers, customer_headers, test_ca):
+    """The whole path: a customer binds a certificate through the API (the service records
+    binding.set in that transaction), the worker delivers it to the webhook following that account."""
+    from tests.support.api import create_domain, create_server, upload
+
+    client, ctx = api
+    receiver = receivers()
+    server = await create_server(client, admin)
+    account_id, customer = await customer_headers()
+    other_id, other = await customer_headers()
+    await create_domain(client, admin, "a.test", server["id"], account_id)
+    await create_domain(client, admin, "b.test", server["id"], other_id)
+    hook = await create(client, admin, receiver.url, kinds=("binding.set",), account_id=account_id)
+    for domain, headers in (("b.test", other), ("a.test", customer)):
+        cert = await upload(client, headers, test_ca.issue([f"webmail.{domain}"]))
+        response = await client.put(f"/v1/domains/{domain}/bindings/webmail", json={"certificate_id": cert["id"]},
+                                    headers=headers)
+        assert response.status_code in (200, 201), response.text
+    [row] = await work_until(ctx, settled(client, admin, hook["id"], 1), worker=Worker(ctx, owner="w1"))
+    [request] = receiver.requests
+    verify(hook["secret"], request.headers, request.body)
+    body = json.loads(request.body)
+    assert body["type"] == "binding.set" and body["data"]["account_id"] == account_id
+    assert body["data"]["subjects"]["certificate"] == cert["id"] and body["data"]["actor"]["role"] == "customer"
