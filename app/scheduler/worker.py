@@ -216,7 +216,7 @@ class Worker:
                     started = await self.round()
                 except asyncio.CancelledError:
                     raise
-                except Exception as exc:  # the database may be briefly away; keep the worker alive
+                except Exception as exc:  # noqa: BLE001 - the database may be briefly away; keep the worker alive
                     self._round_failed(exc)
                     started = 0
                 if started:

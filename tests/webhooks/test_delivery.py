@@ -257,7 +257,7 @@ async def test_a_panel_hears_its_customers_binding_without_polling(api, admin, r
         response = await client.put(f"/v1/domains/{domain}/bindings/webmail", json={"certificate_id": cert["id"]},
                                     headers=headers)
         assert response.status_code in (200, 201), response.text
-    [row] = await work_until(ctx, settled(client, admin, hook["id"], 1), worker=Worker(ctx, owner="w1"))
+    await work_until(ctx, settled(client, admin, hook["id"], 1), worker=Worker(ctx, owner="w1"))
     [request] = receiver.requests
     verify(hook["secret"], request.headers, request.body)
     body = json.loads(request.body)
