@@ -263,3 +263,22 @@ async def test_a_panel_hears_its_customers_binding_without_polling(api, admin, r
     body = json.loads(request.body)
     assert body["type"] == "binding.set" and body["data"]["account_id"] == account_id
     assert body["data"]["subjects"]["certificate"] == cert["id"] and body["data"]["actor"]["role"] == "customer"
+
+
+async def test_a_customers_webhook_gets_its_own_accounts_events_only(make_api, customer_headers):
+    # 192.0.2.0/24 (documentation, never routed) is allowed by the operator here, so the customer's
+    # webhook passes the guard; its attempts fail, which does not matter: what is queued is checked.
+    client, ctx = await make_api(outbound_allow="192.0.2.0/24", webhook_timeout_seconds=0.5)
+    account_id, customer = await customer_headers()
+    other_id, _ = await customer_headers()
+    response = await client.post("/v1/webhooks", json={"url": "https://192.0.2.10/hooks", "kinds": ["token.created"]},
+                                 headers=customer)
+    assert response.status_code == 201, response.text
+    hook = response.json()
+    await emit(ctx, account_id=other_id)
+    await emit(ctx, account_id=None)
+    [own] = await emit(ctx, account_id=account_id)
+    rows = await work_until(ctx, settled(client, customer, hook["id"], 1, ("retrying", "failed", "delivered")),
+                            worker=Worker(ctx, owner="w1"))
+    assert [r["event_id"] for r in rows] == [own]
+    assert rows[0]["attempt_log"][0]["status_code"] is None  # nothing answers there
