@@ -108,7 +108,9 @@ async def _create_token(settings: Settings, role: str, account_id: str | None, d
     async def create(service):
         if only_if_none and await service.has_tokens():
             return None
-        _row, text = await service.create_token(role, account_id, description)
+        from app.accounts.caller import OPERATOR
+
+        _row, text = await service.create_token(role, account_id, description, caller=OPERATOR)
         return text
 
     return await _with_accounts(settings, create, commit=True)
@@ -204,7 +206,7 @@ def _tls(settings: Settings) -> dict:
 
 def cmd_worker(_args, settings: Settings) -> None:
     from app.context import AppContext
-    from app.deployments.worker import run_forever
+    from app.scheduler.worker import run_forever
 
     _limit_malloc_arenas()
     _check_trust_bundle(settings)
@@ -298,6 +300,7 @@ def cmd_tokens_list(args, settings: Settings) -> None:
 
 def cmd_tokens_revoke(args, settings: Settings) -> None:
     """Takes a token's id, or the whole token text (``cpt_<id>_<secret>``) as it was handed out."""
+    from app.accounts.caller import OPERATOR
     from app.accounts.tokens import parse_token
     from app.problems import NotFound
 
@@ -306,7 +309,8 @@ def cmd_tokens_revoke(args, settings: Settings) -> None:
     _require_existing_database(settings)
     try:
         with _database(settings):
-            asyncio.run(_with_accounts(settings, lambda service: service.revoke_token(token_id), commit=True))
+            asyncio.run(_with_accounts(settings, lambda service: service.revoke_token(token_id, caller=OPERATOR),
+                                     commit=True))
     except NotFound as exc:
         raise CommandError(
             f"no token {token_id} (or it is already revoked); `certpost tokens list` shows them") from exc

@@ -31,11 +31,13 @@ from app.deployments.router import router as deployments_router
 from app.domains.router import router as domains_router
 from app.domains.tls_router import router as domain_tls_router
 from app.enrolment.router import router as enrolment_router
+from app.events.router import router as events_router
 from app.inputs import refuse_control_characters, refuse_unknown_parameters
 from app.limits import BodySizeLimit
 from app.outage import database_unavailable, install_outage_handlers
 from app.problems import install_handlers, install_problem_pages
 from app.servers.router import router as servers_router
+from app.webhooks.router import router as webhooks_router
 
 DESCRIPTION = """
 certpost stores TLS certificates for hosted webmail and mail, binds them to domains and
@@ -64,7 +66,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         await refresh_stored_trust(ctx.sessionmaker, ctx.trust)
         worker_task = None
         if run_worker if run_worker is not None else settings.run_worker:
-            from app.deployments.worker import run_forever
+            from app.scheduler.worker import run_forever
 
             worker_task = asyncio.create_task(run_forever(ctx), name="certpost-worker")
         try:
@@ -95,7 +97,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(ConditionalGet)
     for router in (accounts_router, servers_router, deployments_router, domains_router, domain_tls_router, certificates_router,
-                   certificate_requests_router, enrolment_router, acme_router):
+                   certificate_requests_router, enrolment_router, acme_router, events_router, webhooks_router):
         app.include_router(router)
     _install_ops_routes(app)
     _install_docs(app)

@@ -8,8 +8,11 @@ from app.db import Base
 from app.deployments.models import Deployment, DeploymentAttempt
 from app.domains.models import Binding, Domain
 from app.enrolment.models import EnrolmentToken
+from app.events.models import Event, EventSubject
+from app.expiry.models import ExpiryNotice
 from app.idempotency.models import IdempotencyKey
 from app.servers.models import Server
+from app.webhooks.models import Webhook, WebhookAttempt, WebhookDelivery
 
 __all__ = [
     "Account",
@@ -26,6 +29,12 @@ __all__ = [
     "DnsProvider",
     "Domain",
     "EnrolmentToken",
+    "Event",
+    "EventSubject",
+    "ExpiryNotice",
     "IdempotencyKey",
     "Server",
+    "Webhook",
+    "WebhookAttempt",
+    "WebhookDelivery",
 ]

@@ -80,10 +80,12 @@ async def test_tenant_isolation_on_every_route(app, client, admin, test_ca, cust
     token = (await client.post("/v1/tokens", json={"role": "admin"}, headers=admin)).json()
     request_a = (await client.post("/v1/certificate-requests", json={"names": ["a.test"]}, headers=a)).json()
     enrolment = (await client.post(f"/v1/servers/{server['id']}/enrolment-tokens", json={}, headers=admin)).json()
+    events_of_a = (await client.get("/v1/events", params={"subject": cert_a["id"]}, headers=admin)).json()["items"]
 
     values = {
         "request_id": request_a["id"],
         "enrolment_token_id": enrolment["id"],
+        "event_id": events_of_a[0]["id"],
         "certificate_id": cert_a["id"],
         "name": "a.test",
         "server_id": server["id"],

@@ -33,6 +33,7 @@ LISTS = [
     "/v1/dns-providers",
     "/v1/certificate-orders",
     "/v1/certificate-requests",
+    "/v1/events",
 ]
 
 
@@ -51,6 +52,7 @@ ORDERS = {
     "/v1/dns-providers": (lambda r: (r["name"], r["id"]), False),
     "/v1/certificate-orders": (lambda r: (_at(r), r["id"]), True),
     "/v1/certificate-requests": (lambda r: (_at(r), r["id"]), True),
+    "/v1/events": (lambda r: r["id"], False),
 }
 
 
@@ -139,8 +141,9 @@ async def test_a_cursor_survives_the_row_it_points_at(client, admin, tenants):
 async def test_customers_see_their_own_rows_only(client, admin, tenants):
     alpha_id, alpha = tenants["alpha"]
     beta_id, beta = tenants["beta"]
+    # events: two self-signed uploads and its token's creation for alpha, one and its token for beta
     expected = {"/v1/domains": (3, 2), "/v1/certificates": (2, 1), "/v1/certificate-orders": (3, 2),
-                "/v1/certificate-requests": (2, 1)}
+                "/v1/certificate-requests": (2, 1), "/v1/events": (3, 2)}
     for path, (n_alpha, n_beta) in expected.items():
         for (account_id, headers), n in (((alpha_id, alpha), n_alpha), ((beta_id, beta), n_beta)):
             for limit in (1, 2, 100):

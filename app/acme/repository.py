@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.acme.models import AcmeAccount, CertificateOrder, DnsProvider
 from app.domains.models import Domain
 from app.paging import Order, PageRequest, Window, fetch
+from app.scheduler.lease import Lease
 
+ORDER_LEASE = Lease(CertificateOrder, CertificateOrder.lease_until, CertificateOrder.lease_owner)
 PROVIDER_ORDER = Order("dns-providers", (DnsProvider.name, DnsProvider.id))
 ORDER_ORDER = Order("certificate-orders", (CertificateOrder.created_at, CertificateOrder.id), descending=True)
 
@@ -79,25 +81,10 @@ class AcmeRepository:
         ids = list(await self.session.scalars(
             select(CertificateOrder.id).where(claimable).order_by(CertificateOrder.created_at).limit(limit)
         ))
-        won = []
-        for order_id in ids:
-            result = await self.session.execute(
-                update(CertificateOrder)
-                .where(CertificateOrder.id == order_id, claimable)
-                .values(status="processing", lease_until=lease_until, lease_owner=owner, updated_at=now)
-                .execution_options(synchronize_session=False)
-            )
-            if result.rowcount == 1:
-                won.append(order_id)
-        return won
+        return await ORDER_LEASE.claim_many(self.session, ids, owner, lease_until, claimable=claimable,
+                                            values={"status": "processing", "updated_at": now})
 
     async def renew_order_lease(self, order_id: str, owner: str, until: datetime) -> bool:
         """Extend a worker's lease on an order it still runs; False once it is not its own."""
-        result = await self.session.execute(
-            update(CertificateOrder)
-            .where(CertificateOrder.id == order_id, CertificateOrder.lease_owner == owner,
-                   CertificateOrder.status == "processing")
-            .values(lease_until=until)
-            .execution_options(synchronize_session=False)
-        )
-        return result.rowcount == 1
+        return await ORDER_LEASE.renew(self.session, order_id, owner, until,
+                                       still=CertificateOrder.status == "processing")

@@ -38,6 +38,7 @@ from app.certificates.repository import CertificateRepository
 from app.certificates.service import CertificateService
 from app.deps import Context, CurrentCaller, Session
 from app.idempotency.http import IDEMPOTENT, IdempotentRoute
+from app.kit import conditions
 from app.outbound import OutboundGuard
 from app.paging import InvalidCursor, PageParams
 from app.problems import Forbidden, NotFound, responses
@@ -62,6 +63,13 @@ def provider_out(row: DnsProvider) -> dict:
             "created_at": row.created_at}
 
 
+def _condition(stored: dict | None, at, caller: Caller) -> dict | None:
+    """An order's condition (rows from before migration 0012 read in the current shape), as
+    ``caller`` may read it: a customer gets the generic text of some errors."""
+    error = conditions.read(stored, at=at)
+    return error if caller.is_admin else customer_view(error)
+
+
 def order_out(row: CertificateOrder, caller: Caller) -> OrderOut:
     """The order as `caller` may read it: a customer gets the generic text of some errors."""
     return OrderOut(
@@ -69,7 +77,7 @@ def order_out(row: CertificateOrder, caller: Caller) -> OrderOut:
         names=row.names, challenge=row.challenge, dns_provider_id=row.dns_provider_id, key_type=row.key_type,
         bind=row.bind, certificate_id=row.result_certificate_id or row.certificate_id,
         authorizations=[AuthorizationOut(**a) for a in row.authorizations or []],
-        error=row.error if caller.is_admin else customer_view(row.error),
+        error=_condition(row.error, row.finished_at or row.created_at, caller),
         created_at=row.created_at, finished_at=row.finished_at, duration_ms=row.duration_ms,
     )
 

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from app import examples as ex
 from app.acme.providers import KINDS, DnsKind
 from app.paging import Page
-from app.schemas import DisplayName, Strict
+from app.schemas import Condition, DisplayName, Strict
 
 KeyType = Literal["ec-p256", "ec-p384", "rsa-2048", "rsa-4096"]
 
@@ -153,7 +153,9 @@ class OrderOut(BaseModel):
     certificate_id: str | None = Field(description="The issued certificate (or the one renewed in place).",
                                        examples=[None])
     authorizations: list[AuthorizationOut] = Field(description="One per name, with its validation state.")
-    error: dict | None = Field(description="`step`, `code`, `detail` and the CA's `problem` document.",
+    error: Condition | None = Field(description="Why the order is `invalid`: `code`, `message`, `step` "
+                                    "(`dns_update`, `http_publish`, `authorization`, `finalize`, `store`…), `at`, and in "
+                                    "`details` the CA's `problem` document (RFC 8555 section 6.7).",
                                examples=[None])
     created_at: datetime = Field(description="When it was requested (UTC).", examples=[ex.CREATED])
     finished_at: datetime | None = Field(description="When it became `valid` or `invalid`.", examples=[None])

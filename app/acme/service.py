@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from app.accounts.caller import Caller
 from app.accounts.models import Account
 from app.accounts.service import UnknownAccount
+from app.acme import transitions
 from app.acme.errors import DnsTargetRefused
 from app.acme.models import CertificateOrder, DnsProvider
 from app.acme.providers import KINDS, DnsKind, InvalidDnsProvider, parse_nameserver
@@ -274,5 +275,5 @@ class AcmeService:
         body = OrderCreate(names=previous.names, challenge=previous.challenge, dns_provider_id=previous.dns_provider_id,
                            key_type=previous.key_type, certificate_id=cert.id)
         order = await self.create_order(caller, body, purpose="renewal")
-        cert.renewal_status = "renewing"
+        transitions.renewal_scheduled(self.repo.session, cert, order, caller)
         return order

@@ -98,7 +98,8 @@ class CertificateRequestService:
             material = await self.reader.from_pem(certificate_pem, key_pem, chain_pem=chain_pem)
         except kx.MaterialError as exc:
             raise cert_errors.from_material_error(exc) from None
-        stored = await self.certificates.store_upload(material, account_id=row.account_id, name=name or row.name)
+        stored = await self.certificates.store_upload(material, account_id=row.account_id, name=name or row.name,
+                                                      caller=caller)
         if not await self.repo.complete(row, stored.certificate.id, utc_now()):
             raise RequestCompleted(f"certificate request {row.id} was completed by another request meanwhile")
         return stored

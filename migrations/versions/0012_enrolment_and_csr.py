@@ -1,6 +1,6 @@
 """enrolment tokens for agents, and certificate requests (a generated key and its CSR)
 
-Revision ID: 0012_enrolment_and_csr
+Revision ID: 0012
 Revises: 0011
 Create Date: 2026-12-01
 
@@ -14,7 +14,7 @@ for it is imported.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012_enrolment_and_csr"
+revision = "0012"
 down_revision = "0011"
 branch_labels = None
 depends_on = None
