@@ -81,11 +81,15 @@ async def test_tenant_isolation_on_every_route(app, client, admin, test_ca, cust
     request_a = (await client.post("/v1/certificate-requests", json={"names": ["a.test"]}, headers=a)).json()
     enrolment = (await client.post(f"/v1/servers/{server['id']}/enrolment-tokens", json={}, headers=admin)).json()
     events_of_a = (await client.get("/v1/events", params={"subject": cert_a["id"]}, headers=admin)).json()["items"]
+    webhook_a = (await client.post("/v1/webhooks", json={"url": "https://1.1.1.1/hooks", "kinds": ["binding.set"]},
+                                   headers=a)).json()
 
     values = {
         "request_id": request_a["id"],
         "enrolment_token_id": enrolment["id"],
         "event_id": events_of_a[0]["id"],
+        "webhook_id": webhook_a["id"],
+        "delivery_id": "00000000-0000-0000-0000-000000000000",
         "certificate_id": cert_a["id"],
         "name": "a.test",
         "server_id": server["id"],

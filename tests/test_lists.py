@@ -247,8 +247,10 @@ def test_the_contract_documents_the_envelope_and_the_refusals():
     doc = openapi_document()
     lists = {path: item["get"] for path, item in doc["paths"].items()
              if "get" in item and {"limit", "cursor", "count"} <= {p["name"] for p in item["get"].get("parameters", [])}}
-    # the TLS status of many domains (tests/test_domain_tls_list.py) pages the same way
-    assert len(lists) == len(LISTS) + 1 and "/v1/domain-tls" in lists
+    # the TLS status of many domains (tests/test_domain_tls_list.py) and the webhooks and their
+    # deliveries (tests/webhooks/) page the same way
+    listed = {path.replace("{server}", "{server_id}") for path in LISTS}
+    assert set(lists) == listed | {"/v1/domain-tls", "/v1/webhooks", "/v1/webhooks/{webhook_id}/deliveries"}
     for path, op in lists.items():
         schema = op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
         assert schema.endswith("Page") and schema != "Page", path

@@ -72,6 +72,17 @@ async def test_every_201_and_202_carries_location(app, client, admin, customer_h
                             f"/v1/servers/{server['id']}/enrolment-tokens", 201, get_back=False, headers=admin,
                             json={})).json()
     assert enrolment["id"] in seen[("POST", "/v1/servers/{server_id}/enrolment-tokens")]
+    hook = (await call("POST", "/v1/webhooks", "/v1/webhooks", 201, headers=customer,
+                       json={"url": "https://1.1.1.1/hooks", "kinds": ["binding.set"]})).json()
+    async with context.sessionmaker() as session:  # as if the worker had delivered the bind once
+        from app.webhooks.models import WebhookDelivery
+
+        delivery = WebhookDelivery(webhook_id=hook["id"], event_id=1, event_kind="binding.set", body="{}",
+                                   status="delivered", attempts=1)
+        session.add(delivery)
+        await session.commit()
+    await call("POST", "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver",
+               f"/v1/webhooks/{hook['id']}/deliveries/{delivery.id}/redeliver", 202, headers=customer)
     secret = base64.b64encode(b"0" * 32).decode()
     await call("POST", "/v1/dns-providers", "/v1/dns-providers", 201, headers=admin,
                json={"name": "ns1", "kind": "rfc2136",
