@@ -133,6 +133,9 @@ async def test_renew_now_endpoint(client, admin, context, acme_ready, bind_serve
     renewal = await work_until(context, order_finished(client, customer, r.json()["id"]))
     assert renewal["status"] == "valid" and renewal["certificate_id"] == cert_id
     assert (await client.get(f"/v1/certificates/{cert_id}", headers=customer)).json()["revision"] == 2
+    (scheduled,) = await list_all(client, "/v1/events", customer, kind="renewal.scheduled")
+    assert scheduled["actor"]["type"] == "token" and scheduled["actor"]["role"] == "customer"
+    assert scheduled["subjects"] == {"order": r.json()["id"], "certificate": cert_id}
 
 
 async def test_order_refusals(client, admin, test_ca, bind_server, hosted, customer_headers):

@@ -57,3 +57,17 @@ async def test_every_kind_is_documented_with_an_example():
     from app.events.kinds import KINDS
     assert set(KINDS) == set(EventKind)
     assert all(info.description and info.subjects for info in KINDS.values())
+
+
+async def test_ids_follow_the_commit_order_not_the_order_of_recording(context):
+    """A reader resuming "after id X" must not find a smaller id committed later: the id is
+    taken when the transaction commits (under a lock on PostgreSQL), not when ``record`` is called."""
+    async with context.sessionmaker() as first, context.sessionmaker() as second:
+        await first.execute(select(1))
+        record(first, EventKind.TOKEN_CREATED, ADMIN, account_id=None, subjects={"token": "recorded-first"})
+        await second.execute(select(1))
+        record(second, EventKind.TOKEN_CREATED, ADMIN, account_id=None, subjects={"token": "recorded-second"})
+        await second.commit()
+        await first.commit()
+    events = await _events(context)
+    assert [e.subjects["token"] for e in events] == ["recorded-second", "recorded-first"]
