@@ -6,6 +6,7 @@ from app.certificates.models import Certificate, CertificateName
 from app.db import Base
 from app.deployments.models import Deployment, DeploymentAttempt
 from app.domains.models import Binding, Domain
+from app.drift.models import DriftPoll, ServedObservation
 from app.idempotency.models import IdempotencyKey
 from app.servers.models import Server
 
@@ -22,6 +23,8 @@ __all__ = [
     "DeploymentAttempt",
     "DnsProvider",
     "Domain",
+    "DriftPoll",
     "IdempotencyKey",
+    "ServedObservation",
     "Server",
 ]

@@ -5,7 +5,9 @@ deliveries to servers (``delivery.py``; a lease keeps one server to one worker) 
 of their own, up to ``ORDER_CONCURRENCY`` certificate orders (``app.acme.runner``; a lease per
 order). An order mostly waits on the CA and DNS, so orders neither wait for deliveries to
 finish nor hold back a delivery. Every ``renewal_check_seconds``
-it starts renewal orders for ACME certificates that are due (``app.acme.renewal``). Between
+it starts renewal orders for ACME certificates that are due (``app.acme.renewal``), and every
+``drift_poll_seconds`` it reads each agent's drift observations (``app.drift.poll``, in the
+delivery slots). Between
 rounds it sleeps until the next poll, or until the API wakes it after a commit.
 
 Leases are short and renewed by a heartbeat while the work runs (``heartbeat.py``), so a
@@ -27,6 +29,8 @@ from app.acme.repository import AcmeRepository
 from app.context import AppContext
 from app.deployments.claims import claim_due_servers
 from app.deployments.delivery import deliver
+from app.drift.poll import poll_server
+from app.drift.repository import DriftRepository
 from app.kit.time import utc_now
 from app.outage import is_database_outage
 
@@ -48,6 +52,7 @@ class Worker:
         self.tasks: set[asyncio.Task] = set()
         self.order_tasks: set[asyncio.Task] = set()
         self._last_renewal_check = float("-inf")
+        self._last_drift_claim = float("-inf")
         self._last_outage_log = float("-inf")
 
     def _spawn(self, coro, name: str, *, order: bool = False) -> None:
@@ -110,7 +115,21 @@ class Worker:
             from app.acme.runner import run_order
         for order_id in orders:
             self._spawn(run_order(self.ctx, order_id, owner=self.owner), f"order:{order_id}", order=True)
-        return len(servers) + len(orders)
+        polls = await self._drift_polls(room - len(servers))
+        return len(servers) + len(orders) + polls
+
+    async def _drift_polls(self, room: int) -> int:
+        """Start the drift polls that are due (app.drift.poll), at most every few seconds."""
+        interval = self.ctx.settings.drift_poll_seconds
+        if interval <= 0 or room <= 0 or time.monotonic() - self._last_drift_claim < min(interval, 5.0):
+            return 0
+        self._last_drift_claim = time.monotonic()
+        async with self.ctx.sessionmaker() as session:
+            claimed = await DriftRepository(session).claim(utc_now(), interval, room)
+            await session.commit()
+        for server_id in claimed:
+            self._spawn(poll_server(self.ctx, server_id), f"drift:{server_id}")
+        return len(claimed)
 
     async def drain(self) -> None:
         """Wait for every started task (tests, and a graceful stop)."""
