@@ -1,0 +1,142 @@
+"""Drift on real daemons: an administrator swaps a served certificate file behind the agent's back.
+
+Two tenants on one server. After their certificates are deployed, tenant A's bundle copy in
+Dovecot's directory is overwritten with tenant B's bundle and Dovecot is reloaded (what an admin
+copying the wrong file would do). The agent's drift rounds (every half second here, from its
+TOML) see Dovecot's four ports present B's certificate for mail.a.test; the worker's drift poll
+stores that, so A's TLS status shows ``observed`` != desired on Dovecot's ports (Postfix's still
+match) while B's matches everywhere; a repair delivery is scheduled, the agent rewrites the file
+and reloads Dovecot, and the status matches again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+
+import pytest
+
+from app.drift.models import DriftPoll
+from app.kit.signing import public_key_to_text
+from tests.support.api import create_domain, create_server, upload
+from tests.support.daemons import running_stack
+from tests.support.tlsprobe import served_fingerprint
+from tests.support.worker import server_applied, work_until
+
+pytestmark = pytest.mark.daemons
+
+DOVECOT = {"imap-starttls", "imaps", "pop3-starttls", "pop3s"}
+POSTFIX = {"smtp-starttls", "smtps"}
+
+
+@pytest.fixture(scope="module")
+def drift_stack(e2e_controller_key):
+    with running_stack(public_key_to_text(e2e_controller_key.public_key()), drift_interval=0.5) as pair:
+        yield pair
+
+
+@pytest.fixture
+def drift_controller(controller):
+    """Poll the agents' observations at every worker round; repair at once."""
+    settings = controller.settings
+    saved = settings.drift_poll_seconds, settings.drift_repair_backoff_seconds
+    settings.drift_poll_seconds, settings.drift_repair_backoff_seconds = 0.2, 0
+    yield controller
+    settings.drift_poll_seconds, settings.drift_repair_backoff_seconds = saved
+
+
+async def tls(client, headers, domain) -> dict:
+    r = await client.get(f"/v1/domains/{domain}/tls", headers=headers)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def by_protocol(part: dict) -> dict[str, dict]:
+    return {o["protocol"]: o for o in part["observed"]}
+
+
+def observed_all(client, headers, domain, *, drifted: bool):
+    """Predicate: every port observed for the domain's mail and webmail, and drift as asked
+    (``drifted``: some Dovecot port drifted; else: every port matches)."""
+
+    async def check():
+        status = await tls(client, headers, domain)
+        mail, webmail = by_protocol(status["mail"]), by_protocol(status["webmail"])
+        if set(mail) != DOVECOT | POSTFIX or set(webmail) != {"https"}:
+            return None
+        if drifted:
+            return status if any(mail[p]["drifted"] for p in DOVECOT) else None
+        return status if all(o["matches"] and not o["drifted"] for o in [*mail.values(), *webmail.values()]) else None
+
+    return check
+
+
+async def served(port: int, protocol: str, sni: str) -> str:
+    return await asyncio.to_thread(served_fingerprint, "127.0.0.1", port, protocol, sni)
+
+
+async def test_swapped_file_is_detected_shown_for_its_tenant_only_and_repaired(
+    client, admin, drift_controller, drift_stack, test_ca, customer_headers, context
+):
+    stack, agent = drift_stack
+    server = await create_server(client, admin, name="drift", hostname=stack.hostname,
+                                 agent_url=stack.agent_url, agent_tls_fingerprint=agent.fingerprint)
+    tenants = {}
+    for domain in ("a.test", "b.test"):
+        account_id, headers = await customer_headers()
+        await create_domain(client, admin, domain, server["id"], account_id)
+        issued = test_ca.issue([f"mail.{domain}", f"webmail.{domain}"])
+        cert = await upload(client, headers, issued)
+        for service in ("mail", "webmail"):
+            r = await client.put(f"/v1/domains/{domain}/bindings/{service}", json={"certificate_id": cert["id"]},
+                                 headers=headers)
+            assert r.status_code == 201, r.text
+        tenants[domain] = (headers, issued.fingerprint)
+    (a_headers, a_fp), (b_headers, b_fp) = tenants["a.test"], tenants["b.test"]
+    await work_until(drift_controller, server_applied(client, admin, server["id"]))
+    # Observed and matching for both tenants once the agent's rounds and the worker's polls ran.
+    await work_until(drift_controller, observed_all(client, a_headers, "a.test", drifted=False))
+    await work_until(drift_controller, observed_all(client, b_headers, "b.test", drifted=False))
+    applied = (await client.get(f"/v1/servers/{server['id']}", headers=admin)).json()["applied_generation"]
+
+    # The admin's mistake: tenant B's bundle copied over tenant A's in Dovecot's directory, and a reload.
+    bundles = stack.out("dovecot") / "bundles"
+    shutil.copyfile(bundles / f"{b_fp}.pem", bundles / f"{a_fp}.pem")
+    await asyncio.to_thread(subprocess.run, ["doveadm", "-c", str(stack.dovecot_conf), "reload"], check=True,
+                            timeout=30)
+    imaps = stack.ports["imaps"]
+    for _ in range(100):
+        if await served(imaps, "imaps", "mail.a.test") == b_fp:
+            break
+        await asyncio.sleep(0.1)
+    assert await served(imaps, "imaps", "mail.a.test") == b_fp
+
+    # Seen: one worker round's poll stores it (the repair it schedules runs in the next round).
+    status = await work_until(drift_controller, observed_all(client, a_headers, "a.test", drifted=True))
+    mail = by_protocol(status["mail"])
+    assert status["mail"]["certificate"]["fingerprint_sha256"] == a_fp
+    for protocol in DOVECOT:
+        assert mail[protocol]["daemon"] == "dovecot" and mail[protocol]["fingerprint"] == b_fp
+        assert mail[protocol]["matches"] is False and mail[protocol]["drifted"] is True
+    for protocol in POSTFIX:  # Postfix's table embeds the bundle: not touched by the swap
+        assert mail[protocol]["fingerprint"] == a_fp and mail[protocol]["matches"] is True
+    assert by_protocol(status["webmail"])["https"]["matches"] is True
+    # The other tenant matches everywhere.
+    other = await tls(client, b_headers, "b.test")
+    assert all(o["matches"] and not o["drifted"] for part in ("mail", "webmail") for o in other[part]["observed"])
+    async with context.sessionmaker() as session:
+        poll = await session.get(DriftPoll, server["id"])
+        assert poll.drifted == len(DOVECOT) and poll.repair_at is not None and poll.last_error is None
+    # The repair: a delivery was scheduled for it.
+    deployments = (await client.get(f"/v1/servers/{server['id']}/deployments", headers=admin)).json()["items"]
+    assert deployments[0]["reason"].startswith("drift repair") and deployments[0]["status"] == "pending"
+
+    # It runs: the agent rewrites A's copy, reloads Dovecot, probes again; the next poll sees it.
+    done = await work_until(drift_controller, server_applied(client, admin, server["id"]))
+    assert done["applied_generation"] > applied
+    assert await served(imaps, "imaps", "mail.a.test") == a_fp
+    status = await work_until(drift_controller, observed_all(client, a_headers, "a.test", drifted=False))
+    assert {o["fingerprint"] for o in status["mail"]["observed"]} == {a_fp}
+    async with context.sessionmaker() as session:
+        assert (await session.get(DriftPoll, server["id"])).drifted == 0
