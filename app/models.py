@@ -7,6 +7,7 @@ from app.db import Base
 from app.deployments.models import Deployment, DeploymentAttempt
 from app.domains.models import Binding, Domain
 from app.drift.models import DriftPoll, ServedObservation
+from app.events.models import Event, EventSubject
 from app.idempotency.models import IdempotencyKey
 from app.servers.models import Server
 
@@ -24,6 +25,8 @@ __all__ = [
     "DnsProvider",
     "Domain",
     "DriftPoll",
+    "Event",
+    "EventSubject",
     "IdempotencyKey",
     "ServedObservation",
     "Server",

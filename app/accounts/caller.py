@@ -15,6 +15,13 @@ class Caller:
     token_id: str
     role: str  # "admin" | "customer"
     account_id: str | None
+    worker: bool = False  # the worker acting on its own: token_id is the worker's id
+
+    @classmethod
+    def for_worker(cls, worker_id: str) -> Caller:
+        """The worker acting on its own, with admin visibility (see ``SYSTEM``); events name it
+        as their actor ``{type: worker, id: worker_id}``."""
+        return cls(token_id=worker_id, role="admin", account_id=None, worker=True)
 
     @property
     def is_admin(self) -> bool:
@@ -60,6 +67,6 @@ class Caller:
         return self.account_id
 
 
-SYSTEM = Caller(token_id="system", role="admin", account_id=None)
+SYSTEM = Caller(token_id="system", role="admin", account_id=None, worker=True)
 """The worker acting on its own (renewals, storing an order's result): checks already passed
 when the order was accepted, so it acts with admin visibility."""

@@ -128,7 +128,7 @@ class Worker:
             claimed = await DriftRepository(session).claim(utc_now(), interval, room)
             await session.commit()
         for server_id in claimed:
-            self._spawn(poll_server(self.ctx, server_id), f"drift:{server_id}")
+            self._spawn(poll_server(self.ctx, server_id, self.owner), f"drift:{server_id}")
         return len(claimed)
 
     async def drain(self) -> None:

@@ -13,6 +13,7 @@ import logging
 
 from sqlalchemy import delete, exists, select
 
+from app.accounts.caller import Caller
 from app.context import AppContext
 from app.deployments.agent_client import AgentClient, AgentError
 from app.deployments.models import AppliedName
@@ -30,8 +31,9 @@ PAGE = 1000
 MAX_PAGES = 200  # 200,000 observations: more than 10,000 names on six ports
 
 
-async def poll_server(ctx: AppContext, server_id: str) -> int | None:
-    """Poll one server; the number of drifted probes after it, or None when it failed."""
+async def poll_server(ctx: AppContext, server_id: str, owner: str) -> int | None:
+    """Poll one server as worker ``owner``; the number of drifted probes after it, or None
+    when it failed."""
     async with ctx.sessionmaker() as session:
         server = await session.get(Server, server_id)
         poll = await DriftRepository(session).poll(server_id)
@@ -48,7 +50,7 @@ async def poll_server(ctx: AppContext, server_id: str) -> int | None:
                 await session.commit()
         log.info("server %s: drift poll failed: %s", server_id, exc.code)
         return None
-    return await _store(ctx, server_id, epoch, seq, items)
+    return await _store(ctx, Caller.for_worker(owner), server_id, epoch, seq, items)
 
 
 async def _read(ctx: AppContext, url: str, pin: str | None, epoch: str | None, seq: int):
@@ -70,7 +72,7 @@ async def _read(ctx: AppContext, url: str, pin: str | None, epoch: str | None, s
     return epoch, seq, items
 
 
-async def _store(ctx: AppContext, server_id: str, epoch: str, seq: int, items: list) -> int | None:
+async def _store(ctx: AppContext, caller: Caller, server_id: str, epoch: str, seq: int, items: list) -> int | None:
     now = utc_now()
     latest: dict[tuple, rules.Seen] = {}
     for item in items:  # in sequence order: a later observation of a key wins
@@ -92,7 +94,7 @@ async def _store(ctx: AppContext, server_id: str, epoch: str, seq: int, items: l
         detected, resolved = rules.changes(before, list(latest.values()))
         poll.epoch, poll.seq, poll.polled_at, poll.last_error = epoch, seq, now, None
         poll.drifted = await repo.count_drifted(server_id)
-        await record_changes(session, server_id, detected, resolved)
+        await record_changes(session, caller, server_id, detected, resolved)
         if rules.repair_due(poll.drifted, await repo.delivery_due(server_id), poll.repair_at, now,
                             ctx.settings.drift_repair_backoff_seconds):
             poll.repair_at = now

@@ -10,6 +10,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.deployments.models import Deployment, is_due
+from app.domains.models import Domain
 from app.drift.models import DriftPoll, ServedObservation
 from app.drift.rules import Seen
 from app.servers.models import Server
@@ -93,3 +94,12 @@ class DriftRepository:
                                                  ServedObservation.hostname.in_(hostnames))))
         return [Seen(r.hostname, r.service, r.daemon, r.port, r.protocol, r.expected, r.served, r.error,
                      r.observed_at) for r in rows]
+
+    async def domain_accounts(self, server_id: str, names: Iterable[str]) -> dict[str, str]:
+        """Domain name -> account, for the given names hosted on the server."""
+        names = sorted(names)
+        if not names:
+            return {}
+        rows = await self.session.execute(
+            select(Domain.name, Domain.account_id).where(Domain.server_id == server_id, Domain.name.in_(names)))
+        return {name: account for name, account in rows}

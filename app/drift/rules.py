@@ -35,6 +35,15 @@ class Seen:
         return self.served != self.expected
 
 
+def domain_of(hostname: str) -> str | None:
+    """The domain a probed name belongs to: ``mail.<domain>`` and ``webmail.<domain>`` are the
+    only names bound (app/domains/rules.py ``service_hostname``); None for anything else."""
+    for prefix in ("mail.", "webmail."):
+        if hostname.startswith(prefix) and len(hostname) > len(prefix):
+            return hostname[len(prefix):]
+    return None
+
+
 def parse(item: object, now: datetime) -> Seen | None:
     """An entry of the agent's ``GET /v1/observations`` answer, or None when it is malformed
     (an agent of another version, or a broken one: skipped, never stored half)."""

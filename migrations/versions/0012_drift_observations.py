@@ -1,7 +1,7 @@
 """drift observations: what each agent saw its ports serve, and the worker's polls of them
 
 Revision ID: 0012_drift_observations
-Revises: 0011
+Revises: 0012_events (the lead renumbers at merge)
 Create Date: 2026-12-01
 
 ``drift_polls``: one row per server with an agent, written by the worker's first poll (when the
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_drift_observations"
-down_revision = "0011"
+down_revision = "0012_events"
 branch_labels = None
 depends_on = None
 

@@ -16,8 +16,10 @@ import shutil
 import subprocess
 
 import pytest
+from sqlalchemy import select
 
 from app.drift.models import DriftPoll
+from app.events.models import Event
 from app.kit.signing import public_key_to_text
 from tests.support.api import create_domain, create_server, upload
 from tests.support.daemons import running_stack
@@ -92,8 +94,8 @@ async def test_swapped_file_is_detected_shown_for_its_tenant_only_and_repaired(
             r = await client.put(f"/v1/domains/{domain}/bindings/{service}", json={"certificate_id": cert["id"]},
                                  headers=headers)
             assert r.status_code == 201, r.text
-        tenants[domain] = (headers, issued.fingerprint)
-    (a_headers, a_fp), (b_headers, b_fp) = tenants["a.test"], tenants["b.test"]
+        tenants[domain] = (headers, issued.fingerprint, account_id)
+    (a_headers, a_fp, a_account), (b_headers, b_fp, _) = tenants["a.test"], tenants["b.test"]
     await work_until(drift_controller, server_applied(client, admin, server["id"]))
     # Observed and matching for both tenants once the agent's rounds and the worker's polls ran.
     await work_until(drift_controller, observed_all(client, a_headers, "a.test", drifted=False))
@@ -128,6 +130,15 @@ async def test_swapped_file_is_detected_shown_for_its_tenant_only_and_repaired(
     async with context.sessionmaker() as session:
         poll = await session.get(DriftPoll, server["id"])
         assert poll.drifted == len(DOVECOT) and poll.repair_at is not None and poll.last_error is None
+    # One drift.detected event per drifted port, the tenant's own (a customer sees its account's).
+    detected = await events(context, "drift.detected")
+    assert sorted(e.data["protocol"] for e in detected) == sorted(DOVECOT)
+    for event in detected:
+        assert event.account_id == a_account and event.actor_type == "worker"
+        assert event.subjects == {"server": server["id"], "domain": "a.test"}
+        assert event.data["host_name"] == "mail.a.test" and event.data["daemon"] == "dovecot"
+        assert event.data["expected_fingerprint_sha256"] == a_fp
+        assert event.data["observed_fingerprint_sha256"] == b_fp
     # The repair: a delivery was scheduled for it.
     deployments = (await client.get(f"/v1/servers/{server['id']}/deployments", headers=admin)).json()["items"]
     assert deployments[0]["reason"].startswith("drift repair") and deployments[0]["status"] == "pending"
@@ -140,3 +151,13 @@ async def test_swapped_file_is_detected_shown_for_its_tenant_only_and_repaired(
     assert {o["fingerprint"] for o in status["mail"]["observed"]} == {a_fp}
     async with context.sessionmaker() as session:
         assert (await session.get(DriftPoll, server["id"])).drifted == 0
+    resolved = await events(context, "drift.resolved")
+    assert sorted(e.data["protocol"] for e in resolved) == sorted(DOVECOT)
+    assert {e.account_id for e in resolved} == {a_account}
+    assert {e.data["observed_fingerprint_sha256"] for e in resolved} == {a_fp}
+    assert len(await events(context, "drift.detected")) == len(DOVECOT)  # nothing new drifted
+
+
+async def events(context, kind: str) -> list[Event]:
+    async with context.sessionmaker() as session:
+        return list(await session.scalars(select(Event).where(Event.kind == kind).order_by(Event.id)))
