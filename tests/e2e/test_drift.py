@@ -1,12 +1,13 @@
 """Drift on real daemons: an administrator swaps a served certificate file behind the agent's back.
 
-Two tenants on one server. After their certificates are deployed, tenant A's bundle copy in
-Dovecot's directory is overwritten with tenant B's bundle and Dovecot is reloaded (what an admin
-copying the wrong file would do). The agent's drift rounds (every half second here, from its
-TOML) see Dovecot's four ports present B's certificate for mail.a.test; the worker's drift poll
-stores that, so A's TLS status shows ``observed`` != desired on Dovecot's ports (Postfix's still
-match) while B's matches everywhere; a repair delivery is scheduled, the agent rewrites the file
-and reloads Dovecot, and the status matches again.
+Two tenants on one server. After their certificates are deployed, tenant A's bundle copies in
+Dovecot's and nginx's directories are overwritten with tenant B's bundle and Dovecot is reloaded
+(what an admin copying the wrong file would do). The agent's drift rounds (every half second
+here, from its TOML) see Dovecot's four ports and HTTPS present B's certificate for A's names;
+the worker's drift poll stores that, so A's TLS status shows ``observed`` != desired on those
+ports (Postfix's still match: its table embeds the bundle) while B's matches everywhere, and
+records one ``drift.detected`` event per port for A's account; a repair delivery is scheduled,
+the agent rewrites the files and reloads, and the status matches again (``drift.resolved``).
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def observed_all(client, headers, domain, *, drifted: bool):
         if set(mail) != DOVECOT | POSTFIX or set(webmail) != {"https"}:
             return None
         if drifted:
-            return status if any(mail[p]["drifted"] for p in DOVECOT) else None
+            return status if all(mail[p]["drifted"] for p in DOVECOT) and webmail["https"]["drifted"] else None
         return status if all(o["matches"] and not o["drifted"] for o in [*mail.values(), *webmail.values()]) else None
 
     return check
@@ -102,7 +103,9 @@ async def test_swapped_file_is_detected_shown_for_its_tenant_only_and_repaired(
     await work_until(drift_controller, observed_all(client, b_headers, "b.test", drifted=False))
     applied = (await client.get(f"/v1/servers/{server['id']}", headers=admin)).json()["applied_generation"]
 
-    # The admin's mistake: tenant B's bundle copied over tenant A's in Dovecot's directory, and a reload.
+    # The admin's mistake: tenant B's bundle copied over tenant A's in nginx's directory (nginx
+    # opens it at each handshake) and in Dovecot's, with a reload (Dovecot reads it then).
+    shutil.copyfile(stack.out("nginx") / "bundles" / f"{b_fp}.pem", stack.out("nginx") / "bundles" / f"{a_fp}.pem")
     bundles = stack.out("dovecot") / "bundles"
     shutil.copyfile(bundles / f"{b_fp}.pem", bundles / f"{a_fp}.pem")
     await asyncio.to_thread(subprocess.run, ["doveadm", "-c", str(stack.dovecot_conf), "reload"], check=True,
@@ -123,20 +126,22 @@ async def test_swapped_file_is_detected_shown_for_its_tenant_only_and_repaired(
         assert mail[protocol]["matches"] is False and mail[protocol]["drifted"] is True
     for protocol in POSTFIX:  # Postfix's table embeds the bundle: not touched by the swap
         assert mail[protocol]["fingerprint"] == a_fp and mail[protocol]["matches"] is True
-    assert by_protocol(status["webmail"])["https"]["matches"] is True
+    https = by_protocol(status["webmail"])["https"]
+    assert https["daemon"] == "nginx" and https["fingerprint"] == b_fp and https["matches"] is False
     # The other tenant matches everywhere.
     other = await tls(client, b_headers, "b.test")
     assert all(o["matches"] and not o["drifted"] for part in ("mail", "webmail") for o in other[part]["observed"])
     async with context.sessionmaker() as session:
         poll = await session.get(DriftPoll, server["id"])
-        assert poll.drifted == len(DOVECOT) and poll.repair_at is not None and poll.last_error is None
+        assert poll.drifted == len(DOVECOT) + 1 and poll.repair_at is not None and poll.last_error is None
     # One drift.detected event per drifted port, the tenant's own (a customer sees its account's).
     detected = await events(context, "drift.detected")
-    assert sorted(e.data["protocol"] for e in detected) == sorted(DOVECOT)
+    assert sorted(e.data["protocol"] for e in detected) == sorted([*DOVECOT, "https"])
     for event in detected:
         assert event.account_id == a_account and event.actor_type == "worker"
         assert event.subjects == {"server": server["id"], "domain": "a.test"}
-        assert event.data["host_name"] == "mail.a.test" and event.data["daemon"] == "dovecot"
+        assert (event.data["host_name"], event.data["daemon"]) in {("mail.a.test", "dovecot"),
+                                                                    ("webmail.a.test", "nginx")}
         assert event.data["expected_fingerprint_sha256"] == a_fp
         assert event.data["observed_fingerprint_sha256"] == b_fp
     # The repair: a delivery was scheduled for it.
@@ -148,14 +153,15 @@ async def test_swapped_file_is_detected_shown_for_its_tenant_only_and_repaired(
     assert done["applied_generation"] > applied
     assert await served(imaps, "imaps", "mail.a.test") == a_fp
     status = await work_until(drift_controller, observed_all(client, a_headers, "a.test", drifted=False))
-    assert {o["fingerprint"] for o in status["mail"]["observed"]} == {a_fp}
+    assert {o["fingerprint"] for part in ("mail", "webmail") for o in status[part]["observed"]} == {a_fp}
+    assert await served(stack.ports["https"], "https", "webmail.a.test") == a_fp
     async with context.sessionmaker() as session:
         assert (await session.get(DriftPoll, server["id"])).drifted == 0
     resolved = await events(context, "drift.resolved")
-    assert sorted(e.data["protocol"] for e in resolved) == sorted(DOVECOT)
+    assert sorted(e.data["protocol"] for e in resolved) == sorted([*DOVECOT, "https"])
     assert {e.account_id for e in resolved} == {a_account}
     assert {e.data["observed_fingerprint_sha256"] for e in resolved} == {a_fp}
-    assert len(await events(context, "drift.detected")) == len(DOVECOT)  # nothing new drifted
+    assert len(await events(context, "drift.detected")) == len(DOVECOT) + 1  # nothing new drifted
 
 
 async def events(context, kind: str) -> list[Event]:
