@@ -198,11 +198,15 @@ class DriftMonitor:
         return out
 
     def repair_plan(self, keys: set[Key]) -> dict[str, set[str]]:
-        """Daemon -> fingerprints its drifted probes expected (``Pipeline.repair``)."""
+        """Daemon -> fingerprints its drifted probes expected (``Pipeline.repair``).
+
+        Only probes that got a handshake with the wrong certificate: a port that answered
+        nothing is a daemon down, which rewriting files does not mend, and forcing its reload
+        would fail every push (every tenant's) until it is back."""
         plan: dict[str, set[str]] = {}
         for key in keys:
             obs = self.observations.latest.get(key)
-            if obs is not None:
+            if obs is not None and obs.served is not None:
                 plan.setdefault(key.daemon, set()).add(obs.expected)
         return plan
 

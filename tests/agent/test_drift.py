@@ -13,7 +13,7 @@ from app.agent.backends.base import View
 from app.agent.backends.dovecot import DovecotBackend
 from app.agent.backends.nginx import NginxBackend
 from app.agent.config import BackendConfig, ConfigError, VerifyTarget, parse_config
-from app.agent.drift import Key, Observations, drift_plan
+from app.agent.drift import DriftMonitor, Key, Observations, drift_plan
 from app.kit.signing import public_key_to_text
 
 A, B, D, W = "a" * 64, "b" * 64, "d" * 64, "e" * 64
@@ -112,3 +112,15 @@ def test_observations_endpoint_is_signed_and_checks_its_query(agent_client) -> N
         answer = agent_client.request("GET", f"/v1/observations?{query}")
         assert answer.status_code == 400 and answer.json()["code"] == "invalid_request", query
     assert "observations" in agent_client.state()["features"]
+
+
+def test_repair_plan_names_wrong_certificates_not_silent_ports() -> None:
+    class _Agent:
+        backends = BACKENDS
+
+    monitor = DriftMonitor(_Agent(), 0, 3)
+    monitor.observations.record(_probe("mail.d01.test"), B, "")  # served the wrong certificate
+    monitor.observations.record(_probe("mail.d02.test", 143), None, "connection refused")  # daemon down
+    monitor.observations.record(next(p for p in drift_plan(BACKENDS, VIEW, 0, 5, set()) if p.daemon == "nginx"
+                                     and p.name is None), W, "")  # matches
+    assert monitor.repair_plan(monitor.observations.drifted()) == {"dovecot": {A}}
