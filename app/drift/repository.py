@@ -103,3 +103,20 @@ class DriftRepository:
         rows = await self.session.execute(
             select(Domain.name, Domain.account_id).where(Domain.server_id == server_id, Domain.name.in_(names)))
         return {name: account for name, account in rows}
+
+    async def drifted_names(self, names: set[tuple[str, str]]) -> set[tuple[str, str, str]]:
+        """(server_id, hostname, service) of the given (server_id, hostname) pairs that some port
+        was last seen serving differently from what the agent applied: the ``(server_id,
+        drifted)`` index, where drifted rows are few, then the names of a page."""
+        if not names:
+            return set()
+        servers = sorted({server for server, _ in names})
+        hostnames = sorted({hostname for _, hostname in names})
+        out: set[tuple[str, str, str]] = set()
+        for start in range(0, len(hostnames), 1000):
+            rows = await self.session.execute(
+                select(ServedObservation.server_id, ServedObservation.hostname, ServedObservation.service)
+                .where(ServedObservation.server_id.in_(servers), ServedObservation.drifted.is_(True),
+                       ServedObservation.hostname.in_(hostnames[start:start + 1000])).distinct())
+            out |= {tuple(r) for r in rows if (r[0], r[1]) in names}
+        return out

@@ -134,6 +134,12 @@ async def test_swapped_file_is_detected_shown_for_its_tenant_only_and_repaired(
     async with context.sessionmaker() as session:
         poll = await session.get(DriftPoll, server["id"])
         assert poll.drifted == len(DOVECOT) + 1 and poll.repair_at is not None and poll.last_error is None
+    # The domain list says which names drifted (the export too).
+    rows = (await client.get("/v1/domain-tls", params={"server_id": server["id"]}, headers=admin)).json()["items"]
+    assert {(r["domain"], s): r[s]["drifted"] for r in rows for s in ("mail", "webmail")} == {
+        ("a.test", "mail"): True, ("a.test", "webmail"): True, ("b.test", "mail"): False, ("b.test", "webmail"): False}
+    mine = (await client.get("/v1/domain-tls", headers=b_headers)).json()["items"]
+    assert [(r["domain"], r["mail"]["drifted"]) for r in mine] == [("b.test", False)]
     # One drift.detected event per drifted port, the tenant's own (a customer sees its account's).
     detected = await events(context, "drift.detected")
     assert sorted(e.data["protocol"] for e in detected) == sorted([*DOVECOT, "https"])
@@ -157,6 +163,8 @@ async def test_swapped_file_is_detected_shown_for_its_tenant_only_and_repaired(
     assert await served(stack.ports["https"], "https", "webmail.a.test") == a_fp
     async with context.sessionmaker() as session:
         assert (await session.get(DriftPoll, server["id"])).drifted == 0
+    rows = (await client.get("/v1/domain-tls", params={"server_id": server["id"]}, headers=admin)).json()["items"]
+    assert not any(r[s]["drifted"] for r in rows for s in ("mail", "webmail"))
     resolved = await events(context, "drift.resolved")
     assert sorted(e.data["protocol"] for e in resolved) == sorted([*DOVECOT, "https"])
     assert {e.account_id for e in resolved} == {a_account}
