@@ -29,6 +29,7 @@ import asyncio
 import datetime as dt
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from app.agent.backends.base import Backend, View
@@ -172,23 +173,28 @@ class DriftMonitor:
     """Runs the rounds; the agent's lock is held around each, so a round never sees an apply
     half done and an apply never waits for more than one round."""
 
-    def __init__(self, agent, interval: float, sample: int) -> None:
-        self.agent = agent
+    def __init__(self, backends: list[Backend], lock: asyncio.Lock, served: Callable[[], View | None],
+                 interval: float, sample: int) -> None:
+        """``served``: what the daemons should serve now (the applied document with its held-back
+        names), None before anything was applied."""
+        self.backends = backends
+        self.lock = lock
+        self.served = served
         self.interval = interval
         self.sample = sample
         self.observations = Observations()
         self.round_no = 0
 
     async def run_round(self) -> list[Observation]:
-        async with self.agent.lock:
+        async with self.lock:
             return await self._round()
 
     async def _round(self) -> list[Observation]:
-        view = self.agent._served_before()
+        view = self.served()
         if view is None:
             return []
         self.observations.forget_unbound(view)
-        probes = drift_plan(self.agent.backends, view, self.round_no, self.sample, self.observations.drifted())
+        probes = drift_plan(self.backends, view, self.round_no, self.sample, self.observations.drifted())
         self.round_no += 1
         out = await self._probe(probes)
         self.observations.rounds += 1
@@ -213,12 +219,12 @@ class DriftMonitor:
     async def recheck(self, keys: set[Key]) -> None:
         """Probe ``keys`` again against the applied document (after a push repaired them).
         The caller holds the agent's lock."""
-        view = self.agent._served_before()
+        view = self.served()
         if view is None or not keys:
             return
         self.observations.forget_unbound(view)
         probes = [
-            p for p in drift_plan(self.agent.backends, view, 0, 0, keys)
+            p for p in drift_plan(self.backends, view, 0, 0, keys)
             if Key(p.service, p.name, p.daemon, p.port) in keys
         ]
         await self._probe(probes)

@@ -79,7 +79,8 @@ class Agent:
         )
         self.isolated = IsolatedApply(self.pipeline, self.store)
         self.lock = asyncio.Lock()
-        self.drift = DriftMonitor(self, config.drift_interval, config.drift_sample)
+        self.drift = DriftMonitor(self.backends, self.lock, self._served_before, config.drift_interval,
+                                  config.drift_sample)
         # Bundles received by PUT /v1/bundles for a generation not applied yet: fingerprint ->
         # that generation. Kept from pruning until a generation at least as new is applied
         # (in memory: after a restart nothing is pruned before the next apply anyway).

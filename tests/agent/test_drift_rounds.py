@@ -3,6 +3,7 @@ read back, the configuration keys, and ``GET /v1/observations`` on the real agen
 
 from __future__ import annotations
 
+import asyncio
 import math
 from pathlib import Path
 
@@ -115,10 +116,7 @@ def test_observations_endpoint_is_signed_and_checks_its_query(agent_client) -> N
 
 
 def test_repair_plan_names_wrong_certificates_not_silent_ports() -> None:
-    class _Agent:
-        backends = BACKENDS
-
-    monitor = DriftMonitor(_Agent(), 0, 3)
+    monitor = DriftMonitor(BACKENDS, asyncio.Lock(), lambda: VIEW, 0, 3)
     monitor.observations.record(_probe("mail.d01.test"), B, "")  # served the wrong certificate
     monitor.observations.record(_probe("mail.d02.test", 143), None, "connection refused")  # daemon down
     monitor.observations.record(next(p for p in drift_plan(BACKENDS, VIEW, 0, 5, set()) if p.daemon == "nginx"
