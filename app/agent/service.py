@@ -314,7 +314,6 @@ class Agent:
                 desired_view, previous, bad, carried
             )
         except ApplyFailed as failed:
-            self.pipeline.repair = {}
             result = {"generation": desired.generation, **failed.result}
             failed_st = dataclasses.replace(st, last_error={**result, "at": _now()})
             self.state_file.save(failed_st)  # small: the applied document is unchanged
@@ -327,7 +326,8 @@ class Agent:
                 result.get("rolled_back"),
             )
             return 422, {**result, "code": "apply_failed"}
-        self.pipeline.repair = {}
+        finally:
+            self.pipeline.repair = {}  # a repair is for this apply only
         failed_names = [f.as_dict() for f in failures]
         result = {
             "status": "applied",
