@@ -184,8 +184,9 @@ class ServiceTls(BaseModel):
                                examples=[["certificate_expiring"]])
     deployment: NameDeploymentOut = Field(description="Whether the server serves it yet.")
     observed: list[ObservedPort] = Field(
-        [], description="What each port was last seen serving for `hostname` (the agent probes a sample of names "
-        "every few minutes and every name over a cycle); empty until it was probed.")
+        [], description="What each port was last seen serving for `hostname` (the agent probes a sample of bound "
+        "names every few minutes and every name over a cycle; with `source` `server-default`, the probes without "
+        "SNI, which get the same default); empty until it was probed.")
 
 
 class MailTls(ServiceTls):

@@ -262,9 +262,11 @@ class DomainService:
 
     async def observed(self, status: DomainStatus) -> dict[str, list[dict]]:
         """Per service, what each port was last seen serving for its name (app.drift), judged
-        against the certificate it should present: one primary-key range of two names."""
-        names = {service: eff.hostname for service, eff in status.effective.items()}
-        seen = await DriftRepository(self.repo.session).for_names(status.server.id, list(names.values()))
+        against the certificate it should present: one primary-key range of two names. A name
+        without a binding is served the default, so its entries are the no-SNI probes (the
+        agent probes bound names only; an unbound name gets what no SNI gets)."""
+        names = {service: eff.hostname if eff.source == "binding" else "" for service, eff in status.effective.items()}
+        seen = await DriftRepository(self.repo.session).for_names(status.server.id, sorted(set(names.values())))
         return {
             service: drift_rules.observed(
                 [s for s in seen if s.service == service and s.hostname == hostname],

@@ -163,7 +163,8 @@ async def export(ctx: AppContext, caller: Caller, server_id: str, fmt: str) -> A
 
 async def _drifted(session, rows: list) -> set[tuple[str, str, str]]:
     """Which of the rows' names drifted (app/drift): one statement per page or batch."""
-    names = {(facts.server_id, service_hostname(service, facts.name)) for facts, _ in rows for service in SERVICES}
+    names = {(facts.server_id, tls_report.drift_name(facts, service, service_hostname(service, facts.name)))
+             for facts, _ in rows for service in SERVICES}
     return await DriftRepository(session).drifted_names(names)
 
 

@@ -21,6 +21,12 @@ def _deployment(state: rules.NameDeployment) -> dict:
             "fingerprint": state.fingerprint, "serving": state.serving}
 
 
+def drift_name(domain: DomainTlsFacts, service: str, hostname: str) -> str:
+    """The name whose drift observations stand for the service's: its own when bound, else ""
+    (the no-SNI probes: an unbound name is served the default)."""
+    return hostname if domain.bound[service] else ""
+
+
 def row(domain: DomainTlsFacts, server: ServerTlsFacts, soonest: datetime, now: datetime, expiring_days: int,
         drifted: frozenset | set = frozenset()) -> dict:
     """The ``DomainTlsRow`` of one domain as a plain dict in the model's field order.
@@ -49,7 +55,7 @@ def row(domain: DomainTlsFacts, server: ServerTlsFacts, soonest: datetime, now: 
             "hostname": status.hostname, "source": status.source, "certificate_id": cert.id,
             "certificate_names": cert.sans, "not_after": cert.not_after, "client_warning": status.client_warning,
             "reasons": status.reasons, "notices": status.notices, "deployment": _deployment(deployment),
-            "drifted": (domain.server_id, status.hostname, service) in drifted,
+            "drifted": (domain.server_id, drift_name(domain, service, status.hostname), service) in drifted,
         }
         if service == "mail":
             part["recommended_client_hostname"] = status.recommended_client_hostname

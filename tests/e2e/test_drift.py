@@ -175,3 +175,52 @@ async def test_swapped_file_is_detected_shown_for_its_tenant_only_and_repaired(
 async def events(context, kind: str) -> list[Event]:
     async with context.sessionmaker() as session:
         return list(await session.scalars(select(Event).where(Event.kind == kind).order_by(Event.id)))
+
+
+async def test_a_server_wide_file_swapped_in_postfix_is_the_platforms_drift_and_repaired(
+    client, admin, drift_controller, drift_stack, test_ca, customer_headers, context
+):
+    """Postfix's server-wide bundle (what no-SNI clients get) overwritten with a tenant's and
+    Postfix reloaded: the no-SNI probes of the two SMTP ports drift, which is nobody's domain (a
+    platform event, no account), and the repair writes Postfix's files again."""
+    stack, agent = drift_stack
+    server = await create_server(client, admin, name="drift-postfix", hostname=stack.hostname,
+                                 agent_url=stack.agent_url, agent_tls_fingerprint=agent.fingerprint)
+    account_id, headers = await customer_headers()
+    await create_domain(client, admin, "c.test", server["id"], account_id)
+    issued = test_ca.issue(["mail.c.test", "webmail.c.test"])
+    cert = await upload(client, headers, issued)
+    r = await client.put("/v1/domains/c.test/bindings/mail", json={"certificate_id": cert["id"]}, headers=headers)
+    assert r.status_code == 201, r.text
+    await work_until(drift_controller, server_applied(client, admin, server["id"]))
+    await work_until(drift_controller, observed_all(client, headers, "c.test", drifted=False))
+    default = (await client.get(f"/v1/certificates/{server['mail_certificate_id']}", headers=admin)).json()
+    smtps = stack.ports["smtps"]
+    assert await served(smtps, "smtps", None) == default["fingerprint_sha256"]
+
+    postfix = stack.out("postfix")
+    shutil.copyfile(postfix / "bundles" / f"{issued.fingerprint}.pem", postfix / "default.pem")
+    await asyncio.to_thread(subprocess.run, ["postfix", "-c", f"{stack.postfix_dir}/etc", "reload"], check=True,
+                            timeout=30)
+
+    async def platform_drift():
+        found = await events(context, "drift.detected")
+        return found if len(found) == len(POSTFIX) else None
+
+    detected = await work_until(drift_controller, platform_drift)
+    assert {e.data["protocol"] for e in detected} == POSTFIX
+    for event in detected:
+        assert event.account_id is None and event.subjects == {"server": server["id"]}
+        assert event.data["host_name"] is None and event.data["daemon"] == "postfix"
+        assert event.data["observed_fingerprint_sha256"] == issued.fingerprint
+    # The tenant's own name still matches everywhere: its status shows no drift.
+    assert not any(o["drifted"] for o in (await tls(client, headers, "c.test"))["mail"]["observed"])
+
+    await work_until(drift_controller, server_applied(client, admin, server["id"]))
+
+    async def repaired():
+        return await events(context, "drift.resolved") or None
+
+    resolved = await work_until(drift_controller, repaired)
+    assert {e.data["protocol"] for e in resolved} == POSTFIX
+    assert await served(smtps, "smtps", None) == default["fingerprint_sha256"]
