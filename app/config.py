@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     drift_poll_seconds: float = Field(
         300.0, ge=0, description="How often the worker reads each agent's drift observations "
         "(GET /v1/observations on the agent); 0: never.")
+    drift_repair: bool = Field(
+        True, description="Schedule a delivery that repairs a server whose ports were seen serving something else "
+        "than its agent applied; false: only record it (events, TLS status).")
     drift_repair_backoff_seconds: float = Field(
         600.0, ge=0, description="After scheduling a delivery to repair a drifted server, how long the worker "
         "waits before scheduling another one for drift.")

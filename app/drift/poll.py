@@ -95,7 +95,7 @@ async def _store(ctx: AppContext, caller: Caller, server_id: str, epoch: str, se
         poll.epoch, poll.seq, poll.polled_at, poll.last_error = epoch, seq, now, None
         poll.drifted = await repo.count_drifted(server_id)
         await record_changes(session, caller, server_id, detected, resolved)
-        if rules.repair_due(poll.drifted, await repo.delivery_due(server_id), poll.repair_at, now,
+        if ctx.settings.drift_repair and rules.repair_due(poll.drifted, await repo.delivery_due(server_id), poll.repair_at, now,
                             ctx.settings.drift_repair_backoff_seconds):
             poll.repair_at = now
             await servers_changed(session, [server_id], f"drift repair: {poll.drifted} probe(s) drifted", names={})

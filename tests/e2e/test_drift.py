@@ -41,12 +41,26 @@ def drift_stack(e2e_controller_key):
 
 @pytest.fixture
 def drift_controller(controller):
-    """Poll the agents' observations at every worker round; repair at once."""
+    """Poll the agents' observations at every worker round; no automatic repair until a test
+    turns it on (``repairing``): a poll that saw some ports drift before the others would
+    otherwise repair them before the test looked."""
     settings = controller.settings
-    saved = settings.drift_poll_seconds, settings.drift_repair_backoff_seconds
-    settings.drift_poll_seconds, settings.drift_repair_backoff_seconds = 0.2, 0
+    saved = settings.drift_poll_seconds, settings.drift_repair_backoff_seconds, settings.drift_repair
+    settings.drift_poll_seconds, settings.drift_repair_backoff_seconds, settings.drift_repair = 0.2, 0, False
     yield controller
-    settings.drift_poll_seconds, settings.drift_repair_backoff_seconds = saved
+    settings.drift_poll_seconds, settings.drift_repair_backoff_seconds, settings.drift_repair = saved
+
+
+def repairing(controller, client, admin, server_id):
+    """Turn automatic repair on; predicate: the repair delivery the next poll schedules, applied."""
+    controller.settings.drift_repair = True
+
+    async def check():
+        items = (await client.get(f"/v1/servers/{server_id}/deployments", headers=admin)).json()["items"]
+        latest = items[0]
+        return latest if latest["reason"].startswith("drift repair") and latest["status"] == "applied" else None
+
+    return check
 
 
 async def tls(client, headers, domain) -> dict:
@@ -133,7 +147,7 @@ async def test_swapped_file_is_detected_shown_for_its_tenant_only_and_repaired(
     assert all(o["matches"] and not o["drifted"] for part in ("mail", "webmail") for o in other[part]["observed"])
     async with context.sessionmaker() as session:
         poll = await session.get(DriftPoll, server["id"])
-        assert poll.drifted == len(DOVECOT) + 1 and poll.repair_at is not None and poll.last_error is None
+        assert poll.drifted == len(DOVECOT) + 1 and poll.repair_at is None and poll.last_error is None
     # The domain list says which names drifted (the export too).
     rows = (await client.get("/v1/domain-tls", params={"server_id": server["id"]}, headers=admin)).json()["items"]
     assert {(r["domain"], s): r[s]["drifted"] for r in rows for s in ("mail", "webmail")} == {
@@ -150,13 +164,10 @@ async def test_swapped_file_is_detected_shown_for_its_tenant_only_and_repaired(
                                                                     ("webmail.a.test", "nginx")}
         assert event.data["expected_fingerprint_sha256"] == a_fp
         assert event.data["observed_fingerprint_sha256"] == b_fp
-    # The repair: a delivery was scheduled for it.
-    deployments = (await client.get(f"/v1/servers/{server['id']}/deployments", headers=admin)).json()["items"]
-    assert deployments[0]["reason"].startswith("drift repair") and deployments[0]["status"] == "pending"
-
-    # It runs: the agent rewrites A's copy, reloads Dovecot, probes again; the next poll sees it.
-    done = await work_until(drift_controller, server_applied(client, admin, server["id"]))
-    assert done["applied_generation"] > applied
+    # The repair: the next poll schedules a delivery, the agent rewrites A's copies, reloads
+    # Dovecot and probes again; the poll after it sees it.
+    repair = await work_until(drift_controller, repairing(drift_controller, client, admin, server["id"]))
+    assert repair["generation"] > applied
     assert await served(imaps, "imaps", "mail.a.test") == a_fp
     status = await work_until(drift_controller, observed_all(client, a_headers, "a.test", drifted=False))
     assert {o["fingerprint"] for part in ("mail", "webmail") for o in status[part]["observed"]} == {a_fp}
@@ -216,7 +227,7 @@ async def test_a_server_wide_file_swapped_in_postfix_is_the_platforms_drift_and_
     # The tenant's own name still matches everywhere: its status shows no drift.
     assert not any(o["drifted"] for o in (await tls(client, headers, "c.test"))["mail"]["observed"])
 
-    await work_until(drift_controller, server_applied(client, admin, server["id"]))
+    await work_until(drift_controller, repairing(drift_controller, client, admin, server["id"]))
 
     async def repaired():
         return await events(context, "drift.resolved") or None
