@@ -199,9 +199,14 @@ class DriftMonitor:
         out = await self._probe(probes)
         self.observations.rounds += 1
         self.observations.last_round_at = _now()
-        # METRICS HOOK (agent drift gauge): the drift count per (daemon, port) is known here:
-        #   for (daemon, port), count in self.observations.drift_by_port().items(): <gauge>.set(count)
+        self._drift_counted()
         return out
+
+    def _drift_counted(self) -> None:
+        """Called after every round and every re-check: the drift count per port is known here.
+
+        METRICS HOOK (the agent's drift gauge, issue 10): set it from
+        ``self.observations.drift_by_port()`` ((daemon, port) -> drifted probes, 0 included)."""
 
     def repair_plan(self, keys: set[Key]) -> dict[str, set[str]]:
         """Daemon -> fingerprints its drifted probes expected (``Pipeline.repair``).
@@ -228,6 +233,7 @@ class DriftMonitor:
             if Key(p.service, p.name, p.daemon, p.port) in keys
         ]
         await self._probe(probes)
+        self._drift_counted()
 
     async def _probe(self, probes: list[Probe]) -> list[Observation]:
         results = await probe_all(probes, DRIFT_PROBE_TIMEOUT)
