@@ -94,6 +94,15 @@ class Settings(BaseSettings):
                                "and the CA's Retry-After wins.")
     acme_order_timeout: float = Field(600.0, gt=0)
     renewal_check_seconds: float = Field(300.0, gt=0, description="How often the worker looks for due renewals.")
+    drift_poll_seconds: float = Field(
+        300.0, ge=0, description="How often the worker reads each agent's drift observations "
+        "(GET /v1/observations on the agent); 0: never.")
+    drift_repair: bool = Field(
+        True, description="Schedule a delivery that repairs a server whose ports were seen serving something else "
+        "than its agent applied; false: only record it (events, TLS status).")
+    drift_repair_backoff_seconds: float = Field(
+        600.0, ge=0, description="After scheduling a delivery to repair a drifted server, how long the worker "
+        "waits before scheduling another one for drift.")
     renewal_retry_base_seconds: float = Field(300.0, gt=0)
     renewal_retry_max_seconds: float = Field(6 * 3600.0, gt=0)
 

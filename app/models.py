@@ -8,6 +8,7 @@ from app.db import Base
 from app.deployments.models import Deployment, DeploymentAttempt
 from app.domains.models import Binding, Domain
 from app.enrolment.models import EnrolmentToken
+from app.drift.models import DriftPoll, ServedObservation
 from app.events.models import Event, EventSubject
 from app.expiry.models import ExpiryNotice
 from app.idempotency.models import IdempotencyKey
@@ -29,10 +30,12 @@ __all__ = [
     "DnsProvider",
     "Domain",
     "EnrolmentToken",
+    "DriftPoll",
     "Event",
     "EventSubject",
     "ExpiryNotice",
     "IdempotencyKey",
+    "ServedObservation",
     "Server",
     "Webhook",
     "WebhookAttempt",

@@ -107,6 +107,9 @@ def settings(database_url, data_dir, test_ca) -> Settings:
         database_url=database_url,
         trust_bundle=bundle,
         run_worker=False,
+        # Off unless a test turns it on (tests/e2e/test_drift.py): worker rounds would otherwise
+        # start drift polls beside the deliveries that tests count and pause.
+        drift_poll_seconds=0,
     )
 
 

@@ -102,6 +102,10 @@ class AgentConfig:
     courier: BackendConfig | None = None
     verify_timeout: float = 5.0
     verify_sample: int = 24
+    # Drift detection (app/agent/drift.py): a round every drift_interval seconds (0: never),
+    # drift_sample bound names per port per round.
+    drift_interval: float = 300.0
+    drift_sample: int = 24
     max_skew: int = 300
     limits: ListenLimits = ListenLimits()
     testing: TestingConfig = TestingConfig()
@@ -232,9 +236,18 @@ def _limits(listen: dict) -> ListenLimits:
 
 
 _SECTIONS = {"listen", "agent", "postfix", "dovecot", "nginx", "courier", "testing"}
-_AGENT_KEYS = {"state_dir", "controller_public_key", "hostname", "verify_timeout", "verify_sample", "max_skew"}
+_AGENT_KEYS = {"state_dir", "controller_public_key", "hostname", "verify_timeout", "verify_sample", "max_skew",
+               "drift_interval", "drift_sample"}
 _LISTEN_KEYS = {"host", "port", "max_body_bytes", "header_timeout", "body_timeout", "keepalive_timeout",
                 "max_connections"}
+
+
+def _drift_interval(agent: dict) -> float:
+    """Seconds between drift rounds; 0 turns drift detection off."""
+    value = agent.get("drift_interval", 300)
+    if value == 0 and not isinstance(value, bool):
+        return 0.0
+    return _number(agent, "drift_interval", 300, section="agent", minimum=0.1)
 
 
 def _unknown(section: str, raw: dict, known: set[str]) -> None:
@@ -285,6 +298,8 @@ def parse_config(data: dict) -> AgentConfig:
         courier=_backend("courier", data.get("courier")),
         verify_timeout=_number(agent, "verify_timeout", 5.0, section="agent"),
         verify_sample=_number(agent, "verify_sample", 24, int, section="agent"),
+        drift_interval=_drift_interval(agent),
+        drift_sample=_number(agent, "drift_sample", 24, int, section="agent"),
         max_skew=_number(agent, "max_skew", 300, int, section="agent"),
         limits=_limits(listen),
         testing=TestingConfig(

@@ -52,7 +52,7 @@ def _probeable(hostname: str) -> bool:
     return bool(hostname) and is_canonical(hostname) and not hostname.replace(".", "").isdigit()
 
 
-def _probe_name(name: str) -> str:
+def probe_name(name: str) -> str:
     """A concrete name to send for a binding; ``*.a.test`` is probed as ``certpost-probe.a.test``."""
     return "certpost-probe" + name[1:] if name.startswith("*.") else name
 
@@ -110,7 +110,7 @@ def plan(backends: list[Backend], view: View, previous: View | None, limit: int)
                         target.host,
                         target.port,
                         target.protocol,
-                        _probe_name(sni) if sni else sni,
+                        probe_name(sni) if sni else sni,
                         fp,
                         service,
                         bound,
@@ -143,13 +143,20 @@ async def _probe_until(
         delay = min(delay * 2, 0.5)
 
 
+async def probe_all(
+    probes: list[Probe], timeout: float, concurrency: int = 8
+) -> list[tuple[Probe, str | None, str]]:
+    """Run every probe concurrently: (probe, served fingerprint or None, error or "") each."""
+    deadline = time.monotonic() + timeout
+    limiter = asyncio.Semaphore(concurrency)
+    return list(await asyncio.gather(*(_probe_until(p, deadline, limiter) for p in probes)))
+
+
 async def run_probes(
     probes: list[Probe], timeout: float, concurrency: int = 8
 ) -> tuple[list[dict], list[tuple[Probe, str]]]:
     """Run every probe concurrently; return (verified entries, failures with their error)."""
-    deadline = time.monotonic() + timeout
-    limiter = asyncio.Semaphore(concurrency)
-    results = await asyncio.gather(*(_probe_until(p, deadline, limiter) for p in probes))
+    results = await probe_all(probes, timeout, concurrency)
     verified = [p.as_dict(served) for p, served, error in results if not error]
     failures = [(p, error) for p, _, error in results if error]
     return verified, failures

@@ -134,6 +134,11 @@ class AgentClient:
     async def state(self) -> dict:
         return await self._request("GET", "/v1/state")
 
+    async def observations(self, epoch: str | None, after: int, limit: int) -> dict:
+        """What the agent's drift rounds saw since ``after`` (app/agent/drift.py)."""
+        query = f"after={int(after)}&limit={int(limit)}" + (f"&epoch={epoch}" if epoch else "")
+        return await self._request("GET", f"/v1/observations?{query}")
+
     async def put_bundles(self, generation: int, bundles: dict[str, dict]) -> dict:
         """Store bundles for ``generation`` ahead of its document (``PUT /v1/bundles``)."""
         return await self._request("PUT", "/v1/bundles", {"generation": generation, "bundles": bundles})

@@ -245,6 +245,7 @@ async def tls_status(name: str, caller: CurrentCaller, domains: Domains, ctx: Co
     now = utc_now()
     per_domain = capabilities(server.software).per_domain_mail
     states = domains.deployments(status)
+    observed = await domains.observed(status)
     parts = {}
     for service, eff in effective.items():
         status = rules.service_status(
@@ -257,6 +258,7 @@ async def tls_status(name: str, caller: CurrentCaller, domains: Domains, ctx: Co
             trusted=eff.certificate.trusted, covers_hostname=covers(eff.certificate.sans, status.hostname),
             expires_at=eff.certificate.not_after, client_warning=status.client_warning,
             reasons=status.reasons, notices=status.notices, deployment=deployment_out(states[service]),
+            observed=observed[service],
         )
         if service == "mail":
             parts[service] = MailTls(**common, recommended_client_hostname=status.recommended_client_hostname,

@@ -142,6 +142,30 @@ class PresentedCertificate(BaseModel):
     self_signed: bool = Field(description="Issued by itself.", examples=[False])
 
 
+class ObservedPort(BaseModel):
+    """What one port of the server was last seen serving for the name (the agent's drift probes)."""
+
+    model_config = _examples({"daemon": "dovecot", "port": 993, "protocol": "imaps",
+                              "observed_at": "2026-12-01T04:05:06Z", "fingerprint": ex.FINGERPRINT,
+                              "matches": True, "drifted": False, "error": None})
+
+    daemon: Literal["postfix", "dovecot", "nginx", "courier"] = Field(description="The daemon behind the port.",
+                                                                     examples=["dovecot"])
+    port: int = Field(description="The port probed (the agent's `verify` ports).", examples=[993])
+    protocol: str = Field(description="How it was probed: `smtp-starttls`, `smtps`, `imap-starttls`, `imaps`, "
+                          "`pop3-starttls`, `pop3s` or `https`.", examples=["imaps"])
+    observed_at: datetime = Field(description="When the agent made the handshake (UTC).",
+                                  examples=["2026-12-01T04:05:06Z"])
+    fingerprint: str | None = Field(description="SHA-256 of the certificate the port presented; null: no "
+                                    "handshake (see `error`).", examples=[ex.FINGERPRINT])
+    matches: bool = Field(description="The port presented the certificate shown under `certificate` (what the "
+                          "domain should present now).", examples=[True])
+    drifted: bool = Field(description="The port presented something else than the agent last applied: changed "
+                          "behind its back. A delivery that repairs it is scheduled (docs/agent.md, \"Drift\").",
+                          examples=[False])
+    error: str | None = Field(description="Why there was no handshake, when there was none.", examples=[None])
+
+
 class ServiceTls(BaseModel):
     hostname: str = Field(description="The name clients connect to.", examples=["webmail.example.com"])
     source: Literal["binding", "server-default"] = Field(
@@ -159,6 +183,10 @@ class ServiceTls(BaseModel):
                                json_schema_extra={"items": {"type": "string", "enum": list(NOTICES)}},
                                examples=[["certificate_expiring"]])
     deployment: NameDeploymentOut = Field(description="Whether the server serves it yet.")
+    observed: list[ObservedPort] = Field(
+        [], description="What each port was last seen serving for `hostname` (the agent probes a sample of bound "
+        "names every few minutes and every name over a cycle; with `source` `server-default`, the probes without "
+        "SNI, which get the same default); empty until it was probed.")
 
 
 class MailTls(ServiceTls):
@@ -185,7 +213,9 @@ _PRESENTED = {"id": ex.CERTIFICATE_ID, "fingerprint_sha256": ex.FINGERPRINT, "su
 _SERVICE = {"source": "binding", "certificate": _PRESENTED, "trusted": True, "covers_hostname": True,
             "expires_at": ex.NOT_AFTER, "client_warning": False, "reasons": [], "notices": [],
             "deployment": {"state": "pending", "reason": None, "agent_code": None, "message": None,
-                           "fingerprint": None, "serving": None}}
+                           "fingerprint": None, "serving": None},
+            "observed": [{"daemon": "nginx", "port": 443, "protocol": "https", "observed_at": "2026-12-01T04:05:06Z",
+                          "fingerprint": ex.FINGERPRINT, "matches": True, "drifted": False, "error": None}]}
 
 
 class TlsStatus(BaseModel):

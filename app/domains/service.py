@@ -21,6 +21,8 @@ from app.domains import rules
 from app.domains.models import SERVICES, Domain
 from app.domains.repository import CertificateFacts, DomainFacts, DomainRepository, ServerFacts
 from app.events import EventKind, record
+from app.drift import rules as drift_rules
+from app.drift.repository import DriftRepository
 from app.kit.coverage import is_public_suffix
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.time import utc_now
@@ -274,6 +276,21 @@ class DomainService:
                 rules.certificate_warnings(cert, now, self.expiring_days),
             )
         return DomainStatus(domain, domain.server, out, domain.server_certificate)
+
+    async def observed(self, status: DomainStatus) -> dict[str, list[dict]]:
+        """Per service, what each port was last seen serving for its name (app.drift), judged
+        against the certificate it should present: one primary-key range of two names. A name
+        without a binding is served the default, so its entries are the no-SNI probes (the
+        agent probes bound names only; an unbound name gets what no SNI gets)."""
+        names = {service: eff.hostname if eff.source == "binding" else "" for service, eff in status.effective.items()}
+        seen = await DriftRepository(self.repo.session).for_names(status.server.id, sorted(set(names.values())))
+        return {
+            service: drift_rules.observed(
+                [s for s in seen if s.service == service and s.hostname == hostname],
+                status.effective[service].certificate.fingerprint_sha256,
+            )
+            for service, hostname in names.items()
+        }
 
     @staticmethod
     def deployments(status: DomainStatus) -> dict[str, rules.NameDeployment]:

@@ -21,7 +21,14 @@ def _deployment(state: rules.NameDeployment) -> dict:
             "fingerprint": state.fingerprint, "serving": state.serving}
 
 
-def row(domain: DomainTlsFacts, server: ServerTlsFacts, soonest: datetime, now: datetime, expiring_days: int) -> dict:
+def drift_name(domain: DomainTlsFacts, service: str, hostname: str) -> str:
+    """The name whose drift observations stand for the service's: its own when bound, else ""
+    (the no-SNI probes: an unbound name is served the default)."""
+    return hostname if domain.bound[service] else ""
+
+
+def row(domain: DomainTlsFacts, server: ServerTlsFacts, soonest: datetime, now: datetime, expiring_days: int,
+        drifted: frozenset | set = frozenset()) -> dict:
     """The ``DomainTlsRow`` of one domain as a plain dict in the model's field order.
 
     Serialised by ``pydantic_core.to_json`` without building the models: a page is validated
@@ -48,6 +55,7 @@ def row(domain: DomainTlsFacts, server: ServerTlsFacts, soonest: datetime, now: 
             "hostname": status.hostname, "source": status.source, "certificate_id": cert.id,
             "certificate_names": cert.sans, "not_after": cert.not_after, "client_warning": status.client_warning,
             "reasons": status.reasons, "notices": status.notices, "deployment": _deployment(deployment),
+            "drifted": (domain.server_id, drift_name(domain, service, status.hostname), service) in drifted,
         }
         if service == "mail":
             part["recommended_client_hostname"] = status.recommended_client_hostname
@@ -62,7 +70,7 @@ CSV_COLUMNS = (
     "domain", "server_id", "account_id", "client_warning", "not_after",
     *(f"{s}_{c}" for s in SERVICES for c in (
         "hostname", "source", "certificate_id", "certificate_names", "not_after", "client_warning", "reasons",
-        "notices", "deployment_state", "deployment_agent_code")),
+        "notices", "deployment_state", "deployment_agent_code", "drifted")),
     "mail_recommended_client_hostname", "mail_recommendation_reason",
 )
 """The export's CSV header: a row flattened, lists joined by spaces (host names and codes
@@ -76,7 +84,8 @@ def csv_record(item: dict) -> list[str]:
         part = item[service]
         out += [part["hostname"], part["source"], part["certificate_id"], " ".join(part["certificate_names"]),
                 part["not_after"], _flag(part["client_warning"]), " ".join(part["reasons"]),
-                " ".join(part["notices"]), part["deployment"]["state"], part["deployment"]["agent_code"] or ""]
+                " ".join(part["notices"]), part["deployment"]["state"], part["deployment"]["agent_code"] or "",
+                _flag(part["drifted"])]
     mail = item["mail"]
     out += [mail["recommended_client_hostname"] or "", mail["recommendation_reason"] or ""]
     return out

@@ -38,6 +38,7 @@ class EventKind(StrEnum):
     DEPLOYMENT_FAILED = "deployment.failed"
     DEPLOYMENT_SUPERSEDED = "deployment.superseded"
     DRIFT_DETECTED = "drift.detected"
+    DRIFT_RESOLVED = "drift.resolved"
     TOKEN_CREATED = "token.created"
     TOKEN_REVOKED = "token.revoked"
     WEBHOOK_DISABLED = "webhook.disabled"
@@ -128,6 +129,11 @@ KINDS: dict[EventKind, KindInfo] = {
         {"server": ex.SERVER_ID, "domain": "example.com"},
         {"host_name": "mail.example.com", "port": 993, "expected_fingerprint_sha256": _FP,
          "observed_fingerprint_sha256": _OLD_FP}),
+    EventKind.DRIFT_RESOLVED: KindInfo(
+        "A port that had drifted serves what its agent last applied again (repaired by a delivery, or by hand).",
+        {"server": ex.SERVER_ID, "domain": "example.com"},
+        {"host_name": "mail.example.com", "port": 993, "expected_fingerprint_sha256": _FP,
+         "observed_fingerprint_sha256": _FP}),
     EventKind.TOKEN_CREATED: KindInfo(
         "An API token was created (never its secret).", {"token": ex.TOKEN_ID},
         {"role": "customer", "description": "control panel"}),

@@ -8,6 +8,7 @@ job kind and runs each piece as its own task, in slots of its own per kind:
 | delivery to a server | the server row | ``CONCURRENCY`` | ``app.deployments.delivery.deliver`` |
 | certificate order | the order row | ``ORDER_CONCURRENCY`` | ``app.acme.runner.run_order`` |
 | webhook | the webhook row | ``WEBHOOK_CONCURRENCY`` | ``app.webhooks.jobs.run_webhook`` |
+| drift poll of a server | the server's next poll time | ``DRIFT_CONCURRENCY`` | ``app.drift.poll.poll_server`` |
 
 and, every ``renewal_check_seconds``, the renewal scan (``app.acme.renewal``, which writes orders),
 every ``expiry_check_seconds`` the expiry scan (``app.expiry.jobs``, which records events).
@@ -17,7 +18,9 @@ Between rounds it sleeps until the next poll, or until the API wakes it after a 
 
 Every leased job follows one rule (``app.scheduler.lease``): claimed by a conditional UPDATE,
 kept by a heartbeat (``app.scheduler.heartbeat``), so a crashed worker's work is taken over
-within ``lease_seconds``.
+within ``lease_seconds``. A drift poll is claimed the same way (one conditional statement moves
+the server's next poll ``drift_poll_seconds`` ahead), so its "lease" is the poll interval: a
+crashed poll is simply the next one.
 """
 
 from __future__ import annotations
@@ -43,9 +46,11 @@ log = logging.getLogger("certpost.worker")
 CONCURRENCY = 16
 ORDER_CONCURRENCY = 32  # each holds one of AppContext.run_blocking's threads while it talks to the CA
 WEBHOOK_CONCURRENCY = 16  # webhooks served at once (each with up to settings.webhook_concurrency requests)
+DRIFT_CONCURRENCY = 8  # agents read at once for their drift observations
+CLAIM_THROTTLE_SECONDS = 5.0
 OUTAGE_LOG_QUIET_SECONDS = 30.0
 
-Claim = Callable[[AsyncSession, str, datetime, timedelta, int], Awaitable[list[str]]]
+Claim = Callable[[AppContext, AsyncSession, str, datetime, timedelta, int], Awaitable[list[str]]]
 Run = Callable[[AppContext, str, str], Awaitable[None]]
 
 
@@ -55,15 +60,20 @@ def worker_id() -> str:
 
 @dataclass(frozen=True)
 class JobKind:
-    """A kind of leased job: how to claim up to n of them, how to run one, how many at once."""
+    """A kind of leased job: how to claim up to n of them, how to run one, how many at once.
+
+    ``every``: the setting that paces a kind that is due by the clock rather than by a write
+    (drift polls): claimed at most every that many seconds (and every ``CLAIM_THROTTLE_SECONDS``
+    at most), never when it is 0."""
 
     name: str
     slots: int
     claim: Claim
     run: Run
+    every: str | None = None
 
 
-async def _claim_servers(session, owner, now, lease, limit):
+async def _claim_servers(_ctx, session, owner, now, lease, limit):
     from app.deployments.claims import claim_due_servers
 
     return await claim_due_servers(session, owner, now, lease, limit)
@@ -75,7 +85,7 @@ async def _run_delivery(ctx, server_id, owner):
     await deliver(ctx, server_id, owner)
 
 
-async def _claim_orders(session, owner, now, lease, limit):
+async def _claim_orders(_ctx, session, owner, now, lease, limit):
     from app.acme.repository import AcmeRepository
 
     return await AcmeRepository(session).claim_orders(owner, now, now + lease, limit)
@@ -88,7 +98,7 @@ async def _run_order(ctx, order_id, owner):
     await run_order(ctx, order_id, owner=owner)
 
 
-async def _claim_webhooks(session, owner, now, lease, limit):
+async def _claim_webhooks(_ctx, session, owner, now, lease, limit):
     from app.webhooks.jobs import claim_webhooks
 
     return await claim_webhooks(session, owner, now, lease, limit)
@@ -100,10 +110,23 @@ async def _run_webhook(ctx, webhook_id, owner):
     await run_webhook(ctx, webhook_id, owner)
 
 
+async def _claim_drift_polls(ctx, session, _owner, now, _lease, limit):
+    from app.drift.repository import DriftRepository
+
+    return await DriftRepository(session).claim(now, ctx.settings.drift_poll_seconds, limit)
+
+
+async def _run_drift_poll(ctx, server_id, owner):
+    from app.drift.poll import poll_server
+
+    await poll_server(ctx, server_id, owner)
+
+
 JOB_KINDS = (
     JobKind("deliver", CONCURRENCY, _claim_servers, _run_delivery),
     JobKind("order", ORDER_CONCURRENCY, _claim_orders, _run_order),
     JobKind("webhook", WEBHOOK_CONCURRENCY, _claim_webhooks, _run_webhook),
+    JobKind("drift", DRIFT_CONCURRENCY, _claim_drift_polls, _run_drift_poll, every="drift_poll_seconds"),
 )
 
 
@@ -135,6 +158,7 @@ class Worker:
         self.tasks: set[asyncio.Task] = set()
         self.running: dict[str, set[asyncio.Task]] = {kind.name: set() for kind in JOB_KINDS}
         self._last_scan: dict[str, float] = {}
+        self._last_claim: dict[str, float] = {}
         self._last_outage_log = float("-inf")
 
     @property
@@ -181,10 +205,22 @@ class Worker:
                 self._last_scan[name] = time.monotonic()
                 await scan(self.ctx, self.owner)
 
+    def _paced_out(self, kind: JobKind) -> bool:
+        """True when a clock-paced kind is off, or was claimed too recently to look again."""
+        if kind.every is None:
+            return False
+        interval = getattr(self.ctx.settings, kind.every)
+        since = time.monotonic() - self._last_claim.get(kind.name, float("-inf"))
+        if interval <= 0 or since < min(interval, CLAIM_THROTTLE_SECONDS):
+            return True
+        self._last_claim[kind.name] = time.monotonic()
+        return False
+
     async def round(self) -> int:
         """Run the due scans, claim and start what is due; returns how many tasks it started."""
         await self.scans()
-        rooms = {kind.name: kind.slots - len(self.running[kind.name]) for kind in JOB_KINDS}
+        rooms = {kind.name: 0 if self._paced_out(kind) else kind.slots - len(self.running[kind.name])
+                 for kind in JOB_KINDS}
         if all(room <= 0 for room in rooms.values()):
             return 0
         now = utc_now()
@@ -194,7 +230,8 @@ class Worker:
             lease = timedelta(seconds=self.ctx.settings.lease_seconds)
             for kind in JOB_KINDS:
                 if rooms[kind.name] > 0:
-                    claimed += [(kind, i) for i in await kind.claim(session, self.owner, now, lease, rooms[kind.name])]
+                    claimed += [(kind, i) for i in await kind.claim(self.ctx, session, self.owner, now, lease,
+                                                                         rooms[kind.name])]
             await session.commit()
         for kind, job_id in claimed:
             if kind.name == "deliver":
