@@ -26,6 +26,11 @@ from app.agent.backends.base import Backend, Rendered, StepError, View, run
 class DovecotBackend(Backend):
     name = "dovecot"
 
+    @classmethod
+    def default_commands(cls, main, raw):
+        conf = str(main or "/etc/dovecot/dovecot.conf")
+        return ["doveconf", "-x", "-n", "-c", "{config}"], ["doveadm", "-c", conf, "reload"]
+
     def __init__(self, config, options=None):
         super().__init__(config, options)
         self.include_file = self.directory / "certpost.conf"

@@ -24,8 +24,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.agent.backends.base import Backend, Rendered, View
+from app.agent.backends.section import ConfigError
 from app.agent.challenges import DIRECTORY_NAME
-from app.agent.config import ConfigError
 
 
 def _addresses(value, key: str) -> list[str]:
@@ -42,6 +42,12 @@ def _addresses(value, key: str) -> list[str]:
 
 class NginxBackend(Backend):
     name = "nginx"
+    default_bundle_group = "www-data"  # workers open the bundles at handshake time
+
+    @classmethod
+    def default_commands(cls, main, raw):
+        conf = str(main or "/etc/nginx/nginx.conf")
+        return ["nginx", "-t", "-q", "-c", "{config}"], ["nginx", "-c", conf, "-s", "reload"]
 
     def __init__(self, config, options=None):
         super().__init__(config, options)
