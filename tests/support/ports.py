@@ -9,6 +9,7 @@ the next call: both showed up as "Address already in use" on a loaded machine.
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 from pathlib import Path
@@ -17,7 +18,12 @@ _given: set[int] = set()
 
 
 def _range() -> tuple[int, int]:
-    """Ports below /proc/sys/net/ipv4/ip_local_port_range (Linux default 32768-60999)."""
+    """``CERTPOST_TEST_PORTS=LOW-HIGH`` when set (test runs sharing a machine each get a slice),
+    else ports below /proc/sys/net/ipv4/ip_local_port_range (Linux default 32768-60999)."""
+    given = os.environ.get("CERTPOST_TEST_PORTS", "")
+    if given:
+        low, _, high = given.partition("-")
+        return int(low), int(high)
     try:
         low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):

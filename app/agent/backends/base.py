@@ -223,6 +223,14 @@ class Backend:
     def needs_reload(self, changed: set[Path]) -> bool:
         return bool(changed)
 
+    async def apply_runtime(self, changed: set[Path]) -> None:
+        """Make the running daemon serve the switched ``changed`` files without a reload.
+
+        Called instead of :meth:`reload` when :meth:`needs_reload` says no, and again after a
+        rollback restored the files. Most daemons read changed files by themselves (Postfix
+        tables, nginx and Courier bundles opened per handshake): nothing to do.
+        """
+
     async def reload(self) -> None:
         if not self.config.reload:
             return
@@ -237,6 +245,11 @@ class Backend:
 
     def serves_mail(self) -> bool:
         return self.name != "nginx"
+
+    def per_name_sni(self) -> bool:
+        """False when the daemon presents its default certificate to every name (Dovecot
+        behind a TLS front): verification then expects the default for bound names too."""
+        return True
 
     def log_position(self) -> int:
         try:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from app.agent.backends.base import Backend
 from app.agent.backends.courier import CourierBackend
 from app.agent.backends.dovecot import DovecotBackend
+from app.agent.backends.haproxy import HaproxyBackend
 from app.agent.backends.nginx import NginxBackend
 from app.agent.backends.postfix import PostfixBackend
 
@@ -26,6 +27,7 @@ BACKENDS: dict[str, type[Backend]] = {
         DovecotBackend,
         NginxBackend,
         CourierBackend,
+        HaproxyBackend,
     )
 }
 
