@@ -140,9 +140,12 @@ def dovecot_log(stack) -> str:
 
 def test_per_domain_certificates_on_the_implicit_tls_ports(front, certs, material, test_ca):
     stack, _, client = front
+    workers = worker_pids(stack)
     desired = document(client, certs)
     body = apply_ok(client, desired, material)
     assert body["changed"]["haproxy"] is True
+    # 300 new names is more than the stack's runtime_max_changes (100): one seamless reload.
+    assert worker_pids(stack) and not set(worker_pids(stack)) & set(workers)
     ca_file = test_ca[1]
     for d in (DOMAINS[0], DOMAINS[150], DOMAINS[-1]):
         for port in ("imaps", "pop3s"):

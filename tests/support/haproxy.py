@@ -102,7 +102,7 @@ defaults
 """)
 
 
-def front_agent_toml(stack: Stack) -> str:
+def front_agent_toml(stack: Stack, runtime_max_changes: int = 100) -> str:
     """The ``[haproxy]`` section for this stack (docs/agent.md, "A TLS front for Dovecot")."""
     h = haproxy_dir(stack)
     p = stack.ports
@@ -112,6 +112,7 @@ directory = "{stack.out("haproxy")}"
 main_config = "{h}/haproxy.cfg"
 runtime_socket = "{h}/admin.sock"
 master_socket = "{h}/master.sock"
+runtime_max_changes = {runtime_max_changes}
 listeners = [
   {{bind = "127.0.0.1:{p["imaps"]}", server = "127.0.0.1:{p["imap_proxy"]}"}},
   {{bind = "127.0.0.1:{p["pop3s"]}", server = "127.0.0.1:{p["pop3_proxy"]}"}},

@@ -35,6 +35,8 @@ changes are not validated with ``haproxy -c`` (16–22 s at 10,000 certificates)
 already loaded by OpenSSL when the agent received it (``app.agent.tlscheck``), HAProxy refuses a
 bad one in ``set ssl cert`` (the step fails and the change is rolled back), and the pipeline
 verifies by handshake afterwards. ``validate_always = true`` runs ``haproxy -c`` on every change.
+More than ``runtime_max_changes`` (500) names to add or move at once (a first full document) are
+applied by a seamless reload instead: one reload loads them faster than thousands of commands.
 """
 
 from __future__ import annotations
@@ -101,6 +103,9 @@ class HaproxyBackend(Backend):
             raise ConfigError("[haproxy] server_options: one line, no comments")
         self.reload_timeout = float(opts.get("reload_timeout") or 300)
         self.validate_always = bool(opts.get("validate_always", False))
+        # Above this many names to add or move, a seamless reload is cheaper than one runtime
+        # command sequence per name (a first full document, a restore after an outage).
+        self.runtime_max_changes = int(opts.get("runtime_max_changes") or 500)
         self.config_file = self.directory / "certpost.cfg"
         self.crt_list = self.directory / "certpost.crtlist"
         self.default_bundle = self.directory / "default.pem"
@@ -189,6 +194,8 @@ class HaproxyBackend(Backend):
                 )
             if self.crt_list in changed:
                 await self._apply_crt_list()
+        except StepError:
+            raise
         except (RuntimeApiError, OSError) as exc:
             self._running = None  # unsure what is live now: read it again next time
             raise StepError("reload", self.name, f"runtime API: {exc}") from None
@@ -208,6 +215,10 @@ class HaproxyBackend(Backend):
             self._running = {e.filters[0]: e for e in listed}
         running = self._running
         wanted = self._wanted()
+        moves = sum(1 for n, p in wanted.items() if (e := running.get(n)) is None or e.path != p)
+        if moves > self.runtime_max_changes and self.master is not None:
+            await self.reload()  # the new worker loads the persisted files
+            return
         loaded = {e.path for e in running.values()}
         added: dict[str, str] = {}
         for name, path in wanted.items():
