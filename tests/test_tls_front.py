@@ -91,6 +91,8 @@ async def test_binding_and_status_say_which_port_shows_what(client, admin, test_
     assert ports[143]["reasons"] == ["hostname_not_covered", "self_signed"] and ports[110]["client_warning"]
     assert status["recommended_client_hostname"] == "mail.a.test"
     assert status["recommended_ports"] == [465, 993, 995]
+    row = (await client.get("/v1/domain-tls", headers=customer)).json()["items"][0]
+    assert row["mail"]["recommended_ports"] == [465, 993, 995]  # the list says the same
     # Without the front Dovecot shows the binding on every port, and the binding has no such warning.
     await client.patch(f"/v1/servers/{server['id']}", json={"tls_front": None}, headers=admin)
     status = (await client.get("/v1/domains/a.test/tls", headers=customer)).json()["mail"]

@@ -47,8 +47,14 @@ def haproxy_dir(stack: Stack) -> Path:
 
 
 def _write_dovecot_behind_front(stack: Stack) -> None:
+    """``stack.ports["imaps_direct"]``, when present, is a Dovecot IMAPS listener of its own (the
+    benchmarks compare handshakes through the front with it)."""
     d = stack.dovecot_conf.parent
     p = stack.ports
+    direct = (
+        f"  inet_listener imaps_direct {{\n    port = {p['imaps_direct']}\n    ssl = yes\n  }}\n"
+        if "imaps_direct" in p else ""
+    )
     text = stack.dovecot_conf.read_text()
     start = text.index("service imap-login {")
     end = text.index("service config {")
@@ -66,7 +72,7 @@ service imap-login {{
     port = {p["imap_proxy"]}
     haproxy = yes
   }}
-}}
+{direct}}}
 service pop3-login {{
   inet_listener pop3 {{
     port = {p["pop3"]}
@@ -121,17 +127,21 @@ verify = [{{port = {p["imaps"]}, protocol = "imaps"}}, {{port = {p["pop3s"]}, pr
 """
 
 
-def write_front_stack(root: Path, *, controller_public_key: str, **kwargs) -> Stack:
+def write_front_stack(
+    root: Path, *, controller_public_key: str, direct_imaps: bool = False, **kwargs
+) -> Stack:
     stack = write_stack(root, controller_public_key=controller_public_key, **kwargs)
     stack.ports["imap_proxy"] = free_port()
     stack.ports["pop3_proxy"] = free_port()
+    if direct_imaps:
+        stack.ports["imaps_direct"] = free_port()
     _write_dovecot_behind_front(stack)
     _write_haproxy_main(stack)
     write_front_agent_config(stack)
     return stack
 
 
-def write_front_agent_config(stack: Stack, **kwargs) -> Path:
+def write_front_agent_config(stack: Stack, runtime_max_changes: int = 100, **kwargs) -> Path:
     path = write_agent_config(stack, **kwargs)
     p = stack.ports
     text = path.read_text()
@@ -143,7 +153,7 @@ def write_front_agent_config(stack: Stack, **kwargs) -> Path:
         f'  {{port = {p["pop3"]}, protocol = "pop3-starttls"}},\n',
     )
     text = text.replace("[dovecot]\n", "[dovecot]\nlocal_names = false\n")
-    text = text.replace("[testing]", front_agent_toml(stack).lstrip() + "\n[testing]")
+    text = text.replace("[testing]", front_agent_toml(stack, runtime_max_changes).lstrip() + "\n[testing]")
     path.write_text(text)
     return path
 
