@@ -208,6 +208,8 @@ def master_command(stack: Stack, text: str) -> bytes:
 def reload_haproxy(stack: Stack, timeout: float = 60) -> list[int]:
     """A seamless reload through the master CLI; the new workers' PIDs once they serve."""
     before = worker_pids(stack)
+    if not before:
+        raise RuntimeError("HAProxy has no worker to replace")
     master_command(stack, "reload")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
