@@ -87,3 +87,27 @@ def test_runtime_crt_list_is_read_with_line_numbers():
         CrtListEntry("/x/bundles/a.pem", 3, ("mail.a.test",)),
         CrtListEntry("/x/bundles/a.pem", 7, ("*.a.test",)),
     ]
+
+
+def test_prepare_only_writes_the_front_files_when_the_section_is_added_later(tmp_path):
+    """An agent that already applied documents gets [haproxy] added: `certpost agent
+    --prepare-only` (run before HAProxy starts) must write the front's files from the applied
+    document, or HAProxy would not start."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from app.kit.signing import public_key_to_text
+    from tests.support.daemons import bare_stack, bootstrap_agent
+
+    key = public_key_to_text(Ed25519PrivateKey.generate().public_key())
+    stack = bare_stack(tmp_path / "agent", key)
+    bootstrap_agent(stack)
+    out = tmp_path / "hx"
+    with open(stack.agent_config, "a") as toml:
+        toml.write(
+            f'\n[haproxy]\ndirectory = "{out}"\nruntime_socket = "{tmp_path}/admin.sock"\n'
+            'listeners = [{bind = "127.0.0.1:993", server = "127.0.0.1:10993"}]\n'
+        )
+    bootstrap_agent(stack)
+    assert (out / "default.pem").exists()
+    assert "crt-list" in (out / "certpost.cfg").read_text()
+    assert (out / "certpost.crtlist").read_text().splitlines()[1] == f"{out}/default.pem {DEFAULT_FILTER}"

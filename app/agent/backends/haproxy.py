@@ -170,6 +170,11 @@ class HaproxyBackend(Backend):
             check_list.unlink(missing_ok=True)
             check_config.unlink(missing_ok=True)
 
+    def missing_files(self) -> bool:
+        """True when ``[haproxy]`` was added to an agent that already applied documents: the
+        bootstrap (``--prepare-only``) then writes the front's files before HAProxy starts."""
+        return not all(p.exists() for p in (self.config_file, self.crt_list, self.default_bundle))
+
     # -- reload or runtime -------------------------------------------------------------------
     def needs_reload(self, changed: set[Path]) -> bool:
         return self.config_file in changed
