@@ -122,6 +122,9 @@ class Agent:
             "features": ["delta-config", "bundle-upload"],
             # The largest body the request gate accepts; the controller sizes its chunks by it.
             "max_body_bytes": self.config.limits.max_body_bytes,
+            # The TLS front this agent runs ([haproxy]), for an operator to compare with the
+            # server's tls_front in the controller (which an administrator sets).
+            "tls_front": "haproxy" if self.config.haproxy else None,
         }
 
     async def bootstrap(self) -> bool:

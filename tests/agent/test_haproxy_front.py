@@ -160,6 +160,7 @@ def test_per_domain_certificates_on_the_implicit_tls_ports(front, certs, materia
         assert seen(stack, port, stack.hostname, ca_file) == certs["server"].fingerprint
     # Postfix keeps its own SNI maps.
     assert seen(stack, "smtp", f"mail.{DOMAINS[4]}", ca_file) == certs[DOMAINS[4]].fingerprint
+    assert client.state()["tls_front"] == "haproxy"
     # Dovecot's include has no local_name block: its configuration no longer grows with domains.
     assert "local_name" not in (stack.out("dovecot") / "certpost.conf").read_text()
     lines = (stack.out("haproxy") / "certpost.crtlist").read_text().splitlines()
