@@ -8,7 +8,6 @@ Clients connect from 127.0.0.2 (tests/support/haproxy.py says why).
 from __future__ import annotations
 
 import os
-import re
 import socket
 import ssl
 import time
@@ -272,4 +271,33 @@ def test_a_broken_front_configuration_rolls_back(front, certs, material, test_ca
     finally:
         stack.agent_config.write_text(config)
         agent.restart()
-    assert re.search(r"haproxy", stack.agent_config.read_text())
+
+
+def test_an_unreachable_runtime_api_restores_the_files(front, certs, material, test_ca):
+    """The runtime step fails after the switch: the crt-list the next start reads is put back,
+    so files and the running HAProxy never disagree, and nothing new is served."""
+    stack, agent, client = front
+    base = document(client, certs)
+    apply_ok(client, base, material)
+    listing = (stack.out("haproxy") / "certpost.crtlist").read_text()
+    config = stack.agent_config.read_text()
+    name = f"mail.{DOMAINS[11]}"
+    try:
+        stack.agent_config.write_text(config.replace("/admin.sock", "/gone.sock"))
+        agent.restart()
+        desired = {**base, "generation": base["generation"] + 1}
+        desired["mail"] = {**base["mail"], name: certs["renewed"].fingerprint}
+        response, _ = client.push(desired, material)
+        assert response.status_code == 422, response.text
+        failure = response.json()
+        assert (failure["step"], failure["daemon"]) == ("reload", "haproxy"), failure
+        assert "runtime API" in failure["message"]
+        assert (stack.out("haproxy") / "certpost.crtlist").read_text() == listing
+        assert seen(stack, "imaps", name) == certs[DOMAINS[11]].fingerprint
+    finally:
+        stack.agent_config.write_text(config)
+        agent.restart()
+    desired = {**base, "generation": client.next_generation()}
+    desired["mail"] = {**base["mail"], name: certs["renewed"].fingerprint}
+    apply_ok(client, desired, material)
+    assert seen(stack, "imaps", name) == certs["renewed"].fingerprint  # (issued for another name)
