@@ -105,7 +105,7 @@ Instant = Annotated[datetime, AfterValidator(_utc_instant)]
 WARNING_CODES = (
     "self_signed", "certificate_untrusted", "certificate_expiring", "certificate_expired",
     "certificate_not_yet_valid", "server_certificate_untrusted", "no_agent", "not_yet_deployed",
-    "deployment_failed", "mail_certificates_over_capacity", "chain_differs",
+    "deployment_failed", "mail_certificates_over_capacity", "chain_differs", "starttls_server_wide",
 )
 """Every warning ``code`` an answer can carry (tests/test_contract.py finds each in the code that
 emits it); a new warning adds its code here, so the documented enum stays the closed set."""
@@ -139,7 +139,8 @@ class WarningOut(BaseModel):
         "`certificate_expired`, `certificate_not_yet_valid` (the certificate; the last two on an upload only), `server_certificate_untrusted` (a per-domain mail certificate does not help while the "
         "server-wide one is untrusted), `no_agent`, `not_yet_deployed`, `deployment_failed` (the server), "
         "`mail_certificates_over_capacity` (Dovecot reloads), `chain_differs` (an identical upload returned the "
-        "stored certificate, whose chain differs from the one sent).",
+        "stored certificate, whose chain differs from the one sent), `starttls_server_wide` (a mail binding behind a "
+        "TLS front: the STARTTLS ports present the server-wide certificate; use the implicit-TLS ports).",
         json_schema_extra={"enum": list(WARNING_CODES)},
         examples=["certificate_expiring"],
     )

@@ -5,7 +5,8 @@
 2. validate: build derived files (the Postfix table) and run each daemon's own check on a copy
    of its main configuration that includes the staged files;
 3. switch: keep a hard link to each live file, then rename(2) the staged file over it;
-4. reload the daemons whose served configuration changed;
+4. reload the daemons whose served configuration changed, or apply the change through the
+   daemon's runtime API when it has one and no reload is needed (HAProxy);
 5. verify by handshake (``app.agent.verify``).
 
 A failure before the switch leaves the live files untouched. A failure after it renames the
@@ -266,11 +267,17 @@ class Pipeline:
         return None
 
     async def _reload(self, works: list[_Work]) -> None:
+        """Reload the daemons whose change needs it; hand the others' changed files to their
+        runtime API (HAProxy), if they have one."""
         for work in works:
-            if work.backend.name in self.repair or (
-                work.switched and work.backend.needs_reload({live for live, _ in work.switched})
-            ):
+            repair = work.backend.name in self.repair  # a drifted daemon reloads even when unchanged
+            if not work.switched and not repair:
+                continue
+            changed = {live for live, _ in work.switched}
+            if repair or work.backend.needs_reload(changed):
                 await work.backend.reload()
+            else:
+                await work.backend.apply_runtime(changed)
 
     async def _verify(self, view: View, previous: View | None) -> list[dict]:
         probes = plan(self.backends, view, previous, self.verify_sample)

@@ -12,11 +12,9 @@ import datetime as dt
 import logging
 
 from app.agent.apply import ApplyFailed, Pipeline
-from app.agent.backends.base import Backend, View
-from app.agent.backends.courier import CourierBackend
-from app.agent.backends.dovecot import DovecotBackend
+from app.agent.backends.base import View
 from app.agent.backends.nginx import NginxBackend
-from app.agent.backends.postfix import PostfixBackend
+from app.agent.backends.registry import make_backends
 from app.agent.bundles import BundleError, BundleStore, build_bundle
 from app.agent.challenges import ChallengeIn, ChallengeStore, valid_token
 from app.agent.config import AgentConfig
@@ -30,21 +28,6 @@ from app.agent.state import AgentState, StateFile, canonical_document
 from app.kit.x509 import fingerprint_sha256, load_pem_certificates
 
 log = logging.getLogger("certpost.agent")
-
-
-def make_backends(config: AgentConfig) -> list[Backend]:
-    backends: list[Backend] = []
-    if config.postfix:
-        backends.append(
-            PostfixBackend(config.postfix, {"cert_first": config.testing.postfix_bundle_cert_first})
-        )
-    if config.dovecot:
-        backends.append(DovecotBackend(config.dovecot))
-    if config.nginx:
-        backends.append(NginxBackend(config.nginx))
-    if config.courier:
-        backends.append(CourierBackend(config.courier))
-    return backends
 
 
 def _view(desired: dict | Desired) -> View:
@@ -149,6 +132,9 @@ class Agent:
             "features": ["delta-config", "bundle-upload", "observations"],
             # The largest body the request gate accepts; the controller sizes its chunks by it.
             "max_body_bytes": self.config.limits.max_body_bytes,
+            # The TLS front this agent runs ([haproxy]), for an operator to compare with the
+            # server's tls_front in the controller (which an administrator sets).
+            "tls_front": "haproxy" if self.config.haproxy else None,
         }
 
     async def bootstrap(self) -> bool:

@@ -95,6 +95,10 @@ def plan(backends: list[Backend], view: View, previous: View | None, limit: int)
                 view.webmail,
                 previous.webmail if previous else {},
             )
+        if not backend.per_name_sni():
+            # Every bound name gets the default here: probe a sample of them expecting it.
+            names = dict.fromkeys(names, default)
+            before = dict.fromkeys(before, default)
         picks = sample_names(names, before, default, limit)
         unbound = [(None, default), (UNKNOWN_NAME, default)]
         if not backend.serves_mail() and _probeable(view.server_hostname):

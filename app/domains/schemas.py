@@ -189,6 +189,22 @@ class ServiceTls(BaseModel):
         "SNI, which get the same default); empty until it was probed.")
 
 
+class MailPortTls(BaseModel):
+    port: int = Field(description="The standard port.", examples=[993])
+    protocol: Literal["smtp-starttls", "smtps", "imap-starttls", "imaps", "pop3-starttls", "pop3s"] = Field(
+        description="What is spoken there (`-starttls`: plaintext first, then STARTTLS/STLS).", examples=["imaps"])
+    daemon: str = Field(description="Who terminates TLS there: `postfix`, `dovecot`, `haproxy` (the TLS front), "
+                        "`courier`, `qmail`, `mailenable`.", examples=["haproxy"])
+    source: Literal["binding", "server-default"] = Field(
+        description="`binding`: the domain's certificate (`certificate` above) is shown for `mail.<domain>`; "
+        "`server-default`: the server-wide mail certificate is, whatever is bound.", examples=["binding"])
+    client_warning: bool = Field(description="True when a client of `mail.<domain>` would warn on this port.",
+                                 examples=[False])
+    reasons: list[str] = Field(description="Why it would warn there (codes).",
+                               json_schema_extra={"items": {"type": "string", "enum": list(CLIENT_WARNING_REASONS)}},
+                               examples=[[]])
+
+
 class MailTls(ServiceTls):
     recommended_client_hostname: str | None = Field(
         description="What to configure in mail clients: mail.<domain> when that is warning-free, "
@@ -200,6 +216,14 @@ class MailTls(ServiceTls):
         "serve a per-domain mail certificate), `mail_hostname_warns`, `server_certificate_untrusted`; null when "
         "it is.", json_schema_extra={"enum": [*RECOMMENDATION_REASONS, None]}, examples=[None],
     )
+    ports: list[MailPortTls] = Field(
+        [], description="Per standard mail port, which certificate a client of `mail.<domain>` is shown. With a "
+        "TLS front (`tls_front` on the server) IMAPS and POP3S are the front's and STARTTLS on 143/110 shows the "
+        "server-wide certificate.")
+    recommended_ports: list[int] = Field(
+        [], description="The implicit-TLS ports (RFC 8314: 993 IMAPS, 995 POP3S, 465 SMTPS) where "
+        "`recommended_client_hostname` is shown a certificate without a warning: what to configure in clients.",
+        examples=[[465, 993, 995]])
 
 
 class DeploymentState(BaseModel):
@@ -218,12 +242,24 @@ _SERVICE = {"source": "binding", "certificate": _PRESENTED, "trusted": True, "co
                           "fingerprint": ex.FINGERPRINT, "matches": True, "drifted": False, "error": None}]}
 
 
+_PORTS = [
+    {"port": p, "protocol": proto, "daemon": daemon, "source": source, "client_warning": warns,
+     "reasons": ["hostname_not_covered"] if warns else []}
+    for p, proto, daemon, source, warns in (
+        (25, "smtp-starttls", "postfix", "binding", False), (587, "smtp-starttls", "postfix", "binding", False),
+        (465, "smtps", "postfix", "binding", False), (143, "imap-starttls", "dovecot", "server-default", True),
+        (993, "imaps", "haproxy", "binding", False), (110, "pop3-starttls", "dovecot", "server-default", True),
+        (995, "pop3s", "haproxy", "binding", False),
+    )
+]
+
+
 class TlsStatus(BaseModel):
     model_config = _examples({
         "domain": ex.DOMAIN, "server_id": ex.SERVER_ID, "server_hostname": ex.SERVER_HOSTNAME,
         "webmail": {"hostname": "webmail.example.com", **_SERVICE},
         "mail": {"hostname": "mail.example.com", **_SERVICE, "recommended_client_hostname": "mail.example.com",
-                 "recommendation_reason": None},
+                 "recommendation_reason": None, "ports": _PORTS, "recommended_ports": [465, 993, 995]},
         "deployment": {"desired_generation": 42, "applied_generation": 41, "up_to_date": False},
         "warnings": [{"code": "not_yet_deployed", "message": "The server has applied generation 41 of 42: what "
                       "is bound here may not be served yet."}],

@@ -32,7 +32,7 @@ from app.preconditions import Precondition, binding_tag, bindings_tag, domain_ta
 from app.problems import Conflict, NotFound, RuleViolation
 from app.servers.models import Server
 from app.servers.repository import ServerRepository
-from app.servers.software import capabilities, sni_advice
+from app.servers.software import capabilities, mail_ports, sni_advice
 
 
 class InvalidDomainName(RuleViolation):
@@ -216,6 +216,9 @@ class DomainService:
         if service == "mail":
             server_cert = await self.certificates.repo.get(server.mail_certificate_id)
             warnings += rules.mail_binding_warnings(server_cert, server.hostname, now)
+            warnings += rules.front_binding_warnings(
+                hostname, server.hostname, mail_ports(server.software, server.tls_front)
+            )
         await self.servers.lock(server.id)
         await self._require(expected, domain.id, service)
         written = await self.repo.upsert_binding(domain.id, service, cert.id, now)

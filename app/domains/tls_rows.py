@@ -217,7 +217,7 @@ def _servers_statement():
         select(Server.id, Server.hostname, Server.software, Server.agent_url, Server.desired_generation,
                Server.applied_generation, Server.mail_certificate_id, Server.default_certificate_id,
                Server.mail_certificate_count, Deployment.failed_names,
-               *(getattr(cert, c.key) for c in PRESENTED_COLUMNS))
+               *(getattr(cert, c.key) for c in PRESENTED_COLUMNS), Server.tls_front)
         .join(cert, cert.id == Server.mail_certificate_id)
         .outerjoin(Deployment, and_(Deployment.server_id == Server.id,
                                     Deployment.generation == Server.applied_generation))
@@ -292,7 +292,7 @@ class DomainTlsRepository:
         connection = await self.session.connection()
         rows = await connection.execute(_servers_statement(), {"ids": sorted(ids)})
         return {
-            row[0]: ServerTlsFacts(ServerFacts(*row[:9]), CertificateFacts(*row[10:]), list(row[9] or []))
+            row[0]: ServerTlsFacts(ServerFacts(*row[:9], row[-1]), CertificateFacts(*row[10:-1]), list(row[9] or []))
             for row in rows
         }
 

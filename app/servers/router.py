@@ -37,6 +37,7 @@ from app.servers.service import (
     WebmailCertificateNotSet,
     server_capabilities,
 )
+from app.servers.software import dovecot_capacity_applies
 
 router = APIRouter(prefix="/v1/servers", tags=["servers"], route_class=IdempotentRoute)
 
@@ -50,8 +51,9 @@ Service = Annotated[ServerService, Depends(get_service)]
 
 
 def capacity_warnings(server: Server, mail_certs: int, capacity: int) -> list[WarningOut]:
-    """Dovecot 2.3 re-reads every local_name block on reload (real-servers.md): warn early."""
-    if server.software == "postfix-dovecot" and mail_certs > capacity:
+    """Dovecot 2.3 re-reads every local_name block on reload (docs/performance.md): warn early.
+    Not with a TLS front: Dovecot then has no per-name block at all."""
+    if dovecot_capacity_applies(server.software, server.tls_front) and mail_certs > capacity:
         return [
             WarningOut(
                 code="mail_certificates_over_capacity",
@@ -85,6 +87,7 @@ async def to_outs(service: ServerService, servers: list[Server], capacity: int) 
                 default_certificate_id=server.default_certificate_id,
                 webmail_certificate_id=server.webmail_certificate_id,
                 webmail_default_certificate_id=server.webmail_default_id,
+                tls_front=server.tls_front,
                 desired_generation=server.desired_generation,
                 applied_generation=server.applied_generation,
                 per_domain_mail_certificates=mail_certs,

@@ -24,7 +24,7 @@ from app.preconditions import Precondition, server_tag
 from app.problems import Conflict, NotFound, RuleViolation
 from app.servers.models import Server
 from app.servers.repository import ServerRepository
-from app.servers.software import capabilities
+from app.servers.software import capabilities, front_allowed
 from app.versioning import row_version
 
 
@@ -101,7 +101,7 @@ class ServerService:
         return server
 
     async def register(self, *, name: str, hostname: str, software: str, agent_url: str | None,
-                       agent_tls_fingerprint: str | None, caller: Caller) -> Server:
+                       agent_tls_fingerprint: str | None, caller: Caller, tls_front: str | None = None) -> Server:
         """Register a server with a fresh self-signed certificate for its host name.
 
         That certificate is both its server-wide mail certificate and its default webmail
@@ -111,6 +111,7 @@ class ServerService:
             host = normalise_hostname(hostname)
         except InvalidName as exc:
             raise InvalidHostname(f"hostname: {exc}") from None
+        _check_front(software, tls_front)
         if await self.repo.by_name(name):
             raise ServerExists(f"a server named {name!r} exists")
         default = await self.certificates.store(
@@ -122,6 +123,7 @@ class ServerService:
             name=name,
             hostname=host,
             software=software,
+            tls_front=tls_front,
             agent_url=normalise_agent_url(agent_url),
             agent_tls_fingerprint=normalise_fingerprint(agent_tls_fingerprint),
             mail_certificate_id=default.id,
@@ -154,6 +156,11 @@ class ServerService:
         server = await self.get(server_id)
         if "name" in changes and changes["name"] is not None:
             server.name = changes["name"]
+        if "tls_front" in changes:
+            # Nothing served changes (the agent's own configuration runs the front), so no new
+            # generation: only what the controller says about the ports does.
+            _check_front(server.software, changes["tls_front"])
+            server.tls_front = changes["tls_front"]
         redeploy = False
         if "agent_url" in changes:
             server.agent_url = normalise_agent_url(changes["agent_url"])
@@ -284,6 +291,11 @@ class ServerService:
             cert = await repo.get(cert_id)
             if cert is not None and not used and cert.source == "self-signed" and cert.account_id is None:
                 await repo.delete(cert)
+
+
+def _check_front(software: str, tls_front: str | None) -> None:
+    if not front_allowed(software, tls_front):
+        raise RuleViolation(f"a {tls_front} TLS front serves Dovecot's ports: it needs postfix-dovecot, not {software}")
 
 
 def server_capabilities(server: Server):

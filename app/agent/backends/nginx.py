@@ -35,8 +35,8 @@ import time
 from pathlib import Path
 
 from app.agent.backends.base import Backend, Rendered, View
+from app.agent.backends.section import ConfigError
 from app.agent.challenges import DIRECTORY_NAME
-from app.agent.config import ConfigError
 
 
 def _addresses(value, key: str) -> list[str]:
@@ -108,6 +108,12 @@ async def wait_retired(master: int, old: set[int], timeout: float = RETIRE_TIMEO
 
 class NginxBackend(Backend):
     name = "nginx"
+    default_bundle_group = "www-data"  # workers open the bundles at handshake time
+
+    @classmethod
+    def default_commands(cls, main, raw):
+        conf = str(main or "/etc/nginx/nginx.conf")
+        return ["nginx", "-t", "-q", "-c", "{config}"], ["nginx", "-c", conf, "-s", "reload"]
 
     def __init__(self, config, options=None):
         super().__init__(config, options)
