@@ -105,7 +105,7 @@ Instant = Annotated[datetime, AfterValidator(_utc_instant)]
 WARNING_CODES = (
     "self_signed", "certificate_untrusted", "certificate_expiring", "certificate_expired",
     "certificate_not_yet_valid", "server_certificate_untrusted", "no_agent", "not_yet_deployed",
-    "deployment_failed", "mail_certificates_over_capacity", "chain_differs",
+    "deployment_failed", "mail_certificates_over_capacity", "chain_differs", "autoconfig_names_not_covered",
 )
 """Every warning ``code`` an answer can carry (tests/test_contract.py finds each in the code that
 emits it); a new warning adds its code here, so the documented enum stays the closed set."""
@@ -119,7 +119,9 @@ class WarningOut(BaseModel):
         "`certificate_expired`, `certificate_not_yet_valid` (the certificate; the last two on an upload only), `server_certificate_untrusted` (a per-domain mail certificate does not help while the "
         "server-wide one is untrusted), `no_agent`, `not_yet_deployed`, `deployment_failed` (the server), "
         "`mail_certificates_over_capacity` (Dovecot reloads), `chain_differs` (an identical upload returned the "
-        "stored certificate, whose chain differs from the one sent).",
+        "stored certificate, whose chain differs from the one sent), `autoconfig_names_not_covered` (the "
+        "certificate served for `autoconfig.<domain>`/`autodiscover.<domain>` does not name them, so mail "
+        "clients looking up their settings there meet a certificate error).",
         json_schema_extra={"enum": list(WARNING_CODES)},
         examples=["certificate_expiring"],
     )

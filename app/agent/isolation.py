@@ -104,6 +104,7 @@ def served_view(desired: View, failures: list[NameFailure]) -> View:
         maps["mail"],
         maps["webmail"],
         desired.server_hostname,
+        desired.autoconfig,
     )
 
 

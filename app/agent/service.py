@@ -54,6 +54,7 @@ def _view(desired: dict | Desired) -> View:
         dict(d["mail"]),
         dict(d["webmail"]),
         d.get("server_hostname") or "",
+        dict(d.get("autoconfig") or {}),
     )
 
 
@@ -136,7 +137,7 @@ class Agent:
             # Names of the applied document held back on what they served before (isolation).
             "failed_names": st.failed_names or [],
             # What this agent understands beyond full documents; the controller checks it.
-            "features": ["delta-config", "bundle-upload"],
+            "features": ["delta-config", "bundle-upload", "autoconfig"],
             # The largest body the request gate accepts; the controller sizes its chunks by it.
             "max_body_bytes": self.config.limits.max_body_bytes,
         }

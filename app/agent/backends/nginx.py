@@ -23,9 +23,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from app.agent.backends import nginx_autoconfig
 from app.agent.backends.base import Backend, Rendered, View
 from app.agent.challenges import DIRECTORY_NAME
 from app.agent.config import ConfigError
+from app.kit.mailclients import autoconfig_names
 
 
 def _addresses(value, key: str) -> list[str]:
@@ -52,6 +54,9 @@ class NginxBackend(Backend):
         self.server_extra = opts.get("server_extra") or ""
         self.http_listen = _addresses(opts.get("http_listen"), "[nginx] http_listen")
         self.challenge_dir = self.directory / DIRECTORY_NAME
+        # Mail client autoconfiguration (nginx_autoconfig): on unless ``autoconfig = false``.
+        self.autoconfig = opts.get("autoconfig", True) is not False
+        self.autodiscover_socket = self.directory / nginx_autoconfig.SOCKET_NAME
 
     def serves_mail(self) -> bool:
         return False
@@ -69,7 +74,11 @@ class NginxBackend(Backend):
             path = self.bundle_path(view.webmail[name])
             rendered.bundles[path] = view.webmail[name]
             lines.append(f"    {name} {path};\n")
+            if self.autoconfig:  # autoconfig.<d>, autodiscover.<d>: the webmail certificate
+                lines += [f"    {extra} {path};\n" for extra in autoconfig_names(name.split(".", 1)[1])]
         lines.append("}\n")
+        if self.autoconfig and self.listen:
+            lines += nginx_autoconfig.http_maps(view.autoconfig)
         if self.listen:
             lines.append("server {\n")
             lines += [f"    listen {addr} ssl;\n" for addr in self.listen]
@@ -78,6 +87,8 @@ class NginxBackend(Backend):
             )
             if self.server_extra:
                 lines.append(f"    {self.server_extra}\n")
+            if self.autoconfig:
+                lines += nginx_autoconfig.locations(self.autodiscover_socket)
             if self.upstream:
                 lines.append(
                     "    location / {\n"
@@ -85,9 +96,11 @@ class NginxBackend(Backend):
                     "        proxy_set_header Host $host;\n"
                     "        proxy_set_header X-Forwarded-Proto https;\n    }\n"
                 )
-            else:
-                lines.append('    return 200 "webmail\\n";\n')
+            else:  # in a location: a server-level return would answer before any location
+                lines.append('    location / {\n        return 200 "webmail\\n";\n    }\n')
             lines.append("}\n")
+            if self.autoconfig:
+                lines += nginx_autoconfig.internal_server(self.autodiscover_socket)
         if self.http_listen:
             lines.append("server {\n")
             lines += [f"    listen {addr} default_server;\n" for addr in self.http_listen]
