@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.kit.coverage import covers
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -34,3 +36,12 @@ AUTOCONFIG_LABELS = ("autoconfig", "autodiscover")
 def autoconfig_names(domain: str) -> list[str]:
     """``autoconfig.<d>`` and ``autodiscover.<d>``: served with the domain's webmail certificate."""
     return [f"{label}.{domain}" for label in AUTOCONFIG_LABELS]
+
+
+def with_autoconfig_names(names: list[str], domains: list[str]) -> list[str]:
+    """``names`` plus ``autoconfig.<d>`` and ``autodiscover.<d>`` of each of ``domains`` that no
+    name already covers (``*.<d>`` does: RFC 9525 wildcards cover one label)."""
+    out = list(names)
+    for domain in domains:
+        out += [name for name in autoconfig_names(domain) if not covers(out, name)]
+    return out
