@@ -121,3 +121,18 @@ def test_documents_parse_with_values_filled_in():
     assert "EmailAddress" not in profile["PayloadContent"][0]
     maps = "".join(http_maps({"a.test": "mail.a.test"}))
     assert '    .a.test "a.test mail.a.test";\n' in maps
+
+
+def test_a_held_back_mail_name_is_not_advertised():
+    """The agent serves the server-wide certificate for a mail name it could not serve: its
+    clients are told the server's host name instead (app.agent.isolation.served_view)."""
+    from app.agent.backends.base import View
+    from app.agent.isolation import NameFailure, served_view
+
+    view = View(S, S, {"mail.a.test": "1" * 64, "mail.b.test": "2" * 64}, {}, "mx.host.test",
+                {"a.test": "mail.a.test", "b.test": "mail.b.test"})
+    failures = [NameFailure("mail.a.test", "mail", "1" * 64, "key_refused", "ee key too small", None),
+                NameFailure("mail.b.test", "mail", "2" * 64, "key_refused", "ee key too small", "3" * 64)]
+    served = served_view(view, failures)
+    assert served.autoconfig == {"a.test": "mx.host.test", "b.test": "mail.b.test"}
+    assert served.mail == {"mail.b.test": "3" * 64}
