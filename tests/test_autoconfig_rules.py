@@ -136,3 +136,24 @@ def test_a_held_back_mail_name_is_not_advertised():
     served = served_view(view, failures)
     assert served.autoconfig == {"a.test": "mx.host.test", "b.test": "mail.b.test"}
     assert served.mail == {"mail.b.test": "3" * 64}
+
+
+def test_nginx_autoconfig_option(tmp_path):
+    from pathlib import Path
+
+    from app.agent.backends.base import View
+    from app.agent.backends.nginx import NginxBackend
+    from app.agent.config import BackendConfig, ConfigError
+
+    def backend(**options):
+        return NginxBackend(BackendConfig("nginx", Path(tmp_path), None, (), (), (),
+                                          options={"listen": ["127.0.0.1:443"], **options}))
+
+    view = View(S, S, {}, {"webmail.a.test": "1" * 64}, "mx.host.test", {"a.test": "mail.a.test"})
+    on = backend().render(view).files
+    text = next(iter(on.values())).decode()
+    assert "autoconfig.a.test" in text and "autodiscover.sock" in text and "com.apple.mail.managed" in text
+    text = next(iter(backend(autoconfig=False).render(view).files.values())).decode()
+    assert "autoconfig.a.test" not in text and "$certpost_autoconfig" not in text and ".sock" not in text
+    with pytest.raises(ConfigError, match="autoconfig"):
+        backend(autoconfig="false")

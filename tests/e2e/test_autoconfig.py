@@ -275,19 +275,19 @@ async def test_autodiscover_refuses_hostile_input(client, admin, controller, sta
         assert error is not None, body
         assert text(error, f"{AD_NS}ErrorCode") == "600"
         assert b"evil" not in body and b"CDATA" not in body
-    rc, _, code = await asyncio.to_thread(curl, stack, name, "/autodiscover/autodiscover.xml", ca_file=ca_file,
+    _, _, code = await asyncio.to_thread(curl, stack, name, "/autodiscover/autodiscover.xml", ca_file=ca_file,
                                           data="<EMailAddress>" + "a" * 20000 + "@a.test</EMailAddress>")
     assert code == 413
-    rc, _, code = await asyncio.to_thread(curl, stack, name, "/autodiscover/autodiscover.xml", ca_file=ca_file)
+    _, _, code = await asyncio.to_thread(curl, stack, name, "/autodiscover/autodiscover.xml", ca_file=ca_file)
     assert code == 405  # the POX protocol is a POST
     for query, expected in (("?email=a%22%3E%3Cx%3E%40b.test", 400), ("?email=joe%40b.test%0A", 400),
                             ("?email=%3Cscript%3E", 400)):
-        rc, body, code = await asyncio.to_thread(curl, stack, f"autoconfig.{domain}",
+        _, body, code = await asyncio.to_thread(curl, stack, f"autoconfig.{domain}",
                                                  f"/mail/{domain}.mobileconfig{query}", ca_file=ca_file)
         assert code == expected, (query, body)
-    rc, _, code = await asyncio.to_thread(curl, stack, f"autoconfig.{domain}", "/mail/other.test.mobileconfig",
+    _, _, code = await asyncio.to_thread(curl, stack, f"autoconfig.{domain}", "/mail/other.test.mobileconfig",
                                           ca_file=ca_file)
     assert code == 404  # only the domain the host belongs to
-    rc, _, code = await asyncio.to_thread(curl, stack, "autoconfig.unknown.test", "/mail/config-v1.1.xml",
+    _, _, code = await asyncio.to_thread(curl, stack, "autoconfig.unknown.test", "/mail/config-v1.1.xml",
                                           ca_file=None)
     assert code == 404  # a host that is no domain of this server

@@ -55,7 +55,9 @@ class NginxBackend(Backend):
         self.http_listen = _addresses(opts.get("http_listen"), "[nginx] http_listen")
         self.challenge_dir = self.directory / DIRECTORY_NAME
         # Mail client autoconfiguration (nginx_autoconfig): on unless ``autoconfig = false``.
-        self.autoconfig = opts.get("autoconfig", True) is not False
+        self.autoconfig = opts.get("autoconfig", True)
+        if not isinstance(self.autoconfig, bool):
+            raise ConfigError("[nginx] autoconfig must be true or false")
         self.autodiscover_socket = self.directory / nginx_autoconfig.SOCKET_NAME
 
     def serves_mail(self) -> bool:
