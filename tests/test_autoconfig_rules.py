@@ -152,8 +152,8 @@ def test_nginx_autoconfig_option(tmp_path):
     view = View(S, S, {}, {"webmail.a.test": "1" * 64}, "mx.host.test", {"a.test": "mail.a.test"})
     on = backend().render(view).files
     text = next(iter(on.values())).decode()
-    assert "autoconfig.a.test" in text and "autodiscover.sock" in text and "com.apple.mail.managed" in text
+    assert "autoconfig.a.test" in text and "mirror /certpost-read-body;" in text and "com.apple.mail.managed" in text
     text = next(iter(backend(autoconfig=False).render(view).files.values())).decode()
-    assert "autoconfig.a.test" not in text and "$certpost_autoconfig" not in text and ".sock" not in text
+    assert "autoconfig.a.test" not in text and "$certpost_autoconfig" not in text and "mirror" not in text
     with pytest.raises(ConfigError, match="autoconfig"):
         backend(autoconfig="false")

@@ -105,10 +105,8 @@ def test_dovecot_rendering_is_stable(tmp_path):
 def test_nginx_one_server_and_a_map(tmp_path):
     ng = NginxBackend(config(tmp_path).nginx)
     text = ng.render(VIEW).files[ng.include_file].decode()
-    # One HTTPS server for every name, and the internal Autodiscover server on a Unix socket.
-    assert text.count("server {") == 2
-    assert text.count(" ssl;\n") == 1
-    assert f"listen unix:{ng.directory}/autodiscover.sock;" in text
+    assert text.count("server {") == 1
+    assert "location @certpost_autodiscover {" in text  # autoconfiguration, in the same server
     assert "map $ssl_server_name $certpost_bundle {\n    hostnames;\n" in text
     assert f"    default {ng.bundle_dir}/{S}.pem;\n" in text
     assert f"    webmail.b.test {ng.bundle_dir}/{B}.pem;\n" in text
@@ -124,7 +122,7 @@ def test_nginx_http01_server(tmp_path):
     cfg = config(tmp_path)
     ng = NginxBackend(cfg.nginx, {"http_listen": ["0.0.0.0:80", "[::]:80"]})
     text = ng.render(VIEW).files[ng.include_file].decode()
-    assert text.count("server {") == 3  # HTTPS, internal Autodiscover, plain HTTP
+    assert text.count("server {") == 2
     http = text[text.rindex("server {") :]
     assert "    listen 0.0.0.0:80 default_server;\n    listen [::]:80 default_server;\n" in http
     assert "ssl" not in http

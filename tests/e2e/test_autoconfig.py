@@ -291,3 +291,6 @@ async def test_autodiscover_refuses_hostile_input(client, admin, controller, sta
     _, _, code = await asyncio.to_thread(curl, stack, "autoconfig.unknown.test", "/mail/config-v1.1.xml",
                                           ca_file=None)
     assert code == 404  # a host that is no domain of this server
+    _, _, code = await asyncio.to_thread(curl, stack, "autodiscover.unknown.test", "/autodiscover/autodiscover.xml",
+                                         ca_file=None, data=REQUEST.format(email="joe@unknown.test"))
+    assert code == 404

@@ -58,7 +58,6 @@ class NginxBackend(Backend):
         self.autoconfig = opts.get("autoconfig", True)
         if not isinstance(self.autoconfig, bool):
             raise ConfigError("[nginx] autoconfig must be true or false")
-        self.autodiscover_socket = self.directory / nginx_autoconfig.SOCKET_NAME
 
     def serves_mail(self) -> bool:
         return False
@@ -90,7 +89,7 @@ class NginxBackend(Backend):
             if self.server_extra:
                 lines.append(f"    {self.server_extra}\n")
             if self.autoconfig:
-                lines += nginx_autoconfig.locations(self.autodiscover_socket)
+                lines += nginx_autoconfig.locations()
             if self.upstream:
                 lines.append(
                     "    location / {\n"
@@ -101,8 +100,6 @@ class NginxBackend(Backend):
             else:  # in a location: a server-level return would answer before any location
                 lines.append('    location / {\n        return 200 "webmail\\n";\n    }\n')
             lines.append("}\n")
-            if self.autoconfig:
-                lines += nginx_autoconfig.internal_server(self.autodiscover_socket)
         if self.http_listen:
             lines.append("server {\n")
             lines += [f"    listen {addr} default_server;\n" for addr in self.http_listen]

@@ -8,17 +8,21 @@ cheap reload, as for certificates (ngx_http_map_module, ``hostnames``: ``.a.test
 
     map $host $certpost_autoconfig { hostnames; default ""; .a.test "a.test mail.a.test"; }
 
-Only core modules are used (map, rewrite's ``return``, proxy), so a stock nginx serves it:
+Only modules built into a stock nginx are used (map, rewrite's ``return``, mirror), so a stock nginx serves it:
 
 - Thunderbird: ``GET /mail/config-v1.1.xml`` (on ``autoconfig.<d>``) and
   ``GET /.well-known/autoconfig/mail/config-v1.1.xml`` (on ``<d>``), any query string
   (``?emailaddress=``) accepted and ignored: the document uses ``%EMAILADDRESS%``.
 - Outlook: ``POST /autodiscover/autodiscover.xml``. The answer echoes the request's
-  ``EMailAddress``, which is attacker input. nginx sees a request body only while proxying, so
-  the request is proxied (body not forwarded) to a second ``server`` on a Unix socket in the
-  backend's directory, with the address in a header; both sides extract it with a regular
-  expression that admits only ``[A-Za-z0-9._+-]`` and ``@`` (nothing XML or nginx could
-  interpret), and no valid address gets [MS-OXDSCLI] error 600. Bodies over 16 KiB are 413.
+  ``EMailAddress``, which is attacker input. ``$request_body`` has a value only once some
+  module has read the body: ngx_http_mirror_module reads it (``mirror_request_body`` is on by
+  default) in the precontent phase, for a subrequest to an internal location that answers 204;
+  the content phase then finds no file (``root`` names none), and ``error_page`` hands the
+  request to a named location whose ``return`` builds the answer, the body now in memory
+  (``client_body_in_single_buffer``, at most 16 KiB, else 413). No second listener, no socket.
+  The address is taken from the body by a regular expression that admits only
+  ``[A-Za-z0-9._+-]`` and ``@`` (nothing XML or nginx could interpret); a request without such
+  an address gets [MS-OXDSCLI] error 600.
 - Apple: ``GET /mail/<d>.mobileconfig?email=user@<d>`` (``<d>`` must be the domain the host
   belongs to); the address passes the same filter (``%40`` for ``@`` accepted), an invalid one
   is 400, none gives a profile that asks on the device.
@@ -26,11 +30,7 @@ Only core modules are used (map, rewrite's ``return``, proxy), so a stock nginx 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from app.agent.mailconfig import autodiscover, autodiscover_error, mobileconfig, thunderbird
-
-SOCKET_NAME = "autodiscover.sock"
 
 _LOCAL = r"[A-Za-z0-9._+-]{1,64}"
 _DOMAIN = r"[A-Za-z0-9.-]{1,253}"
@@ -51,10 +51,6 @@ def http_maps(autoconfig: dict[str, str]) -> list[str]:
         # The request body, read while proxying: the first EMailAddress, if it is plain.
         ("map $request_body $certpost_ad_email_in {\n    default \"\";\n"
         f'    "~*<EMailAddress>\\s*({_LOCAL}@{_DOMAIN})\\s*</EMailAddress>" $1;\n}}\n'),
-        # The same filter again on the internal side: only this nginx can set the header, but
-        # the value reaches a document, so it is never trusted unchecked.
-        ("map $http_x_certpost_email $certpost_ad_email {\n    default \"\";\n"
-        f'    "~^({_LOCAL}@{_DOMAIN})$" $1;\n}}\n'),
         ("map $arg_email $certpost_mc_email {\n    default \"\";\n"
         f'    "~^({_LOCAL})(?:@|%40)({_DOMAIN})$" "$1@$2";\n}}\n'),
         # A profile needs UUIDs; $request_id (32 random hex digits) gives two distinct ones.
@@ -72,9 +68,11 @@ def _quoted(text: str) -> str:
     return f"'{text}'"
 
 
-def locations(socket: Path) -> list[str]:
+def locations() -> list[str]:
     """The ``location`` blocks inside the HTTPS ``server`` (before ``location /``)."""
     tb = _quoted(thunderbird(DOMAIN, HOST))
+    answer = _quoted(autodiscover(HOST, "$certpost_ad_email_in"))
+    error = _quoted(autodiscover_error())
     with_user = _quoted(mobileconfig(DOMAIN, HOST, "$certpost_mc_email", "$certpost_uuid_a", "$certpost_uuid_b"))
     without_user = _quoted(mobileconfig(DOMAIN, HOST, None, "$certpost_uuid_a", "$certpost_uuid_b"))
     return [
@@ -88,12 +86,18 @@ def locations(socket: Path) -> list[str]:
         "        if ($request_method != POST) {\n            return 405;\n        }\n",
         "        client_max_body_size 16k;\n        client_body_buffer_size 16k;\n",
         "        client_body_in_single_buffer on;\n",
-        "        proxy_pass_request_body off;\n",
-        '        proxy_set_header Content-Length "";\n',
-        "        proxy_set_header Host $host;\n",
-        "        proxy_set_header X-Certpost-Email $certpost_ad_email_in;\n",
-        "        rewrite ^ /certpost-autodiscover break;\n",
-        f"        proxy_pass http://unix:{socket};\n",
+        "        mirror /certpost-read-body;\n",  # reads the body (see the module docstring)
+        "        root /nonexistent;\n        log_not_found off;\n",
+        # Only 404 (no such file): the 404 and 405 of the checks above answer as they are, as
+        # error pages are not applied again to a redirected request (recursive_error_pages).
+        "        error_page 404 = @certpost_autodiscover;\n",
+        "    }\n",
+        "    location = /certpost-read-body {\n        internal;\n        return 204;\n    }\n",
+        "    location @certpost_autodiscover {\n",
+        f"        {XML}\n",
+        ('        if ($certpost_ad_email_in = "") {\n'
+         f"            return 200 {error};\n        }}\n"),
+        f"        return 200 {answer};\n",
         "    }\n",
         "    location ~ ^/mail/(?<certpost_mc_name>[^/]+)\\.mobileconfig$ {\n",
         "        types { } default_type application/x-apple-aspen-config;\n",
@@ -101,28 +105,8 @@ def locations(socket: Path) -> list[str]:
         '        if ($certpost_ac_domain = "") {\n            return 404;\n        }\n',
         "        if ($certpost_mc_name != $certpost_ac_domain) {\n            return 404;\n        }\n",
         ('        if ($arg_email = "") {\n'
-        f"            return 200 {without_user};\n        }}\n"),
+         f"            return 200 {without_user};\n        }}\n"),
         '        if ($certpost_mc_email = "") {\n            return 400;\n        }\n',
         f"        return 200 {with_user};\n",
         "    }\n",
-    ]
-
-
-def internal_server(socket: Path) -> list[str]:
-    """The ``server`` that writes the Autodiscover answer, reachable only through the socket."""
-    answer = _quoted(autodiscover(HOST, "$certpost_ad_email"))
-    error = _quoted(autodiscover_error())
-    return [
-        "server {\n",
-        f"    listen unix:{socket};\n",
-        "    access_log off;\n",
-        "    location = /certpost-autodiscover {\n",
-        f"        {XML}\n",
-        '        if ($certpost_ac_domain = "") {\n            return 404;\n        }\n',
-        ('        if ($certpost_ad_email = "") {\n'
-        f"            return 200 {error};\n        }}\n"),
-        f"        return 200 {answer};\n",
-        "    }\n",
-        "    location / {\n        return 404;\n    }\n",
-        "}\n",
     ]
