@@ -88,13 +88,14 @@ def locations() -> list[str]:
         "        client_body_in_single_buffer on;\n",
         "        mirror /certpost-read-body;\n",  # reads the body (see the module docstring)
         "        root /nonexistent;\n        log_not_found off;\n",
-        # Only 404 (no such file): the 404 and 405 of the checks above answer as they are, as
-        # error pages are not applied again to a redirected request (recursive_error_pages).
+        # The file that is not there is a 404, and so is the unknown host above, which the named
+        # location therefore refuses again (error pages are not applied twice: its 404 stands).
         "        error_page 404 = @certpost_autodiscover;\n",
         "    }\n",
         "    location = /certpost-read-body {\n        internal;\n        return 204;\n    }\n",
         "    location @certpost_autodiscover {\n",
         f"        {XML}\n",
+        '        if ($certpost_ac_domain = "") {\n            return 404;\n        }\n',
         ('        if ($certpost_ad_email_in = "") {\n'
          f"            return 200 {error};\n        }}\n"),
         f"        return 200 {answer};\n",
