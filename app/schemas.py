@@ -111,6 +111,26 @@ WARNING_CODES = (
 emits it); a new warning adds its code here, so the documented enum stays the closed set."""
 
 
+class Condition(BaseModel):
+    """Why an order, a renewal or a deployment is where it is: one shape for all
+    (``app.kit.conditions``)."""
+
+    code: str = Field(description="A stable slug to branch on, e.g. `dns_update_refused`, `agent_unreachable`.",
+                      examples=["dns_update_refused"])
+    message: str = Field(description="What happened, in English, for people.",
+                         examples=["the DNS server refused the update (REFUSED)"])
+    step: str | None = Field(None, description="Where in a multi-step process it happened: for an order "
+                             "`dns_update`, `http_publish`, `authorization`, `finalize`, `store`, `order`…; for a "
+                             "deployment the agent's step (`stage`, `validate`, `reload`, `verify`…).",
+                             examples=["dns_update"])
+    at: datetime | None = Field(description="When it was observed (UTC); null only for a row written before "
+                                "this shape existed whose time is unknown.", examples=["2026-11-30T09:20:00Z"])
+    details: dict[str, Any] | None = Field(None, description="What only some conditions carry: an ACME CA's "
+                                           "`problem` document (RFC 8555 section 6.7) and `timed_out`; from an "
+                                           "agent its HTTP `status`, `daemon`, the daemon's `message`, "
+                                           "`rolled_back`, `missing`.", examples=[None])
+
+
 class WarningOut(BaseModel):
     """Accepted, but worth telling the user: the answer succeeded and this may make clients warn."""
 

@@ -148,7 +148,9 @@ async def _token(context: AppContext, role: str, account_id: str | None) -> str:
     from app.accounts.service import AccountService
 
     async with context.sessionmaker() as session:
-        _row, token = await AccountService(AccountRepository(session)).create_token(role, account_id)
+        from app.accounts.caller import OPERATOR
+
+        _row, token = await AccountService(AccountRepository(session)).create_token(role, account_id, caller=OPERATOR)
         await session.commit()
     return token
 

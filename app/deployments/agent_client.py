@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from app.kit.conditions import condition
 from app.kit.signing import sign_request
 
 
@@ -34,14 +35,13 @@ class AgentError(Exception):
         self.body = body or {}
         self.status = status
 
-    def as_dict(self) -> dict:
-        out = {"code": self.code, "detail": self.detail}
-        if self.status is not None:
-            out["status"] = self.status
-        for key in ("step", "daemon", "message", "rolled_back", "missing"):
-            if key in self.body:
-                out[key] = self.body[key]
-        return out
+    def condition(self, at) -> dict:
+        """The failure as a deployment stores it (``app.kit.conditions``): the agent's own step,
+        and its HTTP status, daemon, the daemon's words and whether it rolled back as details."""
+        details = {"status": self.status, **{key: self.body.get(key) for key in ("daemon", "message", "rolled_back",
+                                                                                   "missing")}}
+        step = self.body.get("step")
+        return condition(self.code, self.detail, at=at, step=step if isinstance(step, str) else None, details=details)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from app.deployments.outbox import servers_changed
 from app.domains import rules
 from app.domains.models import SERVICES, Domain
 from app.domains.repository import CertificateFacts, DomainFacts, DomainRepository, ServerFacts
+from app.events import EventKind, record
 from app.kit.coverage import is_public_suffix
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.time import utc_now
@@ -153,12 +154,16 @@ class DomainService:
         domain = await self.get_visible(caller, name)
         await self.servers.lock(domain.server_id)
         expected.require(domain_tag(domain.id))
-        mail = await self.repo.bound_certificate(domain.id, "mail")
+        bound = {service: await self.repo.bound_certificate(domain.id, service) for service in SERVICES}
         if not await self.repo.delete_domain(domain.id):
             raise NotFound("domain not found")  # a concurrent DELETE removed it first
-        await self._mail_moved(domain.server_id, domain.id, mail, None)
+        await self._mail_moved(domain.server_id, domain.id, bound["mail"], None)
         await servers_changed(self.repo.session, [domain.server_id], f"domain {domain.name} removed",
                               names={domain.server_id: [rules.service_hostname(s, domain.name) for s in SERVICES]})
+        for service, cert_id in bound.items():
+            if cert_id is not None:  # its bindings went with it
+                self._unbound(caller, domain.name, domain.server_id, domain.account_id, service, cert_id,
+                              reason="domain_deleted")
 
     async def _mail_moved(self, server_id: str, domain_id: str, old: str | None, new: str | None) -> None:
         """Keep ``servers.mail_certificate_count`` (distinct certificates bound as mail) after the
@@ -222,6 +227,11 @@ class DomainService:
                 await self._mail_moved(server.id, domain.id, written.previous, cert.id)
             await servers_changed(self.repo.session, [server.id], f"{service} of {domain.name} bound",
                                   names={server.id: [hostname]})
+            record(self.repo.session, EventKind.BINDING_SET, caller, account_id=domain.account_id,
+                   subjects={"domain": domain.name, "server": server.id, "certificate": cert.id},
+                   data={"service": service, "host_name": hostname, "fingerprint_sha256": cert.fingerprint_sha256,
+                         "previous_certificate_id": written.previous if written.previous != cert.id else None,
+                         "warnings": [w.code for w in warnings]})
         etag = binding_tag(domain.id, service, (await self.repo.binding_rows(domain.id)).get(service))
         return Effective(service, hostname, "binding", cert, warnings, created=written.outcome == "created", etag=etag)
 
@@ -236,6 +246,13 @@ class DomainService:
             await self._mail_moved(domain.server_id, domain.id, unbound, None)
         await servers_changed(self.repo.session, [domain.server_id], f"{service} of {domain.name} unbound",
                               names={domain.server_id: [rules.service_hostname(service, domain.name)]})
+        self._unbound(caller, domain.name, domain.server_id, domain.account_id, service, unbound, reason="unbound")
+
+    def _unbound(self, caller: Caller, domain: str, server_id: str, account_id: str, service: str, cert_id: str, *,
+                 reason: str) -> None:
+        record(self.repo.session, EventKind.BINDING_REMOVED, caller, account_id=account_id,
+               subjects={"domain": domain, "server": server_id, "certificate": cert_id},
+               data={"service": service, "host_name": rules.service_hostname(service, domain), "reason": reason})
 
     async def status(self, caller: Caller, name: str) -> DomainStatus:
         """For each service, the certificate the server presents: the binding, else the default.

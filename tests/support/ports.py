@@ -9,6 +9,7 @@ the next call: both showed up as "Address already in use" on a loaded machine.
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 from pathlib import Path
@@ -17,7 +18,13 @@ _given: set[int] = set()
 
 
 def _range() -> tuple[int, int]:
-    """Ports below /proc/sys/net/ipv4/ip_local_port_range (Linux default 32768-60999)."""
+    """CERTPOST_TEST_PORTS (``low-high``) when set, so that two runs side by side (make test runs
+    SQLite and PostgreSQL at once) never pick the same port; otherwise the ports below
+    /proc/sys/net/ipv4/ip_local_port_range (Linux default 32768-60999)."""
+    chosen = os.environ.get("CERTPOST_TEST_PORTS", "")
+    if chosen:
+        low_text, _, high_text = chosen.partition("-")
+        return int(low_text), int(high_text)
     try:
         low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
