@@ -106,6 +106,7 @@ WARNING_CODES = (
     "self_signed", "certificate_untrusted", "certificate_expiring", "certificate_expired",
     "certificate_not_yet_valid", "server_certificate_untrusted", "no_agent", "not_yet_deployed",
     "deployment_failed", "mail_certificates_over_capacity", "chain_differs", "starttls_server_wide",
+    "autoconfig_names_not_covered",
 )
 """Every warning ``code`` an answer can carry (tests/test_contract.py finds each in the code that
 emits it); a new warning adds its code here, so the documented enum stays the closed set."""
@@ -140,7 +141,9 @@ class WarningOut(BaseModel):
         "server-wide one is untrusted), `no_agent`, `not_yet_deployed`, `deployment_failed` (the server), "
         "`mail_certificates_over_capacity` (Dovecot reloads), `chain_differs` (an identical upload returned the "
         "stored certificate, whose chain differs from the one sent), `starttls_server_wide` (a mail binding behind a "
-        "TLS front: the STARTTLS ports present the server-wide certificate; use the implicit-TLS ports).",
+        "TLS front: the STARTTLS ports present the server-wide certificate; use the implicit-TLS ports), "
+        "`autoconfig_names_not_covered` (the certificate served for `autoconfig.<domain>`/`autodiscover.<domain>` "
+        "does not name them, so mail clients looking up their settings there meet a certificate error).",
         json_schema_extra={"enum": list(WARNING_CODES)},
         examples=["certificate_expiring"],
     )

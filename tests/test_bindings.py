@@ -152,11 +152,13 @@ async def test_tls_status_report(client, admin, test_ca, untrusted_ca, hosted):
     assert status["mail"]["recommended_client_hostname"] is None
     assert status["mail"]["recommendation_reason"] == "server_certificate_untrusted"
     assert status["deployment"]["up_to_date"] is False
-    assert [w["code"] for w in status["warnings"]] == ["no_agent"]
+    # Nothing bound: the server's default is presented for autoconfig.a.test/autodiscover.a.test too.
+    assert [w["code"] for w in status["warnings"]] == ["no_agent", "autoconfig_names_not_covered"]
+    assert status["autoconfig"]["hostname"] == "mx1.hosting.test"  # nothing is warning-free: the host name
     r = await client.patch(f"/v1/servers/{server['id']}", json={"agent_url": "https://mx1.hosting.test:8443"}, headers=admin)
     assert r.status_code == 200
     status = (await client.get("/v1/domains/a.test/tls", headers=customer)).json()
-    assert [w["code"] for w in status["warnings"]] == ["not_yet_deployed"]
+    assert [w["code"] for w in status["warnings"]] == ["not_yet_deployed", "autoconfig_names_not_covered"]
 
     # A trusted server-wide certificate: mail clients should use the server's host name.
     server_cert = await upload(client, admin, test_ca.issue(["mx1.hosting.test"]))
@@ -177,6 +179,9 @@ async def test_tls_status_report(client, admin, test_ca, untrusted_ca, hosted):
     assert mail["notices"] == ["certificate_expiring"]
     assert mail["recommended_client_hostname"] == "mail.a.test"
     assert mail["certificate"]["fingerprint_sha256"] == good["fingerprint_sha256"]
+    # The webmail wildcard covers autoconfig.a.test and autodiscover.a.test: no warning about them.
+    assert status["autoconfig"]["hostname"] == "mail.a.test" and status["autoconfig"]["uncovered_names"] == []
+    assert "autoconfig_names_not_covered" not in [w["code"] for w in status["warnings"]]
 
 
 async def test_server_mail_certificate_rules(client, admin, test_ca, hosted):

@@ -99,6 +99,10 @@ class OrderCreate(Strict):
     key_type: KeyType = Field("ec-p256", description="The new certificate's key.", examples=["ec-p256"])
     bind: list[Literal["webmail", "mail"]] = Field(default_factory=list, description="Bind the result to the domain once issued.",
                                                    examples=[["webmail", "mail"]])
+    autoconfig: bool = Field(
+        False, description="Add `autoconfig.<d>` and `autodiscover.<d>` of each domain the names are under, where "
+        "no name (such as `*.<d>`) covers them already: mail clients fetch their settings there, served with the "
+        "webmail certificate (docs/autoconfig.md).", examples=[False])
     certificate_id: str | None = Field(None, description="Renew or replace this certificate's material in place.",
                                        examples=[None])
 

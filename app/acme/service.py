@@ -25,6 +25,7 @@ from app.acme.schemas import OrderCreate
 from app.certificates.service import CertificateService
 from app.db import new_id, record_worker_work
 from app.kit.crypto import MasterKey, Sealed
+from app.kit.mailclients import with_autoconfig_names
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.outbound import OutboundRefused
 from app.outbound import RESOLVE_TIMEOUT, OutboundGuard
@@ -54,6 +55,9 @@ class UnknownDnsProvider(RuleViolation):
     """The `dns_provider_id` does not name a provider the caller may use."""
 
     code, title = "unknown_dns_provider", "No such DNS provider"
+
+
+ORDER_NAMES_AT_MOST = 100  # OrderCreate.names' bound; Let's Encrypt's limit per certificate
 
 
 class NameNotAllowed(RuleViolation):
@@ -204,6 +208,11 @@ class AcmeService:
             raise WildcardRequiresDns01("a wildcard needs challenge dns-01 (RFC 8555 section 7.1.3)")
         owners = await self._owning_domains(caller, names)
         domains = {d.id: d for d in owners.values()}
+        if body.autoconfig:  # under the same domains, so owned as the names are
+            names = with_autoconfig_names(names, sorted(d.name for d in domains.values()))
+            if len(names) > ORDER_NAMES_AT_MOST:
+                raise NameNotAllowed(f"with the autoconfiguration names the order has {len(names)} names; "
+                                     f"at most {ORDER_NAMES_AT_MOST}")
         domain = next(iter(domains.values())) if len(domains) == 1 else None
         provider_id = None
         if body.challenge == "dns-01":

@@ -39,6 +39,15 @@ def _check_names(mapping: dict[str, str]) -> dict[str, str]:
     return mapping
 
 
+def _check_autoconfig(mapping: dict[str, str | None]) -> dict[str, str | None]:
+    """Domain -> advertised host name (None in a delta: the domain is gone). Both go verbatim
+    into nginx's configuration and the documents clients read: canonical host names only."""
+    for domain, host in mapping.items():
+        if not is_canonical(domain) or (host is not None and not is_canonical(host)):
+            raise ValueError(f"{domain!r}: {host!r} is not a lower-case host name (IDNA A-labels)")
+    return mapping
+
+
 MAX_UPLOAD_BUNDLES = 1000
 
 
@@ -72,10 +81,13 @@ class Desired(BaseModel):
     webmail_default: str
     mail: dict[str, str] = Field(default_factory=dict)
     webmail: dict[str, str] = Field(default_factory=dict)
+    # Mail client autoconfiguration: each domain of the server -> the host name to advertise.
+    autoconfig: dict[str, str] = Field(default_factory=dict)
     bundles: dict[str, BundleIn] = Field(default_factory=dict, repr=False)
 
     _fp = field_validator("server_certificate", "webmail_default")(_check_fp)
     _names = field_validator("mail", "webmail")(_check_names)
+    _autoconfig = field_validator("autoconfig")(_check_autoconfig)
 
     def referenced(self) -> set[str]:
         """Every fingerprint some daemon will serve."""
@@ -87,8 +99,10 @@ class Desired(BaseModel):
         }
 
     def without_bundles(self) -> dict:
-        """The document as persisted in state.json: never any key material."""
-        return self.model_dump(exclude={"bundles"})
+        """The document as persisted in state.json: never any key material. An empty
+        ``autoconfig`` is left out, so a document from a controller without the feature keeps
+        the digest it had (app.kit.digest)."""
+        return self.model_dump(exclude={"bundles"} if self.autoconfig else {"bundles", "autoconfig"})
 
 
 def _check_digest(value: str | None) -> str | None:
@@ -127,11 +141,13 @@ class DesiredDelta(BaseModel):
     webmail_default: str
     mail_changes: dict[str, str | None] = Field(default_factory=dict)
     webmail_changes: dict[str, str | None] = Field(default_factory=dict)
+    autoconfig_changes: dict[str, str | None] = Field(default_factory=dict)
     bundles: dict[str, BundleIn] = Field(default_factory=dict, repr=False)
 
     _fp = field_validator("server_certificate", "webmail_default")(_check_fp)
     _digests = field_validator("base_digest", "digest")(_check_digest)
     _changes = field_validator("mail_changes", "webmail_changes")(_check_changes)
+    _autoconfig = field_validator("autoconfig_changes")(_check_autoconfig)
 
     def resolve(self, applied: dict) -> Desired:
         """The full document: ``applied`` (already validated when it was applied) changed.
@@ -140,7 +156,7 @@ class DesiredDelta(BaseModel):
         so rebuilding does not re-validate thousands of unchanged names.
         """
         maps = {}
-        for field in ("mail", "webmail"):
+        for field in ("mail", "webmail", "autoconfig"):
             names = dict(applied.get(field) or {})
             for name, fp in getattr(self, f"{field}_changes").items():
                 if fp is None:
@@ -155,5 +171,6 @@ class DesiredDelta(BaseModel):
             webmail_default=self.webmail_default,
             mail=maps["mail"],
             webmail=maps["webmail"],
+            autoconfig=maps["autoconfig"],
             bundles=self.bundles,
         )

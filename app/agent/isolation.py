@@ -89,13 +89,22 @@ def held_back(
 
 
 def served_view(desired: View, failures: list[NameFailure]) -> View:
-    """``desired`` with each held-back name put back on what it served before."""
+    """``desired`` with each held-back name put back on what it served before.
+
+    A held-back ``mail.<d>`` that falls back to the server-wide certificate is not advertised
+    to mail clients either: its domain's autoconfiguration names the server's host name, which
+    is what that certificate was made for (the controller's rule cannot know the name failed).
+    """
     if not failures:
         return desired
     maps = {"mail": dict(desired.mail), "webmail": dict(desired.webmail)}
+    autoconfig = dict(desired.autoconfig)
     for failure in failures:
         if failure.serving is None:
             maps[failure.service].pop(failure.name, None)
+            domain = failure.name.split(".", 1)[-1]
+            if failure.service == "mail" and autoconfig.get(domain) == failure.name and desired.server_hostname:
+                autoconfig[domain] = desired.server_hostname
         else:
             maps[failure.service][failure.name] = failure.serving
     return View(
@@ -104,6 +113,7 @@ def served_view(desired: View, failures: list[NameFailure]) -> View:
         maps["mail"],
         maps["webmail"],
         desired.server_hostname,
+        autoconfig,
     )
 
 

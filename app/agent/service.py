@@ -38,6 +38,7 @@ def _view(desired: dict | Desired) -> View:
         dict(d["mail"]),
         dict(d["webmail"]),
         d.get("server_hostname") or "",
+        dict(d.get("autoconfig") or {}),
     )
 
 
@@ -129,7 +130,7 @@ class Agent:
             # Names of the applied document held back on what they served before (isolation).
             "failed_names": st.failed_names or [],
             # What this agent understands beyond full documents; the controller checks it.
-            "features": ["delta-config", "bundle-upload", "observations"],
+            "features": ["delta-config", "bundle-upload", "observations", "autoconfig"],
             # The largest body the request gate accepts; the controller sizes its chunks by it.
             "max_body_bytes": self.config.limits.max_body_bytes,
             # The TLS front this agent runs ([haproxy]), for an operator to compare with the

@@ -22,6 +22,7 @@ from app.accounts.caller import Caller
 from app.context import AppContext
 from app.deployments import applied, transitions
 from app.deployments.agent_client import AgentClient, AgentError
+from app.deployments.autoconfig import domains_of, load_autoconfig
 from app.deployments.bundles import INLINE_AT_MOST, can_upload, read_bundles, upload_bundles
 from app.deployments.claims import release, renew
 from app.deployments.delta import SCALARS, delta_body, name_changes
@@ -59,6 +60,9 @@ class Plan:
     head: dict[str, str]
     base_digest: str | None  # None: the applied document is unknown, send it whole
     changes: dict[str, str | None] = field(default_factory=dict)
+    # Domains whose mail.<d> was marked -> the host name autoconfiguration now advertises
+    # (None: the domain is gone); unchanged values are sent again, which the agent absorbs.
+    autoconfig: dict[str, str | None] = field(default_factory=dict)
     new_fingerprints: set[str] = field(default_factory=set)  # referenced by the delta, not yet applied
 
 
@@ -107,6 +111,9 @@ async def _plan(session, server: Server, generation: int) -> Plan:
     names = await applied.pending(session, server.id)
     desired = await load_names(session, server, names)
     plan.changes = name_changes(await applied.fingerprints(session, server.id, names), desired)
+    marked_domains = domains_of(names)
+    if marked_domains:
+        plan.autoconfig = await load_autoconfig(session, server, marked_domains)
     referenced = {fp for fp in plan.changes.values() if fp} | {head["server_certificate"], head["webmail_default"]}
     before = server.applied_head or {}
     known = {before.get("server_certificate"), before.get("webmail_default")}
@@ -153,7 +160,7 @@ FULL_AFTER = frozenset({"base_mismatch", "digest_mismatch", "invalid_request", "
 
 async def _push_delta(ctx: AppContext, client: AgentClient, plan: Plan) -> Outcome:
     """One request: the changes, and the bundles the applied document did not hold."""
-    body = delta_body(plan.generation, plan.base_digest, plan.head, plan.changes)
+    body = delta_body(plan.generation, plan.base_digest, plan.head, plan.changes, plan.autoconfig)
     new = plan.new_fingerprints
     if len(new) > INLINE_AT_MOST:  # many renewed at once: in chunks ahead, as for a full document
         state = await client.state()
@@ -188,9 +195,9 @@ async def _push_full(ctx: AppContext, client: AgentClient, server_id: str, plan:
         server = await session.get(Server, server_id)
         desired = await load_desired(session, server)
     desired.generation = plan.generation
-    document = desired.document()
-    head = {key: document[key] for key in SCALARS}
     state = await client.state()
+    document = desired.document(autoconfig="autoconfig" in (state.get("features") or []))
+    head = {key: document[key] for key in SCALARS}
     agent_generation = int(state.get("applied_generation", 0))
     if agent_generation == plan.generation and state.get("applied_digest") == config_digest(document):
         return Outcome(True, bytes_sent=client.bytes_sent, response=state, generation=plan.generation,

@@ -31,16 +31,21 @@ def name_changes(applied: Mapping[str, str], desired: Mapping[str, str | None]) 
 
 
 def delta_body(generation: int, base_digest: str, head: Mapping[str, str],
-               changes: Mapping[str, str | None]) -> dict:
-    """The delta document (docs/agent.md) for ``changes`` (host name -> fingerprint or None)."""
+               changes: Mapping[str, str | None], autoconfig: Mapping[str, str | None] | None = None) -> dict:
+    """The delta document (docs/agent.md) for ``changes`` (host name -> fingerprint or None) and
+    ``autoconfig`` (domain -> advertised host name, None: the domain is gone), the latter only
+    when there is one, so an agent without the feature still takes deltas that carry none."""
     split: dict[str, dict[str, str | None]] = {service: {} for service in SERVICES}
     for name, fp in changes.items():
         split[service_of(name)][name] = fp
-    return {
+    body = {
         "generation": generation,
         "base_digest": base_digest,
         **{key: head[key] for key in SCALARS},
         "mail_changes": split["mail"],
         "webmail_changes": split["webmail"],
     }
+    if autoconfig:
+        body["autoconfig_changes"] = dict(sorted(autoconfig.items()))
+    return body
 

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.certificates.models import Certificate
+from app.deployments.autoconfig import load_autoconfig
 from app.domains.models import Binding, Domain
 from app.servers.models import Server
 from app.servers.software import capabilities
@@ -29,10 +30,14 @@ class DesiredConfig:
     mail: dict[str, str] = field(default_factory=dict)  # mail.<d> -> fingerprint
     webmail: dict[str, str] = field(default_factory=dict)  # webmail.<d> -> fingerprint
     certificate_ids: dict[str, str] = field(default_factory=dict)  # fingerprint -> certificate id
+    # Mail client autoconfiguration: every domain -> the host name advertised (autoconfig.py).
+    autoconfig: dict[str, str] = field(default_factory=dict)
 
-    def document(self) -> dict:
-        """The agent's document without bundles (also the API's preview)."""
-        return {
+    def document(self, *, autoconfig: bool = True) -> dict:
+        """The agent's document without bundles (also the API's preview); ``autoconfig`` False
+        for an agent that does not announce the feature (its schema refuses the member). An
+        empty map is left out, as the agent leaves it out of the digest it reports."""
+        document = {
             "generation": self.generation,
             "server_hostname": self.server_hostname,
             "server_certificate": self.server_certificate,
@@ -40,6 +45,9 @@ class DesiredConfig:
             "mail": dict(sorted(self.mail.items())),
             "webmail": dict(sorted(self.webmail.items())),
         }
+        if autoconfig and self.autoconfig:
+            document["autoconfig"] = dict(sorted(self.autoconfig.items()))
+        return document
 
     @property
     def fingerprints(self) -> set[str]:
@@ -79,6 +87,7 @@ async def load_desired(session: AsyncSession, server: Server) -> DesiredConfig:
         target = config.mail if service == "mail" else config.webmail
         target[f"{service}.{domain}"] = fingerprint
         config.certificate_ids[fingerprint] = cert_id
+    config.autoconfig = await load_autoconfig(session, server)
     return config
 
 

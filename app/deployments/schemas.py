@@ -91,6 +91,7 @@ class DesiredConfigOut(BaseModel):
         "generation": 42, "applied_generation": 41, "server_hostname": ex.SERVER_HOSTNAME,
         "server_certificate": ex.SERVER_FINGERPRINT, "webmail_default": ex.SERVER_FINGERPRINT,
         "mail": {"mail.example.com": ex.FINGERPRINT}, "webmail": {"webmail.example.com": ex.FINGERPRINT},
+        "autoconfig": {"example.com": "mail.example.com"},
         "certificates": {ex.FINGERPRINT: ex.CERTIFICATE_ID, ex.SERVER_FINGERPRINT: ex.SERVER_CERTIFICATE_ID},
     }]})
 
@@ -105,5 +106,9 @@ class DesiredConfigOut(BaseModel):
                                  examples=[{"mail.example.com": ex.FINGERPRINT}])
     webmail: dict[str, str] = Field(description="`webmail.<domain>` -> certificate fingerprint.",
                                     examples=[{"webmail.example.com": ex.FINGERPRINT}])
+    autoconfig: dict[str, str] = Field(
+        default_factory=dict, description="Every domain of the server -> the host name mail client autoconfiguration advertises "
+        "(`mail.<domain>` when warning-free, else the server's host name; docs/autoconfig.md).",
+        examples=[{"example.com": "mail.example.com"}])
     certificates: dict[str, str] = Field(description="fingerprint -> certificate id",
                                          examples=[{ex.FINGERPRINT: ex.CERTIFICATE_ID}])

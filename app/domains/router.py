@@ -14,6 +14,8 @@ from app.deps import Admin, Context, CurrentCaller, Session
 from app.domains import rules
 from app.domains.repository import DomainRepository
 from app.domains.schemas import (
+    AdvertisedEndpoint,
+    AutoconfigTls,
     BindingIn,
     BindingOut,
     BindingsOut,
@@ -40,6 +42,7 @@ from app.domains.service import (
 )
 from app.idempotency.http import IDEMPOTENT, IdempotentRoute
 from app.kit.coverage import covers
+from app.kit.mailclients import ENDPOINTS, autoconfig_names
 from app.kit.time import utc_now
 from app.paging import InvalidCursor, PageParams
 from app.preconditions import IfMatch, binding_tag, bindings_tag, domain_tag, tag
@@ -233,6 +236,24 @@ def failure_warning(state: rules.NameDeployment, hostname: str) -> WarningOut:
 def _port_out(port: rules.PortStatus) -> MailPortTls:
     return MailPortTls(port=port.port, protocol=port.protocol, daemon=port.daemon, source=port.source,
                        client_warning=bool(port.reasons), reasons=list(port.reasons))
+def autoconfig_out(domain: str, mail_status: rules.ServiceStatus, webmail_cert, server_hostname: str,
+                   deployed: bool) -> AutoconfigTls:
+    """What autoconfiguration advertises: the same rule the desired document uses."""
+    return AutoconfigTls(
+        hostname=rules.autoconfig_hostname(mail_status, server_hostname),
+        endpoints=[AdvertisedEndpoint(protocol=e.protocol, port=e.port, security=e.security) for e in ENDPOINTS],
+        names=autoconfig_names(domain), uncovered_names=rules.autoconfig_uncovered(webmail_cert, domain),
+        deployed=deployed,
+    )
+
+
+def autoconfig_warning(uncovered: list[str]) -> WarningOut:
+    return WarningOut(
+        code="autoconfig_names_not_covered",
+        message=f"The certificate served for {' and '.join(uncovered)} does not cover "
+        f"{'them' if len(uncovered) > 1 else 'it'}: mail clients that look their settings up there meet a "
+        "certificate error. Bind a webmail certificate that names them too (a wildcard covers them).",
+    )
 
 
 def _presented(cert) -> PresentedCertificate:
@@ -268,6 +289,7 @@ async def tls_status(name: str, caller: CurrentCaller, domains: Domains, ctx: Co
             observed=observed[service],
         )
         if service == "mail":
+            mail_status = status
             parts[service] = MailTls(**common, recommended_client_hostname=status.recommended_client_hostname,
                                      recommendation_reason=status.recommendation_reason,
                                      ports=[_port_out(p) for p in status.ports],
@@ -278,9 +300,13 @@ async def tls_status(name: str, caller: CurrentCaller, domains: Domains, ctx: Co
     warnings = [] if up_to_date else [deployment_warning(server)]
     warnings += [failure_warning(st, effective[s].hostname) for s, st in states.items() if st.state == "failed"]
     warnings += capacity_warnings(server, server.mail_certificate_count, ctx.settings.dovecot_capacity)
+    autoconfig = autoconfig_out(domain.name, mail_status, effective["webmail"].certificate, server.hostname,
+                                up_to_date)
+    if autoconfig.uncovered_names:
+        warnings.append(autoconfig_warning(autoconfig.uncovered_names))
     return ModelResponse(TlsStatus(
         domain=domain.name, server_id=server.id, server_hostname=server.hostname,
-        webmail=parts["webmail"], mail=parts["mail"],
+        webmail=parts["webmail"], mail=parts["mail"], autoconfig=autoconfig,
         deployment=DeploymentState(desired_generation=server.desired_generation,
                                    applied_generation=server.applied_generation, up_to_date=up_to_date),
         warnings=warnings,

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from app.certificates import errors
 from app.kit.coverage import covers, public_suffix_wildcard_for
+from app.kit.mailclients import autoconfig_names
 from app.kit.time import expired
 
 
@@ -214,6 +215,35 @@ def port_statuses(
         if not client_warning_reasons(shown, recommended, now):
             recommended_ports.append(p.port)
     return out, recommended_ports
+def autoconfig_hostname(mail: ServiceStatus, server_hostname: str) -> str:
+    """The host name mail client autoconfiguration advertises for a domain (docs/autoconfig.md).
+
+    ``recommended_client_hostname`` of its mail status: ``mail.<domain>`` when a client would
+    not warn there, else the server's host name when the server-wide certificate is trusted.
+    When neither is warning-free, still the server's host name: that is the name the
+    server-wide certificate was made for, so a user accepts one exception for one name rather
+    than one per domain, and it becomes warning-free as soon as that certificate is secured.
+    """
+    return mail.recommended_client_hostname or server_hostname
+
+
+def mail_names_named(sans: list[str]) -> list[str]:
+    """The ``mail.<d>`` names a certificate's SANs can cover: ``mail.<d>`` itself, or ``<d>``'s
+    wildcard (which covers one label). Used when a server-wide certificate changes: only those
+    domains' mail status (and so their autoconfiguration) can move with it."""
+    out = []
+    for san in sans:
+        if san.startswith("*."):
+            out.append(f"mail.{san[2:]}")
+        elif san.startswith("mail."):
+            out.append(san)
+    return out
+
+
+def autoconfig_uncovered(webmail_cert: CertFacts, domain: str) -> list[str]:
+    """Which of ``autoconfig.<d>`` and ``autodiscover.<d>`` the certificate nginx presents for
+    them (the domain's webmail certificate, else the server's default) does not cover."""
+    return [name for name in autoconfig_names(domain) if not covers(webmail_cert.sans, name)]
 
 
 @dataclass(frozen=True)

@@ -226,6 +226,32 @@ class MailTls(ServiceTls):
         examples=[[465, 993, 995]])
 
 
+class AdvertisedEndpoint(BaseModel):
+    protocol: Literal["imap", "pop3", "smtp"] = Field(description="The protocol (smtp: submission).",
+                                                     examples=["imap"])
+    port: int = Field(description="The port clients are told to use.", examples=[993])
+    security: Literal["tls", "starttls"] = Field(
+        description="`tls`: implicit TLS (RFC 8314, listed first, preferred); `starttls`: second choice.",
+        examples=["tls"])
+
+
+class AutoconfigTls(BaseModel):
+    hostname: str = Field(
+        description="The host name Thunderbird autoconfig, Outlook Autodiscover and the Apple profile tell mail "
+        "clients to use: `recommended_client_hostname` of `mail`, else the server's host name.",
+        examples=["mail.example.com"])
+    endpoints: list[AdvertisedEndpoint] = Field(
+        description="Protocols and ports advertised, in order of preference (implicit TLS first).",
+        examples=[[{"protocol": "imap", "port": 993, "security": "tls"}]])
+    names: list[str] = Field(description="Where clients look the configuration up (served with the webmail "
+                             "certificate).", examples=[["autoconfig.example.com", "autodiscover.example.com"]])
+    uncovered_names: list[str] = Field(
+        description="Those of `names` that the certificate served for them (the webmail one) does not cover; "
+        "each makes the `autoconfig_names_not_covered` warning.", examples=[[]])
+    deployed: bool = Field(description="The server applied the generation that carries this (else it still "
+                           "advertises what the previous configuration said).", examples=[True])
+
+
 class DeploymentState(BaseModel):
     desired_generation: int = Field(description="The server's latest configuration generation.", examples=[42])
     applied_generation: int = Field(description="The generation its agent last applied.", examples=[41])
@@ -260,6 +286,11 @@ class TlsStatus(BaseModel):
         "webmail": {"hostname": "webmail.example.com", **_SERVICE},
         "mail": {"hostname": "mail.example.com", **_SERVICE, "recommended_client_hostname": "mail.example.com",
                  "recommendation_reason": None, "ports": _PORTS, "recommended_ports": [465, 993, 995]},
+        "autoconfig": {"hostname": "mail.example.com",
+                       "endpoints": [{"protocol": "imap", "port": 993, "security": "tls"},
+                                     {"protocol": "imap", "port": 143, "security": "starttls"}],
+                       "names": ["autoconfig.example.com", "autodiscover.example.com"], "uncovered_names": [],
+                       "deployed": False},
         "deployment": {"desired_generation": 42, "applied_generation": 41, "up_to_date": False},
         "warnings": [{"code": "not_yet_deployed", "message": "The server has applied generation 41 of 42: what "
                       "is bound here may not be served yet."}],
@@ -271,6 +302,8 @@ class TlsStatus(BaseModel):
     webmail: ServiceTls = Field(description="What a browser opening `webmail.<domain>` sees.")
     mail: MailTls = Field(description="What a mail client connecting to `mail.<domain>` sees, and what host "
                           "name to configure instead when that warns.")
+    autoconfig: AutoconfigTls = Field(description="What mail client autoconfiguration (Thunderbird, Outlook, "
+                                      "Apple) advertises for this domain (docs/autoconfig.md).")
     deployment: DeploymentState = Field(description="Whether the server applied its latest configuration.")
     warnings: list[WarningOut] = Field([], description="About the server: not yet deployed, a name it could not "
-                                       "serve, Dovecot capacity.")
+                                       "serve, Dovecot capacity, autoconfiguration names not covered.")

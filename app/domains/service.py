@@ -135,7 +135,10 @@ class DomainService:
             await self.repo.add(domain)
         except IntegrityError:
             raise DomainExists(f"{domain_name} is already registered") from None
-        await servers_changed(self.repo.session, [server_id], f"domain {domain_name} added", names={})
+        # mail.<d> is marked although nothing is bound yet: a delivery recomputes the domain's
+        # autoconfiguration for the marked mail names (app/deployments/autoconfig.py).
+        await servers_changed(self.repo.session, [server_id], f"domain {domain_name} added",
+                              names={server_id: [rules.service_hostname("mail", domain_name)]})
         return domain
 
     async def list(self, caller: Caller, *, server_id: str | None, account_id: str | None,

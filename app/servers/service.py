@@ -206,8 +206,12 @@ class ServerService:
         await self._require(expected, server_id)  # the server after the certificate, as a bind locks them
         if server.mail_certificate_id != cert.id:
             previous = server.mail_certificate_id
+            old = await self.repo.session.get(Certificate, previous)
+            # A domain without a mail binding is served this certificate for mail.<d>: where
+            # the old or new one names it, its autoconfiguration may change (rules.py).
+            touched = rules.mail_names_named(cert.sans) + rules.mail_names_named(old.sans if old else [])
             server.mail_certificate_id = cert.id
-            await self._changed(server, "server-wide mail certificate changed")
+            await self._changed(server, "server-wide mail certificate changed", names=touched)
             self._event(EventKind.SERVER_MAIL_CERTIFICATE_CHANGED, caller, server, cert, previous)
         return server, cert, warnings
 
@@ -260,12 +264,14 @@ class ServerService:
         await self.repo.lock(server.id)
         await self.repo.session.refresh(server)
 
-    async def _changed(self, server: Server, reason: str, *, redeploy: bool = True) -> None:
+    async def _changed(self, server: Server, reason: str, *, redeploy: bool = True,
+                       names: list[str] | None = None) -> None:
         """Flush a change of a server-level certificate; a new generation when what the server
-        presents changed (the document's scalars are re-read by every delivery)."""
+        presents changed (the document's scalars are re-read by every delivery; ``names``: host
+        names whose desired state may move with it, see ``set_mail_certificate``)."""
         await self.repo.session.flush()
         if redeploy:
-            await servers_changed(self.repo.session, [server.id], reason, names={})
+            await servers_changed(self.repo.session, [server.id], reason, names={server.id: names or []})
         await self.repo.session.refresh(server)
 
     async def delete(self, server_id: str, expected: Precondition = NO_PRECONDITION) -> None:

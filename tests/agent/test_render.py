@@ -106,6 +106,7 @@ def test_nginx_one_server_and_a_map(tmp_path):
     ng = NginxBackend(config(tmp_path).nginx)
     text = ng.render(VIEW).files[ng.include_file].decode()
     assert text.count("server {") == 1
+    assert "location @certpost_autodiscover {" in text  # autoconfiguration, in the same server
     assert "map $ssl_server_name $certpost_bundle {\n    hostnames;\n" in text
     assert f"    default {ng.bundle_dir}/{S}.pem;\n" in text
     assert f"    webmail.b.test {ng.bundle_dir}/{B}.pem;\n" in text
@@ -113,7 +114,7 @@ def test_nginx_one_server_and_a_map(tmp_path):
         "ssl_certificate $certpost_bundle;" in text
         and "ssl_certificate_key $certpost_bundle;" in text
     )
-    assert 'return 200 "webmail\\n";' in text
+    assert 'location / {\n        return 200 "webmail\\n";' in text
     assert "acme-challenge" not in text  # no http_listen: no plain-HTTP server
 
 

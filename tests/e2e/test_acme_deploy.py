@@ -66,16 +66,20 @@ async def test_wildcard_http01_and_renewal_reach_the_daemons(client, admin, cont
         "key_secret": bind_server.key_secret}}, headers=admin)
     provider_id = r.json()["id"]
 
-    # The recommended path: one wildcard over DNS-01, bound to webmail and mail.
+    # The recommended path: one wildcard over DNS-01, bound to webmail and mail (it already
+    # covers the autoconfiguration names, so asking for them adds none).
     wildcard = await order_and_wait(client, customer, controller, {
         "domain": "z10.test", "wildcard": True, "challenge": "dns-01", "dns_provider_id": provider_id,
-        "bind": ["webmail", "mail"]})
-    # HTTP-01 for webmail.z11.test, answered by the agent's nginx on Pebble's HTTP port.
+        "bind": ["webmail", "mail"], "autoconfig": True})
+    assert wildcard["names"] == ["z10.test", "*.z10.test"]
+    # HTTP-01 for webmail.z11.test and the names mail clients fetch their settings from,
+    # answered by the agent's nginx on Pebble's HTTP port.
     webmail = await order_and_wait(client, customer, controller, {
-        "names": ["webmail.z11.test"], "challenge": "http-01", "bind": ["webmail"]})
+        "names": ["webmail.z11.test"], "challenge": "http-01", "bind": ["webmail"], "autoconfig": True})
     await work_until(controller, server_applied(client, admin, server["id"]))
     assert list((stack.out("nginx") / "acme-challenge").iterdir()) == []  # the answer was withdrawn
-    assert webmail["authorizations"] == [{"identifier": "webmail.z11.test", "challenge": "http-01", "status": "valid"}]
+    assert webmail["authorizations"] == [{"identifier": name, "challenge": "http-01", "status": "valid"} for name in
+                                         ("webmail.z11.test", "autoconfig.z11.test", "autodiscover.z11.test")]
 
     wildcard_fp = (await client.get(f"/v1/certificates/{wildcard['certificate_id']}", headers=customer)).json()["fingerprint_sha256"]
     webmail_fp = (await client.get(f"/v1/certificates/{webmail['certificate_id']}", headers=customer)).json()["fingerprint_sha256"]
@@ -88,6 +92,13 @@ async def test_wildcard_http01_and_renewal_reach_the_daemons(client, admin, cont
     https = stack.ports["https"]
     assert await asyncio.to_thread(probe, https, "https", "webmail.z10.test") == wildcard_fp
     assert await asyncio.to_thread(probe, https, "https", "webmail.z11.test") == webmail_fp
+    # nginx presents each domain's webmail certificate for its autoconfiguration names too.
+    for name in ("autoconfig.z11.test", "autodiscover.z11.test"):
+        assert await asyncio.to_thread(probe, https, "https", name) == webmail_fp
+    for name in ("autoconfig.z10.test", "autodiscover.z10.test"):
+        assert await asyncio.to_thread(probe, https, "https", name) == wildcard_fp
+    status = (await client.get("/v1/domains/z11.test/tls", headers=customer)).json()
+    assert status["autoconfig"]["uncovered_names"] == []
 
     # Renewal: make the wildcard due; the worker renews it, redeploys, and the new serial is served.
     async with controller.sessionmaker() as session:

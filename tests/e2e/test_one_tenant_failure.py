@@ -26,6 +26,11 @@ from tests.support.api import create_domain, create_server, upload, upload_body
 from tests.support.tlsprobe import served_fingerprint
 from tests.support.worker import server_applied, work_until
 
+def names(domain: str) -> list[str]:
+    """Every name the domain's clients reach (mail clients fetch their settings from the last two)."""
+    return [f"mail.{domain}", f"webmail.{domain}", f"autoconfig.{domain}", f"autodiscover.{domain}"]
+
+
 pytestmark = pytest.mark.daemons
 
 
@@ -43,7 +48,7 @@ async def store_legacy(context, account_id: str, issued) -> str:
     """A certificate row as stored before the upload key policy existed; returns its id."""
     material = Material(
         leaf=issued.cert, chain=list(issued.chain), key_pem=issued.key_pem.encode(),
-        sans=["mail.a.test", "webmail.a.test"], fingerprint=issued.fingerprint,
+        sans=names("a.test"), fingerprint=issued.fingerprint,
         self_signed=False, trust=TRUSTED, trust_store=context.trust.identity,
     )
     async with context.sessionmaker() as session:
@@ -86,7 +91,7 @@ async def test_one_tenants_unusable_certificate_fails_only_that_tenant(
     account_b, tenant_b = await customer_headers("tenant b")
     await create_domain(client, admin, "a.test", server["id"], account_a)
     await create_domain(client, admin, "b.test", server["id"], account_b)
-    a1, b1 = test_ca.issue(["mail.a.test", "webmail.a.test"]), test_ca.issue(["mail.b.test", "webmail.b.test"])
+    a1, b1 = test_ca.issue(names("a.test")), test_ca.issue(names("b.test"))
     cert_a = await upload(client, tenant_a, a1)
     cert_b = await upload(client, tenant_b, b1)
     await bind(client, tenant_a, "a.test", cert_a["id"])
@@ -95,7 +100,7 @@ async def test_one_tenants_unusable_certificate_fails_only_that_tenant(
     assert await served_everywhere(stack, "a.test") == {a1.fingerprint}
 
     # Tenant A binds its legacy DSA-2048 certificate.
-    dsa_cert = test_ca.issue(["mail.a.test", "webmail.a.test"], key=dsa.generate_private_key(2048))
+    dsa_cert = test_ca.issue(names("a.test"), key=dsa.generate_private_key(2048))
     legacy_id = await store_legacy(controller, account_a, dsa_cert)
     await bind(client, tenant_a, "a.test", legacy_id)
     await work_until(controller, server_applied(client, admin, server["id"]))
@@ -131,7 +136,7 @@ async def test_one_tenants_unusable_certificate_fails_only_that_tenant(
     assert status_b["warnings"] == []
 
     # Tenant B's later change deploys (as a delta), A stays reported and on what it served.
-    b2 = test_ca.issue(["mail.b.test", "webmail.b.test"])
+    b2 = test_ca.issue(names("b.test"))
     r = await client.put(f"/v1/certificates/{cert_b['id']}", json=upload_body(b2), headers=tenant_b)
     assert r.status_code == 200, r.text
     await work_until(controller, server_applied(client, admin, server["id"]))
@@ -146,7 +151,7 @@ async def test_one_tenants_unusable_certificate_fails_only_that_tenant(
     assert (await tls("b.test", tenant_b))["mail"]["deployment"]["state"] == "deployed"
 
     # A later good change for A clears it.
-    a2 = test_ca.issue(["mail.a.test", "webmail.a.test"])
+    a2 = test_ca.issue(names("a.test"))
     cert_a2 = await upload(client, tenant_a, a2)
     await bind(client, tenant_a, "a.test", cert_a2["id"])
     await work_until(controller, server_applied(client, admin, server["id"]))

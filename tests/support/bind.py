@@ -34,7 +34,7 @@ DEFAULT_ZONES: tuple[str, ...] = ("a.test", *(f"z{i:02d}.test" for i in range(1,
 READONLY_ZONES: tuple[str, ...] = ("locked.test",)
 """Zones the server is authoritative for but the TSIG key may not update (answers REFUSED)."""
 
-HTTP01_HOSTS: tuple[str, ...] = ("", "webmail", "mail", "www")
+HTTP01_HOSTS: tuple[str, ...] = ("", "webmail", "mail", "www", "autoconfig", "autodiscover")
 """Names (relative to each zone; "" is the apex) that get an A record 127.0.0.1 for HTTP-01."""
 
 TSIG_KEY_NAME = "certpost-test."

@@ -64,6 +64,9 @@ class View:
     # The server's own host name: HTTPS presents ``webmail_default`` for it (verified by
     # handshake, app.agent.verify); no backend writes it into a file.
     server_hostname: str = ""
+    # Mail client autoconfiguration: domain -> the host name clients are told to use
+    # (app.agent.backends.nginx_autoconfig); only nginx renders it.
+    autoconfig: dict[str, str] = field(default_factory=dict)
 
 
 def staged_path(live: Path) -> Path:

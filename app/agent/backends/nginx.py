@@ -34,9 +34,11 @@ import re
 import time
 from pathlib import Path
 
+from app.agent.backends import nginx_autoconfig
 from app.agent.backends.base import Backend, Rendered, View
 from app.agent.backends.section import ConfigError
 from app.agent.challenges import DIRECTORY_NAME
+from app.kit.mailclients import autoconfig_names
 
 
 def _addresses(value, key: str) -> list[str]:
@@ -124,6 +126,10 @@ class NginxBackend(Backend):
         self.server_extra = opts.get("server_extra") or ""
         self.http_listen = _addresses(opts.get("http_listen"), "[nginx] http_listen")
         self.challenge_dir = self.directory / DIRECTORY_NAME
+        # Mail client autoconfiguration (nginx_autoconfig): on unless ``autoconfig = false``.
+        self.autoconfig = opts.get("autoconfig", True)
+        if not isinstance(self.autoconfig, bool):
+            raise ConfigError("[nginx] autoconfig must be true or false")
 
     def serves_mail(self) -> bool:
         return False
@@ -141,7 +147,11 @@ class NginxBackend(Backend):
             path = self.bundle_path(view.webmail[name])
             rendered.bundles[path] = view.webmail[name]
             lines.append(f"    {name} {path};\n")
+            if self.autoconfig:  # autoconfig.<d>, autodiscover.<d>: the webmail certificate
+                lines += [f"    {extra} {path};\n" for extra in autoconfig_names(name.split(".", 1)[1])]
         lines.append("}\n")
+        if self.autoconfig and self.listen:
+            lines += nginx_autoconfig.http_maps(view.autoconfig)
         if self.listen:
             lines.append("server {\n")
             lines += [f"    listen {addr} ssl;\n" for addr in self.listen]
@@ -150,6 +160,8 @@ class NginxBackend(Backend):
             )
             if self.server_extra:
                 lines.append(f"    {self.server_extra}\n")
+            if self.autoconfig:
+                lines += nginx_autoconfig.locations()
             if self.upstream:
                 lines.append(
                     "    location / {\n"
@@ -157,8 +169,8 @@ class NginxBackend(Backend):
                     "        proxy_set_header Host $host;\n"
                     "        proxy_set_header X-Forwarded-Proto https;\n    }\n"
                 )
-            else:
-                lines.append('    return 200 "webmail\\n";\n')
+            else:  # in a location: a server-level return would answer before any location
+                lines.append('    location / {\n        return 200 "webmail\\n";\n    }\n')
             lines.append("}\n")
         if self.http_listen:
             lines.append("server {\n")
