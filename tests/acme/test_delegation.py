@@ -119,5 +119,5 @@ async def test_cname_loop_and_dangling_cname_are_coded(client, admin, context, r
     failed = await order(client, context, customer, {"names": [name], "dns_provider_id": zone_b})
     assert failed["status"] == "invalid", failed
     assert failed["error"]["step"] == "dns_update" and failed["error"]["code"] == code, failed["error"]
-    assert why in failed["error"]["detail"]
+    assert why in failed["error"]["message"]
     assert query_txt(f"long.{TARGET}", (delegation_bind.host, delegation_bind.port)) == set()
