@@ -10,7 +10,9 @@ import os
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.kit.outbound import IPNetwork, parse_networks
@@ -66,6 +68,19 @@ class Settings(BaseSettings):
         description="Per-domain mail certificates per server above which a warning shows "
         "(Dovecot 2.3 stays under 5 s per change up to about this many; docs/performance.md).",
     )
+
+    # Operations: logs and Prometheus metrics (docs/operations.md)
+    log_format: Literal["json", "text"] = Field(
+        "json", description="`certpost serve`/`worker`/`agent` log lines: one JSON object per line, or "
+        "plain text (`--log-format` wins). Other commands log text unless this is set.",
+    )
+    metrics_token: SecretStr | None = Field(
+        None, min_length=24,
+        description="Bearer token Prometheus sends to read GET /metrics (a setting of its own, never an "
+        "API token; at least 24 characters, e.g. `openssl rand -hex 32`). Unset: /metrics does not exist.",
+    )
+    metrics_cache_seconds: float = Field(
+        15.0, ge=0, description="How long the database figures of /metrics are reused between scrapes.")
 
     # ACME (RFC 8555)
     acme_directory_url: str = Field(

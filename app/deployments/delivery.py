@@ -257,6 +257,8 @@ async def _record(ctx: AppContext, server_id: str, deployment_id: str, owner: st
                 bytes_sent=outcome.bytes_sent,
             )
         )
+        if agent_answered(outcome):
+            server.agent_contact_at = now
         if not moved:
             deployment.attempts += 1
             deployment.updated_at = now
@@ -287,6 +289,14 @@ async def _record(ctx: AppContext, server_id: str, deployment_id: str, owner: st
                         outcome.error.detail)
         await release(session, server_id, owner)
         await session.commit()
+
+
+def agent_answered(outcome: Outcome) -> bool:
+    """Whether the agent itself replied (over the pinned TLS, so it was this agent): a success,
+    a refusal or a stale generation all say it is alive; a timeout, a refused connection or a
+    certificate that is not the pinned one do not."""
+    return outcome.applied or outcome.agent_ahead is not None or (
+        outcome.error is not None and outcome.error.status is not None)
 
 
 async def _record_applied(session, server: Server, outcome: Outcome) -> None:
