@@ -21,6 +21,7 @@ import contextvars
 import datetime as dt
 import json
 import logging
+import os
 import re
 import sys
 
@@ -103,6 +104,23 @@ def configure(fmt: str = "json", level: int = logging.INFO) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    logging.captureWarnings(True)  # Python's warnings as log lines too, not bare stderr text
+    if fmt == "json":
+        _quiet_resource_tracker()
+
+
+# multiprocessing's resource tracker is a process of its own that inherits stderr and warns there,
+# in plain text, about the semaphores of the certificate reader's workers, which the server
+# terminates on purpose at shutdown (app/certificates/reading.py) and which the tracker then
+# cleans up itself: a notice that would break one-object-per-line and says nothing to act on.
+_TRACKER_NOTICE = "ignore:resource_tracker:UserWarning"
+
+
+def _quiet_resource_tracker() -> None:
+    """Pass the filter to processes started from now on (the tracker reads PYTHONWARNINGS)."""
+    current = os.environ.get("PYTHONWARNINGS", "")
+    if _TRACKER_NOTICE not in current.split(","):
+        os.environ["PYTHONWARNINGS"] = f"{current},{_TRACKER_NOTICE}" if current else _TRACKER_NOTICE
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
         logger.handlers.clear()

@@ -54,7 +54,9 @@ async def read_snapshot(sessionmaker) -> Snapshot:
     now = utc_now()
     async with sessionmaker() as session:
         repo = MetricsRepository(session)
-        snapshot = dict(
+        return Snapshot(
+            taken_at=now,
+            read_seconds=0.0,
             certificates=await repo.certificates_in_use(),
             renewals=await repo.renewal_counts(),
             failing_renewals=await repo.failing_renewals(),
@@ -62,8 +64,7 @@ async def read_snapshot(sessionmaker) -> Snapshot:
             warnings=await DomainTlsRepository(session).warning_counts(now),
             servers=await repo.servers(),
             webhook_deliveries=await repo.webhook_delivery_counts(),
-        )
-    return Snapshot(taken_at=now, read_seconds=time.perf_counter() - started, **snapshot)
+        ).timed(time.perf_counter() - started)
 
 
 class _Families:

@@ -11,6 +11,7 @@ warnings are counts per service and reason. Servers get a handful each (a fleet 
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -35,6 +36,9 @@ class Snapshot:
     warnings: dict[tuple[str, str], int] = field(default_factory=dict)
     servers: list[ServerRow] = field(default_factory=list)
     webhook_deliveries: dict[str, int] = field(default_factory=dict)
+
+    def timed(self, seconds: float) -> Snapshot:
+        return dataclasses.replace(self, read_seconds=seconds)
 
 
 def _gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
