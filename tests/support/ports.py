@@ -9,6 +9,7 @@ the next call: both showed up as "Address already in use" on a loaded machine.
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 from pathlib import Path
@@ -17,7 +18,12 @@ _given: set[int] = set()
 
 
 def _range() -> tuple[int, int]:
-    """Ports below /proc/sys/net/ipv4/ip_local_port_range (Linux default 32768-60999)."""
+    """CERTPOST_TEST_PORTS (``LOW-HIGH``) when set, so that test runs side by side on one machine
+    keep to slices of their own; else ports below /proc/sys/net/ipv4/ip_local_port_range (Linux
+    default 32768-60999)."""
+    low_high = os.environ.get("CERTPOST_TEST_PORTS", "").partition("-")
+    if low_high[0].strip().isdigit() and low_high[2].strip().isdigit():
+        return int(low_high[0]), int(low_high[2])
     try:
         low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
