@@ -74,7 +74,7 @@ class Settings(BaseSettings):
         "plain text (`--log-format` wins). Other commands log text unless this is set.",
     )
     metrics_token: SecretStr | None = Field(
-        None, min_length=24,
+        None,
         description="Bearer token Prometheus sends to read GET /metrics (a setting of its own, never an "
         "API token; at least 24 characters, e.g. `openssl rand -hex 32`). Unset: /metrics does not exist.",
     )
@@ -112,6 +112,21 @@ class Settings(BaseSettings):
         description="`address[:port]` of the DNS server that resolves customer-given host names for "
         "the outbound guard; default: the system resolver (getaddrinfo).",
     )
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
+        """Checked at start: a short or blank token would make /metrics guessable. The message
+        never repeats the value."""
+        from app.kit.metricsendpoint import MIN_TOKEN_LENGTH
+
+        if value is None:
+            return None
+        text = value.get_secret_value()
+        if len(text) < MIN_TOKEN_LENGTH or any(c.isspace() for c in text):
+            raise ValueError(f"must be at least {MIN_TOKEN_LENGTH} characters without spaces "
+                             "(e.g. `openssl rand -hex 32`)")
+        return value
 
     @field_validator("outbound_allow")
     @classmethod

@@ -102,3 +102,22 @@ def test_the_drift_setter_sets_the_drift_gauges():
     checked = {(l["daemon"], l["port"]): v for l, v in families["certpost_agent_drift_checked_names"]}
     assert checked[("postfix", "465")] == 24
     assert families["certpost_agent_drift_last_check_timestamp_seconds"] == [({}, 1_800_000_005)]
+
+
+def test_the_agent_metrics_token_is_checked_at_start(tmp_path):
+    from app.agent.config import ConfigError, parse_config
+    from app.kit.metricsendpoint import token_digest
+
+    base = {"agent": {"state_dir": str(tmp_path), "controller_public_key": "ed25519:x"}}
+    assert parse_config(base).metrics_token_digest is None
+    assert parse_config({**base, "metrics": {"token": AGENT_TOKEN}}).metrics_token_digest == token_digest(AGENT_TOKEN)
+    token_file = tmp_path / "metrics.token"
+    token_file.write_text(AGENT_TOKEN + "\n")
+    assert parse_config({**base, "metrics": {"token_file": str(token_file)}}).metrics_token_digest == \
+        token_digest(AGENT_TOKEN)
+    for bad, words in (({"token": "short"}, "at least 24"), ({"token": AGENT_TOKEN, "token_file": "x"}, "not both"),
+                       ({"token_file": str(tmp_path / "missing")}, "token_file"), ({"tokn": AGENT_TOKEN}, "unknown")):
+        with pytest.raises(ConfigError, match=words) as refused:
+            parse_config({**base, "metrics": bad})
+        assert AGENT_TOKEN not in str(refused.value)
+    assert AGENT_TOKEN not in repr(parse_config({**base, "metrics": {"token": AGENT_TOKEN}}))

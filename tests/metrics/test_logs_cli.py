@@ -113,3 +113,12 @@ def test_serve_log_format_text_is_plain_lines(tmp_path):
             continue
         raise AssertionError(f"a JSON line in text mode: {line}")
     assert any("certpost.access: GET /healthz 200" in line and "[request plain-1]" in line for line in lines)
+
+
+def test_a_weak_metrics_token_stops_serve_with_one_line_that_does_not_repeat_it(tmp_path):
+    env = {**os.environ, "CERTPOST_DATA_DIR": str(tmp_path / "data"), "CERTPOST_METRICS_TOKEN": "guessable secret"}
+    done = subprocess.run([certpost_command(), "serve", "--port", str(free_port())], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("certpost: CERTPOST_METRICS_TOKEN: ") and "24 characters" in done.stderr
+    assert "guessable" not in done.stderr
