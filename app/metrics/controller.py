@@ -8,7 +8,7 @@ global registry, so two apps in one test process do not share series). Two regis
   standard ``process_*`` and ``python_*`` collectors, and ``certpost_metrics_database_up``;
 - the database figures (:mod:`app.metrics.snapshot`): read at scrape time by a few aggregate
   statements (:class:`app.metrics.repository.MetricsRepository`), rendered to text in a worker
-  thread (100,000 certificates are about 15 MB of text and a second of CPU, which must not
+  thread (100,000 certificates are about 20 MB of text and seconds of CPU, which must not
   stall the event loop), and that text kept for ``CERTPOST_METRICS_CACHE_SECONDS``: two
   Prometheus servers scraping, or a scrape retried, do not read the database twice.
 
@@ -45,6 +45,7 @@ from app.outage import is_database_outage
 log = logging.getLogger("certpost.metrics")
 
 # Seconds; from a cached read (a few ms) to a slow list or upload, and a stalled request.
+REFRESH_WAIT = 5.0  # seconds a scrape waits for fresh figures before it gets the previous ones
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -98,27 +99,43 @@ class ControllerMetrics:
                                  registry=self.live)
         self._text = b""
         self._read_at = float("-inf")
-        self._lock: asyncio.Lock | None = None
+        self._refresh: asyncio.Task | None = None
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.http.labels(method, route, str(status)).observe(seconds)
 
     async def render(self, sessionmaker_of: Callable) -> bytes:
         """The exposition text; ``sessionmaker_of()`` gives the application's sessionmaker (read
-        at scrape time: the lifespan builds it after the middleware exists)."""
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
-            if time.monotonic() - self._read_at >= self.cache_seconds:
-                try:
-                    snapshot = await read_snapshot(sessionmaker_of())
-                except Exception as exc:
-                    if not is_database_outage(exc):
-                        raise
-                    log.warning("metrics: cannot read the database figures (%s)", type(exc).__name__)
-                    self.database_up.set(0)
-                else:
-                    self._text = await asyncio.to_thread(render_snapshot, snapshot)
-                    self._read_at = time.monotonic()
-                    self.database_up.set(1)
+        at scrape time: the lifespan builds it after the middleware exists).
+
+        Figures older than ``cache_seconds`` are read again, by one refresh at a time however
+        many scrapes arrive. A scrape waits for it up to ``REFRESH_WAIT`` seconds, then gets the
+        previous figures (their age is in ``certpost_metrics_snapshot_timestamp_seconds``) while
+        the refresh finishes for the next one: at 100,000 certificates on a loaded machine a
+        read takes seconds (docs/performance.md, section 12), and Prometheus gives up on a
+        scrape after 10 s by default. The first scrape waits for its figures."""
+        if self._refresh is None and time.monotonic() - self._read_at >= self.cache_seconds:
+            self._refresh = asyncio.create_task(self._read(sessionmaker_of()), name="certpost-metrics-refresh")
+        if self._refresh is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._refresh), None if not self._text else REFRESH_WAIT)
+            except TimeoutError:
+                pass
+            finally:
+                if self._refresh is not None and self._refresh.done():
+                    task, self._refresh = self._refresh, None
+                    task.result()  # a bug surfaces here (an outage was handled inside)
         return self._text + generate_latest(self.live)
+
+    async def _read(self, sessionmaker) -> None:
+        try:
+            snapshot = await read_snapshot(sessionmaker)
+        except Exception as exc:
+            if not is_database_outage(exc):
+                raise
+            log.warning("metrics: cannot read the database figures (%s)", type(exc).__name__)
+            self.database_up.set(0)
+            return
+        self._text = await asyncio.to_thread(render_snapshot, snapshot)
+        self._read_at = time.monotonic()
+        self.database_up.set(1)

@@ -69,10 +69,13 @@ class MetricsRepository:
             select(Server.mail_certificate_id),
             select(Server.webmail_certificate_id).where(Server.webmail_certificate_id.is_not(None)),
         ).subquery()
-        stmt = select(Certificate.id, Certificate.account_id, Certificate.sans, Certificate.name,
-                      Certificate.source, Certificate.not_after).where(Certificate.id.in_(select(used.c[0])))
-        rows = await self.session.execute(stmt)
-        return [CertificateRow(r[0], r[1], _primary(r[2], r[3]), r[4], r[5]) for r in rows]
+        # The first name is taken in SQL (JSON index, both databases) rather than decoding every
+        # list, and the rows run through Core, not the ORM: at 100,000 rows both cost seconds.
+        first = func.coalesce(Certificate.sans[0].as_string(), Certificate.name, "")
+        stmt = select(Certificate.id, Certificate.account_id, first, Certificate.source,
+                      Certificate.not_after).where(Certificate.id.in_(select(used.c[0])))
+        connection = await self.session.connection()
+        return [CertificateRow(*row) for row in await connection.execute(stmt)]
 
     async def renewal_counts(self) -> dict[str, int]:
         """ACME certificates by renewal status (``scheduled``, ``renewing``, ``failed``)."""

@@ -135,3 +135,24 @@ async def test_request_id_is_echoed_kept_when_safe_and_replaced_otherwise(client
     for hostile in ("a" * 129, 'x"}{"level":"error', "-starts-with-dash", "two words", "é"):
         replaced = await client.get("/healthz", headers={"X-Request-ID": hostile.encode("utf-8")})
         assert replaced.headers["x-request-id"] != hostile and len(replaced.headers["x-request-id"]) == 32
+
+
+async def test_a_database_outage_serves_the_last_figures_and_says_so(context, tmp_path):
+    from app.config import Settings
+    from app.db import create_engine, create_sessionmaker
+    from app.metrics.controller import ControllerMetrics
+    from tests.support.ports import free_port
+
+    metrics = ControllerMetrics(cache_seconds=0)
+    fresh = parse((await metrics.render(lambda: context.sessionmaker)).decode())
+    assert fresh["certpost_metrics_database_up"] == [({}, 1.0)]
+    closed = free_port()  # nothing listens there: connection refused, as when the database is down
+    away = create_engine(Settings(database_url=f"postgresql+asyncpg://certpost@127.0.0.1:{closed}/gone",
+                                  data_dir=tmp_path))
+    try:
+        stale = parse((await metrics.render(lambda: create_sessionmaker(away))).decode())
+    finally:
+        await away.dispose()
+    assert stale["certpost_metrics_database_up"] == [({}, 0.0)]
+    assert stale["certpost_metrics_snapshot_timestamp_seconds"] == fresh["certpost_metrics_snapshot_timestamp_seconds"]
+    assert "certpost_deployments" in stale
