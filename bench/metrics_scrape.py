@@ -1,7 +1,7 @@
 """The controller's /metrics at scale: the database figures for N served certificates (each bound
 as the mail certificate of a domain of its own), on SQLite and PostgreSQL.
 
-    .venv/bin/python bench/metrics_scrape.py [--rows 100000] [--runs 3] [--backends sqlite,postgres]
+    .venv/bin/python bench/metrics_scrape.py [--quick] [--rows 100000] [--runs 3] [--backends sqlite,postgres]
 
 Each backend gets a fresh database built by the real migrations, filled by bulk INSERT (one
 server, N domains, N certificates with one name each, N mail bindings). Timed, median of
@@ -113,7 +113,10 @@ async def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--quick", action="store_true", help="10,000 certificates, one run")
     args = parser.parse_args()
+    if args.quick:
+        args.rows, args.runs = 10_000, 1
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for backend in args.backends.split(","):
