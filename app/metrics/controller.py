@@ -83,7 +83,7 @@ def render_snapshot(snapshot: Snapshot) -> bytes:
 
 
 class ControllerMetrics:
-    def __init__(self, cache_seconds: float = 15.0) -> None:
+    def __init__(self, cache_seconds: float = 60.0) -> None:
         self.cache_seconds = cache_seconds
         self.live = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.live)
