@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import uuid
 from dataclasses import dataclass, field
 
 from sqlalchemy import select, update
@@ -29,6 +30,7 @@ from app.deployments.heartbeat import Heartbeat, LeaseLost
 from app.deployments.models import Deployment, DeploymentAttempt, is_due
 from app.deployments.policy import next_attempt_at
 from app.kit.digest import config_digest
+from app.kit.logs import request_id_var
 from app.kit.time import utc_now
 from app.servers.models import Server
 
@@ -68,11 +70,15 @@ async def deliver(ctx: AppContext, server_id: str, owner: str) -> Outcome | None
     async def keep(session, until) -> bool:
         return await renew(session, server_id, owner, until)
 
+    # One id for the delivery's log lines here and the agent's access lines for its requests.
+    token = request_id_var.set(f"delivery-{server_id}-{uuid.uuid4().hex[:8]}")
     try:
         async with Heartbeat(ctx, keep, name=f"deliver:{server_id}"):
             return await _deliver(ctx, server_id, owner)
     except LeaseLost:
         return None
+    finally:
+        request_id_var.reset(token)
 
 
 async def _deliver(ctx: AppContext, server_id: str, owner: str) -> Outcome | None:

@@ -85,6 +85,8 @@ async def test_a_delivery_shows_on_both_sides(agent, controller, admin, context)
     access = [r for r in lines if r["logger"] == "certpost.agent.access"]
     config = [r for r in access if r.get("route") == "/v1/config"]
     assert config and config[0]["status"] == 200 and config[0]["method"] == "PUT"
+    # The controller's delivery sent its own id: both sides' lines of one delivery share it.
+    assert config[0]["request_id"].startswith(f"delivery-{server['id']}-")
     assert {"time", "level", "logger", "message", "request_id", "duration_ms"} <= config[0].keys()
     assert any(r.get("request_id") == "scrape-1" and r.get("route") == "/metrics" for r in access)
     # The pushed document carried the server certificate's private key; the scrape the token.
