@@ -156,3 +156,32 @@ async def test_a_database_outage_serves_the_last_figures_and_says_so(context, tm
     assert stale["certpost_metrics_database_up"] == [({}, 0.0)]
     assert stale["certpost_metrics_snapshot_timestamp_seconds"] == fresh["certpost_metrics_snapshot_timestamp_seconds"]
     assert "certpost_deployments" in stale
+
+
+async def test_order_and_renewal_outcomes(metrics_client, context, admin, customer_headers, test_ca):
+    """Orders by purpose and status, ACME certificates by renewal status, and the attempts of
+    each failing renewal, as the worker leaves them in the database."""
+    from sqlalchemy import update
+
+    from app.acme.models import CertificateOrder
+    from app.certificates.models import Certificate
+
+    account, customer = await customer_headers()
+    failing = await upload(metrics_client, customer, test_ca.issue(["shop.test"]))
+    renewed = await upload(metrics_client, customer, test_ca.issue(["blog.test"]))
+    async with context.sessionmaker() as session:
+        await session.execute(update(Certificate).where(Certificate.id == failing["id"]).values(
+            source="acme", renewal_status="failed", renewal_attempts=3))
+        await session.execute(update(Certificate).where(Certificate.id == renewed["id"]).values(
+            source="acme", renewal_status="scheduled"))
+        for purpose, status in (("new", "valid"), ("renewal", "valid"), ("renewal", "invalid"), ("renewal", "invalid")):
+            session.add(CertificateOrder(account_id=account, names=["shop.test"], challenge="dns-01", key_type="ec-p256",
+                                         purpose=purpose, status=status))
+        await session.commit()
+    _, families = await scrape(metrics_client)
+    orders = {(l["purpose"], l["status"]): v for l, v in families["certpost_acme_orders"]}
+    assert orders == {("new", "valid"): 1, ("renewal", "valid"): 1, ("renewal", "invalid"): 2}
+    renewals = {l["status"]: v for l, v in families["certpost_certificate_renewals"]}
+    assert renewals["failed"] == 1 and renewals["scheduled"] == 1 and renewals["renewing"] == 0
+    assert families["certpost_certificate_renewal_failed_attempts"] == [
+        ({"certificate_id": failing["id"], "account_id": account, "name": "shop.test"}, 3.0)]
