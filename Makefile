@@ -1,7 +1,7 @@
 # certpost: `make run` serves the API with the embedded SQLite default and its worker
 # (`make run PORT=8080 HOST=0.0.0.0` to listen elsewhere; unset, CERTPOST_PORT/CERTPOST_HOST or
 # 127.0.0.1:8000); `make test` installs what the tests need and runs the whole suite on SQLite
-# and PostgreSQL.
+# and PostgreSQL at the same time (scripts/run-tests.sh).
 PYTHON ?= python3
 HOST   ?=
 PORT   ?=
@@ -26,8 +26,7 @@ test-deps: $(STAMP)
 	bash scripts/ensure-postgres.sh
 
 test: test-deps
-	CERTPOST_TEST_DB=sqlite $(BIN)/python -m pytest $(PYTEST_ARGS)
-	CERTPOST_TEST_DB=postgres $(BIN)/python -m pytest $(PYTEST_ARGS)
+	PYTHON=$(BIN)/python bash scripts/run-tests.sh $(PYTEST_ARGS)
 
 test-sqlite: test-deps
 	CERTPOST_TEST_DB=sqlite $(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -109,7 +109,9 @@ async def _create_token(settings: Settings, role: str, account_id: str | None, d
     async def create(service):
         if only_if_none and await service.has_tokens():
             return None
-        _row, text = await service.create_token(role, account_id, description)
+        from app.accounts.caller import OPERATOR
+
+        _row, text = await service.create_token(role, account_id, description, caller=OPERATOR)
         return text
 
     return await _with_accounts(settings, create, commit=True)
@@ -174,6 +176,7 @@ def cmd_serve(args, settings: Settings) -> None:
 
     _limit_malloc_arenas()
     _check_trust_bundle(settings)
+    tls = _tls(settings)  # a wrong TLS setting fails before anything else runs
     _migrate_apart(args.debug, args.log_format)
     ctx = AppContext.build(settings)  # refuses a master key readable by others, before serving
     with _database(settings):
@@ -188,12 +191,27 @@ def cmd_serve(args, settings: Settings) -> None:
     # log_config=None: uvicorn's own lines go through the handler main() installed (JSON or
     # text); its access log is off, app.kit.requestlog writes one line per request instead.
     uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False, log_config=None,
-                access_log=False)
+                access_log=False, **tls)
+
+
+def _tls(settings: Settings) -> dict:
+    """uvicorn's TLS arguments from CERTPOST_TLS_CERT_FILE / CERTPOST_TLS_KEY_FILE (both or neither)."""
+    if (settings.tls_cert_file is None) != (settings.tls_key_file is None):
+        raise CommandError("set both CERTPOST_TLS_CERT_FILE and CERTPOST_TLS_KEY_FILE, or neither")
+    if settings.tls_cert_file is None:
+        return {}
+    for path in (settings.tls_cert_file, settings.tls_key_file):
+        if not path.is_file():
+            raise CommandError(f"{path}: no such file (CERTPOST_TLS_CERT_FILE / CERTPOST_TLS_KEY_FILE)")
+    from app.enrolment.service import controller_tls_fingerprint
+
+    print(f"certpost: serving HTTPS; certificate SHA-256 {controller_tls_fingerprint(settings)}", flush=True)
+    return {"ssl_certfile": str(settings.tls_cert_file), "ssl_keyfile": str(settings.tls_key_file)}
 
 
 def cmd_worker(_args, settings: Settings) -> None:
     from app.context import AppContext
-    from app.deployments.worker import run_forever
+    from app.scheduler.worker import run_forever
 
     _limit_malloc_arenas()
     _check_trust_bundle(settings)
@@ -209,8 +227,31 @@ def cmd_worker(_args, settings: Settings) -> None:
     asyncio.run(main())
 
 
+def cmd_agent_enroll(args) -> None:
+    """``certpost agent enroll``: see app/agent/enrol.py for the order of its steps."""
+    from pathlib import Path
+
+    from app.agent.enrol import EnrolError, enrol
+
+    try:
+        done = enrol(args.controller, args.token, config_path=Path(args.enroll_config), pin=args.pin,
+                     ca_bundle=Path(args.ca_bundle) if args.ca_bundle else None, agent_url=args.agent_url,
+                     listen=args.listen, hostname=args.hostname, insecure_http=args.insecure_http)
+    except (EnrolError, OSError) as exc:
+        sys.exit(f"certpost agent enroll: {exc}")
+    print(f"certpost: enrolled as the agent of server {done.server_name} ({done.server_id})")
+    print(f"  agent URL {done.agent_url}, TLS fingerprint {done.fingerprint}")
+    print(f"  configuration written to {done.config_path}; start the agent: certpost agent --config {done.config_path}")
+
+
 def cmd_agent(args, _settings: Settings) -> None:
     from app.agent.apply import ApplyFailed
+
+    if getattr(args, "agent_command", None) == "enroll":
+        cmd_agent_enroll(args)
+        return
+    if not args.config:
+        raise CommandError("certpost agent needs --config FILE (or: certpost agent enroll ...)")
     from app.agent.config import ConfigError
     from app.agent.main import prepare_only, run_agent
 
@@ -264,6 +305,7 @@ def cmd_tokens_list(args, settings: Settings) -> None:
 
 def cmd_tokens_revoke(args, settings: Settings) -> None:
     """Takes a token's id, or the whole token text (``cpt_<id>_<secret>``) as it was handed out."""
+    from app.accounts.caller import OPERATOR
     from app.accounts.tokens import parse_token
     from app.problems import NotFound
 
@@ -272,7 +314,8 @@ def cmd_tokens_revoke(args, settings: Settings) -> None:
     _require_existing_database(settings)
     try:
         with _database(settings):
-            asyncio.run(_with_accounts(settings, lambda service: service.revoke_token(token_id), commit=True))
+            asyncio.run(_with_accounts(settings, lambda service: service.revoke_token(token_id, caller=OPERATOR),
+                                     commit=True))
     except NotFound as exc:
         raise CommandError(
             f"no token {token_id} (or it is already revoked); `certpost tokens list` shows them") from exc
@@ -340,13 +383,31 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=cmd_worker)
     agent = sub.add_parser("agent", help="run the agent on a mail server")
     _add_log_format(agent)
-    agent.add_argument("--config", required=True, help="the agent's TOML config file")
+    agent.add_argument("--config", help="the agent's TOML config file")
     agent.add_argument(
         "--prepare-only",
         action="store_true",
         help="write the TLS identity and the daemons' bootstrap files, print the fingerprint, exit",
     )
     agent.set_defaults(func=cmd_agent)
+    agent_sub = agent.add_subparsers(dest="agent_command", required=False)
+    enroll = agent_sub.add_parser(
+        "enroll", help="register this agent with the controller using a one-time enrolment token")
+    enroll.add_argument("--controller", required=True, help="the controller's URL, e.g. https://certpost.example:8443")
+    enroll.add_argument("--token", required=True, help="the enrolment token (cpe_...) an administrator made")
+    trust = enroll.add_mutually_exclusive_group()
+    trust.add_argument("--pin", help="sha256:<hex> of the controller's TLS certificate (printed with the token)")
+    trust.add_argument("--ca-bundle", help="PEM roots to verify the controller's certificate against")
+    enroll.add_argument("--config", dest="enroll_config", default="/etc/certpost/agent.toml",
+                        help="the agent's TOML config file, created or updated (default /etc/certpost/agent.toml)")
+    enroll.add_argument("--listen", help="HOST:PORT the agent listens on (written to [listen]; default 0.0.0.0:8750 "
+                        "when the file sets no port)")
+    enroll.add_argument("--agent-url", help="https:// URL where the controller reaches this agent "
+                        "(default https://<hostname>:<port>)")
+    enroll.add_argument("--hostname", help="this server's host name, when the config sets none "
+                        "(default: the host name registered at the controller)")
+    enroll.add_argument("--insecure-http", action="store_true",
+                        help="allow an http:// controller URL (token and key unprotected: trusted networks only)")
     sub.add_parser("migrate", help="apply the database migrations").set_defaults(func=cmd_migrate)
     tokens = sub.add_parser("tokens", help="manage API tokens")
     tokens_sub = tokens.add_subparsers(dest="tokens_command", required=True)
@@ -407,6 +468,11 @@ def main(argv: list[str] | None = None) -> None:
         args.func(args, get_settings())
     except KeyboardInterrupt:
         sys.exit(130)
+    except BrokenPipeError:
+        # `certpost openapi | head` closed the pipe early: what the reader wanted it has; say
+        # nothing, and keep the interpreter's final flush from raising again (Python's signal docs).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
     except Exception as exc:
         line = None if args.debug else user_error(exc)
         if line is None:

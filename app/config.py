@@ -50,6 +50,17 @@ class Settings(BaseSettings):
     controller_key_file: Path | None = Field(
         None, description="Ed25519 key that signs pushes to agents; default data_dir/controller.key."
     )
+    tls_cert_file: Path | None = Field(
+        None, description="PEM certificate (leaf first, then its chain) for `certpost serve` to serve HTTPS; "
+        "with tls_key_file. Unset: plain HTTP (behind a TLS-terminating reverse proxy, say).",
+    )
+    tls_key_file: Path | None = Field(None, description="The PEM private key of tls_cert_file.")
+    public_url: str | None = Field(
+        None, description="The controller's URL as agents reach it (e.g. https://certpost.example.net:8443), "
+        "printed in the enrolment command; default: the URL the admin's request came to.",
+    )
+    enrolment_token_seconds: int = Field(
+        3600, ge=60, le=7 * 86400, description="Default lifetime of an agent enrolment token.")
     max_body_bytes: int = Field(1024 * 1024, gt=0)
     expiring_days: int = Field(30, ge=0, description="Binding warns when the certificate expires sooner.")
     run_worker: bool = Field(True, description="Run the deployment worker inside `certpost serve`.")
@@ -80,7 +91,7 @@ class Settings(BaseSettings):
     )
     metrics_cache_seconds: float = Field(
         60.0, ge=0, description="How long the database figures of /metrics are reused between scrapes "
-        "(reading them costs seconds at 100,000 certificates: docs/performance.md, section 12).")
+        "(reading them costs seconds at 100,000 certificates: docs/performance.md, section 13).")
 
     # ACME (RFC 8555)
     acme_directory_url: str = Field(
@@ -98,8 +109,31 @@ class Settings(BaseSettings):
                                "and the CA's Retry-After wins.")
     acme_order_timeout: float = Field(600.0, gt=0)
     renewal_check_seconds: float = Field(300.0, gt=0, description="How often the worker looks for due renewals.")
+    drift_poll_seconds: float = Field(
+        300.0, ge=0, description="How often the worker reads each agent's drift observations "
+        "(GET /v1/observations on the agent); 0: never.")
+    drift_repair: bool = Field(
+        True, description="Schedule a delivery that repairs a server whose ports were seen serving something else "
+        "than its agent applied; false: only record it (events, TLS status).")
+    drift_repair_backoff_seconds: float = Field(
+        600.0, ge=0, description="After scheduling a delivery to repair a drifted server, how long the worker "
+        "waits before scheduling another one for drift.")
     renewal_retry_base_seconds: float = Field(300.0, gt=0)
     renewal_retry_max_seconds: float = Field(6 * 3600.0, gt=0)
+
+    # Webhooks (app/webhooks/, docs/webhooks.md) and expiry notices (app/expiry/)
+    webhook_retry_schedule: str = Field(
+        "5,300,1800,7200,18000,36000,36000",  # app.webhooks.policy.DEFAULT_SCHEDULE_TEXT
+        description="Seconds to wait before each retry of a failed webhook delivery, comma-separated "
+        "(+-10 % jitter); once spent, the delivery is `failed`. Default: about a day (Standard Webhooks' example).",
+    )
+    webhook_timeout_seconds: float = Field(15.0, gt=0, description="Longest a webhook attempt may take in all.")
+    webhook_disable_after_seconds: float = Field(
+        86400.0, gt=0, description="A webhook whose attempts have all failed for this long is disabled "
+        "(event `webhook.disabled`).")
+    webhook_concurrency: int = Field(4, ge=1, le=64, description="Requests in flight to one webhook at once.")
+    expiry_check_seconds: float = Field(
+        3600.0, gt=0, description="How often the worker looks for bound certificates nearing expiry.")
 
     # Outbound requests on a customer's behalf (app/outbound.py): public unicast on port 53 only.
     outbound_allow: str = Field(
@@ -134,6 +168,20 @@ class Settings(BaseSettings):
     def _valid_cidrs(cls, value: str) -> str:
         parse_networks(value.split(","))  # a typo fails at start, not at the first order
         return value
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _valid_schedule(cls, value: str) -> str:
+        from app.webhooks.policy import parse_schedule
+
+        parse_schedule(value)
+        return value
+
+    @property
+    def webhook_retry_delays(self) -> tuple[float, ...]:
+        from app.webhooks.policy import parse_schedule
+
+        return parse_schedule(self.webhook_retry_schedule)
 
     @property
     def outbound_allow_networks(self) -> tuple[IPNetwork, ...]:

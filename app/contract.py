@@ -25,11 +25,17 @@ TAGS: list[dict[str, str]] = [
      "self-signed, list with filters, replace in place, delete. Keys are write-only."},
     {"name": "acme", "description": "ACME issuance: DNS providers for dns-01, certificate orders run by the "
      "worker, and renewing a certificate now."},
+    {"name": "events", "description": "The audit trail: every change a token or the worker made (certificates, "
+     "orders, renewals, bindings, server-level certificates, deployments, tokens), with its author; a customer "
+     "sees its own account's events."},
+    {"name": "webhooks", "description": "Signed HTTP callbacks for events (Standard Webhooks 1.0): a URL, "
+     "the event kinds it wants, its deliveries with every attempt, redelivery. A customer's webhook gets its own "
+     "account's events and may only reach public addresses."},
     {"name": "operations", "description": "Liveness and readiness for load balancers and orchestrators; "
      "no token needed."},
 ]
 
-PATH_PARAMETERS: dict[str, tuple[str, str]] = {
+PATH_PARAMETERS: dict[str, tuple[str, str | int]] = {
     "name": ("The domain name (A-labels or Unicode), e.g. `example.com`.", "example.com"),
     "service": ("`webmail` (the name `webmail.<domain>`) or `mail` (the name `mail.<domain>`).", "mail"),
     "server_id": ("The server's id, as `POST /v1/servers` returned it.", "5b0f3c2e-8a41-4d5e-9f6a-1c2d3e4f5a6b"),
@@ -38,7 +44,15 @@ PATH_PARAMETERS: dict[str, tuple[str, str]] = {
     "provider_id": ("The DNS provider's id.", "3e2d1c0b-9a8f-4e7d-b6c5-a4b3c2d1e0f9"),
     "order_id": ("The certificate order's id, from the `Location` of `POST /v1/certificate-orders`.",
                  "7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d"),
+    "event_id": ("The event's id (an increasing integer).", 1),
     "token_id": ("The token's id (not its secret).", "1d2c3b4a-5f6e-4d7c-8b9a-0f1e2d3c4b5a"),
+    "request_id": ("The certificate request's id, from the `Location` of `POST /v1/certificate-requests`.",
+                   "4c3b2a19-0f8e-4d7c-9b6a-5f4e3d2c1b0a"),
+    "enrolment_token_id": ("The enrolment token's id (not the token).", "2f1e0d9c-8b7a-4695-a4b3-c2d1e0f9a8b7"),
+    "webhook_id": ("The webhook's id, from the `Location` of `POST /v1/webhooks`.",
+                   "4c3b2a19-8f7e-4d6c-9b5a-3f2e1d0c9b8a"),
+    "delivery_id": ("The delivery's id (its `webhook-id` header), from the webhook's delivery list.",
+                    "b1a2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d"),
 }
 """Path parameters by name: one description for every operation that names a resource the same way."""
 
@@ -53,10 +67,12 @@ def _resolve(doc: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def example_of(doc: dict[str, Any], schema: dict[str, Any]) -> Any:
-    """The schema's first example, following a ``$ref`` or an array of one; None when it has none."""
+    """The schema's first example, following a ``$ref``, an array of one or a ``oneOf``; None when it has none."""
     schema = _resolve(doc, schema)
     if schema.get("examples"):
         return copy.deepcopy(schema["examples"][0])
+    if schema.get("oneOf"):  # a union discriminated by a kind: the first kind's example
+        return example_of(doc, schema["oneOf"][0])
     if schema.get("type") == "array" and "items" in schema:
         item = example_of(doc, schema["items"])
         return None if item is None else [item]

@@ -167,6 +167,24 @@ def _forget_transaction_info(session: Session, transaction) -> None:
         session.info.pop("transaction", None)
 
 
+BEFORE_COMMIT = "before_commit"
+
+
+def before_commit(session, key: str, hook) -> None:
+    """Run ``hook(sync_session)`` once when this transaction commits, before COMMIT is sent (the
+    event log writes its rows there, ``app.events.recorder``). ``key`` makes it once: a second
+    registration under the same key replaces the first. A rollback forgets it with the rest
+    of the transaction's ``info``."""
+    sync = getattr(session, "sync_session", session)
+    sync.info.setdefault("transaction", {}).setdefault(BEFORE_COMMIT, {})[key] = hook
+
+
+@event.listens_for(TransactionalSession, "before_commit")
+def _run_before_commit(session: Session) -> None:
+    for hook in list(session.info.get("transaction", {}).get(BEFORE_COMMIT, {}).values()):
+        hook(session)
+
+
 WORKER_WORK = "worker_work"
 
 

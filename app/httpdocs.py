@@ -5,7 +5,9 @@ Idempotency-Key) and the refusals they bring, from the routes themselves where i
 - an operation that takes ``If-Match`` may answer 412 ``precondition_failed``;
 - an operation that takes ``Idempotency-Key`` may answer 409 ``idempotency_key_in_flight`` and
   422 ``idempotency_key_reused``, and its success may be a replay (``Idempotent-Replayed``);
-- the operations in ``ETAG_OPERATIONS`` document the ``ETag`` they send.
+- the operations in ``ETAG_OPERATIONS`` document the ``ETag`` they send;
+- every other GET answering JSON documents the body's ``ETag``, ``If-None-Match`` and its 304
+  (app/conditional.py).
 """
 
 from __future__ import annotations
@@ -32,6 +34,19 @@ LOCATION = {"description": "The URL of what was created (a 202: of the order or 
             "schema": _STRING}
 ETAG = {"description": "A strong entity tag of the resource's stored state: send it as `If-Match` "
         "on a later write of the same resource.", "schema": _STRING}
+BODY_ETAG = {"description": "A strong entity tag of this exact body: send it as `If-None-Match` on the "
+             "next poll to get 304 with no body while nothing changed.", "schema": _STRING}
+CACHE_CONTROL = {"description": "`private, no-cache`: the answer depends on the token; revalidate before reuse.",
+                 "schema": _STRING}
+IF_NONE_MATCH = {
+    "name": "If-None-Match", "in": "header", "required": False,
+    "description": "Optional. The `ETag` of the answer you hold; if the answer now would be the same bytes, "
+                   "304 with no body (RFC 9110 section 13.1.2). The answer is computed afresh every time, so a "
+                   "304 never hides a change.",
+    "schema": _STRING, "example": '"Xq2J6dW1d8C0m1bV3hQZxw"',
+}
+NOT_MODIFIED = {"description": "Not Modified: the answer is the one whose `ETag` you sent (no body).",
+                "headers": {"ETag": BODY_ETAG}}
 REPLAYED = {"description": "`true` when this is the stored first response to the same `Idempotency-Key`.",
             "schema": _STRING}
 
@@ -53,6 +68,11 @@ def document_http(doc: dict[str, Any]) -> dict[str, Any]:
                     response.setdefault("headers", {})["ETag"] = ETAG
                 if "Idempotency-Key" in headers and status.startswith("2"):
                     response.setdefault("headers", {})["Idempotent-Replayed"] = REPLAYED
+            if method == "get" and path.startswith("/v1/") and (method, path) not in ETAG_OPERATIONS \
+                    and "application/json" in responses.get("200", {}).get("content", {}):
+                responses["200"].setdefault("headers", {}).update({"ETag": BODY_ETAG, "Cache-Control": CACHE_CONTROL})
+                responses["304"] = NOT_MODIFIED
+                operation.setdefault("parameters", []).append(IF_NONE_MATCH)
             if "If-Match" in headers:
                 add_problem(responses, PreconditionFailed)
             if "Idempotency-Key" in headers:

@@ -20,14 +20,18 @@ from sqlalchemy import text
 
 from app.accounts.router import router as accounts_router
 from app.acme.router import router as acme_router
+from app.certificate_requests.router import router as certificate_requests_router
 from app.certificates.router import router as certificates_router
 from app.certificates.trust import refresh_stored as refresh_stored_trust
 from app.config import Settings, get_settings
 from app.context import AppContext
+from app.conditional import ConditionalGet
 from app.contract import TAGS
 from app.deployments.router import router as deployments_router
 from app.domains.router import router as domains_router
 from app.domains.tls_router import router as domain_tls_router
+from app.enrolment.router import router as enrolment_router
+from app.events.router import router as events_router
 from app.inputs import refuse_control_characters, refuse_unknown_parameters
 from app.kit.metricsendpoint import MetricsEndpoint, token_digest
 from app.kit.requestlog import RequestLog
@@ -36,6 +40,7 @@ from app.metrics.controller import ControllerMetrics
 from app.outage import database_unavailable, install_outage_handlers
 from app.problems import install_handlers, install_problem_pages
 from app.servers.router import router as servers_router
+from app.webhooks.router import router as webhooks_router
 
 DESCRIPTION = """
 certpost stores TLS certificates for hosted webmail and mail, binds them to domains and
@@ -64,7 +69,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         await refresh_stored_trust(ctx.sessionmaker, ctx.trust)
         worker_task = None
         if run_worker if run_worker is not None else settings.run_worker:
-            from app.deployments.worker import run_forever
+            from app.scheduler.worker import run_forever
 
             worker_task = asyncio.create_task(run_forever(ctx), name="certpost-worker")
         try:
@@ -93,9 +98,10 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     install_handlers(app)
     install_outage_handlers(app, asyncpg_errors=not settings.resolved_database_url.startswith("sqlite"))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ConditionalGet)
     _install_observability(app, settings)
     for router in (accounts_router, servers_router, deployments_router, domains_router, domain_tls_router, certificates_router,
-                   acme_router):
+                   certificate_requests_router, enrolment_router, acme_router, events_router, webhooks_router):
         app.include_router(router)
     _install_ops_routes(app)
     _install_docs(app)

@@ -1,7 +1,7 @@
 """The outbound guard: resolve a customer-given host, allow it only if every address passes.
 
 Used wherever certpost opens a connection on a customer's behalf (today the RFC 2136 provider's
-server and the propagation name servers; later webhooks and DNS hosting APIs). The rule itself
+server and the propagation name servers, customers' webhook URLs; later DNS hosting APIs). The rule itself
 is `app.kit.outbound.OutboundPolicy`; this module adds name resolution:
 
 * every A and AAAA answer must pass, not just the first: a name that resolves to one public and
@@ -28,6 +28,7 @@ Resolver = Callable[[str], list[str]]
 """host name -> its addresses (A and AAAA), empty or OSError when it has none."""
 
 RESOLVE_TIMEOUT = 5.0
+HTTPS_PORT = 443
 
 
 def system_resolver(host: str) -> list[str]:
@@ -88,6 +89,13 @@ class OutboundGuard:
             host, port = parse_host_port(settings.outbound_resolver)
             resolver = dns_server_resolver(host, port)
         return cls(OutboundPolicy(allow=settings.outbound_allow_networks), resolver)
+
+    @classmethod
+    def for_webhooks(cls, settings: Settings) -> OutboundGuard:
+        """The guard for customers' webhook URLs: HTTPS on port 443, the same address rule and
+        allow list as DNS targets (docs/webhooks.md)."""
+        return cls(OutboundPolicy(ports=frozenset({HTTPS_PORT}), allow=settings.outbound_allow_networks),
+                   cls.for_dns(settings).resolver)
 
     def resolve(self, host: str, port: int) -> list[IPAddress]:
         """The addresses to connect to, all checked; OutboundRefused if any (or none) fails.

@@ -22,7 +22,8 @@ comparison. ``*`` matches any existing resource.
 The tag covers what the row stores, not what a GET computes from other rows or the clock
 (warnings, deployment state, a certificate's usages): those are re-derived on every read, and
 an unrelated change (another domain's binding, a delivery) must not make an edit fail. For the
-same reason ``If-None-Match`` is not answered with 304: a cached body could hold stale warnings.
+same reason these tags never answer ``If-None-Match`` with 304: a cached body could hold stale
+warnings (app/conditional.py tags the bytes of other GETs' bodies instead).
 """
 
 from __future__ import annotations

@@ -49,6 +49,11 @@ EXTENSIONS: dict[str, Extension] = {
         "`validation_error`: every reason the request is malformed (never the submitted value).",
         [{"loc": ["body", "certificate_id"], "message": "Field required", "type": "missing"}],
     ),
+    "kind": Extension(
+        {"type": "string"},
+        "`unknown_event_kind`: the event kind that is not one certpost records.",
+        "certificate.exploded",
+    ),
     "hostname": Extension(
         {"type": "string"},
         "`hostname_not_covered`, `wildcard_public_suffix`: the host name the certificate had to serve.",

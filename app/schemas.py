@@ -105,10 +105,30 @@ Instant = Annotated[datetime, AfterValidator(_utc_instant)]
 WARNING_CODES = (
     "self_signed", "certificate_untrusted", "certificate_expiring", "certificate_expired",
     "certificate_not_yet_valid", "server_certificate_untrusted", "no_agent", "not_yet_deployed",
-    "deployment_failed", "mail_certificates_over_capacity", "chain_differs",
+    "deployment_failed", "mail_certificates_over_capacity", "chain_differs", "starttls_server_wide",
 )
 """Every warning ``code`` an answer can carry (tests/test_contract.py finds each in the code that
 emits it); a new warning adds its code here, so the documented enum stays the closed set."""
+
+
+class Condition(BaseModel):
+    """Why an order, a renewal or a deployment is where it is: one shape for all
+    (``app.kit.conditions``)."""
+
+    code: str = Field(description="A stable slug to branch on, e.g. `dns_update_refused`, `agent_unreachable`.",
+                      examples=["dns_update_refused"])
+    message: str = Field(description="What happened, in English, for people.",
+                         examples=["the DNS server refused the update (REFUSED)"])
+    step: str | None = Field(None, description="Where in a multi-step process it happened: for an order "
+                             "`dns_update`, `http_publish`, `authorization`, `finalize`, `store`, `order`…; for a "
+                             "deployment the agent's step (`stage`, `validate`, `reload`, `verify`…).",
+                             examples=["dns_update"])
+    at: datetime | None = Field(description="When it was observed (UTC); null only for a row written before "
+                                "this shape existed whose time is unknown.", examples=["2026-11-30T09:20:00Z"])
+    details: dict[str, Any] | None = Field(None, description="What only some conditions carry: an ACME CA's "
+                                           "`problem` document (RFC 8555 section 6.7) and `timed_out`; from an "
+                                           "agent its HTTP `status`, `daemon`, the daemon's `message`, "
+                                           "`rolled_back`, `missing`.", examples=[None])
 
 
 class WarningOut(BaseModel):
@@ -119,7 +139,8 @@ class WarningOut(BaseModel):
         "`certificate_expired`, `certificate_not_yet_valid` (the certificate; the last two on an upload only), `server_certificate_untrusted` (a per-domain mail certificate does not help while the "
         "server-wide one is untrusted), `no_agent`, `not_yet_deployed`, `deployment_failed` (the server), "
         "`mail_certificates_over_capacity` (Dovecot reloads), `chain_differs` (an identical upload returned the "
-        "stored certificate, whose chain differs from the one sent).",
+        "stored certificate, whose chain differs from the one sent), `starttls_server_wide` (a mail binding behind a "
+        "TLS front: the STARTTLS ports present the server-wide certificate; use the implicit-TLS ports).",
         json_schema_extra={"enum": list(WARNING_CODES)},
         examples=["certificate_expiring"],
     )

@@ -66,7 +66,7 @@ async def certpost_run(pebble, bind, tmp: Path, zones_single: list[str], zones_b
     from app.accounts.service import AccountService
     from app.config import Settings
     from app.context import AppContext
-    from app.deployments.worker import Worker
+    from app.scheduler.worker import Worker
     from app.main import create_app
 
     url = f"sqlite+aiosqlite:///{tmp / 'certpost.db'}"

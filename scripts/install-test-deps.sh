@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the npm contract tools (scripts/install-node-tools.sh), then the real servers the test
-# suite starts privately on loopback (Postfix, Dovecot, nginx, Courier-IMAP, Pebble, BIND), only
+# suite starts privately on loopback (Postfix, Dovecot, nginx, Courier-IMAP, Pebble, BIND, HAProxy,
+# PowerDNS with its HTTP API for the dns-lexicon provider), only
 # when one is missing. The system instances are never
 # started: the packages' policy keeps them down in containers, and the tests stop nothing but
 # their own.
@@ -18,6 +19,9 @@ command -v pebble >/dev/null || need+=(pebble)
 command -v named >/dev/null || need+=(bind9)
 command -v tsig-keygen >/dev/null || need+=(bind9-utils)
 command -v openssl >/dev/null || need+=(openssl)
+command -v pdns_server >/dev/null || need+=(pdns-server)
+[ -e /usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql ] || need+=(pdns-backend-sqlite3)
+command -v haproxy >/dev/null || need+=(haproxy)
 # Debian's courier-imap conflicts with dovecot-imapd (both provide imap-server): installing it
 # would remove Dovecot's IMAP server, so it is unpacked into a private directory instead
 # (tests/support/courier.py looks there); couriertcpd and couriertls come from courier-base.

@@ -107,6 +107,9 @@ def settings(database_url, data_dir, test_ca) -> Settings:
         database_url=database_url,
         trust_bundle=bundle,
         run_worker=False,
+        # Off unless a test turns it on (tests/e2e/test_drift.py): worker rounds would otherwise
+        # start drift polls beside the deliveries that tests count and pause.
+        drift_poll_seconds=0,
     )
 
 
@@ -148,7 +151,9 @@ async def _token(context: AppContext, role: str, account_id: str | None) -> str:
     from app.accounts.service import AccountService
 
     async with context.sessionmaker() as session:
-        _row, token = await AccountService(AccountRepository(session)).create_token(role, account_id)
+        from app.accounts.caller import OPERATOR
+
+        _row, token = await AccountService(AccountRepository(session)).create_token(role, account_id, caller=OPERATOR)
         await session.commit()
     return token
 

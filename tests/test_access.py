@@ -78,8 +78,18 @@ async def test_tenant_isolation_on_every_route(app, client, admin, test_ca, cust
     await client.put("/v1/domains/a.test/bindings/webmail", json={"certificate_id": cert_a["id"]}, headers=a)
     cert_b = await upload(client, b, test_ca.issue(["*.a.test"]))
     token = (await client.post("/v1/tokens", json={"role": "admin"}, headers=admin)).json()
+    request_a = (await client.post("/v1/certificate-requests", json={"names": ["a.test"]}, headers=a)).json()
+    enrolment = (await client.post(f"/v1/servers/{server['id']}/enrolment-tokens", json={}, headers=admin)).json()
+    events_of_a = (await client.get("/v1/events", params={"subject": cert_a["id"]}, headers=admin)).json()["items"]
+    webhook_a = (await client.post("/v1/webhooks", json={"url": "https://1.1.1.1/hooks", "kinds": ["binding.set"]},
+                                   headers=a)).json()
 
     values = {
+        "request_id": request_a["id"],
+        "enrolment_token_id": enrolment["id"],
+        "event_id": events_of_a[0]["id"],
+        "webhook_id": webhook_a["id"],
+        "delivery_id": "00000000-0000-0000-0000-000000000000",
         "certificate_id": cert_a["id"],
         "name": "a.test",
         "server_id": server["id"],
@@ -93,6 +103,8 @@ async def test_tenant_isolation_on_every_route(app, client, admin, test_ca, cust
         ("PUT", "/v1/certificates/{certificate_id}"): upload_body(test_ca.issue(["*.a.test"])),
         ("PUT", "/v1/domains/{name}/bindings/{service}"): {"certificate_id": cert_b["id"]},
         ("PUT", "/v1/servers/{server_id}/mail-certificate"): {"certificate_id": cert_b["id"]},
+        ("POST", "/v1/certificate-requests/{request_id}/certificate"): {
+            "certificate_pem": test_ca.issue(["a.test"]).cert_pem},
     }
     probed = 0
     for route in api_routes(app.routes):
@@ -114,6 +126,7 @@ async def test_tenant_isolation_on_every_route(app, client, admin, test_ca, cust
     after = (await client.get(f"/v1/certificates/{cert_a['id']}", headers=a)).json()
     assert after["revision"] == 1 and after["bindings"][0]["hostname"] == "webmail.a.test"
     assert (await client.get("/v1/domains/a.test", headers=a)).status_code == 200
+    assert (await client.get(f"/v1/certificate-requests/{request_a['id']}", headers=a)).json()["status"] == "pending"
 
 
 async def test_customer_sees_only_own_rows(client, admin, test_ca, customer_headers):

@@ -188,8 +188,11 @@ async def test_healthz_answers_while_a_heavy_upload_runs(client, admin, test_ca)
     took = time.monotonic() - started
     assert all(u.result().status_code == 201 for u in uploads)
     assert (uploads[0].result().json()["key_type"], uploads[0].result().json()["key_bits"]) == ("rsa", 8192)
-    assert len(latencies) >= 3, f"the uploads took only {took:.2f} s: nothing measured"
-    assert max(latencies) < 0.5, f"/healthz took up to {max(latencies):.2f} s during {took:.1f} s of uploads"
+    # Order, not speed (a loaded CI machine stretches both): with the prime checks on the event
+    # loop, no /healthz could finish while the upload runs, and the one that waited would take
+    # the whole upload. bench/ measures the latency itself.
+    assert len(latencies) >= 3, f"only {len(latencies)} /healthz answered during {took:.2f} s of upload"
+    assert max(latencies) < took / 4, f"/healthz took up to {max(latencies):.2f} s during {took:.1f} s of upload"
 
 
 async def test_reader_queue_is_bounded(context, test_ca):

@@ -24,7 +24,7 @@ from app.cli import openapi_document
 from app.problems import EXTENSIONS, PROBLEM_JSON, AppError, catalogue, error_classes
 
 ROOT = Path(__file__).resolve().parent.parent
-VERBS = ("list", "get", "create", "put", "patch", "delete", "replace", "import", "renew", "revoke", "export")
+VERBS = ("list", "get", "create", "put", "patch", "delete", "replace", "import", "renew", "revoke", "export", "redeliver")
 OPERATION_ID = re.compile(rf"^({'|'.join(VERBS)})([A-Z][a-z0-9]+)+$")
 METHODS = {"get", "put", "post", "delete", "patch"}
 

@@ -120,7 +120,8 @@ async def test_rows_equal_the_single_domain_tls_status(client, admin, hosting):
             assert mine["not_after"] == theirs["certificate"]["not_after"]
             for key in ("client_warning", "reasons", "notices", "deployment"):
                 assert mine[key] == theirs[key], (row["domain"], service, key)
-        for key in ("recommended_client_hostname", "recommendation_reason"):
+            assert mine["drifted"] is any(o["drifted"] for o in theirs["observed"])
+        for key in ("recommended_client_hostname", "recommendation_reason", "recommended_ports"):
             assert row["mail"][key] == single["mail"][key]
         assert row["client_warning"] == (single["webmail"]["client_warning"] or single["mail"]["client_warning"])
         assert row["not_after"] == min(row["webmail"]["not_after"], row["mail"]["not_after"],
@@ -225,6 +226,8 @@ async def test_export_equals_the_paged_list(client, admin, hosting):
             assert flat["webmail_certificate_id"] == row["webmail"]["certificate_id"]
             assert flat["not_after"] == row["not_after"]
             assert flat["mail_recommended_client_hostname"] == (row["mail"]["recommended_client_hostname"] or "")
+            assert flat["webmail_drifted"] == ("true" if row["webmail"]["drifted"] else "false")
+            assert flat["mail_recommended_ports"].split() == [str(p) for p in row["mail"]["recommended_ports"]]
 
 
 @contextmanager

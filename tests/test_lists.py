@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.acme.models import CertificateOrder, DnsProvider
+from app.certificate_requests.models import CertificateRequest
 from app.db import new_id
 from app.deployments.models import Deployment
 from app.paging import InvalidCursor, Order
@@ -31,6 +32,8 @@ LISTS = [
     "/v1/certificates",
     "/v1/dns-providers",
     "/v1/certificate-orders",
+    "/v1/certificate-requests",
+    "/v1/events",
 ]
 
 
@@ -48,6 +51,8 @@ ORDERS = {
     "/v1/certificates": (lambda r: (_at(r), r["id"]), False),
     "/v1/dns-providers": (lambda r: (r["name"], r["id"]), False),
     "/v1/certificate-orders": (lambda r: (_at(r), r["id"]), True),
+    "/v1/certificate-requests": (lambda r: (_at(r), r["id"]), True),
+    "/v1/events": (lambda r: r["id"], False),
 }
 
 
@@ -72,13 +77,20 @@ async def tenants(client, admin, context, customer_headers):
     same_time = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
     async with context.sessionmaker() as session:
         for account_id, name in ((None, "platform"), (alpha_id, "zone"), (alpha_id, "zone"), (beta_id, "zone")):
-            session.add(DnsProvider(id=new_id(), account_id=account_id, name=name, kind="rfc2136", settings={},
+            session.add(DnsProvider(id=new_id(), account_id=account_id, name=name, kind="rfc2136",
+                                    settings={"server": "192.0.2.53", "port": 53, "key_name": "k"},
                                     secret_ciphertext=b"", secret_wrapped=b"", master_key_id=""))
         for account_id, created in ((alpha_id, same_time), (alpha_id, same_time), (alpha_id, same_time + timedelta(1)),
                                     (beta_id, same_time), (beta_id, same_time - timedelta(1))):
             session.add(CertificateOrder(
                 id=new_id(), account_id=account_id, domain="alpha.test", names=["alpha.test"], challenge="dns-01",
                 key_type="ec-p256", status="valid", created_at=created, updated_at=created,
+            ))
+        for account_id, created in ((alpha_id, same_time), (alpha_id, same_time), (beta_id, same_time),
+                                    (None, same_time - timedelta(1))):
+            session.add(CertificateRequest(
+                id=new_id(), account_id=account_id, names=["alpha.test"], key_type="ecdsa-p256", csr_pem="",
+                public_key_sha256="0" * 64, status="pending", created_at=created, updated_at=created,
             ))
         for generation in range(100, 105):
             session.add(Deployment(server_id=server["id"], generation=generation, reason="test", status="applied"))
@@ -129,7 +141,9 @@ async def test_a_cursor_survives_the_row_it_points_at(client, admin, tenants):
 async def test_customers_see_their_own_rows_only(client, admin, tenants):
     alpha_id, alpha = tenants["alpha"]
     beta_id, beta = tenants["beta"]
-    expected = {"/v1/domains": (3, 2), "/v1/certificates": (2, 1), "/v1/certificate-orders": (3, 2)}
+    # events: two self-signed uploads and its token's creation for alpha, one and its token for beta
+    expected = {"/v1/domains": (3, 2), "/v1/certificates": (2, 1), "/v1/certificate-orders": (3, 2),
+                "/v1/certificate-requests": (2, 1), "/v1/events": (3, 2)}
     for path, (n_alpha, n_beta) in expected.items():
         for (account_id, headers), n in (((alpha_id, alpha), n_alpha), ((beta_id, beta), n_beta)):
             for limit in (1, 2, 100):
@@ -233,8 +247,10 @@ def test_the_contract_documents_the_envelope_and_the_refusals():
     doc = openapi_document()
     lists = {path: item["get"] for path, item in doc["paths"].items()
              if "get" in item and {"limit", "cursor", "count"} <= {p["name"] for p in item["get"].get("parameters", [])}}
-    # the TLS status of many domains (tests/test_domain_tls_list.py) pages the same way
-    assert len(lists) == len(LISTS) + 1 and "/v1/domain-tls" in lists
+    # the TLS status of many domains (tests/test_domain_tls_list.py) and the webhooks and their
+    # deliveries (tests/webhooks/) page the same way
+    listed = {path.replace("{server}", "{server_id}") for path in LISTS}
+    assert set(lists) == listed | {"/v1/domain-tls", "/v1/webhooks", "/v1/webhooks/{webhook_id}/deliveries"}
     for path, op in lists.items():
         schema = op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
         assert schema.endswith("Page") and schema != "Page", path

@@ -13,6 +13,7 @@ from sqlalchemy import update
 from app.acme.models import CertificateOrder
 from app.certificates.models import Certificate
 from tests.support.api import create_domain, create_server, upload, upload_body
+from tests.support.pki import sign_csr
 from tests.test_access import api_routes
 
 
@@ -62,6 +63,26 @@ async def test_every_201_and_202_carries_location(app, client, admin, customer_h
                json={"names": ["a.test"]})
     await call("PUT", "/v1/domains/{name}/bindings/{service}", "/v1/domains/a.test/bindings/webmail", 201,
                headers=customer, json={"certificate_id": cert["id"]})
+    request = (await call("POST", "/v1/certificate-requests", "/v1/certificate-requests", 201, headers=customer,
+                          json={"names": ["shop.a.test"]})).json()
+    await call("POST", "/v1/certificate-requests/{request_id}/certificate",
+               f"/v1/certificate-requests/{request['id']}/certificate", 201, headers=customer,
+               json={"certificate_pem": sign_csr(request["csr_pem"], test_ca)})
+    enrolment = (await call("POST", "/v1/servers/{server_id}/enrolment-tokens",
+                            f"/v1/servers/{server['id']}/enrolment-tokens", 201, get_back=False, headers=admin,
+                            json={})).json()
+    assert enrolment["id"] in seen[("POST", "/v1/servers/{server_id}/enrolment-tokens")]
+    hook = (await call("POST", "/v1/webhooks", "/v1/webhooks", 201, headers=customer,
+                       json={"url": "https://1.1.1.1/hooks", "kinds": ["binding.set"]})).json()
+    async with context.sessionmaker() as session:  # as if the worker had delivered the bind once
+        from app.webhooks.models import WebhookDelivery
+
+        delivery = WebhookDelivery(webhook_id=hook["id"], event_id=1, event_kind="binding.set", body="{}",
+                                   status="delivered", attempts=1)
+        session.add(delivery)
+        await session.commit()
+    await call("POST", "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver",
+               f"/v1/webhooks/{hook['id']}/deliveries/{delivery.id}/redeliver", 202, headers=customer)
     secret = base64.b64encode(b"0" * 32).decode()
     await call("POST", "/v1/dns-providers", "/v1/dns-providers", 201, headers=admin,
                json={"name": "ns1", "kind": "rfc2136",

@@ -13,7 +13,7 @@ PROBE = """
 import sys
 from app.config import Settings
 from app.main import create_app
-import app.deployments.worker, app.acme.renewal, app.acme.router
+import app.scheduler.worker, app.acme.renewal, app.acme.router
 create_app(Settings(data_dir=sys.argv[1], database_url="sqlite+aiosqlite:///" + sys.argv[1] + "/x.db"))
 print(" ".join(sorted({m.split(".")[0] for m in sys.modules} & {"requests", "acme", "josepy", "OpenSSL", "dns", "asyncpg", "alembic"})))
 """

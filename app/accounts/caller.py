@@ -15,6 +15,15 @@ class Caller:
     token_id: str
     role: str  # "admin" | "customer"
     account_id: str | None
+    # Who acts, as the event log names it: "token" (an API token; token_id is its id), "worker"
+    # (token_id is the worker's id) or "operator" (the `certpost` command on the controller's host).
+    actor: str = "token"
+
+    @classmethod
+    def for_worker(cls, worker_id: str) -> Caller:
+        """The worker acting on its own, with admin visibility (see ``SYSTEM``); events name it
+        as their actor ``{type: worker, id: worker_id}``."""
+        return cls(token_id=worker_id, role="admin", account_id=None, actor="worker")
 
     @property
     def is_admin(self) -> bool:
@@ -60,6 +69,11 @@ class Caller:
         return self.account_id
 
 
-SYSTEM = Caller(token_id="system", role="admin", account_id=None)
+SYSTEM = Caller(token_id="system", role="admin", account_id=None, actor="worker")
 """The worker acting on its own (renewals, storing an order's result): checks already passed
-when the order was accepted, so it acts with admin visibility."""
+when the order was accepted, so it acts with admin visibility. Where the worker's id is known,
+``Caller.for_worker(id)`` names it in the event log instead."""
+
+OPERATOR = Caller(token_id="cli", role="admin", account_id=None, actor="operator")
+"""The `certpost` command run by an operator on the controller's host (tokens, migrations): it
+holds the database, not a token."""

@@ -56,10 +56,10 @@ async def list_accounts(admin: Admin, accounts: Accounts, page: PageParams):
     summary="Create an API token",
     status_code=201, response_model=TokenOut, dependencies=[IDEMPOTENT],
     responses=responses(Forbidden, UnknownAccount))
-async def create_token(body: TokenCreate, _admin: Admin, accounts: Accounts, response: Response):
+async def create_token(body: TokenCreate, admin: Admin, accounts: Accounts, response: Response):
     """Create an API token. The secret is in `token`, shown this once (and to a retry with the same
     `Idempotency-Key` within 24 hours: that stored response is encrypted with the master key)."""
-    row, text = await accounts.create_token(body.role, body.account_id, body.description)
+    row, text = await accounts.create_token(body.role, body.account_id, body.description, caller=admin)
     response.headers["Location"] = f"/v1/tokens/{row.id}"
     return TokenOut(id=row.id, role=row.role, account_id=row.account_id, description=row.description,
                     created_at=row.created_at, token=text)
@@ -78,7 +78,7 @@ async def list_tokens(admin: Admin, accounts: Accounts, page: PageParams,
 
 @router.delete("/tokens/{token_id}", operation_id="revokeToken", response_description="Revoked",
     summary="Revoke an API token", status_code=204, responses=responses(Forbidden, NotFound))
-async def revoke_token(token_id: str, _admin: Admin, accounts: Accounts):
+async def revoke_token(token_id: str, admin: Admin, accounts: Accounts):
     """Revoke a token: it is refused from now on (401 `unauthenticated`). Its row stays, with `revoked_at`. Admin only."""
-    await accounts.revoke_token(token_id)
+    await accounts.revoke_token(token_id, caller=admin)
     return Response(status_code=204)

@@ -9,6 +9,7 @@ from app.accounts.caller import SYSTEM, Caller
 from app.accounts.models import Account, ApiToken
 from app.accounts.repository import AccountRepository
 from app.db import new_id
+from app.events import EventKind, record
 from app.kit.time import utc_now
 from app.paging import MAX_LIMIT, PageRequest, Window
 from app.problems import Conflict, NotFound, RuleViolation, Unauthenticated
@@ -52,7 +53,8 @@ class AccountService:
             raise UnknownAccount(f"account {account_id} does not exist")
         return account
 
-    async def create_token(self, role: str, account_id: str | None, description: str | None = None) -> tuple[ApiToken, str]:
+    async def create_token(self, role: str, account_id: str | None, description: str | None = None, *,
+                           caller: Caller) -> tuple[ApiToken, str]:
         """Returns the row and the full token text, which is never stored or shown again."""
         if account_id is not None:
             await self.require_account(account_id)
@@ -66,14 +68,18 @@ class AccountService:
             created_at=utc_now(),
         )
         await self.repo.add(row)
+        record(self.repo.session, EventKind.TOKEN_CREATED, caller, account_id=account_id, subjects={"token": row.id},
+               data={"role": role, "description": description})
         return row, tokens.format_token(row.id, secret)
 
-    async def revoke_token(self, token_id: str) -> None:
+    async def revoke_token(self, token_id: str, *, caller: Caller) -> None:
         row = await self.repo.get_token(token_id)
         if row is None or row.revoked_at is not None:
             raise NotFound("token not found")
         row.revoked_at = utc_now()
         await self.repo.session.flush()
+        record(self.repo.session, EventKind.TOKEN_REVOKED, caller, account_id=row.account_id,
+               subjects={"token": row.id}, data={"role": row.role})
 
     async def authenticate(self, bearer: str | None) -> Caller:
         parsed = tokens.parse_token(bearer or "")

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from app.kit.conditions import condition
 from app.problems import RuleViolation
 
 STEPS = (
@@ -66,15 +68,10 @@ class AcmeError(Exception):
         """The ACME error type, e.g. ``urn:ietf:params:acme:error:unauthorized``."""
         return (self.problem or {}).get("type")
 
-    def to_dict(self) -> dict[str, Any]:
-        """What the order row stores as its last error (JSON-serialisable, no secrets)."""
-        return {
-            "step": self.step,
-            "code": self.code,
-            "detail": self.detail,
-            "problem": self.problem,
-            "timed_out": self.timed_out,
-        }
+    def condition(self, at: datetime) -> dict[str, Any]:
+        """What the order row stores as its error (``app.kit.conditions``; no secrets)."""
+        return condition(self.code, self.detail, at=at, step=self.step,
+                         details={"problem": self.problem, "timed_out": self.timed_out or None})
 
     def __repr__(self) -> str:
         return (
@@ -138,10 +135,16 @@ one (ConnectionRefusedError); an admin still sees it on the order."""
 
 
 def customer_view(error: dict[str, Any] | None) -> dict[str, Any] | None:
-    """An order's (or a renewal's) stored error as a customer may read it."""
+    """An order's (or a renewal's) condition as a customer may read it: for the codes in
+    ``CUSTOMER_DETAILS``, their fixed message and no CA problem document."""
     if not error or error.get("code") not in CUSTOMER_DETAILS:
         return error
-    return {**error, "detail": CUSTOMER_DETAILS[error["code"]], "problem": None}
+    out = {**error, "message": CUSTOMER_DETAILS[error["code"]]}
+    details = {k: v for k, v in (error.get("details") or {}).items() if k != "problem"}
+    out.pop("details", None)
+    if details:
+        out["details"] = details
+    return out
 
 
 if TYPE_CHECKING:

@@ -16,14 +16,15 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 
-from app.accounts.caller import SYSTEM
+from app.accounts.caller import SYSTEM, Caller
+from app.acme import transitions
 from app.acme.repository import AcmeRepository
 from app.acme.service import AcmeService
 from app.certificates.models import Certificate
 from app.certificates.repository import CertificateRepository
 from app.certificates.service import CertificateService
 from app.context import AppContext
-from app.deployments.policy import next_attempt_at
+from app.kit.conditions import condition
 from app.kit.renewal import renewal_eligible_at
 from app.kit.time import utc_now
 from app.problems import AppError
@@ -47,7 +48,9 @@ def due_query(now: datetime, limit: int):
     return select(Certificate.id).where(_due_clause(now)).order_by(Certificate.renewal_eligible_at).limit(limit)
 
 
-async def schedule_due_renewals(ctx: AppContext, *, limit: int = 50) -> int:
+async def schedule_due_renewals(ctx: AppContext, *, limit: int = 50, owner: str | None = None) -> int:
+    """Start a renewal order per due certificate; ``owner``: the worker's id, the events' actor."""
+    caller = Caller.for_worker(owner) if owner else SYSTEM
     now = utc_now()
     started = 0
     async with ctx.sessionmaker() as session:
@@ -63,10 +66,10 @@ async def schedule_due_renewals(ctx: AppContext, *, limit: int = 50) -> int:
             certificates = CertificateService(CertificateRepository(session), ctx.master_key)
             service = AcmeService(AcmeRepository(session), ctx.master_key, certificates)
             try:
-                order = await service.renew_now(SYSTEM, cert_id)
+                order = await service.renew_now(caller, cert_id)
             except AppError as exc:
                 await session.rollback()
-                await _cannot_renew(ctx, cert_id, exc)
+                await _cannot_renew(ctx, cert_id, exc, caller)
                 continue
             await session.commit()
             started += 1
@@ -76,15 +79,13 @@ async def schedule_due_renewals(ctx: AppContext, *, limit: int = 50) -> int:
     return started
 
 
-async def _cannot_renew(ctx: AppContext, cert_id: str, exc: AppError) -> None:
+async def _cannot_renew(ctx: AppContext, cert_id: str, exc: AppError, caller: Caller) -> None:
     """A renewal that cannot even be ordered (provider deleted, say) shows on the certificate."""
+    now = utc_now()
     async with ctx.sessionmaker() as session:
         cert = await session.get(Certificate, cert_id)
-        cert.renewal_status = "failed"
-        cert.renewal_error = {"step": "order", "code": exc.code, "detail": exc.detail, "problem": None}
-        cert.renewal_attempts += 1
-        cert.next_renewal_attempt_at = next_attempt_at(
-            utc_now(), cert.renewal_attempts, base=ctx.settings.renewal_retry_base_seconds,
-            cap=ctx.settings.renewal_retry_max_seconds)
+        transitions.renewal_failed(session, cert, condition(exc.code, exc.detail, at=now, step="order"), caller,
+                                   now=now, base=ctx.settings.renewal_retry_base_seconds,
+                                   cap=ctx.settings.renewal_retry_max_seconds)
         await session.commit()
     log.warning("certificate %s cannot be renewed: %s", cert_id, exc.detail)

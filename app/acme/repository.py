@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.acme.models import AcmeAccount, CertificateOrder, DnsProvider
 from app.domains.models import Domain
 from app.paging import Order, PageRequest, Window, fetch
+from app.scheduler.lease import Lease
 
+ORDER_LEASE = Lease(CertificateOrder, CertificateOrder.lease_until, CertificateOrder.lease_owner)
 PROVIDER_ORDER = Order("dns-providers", (DnsProvider.name, DnsProvider.id))
 ORDER_ORDER = Order("certificate-orders", (CertificateOrder.created_at, CertificateOrder.id), descending=True)
 
@@ -30,6 +32,16 @@ class AcmeRepository:
     async def providers(self, visible: Any, page: PageRequest) -> Window[DnsProvider]:
         """DNS providers in name order (``visible``: ``Caller.visible_rows`` on their account)."""
         return await fetch(self.session, select(DnsProvider).where(visible), PROVIDER_ORDER, page)
+
+    async def providers_declaring_zones(self, account_id: str | None, limit: int = 500) -> list[DnsProvider]:
+        """The providers an account's orders may use (its own and the platform's) that declare
+        `zones`, for delegated dns-01. The JSON test runs here: portable across SQLite and
+        PostgreSQL, and an account has few providers."""
+        owner = DnsProvider.account_id.is_(None)
+        if account_id is not None:
+            owner = or_(owner, DnsProvider.account_id == account_id)
+        rows = await self.session.scalars(select(DnsProvider).where(owner).order_by(DnsProvider.id).limit(limit))
+        return [r for r in rows if (r.settings or {}).get("zones")]
 
     async def delete(self, row) -> None:
         await self.session.delete(row)
@@ -69,25 +81,10 @@ class AcmeRepository:
         ids = list(await self.session.scalars(
             select(CertificateOrder.id).where(claimable).order_by(CertificateOrder.created_at).limit(limit)
         ))
-        won = []
-        for order_id in ids:
-            result = await self.session.execute(
-                update(CertificateOrder)
-                .where(CertificateOrder.id == order_id, claimable)
-                .values(status="processing", lease_until=lease_until, lease_owner=owner, updated_at=now)
-                .execution_options(synchronize_session=False)
-            )
-            if result.rowcount == 1:
-                won.append(order_id)
-        return won
+        return await ORDER_LEASE.claim_many(self.session, ids, owner, lease_until, claimable=claimable,
+                                            values={"status": "processing", "updated_at": now})
 
     async def renew_order_lease(self, order_id: str, owner: str, until: datetime) -> bool:
         """Extend a worker's lease on an order it still runs; False once it is not its own."""
-        result = await self.session.execute(
-            update(CertificateOrder)
-            .where(CertificateOrder.id == order_id, CertificateOrder.lease_owner == owner,
-                   CertificateOrder.status == "processing")
-            .values(lease_until=until)
-            .execution_options(synchronize_session=False)
-        )
-        return result.rowcount == 1
+        return await ORDER_LEASE.renew(self.session, order_id, owner, until,
+                                       still=CertificateOrder.status == "processing")

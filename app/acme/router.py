@@ -10,6 +10,7 @@ from app.accounts.caller import Caller
 from app.accounts.service import UnknownAccount
 from app.acme.errors import DnsTargetRefused, customer_view
 from app.acme.models import CertificateOrder, DnsProvider
+from app.acme.providers import kind_of
 from app.acme.repository import AcmeRepository
 from app.acme.schemas import (
     AuthorizationOut,
@@ -21,7 +22,6 @@ from app.acme.schemas import (
     OrderPage,
 )
 from app.acme.service import (
-    SECRET_FIELDS,
     AcmeService,
     BindNeedsOneDomain,
     DnsProviderRequired,
@@ -38,6 +38,7 @@ from app.certificates.repository import CertificateRepository
 from app.certificates.service import CertificateService
 from app.deps import Context, CurrentCaller, Session
 from app.idempotency.http import IDEMPOTENT, IdempotentRoute
+from app.kit import conditions
 from app.outbound import OutboundGuard
 from app.paging import InvalidCursor, PageParams
 from app.problems import Forbidden, NotFound, responses
@@ -54,9 +55,19 @@ async def get_service(session: Session, ctx: Context) -> AcmeService:
 Acme = Annotated[AcmeService, Depends(get_service)]
 
 
-def provider_out(row: DnsProvider) -> DnsProviderOut:
-    return DnsProviderOut(id=row.id, name=row.name, kind=row.kind, account_id=row.account_id, settings=row.settings,
-                          secrets_set=list(SECRET_FIELDS.get(row.kind, ())), created_at=row.created_at)
+def provider_out(row: DnsProvider) -> dict:
+    """The provider as the API shows it: its kind's public settings, the names of its secrets."""
+    kind = kind_of(row.kind)
+    return {"id": row.id, "name": row.name, "kind": row.kind, "account_id": row.account_id,
+            "settings": kind.public(row.settings), "secrets_set": kind.secret_names(row.settings),
+            "created_at": row.created_at}
+
+
+def _condition(stored: dict | None, at, caller: Caller) -> dict | None:
+    """An order's condition (rows from before migration 0012 read in the current shape), as
+    ``caller`` may read it: a customer gets the generic text of some errors."""
+    error = conditions.read(stored, at=at)
+    return error if caller.is_admin else customer_view(error)
 
 
 def order_out(row: CertificateOrder, caller: Caller) -> OrderOut:
@@ -66,7 +77,7 @@ def order_out(row: CertificateOrder, caller: Caller) -> OrderOut:
         names=row.names, challenge=row.challenge, dns_provider_id=row.dns_provider_id, key_type=row.key_type,
         bind=row.bind, certificate_id=row.result_certificate_id or row.certificate_id,
         authorizations=[AuthorizationOut(**a) for a in row.authorizations or []],
-        error=row.error if caller.is_admin else customer_view(row.error),
+        error=_condition(row.error, row.finished_at or row.created_at, caller),
         created_at=row.created_at, finished_at=row.finished_at, duration_ms=row.duration_ms,
     )
 
@@ -76,10 +87,15 @@ def order_out(row: CertificateOrder, caller: Caller) -> OrderOut:
     status_code=201, response_model=DnsProviderOut, dependencies=[IDEMPOTENT],
     responses=responses(Forbidden, InvalidDnsProvider, DnsTargetRefused, UnknownAccount))
 async def create_dns_provider(body: DnsProviderCreate, caller: CurrentCaller, acme: Acme, response: Response):
-    """Store a DNS provider for dns-01. Secrets (`key_secret`) are write-only and encrypted.
+    """Store a DNS provider for dns-01; `kind` picks the settings schema (`rfc2136`: TSIG-signed
+    dynamic updates; `lexicon`: a DNS hosting API through dns-lexicon). Secrets (`key_secret`,
+    every `credentials` value) are write-only and encrypted; `secrets_set` names them.
 
-    A provider owned by a customer account must name public addresses on port 53 (server and
-    `propagation_nameservers`), checked now and before each use; the platform's may not.
+    A provider owned by a customer account must name public addresses (the server and
+    `propagation_nameservers` on port 53), and a `lexicon` one may only reach its vendor's API
+    (no server, host, endpoint, URL or file options; not `auto`, `ddns`, `localzone`), checked
+    now and before each use; the platform's may. `zones` lets the provider write delegated
+    `_acme-challenge` CNAME targets for orders that name another provider (docs/dns-providers.md).
     """
     provider = await acme.create_provider(caller, body)
     response.headers["Location"] = f"/v1/dns-providers/{provider.id}"

@@ -15,26 +15,28 @@ from contextvars import ContextVar
 
 from sqlalchemy import select
 
-from app.accounts.caller import SYSTEM
+from app.accounts.caller import SYSTEM, Caller
+from app.acme import transitions
 from app.acme.accounts import acme_client
 from app.acme.ari import choose_renewal_at, default_renewal_at, renewal_info
-from app.acme.dns import DnsError, Rfc2136Provider
-from app.acme.errors import AcmeError, customer_view
+from app.acme.dns import DnsError
+from app.acme.errors import AcmeError
 from app.acme.models import CertificateOrder
 from app.acme.order import issue
+from app.acme.providers import kind_of
 from app.acme.repository import AcmeRepository
-from app.acme.service import guarded, parse_nameserver, provider_secrets
+from app.acme.service import guarded, provider_secrets
 from app.acme.solvers import Dns01Solver, Http01Solver
 from app.acme.store import store_issued
 from app.certificates.models import Certificate
 from app.context import AppContext
 from app.deployments.agent_client import AgentClient
-from app.deployments.heartbeat import Heartbeat, LeaseLost
-from app.deployments.policy import next_attempt_at
 from app.domains.models import Domain
+from app.kit.conditions import condition
 from app.kit.time import utc_now
 from app.outbound import OutboundGuard
 from app.problems import AppError
+from app.scheduler.heartbeat import Heartbeat, LeaseLost
 from app.servers.models import Server
 
 log = logging.getLogger("certpost.acme")
@@ -45,18 +47,21 @@ _lease_owner: ContextVar[str | None] = ContextVar("certpost_order_lease_owner", 
 
 
 async def _dns_solver(ctx: AppContext, order: CertificateOrder) -> Dns01Solver:
+    """The order's provider, plus every other provider its account may use that declares zones
+    (the candidates for a delegated `_acme-challenge` CNAME target), each built by its kind."""
     async with ctx.sessionmaker() as session:
-        row = await AcmeRepository(session).provider(order.dns_provider_id) if order.dns_provider_id else None
+        repo = AcmeRepository(session)
+        row = await repo.provider(order.dns_provider_id) if order.dns_provider_id else None
+        others = [r for r in await repo.providers_declaring_zones(order.account_id) if row is None or r.id != row.id]
     if row is None:
         raise _Failure("dns_update", "dns_provider_missing", "the order's DNS provider was deleted")
-    secrets = provider_secrets(ctx.master_key, row)
-    s = row.settings
-    check = [parse_nameserver(n) for n in s["propagation_nameservers"]] if s.get("propagation_nameservers") else None
-    provider = Rfc2136Provider(s["server"], s.get("port", 53), key_name=s["key_name"], key_secret=secrets["key_secret"],
-                               key_algorithm=s.get("key_algorithm", "hmac-sha256"), zone=s.get("zone"),
-                               propagation_nameservers=check,
-                               guard=OutboundGuard.for_dns(ctx.settings) if guarded(row) else None)
-    return Dns01Solver(provider, propagation_timeout=ctx.settings.acme_propagation_timeout,
+
+    def build(r):
+        guard = OutboundGuard.for_dns(ctx.settings) if guarded(r) else None
+        return kind_of(r.kind).build(r.settings, provider_secrets(ctx.master_key, r), guard)
+
+    return Dns01Solver(build(row), others=[build(r) for r in others],
+                       propagation_timeout=ctx.settings.acme_propagation_timeout,
                        propagation_interval=ctx.settings.acme_propagation_interval)
 
 
@@ -86,9 +91,15 @@ async def _http_solver(ctx: AppContext, order: CertificateOrder) -> Http01Solver
 
 
 class _Failure(Exception):
-    def __init__(self, step: str, code: str, detail: str, problem: dict | None = None):
+    def __init__(self, step: str, code: str, detail: str):
         super().__init__(detail)
-        self.error = {"step": step, "code": code, "detail": detail, "problem": problem, "timed_out": False}
+        self.step, self.code, self.detail = step, code, detail
+
+
+def _caller() -> Caller:
+    """The worker running this order, as the event log names it."""
+    owner = _lease_owner.get()
+    return Caller.for_worker(owner) if owner else SYSTEM
 
 
 def _authorizations(order: CertificateOrder, status: str, failed: set[str] = frozenset()) -> list[dict]:
@@ -140,50 +151,46 @@ async def _run_order(ctx: AppContext, order_id: str) -> None:
                 renewal_at = choose_renewal_at(window, now=utc_now())
         except AcmeError as exc:  # ARI is advisory: keep the default when it fails
             log.warning("renewal information unavailable for order %s: %s", order_id, exc.detail)
-        await store_issued(ctx, order, issued, renewal_at, SYSTEM, authorizations=_authorizations(order, "valid"),
+        await store_issued(ctx, order, issued, renewal_at, _caller(), authorizations=_authorizations(order, "valid"),
                            duration_ms=int((time.monotonic() - started) * 1000))
         log.info("order %s valid after %.2f s", order_id, time.monotonic() - started)
     except (AcmeError, DnsError, _Failure, AppError) as exc:
-        error = _error_of(exc)
-        failed = _failed_identifiers(error.get("problem"))
-        await _finish(ctx, order_id, "invalid", error, started, _authorizations(order, "pending" if failed else "unknown", failed))
-        log.warning("order %s invalid at %s: %s", order_id, error["step"], error["detail"])
+        error = _condition_of(exc, utc_now())
+        failed = _failed_identifiers((error.get("details") or {}).get("problem"))
+        await _fail(ctx, order_id, error, started, _authorizations(order, "pending" if failed else "unknown", failed))
+        log.warning("order %s invalid at %s: %s", order_id, error["step"], error["message"])
     except Exception as exc:  # unexpected: record it on the order, keep the worker alive
         log.error("order %s crashed: %s", order_id, type(exc).__name__, exc_info=exc)
-        error = {"step": "internal", "code": "internal_error", "detail": f"{type(exc).__name__}", "problem": None}
-        await _finish(ctx, order_id, "invalid", error, started, _authorizations(order, "unknown"))
+        error = condition("internal_error", type(exc).__name__, at=utc_now(), step="internal")
+        await _fail(ctx, order_id, error, started, _authorizations(order, "unknown"))
 
 
-def _error_of(exc: Exception) -> dict:
+def _condition_of(exc: Exception, now) -> dict:
     if isinstance(exc, AcmeError):
-        return exc.to_dict()
+        return exc.condition(now)
     if isinstance(exc, _Failure):
-        return exc.error
+        return condition(exc.code, exc.detail, at=now, step=exc.step)
     if isinstance(exc, DnsError):
-        return {"step": "dns_update", "code": getattr(exc, "code", "dns_update_failed"), "detail": str(exc), "problem": None}
+        return condition(getattr(exc, "code", "dns_update_failed"), str(exc), at=now, step="dns_update")
     assert isinstance(exc, AppError)
-    return {"step": "store", "code": exc.code, "detail": exc.detail, "problem": None}
+    return condition(exc.code, exc.detail, at=now, step="store")
 
 
-async def _finish(ctx: AppContext, order_id: str, status: str, error: dict | None, started: float, authorizations) -> None:
+async def _fail(ctx: AppContext, order_id: str, error: dict, started: float, authorizations) -> None:
     now = utc_now()
     async with ctx.sessionmaker() as session:
         order = await AcmeRepository(session).order(order_id)
         if _lease_owner.get() not in (None, order.lease_owner):
             log.warning("order %s: lease lost; another worker finishes it", order_id)
             return
-        order.status, order.error, order.finished_at = status, error, now
-        order.authorizations = authorizations
-        order.duration_ms = int((time.monotonic() - started) * 1000)
-        order.lease_until = order.lease_owner = None
-        if status == "invalid" and order.purpose == "renewal" and order.certificate_id:
+        caller = _caller()
+        transitions.order_invalid(session, order, error, caller, now=now, authorizations=authorizations,
+                                  duration_ms=int((time.monotonic() - started) * 1000))
+        if order.purpose == "renewal" and order.certificate_id:
             cert = await session.get(Certificate, order.certificate_id)
-            if cert is not None:
-                # The certificate is the customer's to read; the full detail stays on the order.
-                cert.renewal_status, cert.renewal_error = "failed", customer_view(error)
-                cert.renewal_attempts += 1
-                cert.next_renewal_attempt_at = next_attempt_at(
-                    now, cert.renewal_attempts, base=ctx.settings.renewal_retry_base_seconds,
-                    cap=ctx.settings.renewal_retry_max_seconds)
+            if cert is not None:  # the certificate shows the customer's form; the full detail stays on the order
+                transitions.renewal_failed(session, cert, error, caller, now=now,
+                                           base=ctx.settings.renewal_retry_base_seconds,
+                                           cap=ctx.settings.renewal_retry_max_seconds)
         await session.commit()
 

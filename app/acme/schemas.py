@@ -1,79 +1,82 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from app import examples as ex
+from app.acme.providers import KINDS, DnsKind
 from app.paging import Page
-from app.schemas import DisplayName, Strict
+from app.schemas import Condition, DisplayName, Strict
 
 KeyType = Literal["ec-p256", "ec-p384", "rsa-2048", "rsa-4096"]
-TsigAlgorithm = Literal["hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1", "hmac-md5"]
 
 
-class Rfc2136Settings(Strict):
-    """RFC 2136 dynamic updates signed with TSIG (RFC 8945)."""
-
-    server: str = Field(min_length=1, max_length=253, description="Primary name server (address or host name). "
-                        "For a customer account's provider: public unicast addresses only, every A/AAAA "
-                        "answer (422 `dns_target_not_allowed`), unless the operator allows more.",
-                        examples=["203.0.113.53"])
-    port: int = Field(53, ge=1, le=65535, description="53 for a customer account's provider.",
-                      examples=[53])
-    key_name: str = Field(min_length=1, max_length=253, description="TSIG key name",
-                          examples=["certpost.example.com."])
-    key_algorithm: TsigAlgorithm = Field("hmac-sha256", description="TSIG algorithm (RFC 8945 section 6).",
-                                         examples=["hmac-sha256"])
-    key_secret: str = Field(min_length=1, max_length=1024, description="TSIG secret (base64). Write-only.",
-                            examples=["c2VjcmV0LXRzaWcta2V5LWZvci1kb2N1bWVudGF0aW9uLW9ubHk="])
-    zone: str | None = Field(None, max_length=253, description="The zone to update; default: found by SOA lookup",
-                            examples=["example.com"])
-    propagation_nameservers: list[str] | None = Field(
-        None, max_length=16,
-        description="Where to wait for the TXT records before answering the challenge: the zone's public "
-        "authoritative servers as `address` or `address:port` (`[v6]:port`). Default: the update server, "
-        "right when it is itself the public authority; list the public servers for a hidden primary.",
-        examples=[["192.0.2.53"]],
+def _create_model(kind: DnsKind) -> type[BaseModel]:
+    model = create_model(
+        f"{kind.title}DnsProviderCreate",
+        __base__=_ProviderCreateBase,
+        __module__=__name__,
+        kind=(Literal[kind.name], Field(description=f"The provider type: {kind.summary}", examples=[kind.name])),
+        settings=(kind.settings_model, Field(description="How to reach and authenticate to the DNS service.")),
     )
+    example = {"name": "example.com DNS", "kind": kind.name, "settings": kind.example}
+    return _with_example(model, example, f"A new DNS provider of kind {kind.summary}")
 
 
-_SETTINGS = {"server": "203.0.113.53", "port": 53, "key_name": "certpost.example.com.",
-             "key_algorithm": "hmac-sha256", "zone": "example.com", "propagation_nameservers": ["192.0.2.53"]}
+def _with_example(model: type[BaseModel], example: dict, doc: str) -> type[BaseModel]:
+    model.__doc__ = doc
+    model.model_config["json_schema_extra"] = {"examples": [example]}
+    model.model_rebuild(force=True)
+    return model
 
 
-class DnsProviderCreate(Strict):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "name": "example.com BIND", "kind": "rfc2136",
-        "settings": {**_SETTINGS, "key_secret": "c2VjcmV0LXRzaWcta2V5LWZvci1kb2N1bWVudGF0aW9uLW9ubHk="},
-    }]})
-
+class _ProviderCreateBase(Strict):
     name: DisplayName = Field(description="A name for people.", examples=["example.com BIND"])
-    kind: Literal["rfc2136"] = Field(description="The provider type: `rfc2136` (dynamic DNS updates with TSIG).",
-                                     examples=["rfc2136"])
-    settings: Rfc2136Settings = Field(description="How to reach and authenticate to the name server.")
     account_id: str | None = Field(None, description="Admins: the account that owns it (default: the platform).",
                                    examples=[None])
 
 
-_PROVIDER = {
-    "id": ex.PROVIDER_ID, "name": "example.com BIND", "kind": "rfc2136", "account_id": ex.ACCOUNT_ID,
-    "settings": _SETTINGS, "secrets_set": ["key_secret"], "created_at": ex.CREATED,
-}
-
-
-class DnsProviderOut(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [_PROVIDER]})
-
+class _ProviderOutBase(BaseModel):
     id: str = Field(description="The provider's id.", examples=[ex.PROVIDER_ID])
     name: str = Field(description="Its name.", examples=["example.com BIND"])
-    kind: str = Field(description="`rfc2136`.", json_schema_extra={"enum": ["rfc2136"]}, examples=["rfc2136"])
     account_id: str | None = Field(description="The owning account; null: the platform's.", examples=[ex.ACCOUNT_ID])
-    settings: dict = Field(description="The settings without secrets.", examples=[_SETTINGS])
-    secrets_set: list[str] = Field(description="Which secret settings are stored (never their values).",
-                                   examples=[["key_secret"]])
+    secrets_set: list[str] = Field(description="Which secret settings are stored (paths under `settings`, never "
+                                   "their values).", examples=[["key_secret"]])
     created_at: datetime = Field(description="When it was stored (UTC).", examples=[ex.CREATED])
+
+
+def _public_example(kind: DnsKind) -> dict:
+    """The documented response for a kind: its example settings as stored (secrets split off)."""
+    prepared = {k: v for k, v in kind.example.items() if k not in ("key_secret", "credentials")}
+    prepared["credential_names"] = sorted(kind.example.get("credentials", {}))
+    return {"id": ex.PROVIDER_ID, "name": "example.com DNS", "kind": kind.name, "account_id": ex.ACCOUNT_ID,
+            "settings": kind.public(prepared).model_dump(), "secrets_set": kind.secret_names(prepared),
+            "created_at": ex.CREATED}
+
+
+def _out_model(kind: DnsKind) -> type[BaseModel]:
+    model = create_model(
+        f"{kind.title}DnsProviderOut",
+        __base__=_ProviderOutBase,
+        __module__=__name__,
+        kind=(Literal[kind.name], Field(description=f"The provider type: {kind.summary}", examples=[kind.name])),
+        settings=(kind.public_model, Field(description="The settings without secrets.")),
+    )
+    return _with_example(model, _public_example(kind), f"A stored DNS provider of kind {kind.summary}")
+
+
+_CREATE = tuple(_create_model(k) for k in KINDS.values())
+_OUT = tuple(_out_model(k) for k in KINDS.values())
+
+DnsProviderCreate = Annotated[Union[_CREATE], Field(discriminator="kind")]  # noqa: UP007 - built from the registry
+"""A new DNS provider: one schema per kind in app.acme.providers.KINDS, chosen by `kind`."""
+
+DnsProviderOut = Annotated[Union[_OUT], Field(discriminator="kind")]  # noqa: UP007
+"""A stored DNS provider, without secrets: one schema per kind, chosen by `kind`."""
+
+_PROVIDER = _public_example(KINDS["rfc2136"])
 
 
 class OrderCreate(Strict):
@@ -89,7 +92,9 @@ class OrderCreate(Strict):
                                     examples=[["webmail.example.com", "mail.example.com"]])
     challenge: Literal["dns-01", "http-01"] = Field("dns-01", description="How the CA validates each name "
                                                     "(RFC 8555 section 8).", examples=["dns-01"])
-    dns_provider_id: str | None = Field(None, description="dns-01: the DNS provider that publishes the TXT records.",
+    dns_provider_id: str | None = Field(None, description="dns-01: the DNS provider that publishes the TXT records. "
+                                        "When `_acme-challenge.<name>` is a CNAME, the record goes to the end of the "
+                                        "chain, written by the provider whose `zones` contain it (else this one).",
                                         examples=[ex.PROVIDER_ID])
     key_type: KeyType = Field("ec-p256", description="The new certificate's key.", examples=["ec-p256"])
     bind: list[Literal["webmail", "mail"]] = Field(default_factory=list, description="Bind the result to the domain once issued.",
@@ -148,7 +153,9 @@ class OrderOut(BaseModel):
     certificate_id: str | None = Field(description="The issued certificate (or the one renewed in place).",
                                        examples=[None])
     authorizations: list[AuthorizationOut] = Field(description="One per name, with its validation state.")
-    error: dict | None = Field(description="`step`, `code`, `detail` and the CA's `problem` document.",
+    error: Condition | None = Field(description="Why the order is `invalid`: `code`, `message`, `step` "
+                                    "(`dns_update`, `http_publish`, `authorization`, `finalize`, `store`…), `at`, and in "
+                                    "`details` the CA's `problem` document (RFC 8555 section 6.7).",
                                examples=[None])
     created_at: datetime = Field(description="When it was requested (UTC).", examples=[ex.CREATED])
     finished_at: datetime | None = Field(description="When it became `valid` or `invalid`.", examples=[None])

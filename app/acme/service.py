@@ -9,9 +9,6 @@ the caller's, and a requested binding is one the domain's server can serve.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import ipaddress
 import json
 
 from sqlalchemy.exc import IntegrityError
@@ -19,10 +16,12 @@ from sqlalchemy.exc import IntegrityError
 from app.accounts.caller import Caller
 from app.accounts.models import Account
 from app.accounts.service import UnknownAccount
+from app.acme import transitions
 from app.acme.errors import DnsTargetRefused
 from app.acme.models import CertificateOrder, DnsProvider
+from app.acme.providers import KINDS, DnsKind, InvalidDnsProvider, parse_nameserver
 from app.acme.repository import AcmeRepository
-from app.acme.schemas import DnsProviderCreate, OrderCreate
+from app.acme.schemas import OrderCreate
 from app.certificates.service import CertificateService
 from app.db import new_id, record_worker_work
 from app.kit.crypto import MasterKey, Sealed
@@ -34,15 +33,9 @@ from app.problems import Conflict, NotFound, RuleViolation
 from app.servers.models import Server
 from app.servers.software import capabilities, sni_advice
 
-SECRET_FIELDS = {"rfc2136": ("key_secret",)}
-TARGET_RULE = ("settings.server (an address or a host name), settings.port and "
-               "settings.propagation_nameservers must be public unicast addresses on port 53")
-
-
-class InvalidDnsProvider(RuleViolation):
-    """The DNS provider's settings are not valid (the TSIG secret is not base64, a name server is not an address ...)."""
-
-    code, title = "invalid_dns_provider", "The DNS provider settings are not valid"
+TARGET_RULE = ("the DNS provider may only contact public unicast addresses: settings.server and settings.port "
+               "(port 53) and settings.propagation_nameservers (port 53); a lexicon provider only its vendor's "
+               "API (no server, host, endpoint, URL or file options)")
 
 
 class WildcardRequiresDns01(RuleViolation):
@@ -107,22 +100,6 @@ class DnsProviderInUse(Conflict):
     code, title = "dns_provider_in_use", "Orders still use this DNS provider"
 
 
-def parse_nameserver(text: str) -> tuple[str, int]:
-    """``192.0.2.1``, ``192.0.2.1:5353``, ``2001:db8::1``, ``[2001:db8::1]:5353`` -> (address, port)."""
-    text = text.strip()
-    host, port = text, 53
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = int(rest[1:]) if rest.startswith(":") else 53
-    elif text.count(":") == 1:
-        host, _, tail = text.partition(":")
-        port = int(tail)
-    ipaddress.ip_address(host)  # an address, so checks never depend on a resolver
-    if not 0 < port < 65536:
-        raise ValueError(f"port {port} out of range")
-    return host, port
-
-
 def _suffixes(name: str) -> list[str]:
     labels = name.removeprefix("*.").split(".")
     return [".".join(labels[i:]) for i in range(len(labels) - 1)]
@@ -131,6 +108,9 @@ def _suffixes(name: str) -> list[str]:
 def provider_secrets(master_key: MasterKey, row: DnsProvider) -> dict:
     """The provider's secret settings, unsealed for the worker's use only."""
     return json.loads(master_key.open(Sealed(row.secret_ciphertext, row.secret_wrapped, row.master_key_id), row.id))
+
+
+__all__ = ["InvalidDnsProvider", "parse_nameserver"]  # their home is app.acme.providers
 
 
 def guarded(row: DnsProvider) -> bool:
@@ -151,52 +131,33 @@ class AcmeService:
         self.certificates = certificates
         self.guard = guard or OutboundGuard()  # without one: public port 53 only, system resolver
 
-    async def _check_targets(self, caller: Caller, settings: dict) -> None:
-        """The outbound guard at creation: the server and every propagation name server.
+    async def _check_targets(self, caller: Caller, kind: DnsKind, settings: dict) -> None:
+        """The outbound guard at creation, per the kind (the servers, name servers and URLs it names).
 
         A customer learns only that the target is not allowed, not what a name resolved to (the
         resolver may know internal names); an admin gets the reason.
         """
         try:
-            self.guard.policy.check_port(settings["port"])
-            await asyncio.wait_for(asyncio.to_thread(self.guard.resolve, settings["server"], settings["port"]),
-                                   RESOLVE_TIMEOUT + 1)
-            for text in settings.get("propagation_nameservers") or ():
-                self.guard.policy.check(*parse_nameserver(text))
+            await asyncio.wait_for(asyncio.to_thread(kind.check_targets, settings, self.guard), RESOLVE_TIMEOUT + 1)
         except (OutboundRefused, TimeoutError) as exc:
             reason = exc.reason if isinstance(exc, OutboundRefused) else "resolution timed out"
             raise DnsTargetRefused(f"{TARGET_RULE}: {reason}" if caller.is_admin else TARGET_RULE) from None
 
     # -- DNS providers --------------------------------------------------------------------
-    async def create_provider(self, caller: Caller, body: DnsProviderCreate) -> DnsProvider:
+    async def create_provider(self, caller: Caller, body) -> DnsProvider:
+        """Store a provider of any registered kind: the kind validates and splits off the
+        secrets (blocking: a Lexicon provider's options are read from its module), which are
+        sealed to the row's id; a customer's provider passes the outbound guard first."""
         owner = caller.owner_for_new(body.account_id)
         if owner is not None and await self.repo.session.get(Account, owner) is None:
             raise UnknownAccount(f"account {owner} not found")  # not a foreign-key 500
-        settings = body.settings.model_dump()
-        secrets = {k: settings.pop(k) for k in SECRET_FIELDS[body.kind]}
-        try:
-            base64.b64decode(secrets["key_secret"], validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidDnsProvider("settings.key_secret must be base64 (as tsig-keygen prints it)") from None
-        if settings.get("propagation_nameservers"):
-            try:
-                settings["propagation_nameservers"] = [
-                    f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
-                    for host, port in map(parse_nameserver, settings["propagation_nameservers"])
-                ]
-            except ValueError as exc:
-                raise InvalidDnsProvider(f"settings.propagation_nameservers: {exc}") from None
+        kind = KINDS[body.kind]
+        prepared = await asyncio.to_thread(kind.prepare, body.settings)
         if owner is not None:
-            await self._check_targets(caller, settings)
-        try:
-            settings["key_name"] = settings["key_name"].rstrip(".").lower()
-            if settings.get("zone"):
-                settings["zone"] = normalise_hostname(settings["zone"])
-        except InvalidName as exc:
-            raise InvalidDnsProvider(f"settings.zone: {exc}") from None
-        row = DnsProvider(id=new_id(), account_id=owner, name=body.name, kind=body.kind, settings=settings,
+            await self._check_targets(caller, kind, prepared.settings)
+        row = DnsProvider(id=new_id(), account_id=owner, name=body.name, kind=body.kind, settings=prepared.settings,
                           secret_ciphertext=b"", secret_wrapped=b"", master_key_id="")
-        sealed = self.master_key.seal(json.dumps(secrets).encode(), row.id)
+        sealed = self.master_key.seal(json.dumps(prepared.secrets).encode(), row.id)
         row.secret_ciphertext, row.secret_wrapped, row.master_key_id = sealed.ciphertext, sealed.wrapped_key, sealed.master_key_id
         await self.repo.add(row)
         return row
@@ -314,5 +275,5 @@ class AcmeService:
         body = OrderCreate(names=previous.names, challenge=previous.challenge, dns_provider_id=previous.dns_provider_id,
                            key_type=previous.key_type, certificate_id=cert.id)
         order = await self.create_order(caller, body, purpose="renewal")
-        cert.renewal_status = "renewing"
+        transitions.renewal_scheduled(self.repo.session, cert, order, caller)
         return order

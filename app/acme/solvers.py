@@ -4,9 +4,10 @@ A solver gets every pending challenge of one order at once. That matters for dns
 and its base name (``*.example.com`` + ``example.com``) share ``_acme-challenge.example.com``, so
 both TXT values must be in place before either challenge is answered, or the CA may see only one.
 
-Solvers keep no per-order state: ``cleanup`` removes exactly the values derived from the tasks, and
-removing something that is not there is harmless, so the order code can call it in a ``finally``
-whether ``prepare`` finished, failed halfway or never ran.
+``cleanup`` removes exactly the values derived from the tasks, and removing something that is not
+there is harmless, so the order code can call it in a ``finally`` whether ``prepare`` finished,
+failed halfway or never ran. The one thing a dns-01 solver remembers is where each validation
+name led (its CNAME route), so cleanup deletes where prepare wrote; one solver serves one order.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from acme import challenges, messages
 
 from app.acme.dns.base import DnsError, DnsPropagationTimeout, DnsProvider
+from app.acme.dns.delegation import Route, route
 from app.acme.errors import DnsUpdateError, HttpPublishError, PropagationError
 
 log = logging.getLogger("certpost.acme")
@@ -71,7 +73,12 @@ class ChallengeSolver(abc.ABC):
 
 
 class Dns01Solver(ChallengeSolver):
-    """dns-01 through a DnsProvider: add all TXT values, wait until served, then answer (§8.4)."""
+    """dns-01 through a DnsProvider: add all TXT values, wait until served, then answer (§8.4).
+
+    `others` are further providers the order's account may use: a validation name delegated by
+    CNAME into a zone one of them declares is written with that one (app/acme/dns/delegation.py).
+    Routes found by `prepare` are kept for `cleanup`, which routes again only if it must.
+    """
 
     challenge_type = challenges.DNS01.typ
 
@@ -79,28 +86,48 @@ class Dns01Solver(ChallengeSolver):
         self,
         provider: DnsProvider,
         *,
+        others: Sequence[DnsProvider] = (),
         propagation_timeout: float = 120.0,
         propagation_interval: float = 2.0,
     ) -> None:
         self.provider = provider
+        self.others = tuple(others)
         self.propagation_timeout = propagation_timeout
         self.propagation_interval = propagation_interval
+        self._routes: dict[str, Route] = {}
 
-    def prepare(self, tasks: Sequence[ChallengeTask]) -> None:
+    def _route(self, name: str) -> Route:
+        if name not in self._routes:
+            self._routes[name] = route(name, self.provider, self.others)
+        return self._routes[name]
+
+    def _by_target(self, tasks: Sequence[ChallengeTask]) -> list[tuple[Route, list[str]]]:
         by_name: dict[str, list[str]] = {}
         for task in tasks:
             by_name.setdefault(task.validation_name, []).append(task.validation)
-        for fqdn, values in by_name.items():
+        grouped: dict[tuple[int, str], tuple[Route, list[str]]] = {}
+        for name, values in by_name.items():
+            where = self._route(name)
+            key = (id(where.provider), where.target)
+            grouped.setdefault(key, (where, []))[1].extend(values)
+        return list(grouped.values())
+
+    def prepare(self, tasks: Sequence[ChallengeTask]) -> None:
+        try:
+            routes = self._by_target(tasks)
+        except DnsError as exc:
+            raise DnsUpdateError(f"cannot follow the CNAME of {exc.fqdn}: {exc.detail}", code=exc.code) from exc
+        for where, values in routes:
             try:
-                self.provider.add_txt_values(fqdn, values)
+                where.provider.add_txt_values(where.target, values)
             except DnsError as exc:
                 raise DnsUpdateError(
-                    f"cannot add the TXT record {fqdn}: {exc.detail}", code=exc.code
+                    f"cannot add the TXT record {where.target}: {exc.detail}", code=exc.code
                 ) from exc
-        for fqdn, values in by_name.items():
+        for where, values in routes:
             try:
-                self.provider.wait_for_propagation(
-                    fqdn,
+                where.provider.wait_for_propagation(
+                    where.target,
                     values,
                     timeout=self.propagation_timeout,
                     interval=self.propagation_interval,
@@ -108,19 +135,21 @@ class Dns01Solver(ChallengeSolver):
             except DnsPropagationTimeout as exc:
                 raise PropagationError(exc.detail, code=exc.code, timed_out=True) from exc
             except DnsError as exc:
-                raise PropagationError(f"cannot check {fqdn}: {exc.detail}", code=exc.code) from exc
+                raise PropagationError(f"cannot check {where.target}: {exc.detail}", code=exc.code) from exc
 
     def cleanup(self, tasks: Sequence[ChallengeTask]) -> None:
-        by_name: dict[str, list[str]] = {}
-        for task in tasks:
-            by_name.setdefault(task.validation_name, []).append(task.validation)
-        for fqdn, values in by_name.items():
+        try:
+            routes = self._by_target(tasks)
+        except Exception as exc:  # noqa: BLE001 - no route, nothing was written
+            log.warning("no TXT record to delete: %s", getattr(exc, "detail", exc))
+            return
+        for where, values in routes:
             try:
-                self.provider.delete_txt_values(fqdn, values)
+                where.provider.delete_txt_values(where.target, values)
             except Exception as exc:  # noqa: BLE001 - cleanup must not mask the real outcome
                 log.warning(
                     "could not delete TXT %s (%s): %s",
-                    fqdn,
+                    where.target,
                     getattr(exc, "code", type(exc).__name__),
                     getattr(exc, "detail", exc),
                 )

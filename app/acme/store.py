@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from app.accounts.caller import Caller
+from app.acme import transitions
 from app.acme.models import CertificateOrder
 from app.acme.order import IssuedCertificate
 from app.certificates import errors
@@ -36,23 +37,19 @@ async def store_issued(ctx: AppContext, order: CertificateOrder, issued: IssuedC
     async with ctx.sessionmaker() as session:
         certs = CertificateService(CertificateRepository(session), ctx.master_key)
         existing = await session.get(Certificate, order.certificate_id) if order.certificate_id else None
+        previous = existing.fingerprint_sha256 if existing is not None else None
         if existing is not None:
             cert = await certs.replace(caller, existing.id, mat, None)
-            cert.source = "acme"
         else:
-            cert = await certs.store(mat, account_id=order.account_id, name=f"ACME {order.names[0]}", source="acme")
-        cert.order_id = order.id
-        cert.renewal_at = renewal_at
-        cert.renewal_status, cert.renewal_error = "scheduled", None
-        cert.renewal_attempts, cert.next_renewal_attempt_at = 0, None
+            cert = await certs.store(mat, account_id=order.account_id, name=f"ACME {order.names[0]}", source="acme",
+                                     caller=caller)
+        transitions.issued(cert, order, renewal_at)
         if order.bind and order.domain:
             domains = DomainService(DomainRepository(session), certs, ctx.settings.expiring_days)
             for service in order.bind:
                 await domains.bind(caller, order.domain, service, cert.id)
         row = await session.get(CertificateOrder, order.id)
-        row.status, row.error, row.finished_at = "valid", None, utc_now()
-        row.result_certificate_id = cert.id
-        row.authorizations, row.duration_ms = authorizations, duration_ms
-        row.lease_until = row.lease_owner = None
+        transitions.order_valid(session, row, cert, caller, now=utc_now(), previous_fingerprint=previous,
+                                authorizations=authorizations, duration_ms=duration_ms)
         await session.commit()
         return cert.id

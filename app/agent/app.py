@@ -1,4 +1,4 @@
-"""The agent's HTTPS API (and ``GET /metrics`` behind its own token, app/agent/metrics.py): ``GET /v1/state``, ``PUT /v1/bundles``, ``PUT /v1/config`` and ``PUT``/``DELETE
+"""The agent's HTTPS API (and ``GET /metrics`` behind its own token, app/agent/metrics.py): ``GET /v1/state``, ``GET /v1/observations`` (drift), ``PUT /v1/bundles``, ``PUT /v1/config`` and ``PUT``/``DELETE
 /v1/acme-challenges/{token}`` (HTTP-01 answers), all signed by the controller.
 
 Every request must carry a valid Ed25519 signature from the controller key (``app.kit.signing``,
@@ -10,8 +10,11 @@ Nothing is built at import: :func:`create_agent_app` builds the app for one conf
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+import re
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -62,9 +65,51 @@ def _validation_errors(exc: ValidationError) -> list[dict]:
     return [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
 
 
+_EPOCH = re.compile(r"[0-9a-f]{1,32}")
+MAX_OBSERVATIONS_PAGE = 5000
+
+
+def _observation_query(request: Request) -> tuple[str | None, int, int]:
+    """``epoch``, ``after`` and ``limit`` of ``GET /v1/observations``, or 400."""
+    query = request.query_params
+    unknown = set(query) - {"epoch", "after", "limit"}
+    epoch = query.get("epoch")
+    try:
+        after = int(query.get("after", "0"))
+        limit = int(query.get("limit", "1000"))
+    except ValueError:
+        after = limit = -1
+    if unknown or after < 0 or not 1 <= limit <= MAX_OBSERVATIONS_PAGE or (
+        epoch is not None and not _EPOCH.fullmatch(epoch)
+    ):
+        raise AgentProblem(
+            400, "invalid_request", "Invalid request",
+            f"epoch is hex, after a whole number >= 0, limit 1 to {MAX_OBSERVATIONS_PAGE}; nothing else",
+            errors=[],
+        )
+    return epoch, after, limit
+
+
+@contextlib.asynccontextmanager
+async def _drift_rounds(app: FastAPI):
+    """The drift schedule (app.agent.drift) runs while the server does."""
+    agent = app.state.agent
+    task = None
+    if agent.config.drift_interval > 0:
+        task = asyncio.create_task(agent.drift.run_forever(), name="drift")
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
 def create_agent_app(config: AgentConfig, agent: Agent | None = None) -> FastAPI:
     agent = agent or Agent(config)
-    app = FastAPI(title="certpost agent", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="certpost agent", docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=_drift_rounds)
     app.state.agent = agent
     router = APIRouter(prefix="/v1")
 
@@ -72,6 +117,11 @@ def create_agent_app(config: AgentConfig, agent: Agent | None = None) -> FastAPI
     async def get_state() -> JSONResponse:
         # Straight to JSON: no response-model pass over the (10,000-entry) fingerprint list.
         return JSONResponse(agent.state())
+
+    @router.get("/observations")
+    async def get_observations(request: Request) -> JSONResponse:
+        epoch, after, limit = _observation_query(request)
+        return JSONResponse(agent.observations(epoch, after, limit))
 
     @router.put("/bundles")
     async def put_bundles(request: Request) -> JSONResponse:

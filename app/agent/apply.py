@@ -5,7 +5,8 @@
 2. validate: build derived files (the Postfix table) and run each daemon's own check on a copy
    of its main configuration that includes the staged files;
 3. switch: keep a hard link to each live file, then rename(2) the staged file over it;
-4. reload the daemons whose served configuration changed;
+4. reload the daemons whose served configuration changed, or apply the change through the
+   daemon's runtime API when it has one and no reload is needed (HAProxy);
 5. verify by handshake (``app.agent.verify``).
 
 A failure before the switch leaves the live files untouched. A failure after it renames the
@@ -80,6 +81,11 @@ class Pipeline:
         # Per backend, the bundle copies this process knows to exist (listed once, then kept
         # up to date as it writes and prunes), so a change does not stat or list 10,000 files.
         self._copies: dict[str, set[Path]] = {}
+        # Drift repair for the next live apply (app.agent.drift), daemon -> fingerprints of the
+        # bundles its drifted names should serve: that daemon's files are all staged again
+        # (whatever they hold now), those bundle copies rewritten if their bytes differ, and
+        # the daemon reloaded even when nothing else changed.
+        self.repair: dict[str, set[str]] = {}
 
     def _known_copies(self, backend: Backend) -> set[Path]:
         known = self._copies.get(backend.name)
@@ -104,14 +110,20 @@ class Pipeline:
         mode, group = self._mode(backend)
         backend.ensure_directories()
         known = self._known_copies(backend)
+        suspect = self.repair.get(backend.name)
         for path, fp in work.rendered.bundles.items():
-            if path not in known:
+            if suspect is not None and fp in suspect:
+                data = backend.bundle_bytes(*self.store.read(fp))
+                if read_or_none(path) != data:  # swapped behind the agent's back
+                    atomic_write(path, data, mode, group)
+                known.add(path)
+            elif path not in known:
                 if not path.exists():
                     atomic_write(path, backend.bundle_bytes(*self.store.read(fp)), mode, group)
                 known.add(path)
         for live, content in work.rendered.files.items():
             data = self._content(backend, content)
-            if read_or_none(live) != data:
+            if suspect is not None or read_or_none(live) != data:
                 staged = staged_path(live)
                 write_file(staged, data, mode, group)
                 work.staged[live] = staged
@@ -271,9 +283,17 @@ class Pipeline:
         return None
 
     async def _reload(self, works: list[_Work]) -> None:
+        """Reload the daemons whose change needs it; hand the others' changed files to their
+        runtime API (HAProxy), if they have one."""
         for work in works:
-            if work.switched and work.backend.needs_reload({live for live, _ in work.switched}):
+            repair = work.backend.name in self.repair  # a drifted daemon reloads even when unchanged
+            if not work.switched and not repair:
+                continue
+            changed = {live for live, _ in work.switched}
+            if repair or work.backend.needs_reload(changed):
                 await work.backend.reload()
+            else:
+                await work.backend.apply_runtime(changed)
 
     async def _verify(self, view: View, previous: View | None) -> list[dict]:
         probes = plan(self.backends, view, previous, self.verify_sample)

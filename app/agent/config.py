@@ -12,51 +12,11 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.agent.backends.registry import BACKENDS
+from app.agent.backends.section import PROTOCOLS, BackendConfig, ConfigError, VerifyTarget
 from app.kit.metricsendpoint import MIN_TOKEN_LENGTH, token_digest
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.signing import public_key_from_text
-
-PROTOCOLS = (
-    "smtp-starttls",
-    "smtps",
-    "imap-starttls",
-    "imaps",
-    "pop3-starttls",
-    "pop3s",
-    "https",
-)
-
-
-class ConfigError(ValueError):
-    """The agent configuration file is missing a key or has a wrong value."""
-
-
-@dataclass(frozen=True)
-class VerifyTarget:
-    """A local port whose served certificate the agent checks after every change."""
-
-    port: int
-    protocol: str
-    host: str = "127.0.0.1"
-
-
-@dataclass(frozen=True)
-class BackendConfig:
-    """Settings common to every daemon backend.
-
-    ``directory`` holds every file the agent writes for this daemon (its include file or map,
-    and its copies of the bundles under ``bundles/``); nothing else in it is touched.
-    """
-
-    name: str
-    directory: Path
-    main_config: Path | None
-    validate: tuple[str, ...]
-    reload: tuple[str, ...]
-    verify: tuple[VerifyTarget, ...]
-    log_file: Path | None = None
-    bundle_group: str | None = None
-    options: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -64,6 +24,12 @@ class TestingConfig:
     """Hooks used only by the test suite to force daemon failures (never set in production)."""
 
     postfix_bundle_cert_first: bool = False
+
+    def backend_options(self, name: str) -> dict:
+        """Options the hooks add to backend ``name``'s own (``cert_first`` for Postfix)."""
+        if name == "postfix" and self.postfix_bundle_cert_first:
+            return {"cert_first": True}
+        return {}
 
 
 # A full ``PUT /v1/config`` at 10,000 domains (each its own certificate, one intermediate,
@@ -97,12 +63,14 @@ class AgentConfig:
     state_dir: Path
     controller_public_key: str
     hostname: str
-    postfix: BackendConfig | None = None
-    dovecot: BackendConfig | None = None
-    nginx: BackendConfig | None = None
-    courier: BackendConfig | None = None
+    # One entry per enabled daemon section, in the registry's order (the order of applying).
+    sections: dict[str, BackendConfig] = field(default_factory=dict)
     verify_timeout: float = 5.0
     verify_sample: int = 24
+    # Drift detection (app/agent/drift.py): a round every drift_interval seconds (0: never),
+    # drift_sample bound names per port per round.
+    drift_interval: float = 300.0
+    drift_sample: int = 24
     max_skew: int = 300
     limits: ListenLimits = ListenLimits()
     testing: TestingConfig = TestingConfig()
@@ -112,7 +80,14 @@ class AgentConfig:
 
     @property
     def backends(self) -> list[BackendConfig]:
-        return [b for b in (self.postfix, self.dovecot, self.nginx, self.courier) if b is not None]
+        return list(self.sections.values())
+
+    def __getattr__(self, name: str) -> BackendConfig | None:
+        """``config.postfix``, ``config.nginx`` …: a registered section, or None when it is
+        absent or disabled (any other unknown attribute is still an AttributeError)."""
+        if name in BACKENDS:
+            return self.sections.get(name)
+        raise AttributeError(name)
 
 
 def _command(value, key: str) -> tuple[str, ...]:
@@ -152,28 +127,6 @@ def _group(name: str, value) -> str | None:
     return value
 
 
-# Who reads the bundle copies besides root, as Debian packages the daemons: nginx workers run as
-# www-data and open keys at handshake time; Courier's imaplogin runs STARTTLS as courier. Postfix
-# and Dovecot load keys as root (smtpd before it drops privileges; Dovecot's config process).
-_DEFAULT_GROUP = {"nginx": "www-data", "courier": "courier"}
-
-_DEFAULT_MAIN = {"postfix": "main.cf", "dovecot": "dovecot.conf", "nginx": "nginx.conf"}
-
-
-def _default_commands(name: str, main: Path | None, raw: dict) -> tuple[list[str], list[str]]:
-    """The stock validate and reload commands; ``{config}`` becomes the config being checked."""
-    if name == "postfix":
-        confdir = str(raw.get("config_directory") or main or "/etc/postfix")
-        return [], ["postfix", "-c", confdir, "reload"]
-    if name == "dovecot":
-        conf = str(main or "/etc/dovecot/dovecot.conf")
-        return ["doveconf", "-x", "-n", "-c", "{config}"], ["doveadm", "-c", conf, "reload"]
-    if name == "courier":
-        return [], []  # couriertls reads the files on every connection: nothing to reload
-    conf = str(main or "/etc/nginx/nginx.conf")
-    return ["nginx", "-t", "-q", "-c", "{config}"], ["nginx", "-c", conf, "-s", "reload"]
-
-
 def _backend(name: str, raw: dict | None) -> BackendConfig | None:
     if raw is None:
         return None
@@ -189,7 +142,8 @@ def _backend(name: str, raw: dict | None) -> BackendConfig | None:
         if raw.get(key) is not None and not isinstance(raw[key], str):
             raise ConfigError(f"[{name}] {key} must be a path")
     main = Path(raw["main_config"]) if raw.get("main_config") else None
-    validate, reload = _default_commands(name, main, raw)
+    kind = BACKENDS[name]
+    validate, reload = kind.default_commands(main, raw)
     known = {
         "enabled",
         "directory",
@@ -208,7 +162,7 @@ def _backend(name: str, raw: dict | None) -> BackendConfig | None:
         reload=_command(raw.get("reload", reload), f"[{name}] reload"),
         verify=_verify(raw.get("verify"), f"[{name}] verify"),
         log_file=Path(raw["log_file"]) if raw.get("log_file") else None,
-        bundle_group=_group(name, raw.get("bundle_group", _DEFAULT_GROUP.get(name))),
+        bundle_group=_group(name, raw.get("bundle_group", kind.default_bundle_group)),
         options={k: v for k, v in raw.items() if k not in known},
     )
 
@@ -235,10 +189,19 @@ def _limits(listen: dict) -> ListenLimits:
     )
 
 
-_SECTIONS = {"listen", "agent", "postfix", "dovecot", "nginx", "courier", "testing", "metrics"}
-_AGENT_KEYS = {"state_dir", "controller_public_key", "hostname", "verify_timeout", "verify_sample", "max_skew"}
+_SECTIONS = {"listen", "agent", "testing", "metrics", *BACKENDS}
+_AGENT_KEYS = {"state_dir", "controller_public_key", "hostname", "verify_timeout", "verify_sample", "max_skew",
+               "drift_interval", "drift_sample"}
 _LISTEN_KEYS = {"host", "port", "max_body_bytes", "header_timeout", "body_timeout", "keepalive_timeout",
                 "max_connections"}
+
+
+def _drift_interval(agent: dict) -> float:
+    """Seconds between drift rounds; 0 turns drift detection off."""
+    value = agent.get("drift_interval", 300)
+    if value == 0 and not isinstance(value, bool):
+        return 0.0
+    return _number(agent, "drift_interval", 300, section="agent", minimum=0.1)
 
 
 def _unknown(section: str, raw: dict, known: set[str]) -> None:
@@ -304,12 +267,15 @@ def parse_config(data: dict) -> AgentConfig:
         state_dir=state_dir,
         controller_public_key=public_key,
         hostname=hostname,
-        postfix=_backend("postfix", data.get("postfix")),
-        dovecot=_backend("dovecot", data.get("dovecot")),
-        nginx=_backend("nginx", data.get("nginx")),
-        courier=_backend("courier", data.get("courier")),
+        sections={
+            name: section
+            for name in BACKENDS
+            if (section := _backend(name, data.get(name))) is not None
+        },
         verify_timeout=_number(agent, "verify_timeout", 5.0, section="agent"),
         verify_sample=_number(agent, "verify_sample", 24, int, section="agent"),
+        drift_interval=_drift_interval(agent),
+        drift_sample=_number(agent, "drift_sample", 24, int, section="agent"),
         max_skew=_number(agent, "max_skew", 300, int, section="agent"),
         limits=_limits(listen),
         testing=TestingConfig(

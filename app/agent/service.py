@@ -12,15 +12,14 @@ import datetime as dt
 import logging
 
 from app.agent.apply import ApplyFailed, Pipeline
-from app.agent.backends.base import Backend, View
-from app.agent.backends.courier import CourierBackend
-from app.agent.backends.dovecot import DovecotBackend
+from app.agent.backends.base import View
 from app.agent.backends.nginx import NginxBackend
-from app.agent.backends.postfix import PostfixBackend
+from app.agent.backends.registry import make_backends
 from app.agent.bundles import BundleError, BundleStore, build_bundle
 from app.agent.challenges import ChallengeIn, ChallengeStore, valid_token
 from app.agent.config import AgentConfig
 from app.agent.desired import BundleUpload, Desired, DesiredDelta
+from app.agent.drift import DriftMonitor
 from app.agent.identity import self_signed
 from app.agent.isolated import IsolatedApply
 from app.agent.isolation import NameFailure, referenced, served_view
@@ -30,21 +29,6 @@ from app.agent.state import AgentState, StateFile, canonical_document
 from app.kit.x509 import fingerprint_sha256, load_pem_certificates
 
 log = logging.getLogger("certpost.agent")
-
-
-def make_backends(config: AgentConfig) -> list[Backend]:
-    backends: list[Backend] = []
-    if config.postfix:
-        backends.append(
-            PostfixBackend(config.postfix, {"cert_first": config.testing.postfix_bundle_cert_first})
-        )
-    if config.dovecot:
-        backends.append(DovecotBackend(config.dovecot))
-    if config.nginx:
-        backends.append(NginxBackend(config.nginx))
-    if config.courier:
-        backends.append(CourierBackend(config.courier))
-    return backends
 
 
 def _view(desired: dict | Desired) -> View:
@@ -92,6 +76,8 @@ class Agent:
         )
         self.isolated = IsolatedApply(self.pipeline, self.store)
         self.lock = asyncio.Lock()
+        self.drift = DriftMonitor(self.backends, self.lock, self._served_before, config.drift_interval,
+                                  config.drift_sample, metrics=self.metrics)
         # Bundles received by PUT /v1/bundles for a generation not applied yet: fingerprint ->
         # that generation. Kept from pruning until a generation at least as new is applied
         # (in memory: after a restart nothing is pruned before the next apply anyway).
@@ -139,6 +125,13 @@ class Agent:
             )
         return {"token": token, "published": False}
 
+    def observations(self, epoch: str | None, after: int, limit: int) -> dict:
+        """``GET /v1/observations``: what the drift rounds saw (app.agent.drift)."""
+        page = self.drift.observations.page(epoch, after, limit)
+        page["interval"] = self.config.drift_interval
+        page["sample"] = self.config.drift_sample
+        return page
+
     def state(self) -> dict:
         st = self.st
         return {
@@ -150,9 +143,12 @@ class Agent:
             # Names of the applied document held back on what they served before (isolation).
             "failed_names": st.failed_names or [],
             # What this agent understands beyond full documents; the controller checks it.
-            "features": ["delta-config", "bundle-upload"],
+            "features": ["delta-config", "bundle-upload", "observations"],
             # The largest body the request gate accepts; the controller sizes its chunks by it.
             "max_body_bytes": self.config.limits.max_body_bytes,
+            # The TLS front this agent runs ([haproxy]), for an operator to compare with the
+            # server's tls_front in the controller (which an administrator sets).
+            "tls_front": "haproxy" if self.config.haproxy else None,
         }
 
     async def bootstrap(self) -> bool:
@@ -311,6 +307,8 @@ class Agent:
         desired_view = _view(document)
         previous = self._served_before()
         carried = [NameFailure.from_dict(f) for f in st.failed_names or []]
+        drifted = self.drift.observations.drifted()
+        self.pipeline.repair = self.drift.repair_plan(drifted)
         try:
             outcome, failures, served = await self.isolated.apply(
                 desired_view, previous, bad, carried
@@ -328,6 +326,8 @@ class Agent:
                 result.get("rolled_back"),
             )
             return 422, {**result, "code": "apply_failed"}
+        finally:
+            self.pipeline.repair = {}  # a repair is for this apply only
         failed_names = [f.as_dict() for f in failures]
         result = {
             "status": "applied",
@@ -354,6 +354,10 @@ class Agent:
         self.store.prune(
             desired.referenced() | referenced(served) | self._keep_staged(desired.generation)
         )
+        if drifted:
+            await self.drift.recheck(drifted)  # what the repair achieved, for the controller
+            log.info("drift repair: %d of %d drifted probe(s) still drifted",
+                     len(self.drift.observations.drifted() & drifted), len(drifted))
         changed = (
             ", ".join(name for name, flag in (outcome.get("changed") or {}).items() if flag)
             or "nothing"

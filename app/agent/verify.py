@@ -52,7 +52,7 @@ def _probeable(hostname: str) -> bool:
     return bool(hostname) and is_canonical(hostname) and not hostname.replace(".", "").isdigit()
 
 
-def _probe_name(name: str) -> str:
+def probe_name(name: str) -> str:
     """A concrete name to send for a binding; ``*.a.test`` is probed as ``certpost-probe.a.test``."""
     return "certpost-probe" + name[1:] if name.startswith("*.") else name
 
@@ -95,6 +95,10 @@ def plan(backends: list[Backend], view: View, previous: View | None, limit: int)
                 view.webmail,
                 previous.webmail if previous else {},
             )
+        if not backend.per_name_sni():
+            # Every bound name gets the default here: probe a sample of them expecting it.
+            names = dict.fromkeys(names, default)
+            before = dict.fromkeys(before, default)
         picks = sample_names(names, before, default, limit)
         unbound = [(None, default), (UNKNOWN_NAME, default)]
         if not backend.serves_mail() and _probeable(view.server_hostname):
@@ -110,7 +114,7 @@ def plan(backends: list[Backend], view: View, previous: View | None, limit: int)
                         target.host,
                         target.port,
                         target.protocol,
-                        _probe_name(sni) if sni else sni,
+                        probe_name(sni) if sni else sni,
                         fp,
                         service,
                         bound,
@@ -143,13 +147,20 @@ async def _probe_until(
         delay = min(delay * 2, 0.5)
 
 
+async def probe_all(
+    probes: list[Probe], timeout: float, concurrency: int = 8
+) -> list[tuple[Probe, str | None, str]]:
+    """Run every probe concurrently: (probe, served fingerprint or None, error or "") each."""
+    deadline = time.monotonic() + timeout
+    limiter = asyncio.Semaphore(concurrency)
+    return list(await asyncio.gather(*(_probe_until(p, deadline, limiter) for p in probes)))
+
+
 async def run_probes(
     probes: list[Probe], timeout: float, concurrency: int = 8
 ) -> tuple[list[dict], list[tuple[Probe, str]]]:
     """Run every probe concurrently; return (verified entries, failures with their error)."""
-    deadline = time.monotonic() + timeout
-    limiter = asyncio.Semaphore(concurrency)
-    results = await asyncio.gather(*(_probe_until(p, deadline, limiter) for p in probes))
+    results = await probe_all(probes, timeout, concurrency)
     verified = [p.as_dict(served) for p, served, error in results if not error]
     failures = [(p, error) for p, _, error in results if error]
     return verified, failures

@@ -131,6 +131,15 @@ class MaterialReader:
             raise
         except Exception:  # noqa: BLE001, S110  (the worker's full reading reports anything odd)
             pass
+        return material.Material.from_wire(await self._call(fn, *args))
+
+    async def generate(self, fn, *args):
+        """``fn(*args)`` in a worker process (a module-level function with picklable arguments
+        and result): CPU-heavy work of our own, such as an RSA key for a certificate request
+        (app/certificate_requests/csr.py), bounded by the same queue as the readings."""
+        return await self._call(fn, *args)
+
+    async def _call(self, fn, *args):
         if self._pending >= self._queue_limit:
             raise MaterialBusy(f"{self._pending} certificates are being read; retry in a few seconds")
         self._pending += 1
@@ -146,7 +155,7 @@ class MaterialReader:
             raise kx.InvalidCertificate("the material could not be read") from None
         finally:
             self._pending -= 1
-        return material.Material.from_wire(wire)
+        return wire
 
     async def from_pem(self, certificate_pem, private_key_pem, *, chain_pem=None, passphrase=None) -> material.Material:
         precheck = partial(material.precheck_pem, certificate_pem, private_key_pem, chain_pem)

@@ -26,6 +26,7 @@ from app.certificates.service import CertificateService, InvalidCursor, InvalidF
 from app.certificates.trust import Trust, upload_warnings
 from app.deps import Context, CurrentCaller, Session
 from app.idempotency.http import IDEMPOTENT, IdempotentRoute
+from app.kit import conditions
 from app.kit import x509 as kx
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.time import utc_now
@@ -75,7 +76,7 @@ def to_out(cert: Certificate, usages: list[Usage], trust: Trust) -> CertificateO
         bindings=[UsageOut(**u.__dict__) for u in usages],
         renewal_at=cert.renewal_at,
         renewal_status=cert.renewal_status,
-        renewal_error=cert.renewal_error,
+        renewal_error=conditions.read(cert.renewal_error, at=cert.updated_at),
         created_at=cert.created_at,
         updated_at=cert.updated_at,
     )
@@ -97,7 +98,7 @@ CHAIN_DIFFERS = (
 )
 
 
-async def _uploaded(service: CertificateService, stored: Stored, ctx) -> ModelResponse:
+async def uploaded_response(service: CertificateService, stored: Stored, ctx) -> ModelResponse:
     """201 with the new certificate, or 200 with the one the owner already had.
 
     An identical upload is not an error (a panel retrying, or a user uploading the file they
@@ -152,7 +153,8 @@ async def upload_certificate(body: CertificateUpload, caller: CurrentCaller, ser
     `already_existed: true`."""
     owner = caller.owner_for_new(body.account_id)
     mat = await _read_pem(ctx, body)
-    return await _uploaded(service, await service.store_upload(mat, account_id=owner, name=body.name), ctx)
+    return await uploaded_response(service, await service.store_upload(mat, account_id=owner, name=body.name,
+                                                                       caller=caller), ctx)
 
 
 @router.post("/import", operation_id="importCertificate", response_description="The certificate, stored (new)",
@@ -193,7 +195,8 @@ async def import_certificate(
             raise errors.InvalidCertificate("send either `pkcs12`, or `certificate` and `private_key`")
     except kx.MaterialError as exc:
         raise errors.from_material_error(exc) from None
-    return await _uploaded(service, await service.store_upload(mat, account_id=owner, name=name), ctx)
+    return await uploaded_response(service, await service.store_upload(mat, account_id=owner, name=name,
+                                                                       caller=caller), ctx)
 
 
 @router.post("/self-signed", operation_id="createSelfSignedCertificate", response_description="The certificate, generated and stored",
@@ -207,7 +210,7 @@ async def create_self_signed(body: SelfSignedCreate, caller: CurrentCaller, serv
     except InvalidName as exc:
         raise InvalidHostname(str(exc)) from None
     mat = material.self_signed(names, days=body.days)
-    cert = await service.store(mat, account_id=owner, name=body.name, source="self-signed")
+    cert = await service.store(mat, account_id=owner, name=body.name, source="self-signed", caller=caller)
     return await _one(service, cert, response, created=True)
 
 

@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app import examples as ex
 from app.paging import Page
-from app.schemas import PemText, Strict, WarningOut
+from app.schemas import Condition, PemText, Strict, WarningOut
 
 PEM_MAX = 256 * 1024
 
@@ -133,7 +133,8 @@ class CertificateOut(BaseModel):
                                         examples=[None])
     renewal_status: Literal["scheduled", "renewing", "failed"] | None = Field(
         description="ACME: the renewal's state; null for other certificates.", examples=[None])
-    renewal_error: dict | None = Field(description="ACME: why the last renewal failed (`step`, `code`, `detail`, `problem`).",
+    renewal_error: Condition | None = Field(description="ACME: why the last renewal failed (`code`, `message`, `step`, "
+                                            "`at`).",
                                        examples=[None])
     created_at: datetime = Field(description="When it was stored (UTC).", examples=[ex.CREATED])
     updated_at: datetime = Field(description="When it last changed (UTC).", examples=[ex.UPDATED])

@@ -27,6 +27,7 @@ from app.certificates.trust import Trust, trust_of
 from app.db import new_id
 from app.deployments.outbox import servers_changed
 from app.domains.rules import service_hostname
+from app.events import EventKind, record
 from app.kit import x509 as kx
 from app.kit.coverage import candidate_sans, covers
 from app.kit.crypto import MasterKey
@@ -105,20 +106,27 @@ class CertificateService:
         cert.key_wrapped = sealed.wrapped_key
         cert.master_key_id = sealed.master_key_id
 
-    async def _check_account(self, account_id: str | None) -> None:
+    async def check_account(self, account_id: str | None) -> None:
         if account_id is not None and not await self.repo.account_exists(account_id):
             # an admin naming an account that does not exist: refused, not a foreign-key 500
             raise UnknownAccount(f"account {account_id} not found")
 
-    async def store(self, material: Material, *, account_id: str | None, name: str | None, source: str) -> Certificate:
-        await self._check_account(account_id)
+    async def store(self, material: Material, *, account_id: str | None, name: str | None, source: str,
+                    caller: Caller) -> Certificate:
+        await self.check_account(account_id)
         cert = Certificate(id=new_id(), account_id=account_id, name=name, source=source, revision=1)
         self._fill(cert, material)
         cert.names = [CertificateName(name=n) for n in dict.fromkeys(material.sans)]
         await self.repo.add(cert)
+        self._stored(caller, cert)
         return cert
 
-    async def store_upload(self, material: Material, *, account_id: str | None, name: str | None) -> Stored:
+    def _stored(self, caller: Caller, cert: Certificate) -> None:
+        record(self.repo.session, EventKind.CERTIFICATE_UPLOADED, caller, account_id=cert.account_id,
+               subjects={"certificate": cert.id}, data={**event_data(cert), "source": cert.source, "revision": 1})
+
+    async def store_upload(self, material: Material, *, account_id: str | None, name: str | None,
+                           caller: Caller) -> Stored:
         """Store uploaded material, or return the owner's certificate with the same fingerprint.
 
         The same fingerprint is the same certificate, hence the same public key; a key that
@@ -128,13 +136,14 @@ class CertificateService:
         the material with ``PUT`` for that). Concurrent identical uploads make one row
         (``CertificateRepository.add_unless_present``).
         """
-        await self._check_account(account_id)
+        await self.check_account(account_id)
         existing = await self.repo.by_owner_fingerprint(account_id, material.fingerprint)
         if existing is None:
             cert = Certificate(id=new_id(), account_id=account_id, name=name, source="upload", revision=1)
             self._fill(cert, material)
             stored = await self.repo.add_unless_present(cert)
             if stored is not None:
+                self._stored(caller, stored)
                 return Stored(stored, existed=False)
             existing = await self.repo.by_owner_fingerprint(account_id, material.fingerprint)
             if existing is None:  # inserted and deleted by others meanwhile: vanishingly rare
@@ -249,6 +258,7 @@ class CertificateService:
             raise errors.CertificateExists(
                 f"certificate {same.id} of the same owner already holds this material", certificate_id=same.id
             )
+        previous = cert.fingerprint_sha256
         self._fill(cert, material)
         await self.repo.replace_names(cert.id, material.sans)
         # In SQL (revision = revision + 1), not from the value read above: concurrent replaces
@@ -261,6 +271,10 @@ class CertificateService:
         except IntegrityError:  # a concurrent upload of the same material won the unique index
             raise errors.CertificateExists("a certificate of the same owner already holds this material") from None
         await self.repo.session.refresh(cert, ["revision", "version"])
+        record(self.repo.session, EventKind.CERTIFICATE_REPLACED, caller, account_id=cert.account_id,
+               subjects={"certificate": cert.id},
+               data={**event_data(cert), "previous_fingerprint_sha256": previous, "revision": cert.revision,
+                     "bindings": len(usages)})
         await servers_changed(
             self.repo.session,
             [u.server_id for u in usages if u.server_id],
@@ -282,6 +296,7 @@ class CertificateService:
                 f"the certificate is bound ({where}); remove those bindings first",
                 bindings=len(usages),
             )
+        facts = event_data(cert)
         try:
             await self.repo.delete(cert)
         except IntegrityError:
@@ -290,6 +305,14 @@ class CertificateService:
             raise errors.CertificateInUse(
                 "the certificate was bound by a concurrent request; remove that binding first"
             ) from None
+        record(self.repo.session, EventKind.CERTIFICATE_DELETED, caller, account_id=cert.account_id,
+               subjects={"certificate": cert.id}, data=facts)
+
+
+def event_data(cert: Certificate) -> dict:
+    """What every certificate event says of it: never its key, nor even its PEM."""
+    return {"name": cert.name, "fingerprint_sha256": cert.fingerprint_sha256, "names": list(cert.sans or []),
+            "not_after": cert.not_after.isoformat() if cert.not_after else None}
 
 
 def _candidates(parameter: str, hostname: str) -> list[str]:

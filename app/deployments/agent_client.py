@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from app.kit.conditions import condition
 from app.kit.logs import request_id_var
 from app.kit.signing import sign_request
 
@@ -35,14 +36,13 @@ class AgentError(Exception):
         self.body = body or {}
         self.status = status
 
-    def as_dict(self) -> dict:
-        out = {"code": self.code, "detail": self.detail}
-        if self.status is not None:
-            out["status"] = self.status
-        for key in ("step", "daemon", "message", "rolled_back", "missing"):
-            if key in self.body:
-                out[key] = self.body[key]
-        return out
+    def condition(self, at) -> dict:
+        """The failure as a deployment stores it (``app.kit.conditions``): the agent's own step,
+        and its HTTP status, daemon, the daemon's words and whether it rolled back as details."""
+        details = {"status": self.status, **{key: self.body.get(key) for key in ("daemon", "message", "rolled_back",
+                                                                                   "missing")}}
+        step = self.body.get("step")
+        return condition(self.code, self.detail, at=at, step=step if isinstance(step, str) else None, details=details)
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,11 @@ class AgentClient:
 
     async def state(self) -> dict:
         return await self._request("GET", "/v1/state")
+
+    async def observations(self, epoch: str | None, after: int, limit: int) -> dict:
+        """What the agent's drift rounds saw since ``after`` (app/agent/drift.py)."""
+        query = f"after={int(after)}&limit={int(limit)}" + (f"&epoch={epoch}" if epoch else "")
+        return await self._request("GET", f"/v1/observations?{query}")
 
     async def put_bundles(self, generation: int, bundles: dict[str, dict]) -> dict:
         """Store bundles for ``generation`` ahead of its document (``PUT /v1/bundles``)."""

@@ -19,19 +19,20 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select, update
 
+from app.accounts.caller import Caller
 from app.context import AppContext
-from app.deployments import applied
+from app.deployments import applied, transitions
 from app.deployments.agent_client import AgentClient, AgentError
 from app.deployments.bundles import INLINE_AT_MOST, can_upload, read_bundles, upload_bundles
 from app.deployments.claims import release, renew
 from app.deployments.delta import SCALARS, delta_body, name_changes
 from app.deployments.desired import load_desired, load_head, load_names
-from app.deployments.heartbeat import Heartbeat, LeaseLost
 from app.deployments.models import Deployment, DeploymentAttempt, is_due
-from app.deployments.policy import next_attempt_at
+from app.kit.conditions import condition
 from app.kit.digest import config_digest
 from app.kit.logs import request_id_var
 from app.kit.time import utc_now
+from app.scheduler.heartbeat import Heartbeat, LeaseLost
 from app.servers.models import Server
 
 log = logging.getLogger("certpost.deployments")
@@ -252,7 +253,8 @@ async def _record(ctx: AppContext, server_id: str, deployment_id: str, owner: st
         server = await session.get(Server, server_id)
         deployment = await session.get(Deployment, deployment_id)
         moved = deployment.generation != outcome.generation
-        error = outcome.error.as_dict() if outcome.error else None
+        caller = Caller.for_worker(owner)
+        error = outcome.error.condition(now) if outcome.error else None
         session.add(
             DeploymentAttempt(
                 deployment_id=deployment_id,
@@ -272,9 +274,8 @@ async def _record(ctx: AppContext, server_id: str, deployment_id: str, owner: st
             _continue_after(server, deployment, outcome.agent_ahead, now)
         elif outcome.applied:
             await _record_applied(session, server, outcome)
-            if not moved:
-                deployment.status, deployment.applied_at, deployment.last_error = "applied", now, None
-                deployment.failed_names = failed_names(outcome.response)
+            transitions.applied(session, deployment, outcome.generation, failed_names(outcome.response), caller,
+                                now=now, moved=moved)
             log.info("server %s applied generation %s (%s, %d bytes)", server_id, outcome.generation, outcome.mode,
                      outcome.bytes_sent)
             held_back = failed_names(outcome.response)
@@ -282,15 +283,9 @@ async def _record(ctx: AppContext, server_id: str, deployment_id: str, owner: st
                 log.warning("server %s generation %s: %d name(s) held back by the agent: %s", server_id,
                             outcome.generation, len(held_back), ", ".join(f["name"] for f in held_back[:10]))
         else:
-            if not moved:
-                deployment.last_error = error
-                if outcome.error.retryable:
-                    deployment.status = "retrying"
-                    deployment.next_attempt_at = next_attempt_at(
-                        now, deployment.attempts, base=settings.retry_base_seconds, cap=settings.retry_max_seconds
-                    )
-                else:
-                    deployment.status = "failed"
+            transitions.failed(session, deployment, outcome.generation, error, caller, now=now, moved=moved,
+                               retryable=outcome.error.retryable, base=settings.retry_base_seconds,
+                               cap=settings.retry_max_seconds)
             log.warning("server %s generation %s: %s (%s)", server_id, outcome.generation, outcome.error.code,
                         outcome.error.detail)
         await release(session, server_id, owner)
@@ -324,10 +319,8 @@ async def _record_applied(session, server: Server, outcome: Outcome) -> None:
 def _continue_after(server: Server, deployment: Deployment, agent_generation: int, now) -> None:
     """The agent applied a generation we never wrote (re-registered server, restored database):
     continue numbering after it, so the agent accepts the current desired state as new."""
-    deployment.last_error = {
-        "code": "agent_ahead",
-        "detail": f"the agent had applied generation {agent_generation} from earlier; continuing after it",
-    }
+    deployment.last_error = condition(
+        "agent_ahead", f"the agent had applied generation {agent_generation} from earlier; continuing after it", at=now)
     if server.desired_generation > agent_generation:
         return  # the waiting row already carries a generation the agent will accept
     server.desired_generation = agent_generation + 1

@@ -19,6 +19,7 @@ from app.deployments.schemas import (
 )
 from app.deployments.service import DeploymentService
 from app.deps import Admin, Session
+from app.kit import conditions
 from app.paging import InvalidCursor, PageParams
 from app.problems import Forbidden, NotFound, responses
 from app.servers.models import Server
@@ -42,7 +43,7 @@ def _out(row: Deployment) -> DeploymentOut:
     return DeploymentOut(
         id=row.id, server_id=row.server_id, generation=row.generation, reason=row.reason, changes=row.changes,
         status=row.status,
-        attempts=row.attempts, next_attempt_at=row.next_attempt_at if due else None, last_error=row.last_error,
+        attempts=row.attempts, next_attempt_at=row.next_attempt_at if due else None, last_error=conditions.read(row.last_error, at=row.updated_at),
         applied_at=row.applied_at, failed_names=row.failed_names or [], created_at=row.created_at,
         updated_at=row.updated_at,
     )
@@ -65,7 +66,7 @@ async def get_deployment(server_id: str, deployment_id: str, _admin: Admin, sess
     row = await repo.get(server_id, deployment_id)
     if row is None:
         raise NotFound("deployment not found")
-    history = [AttemptOut(started_at=a.started_at, finished_at=a.finished_at, outcome=a.outcome, error=a.error,
+    history = [AttemptOut(started_at=a.started_at, finished_at=a.finished_at, outcome=a.outcome, error=conditions.read(a.error, at=a.finished_at or a.started_at),
                           bytes_sent=a.bytes_sent) for a in await repo.attempts(row.id)]
     return DeploymentDetail(**_out(row).model_dump(), history=history)
 

@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app import examples as ex
 from app.paging import Page
+from app.schemas import Condition
 
 
 class AttemptOut(BaseModel):
@@ -15,8 +16,9 @@ class AttemptOut(BaseModel):
     outcome: str = Field(description="`applied`, `agent_ahead` (the agent already had a later generation) or "
                          "`failed`.", json_schema_extra={"enum": ["applied", "agent_ahead", "failed"]},
                          examples=["applied"])
-    error: dict | None = Field(description="With `failed`: `code`, `detail`, and from the agent `step`, `daemon`, "
-                               "`message`.", examples=[None])
+    error: Condition | None = Field(description="With `failed`: `code`, `message`, `step` (the agent's), `at`, and "
+                                    "in `details` the agent's HTTP `status`, `daemon`, `message`, `rolled_back`.",
+                                    examples=[None])
     bytes_sent: int = Field(description="Size of the document sent to the agent.", examples=[18432])
 
 
@@ -57,7 +59,9 @@ class DeploymentOut(BaseModel):
     attempts: int = Field(description="Pushes tried so far.", examples=[1])
     next_attempt_at: datetime | None = Field(
         description="When a pending or retrying deployment is tried next; null when the server has no agent.")
-    last_error: dict | None = Field(description="`code`, `detail`, and from the agent `step`, `daemon`, `message`.")
+    last_error: Condition | None = Field(description="Why the last attempt failed: `code`, `message`, `step` (the "
+                                         "agent's), `at`, and in `details` the agent's HTTP `status`, `daemon`, "
+                                         "`message`, `rolled_back`.")
     applied_at: datetime | None = Field(description="When the agent applied it.", examples=[ex.UPDATED])
     failed_names: list[FailedName] = Field(
         [], description="Applied, except these names, which keep what they served before."

@@ -41,6 +41,7 @@ class ServerFacts:
     mail_certificate_id: str
     webmail_default_id: str  # Server.webmail_default_id: what an unbound webmail name presents
     mail_certificate_count: int
+    tls_front: str | None = None  # Server.tls_front: who serves the implicit-TLS mail ports
 
 
 class CertificateFacts(NamedTuple):
@@ -80,7 +81,7 @@ def _facts_statement():
                Server.mail_certificate_id, Server.webmail_default_id, Server.mail_certificate_count,
                Deployment.failed_names, webmail.id, mail.id,
                *(getattr(cert, c.key) for cert in presented for c in PRESENTED_COLUMNS),
-               webmail.version, mail.version)
+               webmail.version, mail.version, Server.tls_front)
         .join(Server, Server.id == Domain.server_id)
         .outerjoin(Deployment, and_(Deployment.server_id == Server.id,
                                     Deployment.generation == Server.applied_generation))
@@ -117,12 +118,12 @@ class DomainRepository:
         width = len(PRESENTED_COLUMNS)
         certs = [CertificateFacts(*row[15 + i * width:15 + (i + 1) * width]) for i in range(3)]
         return DomainFacts(
-            row[0], row[1], row[2], ServerFacts(*row[3:12]), list(row[12] or []),
+            row[0], row[1], row[2], ServerFacts(*row[3:12], row[-1]), list(row[12] or []),
             presented={"webmail": certs[0], "mail": certs[1]},
             bound={"webmail": row[13] is not None, "mail": row[14] is not None},
             server_certificate=certs[2],
-            binding_rows={"webmail": (row[13], row[-2]) if row[13] is not None else None,
-                          "mail": (row[14], row[-1]) if row[14] is not None else None},
+            binding_rows={"webmail": (row[13], row[-3]) if row[13] is not None else None,
+                          "mail": (row[14], row[-2]) if row[14] is not None else None},
         )
 
     async def list(self, visible: Any, server_id: str | None, page: PageRequest) -> Window:

@@ -21,6 +21,7 @@ from app.domains.schemas import (
     DomainCreate,
     DomainOut,
     DomainPage,
+    MailPortTls,
     MailTls,
     NameDeploymentOut,
     PresentedCertificate,
@@ -45,7 +46,7 @@ from app.preconditions import IfMatch, binding_tag, bindings_tag, domain_tag, ta
 from app.problems import Forbidden, NotFound, responses
 from app.schemas import ModelResponse, WarningOut
 from app.servers.router import capacity_warnings
-from app.servers.software import capabilities
+from app.servers.software import capabilities, mail_ports
 
 router = APIRouter(prefix="/v1/domains", tags=["domains"], route_class=IdempotentRoute)
 
@@ -229,6 +230,11 @@ def failure_warning(state: rules.NameDeployment, hostname: str) -> WarningOut:
     )
 
 
+def _port_out(port: rules.PortStatus) -> MailPortTls:
+    return MailPortTls(port=port.port, protocol=port.protocol, daemon=port.daemon, source=port.source,
+                       client_warning=bool(port.reasons), reasons=list(port.reasons))
+
+
 def _presented(cert) -> PresentedCertificate:
     return PresentedCertificate(
         id=cert.id, fingerprint_sha256=cert.fingerprint_sha256, subject=cert.subject, issuer=cert.issuer,
@@ -245,22 +251,27 @@ async def tls_status(name: str, caller: CurrentCaller, domains: Domains, ctx: Co
     now = utc_now()
     per_domain = capabilities(server.software).per_domain_mail
     states = domains.deployments(status)
+    observed = await domains.observed(status)
     parts = {}
     for service, eff in effective.items():
         status = rules.service_status(
             service, domain.name, eff.certificate, eff.source,
             server_hostname=server.hostname, server_cert=server_cert, per_domain_mail=per_domain,
             now=now, expiring_days=ctx.settings.expiring_days,
+            ports=mail_ports(server.software, server.tls_front) if service == "mail" else (),
         )
         common = dict(
             hostname=status.hostname, source=status.source, certificate=_presented(eff.certificate),
             trusted=eff.certificate.trusted, covers_hostname=covers(eff.certificate.sans, status.hostname),
             expires_at=eff.certificate.not_after, client_warning=status.client_warning,
             reasons=status.reasons, notices=status.notices, deployment=deployment_out(states[service]),
+            observed=observed[service],
         )
         if service == "mail":
             parts[service] = MailTls(**common, recommended_client_hostname=status.recommended_client_hostname,
-                                     recommendation_reason=status.recommendation_reason)
+                                     recommendation_reason=status.recommendation_reason,
+                                     ports=[_port_out(p) for p in status.ports],
+                                     recommended_ports=status.recommended_ports)
         else:
             parts[service] = ServiceTls(**common)
     up_to_date = server.applied_generation >= server.desired_generation

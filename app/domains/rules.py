@@ -89,6 +89,23 @@ def mail_binding_warnings(server_cert: CertFacts, server_hostname: str, now: dat
     ]
 
 
+def front_binding_warnings(hostname: str, server_hostname: str, ports: tuple) -> list[Warning]:
+    """A per-domain mail certificate behind a TLS front is not shown on Dovecot's STARTTLS ports
+    (143, 110), which present the server-wide certificate: say which ports to configure."""
+    shared = [p for p in ports if not p.per_domain]
+    if not shared:
+        return []
+    own = sorted({p.port for p in ports if p.per_domain and p.protocol in IMPLICIT_TLS})
+    return [
+        Warning(
+            "starttls_server_wide",
+            f"Ports {', '.join(str(p.port) for p in shared)} ({', '.join(p.protocol for p in shared)}) present "
+            f"the server-wide certificate of {server_hostname}, not this one: configure mail clients with "
+            f"{hostname} on the implicit-TLS ports {', '.join(map(str, own))} (RFC 8314).",
+        )
+    ]
+
+
 def client_warning_reasons(cert: CertFacts, hostname: str, now: datetime) -> list[str]:
     """Why a client connecting to ``hostname`` and shown ``cert`` would warn (empty: it won't)."""
     reasons: list[str] = []
@@ -105,6 +122,17 @@ def client_warning_reasons(cert: CertFacts, hostname: str, now: datetime) -> lis
     return reasons
 
 
+@dataclass(frozen=True)
+class PortStatus:
+    """What a client connecting to ``mail.<domain>`` on one port is shown."""
+
+    port: int
+    protocol: str
+    daemon: str
+    source: str  # "binding" | "server-default": the domain's certificate or the server-wide one
+    reasons: tuple[str, ...]  # why a client would warn there (empty: it would not)
+
+
 @dataclass
 class ServiceStatus:
     service: str
@@ -114,6 +142,8 @@ class ServiceStatus:
     notices: list[str] = field(default_factory=list)
     recommended_client_hostname: str | None = None
     recommendation_reason: str | None = None
+    ports: list[PortStatus] = field(default_factory=list)
+    recommended_ports: list[int] = field(default_factory=list)
 
     @property
     def client_warning(self) -> bool:
@@ -131,8 +161,15 @@ def service_status(
     per_domain_mail: bool,
     now: datetime,
     expiring_days: int,
+    ports: tuple = (),
 ) -> ServiceStatus:
-    """What a client connecting to ``<service>.<domain>`` sees, and what to tell users (domain.md)."""
+    """What a client connecting to ``<service>.<domain>`` sees, and what to tell users (domain.md).
+
+    ``ports`` (mail only; ``app.servers.software.mail_ports``) adds, per port, which certificate
+    is presented there, and the implicit-TLS ports (RFC 8314) to configure with the
+    recommended host name: with a TLS front STARTTLS shows the server-wide certificate, so a
+    client of ``mail.<domain>`` is pointed at 993, 995 and 465.
+    """
     hostname = service_hostname(service, domain)
     status = ServiceStatus(service, hostname, source, client_warning_reasons(presented, hostname, now))
     if presented.not_after - now < timedelta(days=expiring_days) and not expired(presented.not_after, now):
@@ -150,7 +187,33 @@ def service_status(
         )
     else:
         status.recommendation_reason = "server_certificate_untrusted"
+    status.ports, status.recommended_ports = port_statuses(
+        hostname, presented, source, server_cert, server_hostname, status.recommended_client_hostname, ports, now
+    )
     return status
+
+
+IMPLICIT_TLS = ("smtps", "imaps", "pop3s")
+
+
+def port_statuses(
+    hostname: str, presented: CertFacts, source: str, server_cert: CertFacts, server_hostname: str,
+    recommended: str | None, ports: tuple, now: datetime,
+) -> tuple[list[PortStatus], list[int]]:
+    """Per port, what ``hostname`` is shown; and the implicit-TLS ports where ``recommended`` is
+    shown a certificate without a warning (the server-wide one covers the server's host name on
+    every port)."""
+    out: list[PortStatus] = []
+    recommended_ports: list[int] = []
+    for p in ports:
+        cert, src = (presented, source) if p.per_domain else (server_cert, "server-default")
+        out.append(PortStatus(p.port, p.protocol, p.daemon, src, tuple(client_warning_reasons(cert, hostname, now))))
+        if p.protocol not in IMPLICIT_TLS or recommended is None:
+            continue
+        shown = server_cert if recommended == server_hostname or not p.per_domain else presented
+        if not client_warning_reasons(shown, recommended, now):
+            recommended_ports.append(p.port)
+    return out, recommended_ports
 
 
 @dataclass(frozen=True)

@@ -142,6 +142,30 @@ class PresentedCertificate(BaseModel):
     self_signed: bool = Field(description="Issued by itself.", examples=[False])
 
 
+class ObservedPort(BaseModel):
+    """What one port of the server was last seen serving for the name (the agent's drift probes)."""
+
+    model_config = _examples({"daemon": "dovecot", "port": 993, "protocol": "imaps",
+                              "observed_at": "2026-12-01T04:05:06Z", "fingerprint": ex.FINGERPRINT,
+                              "matches": True, "drifted": False, "error": None})
+
+    daemon: Literal["postfix", "dovecot", "nginx", "courier"] = Field(description="The daemon behind the port.",
+                                                                     examples=["dovecot"])
+    port: int = Field(description="The port probed (the agent's `verify` ports).", examples=[993])
+    protocol: str = Field(description="How it was probed: `smtp-starttls`, `smtps`, `imap-starttls`, `imaps`, "
+                          "`pop3-starttls`, `pop3s` or `https`.", examples=["imaps"])
+    observed_at: datetime = Field(description="When the agent made the handshake (UTC).",
+                                  examples=["2026-12-01T04:05:06Z"])
+    fingerprint: str | None = Field(description="SHA-256 of the certificate the port presented; null: no "
+                                    "handshake (see `error`).", examples=[ex.FINGERPRINT])
+    matches: bool = Field(description="The port presented the certificate shown under `certificate` (what the "
+                          "domain should present now).", examples=[True])
+    drifted: bool = Field(description="The port presented something else than the agent last applied: changed "
+                          "behind its back. A delivery that repairs it is scheduled (docs/agent.md, \"Drift\").",
+                          examples=[False])
+    error: str | None = Field(description="Why there was no handshake, when there was none.", examples=[None])
+
+
 class ServiceTls(BaseModel):
     hostname: str = Field(description="The name clients connect to.", examples=["webmail.example.com"])
     source: Literal["binding", "server-default"] = Field(
@@ -159,6 +183,26 @@ class ServiceTls(BaseModel):
                                json_schema_extra={"items": {"type": "string", "enum": list(NOTICES)}},
                                examples=[["certificate_expiring"]])
     deployment: NameDeploymentOut = Field(description="Whether the server serves it yet.")
+    observed: list[ObservedPort] = Field(
+        [], description="What each port was last seen serving for `hostname` (the agent probes a sample of bound "
+        "names every few minutes and every name over a cycle; with `source` `server-default`, the probes without "
+        "SNI, which get the same default); empty until it was probed.")
+
+
+class MailPortTls(BaseModel):
+    port: int = Field(description="The standard port.", examples=[993])
+    protocol: Literal["smtp-starttls", "smtps", "imap-starttls", "imaps", "pop3-starttls", "pop3s"] = Field(
+        description="What is spoken there (`-starttls`: plaintext first, then STARTTLS/STLS).", examples=["imaps"])
+    daemon: str = Field(description="Who terminates TLS there: `postfix`, `dovecot`, `haproxy` (the TLS front), "
+                        "`courier`, `qmail`, `mailenable`.", examples=["haproxy"])
+    source: Literal["binding", "server-default"] = Field(
+        description="`binding`: the domain's certificate (`certificate` above) is shown for `mail.<domain>`; "
+        "`server-default`: the server-wide mail certificate is, whatever is bound.", examples=["binding"])
+    client_warning: bool = Field(description="True when a client of `mail.<domain>` would warn on this port.",
+                                 examples=[False])
+    reasons: list[str] = Field(description="Why it would warn there (codes).",
+                               json_schema_extra={"items": {"type": "string", "enum": list(CLIENT_WARNING_REASONS)}},
+                               examples=[[]])
 
 
 class MailTls(ServiceTls):
@@ -172,6 +216,14 @@ class MailTls(ServiceTls):
         "serve a per-domain mail certificate), `mail_hostname_warns`, `server_certificate_untrusted`; null when "
         "it is.", json_schema_extra={"enum": [*RECOMMENDATION_REASONS, None]}, examples=[None],
     )
+    ports: list[MailPortTls] = Field(
+        [], description="Per standard mail port, which certificate a client of `mail.<domain>` is shown. With a "
+        "TLS front (`tls_front` on the server) IMAPS and POP3S are the front's and STARTTLS on 143/110 shows the "
+        "server-wide certificate.")
+    recommended_ports: list[int] = Field(
+        [], description="The implicit-TLS ports (RFC 8314: 993 IMAPS, 995 POP3S, 465 SMTPS) where "
+        "`recommended_client_hostname` is shown a certificate without a warning: what to configure in clients.",
+        examples=[[465, 993, 995]])
 
 
 class DeploymentState(BaseModel):
@@ -185,7 +237,21 @@ _PRESENTED = {"id": ex.CERTIFICATE_ID, "fingerprint_sha256": ex.FINGERPRINT, "su
 _SERVICE = {"source": "binding", "certificate": _PRESENTED, "trusted": True, "covers_hostname": True,
             "expires_at": ex.NOT_AFTER, "client_warning": False, "reasons": [], "notices": [],
             "deployment": {"state": "pending", "reason": None, "agent_code": None, "message": None,
-                           "fingerprint": None, "serving": None}}
+                           "fingerprint": None, "serving": None},
+            "observed": [{"daemon": "nginx", "port": 443, "protocol": "https", "observed_at": "2026-12-01T04:05:06Z",
+                          "fingerprint": ex.FINGERPRINT, "matches": True, "drifted": False, "error": None}]}
+
+
+_PORTS = [
+    {"port": p, "protocol": proto, "daemon": daemon, "source": source, "client_warning": warns,
+     "reasons": ["hostname_not_covered"] if warns else []}
+    for p, proto, daemon, source, warns in (
+        (25, "smtp-starttls", "postfix", "binding", False), (587, "smtp-starttls", "postfix", "binding", False),
+        (465, "smtps", "postfix", "binding", False), (143, "imap-starttls", "dovecot", "server-default", True),
+        (993, "imaps", "haproxy", "binding", False), (110, "pop3-starttls", "dovecot", "server-default", True),
+        (995, "pop3s", "haproxy", "binding", False),
+    )
+]
 
 
 class TlsStatus(BaseModel):
@@ -193,7 +259,7 @@ class TlsStatus(BaseModel):
         "domain": ex.DOMAIN, "server_id": ex.SERVER_ID, "server_hostname": ex.SERVER_HOSTNAME,
         "webmail": {"hostname": "webmail.example.com", **_SERVICE},
         "mail": {"hostname": "mail.example.com", **_SERVICE, "recommended_client_hostname": "mail.example.com",
-                 "recommendation_reason": None},
+                 "recommendation_reason": None, "ports": _PORTS, "recommended_ports": [465, 993, 995]},
         "deployment": {"desired_generation": 42, "applied_generation": 41, "up_to_date": False},
         "warnings": [{"code": "not_yet_deployed", "message": "The server has applied generation 41 of 42: what "
                       "is bound here may not be served yet."}],

@@ -20,6 +20,9 @@ from app.deployments.outbox import servers_changed
 from app.domains import rules
 from app.domains.models import SERVICES, Domain
 from app.domains.repository import CertificateFacts, DomainFacts, DomainRepository, ServerFacts
+from app.events import EventKind, record
+from app.drift import rules as drift_rules
+from app.drift.repository import DriftRepository
 from app.kit.coverage import is_public_suffix
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.time import utc_now
@@ -29,7 +32,7 @@ from app.preconditions import Precondition, binding_tag, bindings_tag, domain_ta
 from app.problems import Conflict, NotFound, RuleViolation
 from app.servers.models import Server
 from app.servers.repository import ServerRepository
-from app.servers.software import capabilities, sni_advice
+from app.servers.software import capabilities, mail_ports, sni_advice
 
 
 class InvalidDomainName(RuleViolation):
@@ -150,12 +153,16 @@ class DomainService:
         domain = await self.get_visible(caller, name)
         await self.servers.lock(domain.server_id)
         expected.require(domain_tag(domain.id))
-        mail = await self.repo.bound_certificate(domain.id, "mail")
+        bound = {service: await self.repo.bound_certificate(domain.id, service) for service in SERVICES}
         if not await self.repo.delete_domain(domain.id):
             raise NotFound("domain not found")  # a concurrent DELETE removed it first
-        await self._mail_moved(domain.server_id, domain.id, mail, None)
+        await self._mail_moved(domain.server_id, domain.id, bound["mail"], None)
         await servers_changed(self.repo.session, [domain.server_id], f"domain {domain.name} removed",
                               names={domain.server_id: [rules.service_hostname(s, domain.name) for s in SERVICES]})
+        for service, cert_id in bound.items():
+            if cert_id is not None:  # its bindings went with it
+                self._unbound(caller, domain.name, domain.server_id, domain.account_id, service, cert_id,
+                              reason="domain_deleted")
 
     async def _mail_moved(self, server_id: str, domain_id: str, old: str | None, new: str | None) -> None:
         """Keep ``servers.mail_certificate_count`` (distinct certificates bound as mail) after the
@@ -209,6 +216,9 @@ class DomainService:
         if service == "mail":
             server_cert = await self.certificates.repo.get(server.mail_certificate_id)
             warnings += rules.mail_binding_warnings(server_cert, server.hostname, now)
+            warnings += rules.front_binding_warnings(
+                hostname, server.hostname, mail_ports(server.software, server.tls_front)
+            )
         await self.servers.lock(server.id)
         await self._require(expected, domain.id, service)
         written = await self.repo.upsert_binding(domain.id, service, cert.id, now)
@@ -219,6 +229,11 @@ class DomainService:
                 await self._mail_moved(server.id, domain.id, written.previous, cert.id)
             await servers_changed(self.repo.session, [server.id], f"{service} of {domain.name} bound",
                                   names={server.id: [hostname]})
+            record(self.repo.session, EventKind.BINDING_SET, caller, account_id=domain.account_id,
+                   subjects={"domain": domain.name, "server": server.id, "certificate": cert.id},
+                   data={"service": service, "host_name": hostname, "fingerprint_sha256": cert.fingerprint_sha256,
+                         "previous_certificate_id": written.previous if written.previous != cert.id else None,
+                         "warnings": [w.code for w in warnings]})
         etag = binding_tag(domain.id, service, (await self.repo.binding_rows(domain.id)).get(service))
         return Effective(service, hostname, "binding", cert, warnings, created=written.outcome == "created", etag=etag)
 
@@ -233,6 +248,13 @@ class DomainService:
             await self._mail_moved(domain.server_id, domain.id, unbound, None)
         await servers_changed(self.repo.session, [domain.server_id], f"{service} of {domain.name} unbound",
                               names={domain.server_id: [rules.service_hostname(service, domain.name)]})
+        self._unbound(caller, domain.name, domain.server_id, domain.account_id, service, unbound, reason="unbound")
+
+    def _unbound(self, caller: Caller, domain: str, server_id: str, account_id: str, service: str, cert_id: str, *,
+                 reason: str) -> None:
+        record(self.repo.session, EventKind.BINDING_REMOVED, caller, account_id=account_id,
+               subjects={"domain": domain, "server": server_id, "certificate": cert_id},
+               data={"service": service, "host_name": rules.service_hostname(service, domain), "reason": reason})
 
     async def status(self, caller: Caller, name: str) -> DomainStatus:
         """For each service, the certificate the server presents: the binding, else the default.
@@ -257,6 +279,21 @@ class DomainService:
                 rules.certificate_warnings(cert, now, self.expiring_days),
             )
         return DomainStatus(domain, domain.server, out, domain.server_certificate)
+
+    async def observed(self, status: DomainStatus) -> dict[str, list[dict]]:
+        """Per service, what each port was last seen serving for its name (app.drift), judged
+        against the certificate it should present: one primary-key range of two names. A name
+        without a binding is served the default, so its entries are the no-SNI probes (the
+        agent probes bound names only; an unbound name gets what no SNI gets)."""
+        names = {service: eff.hostname if eff.source == "binding" else "" for service, eff in status.effective.items()}
+        seen = await DriftRepository(self.repo.session).for_names(status.server.id, sorted(set(names.values())))
+        return {
+            service: drift_rules.observed(
+                [s for s in seen if s.service == service and s.hostname == hostname],
+                status.effective[service].certificate.fingerprint_sha256,
+            )
+            for service, hostname in names.items()
+        }
 
     @staticmethod
     def deployments(status: DomainStatus) -> dict[str, rules.NameDeployment]:

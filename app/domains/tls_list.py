@@ -24,7 +24,10 @@ from pydantic_core import to_json, to_jsonable_python
 from app.accounts.caller import Caller
 from app.context import AppContext
 from app.domains import tls_report
+from app.domains.models import SERVICES
+from app.domains.rules import service_hostname
 from app.domains.tls_rows import DomainTlsRepository, SortOrder, TlsFilter
+from app.drift.repository import DriftRepository
 from app.kit.text import refused_character
 from app.kit.time import as_utc, utc_now
 from app.paging import InvalidCursor, pack_cursor, unpack_cursor
@@ -111,7 +114,8 @@ class DomainTlsService:
         total = await self.repo.count(f, now) if query.count else None
         rows = await self.repo.page(f, order, after, query.limit + 1, now)
         servers = await self.repo.servers({facts.server_id for facts, _ in rows[:query.limit]})
-        items = [tls_report.row(facts, servers[facts.server_id], soonest, now, self.expiring_days)
+        drifted = await _drifted(self.repo.session, rows[:query.limit])
+        items = [tls_report.row(facts, servers[facts.server_id], soonest, now, self.expiring_days, drifted)
                  for facts, soonest in rows[:query.limit]]
         next_cursor = None
         if len(rows) > query.limit:
@@ -147,13 +151,21 @@ async def export(ctx: AppContext, caller: Caller, server_id: str, fmt: str) -> A
         repo = DomainTlsRepository(session)
         servers = await repo.servers({server_id})
         async for batch in repo.batches(f, now, EXPORT_BATCH):
-            rows = [tls_report.row(facts, servers[facts.server_id], soonest, now, ctx.settings.expiring_days)
-                    for facts, soonest in batch]
+            drifted = await _drifted(session, batch)
+            rows = [tls_report.row(facts, servers[facts.server_id], soonest, now, ctx.settings.expiring_days,
+                                   drifted) for facts, soonest in batch]
             if fmt == "csv":
                 yield _csv_lines([tls_report.csv_record(to_jsonable_python(r)) for r in rows])
             else:
                 yield b"".join(to_json(r) + b"\n" for r in rows)
         await session.rollback()  # read only: nothing to commit
+
+
+async def _drifted(session, rows: list) -> set[tuple[str, str, str]]:
+    """Which of the rows' names drifted (app/drift): one statement per page or batch."""
+    names = {(facts.server_id, tls_report.drift_name(facts, service, service_hostname(service, facts.name)))
+             for facts, _ in rows for service in SERVICES}
+    return await DriftRepository(session).drifted_names(names)
 
 
 def _csv_lines(records: list) -> bytes:

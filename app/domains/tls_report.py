@@ -13,7 +13,7 @@ from datetime import datetime
 from app.domains import rules
 from app.domains.models import SERVICES
 from app.domains.tls_rows import DomainTlsFacts, ServerTlsFacts
-from app.servers.software import capabilities
+from app.servers.software import capabilities, mail_ports
 
 
 def _deployment(state: rules.NameDeployment) -> dict:
@@ -21,7 +21,14 @@ def _deployment(state: rules.NameDeployment) -> dict:
             "fingerprint": state.fingerprint, "serving": state.serving}
 
 
-def row(domain: DomainTlsFacts, server: ServerTlsFacts, soonest: datetime, now: datetime, expiring_days: int) -> dict:
+def drift_name(domain: DomainTlsFacts, service: str, hostname: str) -> str:
+    """The name whose drift observations stand for the service's: its own when bound, else ""
+    (the no-SNI probes: an unbound name is served the default)."""
+    return hostname if domain.bound[service] else ""
+
+
+def row(domain: DomainTlsFacts, server: ServerTlsFacts, soonest: datetime, now: datetime, expiring_days: int,
+        drifted: frozenset | set = frozenset()) -> dict:
     """The ``DomainTlsRow`` of one domain as a plain dict in the model's field order.
 
     Serialised by ``pydantic_core.to_json`` without building the models: a page is validated
@@ -30,6 +37,7 @@ def row(domain: DomainTlsFacts, server: ServerTlsFacts, soonest: datetime, now: 
     """
     facts = server.server
     per_domain = capabilities(facts.software).per_domain_mail
+    ports = mail_ports(facts.software, facts.tls_front)
     up_to_date = facts.applied_generation >= facts.desired_generation
     parts = {}
     warns = False
@@ -38,7 +46,7 @@ def row(domain: DomainTlsFacts, server: ServerTlsFacts, soonest: datetime, now: 
         status = rules.service_status(
             service, domain.name, cert, "binding" if domain.bound[service] else "server-default",
             server_hostname=facts.hostname, server_cert=server.certificate, per_domain_mail=per_domain,
-            now=now, expiring_days=expiring_days,
+            now=now, expiring_days=expiring_days, ports=ports if service == "mail" else (),
         )
         deployment = rules.name_deployment(
             service, status.hostname, cert.fingerprint_sha256, has_agent=bool(facts.agent_url),
@@ -48,10 +56,12 @@ def row(domain: DomainTlsFacts, server: ServerTlsFacts, soonest: datetime, now: 
             "hostname": status.hostname, "source": status.source, "certificate_id": cert.id,
             "certificate_names": cert.sans, "not_after": cert.not_after, "client_warning": status.client_warning,
             "reasons": status.reasons, "notices": status.notices, "deployment": _deployment(deployment),
+            "drifted": (domain.server_id, drift_name(domain, service, status.hostname), service) in drifted,
         }
         if service == "mail":
             part["recommended_client_hostname"] = status.recommended_client_hostname
             part["recommendation_reason"] = status.recommendation_reason
+            part["recommended_ports"] = status.recommended_ports
         warns = warns or status.client_warning
         parts[service] = part
     return {"domain": domain.name, "server_id": domain.server_id, "account_id": domain.account_id,
@@ -62,8 +72,8 @@ CSV_COLUMNS = (
     "domain", "server_id", "account_id", "client_warning", "not_after",
     *(f"{s}_{c}" for s in SERVICES for c in (
         "hostname", "source", "certificate_id", "certificate_names", "not_after", "client_warning", "reasons",
-        "notices", "deployment_state", "deployment_agent_code")),
-    "mail_recommended_client_hostname", "mail_recommendation_reason",
+        "notices", "deployment_state", "deployment_agent_code", "drifted")),
+    "mail_recommended_client_hostname", "mail_recommendation_reason", "mail_recommended_ports",
 )
 """The export's CSV header: a row flattened, lists joined by spaces (host names and codes
 contain none), the deployment's state and agent code (its free-text message is left out)."""
@@ -76,9 +86,11 @@ def csv_record(item: dict) -> list[str]:
         part = item[service]
         out += [part["hostname"], part["source"], part["certificate_id"], " ".join(part["certificate_names"]),
                 part["not_after"], _flag(part["client_warning"]), " ".join(part["reasons"]),
-                " ".join(part["notices"]), part["deployment"]["state"], part["deployment"]["agent_code"] or ""]
+                " ".join(part["notices"]), part["deployment"]["state"], part["deployment"]["agent_code"] or "",
+                _flag(part["drifted"])]
     mail = item["mail"]
-    out += [mail["recommended_client_hostname"] or "", mail["recommendation_reason"] or ""]
+    out += [mail["recommended_client_hostname"] or "", mail["recommendation_reason"] or "",
+            " ".join(str(p) for p in mail["recommended_ports"])]
     return out
 
 

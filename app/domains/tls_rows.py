@@ -2,8 +2,8 @@
 
 A page is one statement whatever its size: each domain with its two bindings and the two
 certificates it presents (its binding's, else the server's default; the same joins as
-``DomainRepository.facts``), plus one statement for the servers on the page. Nothing is read
-per row.
+``DomainRepository.facts``), plus one statement for the servers on the page (and one for its
+drifted names, app/domains/tls_list.py). Nothing is read per row.
 
 Filters by client warning and reason run in SQL, on the *inputs* of
 ``rules.client_warning_reasons`` (``trusted``, ``self_signed``, the validity period, and whether
@@ -217,7 +217,7 @@ def _servers_statement():
         select(Server.id, Server.hostname, Server.software, Server.agent_url, Server.desired_generation,
                Server.applied_generation, Server.mail_certificate_id, Server.default_certificate_id,
                Server.mail_certificate_count, Deployment.failed_names,
-               *(getattr(cert, c.key) for c in PRESENTED_COLUMNS))
+               *(getattr(cert, c.key) for c in PRESENTED_COLUMNS), Server.tls_front)
         .join(cert, cert.id == Server.mail_certificate_id)
         .outerjoin(Deployment, and_(Deployment.server_id == Server.id,
                                     Deployment.generation == Server.applied_generation))
@@ -292,7 +292,7 @@ class DomainTlsRepository:
         connection = await self.session.connection()
         rows = await connection.execute(_servers_statement(), {"ids": sorted(ids)})
         return {
-            row[0]: ServerTlsFacts(ServerFacts(*row[:9]), CertificateFacts(*row[10:]), list(row[9] or []))
+            row[0]: ServerTlsFacts(ServerFacts(*row[:9], row[-1]), CertificateFacts(*row[10:-1]), list(row[9] or []))
             for row in rows
         }
 

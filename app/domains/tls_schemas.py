@@ -43,6 +43,9 @@ class ServiceTlsRow(BaseModel):
                                   examples=[["hostname_not_covered"]])
     notices: list[Notice] = Field(description="Worth knowing, no client warning.", examples=[["certificate_expiring"]])
     deployment: NameDeploymentOut = Field(description="Whether the server serves it.")
+    drifted: bool = Field(description="A port of the server was last seen serving something else for `hostname` "
+                          "than its agent applied (changed behind its back; a repair delivery is scheduled). The "
+                          "ports and fingerprints: `observed` in `GET /v1/domains/{domain}/tls`.", examples=[False])
 
 
 class MailTlsRow(ServiceTlsRow):
@@ -52,18 +55,22 @@ class MailTlsRow(ServiceTlsRow):
     recommendation_reason: Literal["no_sni_support", "mail_hostname_warns", "server_certificate_untrusted"] | None = (
         Field(description="Why `recommended_client_hostname` is not mail.<domain> (null when it is).",
               examples=[None]))
+    recommended_ports: list[int] = Field(
+        description="The implicit-TLS ports (993, 995, 465; RFC 8314) where `recommended_client_hostname` is shown "
+        "a certificate without a warning (with a TLS front, STARTTLS on 143/110 shows the server-wide certificate).",
+        examples=[[465, 993, 995]])
 
 
 _DEPLOYED = {"state": "deployed", "reason": None, "agent_code": None, "message": None, "fingerprint": None,
              "serving": None}
 _WEBMAIL = {"hostname": "webmail.example.com", "source": "binding", "certificate_id": ex.CERTIFICATE_ID,
             "certificate_names": ex.SANS, "not_after": ex.NOT_AFTER, "client_warning": True,
-            "reasons": ["self_signed"], "notices": [], "deployment": _DEPLOYED}
+            "reasons": ["self_signed"], "notices": [], "deployment": _DEPLOYED, "drifted": False}
 DOMAIN_TLS_ROW_EXAMPLE = {
     "domain": ex.DOMAIN, "server_id": ex.SERVER_ID, "account_id": ex.ACCOUNT_ID, "client_warning": True,
     "not_after": ex.NOT_AFTER, "webmail": _WEBMAIL,
     "mail": {**_WEBMAIL, "hostname": "mail.example.com", "recommended_client_hostname": ex.SERVER_HOSTNAME,
-             "recommendation_reason": "mail_hostname_warns"},
+             "recommendation_reason": "mail_hostname_warns", "recommended_ports": [465, 993, 995]},
 }
 
 

@@ -112,7 +112,7 @@ class ControllerMetrics:
         many scrapes arrive. A scrape waits for it up to ``REFRESH_WAIT`` seconds, then gets the
         previous figures (their age is in ``certpost_metrics_snapshot_timestamp_seconds``) while
         the refresh finishes for the next one: at 100,000 certificates on a loaded machine a
-        read takes seconds (docs/performance.md, section 12), and Prometheus gives up on a
+        read takes seconds (docs/performance.md, section 13), and Prometheus gives up on a
         scrape after 10 s by default. The first scrape waits for its figures."""
         if self._refresh is None and time.monotonic() - self._read_at >= self.cache_seconds:
             self._refresh = asyncio.create_task(self._read(sessionmaker_of()), name="certpost-metrics-refresh")

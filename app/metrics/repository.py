@@ -19,6 +19,7 @@ from app.certificates.models import Certificate
 from app.deployments.models import Deployment
 from app.domains.models import Binding
 from app.servers.models import Server
+from app.webhooks.models import WebhookDelivery
 
 
 @dataclass(frozen=True)
@@ -120,12 +121,8 @@ class MetricsRepository:
         ]
 
     async def webhook_delivery_counts(self) -> dict[str, int]:
-        """Webhook delivery attempts by outcome, for ``certpost_webhook_deliveries``.
-
-        HOOK, wired when the webhooks feature (issue 10) is merged: its table of delivery
-        attempts is not in this branch. Replace the body with one aggregate, e.g.
-        ``select(WebhookDelivery.outcome, func.count()).group_by(WebhookDelivery.outcome)``
-        (outcomes such as ``delivered``, ``failed``, ``pending``), returning {outcome: count}.
-        Until then the family is exported empty, so the dashboard and the rules already name it.
-        """
-        return {}
+        """Webhook deliveries by status (``pending``, ``retrying``, ``delivered``, ``failed``):
+        one ``GROUP BY``; ``delivered`` and ``failed`` only grow, so their increase over a window
+        is the outcomes in it."""
+        stmt = select(WebhookDelivery.status, func.count()).group_by(WebhookDelivery.status)
+        return {status: int(count) for status, count in await self.session.execute(stmt)}

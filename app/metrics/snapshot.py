@@ -23,6 +23,7 @@ from app.deployments.models import STATUSES
 from app.domains.models import SERVICES
 from app.domains.tls_rows import REASONS
 from app.metrics.repository import CertificateRow, RenewalRow, ServerRow
+from app.webhooks.models import DELIVERY_STATUSES
 
 
 @dataclass(frozen=True)
@@ -51,9 +52,10 @@ def families(snap: Snapshot) -> Iterator[Metric]:
     yield from _certificates(snap)
     yield from _warnings(snap)
     yield from _servers(snap)
-    deliveries = _gauge("certpost_webhook_deliveries", "Webhook delivery attempts by outcome.", ["outcome"])
-    for outcome, count in sorted(snap.webhook_deliveries.items()):
-        deliveries.add_metric([outcome], count)
+    deliveries = _gauge("certpost_webhook_deliveries",
+                        "Webhook deliveries by status; delivered and failed only grow.", ["status"])
+    for status in DELIVERY_STATUSES:
+        deliveries.add_metric([status], snap.webhook_deliveries.get(status, 0))
     yield deliveries
     yield GaugeMetricFamily("certpost_metrics_snapshot_timestamp_seconds",
                             "When the database figures of this scrape were read (they are cached briefly).",

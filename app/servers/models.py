@@ -18,6 +18,9 @@ class Server(IdMixin, TimestampMixin, Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     hostname: Mapped[str] = mapped_column(String(253), index=True)
     software: Mapped[str] = mapped_column(String(32))
+    # A TLS front for the implicit-TLS mail ports (app.servers.software.TLS_FRONTS); NULL: the
+    # daemons terminate TLS themselves. Set by an administrator (migration 0012_tls_front).
+    tls_front: Mapped[str | None] = mapped_column(String(16))
     agent_url: Mapped[str | None] = mapped_column(String(500))
     agent_tls_fingerprint: Mapped[str | None] = mapped_column(String(64))
     # The server-wide mail certificate: served for no SNI or an unknown name (domain.md).

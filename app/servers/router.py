@@ -37,6 +37,7 @@ from app.servers.service import (
     WebmailCertificateNotSet,
     server_capabilities,
 )
+from app.servers.software import dovecot_capacity_applies
 
 router = APIRouter(prefix="/v1/servers", tags=["servers"], route_class=IdempotentRoute)
 
@@ -50,8 +51,9 @@ Service = Annotated[ServerService, Depends(get_service)]
 
 
 def capacity_warnings(server: Server, mail_certs: int, capacity: int) -> list[WarningOut]:
-    """Dovecot 2.3 re-reads every local_name block on reload (real-servers.md): warn early."""
-    if server.software == "postfix-dovecot" and mail_certs > capacity:
+    """Dovecot 2.3 re-reads every local_name block on reload (docs/performance.md): warn early.
+    Not with a TLS front: Dovecot then has no per-name block at all."""
+    if dovecot_capacity_applies(server.software, server.tls_front) and mail_certs > capacity:
         return [
             WarningOut(
                 code="mail_certificates_over_capacity",
@@ -85,6 +87,7 @@ async def to_outs(service: ServerService, servers: list[Server], capacity: int) 
                 default_certificate_id=server.default_certificate_id,
                 webmail_certificate_id=server.webmail_certificate_id,
                 webmail_default_certificate_id=server.webmail_default_id,
+                tls_front=server.tls_front,
                 desired_generation=server.desired_generation,
                 applied_generation=server.applied_generation,
                 per_domain_mail_certificates=mail_certs,
@@ -100,9 +103,9 @@ async def to_outs(service: ServerService, servers: list[Server], capacity: int) 
     summary="Register a mail server",
     status_code=201, response_model=ServerOut, dependencies=[IDEMPOTENT],
     responses=responses(Forbidden, InvalidHostname, InvalidAgentUrl, RuleViolation, ServerExists))
-async def register_server(body: ServerCreate, _admin: Admin, service: Service, ctx: Context, response: Response):
+async def register_server(body: ServerCreate, admin: Admin, service: Service, ctx: Context, response: Response):
     """Register a mail server; it gets a self-signed certificate for its host name to start with."""
-    server = await service.register(**body.model_dump())
+    server = await service.register(**body.model_dump(), caller=admin)
     response.headers["Location"] = f"/v1/servers/{server.id}"
     tag(response, await service.etag(server.id))
     return (await to_outs(service, [server], ctx.settings.dovecot_capacity))[0]
@@ -152,12 +155,12 @@ class MailCertificateOut(ServerOut):
     summary="Set the server-wide mail certificate", response_model=MailCertificateOut,
     responses=responses(Forbidden, NotFound, cert_errors.CertificateNotPlatform, cert_errors.HostnameNotCovered,
                                 cert_errors.CertificateExpired, cert_errors.CertificateNotYetValid))
-async def set_mail_certificate(server_id: str, body: MailCertificateIn, _admin: Admin, service: Service, ctx: Context,
+async def set_mail_certificate(server_id: str, body: MailCertificateIn, admin: Admin, service: Service, ctx: Context,
                                expected: IfMatch, response: Response):
     """Make a certificate the server-wide mail certificate; it must cover the server's host name.
 
     `If-Match` takes the server's `ETag`, and the response carries the server's new one."""
-    server, _cert, warnings = await service.set_mail_certificate(server_id, body.certificate_id, expected)
+    server, _cert, warnings = await service.set_mail_certificate(server_id, body.certificate_id, expected, caller=admin)
     tag(response, await service.etag(server.id))
     base = (await to_outs(service, [server], ctx.settings.dovecot_capacity))[0]
     return MailCertificateOut(
@@ -192,9 +195,9 @@ class WebmailCertificateOut(ServerOut):
                         cert_errors.WildcardPublicSuffix, cert_errors.CertificateExpired,
                         cert_errors.CertificateNotYetValid),
 )
-async def put_webmail_certificate(server_id: str, body: WebmailCertificateIn, _admin: Admin, service: Service,
+async def put_webmail_certificate(server_id: str, body: WebmailCertificateIn, admin: Admin, service: Service,
                                   ctx: Context, expected: IfMatch, response: Response):
-    server, _cert, warnings = await service.set_webmail_certificate(server_id, body.certificate_id, expected)
+    server, _cert, warnings = await service.set_webmail_certificate(server_id, body.certificate_id, expected, caller=admin)
     tag(response, await service.etag(server.id))
     base = (await to_outs(service, [server], ctx.settings.dovecot_capacity))[0]
     return WebmailCertificateOut(
@@ -214,9 +217,9 @@ async def put_webmail_certificate(server_id: str, body: WebmailCertificateIn, _a
     "kept. 404 `webmail_certificate_not_set` when none was chosen. Administrators only.",
     responses=responses(Forbidden, NotFound, WebmailCertificateNotSet),
 )
-async def delete_webmail_certificate(server_id: str, _admin: Admin, service: Service, ctx: Context,
+async def delete_webmail_certificate(server_id: str, admin: Admin, service: Service, ctx: Context,
                                      expected: IfMatch, response: Response):
-    server = await service.unset_webmail_certificate(server_id, expected)
+    server = await service.unset_webmail_certificate(server_id, expected, caller=admin)
     tag(response, await service.etag(server.id))
     return (await to_outs(service, [server], ctx.settings.dovecot_capacity))[0]
 

@@ -10,6 +10,11 @@ from app.paging import Page
 from app.schemas import DisplayName, Strict, WarningOut
 
 SoftwareName = Literal["postfix-dovecot", "postfix-courier", "qmail-courier", "mailenable"]
+TlsFrontName = Literal["haproxy"]
+_TLS_FRONT = ("A TLS front that serves the implicit-TLS mail ports (IMAPS 993, POP3S 995) by SNI in front of the "
+              "mail daemons: `haproxy` (only with `postfix-dovecot`; the agent's `[haproxy]` section, docs/agent.md). "
+              "With it, per-domain mail certificates scale past Dovecot's own limit and STARTTLS (143, 110) presents "
+              "the server-wide certificate; null: the daemons terminate TLS themselves.")
 FINGERPRINT = r"^[0-9a-fA-F:]{64,95}$"
 
 
@@ -17,6 +22,7 @@ class ServerCreate(Strict):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "name": "mx1", "hostname": ex.SERVER_HOSTNAME, "software": "postfix-dovecot",
         "agent_url": "https://mx1.example.net:8443", "agent_tls_fingerprint": ex.SERVER_FINGERPRINT,
+        "tls_front": None,
     }]})
 
     name: DisplayName = Field(description="A unique name for people.", examples=["mx1"])
@@ -30,6 +36,7 @@ class ServerCreate(Strict):
         None, pattern=FINGERPRINT, description="SHA-256 of the agent's TLS certificate, as the agent printed it",
         examples=[ex.SERVER_FINGERPRINT],
     )
+    tls_front: TlsFrontName | None = Field(None, description=_TLS_FRONT, examples=[None, "haproxy"])
 
 
 class ServerPatch(Strict):
@@ -41,6 +48,8 @@ class ServerPatch(Strict):
                                   "the agent.", examples=["https://mx1.example.net:8443"])
     agent_tls_fingerprint: str | None = Field(None, pattern=FINGERPRINT, description="The agent's new TLS "
                                               "certificate fingerprint (SHA-256).", examples=[ex.SERVER_FINGERPRINT])
+    tls_front: TlsFrontName | None = Field(None, description=_TLS_FRONT + " Null removes the front.",
+                                           examples=["haproxy"])
 
 
 class MailCertificateIn(Strict):
@@ -74,7 +83,7 @@ SERVER_EXAMPLE = {
     "capabilities": {"per_domain_mail": True, "per_domain_webmail": True, "server_wide_mail": True, "agent": True},
     "agent_url": "https://mx1.example.net:8443", "agent_tls_fingerprint": ex.SERVER_FINGERPRINT,
     "mail_certificate_id": ex.SERVER_CERTIFICATE_ID, "default_certificate_id": ex.SERVER_CERTIFICATE_ID,
-    "webmail_certificate_id": None, "webmail_default_certificate_id": ex.SERVER_CERTIFICATE_ID, "desired_generation": 42, "applied_generation": 42, "per_domain_mail_certificates": 17, "warnings": [],
+    "webmail_certificate_id": None, "webmail_default_certificate_id": ex.SERVER_CERTIFICATE_ID, "tls_front": None, "desired_generation": 42, "applied_generation": 42, "per_domain_mail_certificates": 17, "warnings": [],
     "created_at": ex.CREATED, "updated_at": ex.UPDATED,
 }
 
@@ -107,12 +116,13 @@ class ServerOut(BaseModel):
         "without a binding: `webmail_certificate_id` when set, else `mail_certificate_id`.",
         examples=[ex.SERVER_CERTIFICATE_ID],
     )
+    tls_front: TlsFrontName | None = Field(description=_TLS_FRONT, examples=[None, "haproxy"])
     desired_generation: int = Field(description="Its latest configuration generation.", examples=[42])
     applied_generation: int = Field(description="The generation its agent last applied.", examples=[42])
     per_domain_mail_certificates: int = Field(description="How many per-domain mail certificates it serves.",
                                               examples=[17])
     warnings: list[WarningOut] = Field(description="`mail_certificates_over_capacity` when Dovecot would reload "
-                                       "slowly.")
+                                       "slowly (never with a `tls_front`).")
     created_at: datetime = Field(description="When it was registered (UTC).", examples=[ex.CREATED])
     updated_at: datetime = Field(description="When it last changed (UTC).", examples=[ex.UPDATED])
 

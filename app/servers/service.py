@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 from sqlalchemy.exc import IntegrityError
 
+from app.accounts.caller import Caller
 from app.certificates import material
 from app.certificates.errors import CertificateNotPlatform
 from app.certificates.models import Certificate
@@ -14,6 +15,7 @@ from app.certificates.service import CertificateService
 from app.db import new_id
 from app.deployments.outbox import forget_applied, servers_changed
 from app.domains import rules
+from app.events import EventKind, record
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.time import utc_now
 from app.paging import PageRequest, Window
@@ -22,7 +24,7 @@ from app.preconditions import Precondition, server_tag
 from app.problems import Conflict, NotFound, RuleViolation
 from app.servers.models import Server
 from app.servers.repository import ServerRepository
-from app.servers.software import capabilities
+from app.servers.software import capabilities, front_allowed
 from app.versioning import row_version
 
 
@@ -99,7 +101,7 @@ class ServerService:
         return server
 
     async def register(self, *, name: str, hostname: str, software: str, agent_url: str | None,
-                       agent_tls_fingerprint: str | None) -> Server:
+                       agent_tls_fingerprint: str | None, caller: Caller, tls_front: str | None = None) -> Server:
         """Register a server with a fresh self-signed certificate for its host name.
 
         That certificate is both its server-wide mail certificate and its default webmail
@@ -109,16 +111,19 @@ class ServerService:
             host = normalise_hostname(hostname)
         except InvalidName as exc:
             raise InvalidHostname(f"hostname: {exc}") from None
+        _check_front(software, tls_front)
         if await self.repo.by_name(name):
             raise ServerExists(f"a server named {name!r} exists")
         default = await self.certificates.store(
-            material.self_signed([host]), account_id=None, name=f"{host} (self-signed default)", source="self-signed"
+            material.self_signed([host]), account_id=None, name=f"{host} (self-signed default)", source="self-signed",
+            caller=caller,
         )
         server = Server(
             id=new_id(),
             name=name,
             hostname=host,
             software=software,
+            tls_front=tls_front,
             agent_url=normalise_agent_url(agent_url),
             agent_tls_fingerprint=normalise_fingerprint(agent_tls_fingerprint),
             mail_certificate_id=default.id,
@@ -151,6 +156,11 @@ class ServerService:
         server = await self.get(server_id)
         if "name" in changes and changes["name"] is not None:
             server.name = changes["name"]
+        if "tls_front" in changes:
+            # Nothing served changes (the agent's own configuration runs the front), so no new
+            # generation: only what the controller says about the ports does.
+            _check_front(server.software, changes["tls_front"])
+            server.tls_front = changes["tls_front"]
         redeploy = False
         if "agent_url" in changes:
             server.agent_url = normalise_agent_url(changes["agent_url"])
@@ -190,17 +200,19 @@ class ServerService:
         return cert, rules.certificate_warnings(cert, now, self.expiring_days)
 
     async def set_mail_certificate(self, server_id: str, certificate_id: str, expected: Precondition = NO_PRECONDITION,
-                                   ) -> tuple[Server, Certificate, list[rules.Warning]]:
+                                   *, caller: Caller) -> tuple[Server, Certificate, list[rules.Warning]]:
         server = await self.get(server_id)
         cert, warnings = await self._server_certificate(server, certificate_id)
         await self._require(expected, server_id)  # the server after the certificate, as a bind locks them
         if server.mail_certificate_id != cert.id:
+            previous = server.mail_certificate_id
             server.mail_certificate_id = cert.id
             await self._changed(server, "server-wide mail certificate changed")
+            self._event(EventKind.SERVER_MAIL_CERTIFICATE_CHANGED, caller, server, cert, previous)
         return server, cert, warnings
 
     async def set_webmail_certificate(self, server_id: str, certificate_id: str, expected: Precondition = NO_PRECONDITION,
-                                      ) -> tuple[Server, Certificate, list[rules.Warning]]:
+                                      *, caller: Caller) -> tuple[Server, Certificate, list[rules.Warning]]:
         """Choose what HTTPS presents without SNI, for the host name and for unbound webmail names."""
         server = await self.get(server_id)
         cert, warnings = await self._server_certificate(server, certificate_id)
@@ -208,11 +220,14 @@ class ServerService:
         await self._lock(server)
         if server.webmail_certificate_id != cert.id:
             changes_served = server.webmail_default_id != cert.id
+            previous = server.webmail_certificate_id
             server.webmail_certificate_id = cert.id
             await self._changed(server, "webmail default certificate changed", redeploy=changes_served)
+            self._event(EventKind.SERVER_WEBMAIL_CERTIFICATE_CHANGED, caller, server, cert, previous)
         return server, cert, warnings
 
-    async def unset_webmail_certificate(self, server_id: str, expected: Precondition = NO_PRECONDITION) -> Server:
+    async def unset_webmail_certificate(self, server_id: str, expected: Precondition = NO_PRECONDITION, *,
+                                        caller: Caller) -> Server:
         """Back to the default: the server-wide mail certificate. 404 when none was chosen."""
         server = await self.get(server_id)
         await self._require(expected, server_id)
@@ -222,9 +237,20 @@ class ServerService:
                 "no webmail default certificate is chosen; the server-wide mail certificate is presented"
             )
         changes_served = server.webmail_certificate_id != server.mail_certificate_id
+        previous = server.webmail_certificate_id
         server.webmail_certificate_id = None
         await self._changed(server, "webmail default certificate unset", redeploy=changes_served)
+        self._event(EventKind.SERVER_WEBMAIL_CERTIFICATE_CHANGED, caller, server, None, previous)
         return server
+
+    def _event(self, kind: EventKind, caller: Caller, server: Server, cert: Certificate | None,
+               previous: str | None) -> None:
+        """A server-level certificate changed: the platform's event (no account), for admins."""
+        record(self.repo.session, kind, caller, account_id=None,
+               subjects={"server": server.id, "certificate": cert.id if cert else None, "previous_certificate": previous},
+               data={"hostname": server.hostname, "certificate_id": cert.id if cert else None,
+                     "fingerprint_sha256": cert.fingerprint_sha256 if cert else None,
+                     "previous_certificate_id": previous})
 
     async def _lock(self, server: Server) -> None:
         """Take the server's row and read it again: whether a change alters what is served is
@@ -265,6 +291,11 @@ class ServerService:
             cert = await repo.get(cert_id)
             if cert is not None and not used and cert.source == "self-signed" and cert.account_id is None:
                 await repo.delete(cert)
+
+
+def _check_front(software: str, tls_front: str | None) -> None:
+    if not front_allowed(software, tls_front):
+        raise RuleViolation(f"a {tls_front} TLS front serves Dovecot's ports: it needs postfix-dovecot, not {software}")
 
 
 def server_capabilities(server: Server):

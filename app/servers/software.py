@@ -42,3 +42,68 @@ def sni_advice(software: str, server_hostname: str) -> str:
         f"name {server_hostname} as its server-wide mail certificate (PUT /v1/servers/{{id}}/mail-certificate) "
         f"and configure mail clients to use {server_hostname} instead of mail.<domain>."
     )
+
+
+# -- TLS fronts and ports ------------------------------------------------------------------------
+
+TlsFront = Literal["haproxy"]
+TLS_FRONTS: dict[str, tuple[str, ...]] = {
+    # HAProxy terminates IMAPS and POP3S by SNI for Dovecot (the agent's [haproxy] section).
+    "haproxy": ("postfix-dovecot",),
+}
+"""Each front and the software it can stand in front of."""
+
+IMPLICIT_TLS = ("smtps", "imaps", "pop3s")  # RFC 8314: preferred over STARTTLS for mail clients
+
+
+@dataclass(frozen=True)
+class MailPort:
+    """One standard mail port of a server: who terminates TLS there, and whether that daemon
+    presents the domain's own certificate (by SNI) or the server-wide one."""
+
+    port: int
+    protocol: str  # as the agent's verify targets name them
+    daemon: str
+    per_domain: bool
+
+
+_POSTFIX = (
+    (25, "smtp-starttls"), (587, "smtp-starttls"), (465, "smtps"),
+)  # fmt: skip
+_IMAP_POP3 = ((143, "imap-starttls"), (993, "imaps"), (110, "pop3-starttls"), (995, "pop3s"))
+_DAEMONS = {
+    "postfix-dovecot": ("postfix", "dovecot"),
+    "postfix-courier": ("postfix", "courier"),
+    "qmail-courier": ("qmail", "courier"),
+    "mailenable": ("mailenable", "mailenable"),
+}
+
+
+def front_allowed(software: str, tls_front: str | None) -> bool:
+    return tls_front is None or software in TLS_FRONTS.get(tls_front, ())
+
+
+def mail_ports(software: str, tls_front: str | None) -> tuple[MailPort, ...]:
+    """Which certificate each standard mail port presents for ``mail.<domain>``.
+
+    With an HAProxy front, IMAPS and POP3S are the front's (per domain, at any number of
+    domains); STARTTLS on 143 and 110 stays on Dovecot, which then presents only the
+    server-wide certificate (its per-name blocks are what stops scaling). Postfix keeps its SNI
+    maps on every port.
+    """
+    per_domain = capabilities(software).per_domain_mail
+    smtp, imap = _DAEMONS[software]
+    ports = [MailPort(port, protocol, smtp, per_domain) for port, protocol in _POSTFIX]
+    for port, protocol in _IMAP_POP3:
+        if tls_front is not None and protocol in IMPLICIT_TLS:
+            ports.append(MailPort(port, protocol, tls_front, per_domain))
+        elif tls_front is not None:
+            ports.append(MailPort(port, protocol, imap, False))
+        else:
+            ports.append(MailPort(port, protocol, imap, per_domain))
+    return tuple(ports)
+
+
+def dovecot_capacity_applies(software: str, tls_front: str | None) -> bool:
+    """Dovecot's per-name blocks limit a server only when Dovecot serves them itself."""
+    return software == "postfix-dovecot" and tls_front is None

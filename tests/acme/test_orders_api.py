@@ -6,7 +6,7 @@ import pytest
 
 from app.kit.time import utc_now
 from tests.support.acme_fixtures import controller_using
-from tests.support.api import assert_problem, create_domain, create_server, upload
+from tests.support.api import assert_problem, create_domain, create_server, list_all, upload
 from tests.support.bind import start_bind, stop_bind
 from tests.support.worker import order_finished, work_until
 
@@ -83,7 +83,7 @@ async def test_wildcard_over_dns01_bound_and_renewed(client, admin, context, acm
         assert row.renewal_eligible_at == row.renewal_at > utc_now()  # stored with the issued material
         row.renewal_at = utc_now()
         await session.commit()
-    from app.deployments.worker import Worker
+    from app.scheduler.worker import Worker
 
     worker = Worker(context, owner="renewer")
 
@@ -95,6 +95,23 @@ async def test_wildcard_over_dns01_bound_and_renewed(client, admin, context, acm
     assert after["serial"] != cert["serial"] and after["fingerprint_sha256"] != cert["fingerprint_sha256"]
     assert {b["hostname"] for b in after["bindings"]} == {"webmail.z01.test", "mail.z01.test"}
     assert (await client.get(f"/v1/servers/{server['id']}", headers=admin)).json()["desired_generation"] == generation + 2
+
+    # The worker's changes are in the customer's event log, with the worker as their author.
+    events = [e for e in await list_all(client, "/v1/events", customer) if e["actor"]["type"] == "worker"]
+    assert [(e["kind"], e["actor"]["id"]) for e in events] == [
+        ("certificate.uploaded", "test-worker"), ("binding.set", "test-worker"), ("binding.set", "test-worker"),
+        ("order.valid", "test-worker"),
+        ("renewal.scheduled", "renewer"), ("certificate.replaced", "renewer"), ("order.valid", "renewer"),
+        ("renewal.succeeded", "renewer")]
+    assert all(e["account_id"] == account_id and e["actor"]["role"] is None for e in events)
+    first, renewal = events[3], events[7]
+    assert first["subjects"] == {"order": order["id"], "certificate": cert["id"], "domain": "z01.test"}
+    assert first["data"]["names"] == ["z01.test", "*.z01.test"] and first["data"]["purpose"] == "new"
+    assert first["data"]["fingerprint_sha256"] == cert["fingerprint_sha256"]
+    assert renewal["data"]["previous_fingerprint_sha256"] == cert["fingerprint_sha256"]
+    assert renewal["data"]["fingerprint_sha256"] == after["fingerprint_sha256"]
+    assert events[4]["subjects"]["certificate"] == cert["id"] and events[4]["subjects"]["order"] == renewal["subjects"]["order"]
+    assert "PRIVATE KEY" not in str(events)
 
 
 async def test_renew_now_endpoint(client, admin, context, acme_ready, bind_server, hosted):
@@ -116,6 +133,9 @@ async def test_renew_now_endpoint(client, admin, context, acme_ready, bind_serve
     renewal = await work_until(context, order_finished(client, customer, r.json()["id"]))
     assert renewal["status"] == "valid" and renewal["certificate_id"] == cert_id
     assert (await client.get(f"/v1/certificates/{cert_id}", headers=customer)).json()["revision"] == 2
+    (scheduled,) = await list_all(client, "/v1/events", customer, kind="renewal.scheduled")
+    assert scheduled["actor"]["type"] == "token" and scheduled["actor"]["role"] == "customer"
+    assert scheduled["subjects"] == {"order": r.json()["id"], "certificate": cert_id}
 
 
 async def test_order_refusals(client, admin, test_ca, bind_server, hosted, customer_headers):
@@ -158,7 +178,13 @@ async def test_wrong_tsig_secret(client, admin, context, acme_ready, bind_server
     provider = await make_provider(client, admin, bind_server, key_secret="AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
     order = await _order_and_fail(client, context, customer, provider["id"])
     assert order["error"]["step"] == "dns_update" and order["error"]["code"] == "dns_tsig_rejected"
+    assert order["error"]["message"] and order["error"]["at"]
     assert txt_at("_acme-challenge.z01.test") == set()
+    (invalid,) = await list_all(client, "/v1/events", customer, kind="order.invalid")
+    assert invalid["subjects"]["order"] == order["id"] and invalid["actor"] == {"type": "worker", "id": "test-worker",
+                                                                               "role": None}
+    assert invalid["data"]["condition"]["code"] == "dns_tsig_rejected"
+    assert invalid["data"]["condition"]["step"] == "dns_update"
     bindings = (await client.get("/v1/domains/z01.test/bindings", headers=customer)).json()
     assert bindings["webmail"]["source"] == "server-default"
 
@@ -184,8 +210,8 @@ async def test_challenge_the_ca_rejects(client, admin, context, acme_ready, bind
         stop_bind(shadow)
     error = order["error"]
     assert error["step"] == "validation", error
-    assert error["problem"]["type"].startswith("urn:ietf:params:acme:error:")
-    assert error["problem"]["detail"]
+    assert error["details"]["problem"]["type"].startswith("urn:ietf:params:acme:error:")
+    assert error["details"]["problem"]["detail"] and error["message"] and error["at"]
     assert "invalid" in {a["status"] for a in order["authorizations"]}
     assert txt_at("_acme-challenge.z01.test") == set()
     assert (await client.get("/v1/certificates", headers=customer)).json()["items"] == []
@@ -194,7 +220,7 @@ async def test_challenge_the_ca_rejects(client, admin, context, acme_ready, bind
 async def test_failed_renewal_backs_off_and_keeps_the_material(client, admin, context, acme_ready, bind_server, hosted):
     from app.acme.models import CertificateOrder
     from app.certificates.models import Certificate
-    from app.deployments.worker import Worker
+    from app.scheduler.worker import Worker
 
     _server, _account, customer = hosted
     good = await make_provider(client, admin, bind_server)
@@ -217,6 +243,12 @@ async def test_failed_renewal_backs_off_and_keeps_the_material(client, admin, co
 
     after = await work_until(context, failed, worker=Worker(context, owner="renewal-fails"))
     assert after["renewal_error"]["step"] == "dns_update" and after["renewal_error"]["code"] == "dns_tsig_rejected"
+    assert after["renewal_error"]["message"] and after["renewal_error"]["at"]
+    failures = await list_all(client, "/v1/events", customer, kind=["renewal.failed", "order.invalid"],
+                              subject=cert_id)
+    assert [(e["kind"], e["actor"]["id"]) for e in failures] == [("order.invalid", "renewal-fails"),
+                                                                 ("renewal.failed", "renewal-fails")]
+    assert failures[1]["data"]["attempts"] == 1 and failures[1]["data"]["condition"]["code"] == "dns_tsig_rejected"
     assert after["fingerprint_sha256"] == before["fingerprint_sha256"] and after["revision"] == before["revision"]
     assert after["bindings"] == before["bindings"]
     async with context.sessionmaker() as session:
@@ -245,3 +277,22 @@ async def test_order_replaces_an_uploaded_certificate_in_place(client, admin, co
     assert cert["source"] == "acme" and cert["revision"] == 2 and cert["renewal_status"] == "scheduled"
     assert cert["fingerprint_sha256"] != uploaded["fingerprint_sha256"]
     assert [b["hostname"] for b in cert["bindings"]] == ["webmail.z01.test"]
+
+
+async def test_a_result_that_cannot_be_stored_leaves_no_event_of_it(client, admin, context, acme_ready, bind_server,
+                                                                   hosted):
+    """The domain goes away while its order runs: storing the certificate, binding it and marking
+    the order valid is one transaction, and the bind fails, so the certificate and its
+    `certificate.uploaded` event roll back together; only `order.invalid` remains."""
+    _server, _account, customer = hosted
+    provider = await make_provider(client, admin, bind_server)
+    r = await client.post("/v1/certificate-orders", json={
+        "domain": "z01.test", "wildcard": True, "dns_provider_id": provider["id"], "bind": ["webmail"]}, headers=customer)
+    assert r.status_code == 202, r.text
+    assert (await client.delete("/v1/domains/z01.test", headers=admin)).status_code == 204
+    order = await work_until(context, order_finished(client, customer, r.json()["id"]))
+    assert order["status"] == "invalid" and order["error"]["step"] == "store", order["error"]
+    assert (await client.get("/v1/certificates", headers=admin, params={"covers": "z01.test"})).json()["items"] == []
+    worker_events = [e for e in await list_all(client, "/v1/events", admin) if e["actor"]["type"] == "worker"]
+    assert [e["kind"] for e in worker_events] == ["order.invalid"]
+    assert worker_events[0]["data"]["condition"]["code"] == "not_found"

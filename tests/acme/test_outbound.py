@@ -12,6 +12,8 @@ import threading
 import uuid
 from collections.abc import Iterator
 
+from datetime import UTC, datetime
+
 import dns.query
 import dns.resolver
 import dns.tsigkeyring
@@ -20,6 +22,7 @@ import pytest
 
 from app.acme.dns import DnsUnreachable, Rfc2136Provider, authoritative_nameservers
 from app.acme.errors import CUSTOMER_DETAILS, customer_view
+from app.kit.conditions import condition
 from app.kit.outbound import OutboundPolicy, parse_networks
 from app.outbound import OutboundGuard, dns_server_resolver
 from tests.support.acme_fixtures import controller_using
@@ -208,12 +211,12 @@ async def test_a_name_that_rebinds_to_loopback_is_refused_at_use(
         _set_a(bind_server, "z05.test", name, None)
     assert order["status"] == "invalid"
     assert order["error"]["code"] == "dns_unreachable"
-    assert order["error"]["detail"] == CUSTOMER_DETAILS["dns_unreachable"]
+    assert order["error"]["message"] == CUSTOMER_DETAILS["dns_unreachable"]
     seen_by_admin = (
         await client.get(f"/v1/certificate-orders/{order['id']}", headers=admin)
     ).json()["error"]
     assert seen_by_admin["code"] == "dns_unreachable"
-    assert f"{name} resolves to 127.0.0.1: 127.0.0.1 is loopback" in seen_by_admin["detail"]
+    assert f"{name} resolves to 127.0.0.1: 127.0.0.1 is loopback" in seen_by_admin["message"]
 
 
 async def test_customer_reads_the_same_error_for_an_open_and_a_closed_port(
@@ -244,12 +247,12 @@ async def test_customer_reads_the_same_error_for_an_open_and_a_closed_port(
         errors["z06.test"],
         errors["z07.test"],
     )
-    assert customer_open == customer_closed
+    assert {**customer_open, "at": None} == {**customer_closed, "at": None}  # only the time differs
     assert (
-        customer_open["code"] == "dns_unreachable" and str(open_port) not in customer_open["detail"]
+        customer_open["code"] == "dns_unreachable" and str(open_port) not in customer_open["message"]
     )
     # The admin still tells them apart (which is what made the customer's view an oracle).
-    assert "EOFError" in admin_open["detail"] and "ConnectionRefusedError" in admin_closed["detail"]
+    assert "EOFError" in admin_open["message"] and "ConnectionRefusedError" in admin_closed["message"]
 
 
 def test_the_checked_address_is_the_one_used(bind_server, txt_at):
@@ -281,21 +284,14 @@ def test_the_checked_address_is_the_one_used(bind_server, txt_at):
     assert calls == ["ns.rebinding.example"]
 
 
-def test_customer_view_keeps_code_and_step():
-    error = {
-        "step": "dns_update",
-        "code": "dns_unreachable",
-        "detail": "127.0.0.1:8345 ... EOFError()",
-        "problem": None,
-        "timed_out": False,
-    }
-    assert customer_view(error) == {**error, "detail": CUSTOMER_DETAILS["dns_unreachable"]}
-    other = {
-        "step": "validation",
-        "code": "acme_validation_failed",
-        "detail": "x",
-        "problem": {"type": "t"},
-    }
+def test_customer_view_keeps_code_step_and_time():
+    at = datetime(2026, 11, 30, 9, 20, tzinfo=UTC)
+    error = condition("dns_unreachable", "127.0.0.1:8345 ... EOFError()", at=at, step="dns_update",
+                      details={"problem": {"type": "t", "detail": "127.0.0.1"}, "timed_out": True})
+    assert customer_view(error) == {"code": "dns_unreachable", "message": CUSTOMER_DETAILS["dns_unreachable"],
+                                    "step": "dns_update", "at": "2026-11-30T09:20:00+00:00",
+                                    "details": {"timed_out": True}}
+    other = condition("acme_validation_failed", "x", at=at, step="validation", details={"problem": {"type": "t"}})
     assert customer_view(other) is other and customer_view(None) is None
 
 

@@ -43,7 +43,7 @@ async def test_rule_break_is_coded_not_crashed(context, test_ca):
     with pytest.raises(AppError) as caught:
         await store_issued(context, order, _issued(p521), utc_now(), SYSTEM, authorizations=[], duration_ms=1)
     assert caught.value.code == "curve_unsupported"
-    error = runner._error_of(caught.value)
-    assert (error["step"], error["code"]) == ("store", "curve_unsupported")
+    error = runner._condition_of(caught.value, utc_now())
+    assert (error["step"], error["code"]) == ("store", "curve_unsupported") and error["message"]
     async with context.sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(Certificate)) == 0

@@ -86,3 +86,45 @@ def test_a_default_nginx_cannot_serve_fails_the_whole_change(agent_client, mail_
     assert problem["rolled_back"] is True and "webmail_default" in problem["message"]
     assert agent_client.state()["applied_generation"] == before["generation"]
     assert_served(stack, before, certs, test_ca[1])
+
+
+def test_a_change_returns_only_once_the_old_workers_stopped_accepting(agent_client, mail_stack, certs, material,
+                                                                      test_ca):
+    """``nginx -s reload`` returns before the old workers retire, and they read the old map,
+    whose bundles the agent deletes after verifying. Frozen with SIGSTOP, the old worker cannot
+    take its QUIT: the push must wait for it rather than report success while it still accepts."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from app.agent.backends.nginx import accepting_workers, master_pid
+
+    stack, _ = mail_stack
+    response, _ = agent_client.push(document(agent_client, certs, "webmail"), material)
+    assert response.status_code == 200, response.text
+    master = master_pid(stack.nginx_dir / "nginx.conf")
+    old = accepting_workers(master)
+    assert old, "the nginx of the stack has a worker"
+    outcome = {}
+
+    def push() -> None:
+        outcome["response"], _ = agent_client.push(document(agent_client, certs, "webmail/2"), material)
+        outcome["still_accepting"] = old & accepting_workers(master)
+
+    for pid in old:
+        os.kill(pid, signal.SIGSTOP)
+    pushing = threading.Thread(target=push)
+    try:
+        pushing.start()
+        pushing.join(4)
+    finally:
+        for pid in old:
+            os.kill(pid, signal.SIGCONT)
+    pushing.join(30)
+    assert outcome["response"].status_code == 200, outcome["response"].text
+    assert outcome["still_accepting"] == set()
+    deadline = time.monotonic() + 10
+    while old & accepting_workers(master) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert_served(stack, document(agent_client, certs, "webmail/2") | {"generation": 0}, certs, test_ca[1])

@@ -56,3 +56,24 @@ export function sniAdvice(conflict: BindingConflict): string {
 
 export type BindingPath = paths["/v1/domains/{name}/bindings/{service}"]["put"]["parameters"]["path"];
 export const where: BindingPath = { name: "example.com", service: "mail" };
+
+// DNS providers: a union discriminated by `kind`; narrowing on it gives each kind's own settings.
+type DnsProviderRequest = operations["createDnsProvider"]["requestBody"]["content"]["application/json"];
+type DnsProviderPage = operations["listDnsProviders"]["responses"][200]["content"]["application/json"];
+
+export const cloudflare: DnsProviderRequest = {
+  name: "example.com at Cloudflare",
+  kind: "lexicon",
+  settings: { provider: "cloudflare", options: { zone_id: "abc" }, credentials: { auth_token: "t" }, ttl: 120 },
+};
+
+export function describeProviders(page: DnsProviderPage): string[] {
+  return page.items.map((p) => {
+    switch (p.kind) {
+      case "rfc2136":
+        return `${p.name}: TSIG key ${p.settings.key_name} at ${p.settings.server}:${p.settings.port}`;
+      case "lexicon":
+        return `${p.name}: ${p.settings.provider} (${p.secrets_set.join(", ")})`;
+    }
+  });
+}

@@ -145,3 +145,36 @@ async def test_a_change_during_a_delivery_stays_due(client, admin, context, cust
     assert still.id == row.id and still.generation == s.desired_generation and still.status == "pending"
     plan = await _plan_now(context, server["id"])
     assert plan.changes == {"mail.d1.test": later.fingerprint, "webmail.d1.test": later.fingerprint}
+
+
+async def test_a_failure_overtaken_by_a_change_is_superseded_not_failed(client, admin, context, customer_headers,
+                                                                      test_ca):
+    """The agent refused generation G while a change raised the row to G+1: the row stays due for
+    G+1 (no `failed` status, no error on it) and the log says G was superseded, with why it failed."""
+    from app.deployments.agent_client import AgentError
+    from tests.support.api import list_all
+
+    server, customer, certs = await _bound_server(client, admin, customer_headers, test_ca, 1, **AGENT)
+    await _pretend_applied(context, server["id"])
+    await client.put(f"/v1/certificates/{certs['d0.test']['id']}", json=upload_body(test_ca.issue(["*.d0.test"])),
+                     headers=customer)
+    plan = await _plan_now(context, server["id"])
+    (row,) = await _waiting(context, server["id"])
+    async with context.sessionmaker() as session:
+        (await session.get(Server, server["id"])).deploy_lease_owner = "w1"
+        await session.commit()
+    await client.put(f"/v1/certificates/{certs['d0.test']['id']}", json=upload_body(test_ca.issue(["*.d0.test"])),
+                     headers=customer)
+    refused = AgentError("apply_failed", "postfix refused the configuration", retryable=False,
+                         body={"step": "validate", "daemon": "postfix", "rolled_back": True}, status=409)
+    await _record(context, server["id"], row.id, "w1", row.created_at,
+                  Outcome(False, refused, generation=plan.generation))
+    (still,) = await _waiting(context, server["id"])
+    assert still.id == row.id and still.generation == plan.generation + 1 and still.last_error is None
+    (superseded,) = await list_all(client, "/v1/events", admin, kind="deployment.superseded")
+    assert superseded["actor"] == {"type": "worker", "id": "w1", "role": None}
+    assert superseded["data"]["generation"] == plan.generation
+    assert superseded["data"]["superseded_by"] == plan.generation + 1
+    condition = superseded["data"]["condition"]
+    assert (condition["code"], condition["step"], condition["details"]["daemon"]) == ("apply_failed", "validate", "postfix")
+    assert await list_all(client, "/v1/events", admin, kind="deployment.failed") == []

@@ -38,7 +38,7 @@ async def seed(context, issuing, server_id: str, account_id: str, names: list[st
         for name in names:
             issued = issuing.issue([f"webmail.{name}", f"mail.{name}"])
             mat = material.from_pem(issued.cert_pem, issued.key_pem, chain_pem=issued.chain_pem, trust=context.trust)
-            cert = await certs.store(mat, account_id=account_id, name=name, source="upload")
+            cert = await certs.store(mat, account_id=account_id, name=name, source="upload", caller=ADMIN)
             if create:
                 await domains.create(name, server_id, account_id)
             await domains.bind(ADMIN, name, "webmail", cert.id)

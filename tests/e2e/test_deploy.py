@@ -11,7 +11,7 @@ import asyncio
 
 import pytest
 
-from tests.support.api import create_domain, create_server, upload, upload_body
+from tests.support.api import create_domain, create_server, list_all, upload, upload_body
 from tests.support.daemons import write_agent_config
 from tests.support.tlsprobe import served_fingerprint
 from tests.support.worker import server_applied, work_until
@@ -155,8 +155,18 @@ async def test_broken_bundle_rolls_back_and_fails(client, admin, controller, sta
 
         deployment = await work_until(controller, failed)
         error = deployment["last_error"]
-        assert error["daemon"] == "postfix" and error["step"] in ("verify", "validate"), error
-        assert error["rolled_back"] is True and error["message"]
+        assert error["details"]["daemon"] == "postfix" and error["step"] in ("verify", "validate"), error
+        assert error["details"]["rolled_back"] is True and error["details"]["message"] and error["message"]
+        # The failure, and the generation applied before it, are in the platform's event log.
+        (failed_event,) = await list_all(client, "/v1/events", admin, kind="deployment.failed")
+        assert failed_event["subjects"] == {"deployment": deployment["id"], "server": server["id"]}
+        assert failed_event["actor"] == {"type": "worker", "id": "test-worker", "role": None}
+        assert failed_event["account_id"] is None and failed_event["data"]["generation"] == deployment["generation"]
+        assert failed_event["data"]["condition"]["code"] == error["code"]
+        assert failed_event["data"]["condition"]["step"] == error["step"]
+        applied_events = await list_all(client, "/v1/events", admin, kind="deployment.applied", subject=server["id"])
+        assert applied_events and applied_events[-1]["data"]["generation"] < deployment["generation"]
+        assert await list_all(client, "/v1/events", customer, kind="deployment.failed") == []  # the platform's
         assert await all_served(stack, "mail.d.test") == {first.fingerprint}  # old material still served
         detail = (await client.get(f"/v1/servers/{server['id']}/deployments/{deployment['id']}", headers=admin)).json()
         assert detail["history"] and detail["history"][-1]["outcome"] == "failed"

@@ -152,8 +152,8 @@ async def test_webmail_default_set_changed_unset_and_rolled_back(
 
         deployment = await work_until(controller, failed)
         error = deployment["last_error"]
-        assert error["daemon"] == "nginx" and error["step"] == "verify", error
-        assert error["rolled_back"] is True
+        assert error["details"]["daemon"] == "nginx" and error["step"] == "verify", error
+        assert error["details"]["rolled_back"] is True and error["message"] and error["at"]
         await assert_served(mail["fingerprint_sha256"], trusted=True)  # the previous default, still
         assert await mail_no_sni(stack) == {mail["fingerprint_sha256"]}
     finally:

@@ -17,6 +17,7 @@ import asyncio
 import pytest
 from cryptography.hazmat.primitives.asymmetric import dsa
 
+from app.accounts.caller import OPERATOR
 from app.certificates.material import Material
 from app.certificates.repository import CertificateRepository
 from app.certificates.service import CertificateService
@@ -47,7 +48,7 @@ async def store_legacy(context, account_id: str, issued) -> str:
     )
     async with context.sessionmaker() as session:
         service = CertificateService(CertificateRepository(session), context.master_key)
-        cert = await service.store(material, account_id=account_id, name="legacy dsa", source="upload")
+        cert = await service.store(material, account_id=account_id, name="legacy dsa", source="upload", caller=OPERATOR)
         await session.commit()
         return cert.id
 

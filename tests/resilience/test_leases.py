@@ -20,9 +20,9 @@ from sqlalchemy import func, select, update
 
 from app.acme.models import CertificateOrder
 from app.acme.repository import AcmeRepository
-from app.deployments.heartbeat import Heartbeat, LeaseLost
+from app.scheduler.heartbeat import Heartbeat, LeaseLost
 from app.deployments.models import Deployment, DeploymentAttempt
-from app.deployments.worker import Worker
+from app.scheduler.worker import Worker
 from app.kit.signing import public_key_to_text
 from app.kit.time import utc_now
 from app.servers.models import Server

@@ -11,6 +11,8 @@ Fixtures:
     acme_account     (client, account_key_pem, account_uri) registered at Pebble
     http01_responder Http01Responder on pebble_server.http_port: .publish / .unpublish / .tokens
     txt_at           function(fqdn) -> set of TXT values BIND serves there now
+    powerdns_server  PowerDns (tests/support/powerdns.py): api_url, api_key, create_zone, txt_records
+    powerdns_pebble  a Pebble of its own that resolves through powerdns_server
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from app.acme import Dns01Solver, register_or_load_account
 from app.acme.dns import Rfc2136Provider, query_txt
 from tests.support.bind import BindServer, start_bind, stop_bind
 from tests.support.pebble import PebbleServer, start_pebble, stop_pebble
+from tests.support.powerdns import PowerDns, start_powerdns, stop_powerdns
 
 CHALLENGE_PREFIX = "/.well-known/acme-challenge/"
 
@@ -46,6 +49,31 @@ def _pebble_session(bind_server: BindServer) -> Iterator[PebbleServer]:
         yield server
     finally:
         stop_pebble(server)
+
+
+@pytest.fixture(scope="session")
+def powerdns_server() -> Iterator[PowerDns]:
+    server = start_powerdns()
+    try:
+        yield server
+    finally:
+        stop_powerdns(server)
+
+
+@pytest.fixture(scope="session")
+def _powerdns_pebble_session(powerdns_server: PowerDns) -> Iterator[PebbleServer]:
+    server = start_pebble(powerdns_server.address)
+    try:
+        yield server
+    finally:
+        stop_pebble(server)
+
+
+@pytest.fixture
+def powerdns_pebble(_powerdns_pebble_session: PebbleServer) -> PebbleServer:
+    """A Pebble validating dns-01 against PowerDNS, restarted first if it stopped answering."""
+    _powerdns_pebble_session.ensure_alive()
+    return _powerdns_pebble_session
 
 
 @pytest.fixture

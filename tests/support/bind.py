@@ -19,7 +19,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +63,7 @@ class BindServer:
         return f"{self.host}:{self.port}"
 
 
-def _zone_file(zone: str) -> str:
+def _zone_file(zone: str, extra: Sequence[str] = ()) -> str:
     lines = [
         "$TTL 5",
         f"@ IN SOA ns1.{zone}. hostmaster.{zone}. ( 1 60 30 600 1 )",
@@ -72,6 +72,7 @@ def _zone_file(zone: str) -> str:
     ]
     for host in HTTP01_HOSTS:
         lines.append(f"{host or '@'} IN A 127.0.0.1")
+    lines.extend(extra)
     return "\n".join(lines) + "\n"
 
 
@@ -82,10 +83,13 @@ def _named_conf(
     readonly_zones: Sequence[str],
     key_name: str,
     secret: str,
+    policies: Mapping[str, str] | None = None,
 ) -> str:
+    policies = policies or {}
     zone_blocks = "\n".join(
         f'zone "{zone}" {{ type primary; file "{directory / (zone + ".zone")}"; '
-        f'allow-update {{ key "{key_name}"; }}; }};'
+        + (policies.get(zone) or f'allow-update {{ key "{key_name}"; }};')
+        + " };"
         for zone in zones
     )
     zone_blocks += "\n" + "\n".join(
@@ -137,8 +141,15 @@ def start_bind(
     readonly_zones: Sequence[str] = READONLY_ZONES,
     directory: Path | None = None,
     timeout: float = 10.0,
+    records: Mapping[str, Sequence[str]] | None = None,
+    policies: Mapping[str, str] | None = None,
 ) -> BindServer:
-    """Start named in the foreground (`-g`) on a free port, primary for `zones`, TSIG-updatable."""
+    """Start named in the foreground (`-g`) on a free port, primary for `zones`, TSIG-updatable.
+
+    `records` adds zone-file lines per zone (CNAMEs for delegation tests); `policies` replaces a
+    zone's `allow-update` with another statement, e.g. an `update-policy` that lets the key
+    write TXT records only (BIND ARM, "Dynamic Update Policies").
+    """
     directory = Path(directory or tempfile.mkdtemp(prefix="certpost-bind-"))
     directory.mkdir(parents=True, exist_ok=True)
     for journal in directory.glob("*.jnl"):
@@ -146,9 +157,9 @@ def start_bind(
     secret = base64.b64encode(secrets.token_bytes(32)).decode()
     port = free_port()
     for zone in (*zones, *readonly_zones):
-        (directory / f"{zone}.zone").write_text(_zone_file(zone))
+        (directory / f"{zone}.zone").write_text(_zone_file(zone, (records or {}).get(zone, ())))
     conf = directory / "named.conf"
-    conf.write_text(_named_conf(directory, port, zones, readonly_zones, TSIG_KEY_NAME, secret))
+    conf.write_text(_named_conf(directory, port, zones, readonly_zones, TSIG_KEY_NAME, secret, policies))
     os.chmod(conf, 0o600)
     log_path = directory / "named.log"
     with open(log_path, "wb") as log:
@@ -206,3 +217,44 @@ def running_bind(zones: Sequence[str] = DEFAULT_ZONES) -> Iterator[BindServer]:
         yield server
     finally:
         stop_bind(server)
+
+
+def start_resolver(upstream: BindServer, *, timeout: float = 10.0) -> BindServer:
+    """A second named that recurses, forwarding every query to `upstream`: what a CA's resolver
+    does for Pebble. An authoritative server stops a CNAME chain at its zone's edge (RFC 1034
+    §4.3.2: it answers from the zone it holds); a resolver follows it into the next zone, so a
+    delegated `_acme-challenge` CNAME into another zone needs one in front of Pebble."""
+    directory = Path(tempfile.mkdtemp(prefix="certpost-resolver-"))
+    port = free_port()
+    conf = directory / "named.conf"
+    conf.write_text(f"""
+options {{
+    directory "{directory}";
+    pid-file "{directory / "named.pid"}";
+    session-keyfile "{directory / "session.key"}";
+    managed-keys-directory "{directory}";
+    listen-on port {port} {{ 127.0.0.1; }};
+    listen-on-v6 {{ none; }};
+    recursion yes;
+    allow-query {{ any; }};
+    allow-recursion {{ 127.0.0.0/8; }};
+    forward only;
+    forwarders {{ {upstream.host} port {upstream.port}; }};
+    dnssec-validation no;
+    max-cache-ttl 1;
+    max-ncache-ttl 1;
+    notify no;
+}};
+controls {{ }};
+""")
+    log_path = directory / "named.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([NAMED, "-c", str(conf), "-g"], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _wait_ready("127.0.0.1", port, proc, log_path, timeout)
+    except BaseException:
+        _kill(proc)
+        raise
+    return BindServer(host="127.0.0.1", port=port, directory=directory, zones=(), readonly_zones=(),
+                      key_name="", key_algorithm="", key_secret="", pid=proc.pid, log_path=log_path, _proc=proc)

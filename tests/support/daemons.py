@@ -232,9 +232,12 @@ def _toml_list(items: list[str]) -> str:
 
 
 def write_agent_config(
-    stack: Stack, *, postfix_bundle_cert_first: bool = False, verify_timeout: float = 4
+    stack: Stack, *, postfix_bundle_cert_first: bool = False, verify_timeout: float = 4,
+    drift_interval: float = 0,
 ) -> Path:
-    """The agent's TOML for this stack (see docs/agent.md for every key)."""
+    """The agent's TOML for this stack (see docs/agent.md for every key). Drift rounds are off
+    unless ``drift_interval`` is given (tests/e2e/test_drift.py): elsewhere their handshakes
+    would only add noise to the daemons' logs."""
     p = stack.ports
     nginx = ["nginx", *_nginx_flags(stack)]
     text = f"""\
@@ -247,6 +250,7 @@ state_dir = "{stack.state_dir}"
 controller_public_key = "{stack.controller_public_key}"
 hostname = "{stack.hostname}"
 verify_timeout = {verify_timeout}
+drift_interval = {drift_interval}
 
 [postfix]
 directory = "{stack.out("postfix")}"
@@ -295,6 +299,7 @@ def write_stack(
     controller_public_key: str,
     hostname: str = "mx1.host.test",
     http_port: int | None = None,
+    drift_interval: float = 0,
 ) -> Stack:
     """Write every daemon's configuration and the agent's, with fresh free ports.
 
@@ -317,7 +322,7 @@ def write_stack(
     _write_postfix(stack)
     _write_dovecot(stack)
     _write_nginx(stack)
-    write_agent_config(stack)
+    write_agent_config(stack, drift_interval=drift_interval)
     return stack
 
 
@@ -514,6 +519,7 @@ def running_stack(
     hostname: str = "mx1.host.test",
     http_port: int | None = None,
     keep: bool = False,
+    drift_interval: float = 0,
 ):
     """Daemons and agent up for the duration of the block; yields (stack, agent).
 
@@ -524,7 +530,8 @@ def running_stack(
     made = root is None
     root = root or make_root()
     stack = write_stack(
-        root, controller_public_key=controller_public_key, hostname=hostname, http_port=http_port
+        root, controller_public_key=controller_public_key, hostname=hostname, http_port=http_port,
+        drift_interval=drift_interval,
     )
     agent = AgentProcess(stack)
     try:

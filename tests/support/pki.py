@@ -399,3 +399,28 @@ def huge_rsa_public_key(bits: int = 16384) -> rsa.RSAPublicKey:
 
     modulus = secrets.randbits(bits) | (1 << (bits - 1)) | 1
     return rsa.RSAPublicNumbers(65537, modulus).public_key()
+
+
+def sign_csr(csr_pem: str, ca, *, names: list[str] | None = None, public_key=None) -> str:
+    """What a CA does with the CSR: a serverAuth leaf for the CSR's key and SANs (or others)."""
+    csr = x509.load_pem_x509_csr(csr_pem.encode())
+    assert csr.is_signature_valid
+    sans = names or csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName)
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, sans[0])]))
+        .issuer_name(ca.cert.subject)
+        .public_key(public_key or csr.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=90))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in sans]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key or csr.public_key()), critical=False)
+        .sign(ca.key, hashes.SHA256())
+    )
+    return _pem(cert)

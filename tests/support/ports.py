@@ -18,12 +18,13 @@ _given: set[int] = set()
 
 
 def _range() -> tuple[int, int]:
-    """CERTPOST_TEST_PORTS (``LOW-HIGH``) when set, so that test runs side by side on one machine
-    keep to slices of their own; else ports below /proc/sys/net/ipv4/ip_local_port_range (Linux
-    default 32768-60999)."""
-    low_high = os.environ.get("CERTPOST_TEST_PORTS", "").partition("-")
-    if low_high[0].strip().isdigit() and low_high[2].strip().isdigit():
-        return int(low_high[0]), int(low_high[2])
+    """CERTPOST_TEST_PORTS (``low-high``) when set, so that two runs side by side (make test runs
+    SQLite and PostgreSQL at once) never pick the same port; otherwise the ports below
+    /proc/sys/net/ipv4/ip_local_port_range (Linux default 32768-60999)."""
+    chosen = os.environ.get("CERTPOST_TEST_PORTS", "")
+    if chosen:
+        low_text, _, high_text = chosen.partition("-")
+        return int(low_text), int(high_text)
     try:
         low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):

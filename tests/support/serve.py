@@ -32,10 +32,13 @@ class ServeProcess:
         self.process: subprocess.Popen | None = None
         self.token: str | None = None
         self._reader: threading.Thread | None = None
+        # CERTPOST_TLS_CERT_FILE set: `certpost serve` answers HTTPS (its certificate is not
+        # checked while waiting for it to start; the tests that use it pin or verify it).
+        self.tls = "CERTPOST_TLS_CERT_FILE" in self.env
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60) -> ServeProcess:
         """Start and wait until /healthz answers; the first admin token is read from stdout."""
@@ -51,7 +54,7 @@ class ServeProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"certpost serve exited {self.process.returncode}; see {self.log}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}/healthz", timeout=1, verify=not self.tls).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass

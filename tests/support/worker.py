@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from app.deployments.worker import Worker
+from app.scheduler.worker import Worker
 
 
 async def work_until(context, predicate, *, timeout: float = 60.0, worker: Worker | None = None):

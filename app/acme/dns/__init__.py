@@ -1,6 +1,9 @@
 """DNS providers for dns-01 (RFC 8555 §8.4): the interface, RFC 2136 updates, propagation checks."""
 
 from app.acme.dns.base import (
+    DnsAuthRejected,
+    DnsCnameDangling,
+    DnsCnameLoop,
     DnsError,
     DnsPropagationTimeout,
     DnsProvider,
@@ -15,6 +18,9 @@ from app.acme.dns.propagation import authoritative_nameservers, query_txt, wait_
 from app.acme.dns.rfc2136 import Rfc2136Provider
 
 __all__ = [
+    "DnsAuthRejected",
+    "DnsCnameDangling",
+    "DnsCnameLoop",
     "DnsError",
     "DnsPropagationTimeout",
     "DnsProvider",

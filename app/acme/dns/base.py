@@ -13,7 +13,10 @@ Exception tree (each class carries a stable ``code`` slug for the API and the or
     ├── DnsZoneNotFound           dns_zone_not_found       no zone found for the name
     ├── DnsUnreachable            dns_unreachable          timeout, connection refused, EOF, or
     │                                                      refused by the outbound guard
-    ├── DnsUpdateFailed           dns_update_failed        any other RCODE (SERVFAIL, …)
+    ├── DnsAuthRejected           dns_auth_rejected        a DNS hosting API refused the credentials
+    ├── DnsUpdateFailed           dns_update_failed        any other RCODE (SERVFAIL, …) or API error
+    ├── DnsCnameLoop              dns_cname_loop           `_acme-challenge` CNAMEs loop or chain too long
+    ├── DnsCnameDangling          dns_cname_dangling       a CNAME points where no configured server answers
     └── DnsPropagationTimeout     dns_propagation_timeout  name servers never served the values
 """
 
@@ -58,6 +61,24 @@ class DnsUpdateFailed(DnsError):
     code = "dns_update_failed"
 
 
+class DnsAuthRejected(DnsError):
+    """A DNS hosting API refused the credentials (HTTP 401/403 on authentication)."""
+
+    code = "dns_auth_rejected"
+
+
+class DnsCnameLoop(DnsError):
+    """The `_acme-challenge` name's CNAME chain loops, or is longer than certpost follows."""
+
+    code = "dns_cname_loop"
+
+
+class DnsCnameDangling(DnsError):
+    """A CNAME in the chain points at a name whose zone no configured name server answers for."""
+
+    code = "dns_cname_dangling"
+
+
 class DnsPropagationTimeout(DnsError):
     code = "dns_propagation_timeout"
 
@@ -70,6 +91,9 @@ class DnsProvider(abc.ABC):
     """Adds and removes single TXT values. Synchronous: the worker calls it in a thread."""
 
     kind: str = ""
+    zones: tuple[str, ...] = ()
+    """Zones this provider declares it can write (lower-case, no trailing dot). A delegated
+    `_acme-challenge` CNAME whose target lies in one of them is written with this provider."""
 
     @abc.abstractmethod
     def add_txt(self, fqdn: str, value: str) -> None:

@@ -121,3 +121,47 @@ def authoritative_nameservers(
         for info in infos:
             servers.append((info[4][0], port))
     return list(dict.fromkeys(servers))
+
+
+def _ask(name: dns.name.Name, rdtype, servers: Sequence[Nameserver], timeout: float) -> dns.message.Message | None:
+    """The first authoritative (AA) NOERROR/NXDOMAIN answer any of `servers` gives, else None."""
+    query = dns.message.make_query(name, rdtype)
+    query.flags &= ~dns.flags.RD
+    for host, port in servers:
+        try:
+            response, _ = dns.query.udp_with_fallback(query, host, timeout=timeout, port=port)
+        except (dns.exception.DNSException, OSError, EOFError):
+            continue
+        if response.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN) and response.flags & dns.flags.AA:
+            return response
+    return None
+
+
+def zone_at(fqdn: str, servers: Sequence[Nameserver], *, timeout: float = 3.0) -> str | None:
+    """The zone holding `fqdn` according to `servers`: the SOA of the name or of the nearest
+    parent, or the SOA an authoritative negative answer carries (RFC 2308 §2). None when no
+    server is authoritative for any enclosing zone."""
+    name = dns.name.from_text(fqdn.rstrip(".") + ".")
+    candidate = name
+    while candidate != dns.name.root:
+        response = _ask(candidate, dns.rdatatype.SOA, servers, timeout)
+        if response is not None:
+            for rrset in (*response.answer, *response.authority):
+                if rrset.rdtype == dns.rdatatype.SOA and name.is_subdomain(rrset.name):
+                    return rrset.name.to_text(omit_final_dot=True)
+        candidate = candidate.parent()
+    return None
+
+
+def cname_at(fqdn: str, servers: Sequence[Nameserver], *, timeout: float = 3.0) -> str | None | bool:
+    """Where `fqdn` points by CNAME according to `servers` (asked without recursion):
+    the target (lower-case, no trailing dot); False when an authoritative server says it is no
+    CNAME; None when no server answers authoritatively."""
+    name = dns.name.from_text(fqdn.rstrip(".") + ".")
+    response = _ask(name, dns.rdatatype.CNAME, servers, timeout)
+    if response is None:
+        return None
+    for rrset in response.answer:
+        if rrset.rdtype == dns.rdatatype.CNAME and rrset.name == name:
+            return rrset[0].target.to_text(omit_final_dot=True).lower()
+    return False

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.agent.config import BackendConfig, VerifyTarget
+from app.agent.backends.section import BackendConfig, VerifyTarget
 from app.agent.fsutil import secure_directory, secure_file
 
 STAGED_SUFFIX = ".certpost-new"
@@ -95,9 +95,24 @@ async def run(
 
 
 class Backend:
-    """Base class; subclasses set ``name`` and implement ``render`` and ``validate``."""
+    """Base class; subclasses set ``name`` and implement ``render`` and ``validate``.
+
+    ``name`` is also the backend's section in the agent's configuration file; a new backend is
+    this class's subclass in its own module plus one entry in :mod:`app.agent.backends.registry`.
+    """
 
     name = ""
+    # Who reads the bundle copies besides root, as Debian packages the daemon (``bundle_group``
+    # when the section does not say): None when the daemon loads keys as root.
+    default_bundle_group: str | None = None
+
+    @classmethod
+    def default_commands(cls, main: Path | None, raw: dict) -> tuple[list[str], list[str]]:
+        """The stock (validate, reload) commands; ``{config}`` becomes the config being checked.
+
+        ``main`` is the section's ``main_config``, ``raw`` the section as read from TOML.
+        """
+        return [], []
 
     def __init__(self, config: BackendConfig, options: dict | None = None) -> None:
         self.config = config
@@ -208,6 +223,14 @@ class Backend:
     def needs_reload(self, changed: set[Path]) -> bool:
         return bool(changed)
 
+    async def apply_runtime(self, changed: set[Path]) -> None:
+        """Make the running daemon serve the switched ``changed`` files without a reload.
+
+        Called instead of :meth:`reload` when :meth:`needs_reload` says no, and again after a
+        rollback restored the files. Most daemons read changed files by themselves (Postfix
+        tables, nginx and Courier bundles opened per handshake): nothing to do.
+        """
+
     async def reload(self) -> None:
         if not self.config.reload:
             return
@@ -222,6 +245,11 @@ class Backend:
 
     def serves_mail(self) -> bool:
         return self.name != "nginx"
+
+    def per_name_sni(self) -> bool:
+        """False when the daemon presents its default certificate to every name (Dovecot
+        behind a TLS front): verification then expects the default for bound names too."""
+        return True
 
     def log_position(self) -> int:
         try:

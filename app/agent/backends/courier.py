@@ -33,12 +33,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from app.agent.backends.base import Backend, BundleRef, Rendered, StepError, View
-from app.agent.config import ConfigError
+from app.agent.backends.section import ConfigError
 from app.agent.fsutil import secure_directory
 
 
 class CourierBackend(Backend):
     name = "courier"
+    default_bundle_group = "courier"  # imaplogin runs STARTTLS as courier
+
+    @classmethod
+    def default_commands(cls, main, raw):
+        return [], []  # couriertls reads the files on every connection: nothing to reload
 
     def __init__(self, config, options=None):
         super().__init__(config, options)

@@ -21,14 +21,30 @@ from collections import defaultdict
 from pathlib import Path
 
 from app.agent.backends.base import Backend, Rendered, StepError, View, run
+from app.agent.backends.section import ConfigError
 
 
 class DovecotBackend(Backend):
     name = "dovecot"
 
+    @classmethod
+    def default_commands(cls, main, raw):
+        conf = str(main or "/etc/dovecot/dovecot.conf")
+        return ["doveconf", "-x", "-n", "-c", "{config}"], ["doveadm", "-c", conf, "reload"]
+
     def __init__(self, config, options=None):
         super().__init__(config, options)
+        opts = {**config.options, **(options or {})}
         self.include_file = self.directory / "certpost.conf"
+        local_names = opts.get("local_names", True)
+        if not isinstance(local_names, bool):
+            raise ConfigError("[dovecot] local_names must be true or false")
+        # false: a TLS front ([haproxy]) serves the per-domain certificates on the implicit-TLS
+        # ports, and Dovecot's own TLS (STARTTLS on 143/110) presents only the server-wide one.
+        self.local_names = local_names
+
+    def per_name_sni(self) -> bool:
+        return self.local_names
 
     def render(self, view: View) -> Rendered:
         rendered = Rendered()
@@ -40,7 +56,7 @@ class DovecotBackend(Backend):
             f"ssl_key = <{default}\n",
         ]
         names_by_fp: dict[str, list[str]] = defaultdict(list)
-        for name, fp in view.mail.items():
+        for name, fp in view.mail.items() if self.local_names else ():
             if fp != view.server_certificate:
                 names_by_fp[fp].append(name)
         for fp in sorted(names_by_fp):

@@ -17,15 +17,26 @@ receipt and verifies by handshake after ``nginx -s reload``.
 With ``http_listen`` set, the file also has a plain-HTTP ``default_server`` block that answers
 HTTP-01 challenges (RFC 8555 section 8.3) for any Host from ``<directory>/acme-challenge/``
 (written by ``app.agent.challenges``, read per request: no reload) and 404 for everything else.
+
+``nginx -s reload`` only signals the master: it returns before the master has read the new
+configuration, and the old workers keep accepting connections until they take their QUIT. An
+old worker reads the *old* map, whose bundles the agent deletes once a change is verified, and
+answers a handshake for such a name with an internal-error alert. So the reload here waits until
+every worker that accepted before it has retired ("worker process is shutting down" in its title:
+ngx_worker_process_cycle sets it as it closes its listening sockets) or exited; only then do the
+verify probes, and later every client, meet the new configuration alone.
 """
 
 from __future__ import annotations
 
+import asyncio
+import re
+import time
 from pathlib import Path
 
 from app.agent.backends.base import Backend, Rendered, View
+from app.agent.backends.section import ConfigError
 from app.agent.challenges import DIRECTORY_NAME
-from app.agent.config import ConfigError
 
 
 def _addresses(value, key: str) -> list[str]:
@@ -40,8 +51,69 @@ def _addresses(value, key: str) -> list[str]:
     return list(items)
 
 
+PID_DIRECTIVE = re.compile(rb"^[ \t]*pid[ \t]+([^;\s]+)[ \t]*;", re.MULTILINE)
+DEBIAN_PID_FILE = Path("/run/nginx.pid")  # Debian's --pid-path, when nginx.conf names none
+RETIRE_TIMEOUT = 15.0
+
+
+def master_pid(main_config: Path | None) -> int | None:
+    """The running master's PID, from the pid file nginx.conf names (Debian's default if none)."""
+    pid_file = DEBIAN_PID_FILE
+    if main_config is not None:
+        try:
+            found = PID_DIRECTIVE.search(main_config.read_bytes())
+        except OSError:
+            found = None
+        if found:
+            pid_file = Path(found.group(1).decode())
+            if not pid_file.is_absolute():  # relative to the prefix: the config's directory, usually
+                pid_file = main_config.parent / pid_file
+    try:
+        return int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def accepting_workers(master: int) -> set[int]:
+    """PIDs of ``master``'s workers that still accept connections (not yet shutting down)."""
+    workers = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            if parent != master:
+                continue
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").strip()
+        except (OSError, ValueError, IndexError):
+            continue  # exited while we looked
+        if title.startswith(b"nginx: worker process") and b"shutting down" not in title:
+            workers.add(int(entry.name))
+    return workers
+
+
+async def wait_retired(master: int, old: set[int], timeout: float = RETIRE_TIMEOUT) -> bool:
+    """Wait until none of ``old`` accepts any more; False if some still did at ``timeout`` (the
+    master kept them: the new configuration failed to start, which the verify probes then show)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while old & await asyncio.to_thread(accepting_workers, master):
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.2)
+    return True
+
+
 class NginxBackend(Backend):
     name = "nginx"
+    default_bundle_group = "www-data"  # workers open the bundles at handshake time
+
+    @classmethod
+    def default_commands(cls, main, raw):
+        conf = str(main or "/etc/nginx/nginx.conf")
+        return ["nginx", "-t", "-q", "-c", "{config}"], ["nginx", "-c", conf, "-s", "reload"]
 
     def __init__(self, config, options=None):
         super().__init__(config, options)
@@ -102,6 +174,14 @@ class NginxBackend(Backend):
             )
         rendered.files[self.include_file] = "".join(lines).encode()
         return rendered
+
+    async def reload(self) -> None:
+        """``nginx -s reload``, then wait for the workers that accepted before it to retire."""
+        master = master_pid(self.config.main_config)
+        old = await asyncio.to_thread(accepting_workers, master) if master else set()
+        await super().reload()
+        if old:
+            await wait_retired(master, old)
 
     async def validate(self, staged: dict[Path, Path]) -> None:
         check = self.check_with_main_config(staged)

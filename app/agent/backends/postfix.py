@@ -63,6 +63,11 @@ def sni_maps_value(directory: Path | str, map_type: str) -> str:
 class PostfixBackend(Backend):
     name = "postfix"
 
+    @classmethod
+    def default_commands(cls, main, raw):
+        confdir = str(raw.get("config_directory") or main or "/etc/postfix")
+        return [], ["postfix", "-c", confdir, "reload"]
+
     def __init__(self, config, options=None):
         super().__init__(config, options)
         opts = {**config.options, **(options or {})}

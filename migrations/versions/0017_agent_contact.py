@@ -1,7 +1,7 @@
 """when each server's agent last answered the controller
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0017
+Revises: 0016
 Create Date: 2026-12-01
 
 ``servers.agent_contact_at``: the last time the agent answered a request over its pinned TLS
@@ -14,8 +14,8 @@ connection or a wrong certificate). The controller's ``/metrics`` exports it per
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"
+revision = "0017"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 

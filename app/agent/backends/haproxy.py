@@ -1,0 +1,259 @@
+"""HAProxy 2.6 as a TLS front for Dovecot's implicit-TLS ports (IMAPS, POP3S).
+
+Dovecot 2.3 re-parses every ``local_name`` block on each reload and stops starting at a few
+thousand of them (docs/performance.md); HAProxy selects certificates by SNI from a ``crt-list``
+and changes them through its runtime API without a reload. The front terminates TLS and hands
+the plaintext to Dovecot listeners with ``haproxy = yes`` over PROXY protocol v2 with the SSL TLV
+(``send-proxy-v2-ssl``), so Dovecot logs the client's address and treats the session as TLS
+(``secured``: LOGIN allowed; the plain ports keep refusing it). STARTTLS (143, 110) stays on
+Dovecot with the server-wide certificate.
+
+Files in ``directory`` (HAProxy's configuration manual, 5.1 "crt-list"; management.txt 9.3):
+
+* ``certpost.cfg`` — one ``frontend`` whose ONE ``bind`` line carries every listener address
+  (``bind A:993,A:995 ssl crt-list …``) and routes by destination port to one ``backend`` per
+  listener. One bind line means one set of SSL contexts for all ports: each bind line that
+  loads the list costs its full memory again (about 224 MB at 10,000 certificates). Loaded
+  with ``-f`` after the operator's main configuration (global section, sockets, defaults).
+* ``certpost.crtlist`` — the shared list: first ``default.pem`` (the server-wide certificate,
+  which HAProxy presents to clients without SNI and to unknown names because it is the first
+  entry; ``strict-sni`` is deliberately not used, so a client that sends no SNI, or a name not
+  hosted here, still completes the handshake as it did with Dovecot), then one line per bound
+  mail name, ``bundles/<fingerprint>.pem <name>``. The name is an explicit SNI filter: a
+  certificate is served only for the names bound to it, never for other names it covers.
+* ``default.pem`` and ``bundles/`` — the bundles (key first, then leaf and chain).
+
+A change of listeners changes ``certpost.cfg``: validated with ``haproxy -c`` and applied by a
+seamless reload through the master CLI (``haproxy -W -S <socket>``: the old worker serves until
+the new one has loaded every certificate). Any other change only rewrites the crt-list (and
+``default.pem``), which are persisted first (the pipeline's switch) and then applied to the
+running process through the runtime API, one command at a time: a new certificate is
+``new``/``set``/``commit ssl cert``, a name is ``add ssl crt-list`` then ``del ssl crt-list`` of
+its old line (the old line keeps serving until it is deleted, so there is no moment where the
+name gets the default), and a certificate nothing names any more is ``del ssl cert``. Those
+changes are not validated with ``haproxy -c`` (16–22 s at 10,000 certificates): every bundle was
+already loaded by OpenSSL when the agent received it (``app.agent.tlscheck``), HAProxy refuses a
+bad one in ``set ssl cert`` (the step fails and the change is rolled back), and the pipeline
+verifies by handshake afterwards. ``validate_always = true`` runs ``haproxy -c`` on every change.
+More than ``runtime_max_changes`` (500) names to add or move at once (a first full document) are
+applied by a seamless reload instead: one reload loads them faster than thousands of commands.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from app.agent.backends.base import Backend, BundleRef, Rendered, StepError, View
+from app.agent.backends.haproxy_runtime import CrtListEntry, MasterCli, Runtime, RuntimeApiError
+from app.agent.backends.section import ConfigError
+
+# The default line's SNI filter: a name no client sends, so the first line only makes its
+# certificate the default and adds no SNI entry that could shadow a bound name.
+DEFAULT_FILTER = "certpost-default.invalid"
+
+_ADDRESS = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[0-9.]+|\*|[A-Za-z0-9.-]*):(\d{1,5})$")
+
+
+def _listeners(value) -> list[tuple[str, str]]:
+    """``listeners = [{bind = "0.0.0.0:993", server = "127.0.0.1:10993"}, …]`` → pairs."""
+    if not isinstance(value, list) or not value:
+        raise ConfigError("[haproxy] listeners must be a non-empty list of {bind, server} tables")
+    pairs, ports = [], set()
+    for item in value:
+        if not isinstance(item, dict) or set(item) != {"bind", "server"}:
+            raise ConfigError("[haproxy] listeners: each is {bind = \"ADDR:PORT\", server = \"ADDR:PORT\"}")
+        for key in ("bind", "server"):
+            if not isinstance(item[key], str) or not _ADDRESS.match(item[key]):
+                raise ConfigError(f"[haproxy] listeners: {key} must be ADDRESS:PORT")
+        port = item["bind"].rsplit(":", 1)[1]
+        if port in ports:
+            # The frontend routes by destination port: two listeners on one port are ambiguous.
+            raise ConfigError(f"[haproxy] listeners: port {port} appears twice")
+        ports.add(port)
+        pairs.append((item["bind"], item["server"]))
+    return pairs
+
+
+def _path(value, key: str) -> Path:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"[haproxy] {key} is required (a path)")
+    return Path(value)
+
+
+class HaproxyBackend(Backend):
+    name = "haproxy"
+
+    @classmethod
+    def default_commands(cls, main, raw):
+        conf = str(main or "/etc/haproxy/haproxy.cfg")
+        # The reload goes through the master CLI (reload()); no command is run for it.
+        return ["haproxy", "-c", "-f", conf, "-f", "{config}"], []
+
+    def __init__(self, config, options=None):
+        super().__init__(config, options)
+        opts = {**config.options, **(options or {})}
+        self.listeners = _listeners(opts.get("listeners"))
+        self.runtime = Runtime(_path(opts.get("runtime_socket"), "runtime_socket"))
+        master = opts.get("master_socket")
+        self.master = MasterCli(_path(master, "master_socket")) if master is not None else None
+        self.server_options = str(opts.get("server_options") or "send-proxy-v2-ssl")
+        if any(c in self.server_options for c in "\n#"):
+            raise ConfigError("[haproxy] server_options: one line, no comments")
+        self.reload_timeout = float(opts.get("reload_timeout") or 300)
+        self.validate_always = bool(opts.get("validate_always", False))
+        # Above this many names to add or move, a seamless reload is cheaper than one runtime
+        # command sequence per name (a first full document, a restore after an outage).
+        self.runtime_max_changes = int(opts.get("runtime_max_changes") or 500)
+        self.config_file = self.directory / "certpost.cfg"
+        self.crt_list = self.directory / "certpost.crtlist"
+        self.default_bundle = self.directory / "default.pem"
+        # What the running HAProxy holds: {SNI filter: entry}, read from the runtime API after
+        # a start or reload, then kept in step with every command sent.
+        self._running: dict[str, CrtListEntry] | None = None
+
+    # -- rendering -------------------------------------------------------------------------
+    def render_config(self) -> bytes:
+        lines = [
+            "# written by the certpost agent; do not edit\n",
+            "frontend certpost_tls\n",
+            "    mode tcp\n",
+            f"    bind {','.join(b for b, _ in self.listeners)} ssl crt-list {self.crt_list}\n",
+        ]
+        for bind, _ in self.listeners:
+            port = bind.rsplit(":", 1)[1]
+            lines.append(f"    use_backend certpost_{port} if {{ dst_port {port} }}\n")
+        for bind, server in self.listeners:
+            port = bind.rsplit(":", 1)[1]
+            lines += [
+                f"backend certpost_{port}\n",
+                "    mode tcp\n",
+                f"    server dovecot {server} {self.server_options}\n",
+            ]
+        return "".join(lines).encode()
+
+    def render(self, view: View) -> Rendered:
+        rendered = Rendered()
+        rendered.files[self.default_bundle] = BundleRef(view.server_certificate)
+        lines = ["# written by the certpost agent; do not edit\n", f"{self.default_bundle} {DEFAULT_FILTER}\n"]
+        for name in sorted(view.mail):
+            path = self.bundle_path(view.mail[name])
+            rendered.bundles[path] = view.mail[name]
+            lines.append(f"{path} {name}\n")
+        rendered.files[self.crt_list] = "".join(lines).encode()
+        rendered.files[self.config_file] = self.render_config()
+        return rendered
+
+    # -- validation ------------------------------------------------------------------------
+    async def validate(self, staged: dict[Path, Path]) -> None:
+        if self.config_file not in staged and not self.validate_always:
+            return
+        if not self.config.validate:
+            return
+        # A check copy of certpost.cfg naming the staged list, whose default line names the
+        # staged default bundle: HAProxy loads exactly what would go live.
+        config = staged.get(self.config_file, self.config_file)
+        listing = staged.get(self.crt_list, self.crt_list)
+        check_list = self.directory / ".certpost.crtlist.certpost-check"
+        check_config = self.directory / ".certpost.cfg.certpost-check"
+        try:
+            text = listing.read_text()
+            if self.default_bundle in staged:
+                text = text.replace(str(self.default_bundle), str(staged[self.default_bundle]), 1)
+            check_list.write_text(text)
+            os.chmod(check_list, 0o600)
+            check_config.write_text(config.read_text().replace(str(self.crt_list), str(check_list)))
+            os.chmod(check_config, 0o600)
+            await self.run_validate_command(check_config)
+        finally:
+            check_list.unlink(missing_ok=True)
+            check_config.unlink(missing_ok=True)
+
+    def missing_files(self) -> bool:
+        """True when ``[haproxy]`` was added to an agent that already applied documents: the
+        bootstrap (``--prepare-only``) then writes the front's files before HAProxy starts."""
+        return not all(p.exists() for p in (self.config_file, self.crt_list, self.default_bundle))
+
+    # -- reload or runtime -------------------------------------------------------------------
+    def needs_reload(self, changed: set[Path]) -> bool:
+        return self.config_file in changed
+
+    async def reload(self) -> None:
+        try:
+            if self.master is not None:
+                await self.master.reload(self.reload_timeout)
+            else:
+                await super().reload()
+        except RuntimeApiError as exc:
+            raise StepError("reload", self.name, str(exc)) from None
+        finally:
+            self._running = None  # the new worker read the files: ask it again
+
+    async def apply_runtime(self, changed: set[Path]) -> None:
+        """Bring the running HAProxy to the live files through the runtime API (no reload)."""
+        try:
+            if self.default_bundle in changed:
+                await self.runtime.load_cert(
+                    str(self.default_bundle), self.default_bundle.read_bytes(), new=False
+                )
+            if self.crt_list in changed:
+                await self._apply_crt_list()
+        except StepError:
+            raise
+        except (RuntimeApiError, OSError) as exc:
+            self._running = None  # unsure what is live now: read it again next time
+            raise StepError("reload", self.name, f"runtime API: {exc}") from None
+
+    def _wanted(self) -> dict[str, str]:
+        wanted: dict[str, str] = {}
+        for line in self.crt_list.read_text().splitlines():
+            if line and not line.startswith("#"):
+                path, _, name = line.partition(" ")
+                if name != DEFAULT_FILTER:
+                    wanted[name] = path
+        return wanted
+
+    async def _apply_crt_list(self) -> None:
+        if self._running is None:
+            listed = await self.runtime.crt_list(self.crt_list)
+            self._running = {e.filters[0]: e for e in listed}
+        running = self._running
+        wanted = self._wanted()
+        moves = sum(1 for n, p in wanted.items() if (e := running.get(n)) is None or e.path != p)
+        if moves > self.runtime_max_changes and self.master is not None:
+            await self.reload()  # the new worker loads the persisted files
+            return
+        loaded = {e.path for e in running.values()}
+        added: dict[str, str] = {}
+        for name, path in wanted.items():
+            entry = running.get(name)
+            if entry is not None and entry.path == path:
+                continue
+            if path not in loaded:
+                await self.runtime.load_cert(path, Path(path).read_bytes(), new=True)
+                loaded.add(path)
+            # Added before the old line is deleted: HAProxy keeps serving the old entry while
+            # both exist (measured), so the name never falls back to the default meanwhile.
+            await self.runtime.add_line(self.crt_list, path, name)
+            added[name] = path
+        stale = [n for n, e in running.items() if n != DEFAULT_FILTER and wanted.get(n) != e.path]
+        for name in sorted(stale):
+            entry = running.pop(name)
+            shared = entry.path in added.values() or any(
+                e.path == entry.path for e in running.values()
+            )
+            # A file on several lines is deleted by line number, which only HAProxy knows.
+            line = await self._line_of(name, entry.path) if shared else None
+            await self.runtime.delete_line(self.crt_list, entry.path, line)
+        for name, path in added.items():
+            running[name] = CrtListEntry(path, None, (name,))
+        still = {e.path for e in running.values()}
+        for path in sorted(loaded - still):
+            await self.runtime.delete_cert(path)
+
+    async def _line_of(self, name: str, path: str) -> int:
+        for entry in await self.runtime.crt_list(self.crt_list):
+            if entry.path == path and entry.filters[:1] == (name,):
+                return entry.line
+        raise RuntimeApiError(f"{path} {name} is not in the running crt-list")

@@ -1,0 +1,1 @@
+"""Expiry notices: events before a bound certificate that will not be renewed in time expires."""

@@ -1,0 +1,113 @@
+"""The HAProxy front's files and its reading of the runtime API, as pure functions."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.agent.backends.base import View
+from app.agent.backends.haproxy import DEFAULT_FILTER, HaproxyBackend
+from app.agent.backends.haproxy_runtime import CrtListEntry, parse_crt_list
+from app.agent.config import ConfigError, parse_config
+
+S, A, B = "0" * 64, "a" * 64, "b" * 64
+
+
+def section(tmp_path, **extra) -> dict:
+    return {
+        "directory": str(tmp_path / "hx"),
+        "runtime_socket": str(tmp_path / "admin.sock"),
+        "listeners": [
+            {"bind": "0.0.0.0:993", "server": "127.0.0.1:10993"},
+            {"bind": "0.0.0.0:995", "server": "127.0.0.1:10995"},
+        ],
+        **extra,
+    }
+
+
+def backend(tmp_path, **extra) -> HaproxyBackend:
+    config = parse_config(
+        {
+            "agent": {"state_dir": str(tmp_path / "state"), "controller_public_key": "ed25519:x"},
+            "haproxy": section(tmp_path, **extra),
+        }
+    )
+    return HaproxyBackend(config.haproxy)
+
+
+def test_one_bind_line_for_every_port_and_one_backend_each(tmp_path):
+    text = backend(tmp_path).render_config().decode()
+    binds = [line for line in text.splitlines() if line.strip().startswith("bind ")]
+    # One bind line: the certificate list is loaded once for both ports.
+    assert binds == [f"    bind 0.0.0.0:993,0.0.0.0:995 ssl crt-list {tmp_path}/hx/certpost.crtlist"]
+    assert "use_backend certpost_993 if { dst_port 993 }" in text
+    assert "server dovecot 127.0.0.1:10995 send-proxy-v2-ssl" in text
+
+
+def test_crt_list_starts_with_the_default_and_has_one_line_per_name(tmp_path):
+    hx = backend(tmp_path)
+    out = hx.render(View(S, S, {"mail.b.test": B, "mail.a.test": A, "*.c.test": A, "mail.s.test": S}, {}))
+    lines = out.files[hx.crt_list].decode().splitlines()
+    assert lines[1] == f"{hx.default_bundle} {DEFAULT_FILTER}"
+    assert lines[2:] == [
+        f"{hx.bundle_path(A)} *.c.test",
+        f"{hx.bundle_path(A)} mail.a.test",
+        f"{hx.bundle_path(B)} mail.b.test",
+        f"{hx.bundle_path(S)} mail.s.test",
+    ]
+    assert set(out.bundles.values()) == {A, B, S}
+
+
+@pytest.mark.parametrize(
+    ("listeners", "message"),
+    [
+        ([], "[haproxy] listeners must be a non-empty list"),
+        ([{"bind": "0.0.0.0:993"}], "[haproxy] listeners: each is"),
+        ([{"bind": "0.0.0.0:993;x", "server": "127.0.0.1:1"}], "[haproxy] listeners: bind must be"),
+        (
+            [{"bind": "127.0.0.1:993", "server": "127.0.0.1:1"}, {"bind": "127.0.0.2:993", "server": "127.0.0.1:2"}],
+            "[haproxy] listeners: port 993 appears twice",
+        ),
+    ],
+)
+def test_listener_mistakes_are_one_line_errors(tmp_path, listeners, message):
+    with pytest.raises(ConfigError) as caught:
+        backend(tmp_path, listeners=listeners)
+    assert str(caught.value).startswith(message)
+
+
+def test_runtime_crt_list_is_read_with_line_numbers():
+    text = (
+        "# /x/certpost.crtlist\n"
+        f"/x/default.pem:1 {DEFAULT_FILTER}\n"
+        "/x/bundles/a.pem:3 mail.a.test\n"
+        "/x/bundles/a.pem:7 [alpn h2] *.a.test\n"
+    )
+    assert parse_crt_list(text) == [
+        CrtListEntry("/x/default.pem", 1, (DEFAULT_FILTER,)),
+        CrtListEntry("/x/bundles/a.pem", 3, ("mail.a.test",)),
+        CrtListEntry("/x/bundles/a.pem", 7, ("*.a.test",)),
+    ]
+
+
+def test_prepare_only_writes_the_front_files_when_the_section_is_added_later(tmp_path):
+    """An agent that already applied documents gets [haproxy] added: `certpost agent
+    --prepare-only` (run before HAProxy starts) must write the front's files from the applied
+    document, or HAProxy would not start."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from app.kit.signing import public_key_to_text
+    from tests.support.daemons import bare_stack, bootstrap_agent
+
+    key = public_key_to_text(Ed25519PrivateKey.generate().public_key())
+    stack = bare_stack(tmp_path / "agent", key)
+    bootstrap_agent(stack)
+    out = tmp_path / "hx"
+    with open(stack.agent_config, "a") as toml:
+        toml.write(
+            f'\n[haproxy]\ndirectory = "{out}"\nruntime_socket = "{tmp_path}/admin.sock"\n'
+            'listeners = [{bind = "127.0.0.1:993", server = "127.0.0.1:10993"}]\n'
+        )
+    bootstrap_agent(stack)
+    assert (out / "default.pem").exists()
+    assert "crt-list" in (out / "certpost.cfg").read_text()
+    assert (out / "certpost.crtlist").read_text().splitlines()[1] == f"{out}/default.pem {DEFAULT_FILTER}"
