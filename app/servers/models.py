@@ -55,7 +55,7 @@ class Server(IdMixin, TimestampMixin, Base):
     deploy_lease_owner: Mapped[str | None] = mapped_column(String(64))
     # When the agent last answered over its pinned TLS (any reply, a refusal included; not a
     # timeout or a refused connection): the "agent silent" alert's input (app/metrics). Set by
-    # the delivery (deployments/delivery.py); anything else that talks to the agent sets it too.
+    # deliveries (deployments/delivery.py) and drift polls (ServerRepository.agent_answered).
     agent_contact_at: Mapped[datetime | None]
 
     @hybrid_property

@@ -63,6 +63,24 @@ async def test_a_delivery_shows_on_both_sides(agent, controller, admin, context)
     assert before - 1 <= contact[server["id"]] <= time.time() + 1
     assert {l["state"]: v for l, v in families["certpost_deployments"]}["applied"] == 1
 
+    # The drift poll talks to the agent too: it records the contact, and the server's tag stays.
+    from app.drift.poll import poll_server
+    from app.drift.repository import DriftRepository
+    from app.kit.time import utc_now
+    from app.servers.models import Server
+
+    tag = (await controller.get(f"/v1/servers/{server['id']}", headers=admin)).headers["etag"]
+    async with context.sessionmaker() as session:
+        delivered_contact = (await session.get(Server, server["id"])).agent_contact_at
+    async with context.sessionmaker() as session:  # the worker's claim makes the poll's row
+        assert await DriftRepository(session).claim(utc_now(), 60, 10) == [server["id"]]
+        await session.commit()
+    assert await poll_server(context, server["id"], "test-worker") is not None
+    async with context.sessionmaker() as session:
+        polled_contact = (await session.get(Server, server["id"])).agent_contact_at
+    assert polled_contact > delivered_contact
+    assert (await controller.get(f"/v1/servers/{server['id']}", headers=admin)).headers["etag"] == tag
+
     tls = ssl.create_default_context(cafile=str(stack.state_dir / "tls" / "agent.crt"))
     with httpx.Client(base_url=stack.agent_url, verify=tls, timeout=30) as http:
         assert http.get("/metrics").status_code == 401
