@@ -13,12 +13,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import sys
 from contextlib import contextmanager
 
 from app.config import Settings, get_settings
+from app.kit.logs import FORMATS
+from app.kit.logs import configure as configure_logging
 
 
 class CommandError(Exception):
@@ -133,7 +134,7 @@ async def _with_accounts(settings: Settings, work, *, commit: bool = False):
         await engine.dispose()
 
 
-def _migrate_apart(debug: bool) -> None:
+def _migrate_apart(debug: bool, log_format: str) -> None:
     """``certpost migrate`` in a child process, with this process's environment (the settings
     come from it): Alembic and the revision modules, about 8 MB, then never load into the
     long-running server (docs/performance.md, "End to end through the API"). The child says
@@ -141,7 +142,8 @@ def _migrate_apart(debug: bool) -> None:
     import subprocess
 
     argv = [sys.executable, "-m", "app.cli", *(["--debug"] if debug else []), "migrate"]
-    done = subprocess.run(argv, stdout=subprocess.DEVNULL, check=False)
+    env = {**os.environ, "CERTPOST_LOG_FORMAT": log_format}  # its lines in the server's format
+    done = subprocess.run(argv, stdout=subprocess.DEVNULL, env=env, check=False)
     if done.returncode != 0:
         sys.exit(done.returncode)
 
@@ -175,7 +177,7 @@ def cmd_serve(args, settings: Settings) -> None:
     _limit_malloc_arenas()
     _check_trust_bundle(settings)
     tls = _tls(settings)  # a wrong TLS setting fails before anything else runs
-    _migrate_apart(args.debug)
+    _migrate_apart(args.debug, args.log_format)
     ctx = AppContext.build(settings)  # refuses a master key readable by others, before serving
     with _database(settings):
         token = asyncio.run(_create_token(settings, "admin", None, "first admin token", only_if_none=True))
@@ -186,7 +188,10 @@ def cmd_serve(args, settings: Settings) -> None:
     del ctx
     host = settings.host if args.host is None else args.host
     port = settings.port if args.port is None else args.port
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False, **tls)
+    # log_config=None: uvicorn's own lines go through the handler main() installed (JSON or
+    # text); its access log is off, app.kit.requestlog writes one line per request instead.
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False, log_config=None,
+                access_log=False, **tls)
 
 
 def _tls(settings: Settings) -> dict:
@@ -343,6 +348,24 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+DAEMONS = ("serve", "worker", "agent")
+
+
+def _add_log_format(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-format", choices=FORMATS,
+                        help="log lines on stderr: json (one object per line, the default) or text "
+                             "(default: CERTPOST_LOG_FORMAT, else json)")
+
+
+def log_format(args) -> str:
+    """``--log-format``, else CERTPOST_LOG_FORMAT, else JSON for the long-running commands (a
+    collector reads them) and text for the ones a person types (migrate, tokens, …)."""
+    chosen = getattr(args, "log_format", None) or os.environ.get("CERTPOST_LOG_FORMAT", "").strip().lower()
+    if chosen in FORMATS:
+        return chosen
+    return "json" if args.command in DAEMONS else "text"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="certpost", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"certpost {_version()}")
@@ -353,9 +376,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default: CERTPOST_HOST, else 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default: CERTPOST_PORT, else 8000)")
     serve.add_argument("--no-worker", action="store_true", help="do not run the worker in this process")
+    _add_log_format(serve)
     serve.set_defaults(func=cmd_serve)
-    sub.add_parser("worker", help="run the deployment worker alone").set_defaults(func=cmd_worker)
+    worker = sub.add_parser("worker", help="run the deployment worker alone")
+    _add_log_format(worker)
+    worker.set_defaults(func=cmd_worker)
     agent = sub.add_parser("agent", help="run the agent on a mail server")
+    _add_log_format(agent)
     agent.add_argument("--config", help="the agent's TOML config file")
     agent.add_argument(
         "--prepare-only",
@@ -435,7 +462,8 @@ def _env_flag(name: str) -> bool:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     args.debug = args.debug or _env_flag("CERTPOST_DEBUG")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args.log_format = log_format(args)
+    configure_logging(args.log_format)
     try:
         args.func(args, get_settings())
     except KeyboardInterrupt:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.kit.outbound import IPNetwork, parse_networks
@@ -78,6 +79,20 @@ class Settings(BaseSettings):
         "(Dovecot 2.3 stays under 5 s per change up to about this many; docs/performance.md).",
     )
 
+    # Operations: logs and Prometheus metrics (docs/operations.md)
+    log_format: Literal["json", "text"] = Field(
+        "json", description="`certpost serve`/`worker`/`agent` log lines: one JSON object per line, or "
+        "plain text (`--log-format` wins). Other commands log text unless this is set.",
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Bearer token Prometheus sends to read GET /metrics (a setting of its own, never an "
+        "API token; at least 24 characters, e.g. `openssl rand -hex 32`). Unset: /metrics does not exist.",
+    )
+    metrics_cache_seconds: float = Field(
+        60.0, ge=0, description="How long the database figures of /metrics are reused between scrapes "
+        "(reading them costs seconds at 100,000 certificates: docs/performance.md, section 13).")
+
     # ACME (RFC 8555)
     acme_directory_url: str = Field(
         "https://acme-v02.api.letsencrypt.org/directory", description="The ACME CA's directory."
@@ -132,6 +147,21 @@ class Settings(BaseSettings):
         description="`address[:port]` of the DNS server that resolves customer-given host names for "
         "the outbound guard; default: the system resolver (getaddrinfo).",
     )
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
+        """Checked at start: a short or blank token would make /metrics guessable. The message
+        never repeats the value."""
+        from app.kit.metricsendpoint import MIN_TOKEN_LENGTH
+
+        if value is None:
+            return None
+        text = value.get_secret_value()
+        if len(text) < MIN_TOKEN_LENGTH or any(c.isspace() for c in text):
+            raise ValueError(f"must be at least {MIN_TOKEN_LENGTH} characters without spaces "
+                             "(e.g. `openssl rand -hex 32`)")
+        return value
 
     @field_validator("outbound_allow")
     @classmethod

@@ -33,7 +33,10 @@ from app.domains.tls_router import router as domain_tls_router
 from app.enrolment.router import router as enrolment_router
 from app.events.router import router as events_router
 from app.inputs import refuse_control_characters, refuse_unknown_parameters
+from app.kit.metricsendpoint import MetricsEndpoint, token_digest
+from app.kit.requestlog import RequestLog
 from app.limits import BodySizeLimit
+from app.metrics.controller import ControllerMetrics
 from app.outage import database_unavailable, install_outage_handlers
 from app.problems import install_handlers, install_problem_pages
 from app.servers.router import router as servers_router
@@ -96,6 +99,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     install_outage_handlers(app, asyncpg_errors=not settings.resolved_database_url.startswith("sqlite"))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(ConditionalGet)
+    _install_observability(app, settings)
     for router in (accounts_router, servers_router, deployments_router, domains_router, domain_tls_router, certificates_router,
                    certificate_requests_router, enrolment_router, acme_router, events_router, webhooks_router):
         app.include_router(router)
@@ -103,6 +107,18 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     _install_docs(app)
     install_problem_pages(app)
     return app
+
+
+def _install_observability(app: FastAPI, settings: Settings) -> None:
+    """``/metrics`` behind its token (app/kit/metricsendpoint.py), then, outermost, the request
+    id and access line of every request, which also feed the latency histogram
+    (app/kit/requestlog.py). Added last, so they wrap the size limit: a 413 is logged too."""
+    metrics = ControllerMetrics(settings.metrics_cache_seconds)
+    app.state.metrics = metrics
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    app.add_middleware(MetricsEndpoint, digest=token_digest(token) if token else None,
+                       render=lambda: metrics.render(lambda: app.state.ctx.sessionmaker))
+    app.add_middleware(RequestLog, observe=metrics.observe)
 
 
 def _install_ops_routes(app: FastAPI) -> None:

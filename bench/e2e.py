@@ -16,7 +16,7 @@ bench/agent_apply.py does at 10,000, so the sizes compare). Measured:
   certificate, response → that certificate served on SMTPS (Postfix, SNI ``mail.<d>``), then
   ``PUT …/bindings/webmail`` → served on HTTPS (nginx, SNI ``webmail.<d>``); handshakes every
   10 ms. The controller's part, PUT response → the agent has received its ``PUT /v1/config``,
-  is read from the agent's log line ``PUT /v1/config: N bytes received`` (its asctime, ms);
+  is read from the agent's JSON log line ``PUT /v1/config: N bytes received`` (its time, ms);
 * ``certpost serve``'s VmHWM and VmRSS (/proc/<pid>/status) after the full deploy and after
   ``--reads`` reads of ``GET /v1/domains/{d}/tls`` (16 concurrent httpx clients).
 """
@@ -109,17 +109,22 @@ def wait_served(port: int, protocol: str, sni: str, fingerprint: str, timeout: f
     raise TimeoutError(f"{sni} on port {port} did not serve {fingerprint[:12]} within {timeout} s")
 
 
-_RECEIVED = re.compile(r"^(\S+ \S+) INFO certpost\.agent: PUT /v1/config: (\d+) bytes received")
+_RECEIVED = re.compile(r"^PUT /v1/config: (\d+) bytes received")
 
 
 def received_times(log: Path) -> list[tuple[float, int]]:
-    """(wall-clock time, bytes) of each ``PUT /v1/config`` the agent logged receiving."""
+    """(wall-clock time, bytes) of each ``PUT /v1/config`` the agent logged receiving (its JSON
+    log lines, app/kit/logs.py: ``time`` is RFC 3339 UTC with milliseconds)."""
     out = []
     for line in log.read_text(errors="replace").splitlines():
-        m = _RECEIVED.match(line)
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        m = _RECEIVED.match(str(record.get("message", ""))) if record.get("logger") == "certpost.agent" else None
         if m:
-            at = dt.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
-            out.append((at, int(m.group(2))))
+            at = dt.datetime.fromisoformat(record["time"]).timestamp()
+            out.append((at, int(m.group(1))))
     return out
 
 

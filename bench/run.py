@@ -15,7 +15,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 SCRIPTS = ("api.py", "reads.py", "domain_tls.py", "e2e.py", "changes.py", "agent_apply.py", "dovecot_capacity.py", "haproxy_front.py", "haproxy_alone.py",
            "acme_orders.py",
-           "renewal_scan.py", "hostile_uploads.py", "workers.py")
+           "renewal_scan.py", "hostile_uploads.py", "workers.py", "metrics_scrape.py")
 
 
 def main() -> int:

@@ -27,7 +27,12 @@ command -v haproxy >/dev/null || need+=(haproxy)
 # (tests/support/courier.py looks there); couriertcpd and couriertls come from courier-base.
 COURIER_IMAP=/opt/certpost-courier-imap
 courier_imap_missing() { [ ! -e "$COURIER_IMAP/usr/lib/courier/courier/imaplogin" ]; }
-if [ ${#need[@]} -eq 0 ] && ! courier_imap_missing; then exit 0; fi
+# promtool checks and unit-tests deploy/prometheus/certpost-rules.yml (tests/test_monitoring_rules.py).
+# Debian's prometheus package is ~96 MB with 34 recommends and would install a server; its
+# promtool runs alone, so the package is unpacked privately (tests look in /opt/certpost-prometheus).
+PROMETHEUS=/opt/certpost-prometheus
+promtool_missing() { ! command -v promtool >/dev/null && [ ! -x "$PROMETHEUS/usr/bin/promtool" ]; }
+if [ ${#need[@]} -eq 0 ] && ! courier_imap_missing && ! promtool_missing; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
 [ ${#need[@]} -eq 0 ] || echo "installing test servers: ${need[*]}"
 $SUDO apt-get update -qq
@@ -42,5 +47,13 @@ if courier_imap_missing; then
   (cd "$tmp" && $SUDO apt-get download -qq courier-imap)
   $SUDO mkdir -p "$COURIER_IMAP"
   $SUDO dpkg-deb -x "$tmp"/courier-imap_*.deb "$COURIER_IMAP"
+  $SUDO rm -rf "$tmp"
+fi
+if promtool_missing; then
+  tmp=$(mktemp -d)
+  chmod 755 "$tmp"
+  (cd "$tmp" && $SUDO apt-get download -qq prometheus)
+  $SUDO mkdir -p "$PROMETHEUS"
+  $SUDO dpkg-deb -x "$tmp"/prometheus_*.deb "$PROMETHEUS"
   $SUDO rm -rf "$tmp"
 fi

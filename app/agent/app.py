@@ -1,4 +1,4 @@
-"""The agent's HTTPS API: ``GET /v1/state``, ``GET /v1/observations`` (drift), ``PUT /v1/bundles``, ``PUT /v1/config`` and ``PUT``/``DELETE
+"""The agent's HTTPS API (and ``GET /metrics`` behind its own token, app/agent/metrics.py): ``GET /v1/state``, ``GET /v1/observations`` (drift), ``PUT /v1/bundles``, ``PUT /v1/config`` and ``PUT``/``DELETE
 /v1/acme-challenges/{token}`` (HTTP-01 answers), all signed by the controller.
 
 Every request must carry a valid Ed25519 signature from the controller key (``app.kit.signing``,
@@ -27,6 +27,8 @@ from app.agent.guard import RequestGuard
 from app.agent.problems import PROBLEM_JSON, AgentProblem
 from app.agent.service import Agent
 from app.agent.state import NonceLedger
+from app.kit.metricsendpoint import MetricsEndpoint
+from app.kit.requestlog import RequestLog
 from app.kit.signing import public_key_from_text
 
 log = logging.getLogger("certpost.agent")
@@ -153,6 +155,14 @@ def create_agent_app(config: AgentConfig, agent: Agent | None = None) -> FastAPI
         max_skew=config.max_skew,
         limits=config.limits,
     )
+
+    async def render_metrics() -> bytes:
+        return agent.metrics.render()
+
+    # Outside the gate: Prometheus cannot sign requests. /metrics has its own token (no token
+    # configured: the path goes on to the gate like any other, which refuses it unsigned).
+    app.add_middleware(MetricsEndpoint, digest=config.metrics_token_digest, render=render_metrics)
+    app.add_middleware(RequestLog, logger="certpost.agent.access")  # outermost: every answer
 
     @app.exception_handler(AgentProblem)
     async def _problem(_request: Request, exc: AgentProblem) -> JSONResponse:

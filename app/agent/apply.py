@@ -32,6 +32,7 @@ from app.agent.backends.base import (
 )
 from app.agent.bundles import BundleStore
 from app.agent.fsutil import atomic_write, fsync_dir, read_or_none, write_file
+from app.agent.metrics import AgentMetrics
 from app.agent.verify import plan, run_probes
 
 
@@ -70,7 +71,9 @@ class Pipeline:
         *,
         verify_timeout: float = 5.0,
         verify_sample: int = 24,
+        metrics: AgentMetrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.store = store
         self.backends = backends
         self.verify_timeout = verify_timeout
@@ -201,8 +204,21 @@ class Pipeline:
         """Apply ``view``; return the success result, or raise ApplyFailed with the failure.
 
         ``live=False`` (bootstrap, before any daemon runs) skips validation, reload and verify.
+        A live run is measured (``app.agent.metrics``): its time, its steps', how it failed.
         """
         timings: dict[str, float] = {}
+        if not live or self.metrics is None:
+            return await self._apply(view, previous, live, timings)
+        started = time.monotonic()
+        try:
+            result = await self._apply(view, previous, live, timings)
+        except ApplyFailed as failed:
+            self.metrics.record_run(time.monotonic() - started, timings, failed.result)
+            raise
+        self.metrics.record_run(time.monotonic() - started, timings, None)
+        return result
+
+    async def _apply(self, view: View, previous: View | None, live: bool, timings: dict[str, float]) -> dict:
         mark = time.monotonic()
 
         def lap(step: str) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from app.agent.backends.registry import BACKENDS
 from app.agent.backends.section import PROTOCOLS, BackendConfig, ConfigError, VerifyTarget
+from app.kit.metricsendpoint import MIN_TOKEN_LENGTH, token_digest
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.signing import public_key_from_text
 
@@ -73,6 +74,9 @@ class AgentConfig:
     max_skew: int = 300
     limits: ListenLimits = ListenLimits()
     testing: TestingConfig = TestingConfig()
+    # SHA-256 of the ``[metrics]`` token Prometheus sends to GET /metrics; None: no /metrics
+    # (app/kit/metricsendpoint.py says why a token). The token itself is not kept.
+    metrics_token_digest: bytes | None = field(default=None, repr=False)
 
     @property
     def backends(self) -> list[BackendConfig]:
@@ -185,7 +189,7 @@ def _limits(listen: dict) -> ListenLimits:
     )
 
 
-_SECTIONS = {"listen", "agent", "testing", *BACKENDS}
+_SECTIONS = {"listen", "agent", "testing", "metrics", *BACKENDS}
 _AGENT_KEYS = {"state_dir", "controller_public_key", "hostname", "verify_timeout", "verify_sample", "max_skew",
                "drift_interval", "drift_sample"}
 _LISTEN_KEYS = {"host", "port", "max_body_bytes", "header_timeout", "body_timeout", "keepalive_timeout",
@@ -213,6 +217,27 @@ def _string(raw: dict, section: str, key: str, default: str | None = None) -> st
     if not isinstance(value, str) or not value:
         raise ConfigError(f"[{section}] {key} must be a non-empty string")
     return value
+
+
+def _metrics_token(raw: dict) -> bytes | None:
+    """``[metrics] token_file`` (a file holding the token, e.g. ``openssl rand -hex 32``) or
+    ``token``: at least MIN_TOKEN_LENGTH characters; absent: the agent serves no /metrics."""
+    _unknown("metrics", raw, {"token", "token_file"})
+    if "token" in raw and "token_file" in raw:
+        raise ConfigError("[metrics] give token or token_file, not both")
+    if "token_file" in raw:
+        path = Path(_string(raw, "metrics", "token_file"))
+        try:
+            token = path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"[metrics] token_file {path}: {exc.strerror}") from None
+    elif "token" in raw:
+        token = _string(raw, "metrics", "token")
+    else:
+        return None
+    if len(token) < MIN_TOKEN_LENGTH or any(c.isspace() for c in token):
+        raise ConfigError(f"[metrics] the token must be at least {MIN_TOKEN_LENGTH} characters, without spaces")
+    return token_digest(token)
 
 
 def parse_config(data: dict) -> AgentConfig:
@@ -256,6 +281,7 @@ def parse_config(data: dict) -> AgentConfig:
         testing=TestingConfig(
             postfix_bundle_cert_first=bool(testing.get("postfix_bundle_cert_first", False))
         ),
+        metrics_token_digest=_metrics_token(data.get("metrics", {})),
     )
 
 

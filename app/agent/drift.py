@@ -29,10 +29,12 @@ import asyncio
 import datetime as dt
 import logging
 import secrets
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from app.agent.backends.base import Backend, View
+from app.agent.metrics import AgentMetrics
 from app.agent.verify import Probe, probe_all, probe_name
 
 log = logging.getLogger("certpost.agent")
@@ -174,9 +176,10 @@ class DriftMonitor:
     half done and an apply never waits for more than one round."""
 
     def __init__(self, backends: list[Backend], lock: asyncio.Lock, served: Callable[[], View | None],
-                 interval: float, sample: int) -> None:
+                 interval: float, sample: int, metrics: AgentMetrics | None = None) -> None:
         """``served``: what the daemons should serve now (the applied document with its held-back
-        names), None before anything was applied."""
+        names), None before anything was applied. ``metrics``: where the drift gauges are set."""
+        self.metrics = metrics
         self.backends = backends
         self.lock = lock
         self.served = served
@@ -203,10 +206,15 @@ class DriftMonitor:
         return out
 
     def _drift_counted(self) -> None:
-        """Called after every round and every re-check: the drift count per port is known here.
-
-        METRICS HOOK (the agent's drift gauge, issue 10): set it from
-        ``self.observations.drift_by_port()`` ((daemon, port) -> drifted probes, 0 included)."""
+        """Called after every round and every re-check: the drift count per port is known here,
+        and goes to the agent's drift gauges (``AgentMetrics.record_drift_check``): per (daemon,
+        port), the names with an observation and the drifted ones among them."""
+        if self.metrics is None:
+            return
+        checked = Counter((key.daemon, key.port) for key in self.observations.latest)
+        for (daemon, port), drifted in self.observations.drift_by_port().items():
+            self.metrics.record_drift_check(daemon=daemon, port=port, checked=checked[(daemon, port)],
+                                            drifted=drifted)
 
     def repair_plan(self, keys: set[Key]) -> dict[str, set[str]]:
         """Daemon -> fingerprints its drifted probes expected (``Pipeline.repair``).

@@ -103,7 +103,8 @@ def serve(config: AgentConfig, key_path: str, cert_path: str) -> None:
         timeout_keep_alive=limits.keepalive_timeout,
         limit_concurrency=limits.max_connections,
         log_level="warning",
-        access_log=False,
+        log_config=None,  # uvicorn's lines through the CLI's handler (JSON or text)
+        access_log=False,  # app.kit.requestlog logs each request, with its id
         timeout_graceful_shutdown=1,
     )
 

@@ -23,6 +23,7 @@ from app.agent.drift import DriftMonitor
 from app.agent.identity import self_signed
 from app.agent.isolated import IsolatedApply
 from app.agent.isolation import NameFailure, referenced, served_view
+from app.agent.metrics import AgentMetrics
 from app.agent.problems import AgentProblem
 from app.agent.state import AgentState, StateFile, canonical_document
 from app.kit.x509 import fingerprint_sha256, load_pem_certificates
@@ -46,6 +47,14 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
+def _timestamp(moment: str | None) -> float:
+    """Unix time of a stored ``_now()``; 0 when none (never applied) or unreadable."""
+    try:
+        return dt.datetime.fromisoformat(moment).timestamp() if moment else 0.0
+    except ValueError:
+        return 0.0
+
+
 class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
@@ -55,16 +64,21 @@ class Agent:
         # persisted (atomically) whenever it changes.
         self.st = self.state_file.load()
         self.backends = make_backends(config)
+        self.metrics = AgentMetrics()
+        self.metrics.record_applied(
+            self.st.applied_generation, len(self.st.failed_names or []), _timestamp(self.st.last_applied_at)
+        )
         self.pipeline = Pipeline(
             self.store,
             self.backends,
             verify_timeout=config.verify_timeout,
             verify_sample=config.verify_sample,
+            metrics=self.metrics,
         )
         self.isolated = IsolatedApply(self.pipeline, self.store)
         self.lock = asyncio.Lock()
         self.drift = DriftMonitor(self.backends, self.lock, self._served_before, config.drift_interval,
-                                  config.drift_sample)
+                                  config.drift_sample, metrics=self.metrics)
         # Bundles received by PUT /v1/bundles for a generation not applied yet: fingerprint ->
         # that generation. Kept from pruning until a generation at least as new is applied
         # (in memory: after a restart nothing is pruned before the next apply anyway).
@@ -337,6 +351,7 @@ class Agent:
         # The document file only when it changed (a re-push of the same content is not written).
         self.state_file.save(new_st, None if digest == st.applied_digest else canonical)
         self.st = new_st
+        self.metrics.record_applied(desired.generation, len(failed_names))
         self.store.prune(
             desired.referenced() | referenced(served) | self._keep_staged(desired.generation)
         )

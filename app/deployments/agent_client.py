@@ -21,6 +21,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app.kit.conditions import condition
+from app.kit.logs import request_id_var
 from app.kit.signing import sign_request
 
 
@@ -111,6 +112,9 @@ class AgentClient:
         headers = sign_request(self.signing_key, method, target, body)
         if document is not None:
             headers["Content-Type"] = "application/json"
+        request_id = request_id_var.get()
+        if request_id:  # the agent's access line carries it too (app/kit/requestlog.py)
+            headers["X-Request-ID"] = request_id
         self.bytes_sent += len(body)
         try:
             response = await client.request(method, url, content=body, headers=headers)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import uuid
 from dataclasses import dataclass, field
 
 from sqlalchemy import select, update
@@ -30,6 +31,7 @@ from app.deployments.desired import load_desired, load_head, load_names
 from app.deployments.models import Deployment, DeploymentAttempt, is_due
 from app.kit.conditions import condition
 from app.kit.digest import config_digest
+from app.kit.logs import request_id_var
 from app.kit.time import utc_now
 from app.scheduler.heartbeat import Heartbeat, LeaseLost
 from app.servers.models import Server
@@ -73,11 +75,15 @@ async def deliver(ctx: AppContext, server_id: str, owner: str) -> Outcome | None
     async def keep(session, until) -> bool:
         return await renew(session, server_id, owner, until)
 
+    # One id for the delivery's log lines here and the agent's access lines for its requests.
+    token = request_id_var.set(f"delivery-{server_id}-{uuid.uuid4().hex[:8]}")
     try:
         async with Heartbeat(ctx, keep, name=f"deliver:{server_id}"):
             return await _deliver(ctx, server_id, owner)
     except LeaseLost:
         return None
+    finally:
+        request_id_var.reset(token)
 
 
 async def _deliver(ctx: AppContext, server_id: str, owner: str) -> Outcome | None:
@@ -266,6 +272,8 @@ async def _record(ctx: AppContext, server_id: str, deployment_id: str, owner: st
                 bytes_sent=outcome.bytes_sent,
             )
         )
+        if agent_answered(outcome):
+            server.agent_contact_at = now
         if not moved:
             deployment.attempts += 1
             deployment.updated_at = now
@@ -289,6 +297,14 @@ async def _record(ctx: AppContext, server_id: str, deployment_id: str, owner: st
                         outcome.error.detail)
         await release(session, server_id, owner)
         await session.commit()
+
+
+def agent_answered(outcome: Outcome) -> bool:
+    """Whether the agent itself replied (over the pinned TLS, so it was this agent): a success,
+    a refusal or a stale generation all say it is alive; a timeout, a refused connection or a
+    certificate that is not the pinned one do not."""
+    return outcome.applied or outcome.agent_ahead is not None or (
+        outcome.error is not None and outcome.error.status is not None)
 
 
 async def _record_applied(session, server: Server, outcome: Outcome) -> None:

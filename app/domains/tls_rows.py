@@ -296,6 +296,26 @@ class DomainTlsRepository:
             for row in rows
         }
 
+    async def warning_counts(self, now: datetime) -> dict[tuple[str, str], int]:
+        """Over every domain, how many of its service names a client would warn for, per
+        (service, reason), and per (service, ``"any"``) and (service, ``"all"``): one statement
+        whatever the number of domains, the same predicates as the list's filters (the
+        Prometheus gauges, app/metrics)."""
+        columns = [func.count().label("all")]
+        keys = []
+        for service in SERVICES:
+            keys.append((service, "all"))
+            for reason in (*REASONS, "any"):
+                predicate = warning_predicate(service, now) if reason == "any" else reason_predicate(reason, service, now)
+                columns.append(func.coalesce(func.sum(case((predicate, 1), else_=0)), 0))
+                keys.append((service, reason))
+        stmt = _parts().base.with_only_columns(*columns)
+        connection = await self.session.connection()
+        row = (await connection.execute(stmt)).one()
+        total = int(row[0])
+        values = iter(row[1:])
+        return {key: total if key[1] == "all" else int(next(values)) for key in keys}
+
     async def server_exists(self, server_id: str) -> bool:
         return await self.session.scalar(select(Server.id).where(Server.id == server_id)) is not None
 

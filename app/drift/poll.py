@@ -24,6 +24,7 @@ from app.drift.models import DriftPoll, ServedObservation
 from app.drift.repository import DriftRepository
 from app.kit.time import utc_now
 from app.servers.models import Server
+from app.servers.repository import ServerRepository
 
 log = logging.getLogger("certpost.drift")
 
@@ -47,6 +48,8 @@ async def poll_server(ctx: AppContext, server_id: str, owner: str) -> int | None
             poll = await session.get(DriftPoll, server_id)
             if poll is not None:
                 poll.polled_at, poll.last_error = utc_now(), f"{exc.code}: {exc.detail}"[:500]
+                if exc.status is not None:  # it answered, over the pinned TLS: alive
+                    await ServerRepository(session).agent_answered(server_id, poll.polled_at)
                 await session.commit()
         log.info("server %s: drift poll failed: %s", server_id, exc.code)
         return None
@@ -93,6 +96,7 @@ async def _store(ctx: AppContext, caller: Caller, server_id: str, epoch: str, se
                                                         AppliedName.hostname == ServedObservation.hostname))))
         detected, resolved = rules.changes(before, list(latest.values()))
         poll.epoch, poll.seq, poll.polled_at, poll.last_error = epoch, seq, now, None
+        await ServerRepository(session).agent_answered(server_id, now)
         poll.drifted = await repo.count_drifted(server_id)
         await record_changes(session, caller, server_id, detected, resolved)
         if ctx.settings.drift_repair and rules.repair_due(poll.drifted, await repo.delivery_due(server_id), poll.repair_at, now,

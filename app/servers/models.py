@@ -53,6 +53,10 @@ class Server(IdMixin, TimestampMixin, Base):
     # One worker at a time delivers to a server: it holds this lease (see deployments/claims.py).
     deploy_lease_until: Mapped[datetime | None]
     deploy_lease_owner: Mapped[str | None] = mapped_column(String(64))
+    # When the agent last answered over its pinned TLS (any reply, a refusal included; not a
+    # timeout or a refused connection): the "agent silent" alert's input (app/metrics). Set by
+    # deliveries (deployments/delivery.py) and drift polls (ServerRepository.agent_answered).
+    agent_contact_at: Mapped[datetime | None]
 
     @hybrid_property
     def webmail_default_id(self) -> str:

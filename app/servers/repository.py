@@ -34,6 +34,16 @@ class ServerRepository:
         stmt = select(func.count()).select_from(Domain).where(Domain.server_id == server_id)
         return await self.session.scalar(stmt) or 0
 
+    async def agent_answered(self, server_id: str, at) -> None:
+        """Record that the server's agent answered at ``at`` (``servers.agent_contact_at``, the
+        "agent silent" alert's input, app/metrics). Neither ``version`` nor ``updated_at``
+        moves: a poll every few seconds must not change the server's entity tag."""
+        await self.session.execute(
+            update(Server).where(Server.id == server_id)
+            .values(agent_contact_at=at, updated_at=Server.updated_at, version=Server.version)
+            .execution_options(synchronize_session=False)
+        )
+
     async def lock(self, server_id: str) -> bool:
         """Take the server's row for this transaction (PostgreSQL row lock, SQLite write lock).
 
