@@ -226,6 +226,9 @@ def cmd_agent_enroll(args) -> None:
 
     from app.agent.enrol import EnrolError, enrol
 
+    # httpx logs each request at INFO: for this one-shot command that is a second line beside
+    # the one that says what happened.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         done = enrol(args.controller, args.token, config_path=Path(args.enroll_config), pin=args.pin,
                      ca_bundle=Path(args.ca_bundle) if args.ca_bundle else None, agent_url=args.agent_url,

@@ -1,0 +1,101 @@
+"""`certpost agent enroll` as an operator mistypes it: each refusal is one line on stderr, exit
+status 1, no traceback, and — when the mistake is on the mail server's side — the token is not
+spent (the same token then enrols)."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+
+import httpx
+import pytest
+
+from tests.enrolment.test_enrol_command import controller, enroll  # noqa: F401 - the fixture
+from tests.support.ports import free_port
+
+pytestmark = pytest.mark.daemons
+
+
+def one_line(done) -> str:
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("certpost agent enroll: "), done.stderr
+    return lines[0]
+
+
+def test_unwritable_places_are_refused_before_the_token_is_spent(controller, tmp_path):  # noqa: F811
+    api = httpx.Client(base_url=controller.url, verify=False, timeout=60,
+                       headers={"Authorization": f"Bearer {controller.wait_token()}"})
+    server = api.post("/v1/servers", json={"name": "mx3", "hostname": "mx3.enrol.test",
+                                            "software": "postfix-dovecot"}).json()
+    made = api.post(f"/v1/servers/{server['id']}/enrolment-tokens", json={}).json()
+    pin = f"sha256:{made['controller_tls_fingerprint']}"
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where a directory should be\n")
+
+    # The configuration's directory cannot be created (a file is in the way).
+    line = one_line(enroll("--controller", controller.url, "--token", made["token"], "--pin", pin,
+                           "--config", str(blocker / "etc" / "agent.toml")))
+    assert "is not a directory" in line and "nothing was sent" in line
+    # The state directory cannot be created.
+    config = tmp_path / "agent.toml"
+    config.write_text(f'[agent]\nstate_dir = "{blocker / "state"}"\n')
+    line = one_line(enroll("--controller", controller.url, "--token", made["token"], "--pin", pin,
+                           "--config", str(config)))
+    assert "state_dir" in line and "nothing was sent" in line
+    assert config.read_text() == f'[agent]\nstate_dir = "{blocker / "state"}"\n'
+
+    # The token was not spent: once the operator fixes the path, the same token enrols.
+    config.write_text(f'[agent]\nstate_dir = "{tmp_path / "state"}"\n')
+    done = enroll("--controller", controller.url, "--token", made["token"], "--pin", pin, "--config", str(config),
+                  "--agent-url", "https://127.0.0.1:18751")
+    assert done.returncode == 0, done.stderr
+    assert api.get(f"/v1/servers/{server['id']}").json()["agent_url"] == "https://127.0.0.1:18751"
+
+
+def test_a_config_file_that_is_not_utf8(tmp_path):
+    config = tmp_path / "agent.toml"
+    config.write_bytes(b"\xff\xfe[agent]\n")
+    line = one_line(enroll("--controller", "https://127.0.0.1:9", "--token", "cpe_x", "--config", str(config)))
+    assert "not UTF-8" in line
+
+
+class _NotCertpost(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        body = b"<html>welcome to nginx</html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("body", [None, b'{"controller_public_key": null}'])
+def test_an_answer_that_is_not_the_controllers(tmp_path, body):
+    handler = _NotCertpost
+    if body is not None:
+        class handler(_NotCertpost):  # noqa: N801
+            def do_POST(self):  # noqa: N802
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+    port = free_port()
+    httpd = http.server.HTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        config = tmp_path / "agent.toml"
+        config.write_text(f'[agent]\nstate_dir = "{tmp_path / "state"}"\n')
+        line = one_line(enroll("--controller", f"http://127.0.0.1:{port}", "--insecure-http", "--token", "cpe_x",
+                               "--config", str(config)))
+        assert "not a certpost enrolment" in line and "nothing was written" in line
+        assert config.read_text() == f'[agent]\nstate_dir = "{tmp_path / "state"}"\n'
+        assert not (tmp_path / "state").exists()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
