@@ -99,3 +99,32 @@ def test_an_answer_that_is_not_the_controllers(tmp_path, body):
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_serve_refuses_a_tls_pair_that_does_not_load_before_migrating(tmp_path, test_ca):
+    import os
+    import subprocess
+
+    from tests.support import daemons
+    from tests.support.pki import write_pem
+
+    one, other = test_ca.issue(["localhost"]), test_ca.issue(["localhost"])
+    cert = write_pem(tmp_path / "c.pem", one.cert_pem)
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not PEM\n")
+    for cert_file, key_file, said in (
+            (cert, write_pem(tmp_path / "k2.pem", other.key_pem), "the key is not the certificate's key"),
+            (garbage, write_pem(tmp_path / "k1.pem", one.key_pem), "no PEM certificate"),
+            (cert, garbage, "not a PEM certificate and its PEM private key")):
+        data = tmp_path / f"data-{said[:6].replace(' ', '')}"
+        data.mkdir()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CERTPOST_")}
+        env.update(CERTPOST_DATA_DIR=str(data), CERTPOST_TLS_CERT_FILE=str(cert_file),
+                   CERTPOST_TLS_KEY_FILE=str(key_file))
+        done = subprocess.run([daemons.certpost_command(), "serve"], env=env, capture_output=True, text=True,
+                              timeout=60, check=False)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "Traceback" not in done.stderr and said in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert "admin API token" not in done.stdout
+        assert not (data / "certpost.db").exists()  # refused before migrating anything
