@@ -84,10 +84,11 @@ async def test_wildcard_through_a_cname_into_the_only_writable_zone(client, admi
     zone_a = await provider(client, admin, delegation_bind, zone="dlga.test")
     body = {"domain": "dlga.test", "wildcard": True, "dns_provider_id": zone_a, "bind": ["webmail", "mail"]}
 
-    # Without a provider for dlgb.test, the order's own provider tries its zone: refused by BIND.
+    # Without a provider declaring dlgb.test, the platform's provider the order names does not
+    # follow the account's CNAME out of its own zone: refused before anything is written.
     failed = await order(client, context, customer, body)
     assert failed["status"] == "invalid" and failed["error"]["step"] == "dns_update"
-    assert failed["error"]["code"] == "dns_update_refused", failed["error"]
+    assert failed["error"]["code"] == "dns_cname_target_not_allowed", failed["error"]
 
     zone_b = await provider(client, admin, delegation_bind, zones=["dlgb.test"])
     assert (await client.get(f"/v1/dns-providers/{zone_b}", headers=admin)).json()["settings"]["zones"] == ["dlgb.test"]
@@ -121,3 +122,29 @@ async def test_cname_loop_and_dangling_cname_are_coded(client, admin, context, r
     assert failed["error"]["step"] == "dns_update" and failed["error"]["code"] == code, failed["error"]
     assert why in failed["error"]["detail"]
     assert query_txt(f"long.{TARGET}", (delegation_bind.host, delegation_bind.port)) == set()
+
+
+async def test_the_platforms_provider_does_not_follow_an_accounts_cname_into_other_names(
+        client, admin, context, ready, delegation_bind, customer_headers):
+    """The platform's key can write TXT anywhere in dlgb.test, but it declares no zone for
+    delegation: an account that points its `_acme-challenge` at a name there (another tenant's,
+    the platform's) must not get the platform to write it. (An account's own provider follows
+    its CNAMEs anywhere: its credentials, its business.)"""
+    server = await create_server(client, admin)
+    account_id, customer = await customer_headers()
+    await create_domain(client, admin, "dlga.test", server["id"], account_id)
+    platform = await provider(client, admin, delegation_bind)
+    body = {"domain": "dlga.test", "dns_provider_id": platform}
+
+    failed = await order(client, context, customer, body)
+    assert failed["status"] == "invalid" and failed["error"]["step"] == "dns_update", failed
+    assert failed["error"]["code"] == "dns_cname_target_not_allowed", failed["error"]
+    assert TARGET in failed["error"]["detail"]
+    assert query_txt(TARGET, (delegation_bind.host, delegation_bind.port)) == set()
+
+    # Once the platform declares dlgb.test for delegated challenges, the same order is issued.
+    declared = await provider(client, admin, delegation_bind, zones=["dlgb.test"])
+    assert declared
+    done = await order(client, context, customer, body)
+    assert done["status"] == "valid", done["error"]
+    assert query_txt(TARGET, (delegation_bind.host, delegation_bind.port)) == set()
