@@ -234,7 +234,8 @@ def enrol(controller: str, token: str, *, config_path: Path, pin: str | None = N
     try:
         answer = response.json()
         public_key_from_text(answer["controller_public_key"])
-        answer["server_id"], answer["server_name"], answer["agent_url"]  # noqa: B018 - all present
+        if not all(isinstance(answer.get(field), str) for field in ("server_id", "server_name", "agent_url")):
+            raise ValueError("fields missing")
     except (AttributeError, KeyError, TypeError, ValueError):
         raise EnrolError(f"the answer from {url} is not a certpost enrolment (is --controller the controller's "
                          "URL?); nothing was written") from None

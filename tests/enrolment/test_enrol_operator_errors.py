@@ -62,7 +62,7 @@ def test_a_config_file_that_is_not_utf8(tmp_path):
 
 
 class _NotCertpost(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):  # noqa: N802 - http.server's naming
+    def do_POST(self):
         body = b"<html>welcome to nginx</html>"
         self.send_response(200)
         self.send_header("Content-Type", "text/html")
@@ -78,8 +78,8 @@ class _NotCertpost(http.server.BaseHTTPRequestHandler):
 def test_an_answer_that_is_not_the_controllers(tmp_path, body):
     handler = _NotCertpost
     if body is not None:
-        class handler(_NotCertpost):  # noqa: N801
-            def do_POST(self):  # noqa: N802
+        class handler(_NotCertpost):
+            def do_POST(self):
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))

@@ -27,7 +27,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from app.acme.dns.base import DnsCnameDangling, DnsCnameLoop, DnsCnameNotAllowed, DnsError, DnsProvider
+from app.acme.dns.base import (
+    DnsCnameDangling,
+    DnsCnameLoop,
+    DnsCnameNotAllowed,
+    DnsError,
+    DnsProvider,
+)
 from app.acme.dns.propagation import cname_at
 
 MAX_HOPS = 8
