@@ -76,3 +76,27 @@ def test_well_formed_nameservers_still_parse():
     assert parse_nameserver("2001:db8::1") == ("2001:db8::1", 53)
     assert parse_nameserver("[2001:db8::1]") == ("2001:db8::1", 53)
     assert parse_nameserver("[2001:db8::1]:5353") == ("2001:db8::1", 5353)
+
+
+@pytest.mark.parametrize(("provider", "option", "value"), [
+    ("googleclouddns", "auth_service_account_info", "file::/etc/certpost/master.key"),
+    ("conoha", "auth_region", "x@127.0.0.1:8081/#"),
+    ("ovh", "auth_entrypoint", "127.0.0.1:8081"),
+])
+@pytest.mark.parametrize("where", ["options", "credentials"])
+async def test_values_that_read_files_or_rewrite_the_vendors_url_are_refused_for_a_customer(
+        client, admin, customer_headers, provider, option, value, where):
+    """googleclouddns opens a `file::` path on the controller; conoha pastes its region into
+    `https://identity.{region}.conoha.io` (so `x@127.0.0.1:8081/#` makes the host 127.0.0.1)."""
+    _account, customer = await customer_headers()
+    settings = {"provider": provider, where: {option: value}}
+    r = await client.post("/v1/dns-providers", json=_lexicon(settings), headers=customer)
+    assert r.status_code == 422 and r.json()["code"] == "dns_target_not_allowed", r.text
+    assert value not in r.text
+    # A region or entry point by name is fine; the platform may do anything.
+    if option in ("auth_region", "auth_entrypoint"):
+        r = await client.post("/v1/dns-providers", json=_lexicon({"provider": provider, where: {option: "tyo1"}}),
+                              headers=customer)
+        assert r.status_code == 201, r.text
+    r = await client.post("/v1/dns-providers", json=_lexicon(settings), headers=admin)
+    assert r.status_code == 201, r.text
