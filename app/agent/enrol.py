@@ -97,6 +97,13 @@ def pinned_context(host: str, port: int, pin: str, timeout: float) -> ssl.SSLCon
     return context
 
 
+def enrolment_url(controller: httpx.URL) -> httpx.URL:
+    """The enrolment endpoint under the controller's URL, keeping a path prefix (a controller
+    behind a proxy at ``https://host/certpost`` is reached at ``/certpost/v1/...``)."""
+    return controller.copy_with(path=controller.path.rstrip("/") + "/v1/agent-enrolments", query=None,
+                                fragment=None)
+
+
 def _verify(url: httpx.URL, pin: str | None, ca_bundle: Path | None, insecure_http: bool, timeout: float):
     if url.scheme == "http":
         if not insecure_http:
@@ -226,7 +233,7 @@ def enrol(controller: str, token: str, *, config_path: Path, pin: str | None = N
     body = {"token": token, "agent_url": reach, "agent_tls_fingerprint": fingerprint}
     try:
         with httpx.Client(verify=verify, timeout=timeout, follow_redirects=False) as http:
-            response = http.post(str(url.join("/v1/agent-enrolments")), json=body)
+            response = http.post(str(enrolment_url(url)), json=body)
     except httpx.HTTPError as exc:
         raise EnrolError(f"the controller at {url} cannot be reached: {exc}") from None
     if response.status_code != 200:
