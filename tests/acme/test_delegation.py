@@ -31,7 +31,7 @@ RECORDS = {"dlga.test": [
     "_acme-challenge.long IN CNAME l1.dlga.test.",
     *(f"l{i} IN CNAME l{i + 1}.dlga.test." for i in range(1, 8)),
     f"l8 IN CNAME long.{TARGET}.",
-]}
+], "dlgb.test": ["_acme-challenge.www IN CNAME inner.dlgb.test."]}
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +148,16 @@ async def test_the_platforms_provider_does_not_follow_an_accounts_cname_into_oth
     done = await order(client, context, customer, body)
     assert done["status"] == "valid", done["error"]
     assert query_txt(TARGET, (delegation_bind.host, delegation_bind.port)) == set()
+
+
+async def test_the_platforms_provider_follows_a_cname_within_the_orders_own_domain(
+        client, admin, context, ready, delegation_bind, customer_headers):
+    """A CNAME from one name of the account's domain to another of the same domain is the
+    account's own business: the platform's provider writes the target."""
+    server = await create_server(client, admin)
+    account_id, customer = await customer_headers()
+    await create_domain(client, admin, "dlgb.test", server["id"], account_id)
+    platform = await provider(client, admin, delegation_bind)
+    done = await order(client, context, customer, {"names": ["www.dlgb.test"], "dns_provider_id": platform})
+    assert done["status"] == "valid", done["error"]
+    assert query_txt("inner.dlgb.test", (delegation_bind.host, delegation_bind.port)) == set()

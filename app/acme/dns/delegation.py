@@ -19,7 +19,8 @@ one whose declared zones contain the target (the longest zone wins), else the or
 unless that is the platform's provider serving a customer's order (``default_follows`` false):
 the customer chooses the CNAME, so the platform's credentials would otherwise write TXT records
 wherever they can (another tenant's names, the platform's zones), and a delegated target must be
-in a zone some provider declares (`dns_cname_target_not_allowed`).
+in a zone some provider declares, or under the order's own domain (`own_domains`), else
+`dns_cname_target_not_allowed`.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def provider_for(name: str, default: DnsProvider, others: Sequence[DnsProvider])
 
 
 def route(name: str, default: DnsProvider, others: Sequence[DnsProvider] = (), *,
-          max_hops: int = MAX_HOPS, timeout: float = 3.0, default_follows: bool = True) -> Route:
+          max_hops: int = MAX_HOPS, timeout: float = 3.0, default_follows: bool = True,
+          own_domains: Sequence[str] = ()) -> Route:
     """Follow `name`'s CNAME chain and pick the provider for its end. Blocking (DNS queries)."""
     name = name.rstrip(".").lower()
     chain = [name]
@@ -96,7 +98,7 @@ def route(name: str, default: DnsProvider, others: Sequence[DnsProvider] = (), *
         current = target
     writer = provider_for(current, default, others)
     if (current != name and writer is default and not default_follows
-            and not any(_within(current, zone) for zone in default.zones)):
+            and not any(_within(current, zone) for zone in (*default.zones, *own_domains))):
         raise DnsCnameNotAllowed(
             f"{name} is a CNAME to {current}, which is in no zone a DNS provider declares for delegated "
             "challenges; the platform's provider writes only its own zones' names for an account's order",
