@@ -203,9 +203,26 @@ def _tls(settings: Settings) -> dict:
     for path in (settings.tls_cert_file, settings.tls_key_file):
         if not path.is_file():
             raise CommandError(f"{path}: no such file (CERTPOST_TLS_CERT_FILE / CERTPOST_TLS_KEY_FILE)")
-    from app.enrolment.service import controller_tls_fingerprint
+    import ssl
 
-    print(f"certpost: serving HTTPS; certificate SHA-256 {controller_tls_fingerprint(settings)}", flush=True)
+    from app.enrolment.service import controller_tls_fingerprint
+    from app.kit.x509 import MaterialError
+
+    # Load the pair as uvicorn will, so a certificate that is not PEM or a key that is not its
+    # key is one line here, before migrating or making the first admin token.
+    where = f"CERTPOST_TLS_CERT_FILE {settings.tls_cert_file} / CERTPOST_TLS_KEY_FILE {settings.tls_key_file}"
+    try:
+        fingerprint = controller_tls_fingerprint(settings)
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    except MaterialError as exc:
+        raise CommandError(f"{settings.tls_cert_file}: {exc} (CERTPOST_TLS_CERT_FILE)") from None
+    except ssl.SSLError as exc:
+        reason = ("the key is not the certificate's key" if "KEY_VALUES_MISMATCH" in str(exc)
+                  else "these are not a PEM certificate and its PEM private key")
+        raise CommandError(f"{where}: {reason}") from None
+    except OSError as exc:
+        raise CommandError(f"{where}: {exc.strerror or exc}") from None
+    print(f"certpost: serving HTTPS; certificate SHA-256 {fingerprint}", flush=True)
     return {"ssl_certfile": str(settings.tls_cert_file), "ssl_keyfile": str(settings.tls_key_file)}
 
 
@@ -233,6 +250,9 @@ def cmd_agent_enroll(args) -> None:
 
     from app.agent.enrol import EnrolError, enrol
 
+    # httpx logs each request at INFO: for this one-shot command that is a second line beside
+    # the one that says what happened.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         done = enrol(args.controller, args.token, config_path=Path(args.enroll_config), pin=args.pin,
                      ca_bundle=Path(args.ca_bundle) if args.ca_bundle else None, agent_url=args.agent_url,

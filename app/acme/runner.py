@@ -60,7 +60,11 @@ async def _dns_solver(ctx: AppContext, order: CertificateOrder) -> Dns01Solver:
         guard = OutboundGuard.for_dns(ctx.settings) if guarded(r) else None
         return kind_of(r.kind).build(r.settings, provider_secrets(ctx.master_key, r), guard)
 
-    return Dns01Solver(build(row), others=[build(r) for r in others],
+    # The platform's provider on an account's order: the account chooses where its CNAMEs point,
+    # so the platform's credentials follow them only into zones the platform declared.
+    follows = order.account_id is None or row.account_id is not None
+    own = [order.domain] if order.domain else [n.removeprefix("*.") for n in order.names]
+    return Dns01Solver(build(row), others=[build(r) for r in others], default_follows=follows, own_domains=own,
                        propagation_timeout=ctx.settings.acme_propagation_timeout,
                        propagation_interval=ctx.settings.acme_propagation_interval)
 

@@ -135,14 +135,14 @@ class AcmeService:
         self.certificates = certificates
         self.guard = guard or OutboundGuard()  # without one: public port 53 only, system resolver
 
-    async def _check_targets(self, caller: Caller, kind: DnsKind, settings: dict) -> None:
+    async def _check_targets(self, caller: Caller, kind: DnsKind, settings: dict, secrets: dict) -> None:
         """The outbound guard at creation, per the kind (the servers, name servers and URLs it names).
 
         A customer learns only that the target is not allowed, not what a name resolved to (the
         resolver may know internal names); an admin gets the reason.
         """
         try:
-            await asyncio.wait_for(asyncio.to_thread(kind.check_targets, settings, self.guard), RESOLVE_TIMEOUT + 1)
+            await asyncio.wait_for(asyncio.to_thread(kind.check_targets, settings, self.guard, secrets), RESOLVE_TIMEOUT + 1)
         except (OutboundRefused, TimeoutError) as exc:
             reason = exc.reason if isinstance(exc, OutboundRefused) else "resolution timed out"
             raise DnsTargetRefused(f"{TARGET_RULE}: {reason}" if caller.is_admin else TARGET_RULE) from None
@@ -158,7 +158,7 @@ class AcmeService:
         kind = KINDS[body.kind]
         prepared = await asyncio.to_thread(kind.prepare, body.settings)
         if owner is not None:
-            await self._check_targets(caller, kind, prepared.settings)
+            await self._check_targets(caller, kind, prepared.settings, prepared.secrets)
         row = DnsProvider(id=new_id(), account_id=owner, name=body.name, kind=body.kind, settings=prepared.settings,
                           secret_ciphertext=b"", secret_wrapped=b"", master_key_id="")
         sealed = self.master_key.seal(json.dumps(prepared.secrets).encode(), row.id)

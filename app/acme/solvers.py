@@ -77,6 +77,8 @@ class Dns01Solver(ChallengeSolver):
 
     `others` are further providers the order's account may use: a validation name delegated by
     CNAME into a zone one of them declares is written with that one (app/acme/dns/delegation.py).
+    `default_follows` false (the platform's provider on an account's order): `provider` writes a
+    delegated target only inside its own declared zones or under `own_domains` (the order's).
     Routes found by `prepare` are kept for `cleanup`, which routes again only if it must.
     """
 
@@ -87,18 +89,23 @@ class Dns01Solver(ChallengeSolver):
         provider: DnsProvider,
         *,
         others: Sequence[DnsProvider] = (),
+        default_follows: bool = True,
+        own_domains: Sequence[str] = (),
         propagation_timeout: float = 120.0,
         propagation_interval: float = 2.0,
     ) -> None:
         self.provider = provider
         self.others = tuple(others)
+        self.default_follows = default_follows
+        self.own_domains = tuple(own_domains)
         self.propagation_timeout = propagation_timeout
         self.propagation_interval = propagation_interval
         self._routes: dict[str, Route] = {}
 
     def _route(self, name: str) -> Route:
         if name not in self._routes:
-            self._routes[name] = route(name, self.provider, self.others)
+            self._routes[name] = route(name, self.provider, self.others, default_follows=self.default_follows,
+                                       own_domains=self.own_domains)
         return self._routes[name]
 
     def _by_target(self, tasks: Sequence[ChallengeTask]) -> list[tuple[Route, list[str]]]:

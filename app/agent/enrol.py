@@ -35,7 +35,7 @@ from app.agent.config import ConfigError, parse_config
 from app.agent.identity import self_signed
 from app.agent.tomledit import set_keys
 from app.kit.signing import public_key_from_text
-from app.kit.x509 import fingerprint_sha256, load_pem_certificates
+from app.kit.x509 import MaterialError, fingerprint_sha256, load_pem_certificates
 
 DEFAULT_STATE_DIR = "/var/lib/certpost-agent"
 DEFAULT_PORT = 8750
@@ -97,6 +97,13 @@ def pinned_context(host: str, port: int, pin: str, timeout: float) -> ssl.SSLCon
     return context
 
 
+def enrolment_url(controller: httpx.URL) -> httpx.URL:
+    """The enrolment endpoint under the controller's URL, keeping a path prefix (a controller
+    behind a proxy at ``https://host/certpost`` is reached at ``/certpost/v1/...``)."""
+    return controller.copy_with(path=controller.path.rstrip("/") + "/v1/agent-enrolments", query=None,
+                                fragment=None)
+
+
 def _verify(url: httpx.URL, pin: str | None, ca_bundle: Path | None, insecure_http: bool, timeout: float):
     if url.scheme == "http":
         if not insecure_http:
@@ -121,9 +128,24 @@ def _identity(state_dir: Path, hostname: str) -> tuple[bytes | None, bytes | Non
     """(new key, new certificate, fingerprint): the existing identity is kept (None, None, fp)."""
     cert_path = state_dir / "tls" / "agent.crt"
     if cert_path.exists() and (state_dir / "tls" / "agent.key").exists():
-        return None, None, fingerprint_sha256(load_pem_certificates(cert_path.read_bytes())[0])
+        try:
+            return None, None, fingerprint_sha256(load_pem_certificates(cert_path.read_bytes())[0])
+        except MaterialError as exc:
+            raise EnrolError(f"{cert_path}: {exc}; move it away to make a new identity") from None
     key_pem, cert_pem = self_signed(hostname, extra_names=("localhost", "127.0.0.1"))
     return key_pem, cert_pem, fingerprint_sha256(load_pem_certificates(cert_pem)[0])
+
+
+def _writable(directory: Path, what: str) -> None:
+    """EnrolError unless `directory` exists and is writable, or can be created (its nearest
+    existing ancestor is a writable directory). Nothing is created here."""
+    probe = directory
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise EnrolError(f"{what} {directory} cannot be created: {probe} is not a directory; nothing was sent")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise EnrolError(f"{what} {directory} is not writable by this user (run as root?); nothing was sent")
 
 
 def _write_identity(state_dir: Path, key_pem: bytes, cert_pem: bytes) -> None:
@@ -186,6 +208,8 @@ def enrol(controller: str, token: str, *, config_path: Path, pin: str | None = N
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise EnrolError(f"{config_path}: {exc}") from None
+    except UnicodeDecodeError:
+        raise EnrolError(f"{config_path}: not UTF-8 text (TOML files are UTF-8)") from None
     existing_listen = data.get("listen", {})
     listen_at = parse_listen(listen) if listen else None
     if listen_at is None and "port" not in existing_listen:
@@ -196,24 +220,32 @@ def enrol(controller: str, token: str, *, config_path: Path, pin: str | None = N
     _checked(_config_text(text, data, key=_PLACEHOLDER_KEY, state_dir=state_dir, hostname=known_host or "localhost",
                           listen=listen_at), config_path)
 
+    key_pem, cert_pem, fingerprint = _identity(Path(state_dir), known_host or "localhost")
+    # What is written after the token is spent must be writable before it is spent.
+    _writable(config_path.parent, "the configuration's directory")
+    if key_pem is not None:
+        _writable(Path(state_dir), "[agent] state_dir")
+
     url = httpx.URL(controller.rstrip("/"))
     verify = _verify(url, pin, ca_bundle, insecure_http, timeout)
-    key_pem, cert_pem, fingerprint = _identity(Path(state_dir), known_host or "localhost")
     port = listen_at[1] if listen_at else existing_listen["port"]
     reach = agent_url or f"https://{known_host or socket.getfqdn()}:{port}"
     body = {"token": token, "agent_url": reach, "agent_tls_fingerprint": fingerprint}
     try:
         with httpx.Client(verify=verify, timeout=timeout, follow_redirects=False) as http:
-            response = http.post(str(url.join("/v1/agent-enrolments")), json=body)
+            response = http.post(str(enrolment_url(url)), json=body)
     except httpx.HTTPError as exc:
         raise EnrolError(f"the controller at {url} cannot be reached: {exc}") from None
     if response.status_code != 200:
         raise EnrolError(f"the controller refused the enrolment: {_problem(response)}")
-    answer = response.json()
     try:
+        answer = response.json()
         public_key_from_text(answer["controller_public_key"])
-    except (KeyError, ValueError):
-        raise EnrolError("the controller's answer holds no usable public key") from None
+        if not all(isinstance(answer.get(field), str) for field in ("server_id", "server_name", "agent_url")):
+            raise ValueError("fields missing")
+    except (AttributeError, KeyError, TypeError, ValueError):
+        raise EnrolError(f"the answer from {url} is not a certpost enrolment (is --controller the controller's "
+                         "URL?); nothing was written") from None
 
     final = _config_text(text, data, key=answer["controller_public_key"], state_dir=state_dir,
                          hostname=known_host or answer.get("server_hostname"), listen=listen_at)

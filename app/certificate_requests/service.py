@@ -10,6 +10,8 @@ of a submitted one. The request then keeps no key.
 
 from __future__ import annotations
 
+import ipaddress
+
 from app.accounts.caller import Caller
 from app.certificate_requests import csr
 from app.certificate_requests.errors import InvalidRequestName, RequestCompleted, RequestKeyMismatch
@@ -27,6 +29,14 @@ from app.kit.time import utc_now
 from app.paging import PageRequest, Window
 
 
+def _is_ip_literal(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
 def requested_names(names: list[str]) -> list[str]:
     """The names as A-labels, in the given order, without repeats (the first is the CN). A
     wildcard directly on a public suffix (`*.co.uk`) is refused: no CA issues it (CA/Browser
@@ -36,6 +46,10 @@ def requested_names(names: list[str]) -> list[str]:
     except InvalidName as exc:
         raise InvalidRequestName(str(exc)) from None
     for name in wanted:
+        if _is_ip_literal(name):
+            # A dNSName holding an address is not a name (RFC 5280 4.2.1.6: addresses go in an
+            # iPAddress SAN) and CAs refuse it (Baseline Requirements 7.1.2.7.12).
+            raise InvalidRequestName(f"{name} is an IP address, not a host name")
         if wildcard_on_public_suffix(name):
             raise cert_errors.WildcardPublicSuffix(f"{name} is a wildcard on a public suffix", hostname=name)
     return wanted

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.enrolment.models import EnrolmentToken
+from app.servers.models import Server
 
 
 class EnrolmentRepository:
@@ -36,6 +37,11 @@ class EnrolmentRepository:
             .execution_options(synchronize_session=False)
         )
         return bool(result.rowcount)
+
+    async def server_with_fingerprint(self, fingerprint: str, *, excluding: str) -> Server | None:
+        """Another server whose agent has this TLS fingerprint (the same agent), if any."""
+        return await self.session.scalar(
+            select(Server).where(Server.agent_tls_fingerprint == fingerprint, Server.id != excluding).limit(1))
 
     async def delete(self, row: EnrolmentToken) -> None:
         await self.session.delete(row)

@@ -18,6 +18,7 @@ from app.enrolment.schemas import (
     EnrolmentTokenOut,
 )
 from app.enrolment.service import (
+    AgentAlreadyEnrolled,
     EnrolmentService,
     EnrolmentTokenExpired,
     EnrolmentTokenInvalid,
@@ -87,14 +88,16 @@ async def delete_enrolment_token(server_id: str, enrolment_token_id: str, _admin
     summary="Enrol an agent with a one-time token",
     response_model=AgentEnrolmentOut,
     responses=responses(EnrolmentTokenInvalid, EnrolmentTokenExpired, EnrolmentTokenUsed, InvalidAgentUrl,
-                        RuleViolation))
+                        AgentAlreadyEnrolled, RuleViolation))
 async def create_agent_enrolment(body: AgentEnrolmentIn, service: Service, ctx: Context):
     """What `certpost agent enroll` sends: the token (the only credential; no API token), the
     agent's URL and its TLS fingerprint. The token is spent (single use: of two concurrent uses
     exactly one succeeds), the server's agent is set as `PATCH /v1/servers/{id}` would set it
     (its configuration is delivered again), and the answer carries the controller's public key
     for the agent's configuration. 403 `enrolment_token_invalid`, `enrolment_token_expired` or
-    `enrolment_token_used` otherwise, and nothing changes."""
+    `enrolment_token_used` otherwise, 409 `agent_already_enrolled` when this TLS identity is
+    already another server's agent (one agent for two servers would overwrite their
+    certificates), and nothing changes."""
     enrolled = await service.enrol(body.token, agent_url=body.agent_url,
                                    agent_tls_fingerprint=body.agent_tls_fingerprint)
     server = enrolled.server

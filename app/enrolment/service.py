@@ -26,7 +26,7 @@ from app.enrolment.models import EnrolmentToken
 from app.enrolment.repository import EnrolmentRepository
 from app.kit.time import utc_now
 from app.kit.x509 import load_pem_certificates
-from app.problems import Forbidden, NotFound
+from app.problems import Conflict, Forbidden, NotFound
 from app.servers.models import Server
 from app.servers.service import ServerService, normalise_agent_url, normalise_fingerprint
 
@@ -41,6 +41,14 @@ class EnrolmentTokenExpired(Forbidden):
     """The enrolment token's lifetime is over; an administrator makes a new one."""
 
     code, title = "enrolment_token_expired", "The enrolment token has expired"
+
+
+class AgentAlreadyEnrolled(Conflict):
+    """The agent (its TLS identity) already serves another server: two servers pointing at one
+    agent would overwrite each other's certificates on it. Clear the other server's agent
+    (`PATCH /v1/servers/{id}` with `agent_url` null) or enrol with a new identity."""
+
+    code, title = "agent_already_enrolled", "This agent already serves another server"
 
 
 class EnrolmentTokenUsed(Forbidden):
@@ -105,6 +113,10 @@ class EnrolmentService:
             raise EnrolmentTokenUsed(f"the enrolment token was used at {row.used_at:%Y-%m-%d %H:%M:%SZ}")
         if row.expires_at <= now:
             raise EnrolmentTokenExpired(f"the enrolment token expired at {row.expires_at:%Y-%m-%d %H:%M:%SZ}")
+        other = await self.repo.server_with_fingerprint(fingerprint, excluding=row.server_id)
+        if other is not None:
+            raise AgentAlreadyEnrolled(f"this agent's TLS identity is already the agent of server {other.name} "
+                                       f"({other.id}); clear that server's agent first")
         if not await self.repo.spend(row.id, now, url):
             raise EnrolmentTokenUsed("the enrolment token was used by another request meanwhile")
         server = await self.servers.patch(row.server_id, {"agent_url": url, "agent_tls_fingerprint": fingerprint})

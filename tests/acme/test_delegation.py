@@ -31,7 +31,7 @@ RECORDS = {"dlga.test": [
     "_acme-challenge.long IN CNAME l1.dlga.test.",
     *(f"l{i} IN CNAME l{i + 1}.dlga.test." for i in range(1, 8)),
     f"l8 IN CNAME long.{TARGET}.",
-]}
+], "dlgb.test": ["_acme-challenge.www IN CNAME inner.dlgb.test."]}
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +84,11 @@ async def test_wildcard_through_a_cname_into_the_only_writable_zone(client, admi
     zone_a = await provider(client, admin, delegation_bind, zone="dlga.test")
     body = {"domain": "dlga.test", "wildcard": True, "dns_provider_id": zone_a, "bind": ["webmail", "mail"]}
 
-    # Without a provider for dlgb.test, the order's own provider tries its zone: refused by BIND.
+    # Without a provider declaring dlgb.test, the platform's provider the order names does not
+    # follow the account's CNAME out of its own zone: refused before anything is written.
     failed = await order(client, context, customer, body)
     assert failed["status"] == "invalid" and failed["error"]["step"] == "dns_update"
-    assert failed["error"]["code"] == "dns_update_refused", failed["error"]
+    assert failed["error"]["code"] == "dns_cname_target_not_allowed", failed["error"]
 
     zone_b = await provider(client, admin, delegation_bind, zones=["dlgb.test"])
     assert (await client.get(f"/v1/dns-providers/{zone_b}", headers=admin)).json()["settings"]["zones"] == ["dlgb.test"]
@@ -121,3 +122,42 @@ async def test_cname_loop_and_dangling_cname_are_coded(client, admin, context, r
     assert failed["error"]["step"] == "dns_update" and failed["error"]["code"] == code, failed["error"]
     assert why in failed["error"]["message"]
     assert query_txt(f"long.{TARGET}", (delegation_bind.host, delegation_bind.port)) == set()
+
+
+async def test_the_platforms_provider_does_not_follow_an_accounts_cname_into_other_names(
+        client, admin, context, ready, delegation_bind, customer_headers):
+    """The platform's key can write TXT anywhere in dlgb.test, but it declares no zone for
+    delegation: an account that points its `_acme-challenge` at a name there (another tenant's,
+    the platform's) must not get the platform to write it. (An account's own provider follows
+    its CNAMEs anywhere: its credentials, its business.)"""
+    server = await create_server(client, admin)
+    account_id, customer = await customer_headers()
+    await create_domain(client, admin, "dlga.test", server["id"], account_id)
+    platform = await provider(client, admin, delegation_bind)
+    body = {"domain": "dlga.test", "dns_provider_id": platform}
+
+    failed = await order(client, context, customer, body)
+    assert failed["status"] == "invalid" and failed["error"]["step"] == "dns_update", failed
+    assert failed["error"]["code"] == "dns_cname_target_not_allowed", failed["error"]
+    assert TARGET in failed["error"]["detail"]
+    assert query_txt(TARGET, (delegation_bind.host, delegation_bind.port)) == set()
+
+    # Once the platform declares dlgb.test for delegated challenges, the same order is issued.
+    declared = await provider(client, admin, delegation_bind, zones=["dlgb.test"])
+    assert declared
+    done = await order(client, context, customer, body)
+    assert done["status"] == "valid", done["error"]
+    assert query_txt(TARGET, (delegation_bind.host, delegation_bind.port)) == set()
+
+
+async def test_the_platforms_provider_follows_a_cname_within_the_orders_own_domain(
+        client, admin, context, ready, delegation_bind, customer_headers):
+    """A CNAME from one name of the account's domain to another of the same domain is the
+    account's own business: the platform's provider writes the target."""
+    server = await create_server(client, admin)
+    account_id, customer = await customer_headers()
+    await create_domain(client, admin, "dlgb.test", server["id"], account_id)
+    platform = await provider(client, admin, delegation_bind)
+    done = await order(client, context, customer, {"names": ["www.dlgb.test"], "dns_provider_id": platform})
+    assert done["status"] == "valid", done["error"]
+    assert query_txt("inner.dlgb.test", (delegation_bind.host, delegation_bind.port)) == set()

@@ -156,3 +156,16 @@ async def test_list_pages(client, customer_headers):
     rest = (await client.get("/v1/certificate-requests", params={"limit": 2, "cursor": first["next_cursor"]},
                              headers=customer)).json()
     assert {r["id"] for r in first["items"] + rest["items"]} == set(made) and rest["next_cursor"] is None
+
+
+@pytest.mark.parametrize("address", ["192.0.2.1", "2001:db8::1"])
+async def test_an_ip_address_is_not_a_name_for_a_csr(client, customer_headers, context, address):
+    """A dNSName holding an address is refused by CAs (Baseline Requirements 7.1.2.7.12): a 422
+    at once, and no request (no key) is stored."""
+    _account, customer = await customer_headers()
+    r = await client.post("/v1/certificate-requests", json={"names": ["shop.test", address]}, headers=customer)
+    assert r.status_code == 422, r.text
+    assert r.json()["code"] == "invalid_name"
+    assert address in r.json()["detail"]
+    listed = await client.get("/v1/certificate-requests", headers=customer)
+    assert listed.json()["items"] == []

@@ -109,3 +109,27 @@ async def test_two_agents_racing_for_one_token(client, admin):
         winner = next(r for r in answers if r.status_code == 200).json()["agent_url"]
         got = (await client.get(f"/v1/servers/{server['id']}", headers=admin)).json()
         assert got["agent_url"] == winner
+
+
+async def test_one_agent_cannot_be_enrolled_for_two_servers(client, admin):
+    """An agent already registered for mx1 presenting a token for mx2 (a token pasted on the wrong
+    machine) is refused: both servers' configurations would be pushed to the same daemons, each
+    replacing the other's certificates. The token stays usable for the right agent."""
+    mx1 = await create_server(client, admin)
+    mx2 = await create_server(client, admin, name="mx2", hostname="mx2.hosting.test")
+    first = await _token(client, admin, mx1["id"])
+    assert (await _enrol(client, first["token"])).status_code == 200
+
+    second = await _token(client, admin, mx2["id"])
+    refused = await _enrol(client, second["token"], url="https://mx2.hosting.test:8750")
+    assert refused.status_code == 409 and refused.json()["code"] == "agent_already_enrolled", refused.text
+    assert mx1["id"] in refused.json()["detail"] and second["token"] not in refused.text
+    got = (await client.get(f"/v1/servers/{mx2['id']}", headers=admin)).json()
+    assert got["agent_url"] is None and got["agent_tls_fingerprint"] is None
+
+    # Re-enrolling the same server with the same identity is fine (a reinstall of mx1's agent).
+    again = await _token(client, admin, mx1["id"])
+    assert (await _enrol(client, again["token"])).status_code == 200
+    # The right agent spends mx2's token.
+    assert (await _enrol(client, second["token"], url="https://mx2.hosting.test:8750",
+                         fingerprint="cd" * 32)).status_code == 200

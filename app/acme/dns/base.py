@@ -17,6 +17,8 @@ Exception tree (each class carries a stable ``code`` slug for the API and the or
     ├── DnsUpdateFailed           dns_update_failed        any other RCODE (SERVFAIL, …) or API error
     ├── DnsCnameLoop              dns_cname_loop           `_acme-challenge` CNAMEs loop or chain too long
     ├── DnsCnameDangling          dns_cname_dangling       a CNAME points where no configured server answers
+    ├── DnsCnameNotAllowed        dns_cname_target_not_allowed  a customer's CNAME points where only the
+    │                                                      platform's order provider could write
     └── DnsPropagationTimeout     dns_propagation_timeout  name servers never served the values
 """
 
@@ -77,6 +79,13 @@ class DnsCnameDangling(DnsError):
     """A CNAME in the chain points at a name whose zone no configured name server answers for."""
 
     code = "dns_cname_dangling"
+
+
+class DnsCnameNotAllowed(DnsError):
+    """A customer's `_acme-challenge` CNAME points outside the zones the platform's provider
+    declares: the platform's credentials write only where the platform offered (`zones`)."""
+
+    code = "dns_cname_target_not_allowed"
 
 
 class DnsPropagationTimeout(DnsError):

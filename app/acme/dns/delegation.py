@@ -15,7 +15,12 @@ the name is taken as not delegated and the order's provider writes it, as before
 existed; its own errors then say what went wrong.
 
 Which provider writes the final target: among the providers the order's account may use, the
-one whose declared zones contain the target (the longest zone wins), else the order's provider.
+one whose declared zones contain the target (the longest zone wins), else the order's provider —
+unless that is the platform's provider serving a customer's order (``default_follows`` false):
+the customer chooses the CNAME, so the platform's credentials would otherwise write TXT records
+wherever they can (another tenant's names, the platform's zones), and a delegated target must be
+in a zone some provider declares, or under the order's own domain (`own_domains`), else
+`dns_cname_target_not_allowed`.
 """
 
 from __future__ import annotations
@@ -23,7 +28,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from app.acme.dns.base import DnsCnameDangling, DnsCnameLoop, DnsError, DnsProvider
+from app.acme.dns.base import (
+    DnsCnameDangling,
+    DnsCnameLoop,
+    DnsCnameNotAllowed,
+    DnsError,
+    DnsProvider,
+)
 from app.acme.dns.propagation import cname_at
 
 MAX_HOPS = 8
@@ -57,7 +68,8 @@ def provider_for(name: str, default: DnsProvider, others: Sequence[DnsProvider])
 
 
 def route(name: str, default: DnsProvider, others: Sequence[DnsProvider] = (), *,
-          max_hops: int = MAX_HOPS, timeout: float = 3.0) -> Route:
+          max_hops: int = MAX_HOPS, timeout: float = 3.0, default_follows: bool = True,
+          own_domains: Sequence[str] = ()) -> Route:
     """Follow `name`'s CNAME chain and pick the provider for its end. Blocking (DNS queries)."""
     name = name.rstrip(".").lower()
     chain = [name]
@@ -84,4 +96,12 @@ def route(name: str, default: DnsProvider, others: Sequence[DnsProvider] = (), *
             raise DnsCnameLoop(f"{name}: the CNAME chain loops ({' -> '.join([*chain, target])})", fqdn=name)
         chain.append(target)
         current = target
-    return Route(name, current, provider_for(current, default, others), tuple(chain))
+    writer = provider_for(current, default, others)
+    if (current != name and writer is default and not default_follows
+            and not any(_within(current, zone) for zone in (*default.zones, *own_domains))):
+        raise DnsCnameNotAllowed(
+            f"{name} is a CNAME to {current}, which is in no zone a DNS provider declares for delegated "
+            "challenges; the platform's provider writes only its own zones' names for an account's order",
+            fqdn=name,
+        )
+    return Route(name, current, writer, tuple(chain))

@@ -37,13 +37,19 @@ def parse_nameserver(text: str) -> Nameserver:
     import ipaddress
 
     text = text.strip()
-    host, port = text, 53
+    host = text
     if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = int(rest[1:]) if rest.startswith(":") else 53
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError(f"{text!r} is not address, address:port or [v6]:port")
+        tail = rest[1:] if rest else "53"
     elif text.count(":") == 1:
         host, _, tail = text.partition(":")
-        port = int(tail)
+    else:
+        tail = "53"
+    if not tail.isdigit():
+        raise ValueError(f"the port in {text!r} is not a number")
+    port = int(tail)
     ipaddress.ip_address(host)  # an address, so checks never depend on a resolver
     if not 0 < port < 65536:
         raise ValueError(f"port {port} out of range")
@@ -133,8 +139,10 @@ class DnsKind(abc.ABC):
         """Which secret settings a stored provider has (paths under `settings`, never values)."""
 
     @abc.abstractmethod
-    def check_targets(self, settings: dict[str, Any], guard: OutboundGuard) -> None:
-        """For a customer's provider: OutboundRefused if it would contact a non-public address. Blocking."""
+    def check_targets(self, settings: dict[str, Any], guard: OutboundGuard,
+                      secrets: dict[str, Any] | None = None) -> None:
+        """For a customer's provider: OutboundRefused if it would contact a non-public address.
+        `secrets` (the sealed settings, known at creation only) may be judged too. Blocking."""
 
     @abc.abstractmethod
     def build(self, settings: dict[str, Any], secrets: dict[str, Any], guard: OutboundGuard | None) -> DnsProvider:

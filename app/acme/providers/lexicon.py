@@ -16,9 +16,9 @@ and again before each API session; the propagation name servers are checked like
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from app.acme.providers.base import (
     DnsKind,
@@ -38,7 +38,8 @@ from app.outbound import OutboundGuard
 if TYPE_CHECKING:
     from app.acme.dns.base import DnsProvider
 
-OptionValue = str | int | bool
+OptionValue = Annotated[str, StringConstraints(max_length=2048)] | int | bool
+CredentialValue = Annotated[str, StringConstraints(max_length=16384)]  # a service-account JSON fits
 
 
 class LexiconSettings(SharedSettings):
@@ -52,7 +53,7 @@ class LexiconSettings(SharedSettings):
         description="The provider's options that are not credentials, by Lexicon's option name without `--` and "
         "with `_` (e.g. `pdns_server`, `auth_entrypoint`). Returned as stored.",
         examples=[{"pdns_server": "https://pdns.example.net"}])
-    credentials: dict[str, str] = Field(
+    credentials: dict[str, CredentialValue] = Field(
         default_factory=dict, max_length=16,
         description="The provider's credential options (e.g. `auth_token`, `auth_username` + `auth_password`). "
         "Write-only: sealed, never returned; `secrets_set` names them.",
@@ -104,7 +105,9 @@ class LexiconKind(DnsKind):
                 raise InvalidDnsProvider(f"settings.{where}: {values['provider']} has no option {', '.join(unknown)} "
                                          f"(it has: {', '.join(listed[:30])}{more})")
         for name, value in values["options"].items():
-            if isinstance(value, str) and CREDENTIAL_NAME.search(name):
+            # Not only strings: a numeric API key given as a JSON number would be stored in
+            # clear and returned. Booleans are flags (`auth_key_is_global`), never secrets.
+            if not isinstance(value, bool) and CREDENTIAL_NAME.search(name):
                 raise InvalidDnsProvider(f"settings.options.{name} is a credential: give it in settings.credentials")
         both = sorted(set(values["options"]) & set(credentials))
         if both:
@@ -121,8 +124,13 @@ class LexiconKind(DnsKind):
     def secret_names(self, settings: dict[str, Any]) -> list[str]:
         return [f"credentials.{name}" for name in settings.get("credential_names", [])]
 
-    def check_targets(self, settings: dict[str, Any], guard: OutboundGuard) -> None:
-        options = {**settings.get("options", {}), **dict.fromkeys(settings.get("credential_names", []), "")}
+    def check_targets(self, settings: dict[str, Any], guard: OutboundGuard,
+                      secrets: dict[str, Any] | None = None) -> None:
+        # The credentials' values are judged too when given (at creation): `auth_entrypoint`
+        # stays allowed only while it is not a URL, wherever the customer put it.
+        given = (secrets or {}).get("credentials") or {}
+        options = {**settings.get("options", {}),
+                   **{name: given.get(name, "") for name in settings.get("credential_names", [])}}
         reason = customer_refusal(settings["provider"], options)
         if reason:
             raise OutboundRefused(reason)

@@ -88,7 +88,8 @@ class Rfc2136Kind(DnsKind):
     def secret_names(self, settings: dict[str, Any]) -> list[str]:
         return ["key_secret"]
 
-    def check_targets(self, settings: dict[str, Any], guard: OutboundGuard) -> None:
+    def check_targets(self, settings: dict[str, Any], guard: OutboundGuard,
+                      secrets: dict[str, Any] | None = None) -> None:
         guard.policy.check_port(settings["port"])
         guard.resolve(settings["server"], settings["port"])
         check_nameservers(settings, guard)
