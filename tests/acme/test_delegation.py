@@ -139,7 +139,7 @@ async def test_the_platforms_provider_does_not_follow_an_accounts_cname_into_oth
     failed = await order(client, context, customer, body)
     assert failed["status"] == "invalid" and failed["error"]["step"] == "dns_update", failed
     assert failed["error"]["code"] == "dns_cname_target_not_allowed", failed["error"]
-    assert TARGET in failed["error"]["detail"]
+    assert TARGET in failed["error"]["message"]
     assert query_txt(TARGET, (delegation_bind.host, delegation_bind.port)) == set()
 
     # Once the platform declares dlgb.test for delegated challenges, the same order is issued.
