@@ -8,7 +8,9 @@ from datetime import datetime, timedelta
 
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 _SERVICES = ("mail", "webmail")
-_DAEMONS = ("postfix", "dovecot", "nginx", "courier")
+# Every agent backend that verifies ports (app/agent/backends/*: ``name``), the TLS front included:
+# an observation of a daemon not listed is dropped as malformed.
+_DAEMONS = ("postfix", "dovecot", "nginx", "courier", "haproxy")
 
 
 @dataclass(frozen=True)

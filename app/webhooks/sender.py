@@ -69,5 +69,10 @@ async def send(client: httpx.AsyncClient, url: str, headers: dict[str, str], bod
         return done(None, f"timed out after {timeout:g} s")
     except httpx.HTTPError as exc:
         return done(None, f"{type(exc).__name__}: {exc}"[:500])
+    except (ValueError, OSError) as exc:
+        # What httpx raises outside its own hierarchy (a header it cannot encode, a socket error
+        # before its transport wraps it): one failed attempt, never a crash of the webhook's job,
+        # which would leave the delivery unrecorded and claimed again at every lease, forever.
+        return done(None, f"request failed: {type(exc).__name__}"[:500])
     error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
     return done(response.status_code, error, response.headers.get("retry-after"))

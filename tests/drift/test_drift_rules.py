@@ -33,6 +33,16 @@ def test_parse_refuses_malformed_entries() -> None:
     assert rules.parse(["not", "a", "dict"], NOW) is None
 
 
+def test_parse_keeps_every_backend_the_agent_verifies() -> None:
+    """The HAProxy TLS front's ports (993/995) are probed as daemon ``haproxy``; dropping them
+    would hide drift on exactly the ports the front serves."""
+    from app.agent.backends.registry import BACKENDS
+
+    for name in BACKENDS:
+        seen = rules.parse({**GOOD, "daemon": name}, NOW)
+        assert seen is not None and seen.daemon == name, name
+
+
 def test_changes_report_each_transition_once() -> None:
     drifted, fine = rules.parse(GOOD, NOW), rules.parse({**GOOD, "port": 143, "served": A}, NOW)
     assert rules.changes({}, [drifted, fine]) == ([drifted], [])
