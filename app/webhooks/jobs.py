@@ -124,7 +124,8 @@ async def _send_due(ctx: AppContext, webhook_id: str, owner: str) -> None:
 
 
 async def _record(ctx: AppContext, webhook_id: str, owner: str, delivery_id: str, outcome: sender.Outcome) -> bool:
-    """Write one attempt and its consequences in one transaction; True when the webhook got disabled."""
+    """Write one attempt and its consequences in one transaction; True when the webhook is disabled
+    now (the rest of the batch then stays unsent)."""
     settings = ctx.settings
     async with ctx.sessionmaker() as session:
         # The webhook row first (a write): it serialises this webhook's attempts' counters on both
@@ -167,4 +168,6 @@ async def _record(ctx: AppContext, webhook_id: str, owner: str, delivery_id: str
             log.warning("webhook %s disabled (%s) after %d failed attempts", webhook.id, disabled,
                         webhook.consecutive_failures)
         await session.commit()
-        return disabled is not None
+        # Disabled by the worker just now, or by a PATCH while this batch was being sent: what
+        # has not started yet waits, as ``enabled: false`` promises.
+        return disabled is not None or not webhook.enabled

@@ -282,3 +282,27 @@ async def test_a_customers_webhook_gets_its_own_accounts_events_only(make_api, c
                             worker=Worker(ctx, owner="w1"))
     assert [r["event_id"] for r in rows] == [own]
     assert rows[0]["attempt_log"][0]["status_code"] is None  # nothing answers there
+
+
+async def test_a_webhook_disabled_while_its_batch_is_being_sent_sends_no_more(make_api, admin, receivers):
+    """``enabled: false`` stops deliveries: the ones of a batch the worker already picked up and
+    has not started must wait too, not go out one after another for minutes."""
+    client, ctx = await make_api(webhook_concurrency=1)
+    receiver = receivers()
+    gate = threading.Event()
+    receiver.plan = [("gate", gate, 200)]
+    hook = await create(client, admin, receiver.url)
+    await emit(ctx, 5)
+    worker = Worker(ctx, owner="w1")
+    await worker.round()  # fans out and starts sending; the first request waits at the gate
+    for _ in range(600):
+        if receiver.requests:
+            break
+        await asyncio.sleep(0.05)
+    response = await client.patch(f"/v1/webhooks/{hook['id']}", json={"enabled": False}, headers=admin)
+    assert response.status_code == 200 and not response.json()["enabled"]
+    gate.set()
+    await worker.drain()
+    assert len(receiver.requests) == 1
+    rows = await deliveries(client, admin, hook["id"])
+    assert sorted(r["status"] for r in rows) == ["delivered"] + ["pending"] * 4
