@@ -59,6 +59,19 @@ def test_repair_rule() -> None:
     assert rules.repair_due(2, False, NOW - timedelta(seconds=600), NOW, 600)
 
 
+def test_repairs_of_a_drift_that_stays_back_off_up_to_a_day() -> None:
+    """A drift a push cannot mend must not re-deploy the server every ``backoff`` forever: the
+    wait doubles with each repair while it stays drifted (10 min, 20, 40, ... a day at most)."""
+    ago = lambda s: NOW - timedelta(seconds=s)  # noqa: E731
+    assert rules.repair_due(1, False, ago(600), NOW, 600, repairs=1)
+    assert not rules.repair_due(1, False, ago(1199), NOW, 600, repairs=2)
+    assert rules.repair_due(1, False, ago(1200), NOW, 600, repairs=2)
+    assert not rules.repair_due(1, False, ago(4799), NOW, 600, repairs=4)
+    assert not rules.repair_due(1, False, ago(86399), NOW, 600, repairs=50)
+    assert rules.repair_due(1, False, ago(86400), NOW, 600, repairs=50)  # capped at a day
+    assert rules.repair_due(1, False, NOW, NOW, 0, repairs=9)  # no backoff configured: none
+
+
 def test_observed_is_judged_against_the_desired_certificate() -> None:
     drifted = rules.parse(GOOD, NOW)
     pending = rules.parse({**GOOD, "port": 143, "protocol": "imap-starttls", "expected": B, "served": B}, NOW)
