@@ -301,3 +301,29 @@ def test_an_unreachable_runtime_api_restores_the_files(front, certs, material, t
     desired["mail"] = {**base["mail"], name: certs["renewed"].fingerprint}
     apply_ok(client, desired, material)
     assert seen(stack, "imaps", name) == certs["renewed"].fingerprint  # (issued for another name)
+
+
+def test_a_certificate_transaction_left_open_does_not_wedge_the_front(front, certs, material, test_ca):
+    """HAProxy 2.6 holds one open certificate transaction per process. One left open (an agent
+    killed between ``set`` and ``commit``, a ``set`` whose reply timed out) refused every later
+    ``set ssl cert`` of another file, so every change of the server failed from then on: the
+    agent aborts the transaction that is open, whichever file it is for, and goes on."""
+    import asyncio
+
+    from app.agent.backends.haproxy_runtime import command
+
+    stack, _, client = front
+    base = document(client, certs)
+    apply_ok(client, base, material)
+    sock = haproxy_dir(stack) / "admin.sock"
+    default = str(stack.out("haproxy") / "default.pem")
+    stray = (stack.out("haproxy") / "default.pem").read_bytes()
+    reply = asyncio.run(command(sock, f"set ssl cert {default}", stray))
+    assert "Transaction" in reply, reply  # open, never committed
+    name = f"mail.{DOMAINS[12]}"
+    desired = {**base, "generation": client.next_generation(),
+               "mail": {**base["mail"], name: certs["added"].fingerprint}}
+    apply_ok(client, desired, material)
+    assert seen(stack, "imaps", name) == certs["added"].fingerprint
+    listing = asyncio.run(command(sock, "show ssl cert"))
+    assert "# transaction" not in listing, listing
