@@ -122,7 +122,7 @@ async def test_a_webhook_that_keeps_failing_is_disabled_with_an_event(make_api, 
     client, ctx = await make_api(webhook_retry_schedule="0.1,0.1,0.1,0.1,0.1,0.1", webhook_disable_after_seconds=0.3)
     receiver = receivers()
     receiver.default = 500
-    hook = await create(client, admin, receiver.url)
+    hook = await create(client, admin, receiver.url + "?key=s3cret")
     await emit(ctx)
 
     async def disabled():
@@ -134,6 +134,7 @@ async def test_a_webhook_that_keeps_failing_is_disabled_with_an_event(make_api, 
     async with ctx.sessionmaker() as session:
         [event] = (await session.scalars(select(Event).where(Event.kind == "webhook.disabled"))).all()
     assert event.subjects == {"webhook": hook["id"]} and event.data["reason"] == "failing"
+    assert event.data["url"] == receiver.url  # without the query, where receivers keep their keys
     assert event.actor_type == "worker"
     sent = len(receiver.requests)
     await emit(ctx)
