@@ -88,6 +88,7 @@ async def test_a_guarded_https_delivery_reaches_the_checked_address_with_sni(tmp
                                         guard=guard({"hooks.example.net": ["127.0.0.1"]}, port=receiver.port),
                                         timeout=10)
             assert blocked.error.startswith("target not allowed") and len(receiver.requests) == 1
+            assert "127.0.0.1" not in blocked.error  # what the name resolved to stays the operator's
     finally:
         server.shutdown()
         server.server_close()
