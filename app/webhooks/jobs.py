@@ -42,11 +42,15 @@ SEND_BATCH = 100  # deliveries per claim; more wait for the next round
 
 
 async def claim_webhooks(session: AsyncSession, owner: str, now: datetime, lease: timedelta, limit: int) -> list[str]:
-    """Enabled webhooks with new events or a due delivery and no live lease; one winner each."""
+    """Enabled webhooks with new events or a due delivery and no live lease; one winner each.
+
+    The one furthest behind in the event log first: by creation, the oldest webhooks, due again
+    after every run while events keep coming, took every slot and starved the rest."""
     top = await feed.last_event_id(session)
     due = WebhookRepository.due_clause(now, top)
     ids = list(await session.scalars(
-        select(Webhook.id).where(due, WEBHOOK_LEASE.free(now)).order_by(Webhook.created_at).limit(limit)))
+        select(Webhook.id).where(due, WEBHOOK_LEASE.free(now))
+        .order_by(Webhook.after_event_id, Webhook.created_at, Webhook.id).limit(limit)))
     return await WEBHOOK_LEASE.claim_many(session, ids, owner, now + lease, claimable=WEBHOOK_LEASE.free(now))
 
 

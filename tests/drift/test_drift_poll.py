@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from app.drift.models import DriftPoll
+from sqlalchemy import func, select, update
+
 from app.accounts.caller import Caller
 from app.deployments.models import Deployment
+from app.drift.models import DriftPoll
 from app.drift.poll import _store, poll_server
 from app.drift.repository import DriftRepository
 from app.kit.time import utc_now
-from sqlalchemy import func, select, update
 from tests.support.api import create_server
 from tests.support.ports import free_port
 

@@ -62,7 +62,7 @@ def test_repair_rule() -> None:
 def test_repairs_of_a_drift_that_stays_back_off_up_to_a_day() -> None:
     """A drift a push cannot mend must not re-deploy the server every ``backoff`` forever: the
     wait doubles with each repair while it stays drifted (10 min, 20, 40, ... a day at most)."""
-    ago = lambda s: NOW - timedelta(seconds=s)  # noqa: E731
+    ago = lambda s: NOW - timedelta(seconds=s)
     assert rules.repair_due(1, False, ago(600), NOW, 600, repairs=1)
     assert not rules.repair_due(1, False, ago(1199), NOW, 600, repairs=2)
     assert rules.repair_due(1, False, ago(1200), NOW, 600, repairs=2)

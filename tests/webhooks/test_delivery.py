@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import select
@@ -307,3 +308,24 @@ async def test_a_webhook_disabled_while_its_batch_is_being_sent_sends_no_more(ma
     assert len(receiver.requests) == 1
     rows = await deliveries(client, admin, hook["id"])
     assert sorted(r["status"] for r in rows) == ["delivered"] + ["pending"] * 4
+
+
+async def test_webhooks_take_turns_while_events_keep_coming(api, admin, receivers):
+    """Claimed by creation order, the oldest webhook (due again after every run while events
+    keep coming) took the only slot every time; the one furthest behind goes first now."""
+    from app.kit.time import utc_now
+    from app.webhooks.jobs import claim_webhooks, run_webhook
+
+    client, ctx = api
+    receiver = receivers()
+    first, second = [await create(client, admin, receiver.url) for _ in range(2)]
+    lease = timedelta(seconds=30)
+    turns = []
+    for _ in range(4):
+        await emit(ctx)
+        async with ctx.sessionmaker() as session:
+            [claimed] = await claim_webhooks(session, "w1", utc_now(), lease, 1)
+            await session.commit()
+        turns.append(claimed)
+        await run_webhook(ctx, claimed, "w1")
+    assert turns == [first["id"], second["id"], first["id"], second["id"]], turns
