@@ -117,7 +117,8 @@ class Settings(BaseSettings):
         "than its agent applied; false: only record it (events, TLS status).")
     drift_repair_backoff_seconds: float = Field(
         600.0, ge=0, description="After scheduling a delivery to repair a drifted server, how long the worker "
-        "waits before scheduling another one for drift.")
+        "waits before scheduling another one for drift; doubled with each further repair while the "
+        "server stays drifted, up to a day.")
     renewal_retry_base_seconds: float = Field(300.0, gt=0)
     renewal_retry_max_seconds: float = Field(6 * 3600.0, gt=0)
 

@@ -32,6 +32,9 @@ class DriftPoll(Base):
     last_error: Mapped[str | None] = mapped_column(String(500))
     # When the last repair delivery was scheduled for drift (rules.repair_due).
     repair_at: Mapped[datetime | None]
+    # Repairs scheduled since the server last had no drifted port (migration 0017): each one
+    # doubles the wait before the next (rules.repair_due).
+    repairs: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ServedObservation(Base):

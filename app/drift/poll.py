@@ -99,9 +99,11 @@ async def _store(ctx: AppContext, caller: Caller, server_id: str, epoch: str, se
         await ServerRepository(session).agent_answered(server_id, now)
         poll.drifted = await repo.count_drifted(server_id)
         await record_changes(session, caller, server_id, detected, resolved)
+        if not poll.drifted:
+            poll.repairs = 0  # the next drift starts with the shortest wait again
         if ctx.settings.drift_repair and rules.repair_due(poll.drifted, await repo.delivery_due(server_id), poll.repair_at, now,
-                            ctx.settings.drift_repair_backoff_seconds):
-            poll.repair_at = now
+                            ctx.settings.drift_repair_backoff_seconds, poll.repairs or 0):
+            poll.repair_at, poll.repairs = now, (poll.repairs or 0) + 1
             await servers_changed(session, [server_id], f"drift repair: {poll.drifted} probe(s) drifted", names={})
             log.warning("server %s: %d probe(s) serve what the agent did not apply; repair scheduled",
                         server_id, poll.drifted)

@@ -8,7 +8,9 @@ from datetime import datetime, timedelta
 
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 _SERVICES = ("mail", "webmail")
-_DAEMONS = ("postfix", "dovecot", "nginx", "courier")
+# Every agent backend that verifies ports (app/agent/backends/*: ``name``), the TLS front included:
+# an observation of a daemon not listed is dropped as malformed.
+_DAEMONS = ("postfix", "dovecot", "nginx", "courier", "haproxy")
 
 
 @dataclass(frozen=True)
@@ -82,15 +84,26 @@ def changes(before: dict[tuple, bool], after: list[Seen]) -> tuple[list[Seen], l
     return detected, resolved
 
 
+MAX_REPAIR_BACKOFF = timedelta(days=1)
+
+
 def repair_due(drifted: int, delivery_due: bool, last_repair: datetime | None, now: datetime,
-               backoff: float) -> bool:
+               backoff: float, repairs: int = 0) -> bool:
     """Schedule a repair delivery when a port drifted, no delivery waits already (any push
-    repairs, app/agent/apply.py ``Pipeline.repair``), and no repair was scheduled in the last
-    ``backoff`` seconds (a drift a push cannot repair, such as a daemon configuration that no
-    longer reads the agent's files, must not make the server re-deploy every poll)."""
+    repairs, app/agent/apply.py ``Pipeline.repair``), and the wait since the last repair is over.
+
+    The wait is ``backoff`` seconds after the first repair and doubles with each further one
+    while the server stays drifted (``repairs``: those scheduled since it last had none), up to
+    a day, or ``backoff`` if that is longer: a drift a push cannot repair, such as a daemon
+    configuration that no longer reads the agent's files, must not make the server re-deploy and
+    reload its daemons every poll, nor every ``backoff`` forever (an HAProxy front reloads for
+    tens of seconds at 10,000 certificates)."""
     if drifted <= 0 or delivery_due:
         return False
-    return last_repair is None or now - last_repair >= timedelta(seconds=backoff)
+    if last_repair is None:
+        return True
+    wait = timedelta(seconds=backoff) * 2 ** min(max(repairs - 1, 0), 20)
+    return now - last_repair >= min(wait, max(MAX_REPAIR_BACKOFF, timedelta(seconds=backoff)))
 
 
 def observed(rows: list[Seen], desired: str) -> list[dict]:

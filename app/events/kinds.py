@@ -141,7 +141,8 @@ KINDS: dict[EventKind, KindInfo] = {
         "An API token was revoked.", {"token": ex.TOKEN_ID}, {"role": "customer"}),
     EventKind.WEBHOOK_DISABLED: KindInfo(
         "A webhook was disabled by the worker: `reason` `failing` (every attempt failed for "
-        "`CERTPOST_WEBHOOK_DISABLE_AFTER_SECONDS`) or `gone` (the receiver answered 410).", {"webhook": ex.TOKEN_ID},
+        "`CERTPOST_WEBHOOK_DISABLE_AFTER_SECONDS`) or `gone` (the receiver answered 410); `url` without its "
+        "query (where receivers keep keys).", {"webhook": ex.TOKEN_ID},
         {"url": "https://panel.example.com/hooks/certpost", "reason": "failing", "consecutive_failures": 8,
          "failing_since": ex.CREATED, "disabled_at": ex.CREATED}),
 }

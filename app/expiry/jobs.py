@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.accounts.caller import Caller
@@ -42,14 +42,21 @@ def bound():
     )
 
 
-def candidates_query(now):
+def candidates_query(now, after: tuple[datetime, str] | None = None):
+    """One page of candidates, by (not_after, id) from ``after``. Paged, not cut at one page:
+    a certificate already told at its current threshold stays a candidate until it expires,
+    so with more than a page of them within the horizon (a server with thousands of
+    domains) a cut would keep the later ones from ever being told."""
     already_expired_noticed = exists().where(
         ExpiryNotice.certificate_id == Certificate.id, ExpiryNotice.not_after == Certificate.not_after,
         ExpiryNotice.threshold_days == rules.EXPIRED)
-    return (select(Certificate.id, Certificate.not_after, Certificate.source, Certificate.renewal_status,
+    stmt = (select(Certificate.id, Certificate.not_after, Certificate.source, Certificate.renewal_status,
                    Certificate.renewal_at)
-            .where(Certificate.not_after <= now + rules.HORIZON, bound(), ~already_expired_noticed)
-            .order_by(Certificate.not_after).limit(SCAN_LIMIT))
+            .where(Certificate.not_after <= now + rules.HORIZON, bound(), ~already_expired_noticed))
+    if after is not None:
+        stmt = stmt.where(or_(Certificate.not_after > after[0],
+                              and_(Certificate.not_after == after[0], Certificate.id > after[1])))
+    return stmt.order_by(Certificate.not_after, Certificate.id).limit(SCAN_LIMIT)
 
 
 def _insert(dialect: str):
@@ -59,8 +66,14 @@ def _insert(dialect: str):
 async def record_expiry_notices(ctx: AppContext, owner: str = "expiry-scan", *, now: datetime | None = None) -> int:
     """Record the notices due ``now`` (default: the clock); returns how many events this call recorded."""
     now = now or utc_now()
-    async with ctx.sessionmaker() as session:
-        rows = list(await session.execute(candidates_query(now)))
+    rows, after = [], None
+    while True:
+        async with ctx.sessionmaker() as session:
+            page = list(await session.execute(candidates_query(now, after)))
+        rows += page
+        if len(page) < SCAN_LIMIT:
+            break
+        after = (page[-1].not_after, page[-1].id)
     recorded = 0
     for row in rows:
         crossed = rules.threshold(row.not_after, now)

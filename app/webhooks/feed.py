@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -58,5 +59,12 @@ def record_disabled(session: AsyncSession, worker: str, webhook, reason: str, at
     account_id = None if webhook.admin_owned else webhook.account_id
     record(session, EventKind.WEBHOOK_DISABLED, Caller.for_worker(worker), account_id=account_id,
            subjects={"webhook": webhook.id},
-           data={"url": webhook.url, "reason": reason, "consecutive_failures": webhook.consecutive_failures,
+           data={"url": public_url(webhook.url), "reason": reason, "consecutive_failures": webhook.consecutive_failures,
                  "failing_since": webhook.failing_since, "disabled_at": at})
+
+
+def public_url(url: str) -> str:
+    """The URL without its query: receivers often carry a shared key there (``?key=…``), and an
+    event is read by every token of the account and by every webhook subscribed to it."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))

@@ -42,11 +42,15 @@ SEND_BATCH = 100  # deliveries per claim; more wait for the next round
 
 
 async def claim_webhooks(session: AsyncSession, owner: str, now: datetime, lease: timedelta, limit: int) -> list[str]:
-    """Enabled webhooks with new events or a due delivery and no live lease; one winner each."""
+    """Enabled webhooks with new events or a due delivery and no live lease; one winner each.
+
+    The one furthest behind in the event log first: by creation, the oldest webhooks, due again
+    after every run while events keep coming, took every slot and starved the rest."""
     top = await feed.last_event_id(session)
     due = WebhookRepository.due_clause(now, top)
     ids = list(await session.scalars(
-        select(Webhook.id).where(due, WEBHOOK_LEASE.free(now)).order_by(Webhook.created_at).limit(limit)))
+        select(Webhook.id).where(due, WEBHOOK_LEASE.free(now))
+        .order_by(Webhook.after_event_id, Webhook.created_at, Webhook.id).limit(limit)))
     return await WEBHOOK_LEASE.claim_many(session, ids, owner, now + lease, claimable=WEBHOOK_LEASE.free(now))
 
 
@@ -124,7 +128,8 @@ async def _send_due(ctx: AppContext, webhook_id: str, owner: str) -> None:
 
 
 async def _record(ctx: AppContext, webhook_id: str, owner: str, delivery_id: str, outcome: sender.Outcome) -> bool:
-    """Write one attempt and its consequences in one transaction; True when the webhook got disabled."""
+    """Write one attempt and its consequences in one transaction; True when the webhook is disabled
+    now (the rest of the batch then stays unsent)."""
     settings = ctx.settings
     async with ctx.sessionmaker() as session:
         # The webhook row first (a write): it serialises this webhook's attempts' counters on both
@@ -167,4 +172,6 @@ async def _record(ctx: AppContext, webhook_id: str, owner: str, delivery_id: str
             log.warning("webhook %s disabled (%s) after %d failed attempts", webhook.id, disabled,
                         webhook.consecutive_failures)
         await session.commit()
-        return disabled is not None
+        # Disabled by the worker just now, or by a PATCH while this batch was being sent: what
+        # has not started yet waits, as ``enabled: false`` promises.
+        return disabled is not None or not webhook.enabled

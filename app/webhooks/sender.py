@@ -3,8 +3,7 @@
 Only the status code (and ``Retry-After``) is kept: the receiver's body is not read, so a
 receiver cannot make the worker hold a large answer, and nothing it says ends up in the
 database. Every failure (refused target, connection error, timeout, non-2xx) becomes a short
-``error`` text for the delivery log; a customer's log never shows what its host resolved to
-beyond what the guard's reason says.
+``error`` text for the delivery log; a customer's log never shows what its host resolved to.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from app.outbound import RESOLVE_TIMEOUT, OutboundGuard
 from app.webhooks import targets
 
 USER_AGENT = "certpost-webhooks/1"
+TARGET_RULE = "https on port 443 to a host whose every address is public"
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,11 @@ async def send(client: httpx.AsyncClient, url: str, headers: dict[str, str], bod
 
     try:
         target = await asyncio.wait_for(asyncio.to_thread(targets.resolve, url, guard), RESOLVE_TIMEOUT + 1)
-    except OutboundRefused as exc:
-        return done(None, f"target not allowed: {exc.reason}")
+    except OutboundRefused:
+        # Not the guard's reason, which names the addresses the host resolved to: with an
+        # internal resolver (CERTPOST_OUTBOUND_RESOLVER) a customer could point its name at
+        # internal ones (a CNAME) and read the internal answers off its delivery log.
+        return done(None, f"target not allowed: {TARGET_RULE}")
     except TimeoutError:
         return done(None, "target not allowed: resolution timed out")
     sent = {**headers, "user-agent": USER_AGENT}
@@ -69,5 +72,10 @@ async def send(client: httpx.AsyncClient, url: str, headers: dict[str, str], bod
         return done(None, f"timed out after {timeout:g} s")
     except httpx.HTTPError as exc:
         return done(None, f"{type(exc).__name__}: {exc}"[:500])
+    except (ValueError, OSError) as exc:
+        # What httpx raises outside its own hierarchy (a header it cannot encode, a socket error
+        # before its transport wraps it): one failed attempt, never a crash of the webhook's job,
+        # which would leave the delivery unrecorded and claimed again at every lease, forever.
+        return done(None, f"request failed: {type(exc).__name__}"[:500])
     error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
     return done(response.status_code, error, response.headers.get("retry-after"))

@@ -54,8 +54,10 @@ class WebhookService:
         self.master_key = master_key
         self.guard = guard or OutboundGuard(OutboundPolicy(ports=frozenset({HTTPS_PORT})))
 
-    async def _check_url(self, caller: Caller, url: str) -> str:
-        guard = not caller.is_admin
+    async def _check_url(self, url: str, *, guard: bool) -> str:
+        """``guard``: the customer's rule (https, 443, public addresses) applies; it follows the
+        webhook (``guarded``), not the caller, so an admin editing a customer's webhook cannot
+        store a URL its every attempt would then refuse."""
         try:
             targets.parse(url, guarded=guard)
         except targets.BadUrl as exc:
@@ -73,7 +75,7 @@ class WebhookService:
         known = feed.known_kinds()
         for kind in kinds:
             if kind not in known:
-                raise UnknownEventKind(f"{kind!r} is not an event kind", kind=kind[:100])
+                raise UnknownEventKind(f"{kind[:100]!r} is not an event kind", kind=kind[:100])
         return list(dict.fromkeys(kinds))
 
     async def create(self, caller: Caller, body: WebhookCreate) -> tuple[Webhook, str]:
@@ -83,7 +85,7 @@ class WebhookService:
         if owner is not None and await self.repo.session.get(Account, owner) is None:
             raise UnknownAccount(f"account {owner} not found")
         kinds = self._check_kinds(body.kinds)
-        url = await self._check_url(caller, body.url)
+        url = await self._check_url(body.url, guard=not caller.is_admin)
         secret = signing.new_secret()
         row = Webhook(id=new_id(), account_id=owner, admin_owned=caller.is_admin, url=url,
                       description=body.description, kinds=kinds, enabled=True,
@@ -112,7 +114,7 @@ class WebhookService:
     async def patch(self, caller: Caller, webhook_id: str, changes: dict) -> Webhook:
         row = await self.get(caller, webhook_id)
         if changes.get("url") is not None:
-            row.url = await self._check_url(caller, changes["url"])
+            row.url = await self._check_url(changes["url"], guard=guarded(row))
         if changes.get("kinds") is not None:
             row.kinds = self._check_kinds(changes["kinds"])
         if "description" in changes:

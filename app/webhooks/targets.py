@@ -18,7 +18,9 @@ import ipaddress
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit
 
-from app.kit.outbound import OutboundRefused
+import idna  # httpx's own dependency: the same IDNA 2008 / UTS #46 mapping httpx applies to URLs
+
+from app.kit.outbound import OutboundRefused, parse_address
 from app.outbound import HTTPS_PORT, OutboundGuard
 
 
@@ -71,9 +73,22 @@ def resolve(url: str, guard: OutboundGuard | None) -> Target:
         parts = parse(url, guarded=True)
     except BadUrl as exc:
         raise OutboundRefused(str(exc)) from None
-    host, port = parts.hostname, port_of(parts)
+    host, port = ascii_host(parts.hostname), port_of(parts)
     address = guard.resolve(host, port)[0]
     literal = f"[{address}]" if isinstance(address, ipaddress.IPv6Address) else str(address)
     netloc = literal if parts.port is None else f"{literal}:{port}"
-    host_header = parts.netloc
+    named = f"[{host}]" if ":" in host else host
+    host_header = named if parts.port is None else f"{named}:{port}"
     return Target(parts._replace(netloc=netloc).geturl(), host_header=host_header, sni_hostname=host)
+
+
+def ascii_host(host: str) -> str:
+    """The host as it goes on the wire: an internationalised name as its A-labels (RFC 5891),
+    since the ``Host`` header and the TLS server name are ASCII (RFC 9110 section 7.2, RFC 6066
+    section 3), and the resolver is asked for that same name. OutboundRefused if it has none."""
+    if parse_address(host) is not None or host.isascii():
+        return host
+    try:
+        return idna.encode(host, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise OutboundRefused(f"{host!r} is not a valid internationalised host name ({exc})") from None

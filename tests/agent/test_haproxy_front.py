@@ -301,3 +301,54 @@ def test_an_unreachable_runtime_api_restores_the_files(front, certs, material, t
     desired["mail"] = {**base["mail"], name: certs["renewed"].fingerprint}
     apply_ok(client, desired, material)
     assert seen(stack, "imaps", name) == certs["renewed"].fingerprint  # (issued for another name)
+
+
+def test_a_certificate_transaction_left_open_does_not_wedge_the_front(front, certs, material, test_ca):
+    """HAProxy 2.6 holds one open certificate transaction per process. One left open (an agent
+    killed between ``set`` and ``commit``, a ``set`` whose reply timed out) refused every later
+    ``set ssl cert`` of another file, so every change of the server failed from then on: the
+    agent aborts the transaction that is open, whichever file it is for, and goes on."""
+    import asyncio
+
+    from app.agent.backends.haproxy_runtime import command
+
+    stack, _, client = front
+    base = document(client, certs)
+    apply_ok(client, base, material)
+    sock = haproxy_dir(stack) / "admin.sock"
+    default = str(stack.out("haproxy") / "default.pem")
+    stray = (stack.out("haproxy") / "default.pem").read_bytes()
+    reply = asyncio.run(command(sock, f"set ssl cert {default}", stray))
+    assert "Transaction" in reply, reply  # open, never committed
+    name = f"mail.{DOMAINS[12]}"
+    desired = {**base, "generation": client.next_generation(),
+               "mail": {**base["mail"], name: certs["added"].fingerprint}}
+    apply_ok(client, desired, material)
+    assert seen(stack, "imaps", name) == certs["added"].fingerprint
+    listing = asyncio.run(command(sock, "show ssl cert"))
+    assert "# transaction" not in listing, listing
+
+
+def test_a_bundle_too_big_for_the_runtime_api_is_loaded_by_a_reload(front, certs, material, test_ca):
+    """A ``set ssl cert`` payload larger than HAProxy's buffer (16 KB) gets an empty reply. One
+    tenant's long chain failed every change of the server, for every tenant; it is now loaded
+    by a seamless reload, and the others' changes go through with it."""
+    import dataclasses
+
+    stack, _, client = front
+    ca, _ = test_ca
+    base = document(client, certs)
+    apply_ok(client, base, material)
+    # RSA-4096 with 400 names, the intermediate repeated to a 10-certificate chain (the most the
+    # controller accepts): about 20 KB, a legitimate upload.
+    issued = ca.issue(["mail.big.test", *(f"n{i:03}.big.test" for i in range(399))], key_type="rsa-4096")
+    big = dataclasses.replace(issued, chain=issued.chain * 9)
+    assert len(big.key_pem + big.cert_pem + big.chain_pem) > 16384
+    workers = worker_pids(stack)
+    other = f"mail.{DOMAINS[13]}"
+    desired = {**base, "generation": client.next_generation(),
+               "mail": {**base["mail"], "mail.big.test": big.fingerprint, other: certs["added"].fingerprint}}
+    apply_ok(client, desired, {**material, big.fingerprint: big})
+    assert seen(stack, "imaps", "mail.big.test") == big.fingerprint
+    assert seen(stack, "imaps", other) == certs["added"].fingerprint
+    assert not set(worker_pids(stack)) & set(workers)  # a reload did it

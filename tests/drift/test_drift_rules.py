@@ -33,6 +33,16 @@ def test_parse_refuses_malformed_entries() -> None:
     assert rules.parse(["not", "a", "dict"], NOW) is None
 
 
+def test_parse_keeps_every_backend_the_agent_verifies() -> None:
+    """The HAProxy TLS front's ports (993/995) are probed as daemon ``haproxy``; dropping them
+    would hide drift on exactly the ports the front serves."""
+    from app.agent.backends.registry import BACKENDS
+
+    for name in BACKENDS:
+        seen = rules.parse({**GOOD, "daemon": name}, NOW)
+        assert seen is not None and seen.daemon == name, name
+
+
 def test_changes_report_each_transition_once() -> None:
     drifted, fine = rules.parse(GOOD, NOW), rules.parse({**GOOD, "port": 143, "served": A}, NOW)
     assert rules.changes({}, [drifted, fine]) == ([drifted], [])
@@ -47,6 +57,19 @@ def test_repair_rule() -> None:
     assert not rules.repair_due(2, True, None, NOW, 600)  # a waiting delivery repairs it anyway
     assert not rules.repair_due(2, False, NOW - timedelta(seconds=599), NOW, 600)
     assert rules.repair_due(2, False, NOW - timedelta(seconds=600), NOW, 600)
+
+
+def test_repairs_of_a_drift_that_stays_back_off_up_to_a_day() -> None:
+    """A drift a push cannot mend must not re-deploy the server every ``backoff`` forever: the
+    wait doubles with each repair while it stays drifted (10 min, 20, 40, ... a day at most)."""
+    ago = lambda s: NOW - timedelta(seconds=s)
+    assert rules.repair_due(1, False, ago(600), NOW, 600, repairs=1)
+    assert not rules.repair_due(1, False, ago(1199), NOW, 600, repairs=2)
+    assert rules.repair_due(1, False, ago(1200), NOW, 600, repairs=2)
+    assert not rules.repair_due(1, False, ago(4799), NOW, 600, repairs=4)
+    assert not rules.repair_due(1, False, ago(86399), NOW, 600, repairs=50)
+    assert rules.repair_due(1, False, ago(86400), NOW, 600, repairs=50)  # capped at a day
+    assert rules.repair_due(1, False, NOW, NOW, 0, repairs=9)  # no backoff configured: none
 
 
 def test_observed_is_judged_against_the_desired_certificate() -> None:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import select
@@ -122,7 +123,7 @@ async def test_a_webhook_that_keeps_failing_is_disabled_with_an_event(make_api, 
     client, ctx = await make_api(webhook_retry_schedule="0.1,0.1,0.1,0.1,0.1,0.1", webhook_disable_after_seconds=0.3)
     receiver = receivers()
     receiver.default = 500
-    hook = await create(client, admin, receiver.url)
+    hook = await create(client, admin, receiver.url + "?key=s3cret")
     await emit(ctx)
 
     async def disabled():
@@ -134,6 +135,7 @@ async def test_a_webhook_that_keeps_failing_is_disabled_with_an_event(make_api, 
     async with ctx.sessionmaker() as session:
         [event] = (await session.scalars(select(Event).where(Event.kind == "webhook.disabled"))).all()
     assert event.subjects == {"webhook": hook["id"]} and event.data["reason"] == "failing"
+    assert event.data["url"] == receiver.url  # without the query, where receivers keep their keys
     assert event.actor_type == "worker"
     sent = len(receiver.requests)
     await emit(ctx)
@@ -282,3 +284,48 @@ async def test_a_customers_webhook_gets_its_own_accounts_events_only(make_api, c
                             worker=Worker(ctx, owner="w1"))
     assert [r["event_id"] for r in rows] == [own]
     assert rows[0]["attempt_log"][0]["status_code"] is None  # nothing answers there
+
+
+async def test_a_webhook_disabled_while_its_batch_is_being_sent_sends_no_more(make_api, admin, receivers):
+    """``enabled: false`` stops deliveries: the ones of a batch the worker already picked up and
+    has not started must wait too, not go out one after another for minutes."""
+    client, ctx = await make_api(webhook_concurrency=1)
+    receiver = receivers()
+    gate = threading.Event()
+    receiver.plan = [("gate", gate, 200)]
+    hook = await create(client, admin, receiver.url)
+    await emit(ctx, 5)
+    worker = Worker(ctx, owner="w1")
+    await worker.round()  # fans out and starts sending; the first request waits at the gate
+    for _ in range(600):
+        if receiver.requests:
+            break
+        await asyncio.sleep(0.05)
+    response = await client.patch(f"/v1/webhooks/{hook['id']}", json={"enabled": False}, headers=admin)
+    assert response.status_code == 200 and not response.json()["enabled"]
+    gate.set()
+    await worker.drain()
+    assert len(receiver.requests) == 1
+    rows = await deliveries(client, admin, hook["id"])
+    assert sorted(r["status"] for r in rows) == ["delivered"] + ["pending"] * 4
+
+
+async def test_webhooks_take_turns_while_events_keep_coming(api, admin, receivers):
+    """Claimed by creation order, the oldest webhook (due again after every run while events
+    keep coming) took the only slot every time; the one furthest behind goes first now."""
+    from app.kit.time import utc_now
+    from app.webhooks.jobs import claim_webhooks, run_webhook
+
+    client, ctx = api
+    receiver = receivers()
+    first, second = [await create(client, admin, receiver.url) for _ in range(2)]
+    lease = timedelta(seconds=30)
+    turns = []
+    for _ in range(4):
+        await emit(ctx)
+        async with ctx.sessionmaker() as session:
+            [claimed] = await claim_webhooks(session, "w1", utc_now(), lease, 1)
+            await session.commit()
+        turns.append(claimed)
+        await run_webhook(ctx, claimed, "w1")
+    assert turns == [first["id"], second["id"], first["id"], second["id"]], turns

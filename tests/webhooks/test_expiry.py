@@ -76,6 +76,22 @@ async def test_a_bound_uploaded_certificate_is_told_once_per_threshold(client, a
     assert len(await events(context)) == 4
 
 
+async def test_more_candidates_than_a_page_are_all_told(client, admin, customer_headers, test_ca, context,
+                                                         monkeypatch):
+    """Certificates already told stay candidates until they expire: with more of them than one
+    page of the scan, the later ones were never told (the first page was the same every time)."""
+    from app.expiry import jobs
+
+    monkeypatch.setattr(jobs, "SCAN_LIMIT", 2)
+    for domain, days in (("a.test", 10), ("b.test", 11)):
+        await hosted_certificate(client, admin, customer_headers, test_ca, days=days, domain=domain)
+    assert await record_expiry_notices(context) == 2
+    late, _ = await hosted_certificate(client, admin, customer_headers, test_ca, days=12, domain="c.test")
+    assert await record_expiry_notices(context) == 1
+    assert [e.subjects["certificate"] for e in await events(context)][-1] == late["id"]
+    assert await record_expiry_notices(context) == 0
+
+
 async def test_an_acme_certificate_is_told_only_when_its_renewal_is_failing(client, admin, customer_headers, test_ca,
                                                                            context):
     cert, _ = await hosted_certificate(client, admin, customer_headers, test_ca, days=20)

@@ -88,6 +88,46 @@ async def test_a_guarded_https_delivery_reaches_the_checked_address_with_sni(tmp
                                         guard=guard({"hooks.example.net": ["127.0.0.1"]}, port=receiver.port),
                                         timeout=10)
             assert blocked.error.startswith("target not allowed") and len(receiver.requests) == 1
+            assert "127.0.0.1" not in blocked.error  # what the name resolved to stays the operator's
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_internationalised_host_goes_out_as_its_a_labels():
+    """Host and SNI are ASCII on the wire; the resolver is asked for the same A-label name."""
+    answers = {"xn--bcher-kva.example.net": ["8.8.8.8"]}
+    target = targets.resolve("https://Bücher.example.net/in", guard(answers))
+    assert target == targets.Target("https://8.8.8.8/in", "xn--bcher-kva.example.net", "xn--bcher-kva.example.net")
+    with_port = targets.resolve("https://bücher.example.net:443/in", guard(answers))
+    assert with_port.host_header == "xn--bcher-kva.example.net:443"
+    assert targets.resolve("https://[2001:4860:4860::8888]/", guard({})).host_header == "[2001:4860:4860::8888]"
+    with pytest.raises(OutboundRefused):  # not a name IDNA allows: refused, not an exception
+        targets.resolve("https://a\u200db.example.net/", guard(answers))
+
+
+async def test_a_delivery_to_an_internationalised_host_is_an_attempt_not_a_crash(tmp_path, test_ca, settings):
+    """A customer's webhook on an IDN host: before, httpx raised UnicodeEncodeError on the Host
+    header, outside its own errors, so the webhook's job crashed at every lease and the delivery
+    was never recorded, retried or given up."""
+    issued = test_ca.issue(["xn--bcher-kva.example.net"])
+    chain, key = write_pem(tmp_path / "chain.pem", issued.cert_pem), write_pem(tmp_path / "key.pem", issued.key_pem)
+    receiver, server = start_receiver(tls=(str(chain), str(key)))
+    try:
+        checked = guard({"xn--bcher-kva.example.net": ["127.0.0.1"]}, port=receiver.port, allow="127.0.0.0/8")
+        body = b'{"type":"token.created"}'
+        headers = signing.headers(signing.new_secret(), "d-1", 1_700_000_000, body)
+        async with httpx.AsyncClient(verify=sender.client_tls(settings.trust_bundle), trust_env=False) as client:
+            outcome = await sender.send(client, f"https://bücher.example.net:{receiver.port}/in", headers, body,
+                                        guard=checked, timeout=10)
+            assert outcome.status_code == 200 and outcome.error is None, outcome
+            [request] = receiver.requests
+            assert request.headers["host"] == f"xn--bcher-kva.example.net:{receiver.port}"
+            # Whatever else httpx cannot encode is one failed attempt with a short reason.
+            bad = {**headers, "webhook-id": "d-\u00fc"}
+            failed = await sender.send(client, f"https://bücher.example.net:{receiver.port}/in", bad, body,
+                                       guard=checked, timeout=10)
+            assert failed.status_code is None and failed.error.startswith("request failed"), failed
     finally:
         server.shutdown()
         server.server_close()

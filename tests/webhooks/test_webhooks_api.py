@@ -61,6 +61,11 @@ async def test_a_customer_patch_is_checked_like_a_creation(client, customer_head
                    422, "webhook_target_not_allowed")
     off = await client.patch(f"/v1/webhooks/{hook['id']}", json={"enabled": False}, headers=customer)
     assert off.json()["enabled"] is False and off.json()["disabled_reason"] == "manual"
+    # The rule follows the webhook, not the caller: an admin editing a customer's webhook cannot
+    # store a URL that the worker would then refuse at every attempt.
+    for url, code in (("http://8.8.8.8/", "invalid_webhook_url"), ("https://127.0.0.1/", "webhook_target_not_allowed")):
+        assert_problem(await client.patch(f"/v1/webhooks/{hook['id']}", json={"url": url}, headers=admin), 422, code)
+    assert (await client.get(f"/v1/webhooks/{hook['id']}", headers=customer)).json()["url"] == PUBLIC
 
 
 async def test_tenants_see_only_their_own_webhooks(client, customer_headers, admin):
@@ -88,6 +93,9 @@ async def test_unknown_kinds_and_accounts_are_refused(client, admin):
     problem = assert_problem(await client.post("/v1/webhooks", json={"url": PUBLIC, "kinds": ["certificate.exploded"]},
                                                headers=admin), 422, "unknown_event_kind")
     assert problem["kind"] == "certificate.exploded"
+    huge = assert_problem(await client.post("/v1/webhooks", json={"url": PUBLIC, "kinds": ["x" * 100_000]},
+                                            headers=admin), 422, "unknown_event_kind")
+    assert len(huge["detail"]) < 300 and len(huge["kind"]) == 100  # not the 100 KB echoed back
     assert_problem(await client.post("/v1/webhooks", json={"url": PUBLIC, "kinds": []}, headers=admin),
                    422, "validation_error")
     assert_problem(await client.post("/v1/webhooks", json={"url": PUBLIC, "kinds": ["certificate.expiring"],

@@ -106,6 +106,11 @@ class HaproxyBackend(Backend):
         # Above this many names to add or move, a seamless reload is cheaper than one runtime
         # command sequence per name (a first full document, a restore after an outage).
         self.runtime_max_changes = int(opts.get("runtime_max_changes") or 500)
+        # A ``set ssl cert`` payload must fit in one HAProxy buffer (``tune.bufsize``, 16384 by
+        # default; management.txt 9.3): a larger bundle (a long chain, RSA-4096 with many SANs)
+        # gets an empty reply, which would fail the whole change for every name on the server.
+        # Such a bundle is loaded by a seamless reload instead, which reads it from its file.
+        self.runtime_payload_max = int(opts.get("runtime_payload_max") or 15000)
         self.config_file = self.directory / "certpost.cfg"
         self.crt_list = self.directory / "certpost.crtlist"
         self.default_bundle = self.directory / "default.pem"
@@ -193,6 +198,9 @@ class HaproxyBackend(Backend):
     async def apply_runtime(self, changed: set[Path]) -> None:
         """Bring the running HAProxy to the live files through the runtime API (no reload)."""
         try:
+            if self.default_bundle in changed and self._too_big(self.default_bundle):
+                await self.reload()
+                return
             if self.default_bundle in changed:
                 await self.runtime.load_cert(
                     str(self.default_bundle), self.default_bundle.read_bytes(), new=False
@@ -225,6 +233,9 @@ class HaproxyBackend(Backend):
             await self.reload()  # the new worker loads the persisted files
             return
         loaded = {e.path for e in running.values()}
+        if any(p not in loaded and self._too_big(Path(p)) for p in set(wanted.values())):
+            await self.reload()  # the new worker loads the persisted files, big bundles included
+            return
         added: dict[str, str] = {}
         for name, path in wanted.items():
             entry = running.get(name)
@@ -251,6 +262,9 @@ class HaproxyBackend(Backend):
         still = {e.path for e in running.values()}
         for path in sorted(loaded - still):
             await self.runtime.delete_cert(path)
+
+    def _too_big(self, path: Path) -> bool:
+        return path.stat().st_size > self.runtime_payload_max
 
     async def _line_of(self, name: str, path: str) -> int:
         for entry in await self.runtime.crt_list(self.crt_list):

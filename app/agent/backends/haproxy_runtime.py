@@ -77,6 +77,12 @@ def parse_crt_list(text: str) -> list[CrtListEntry]:
     return entries
 
 
+def _opened(reply: str, path: str) -> bool:
+    """``set ssl cert`` opened or updated the transaction of ``path`` itself."""
+    return (f"Transaction created for certificate {path}!" in reply
+            or f"Transaction updated for certificate {path}!" in reply)
+
+
 class Runtime:
     """The commands the backend needs, each checked against the reply HAProxy 2.6 gives."""
 
@@ -101,16 +107,33 @@ class Runtime:
         if new:
             await self._ok(f"new ssl cert {path}", "New empty certificate store")
         reply = await command(self.socket, f"set ssl cert {path}", pem, self.timeout)
-        if f"Transaction created for certificate {path}" not in reply and (
-            f"Transaction updated for certificate {path}" not in reply
-        ):
-            # Another transaction is open (or ours was refused): close whatever is open.
-            await command(self.socket, f"abort ssl cert {path}", None, self.timeout)
-            raise RuntimeApiError(f"set ssl cert {path}: {reply or 'empty reply'}")
+        if not _opened(reply, path):
+            # Another file's transaction is open (an agent stopped between set and commit, a
+            # reply that timed out): HAProxy 2.6 then answers "Transaction updated for
+            # certificate <that file>" and has put OUR payload into it, which a later commit of
+            # that file would serve. Abort whatever is open, and try once more.
+            for other in await self.open_transactions():
+                await command(self.socket, f"abort ssl cert {other}", None, self.timeout)
+            reply = await command(self.socket, f"set ssl cert {path}", pem, self.timeout)
+            if not _opened(reply, path):
+                await command(self.socket, f"abort ssl cert {path}", None, self.timeout)
+                raise RuntimeApiError(f"set ssl cert {path}: {reply or 'empty reply'}")
         reply = await command(self.socket, f"commit ssl cert {path}", None, self.timeout)
         if f"Committing {path}" not in reply or "Success!" not in reply:
             await command(self.socket, f"abort ssl cert {path}", None, self.timeout)
             raise RuntimeApiError(f"commit ssl cert {path}: {reply or 'empty reply'}")
+
+    async def open_transactions(self) -> list[str]:
+        """The files with an open certificate transaction (``show ssl cert``: the ``*`` lines
+        under ``# transaction``)."""
+        reply = await command(self.socket, "show ssl cert", None, self.timeout)
+        found, section = [], ""
+        for line in reply.splitlines():
+            if line.startswith("#"):
+                section = line
+            elif section.startswith("# transaction") and line.startswith("*"):
+                found.append(line[1:].strip())
+        return found
 
     async def delete_cert(self, path: str) -> None:
         await self._ok(f"del ssl cert {path}", "deleted")
