@@ -1,7 +1,7 @@
 """drift repairs back off while a server stays drifted
 
-Revision ID: 0017
-Revises: 0016
+Revision ID: 0018
+Revises: 0017
 Create Date: 2026-12-01
 
 ``drift_polls.repairs``: how many repair deliveries were scheduled for drift since the server
@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.exc import SAWarning
 
-revision = "0017"
-down_revision = "0016"
+revision = "0018"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
