@@ -31,7 +31,7 @@ from app.outbound import RESOLVE_TIMEOUT, OutboundGuard
 from app.paging import PageRequest, Window
 from app.problems import Conflict, NotFound, RuleViolation
 from app.servers.models import Server
-from app.servers.software import capabilities, sni_advice
+from app.servers.software import require_per_domain_mail
 
 TARGET_RULE = ("the DNS provider may only contact public unicast addresses: settings.server and settings.port "
                "(port 53) and settings.propagation_nameservers (port 53); a lexicon provider only its vendor's "
@@ -73,13 +73,6 @@ class BindNeedsOneDomain(RuleViolation):
     """`bind` binds the result to one domain, so the names must all be under that domain."""
 
     code, title = "bind_needs_one_domain", "`bind` needs names under a single domain"
-
-
-class SniUnsupported(Conflict):
-    """`bind` asks for mail, but the server's software cannot serve a per-domain mail certificate (`advice` says what to do)."""
-
-    code, title = "sni_unsupported", "This server cannot serve a per-domain mail certificate"
-    extensions = ("advice",)
 
 
 class NotRenewable(Conflict):
@@ -222,9 +215,8 @@ class AcmeService:
             if domain is None:
                 raise BindNeedsOneDomain("to bind the result, order names of one domain")
             server = servers[domain.server_id]
-            if "mail" in body.bind and not capabilities(server.software).per_domain_mail:
-                raise SniUnsupported(f"{server.software} cannot serve mail.{domain.name} by SNI",
-                                     advice=sni_advice(server.software, server.hostname))
+            if "mail" in body.bind:
+                require_per_domain_mail(server.software, server.hostname, domain.name)
         if body.certificate_id:
             await self.certificates.get_visible(caller, body.certificate_id)
             if await self.repo.open_order_for(body.certificate_id):
