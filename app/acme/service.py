@@ -24,6 +24,7 @@ from app.acme.repository import AcmeRepository
 from app.acme.schemas import OrderCreate
 from app.certificates.service import CertificateService
 from app.db import new_id, record_worker_work
+from app.events import EventKind, record
 from app.kit.crypto import MasterKey, Sealed
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.outbound import OutboundRefused
@@ -153,6 +154,8 @@ class AcmeService:
         sealed = self.master_key.seal(json.dumps(prepared.secrets).encode(), row.id)
         row.secret_ciphertext, row.secret_wrapped, row.master_key_id = sealed.ciphertext, sealed.wrapped_key, sealed.master_key_id
         await self.repo.add(row)
+        record(self.repo.session, EventKind.DNS_PROVIDER_CREATED, caller, account_id=owner,
+               subjects={"dns_provider": row.id}, data={"name": row.name, "kind": row.kind})
         return row
 
     async def list_providers(self, caller: Caller, account_id: str | None, page: PageRequest) -> Window[DnsProvider]:
@@ -171,6 +174,8 @@ class AcmeService:
     async def delete_provider(self, caller: Caller, provider_id: str) -> None:
         row = await self.visible_provider(caller, provider_id)
         await self.repo.delete(row)
+        record(self.repo.session, EventKind.DNS_PROVIDER_DELETED, caller, account_id=row.account_id,
+               subjects={"dns_provider": row.id}, data={"name": row.name, "kind": row.kind})
 
     # -- orders ---------------------------------------------------------------------------
     async def _owning_domains(self, caller: Caller, names: list[str]):
