@@ -3,8 +3,8 @@ Idempotency-Key) and the refusals they bring, from the routes themselves where i
 
 - every 201 and 202 response documents ``Location``;
 - an operation that takes ``If-Match`` may answer 412 ``precondition_failed``;
-- an operation that takes ``Idempotency-Key`` may answer 409 ``idempotency_key_in_flight`` and
-  422 ``idempotency_key_reused``, and its success may be a replay (``Idempotent-Replayed``);
+- an operation that takes ``Idempotency-Key`` may answer 409 ``idempotency_key_in_flight`` or
+  ``idempotency_response_unreadable`` and 422 ``idempotency_key_reused``, and its success may be a replay (``Idempotent-Replayed``);
 - the operations in ``ETAG_OPERATIONS`` document the ``ETag`` they send;
 - every other GET answering JSON documents the body's ``ETag``, ``If-None-Match`` and its 304
   (app/conditional.py).
@@ -14,7 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.idempotency.http import IdempotencyKeyInFlight, IdempotencyKeyReused
+from app.idempotency.http import (
+    IdempotencyKeyInFlight,
+    IdempotencyKeyReused,
+    IdempotencyResponseUnreadable,
+)
 from app.preconditions import PreconditionFailed
 from app.problems import add_problem
 
@@ -78,4 +82,5 @@ def document_http(doc: dict[str, Any]) -> dict[str, Any]:
             if "Idempotency-Key" in headers:
                 add_problem(responses, IdempotencyKeyInFlight)
                 add_problem(responses, IdempotencyKeyReused)
+                add_problem(responses, IdempotencyResponseUnreadable)
     return doc

@@ -100,6 +100,12 @@ EXTENSIONS: dict[str, Extension] = {
         "`certificate_exists`: the certificate of the same owner that already holds the material (when known).",
         "0f6c1a9e-3b2d-4c8e-a1f0-7d6e5c4b3a29",
     ),
+    "location": Extension(
+        {"type": ["string", "null"]},
+        "`idempotency_response_unreadable`: the URL of what the first request created (its `Location`), "
+        "null when it answered without one.",
+        "/v1/servers/0f6c1a9e-3b2d-4c8e-a1f0-7d6e5c4b3a29",
+    ),
     "database": Extension(
         {"type": "string", "enum": ["unreachable"]},
         "`database_unavailable` from `GET /readyz`: the state of the database.",

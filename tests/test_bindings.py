@@ -212,3 +212,15 @@ async def test_capacity_warning_on_server_and_tls_status(client, admin, context,
         assert "mail_certificates_over_capacity" in [w["code"] for w in status["warnings"]]
     finally:
         context.settings.dovecot_capacity = saved
+
+
+async def test_an_order_that_binds_mail_is_refused_with_the_same_problem(client, admin, customer_headers):
+    """The ACME order's bind check and the bind share one rule and one error class."""
+    server = await create_server(client, admin, name="q1", hostname="q1.hosting.test", software="qmail-courier",
+                                 agent_url="https://q1.hosting.test:8750", agent_tls_fingerprint="ab" * 32)
+    account_id, customer = await customer_headers()
+    await create_domain(client, admin, "a.test", server["id"], account_id)
+    r = await client.post("/v1/certificate-orders", json={"names": ["mail.a.test"], "challenge": "http-01", "bind": ["mail"]},
+                          headers=customer)
+    body = assert_problem(r, 409, "sni_unsupported")
+    assert body["recommended_client_hostname"] == "q1.hosting.test" and "qmail" in body["advice"]

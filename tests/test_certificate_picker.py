@@ -112,3 +112,40 @@ async def test_picker_refusals(client, tenants):
     assert_problem(await client.get("/v1/certificates?usable_for=-bad-", headers=a), 422, "invalid_filter")
     assert_problem(await client.get("/v1/certificates?covers=a.test&covers=", headers=a), 422, "invalid_filter")
     assert (await client.get("/v1/certificates?usable_for=a.test&service=imap", headers=a)).status_code == 422
+
+
+async def test_the_picker_refuses_mail_where_a_bind_would(client, admin, customer_headers, test_ca):
+    """qmail-courier cannot present a per-domain mail certificate: the picker answers what the bind
+    answers (409 sni_unsupported) for mail and both, and still offers webmail; postfix-dovecot
+    (with or without an HAProxy front) offers mail."""
+    account_id, customer = await customer_headers("picker-sni")
+    qmail = await create_server(client, admin, name="q1", hostname="q1.hosting.test", software="qmail-courier")
+    dovecot = await create_server(client, admin, name="d1", hostname="d1.hosting.test", software="postfix-dovecot")
+    fronted = await create_server(client, admin, name="h1", hostname="h1.hosting.test", software="postfix-dovecot",
+                                  tls_front="haproxy")
+    await create_domain(client, admin, "q.test", qmail["id"], account_id)
+    await create_domain(client, admin, "d.test", dovecot["id"], account_id)
+    await create_domain(client, admin, "h.test", fronted["id"], account_id)
+    q = await upload(client, customer, test_ca.issue(["*.q.test"]))
+    d = await upload(client, customer, test_ca.issue(["*.d.test"]))
+    h = await upload(client, customer, test_ca.issue(["*.h.test"]))
+
+    for service in ("mail", "both"):
+        response = await client.get(f"/v1/certificates?usable_for=q.test&service={service}", headers=customer)
+        body = assert_problem(response, 409, "sni_unsupported")
+        assert "qmail" in body["advice"] and "q1.hosting.test" in body["advice"]
+        assert body["recommended_client_hostname"] == "q1.hosting.test"
+        bind = await client.put("/v1/domains/q.test/bindings/mail", json={"certificate_id": q["id"]},
+                                headers=customer)
+        assert {k: v for k, v in assert_problem(bind, 409, "sni_unsupported").items() if k != "instance"} == {
+            k: v for k, v in body.items() if k != "instance"}
+    # The default is both: refused as well; webmail is offered.
+    assert_problem(await client.get("/v1/certificates?usable_for=q.test", headers=customer), 409, "sni_unsupported")
+    assert await listed(client, customer, "usable_for=q.test&service=webmail") == [q["id"]]
+    for domain, cert in (("d.test", d), ("h.test", h)):
+        for service in ("mail", "both"):
+            assert await listed(client, customer, f"usable_for={domain}&service={service}") == [cert["id"]]
+    # Another tenant learns nothing about q.test's server: 404 as for any domain it cannot see.
+    _other, stranger = await customer_headers("picker-sni-b")
+    response = await client.get("/v1/certificates?usable_for=q.test&service=mail", headers=stranger)
+    assert_problem(response, 404, "not_found")

@@ -192,3 +192,47 @@ async def test_a_customer_order_and_domain_creation_take_keys(client, admin, cus
     again = await client.post("/v1/domains", json=body, headers=headers)
     assert first.status_code == again.status_code == 201
     assert again.content == first.content and again.headers["Location"] == "/v1/domains/d.test"
+
+
+async def test_a_replay_after_the_master_key_changed(client, admin, context, settings, tmp_path):
+    """Stored responses are sealed with the master key. After the key file was replaced (a second
+    controller built on the same database with another key), a retry cannot be replayed: it gets
+    409 idempotency_response_unreadable with the first request's Location, and runs nothing."""
+    import httpx
+
+    from app.context import AppContext
+    from app.kit.crypto import load_master_key
+    from app.main import create_app
+
+    headers = {**admin, **key()}
+    body = {"name": "mx1", "hostname": "mx1.hosting.test", "software": "postfix-dovecot"}
+    first = await client.post("/v1/servers", json=body, headers=headers)
+    assert first.status_code == 201, first.text
+
+    new_key = tmp_path / "replaced-master.key"
+    assert load_master_key(new_key, create=True).id != context.master_key.id
+    # A new Settings (not model_copy, which would keep the cached resolved paths of the old one).
+    other = AppContext.build(type(settings)(**{**settings.model_dump(exclude_unset=True), "master_key_file": new_key}))
+    assert other.master_key.id != context.master_key.id
+    try:
+        app = create_app(context=other, run_worker=False)
+        app.state.ctx = other
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://certpost.test") as c:
+            for _ in range(2):  # the record stays: every retry gets the same answer
+                problem = assert_problem(await c.post("/v1/servers", json=body, headers=headers), 409,
+                                         "idempotency_response_unreadable")
+                assert problem["location"] == first.headers["Location"]
+                assert first.headers["Location"] in problem["detail"]
+                assert "Idempotent-Replayed" not in problem
+            assert await _count(context, Server) == 1
+            # Another body with that key is still another request; a new key creates.
+            assert_problem(await c.post("/v1/servers", json={**body, "name": "mx2"}, headers=headers), 422,
+                           "idempotency_key_reused")
+            fresh = await c.post("/v1/servers", json={**body, "name": "mx2", "hostname": "mx2.hosting.test"},
+                                 headers={**admin, **key()})
+            assert fresh.status_code == 201, fresh.text
+    finally:
+        await other.close()
+    # The controller with the original key still replays it.
+    again = await client.post("/v1/servers", json=body, headers=headers)
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"

@@ -16,7 +16,8 @@ class Caller:
     role: str  # "admin" | "customer"
     account_id: str | None
     # Who acts, as the event log names it: "token" (an API token; token_id is its id), "worker"
-    # (token_id is the worker's id) or "operator" (the `certpost` command on the controller's host).
+    # (token_id is the worker's id), "operator" (the `certpost` command on the controller's host) or
+    # "enrolment" (an agent presenting a one-time enrolment token; token_id is that token's id).
     actor: str = "token"
 
     @classmethod
@@ -24,6 +25,12 @@ class Caller:
         """The worker acting on its own, with admin visibility (see ``SYSTEM``); events name it
         as their actor ``{type: worker, id: worker_id}``."""
         return cls(token_id=worker_id, role="admin", account_id=None, actor="worker")
+
+    @classmethod
+    def for_enrolment(cls, enrolment_token_id: str) -> Caller:
+        """An agent spending an enrolment token: the token stands for the administrator who made
+        it, for that one server; events name it as ``{type: enrolment, id: enrolment_token_id}``."""
+        return cls(token_id=enrolment_token_id, role="admin", account_id=None, actor="enrolment")
 
     @property
     def is_admin(self) -> bool:

@@ -30,7 +30,6 @@ from app.acme.service import (
     NameNotAllowed,
     NotRenewable,
     OrderInProgress,
-    SniUnsupported,
     UnknownDnsProvider,
     WildcardRequiresDns01,
 )
@@ -42,6 +41,7 @@ from app.kit import conditions
 from app.outbound import OutboundGuard
 from app.paging import InvalidCursor, PageParams
 from app.problems import Forbidden, NotFound, responses
+from app.servers.software import SniUnsupported
 
 router = APIRouter(tags=["acme"], route_class=IdempotentRoute)
 

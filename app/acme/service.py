@@ -24,6 +24,7 @@ from app.acme.repository import AcmeRepository
 from app.acme.schemas import OrderCreate
 from app.certificates.service import CertificateService
 from app.db import new_id, record_worker_work
+from app.events import EventKind, record
 from app.kit.crypto import MasterKey, Sealed
 from app.kit.mailclients import with_autoconfig_names
 from app.kit.names import InvalidName, normalise_hostname
@@ -32,7 +33,7 @@ from app.outbound import RESOLVE_TIMEOUT, OutboundGuard
 from app.paging import PageRequest, Window
 from app.problems import Conflict, NotFound, RuleViolation
 from app.servers.models import Server
-from app.servers.software import capabilities, sni_advice
+from app.servers.software import require_per_domain_mail
 
 TARGET_RULE = ("the DNS provider may only contact public unicast addresses: settings.server and settings.port "
                "(port 53) and settings.propagation_nameservers (port 53); a lexicon provider only its vendor's "
@@ -77,13 +78,6 @@ class BindNeedsOneDomain(RuleViolation):
     """`bind` binds the result to one domain, so the names must all be under that domain."""
 
     code, title = "bind_needs_one_domain", "`bind` needs names under a single domain"
-
-
-class SniUnsupported(Conflict):
-    """`bind` asks for mail, but the server's software cannot serve a per-domain mail certificate (`advice` says what to do)."""
-
-    code, title = "sni_unsupported", "This server cannot serve a per-domain mail certificate"
-    extensions = ("advice",)
 
 
 class NotRenewable(Conflict):
@@ -164,6 +158,8 @@ class AcmeService:
         sealed = self.master_key.seal(json.dumps(prepared.secrets).encode(), row.id)
         row.secret_ciphertext, row.secret_wrapped, row.master_key_id = sealed.ciphertext, sealed.wrapped_key, sealed.master_key_id
         await self.repo.add(row)
+        record(self.repo.session, EventKind.DNS_PROVIDER_CREATED, caller, account_id=owner,
+               subjects={"dns_provider": row.id}, data={"name": row.name, "kind": row.kind})
         return row
 
     async def list_providers(self, caller: Caller, account_id: str | None, page: PageRequest) -> Window[DnsProvider]:
@@ -182,6 +178,8 @@ class AcmeService:
     async def delete_provider(self, caller: Caller, provider_id: str) -> None:
         row = await self.visible_provider(caller, provider_id)
         await self.repo.delete(row)
+        record(self.repo.session, EventKind.DNS_PROVIDER_DELETED, caller, account_id=row.account_id,
+               subjects={"dns_provider": row.id}, data={"name": row.name, "kind": row.kind})
 
     # -- orders ---------------------------------------------------------------------------
     async def _owning_domains(self, caller: Caller, names: list[str]):
@@ -231,9 +229,8 @@ class AcmeService:
             if domain is None:
                 raise BindNeedsOneDomain("to bind the result, order names of one domain")
             server = servers[domain.server_id]
-            if "mail" in body.bind and not capabilities(server.software).per_domain_mail:
-                raise SniUnsupported(f"{server.software} cannot serve mail.{domain.name} by SNI",
-                                     advice=sni_advice(server.software, server.hostname))
+            if "mail" in body.bind:
+                require_per_domain_mail(server.software, server.hostname, domain.name)
         if body.certificate_id:
             await self.certificates.get_visible(caller, body.certificate_id)
             if await self.repo.open_order_for(body.certificate_id):

@@ -21,6 +21,7 @@ from app.certificates import errors as cert_errors
 from app.certificates.reading import MaterialReader
 from app.certificates.service import CertificateService, Stored
 from app.db import new_id
+from app.events import EventKind, record
 from app.kit import x509 as kx
 from app.kit.coverage import wildcard_on_public_suffix
 from app.kit.crypto import MasterKey, Sealed
@@ -76,6 +77,9 @@ class CertificateRequestService:
         row.key_ciphertext, row.key_wrapped, row.master_key_id = (sealed.ciphertext, sealed.wrapped_key,
                                                                   sealed.master_key_id)
         await self.repo.add(row)
+        record(self.repo.session, EventKind.CERTIFICATE_REQUEST_CREATED, caller, account_id=owner,
+               subjects={"certificate_request": row.id},
+               data={"names": wanted, "key_type": key_type, "public_key_sha256": spki})
         return row
 
     async def get_visible(self, caller: Caller, request_id: str) -> CertificateRequest:
@@ -88,7 +92,10 @@ class CertificateRequestService:
 
     async def delete(self, caller: Caller, request_id: str) -> None:
         """Forget a request and its key (a completed one's certificate stays)."""
-        await self.repo.delete(await self.get_visible(caller, request_id))
+        row = await self.get_visible(caller, request_id)
+        await self.repo.delete(row)
+        record(self.repo.session, EventKind.CERTIFICATE_REQUEST_DELETED, caller, account_id=row.account_id,
+               subjects={"certificate_request": row.id}, data={"names": list(row.names), "status": row.status})
 
     async def complete(self, caller: Caller, request_id: str, *, certificate_pem: str, chain_pem: str | None,
                        name: str | None) -> Stored:
@@ -116,4 +123,7 @@ class CertificateRequestService:
                                                       caller=caller)
         if not await self.repo.complete(row, stored.certificate.id, utc_now()):
             raise RequestCompleted(f"certificate request {row.id} was completed by another request meanwhile")
+        record(self.repo.session, EventKind.CERTIFICATE_REQUEST_COMPLETED, caller, account_id=row.account_id,
+               subjects={"certificate_request": row.id, "certificate": stored.certificate.id},
+               data={"names": list(row.names), "fingerprint_sha256": stored.certificate.fingerprint_sha256})
         return stored

@@ -156,10 +156,13 @@ class CertificateRepository:
             for cid, v in verdicts.items()
         ])
 
-    async def domain_account(self, domain_name: str) -> tuple[bool, str | None]:
-        """(exists, account id) of a domain: the picker offers what that domain can bind."""
-        row = (await self.session.execute(select(Domain.account_id).where(Domain.name == domain_name))).first()
-        return (row is not None, row.account_id if row is not None else None)
+    async def domain_for_picker(self, domain_name: str):
+        """A domain's account and its server's software and host name (None when certpost does
+        not know the domain): the picker offers what a bind to that domain would accept."""
+        return (await self.session.execute(
+            select(Domain.account_id, Server.software, Server.hostname)
+            .join(Server, Server.id == Domain.server_id).where(Domain.name == domain_name)
+        )).first()
 
     async def lock(self, cert: Certificate) -> bool:
         """Take the certificate's row for this transaction and reload it; False if it is gone.

@@ -34,6 +34,7 @@ from app.paging import PageParams
 from app.preconditions import IfMatch, tag
 from app.problems import Forbidden, NotFound, RuleViolation, responses
 from app.schemas import Instant, ModelResponse, Text, WarningOut
+from app.servers.software import SniUnsupported
 
 router = APIRouter(prefix="/v1/certificates", tags=["certificates"], route_class=IdempotentRoute)
 
@@ -216,7 +217,7 @@ async def create_self_signed(body: SelfSignedCreate, caller: CurrentCaller, serv
 
 @router.get("", operation_id="listCertificates", response_description="A page of certificates",
     summary="List certificates",
-    response_model=CertificatePage, responses=responses(InvalidCursor, InvalidFilter, NotFound))
+    response_model=CertificatePage, responses=responses(InvalidCursor, InvalidFilter, NotFound, SniUnsupported))
 async def list_certificates(
     caller: CurrentCaller,
     certificates: Service,
@@ -228,7 +229,10 @@ async def list_certificates(
     usable_for: Annotated[str | None, Query(
         description="The certificate picker: only certificates that can serve this domain's `service` now: in "
         "date, covering webmail.<domain> and/or mail.<domain>, and, when certpost knows the domain, of the "
-        "domain's account or the platform's (what a bind accepts). Expired certificates are never offered.",
+        "domain's account or the platform's (what a bind accepts). Expired certificates are never offered. "
+        "For `service` `mail` or `both` on a server whose software cannot serve per-domain mail "
+        "certificates, 409 `sni_unsupported` (as the bind would answer), with `advice` and "
+        "`recommended_client_hostname`; ask for `service=webmail` there.",
         examples=["example.com"])] = None,
     service: Annotated[Literal["webmail", "mail", "both"] | None, Query(
         description="With `usable_for`: the host names to cover (webmail.<d>, mail.<d>, or both; default both).",
@@ -246,7 +250,10 @@ async def list_certificates(
     """Certificates the caller may see, in the chosen order (`sort`), each with where it is bound and
     whether it is trusted now. Filter by names they cover (`covers`), by what can serve a domain now
     (`usable_for`, the certificate picker), by expiry (`expires_before`) and by account. A customer
-    sees its own account's certificates only. Cursor-paginated: pass `next_cursor` back as `cursor`."""
+    sees its own account's certificates only. Cursor-paginated: pass `next_cursor` back as `cursor`.
+    The picker refuses what a bind would refuse: mail (or both) of a domain whose server cannot
+    serve per-domain mail certificates is 409 `sni_unsupported`, with the server's host name for
+    mail clients in `recommended_client_hostname`."""
     found = await certificates.list(
         caller,
         covers_names=covers,

@@ -38,6 +38,7 @@ from app.paging import InvalidCursor, PageRequest
 from app.preconditions import NONE as NO_PRECONDITION
 from app.preconditions import Precondition, certificate_tag
 from app.problems import NotFound, RuleViolation
+from app.servers.software import require_per_domain_mail
 
 __all__ = ["CertificateService", "InvalidCursor", "InvalidFilter", "Page"]
 
@@ -207,8 +208,11 @@ class CertificateService:
 
         When certpost knows the domain, only what a bind would accept is offered: the domain's
         own account's certificates and the platform's (``certificate_account_mismatch``
-        otherwise), and the customer must see the domain (404 as for any other domain). An
-        unknown domain (a panel preparing one) is judged on coverage and dates alone.
+        otherwise), the customer must see the domain (404 as for any other domain), and mail
+        (or both) on a server that cannot serve per-domain mail certificates is refused as the
+        bind refuses it (409 ``sni_unsupported``), rather than offering certificates that no
+        bind would take. An unknown domain (a panel preparing one) is judged on coverage and
+        dates alone.
         """
         if service not in SERVICES:
             raise InvalidFilter(f"service: one of {', '.join(SERVICES)}")
@@ -216,10 +220,14 @@ class CertificateService:
             name = normalise_hostname(domain)
         except InvalidName as exc:
             raise InvalidFilter(f"usable_for: {exc}") from None
-        exists, owner = await self.repo.domain_account(name)
-        if exists and not caller.can_see(owner):
+        known = await self.repo.domain_for_picker(name)
+        if known is None:
+            return [service_hostname(s, name) for s in SERVICES[service]], None
+        if not caller.can_see(known.account_id):
             raise NotFound("domain not found")
-        return [service_hostname(s, name) for s in SERVICES[service]], owner if exists else None
+        if "mail" in SERVICES[service]:
+            require_per_domain_mail(known.software, known.hostname, name)
+        return [service_hostname(s, name) for s in SERVICES[service]], known.account_id
 
     # -- changes --------------------------------------------------------------------------
     async def replace(self, caller: Caller, cert_id: str, material: Material, name: str | None,

@@ -37,7 +37,6 @@ from app.domains.service import (
     DomainService,
     Effective,
     InvalidDomainName,
-    SniUnsupported,
     UnknownServer,
 )
 from app.idempotency.http import IDEMPOTENT, IdempotentRoute
@@ -49,7 +48,7 @@ from app.preconditions import IfMatch, binding_tag, bindings_tag, domain_tag, ta
 from app.problems import Forbidden, NotFound, responses
 from app.schemas import ModelResponse, WarningOut
 from app.servers.router import capacity_warnings
-from app.servers.software import capabilities, mail_ports
+from app.servers.software import SniUnsupported, capabilities, mail_ports
 
 router = APIRouter(prefix="/v1/domains", tags=["domains"], route_class=IdempotentRoute)
 

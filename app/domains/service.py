@@ -20,9 +20,9 @@ from app.deployments.outbox import servers_changed
 from app.domains import rules
 from app.domains.models import SERVICES, Domain
 from app.domains.repository import CertificateFacts, DomainFacts, DomainRepository, ServerFacts
-from app.events import EventKind, record
 from app.drift import rules as drift_rules
 from app.drift.repository import DriftRepository
+from app.events import EventKind, record
 from app.kit.coverage import is_public_suffix
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.time import utc_now
@@ -32,7 +32,7 @@ from app.preconditions import Precondition, binding_tag, bindings_tag, domain_ta
 from app.problems import Conflict, NotFound, RuleViolation
 from app.servers.models import Server
 from app.servers.repository import ServerRepository
-from app.servers.software import capabilities, mail_ports, sni_advice
+from app.servers.software import mail_ports, require_per_domain_mail
 
 
 class InvalidDomainName(RuleViolation):
@@ -51,13 +51,6 @@ class UnknownServer(RuleViolation):
     """The `server_id` names no server."""
 
     code, title = "unknown_server", "No such server"
-
-
-class SniUnsupported(Conflict):
-    """The server's software cannot serve a per-domain mail certificate (no SNI for IMAP/SMTP): `advice` says what to do and `recommended_client_hostname` which host name mail clients should use."""
-
-    code, title = "sni_unsupported", "This server cannot serve a per-domain mail certificate"
-    extensions = ("advice", "recommended_client_hostname",)
 
 
 class CertificateAccountMismatch(RuleViolation):
@@ -206,12 +199,8 @@ class DomainService:
             raise NotFound("certificate not found")
         if cert.account_id is not None and cert.account_id != domain.account_id:
             raise CertificateAccountMismatch("bind a certificate of the domain's own account")
-        if service == "mail" and not capabilities(server.software).per_domain_mail:
-            raise SniUnsupported(
-                f"{server.software} cannot serve a per-domain mail certificate for mail.{domain.name}",
-                advice=sni_advice(server.software, server.hostname),
-                recommended_client_hostname=server.hostname,
-            )
+        if service == "mail":
+            require_per_domain_mail(server.software, server.hostname, domain.name)
         hostname = rules.service_hostname(service, domain.name)
         now = utc_now()
         rules.check_bindable(cert, hostname, now)

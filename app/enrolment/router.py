@@ -76,10 +76,10 @@ async def create_enrolment_token(server_id: str, body: EnrolmentTokenCreate, adm
 @router.delete("/v1/servers/{server_id}/enrolment-tokens/{enrolment_token_id}", operation_id="deleteEnrolmentToken",
     response_description="Deleted", summary="Withdraw an enrolment token", status_code=204,
     responses=responses(Forbidden, NotFound))
-async def delete_enrolment_token(server_id: str, enrolment_token_id: str, _admin: Admin, service: Service):
+async def delete_enrolment_token(server_id: str, enrolment_token_id: str, admin: Admin, service: Service):
     """Withdraw a token before it is used or expires: it is refused from now on (403
     `enrolment_token_invalid`). Administrators only."""
-    await service.delete_token(server_id, enrolment_token_id)
+    await service.delete_token(admin, server_id, enrolment_token_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

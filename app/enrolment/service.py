@@ -24,6 +24,7 @@ from app.db import new_id
 from app.enrolment import tokens
 from app.enrolment.models import EnrolmentToken
 from app.enrolment.repository import EnrolmentRepository
+from app.events import EventKind, record
 from app.kit.time import utc_now
 from app.kit.x509 import load_pem_certificates
 from app.problems import Conflict, Forbidden, NotFound
@@ -90,13 +91,18 @@ class EnrolmentService:
             expires_at=now + timedelta(seconds=expires_in or self.default_seconds),
         )
         await self.repo.add(row)
+        record(self.repo.session, EventKind.ENROLMENT_TOKEN_CREATED, caller, account_id=None,
+               subjects={"enrolment_token": row.id, "server": server.id},
+               data={"description": description, "expires_at": row.expires_at})
         return row, tokens.format_token(row.id, secret)
 
-    async def delete_token(self, server_id: str, token_id: str) -> None:
+    async def delete_token(self, caller: Caller, server_id: str, token_id: str) -> None:
         row = await self.repo.get(token_id)
         if row is None or row.server_id != server_id:
             raise NotFound("enrolment token not found")
         await self.repo.delete(row)
+        record(self.repo.session, EventKind.ENROLMENT_TOKEN_DELETED, caller, account_id=None,
+               subjects={"enrolment_token": row.id, "server": server_id}, data={"used": row.used_at is not None})
 
     async def enrol(self, token_text: str, *, agent_url: str, agent_tls_fingerprint: str) -> Enrolled:
         """Spend the token and set the server's agent. Nothing changes unless all of it does:
@@ -119,5 +125,9 @@ class EnrolmentService:
                                        f"({other.id}); clear that server's agent first")
         if not await self.repo.spend(row.id, now, url):
             raise EnrolmentTokenUsed("the enrolment token was used by another request meanwhile")
+        previous = (await self.servers.get(row.server_id)).agent_url
         server = await self.servers.patch(row.server_id, {"agent_url": url, "agent_tls_fingerprint": fingerprint})
+        record(self.repo.session, EventKind.AGENT_ENROLLED, Caller.for_enrolment(row.id), account_id=None,
+               subjects={"enrolment_token": row.id, "server": server.id},
+               data={"agent_url": url, "agent_tls_fingerprint": fingerprint, "previous_agent_url": previous})
         return Enrolled(server, row)

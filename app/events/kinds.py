@@ -42,6 +42,17 @@ class EventKind(StrEnum):
     TOKEN_CREATED = "token.created"
     TOKEN_REVOKED = "token.revoked"
     WEBHOOK_DISABLED = "webhook.disabled"
+    WEBHOOK_CREATED = "webhook.created"
+    WEBHOOK_CHANGED = "webhook.changed"
+    WEBHOOK_DELETED = "webhook.deleted"
+    ENROLMENT_TOKEN_CREATED = "enrolment_token.created"
+    ENROLMENT_TOKEN_DELETED = "enrolment_token.deleted"
+    AGENT_ENROLLED = "agent.enrolled"
+    CERTIFICATE_REQUEST_CREATED = "certificate_request.created"
+    CERTIFICATE_REQUEST_COMPLETED = "certificate_request.completed"
+    CERTIFICATE_REQUEST_DELETED = "certificate_request.deleted"
+    DNS_PROVIDER_CREATED = "dns_provider.created"
+    DNS_PROVIDER_DELETED = "dns_provider.deleted"
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,11 @@ _OLD_FP = "4b3f0d0e6c1d9a8b7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d"
 _NAMES = ["example.com", "*.example.com"]
 _ORDER = {"order": ex.ORDER_ID, "certificate": ex.CERTIFICATE_ID}
 _DEPLOY = {"deployment": ex.DEPLOYMENT_ID, "server": ex.SERVER_ID}
+_HOOK = {"webhook": ex.TOKEN_ID}
+_HOOK_URL = "https://panel.example.com/hooks/certpost"
+_ENROL = {"enrolment_token": ex.TOKEN_ID, "server": ex.SERVER_ID}
+_CSR = {"certificate_request": ex.CERTIFICATE_ID}
+_DNS = {"dns_provider": ex.TOKEN_ID}
 
 KINDS: dict[EventKind, KindInfo] = {
     EventKind.CERTIFICATE_UPLOADED: KindInfo(
@@ -145,4 +161,39 @@ KINDS: dict[EventKind, KindInfo] = {
         "query (where receivers keep keys).", {"webhook": ex.TOKEN_ID},
         {"url": "https://panel.example.com/hooks/certpost", "reason": "failing", "consecutive_failures": 8,
          "failing_since": ex.CREATED, "disabled_at": ex.CREATED}),
+    EventKind.WEBHOOK_CREATED: KindInfo(
+        "A webhook was created (never its secret; `url` without any user information or query, which may "
+        "carry credentials). An administrator's webhook is a platform event, whichever account it follows.",
+        _HOOK, {"url": _HOOK_URL, "kinds": ["certificate.expiring"], "description": "panel"}),
+    EventKind.WEBHOOK_CHANGED: KindInfo(
+        "A webhook was changed through the API (`changed`: the fields that changed; `enabled` is its state now).",
+        _HOOK, {"url": _HOOK_URL, "changed": ["enabled"], "enabled": True, "kinds": ["certificate.expiring"]}),
+    EventKind.WEBHOOK_DELETED: KindInfo("A webhook was deleted.", _HOOK, {"url": _HOOK_URL}),
+    EventKind.ENROLMENT_TOKEN_CREATED: KindInfo(
+        "An administrator made an enrolment token for a server (never the token itself).", _ENROL,
+        {"description": "mx1 install", "expires_at": ex.CREATED}),
+    EventKind.ENROLMENT_TOKEN_DELETED: KindInfo(
+        "An administrator withdrew an enrolment token (`used`: whether it had been used).", _ENROL,
+        {"used": False}),
+    EventKind.AGENT_ENROLLED: KindInfo(
+        "An agent spent an enrolment token and became the server's agent; the actor is that enrolment token "
+        "(`{type: enrolment, id: <enrolment token id>}`).", _ENROL,
+        {"agent_url": "https://mx1.example.com:8750", "agent_tls_fingerprint": _FP,
+         "previous_agent_url": None}),
+    EventKind.CERTIFICATE_REQUEST_CREATED: KindInfo(
+        "A key and CSR were made for a certificate request (never the key; `public_key_sha256` is the SPKI "
+        "hash the issued certificate must match).", _CSR,
+        {"names": _NAMES, "key_type": "ecdsa-p256", "public_key_sha256": _OLD_FP}),
+    EventKind.CERTIFICATE_REQUEST_COMPLETED: KindInfo(
+        "The certificate a CA issued for a request was imported; a `certificate.uploaded` event for it "
+        "comes in the same transaction.", {**_CSR, "certificate": ex.CERTIFICATE_ID},
+        {"names": _NAMES, "fingerprint_sha256": _FP}),
+    EventKind.CERTIFICATE_REQUEST_DELETED: KindInfo(
+        "A certificate request and its key were deleted (a completed one's certificate stays).", _CSR,
+        {"names": _NAMES, "status": "pending"}),
+    EventKind.DNS_PROVIDER_CREATED: KindInfo(
+        "A DNS provider was stored (its name and kind; never its settings' secrets).", _DNS,
+        {"name": "bind primary", "kind": "rfc2136"}),
+    EventKind.DNS_PROVIDER_DELETED: KindInfo("A DNS provider was deleted.", _DNS,
+                                             {"name": "bind primary", "kind": "rfc2136"}),
 }

@@ -37,7 +37,7 @@ class Event(Base):
     id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(64))
     occurred_at: Mapped[datetime]
-    actor_type: Mapped[str] = mapped_column(String(16))  # "token" | "worker"
+    actor_type: Mapped[str] = mapped_column(String(16))  # "token" | "worker" | "operator" | "enrolment"
     actor_id: Mapped[str] = mapped_column(String(80))  # the token's id, or the worker's id
     actor_role: Mapped[str | None] = mapped_column(String(16))  # the token's role; null for the worker
     account_id: Mapped[str | None] = mapped_column(String(36))  # whose event it is; null: the platform's

@@ -14,6 +14,7 @@ from app.paging import Page
 _ACTORS = {
     "token": {"type": "token", "id": ex.TOKEN_ID, "role": "customer"},
     "worker": {"type": "worker", "id": "mx-controller:4242:9f1c2a7b", "role": None},
+    "enrolment": {"type": "enrolment", "id": ex.TOKEN_ID, "role": None},
 }
 _WORKER_KINDS = {
     EventKind.ORDER_VALID, EventKind.ORDER_INVALID, EventKind.RENEWAL_SCHEDULED, EventKind.RENEWAL_FAILED,
@@ -22,14 +23,16 @@ _WORKER_KINDS = {
     EventKind.DRIFT_DETECTED, EventKind.WEBHOOK_DISABLED,
 }
 _PLATFORM_KINDS = {EventKind.SERVER_MAIL_CERTIFICATE_CHANGED, EventKind.SERVER_WEBMAIL_CERTIFICATE_CHANGED,
-                   EventKind.DEPLOYMENT_APPLIED, EventKind.DEPLOYMENT_FAILED, EventKind.DEPLOYMENT_SUPERSEDED}
+                   EventKind.DEPLOYMENT_APPLIED, EventKind.DEPLOYMENT_FAILED, EventKind.DEPLOYMENT_SUPERSEDED,
+                   EventKind.ENROLMENT_TOKEN_CREATED, EventKind.ENROLMENT_TOKEN_DELETED, EventKind.AGENT_ENROLLED}
 
 
 def example(kind: EventKind, number: int = 1) -> dict[str, Any]:
     info = KINDS[kind]
     return {
         "id": number, "kind": kind.value, "occurred_at": ex.CREATED,
-        "actor": _ACTORS["worker" if kind in _WORKER_KINDS else "token"],
+        "actor": _ACTORS["worker" if kind in _WORKER_KINDS
+                         else "enrolment" if kind is EventKind.AGENT_ENROLLED else "token"],
         "account_id": None if kind in _PLATFORM_KINDS else ex.ACCOUNT_ID,
         "subjects": info.subjects, "data": info.data,
     }
@@ -41,12 +44,13 @@ KIND_DOCS = "\n".join(f"- `{kind.value}`: {info.description}" for kind, info in 
 
 
 class ActorOut(BaseModel):
-    type: Literal["token", "worker", "operator"] = Field(
+    type: Literal["token", "worker", "operator", "enrolment"] = Field(
         description="`token`: an API token made the change; `worker`: the controller's worker, on its own; "
-        "`operator`: the `certpost` command on the controller's host.", examples=["token"])
-    id: str = Field(description="The token's id (never its secret), the worker's id (host:pid:random), or `cli`.",
-                    examples=[ex.TOKEN_ID])
-    role: Literal["admin", "customer"] | None = Field(description="The token's role; null for the worker.",
+        "`operator`: the `certpost` command on the controller's host; `enrolment`: an agent presenting a "
+        "one-time enrolment token.", examples=["token"])
+    id: str = Field(description="The token's id (never its secret), the worker's id (host:pid:random), `cli`, "
+                    "or the enrolment token's id.", examples=[ex.TOKEN_ID])
+    role: Literal["admin", "customer"] | None = Field(description="The token's role; null for the others.",
                                                       examples=["customer"])
 
 
@@ -64,7 +68,8 @@ class EventOut(BaseModel):
                                    "(servers, server-level certificates, deployments), which only admins see.",
                                    examples=[ex.ACCOUNT_ID])
     subjects: dict[str, str] = Field(description="What the event is about: role -> id (`certificate`, `domain` "
-                                     "(its name), `server`, `order`, `deployment`, `token`). Each id also "
+                                     "(its name), `server`, `order`, `deployment`, `token`, `webhook`, `enrolment_token`, "
+                                     "`certificate_request`, `dns_provider`). Each id also "
                                      "matches the `subject` filter.",
                                      examples=[{"certificate": ex.CERTIFICATE_ID}])
     data: dict[str, Any] = Field(description="The facts a consumer needs, per kind (see the examples): names, "

@@ -10,7 +10,12 @@ A route opts in with ``dependencies=[IDEMPOTENT]`` on a router whose ``route_cla
    - same key, same fingerprint, response stored: that response is replayed (status, body,
      ``Location``, ``ETag``), nothing runs, with ``Idempotent-Replayed: true``;
    - same key, same fingerprint, still running: 409 ``idempotency_key_in_flight`` (retry later);
-   - same key, another fingerprint: 422 ``idempotency_key_reused``.
+   - same key, another fingerprint: 422 ``idempotency_key_reused``;
+   - same key, same fingerprint, response stored but sealed under another master key (the key
+     file was replaced; app/kit/crypto.py refuses it): 409 ``idempotency_response_unreadable``,
+     with the stored ``location`` of what the first request created. The request is not run
+     again (that would create a second resource, the one thing the key exists to prevent), and
+     the record stays, so every retry within the 24 hours gets the same answer.
 2. ``IdempotentRoute`` stores the handler's 2xx response on the claimed row in the request's
    own transaction, the one that created the resource, before ``get_session`` commits it: the
    creation and its stored response commit together or not at all.
@@ -46,7 +51,7 @@ from app.context import AppContext
 from app.db import new_id
 from app.deps import Context, CurrentCaller, Session
 from app.idempotency.repository import IdempotencyRepository
-from app.kit.crypto import Sealed
+from app.kit.crypto import DecryptionError, Sealed
 from app.kit.time import utc_now
 from app.problems import Conflict, RuleViolation
 
@@ -71,6 +76,16 @@ class IdempotencyKeyInFlight(Conflict):
 
     code, title = "idempotency_key_in_flight", "A request with this Idempotency-Key is still being processed"
     retry_after = 1
+
+
+class IdempotencyResponseUnreadable(Conflict):
+    """The first request with this ``Idempotency-Key`` succeeded, but its stored response was
+    sealed under a master key this controller no longer has, so it cannot be replayed. It is not
+    run again (that would create a second resource): look up what it created (``location``, when
+    it made one) or, to create anew, send a new key."""
+
+    code, title = "idempotency_response_unreadable", "The stored response to this Idempotency-Key cannot be read"
+    extensions = ("location",)
 
 
 class _Replay(Exception):
@@ -153,7 +168,10 @@ async def _release_unfinished(request: Request, ctx: Context) -> AsyncIterator[N
 KEY_DESCRIPTION = (
     "Optional. A unique value (a UUID) the client makes for one creation and sends again on every retry "
     "of it: the first response is stored for 24 hours and replayed, so a retry creates nothing twice. "
-    "Scoped to the caller (a customer's account, an admin's token)."
+    "Scoped to the caller (a customer's account, an admin's token). Stored responses are sealed with the "
+    "controller's master key: after the key file was replaced, a retry of a request that succeeded before "
+    "gets 409 `idempotency_response_unreadable` (with `location`, what it created) instead of a replay, and "
+    "is not run again."
 )
 
 
@@ -184,7 +202,17 @@ async def idempotency(
         raise IdempotencyKeyInFlight("the first request with this Idempotency-Key has not finished; retry shortly")
     if claimed.outcome == "stored":
         row = claimed.row
-        body = ctx.master_key.open(Sealed(row.body_ciphertext, row.body_wrapped, row.master_key_id), row.id)
+        try:
+            body = ctx.master_key.open(Sealed(row.body_ciphertext, row.body_wrapped, row.master_key_id), row.id)
+        except DecryptionError:
+            location = row.headers.get("location")
+            log.warning("idempotency record %s: stored response does not open with master key %s (sealed "
+                        "under %s); answered 409", row.id, ctx.master_key.id, row.master_key_id)
+            raise IdempotencyResponseUnreadable(
+                "the first request with this Idempotency-Key succeeded, but its stored response was sealed under "
+                "another master key and cannot be replayed; it is not run again"
+                + (f": what it created is at {location}" if location else "")
+                + ". Use a new key to make a new request", location=location) from None
         headers = {**row.headers, "Idempotent-Replayed": "true"}
         raise _Replay(Response(content=body, status_code=row.status, headers=headers))
     setattr(request.state, STATE, Claim(claimed.row_id, owner, session, ctx))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from app.problems import Conflict
+
 Software = Literal["postfix-dovecot", "postfix-courier", "qmail-courier", "mailenable"]
 
 
@@ -42,6 +44,25 @@ def sni_advice(software: str, server_hostname: str) -> str:
         f"name {server_hostname} as its server-wide mail certificate (PUT /v1/servers/{{id}}/mail-certificate) "
         f"and configure mail clients to use {server_hostname} instead of mail.<domain>."
     )
+
+
+class SniUnsupported(Conflict):
+    """The server's software cannot serve a per-domain mail certificate (no SNI for IMAP/SMTP): `advice` says what to do and `recommended_client_hostname` which host name mail clients should use."""
+
+    code, title = "sni_unsupported", "This server cannot serve a per-domain mail certificate"
+    extensions = ("advice", "recommended_client_hostname",)
+
+
+def require_per_domain_mail(software: str, server_hostname: str, domain_name: str) -> None:
+    """Refuse (409 ``sni_unsupported``) a per-domain mail certificate for ``mail.<domain_name>``
+    on a server whose software cannot present one: the one rule a bind, an ACME order that binds
+    and the certificate picker all apply, so none offers what another would refuse."""
+    if not capabilities(software).per_domain_mail:
+        raise SniUnsupported(
+            f"{software} cannot serve a per-domain mail certificate for mail.{domain_name}",
+            advice=sni_advice(software, server_hostname),
+            recommended_client_hostname=server_hostname,
+        )
 
 
 # -- TLS fronts and ports ------------------------------------------------------------------------

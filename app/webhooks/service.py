@@ -10,6 +10,7 @@ back in the clear but the worker.
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import and_
 
@@ -17,6 +18,7 @@ from app.accounts.caller import Caller
 from app.accounts.models import Account
 from app.accounts.service import UnknownAccount
 from app.db import new_id, record_worker_work
+from app.events import EventKind, record
 from app.kit.crypto import MasterKey, Sealed
 from app.kit.outbound import OutboundPolicy, OutboundRefused
 from app.kit.time import utc_now
@@ -40,6 +42,24 @@ TARGET_RULE = "a customer's webhook must be https on port 443 to a host whose ev
 def webhook_secret(master_key: MasterKey, row: Webhook) -> str:
     """The signing secret, unsealed for the worker's use only."""
     return master_key.open(Sealed(row.secret_ciphertext, row.secret_wrapped, row.master_key_id), row.id).decode()
+
+
+def shown_url(url: str) -> str:
+    """``url`` as events show it: without user information or query, either of which may carry a
+    credential for the receiver (RFC 3986 section 3.2.1 deprecates ``user:password@``)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _event(session, kind: EventKind, caller: Caller, row: Webhook, data: dict) -> None:
+    # An administrator's webhook (which may point at internal addresses, and which customers do
+    # not see) is the platform's event, even when it follows one account's events.
+    record(session, kind, caller, account_id=None if row.admin_owned else row.account_id,
+           subjects={"webhook": row.id}, data={"url": shown_url(row.url), **data})
 
 
 def guarded(row: Webhook) -> bool:
@@ -95,6 +115,8 @@ class WebhookService:
         row.secret_ciphertext, row.secret_wrapped, row.master_key_id = (
             sealed.ciphertext, sealed.wrapped_key, sealed.master_key_id)
         await self.repo.add(row)
+        _event(self.repo.session, EventKind.WEBHOOK_CREATED, caller, row,
+               {"kinds": kinds, "description": body.description})
         return row, secret
 
     async def list(self, caller: Caller, account_id: str | None, page: PageRequest) -> Window[Webhook]:
@@ -113,6 +135,7 @@ class WebhookService:
 
     async def patch(self, caller: Caller, webhook_id: str, changes: dict) -> Webhook:
         row = await self.get(caller, webhook_id)
+        before = {"url": row.url, "kinds": list(row.kinds), "description": row.description, "enabled": row.enabled}
         if changes.get("url") is not None:
             row.url = await self._check_url(changes["url"], guard=guarded(row))
         if changes.get("kinds") is not None:
@@ -125,12 +148,19 @@ class WebhookService:
             record_worker_work(self.repo.session)
         elif changes.get("enabled") is False and row.enabled:
             row.enabled, row.disabled_reason = False, "manual"
+        after = {"url": row.url, "kinds": list(row.kinds), "description": row.description, "enabled": row.enabled}
+        changed = [field for field in before if before[field] != after[field]]
+        if changed:  # a PATCH that changes nothing records nothing
+            _event(self.repo.session, EventKind.WEBHOOK_CHANGED, caller, row,
+                   {"changed": changed, "enabled": row.enabled, "kinds": list(row.kinds)})
         row.updated_at = utc_now()
         await self.repo.session.flush()
         return row
 
     async def delete(self, caller: Caller, webhook_id: str) -> None:
-        await self.repo.delete(await self.get(caller, webhook_id))
+        row = await self.get(caller, webhook_id)
+        await self.repo.delete(row)
+        _event(self.repo.session, EventKind.WEBHOOK_DELETED, caller, row, {})
 
     async def deliveries(self, caller: Caller, webhook_id: str, status: str | None, page: PageRequest):
         await self.get(caller, webhook_id)
