@@ -72,6 +72,9 @@ service imap-login {{
     port = {p["imap_proxy"]}
     haproxy = yes
   }}
+  inet_listener imaps {{
+    port = 0
+  }}
 {direct}}}
 service pop3-login {{
   inet_listener pop3 {{
@@ -80,6 +83,9 @@ service pop3-login {{
   inet_listener pop3_proxy {{
     port = {p["pop3_proxy"]}
     haproxy = yes
+  }}
+  inet_listener pop3s {{
+    port = 0
   }}
 }}
 """
