@@ -86,6 +86,11 @@ class Pipeline:
         # (whatever they hold now), those bundle copies rewritten if their bytes differ, and
         # the daemon reloaded even when nothing else changed.
         self.repair: dict[str, set[str]] = {}
+        # Per backend, the bundle a name-addressed file (a ``BundleRef`` in ``files``: nginx's
+        # by-name files, Courier's) is known to hold, so a one-name change neither reads nor
+        # compares the other 10,000. Set after a success; dropped for every file a failed
+        # apply switched (the rollback may not have restored it).
+        self._refs: dict[str, dict[Path, str]] = {}
 
     def _known_copies(self, backend: Backend) -> set[Path]:
         known = self._copies.get(backend.name)
@@ -121,12 +126,23 @@ class Pipeline:
                 if not path.exists():
                     atomic_write(path, backend.bundle_bytes(*self.store.read(fp)), mode, group)
                 known.add(path)
+        refs = self._refs.setdefault(backend.name, {})
         for live, content in work.rendered.files.items():
-            data = self._content(backend, content)
-            if suspect is not None or read_or_none(live) != data:
-                staged = staged_path(live)
-                write_file(staged, data, mode, group)
-                work.staged[live] = staged
+            if isinstance(content, BundleRef):
+                fp = content.fingerprint
+                if refs.get(live) == fp and (suspect is None or fp not in suspect):
+                    continue  # this process wrote it and nobody reported it drifted
+                data = self._content(backend, content)
+                if read_or_none(live) == data and (suspect is None or fp not in suspect):
+                    refs[live] = fp
+                    continue
+            else:
+                data = content
+                if suspect is None and read_or_none(live) == data:
+                    continue
+            staged = staged_path(live)
+            write_file(staged, data, mode, group)
+            work.staged[live] = staged
         return work
 
     def _discard_staged(self, works: list[_Work]) -> None:
@@ -192,6 +208,13 @@ class Pipeline:
         for _, backup in work.switched:
             if backup is not None:
                 backup.unlink(missing_ok=True)
+        refs = self._refs.setdefault(work.backend.name, {})
+        for live, _ in work.switched:
+            content = work.rendered.files.get(live)
+            if isinstance(content, BundleRef):
+                refs[live] = content.fingerprint
+            else:
+                refs.pop(live, None)
         keep = set(work.rendered.bundles) | set(work.rendered.files)
         known = self._known_copies(work.backend)
         for path in known - keep:
@@ -315,6 +338,10 @@ class Pipeline:
         self, works: list[_Work], previous: View | None, failed: View
     ) -> tuple[bool, str]:
         """Put the previous files back, reload, and check the previous certificates are served."""
+        for work in works:
+            refs = self._refs.get(work.backend.name, {})
+            for live, _ in work.switched:
+                refs.pop(live, None)
         try:
             for work in works:
                 await self._restore(work)

@@ -24,11 +24,16 @@ class TestingConfig:
     """Hooks used only by the test suite to force daemon failures (never set in production)."""
 
     postfix_bundle_cert_first: bool = False
+    nginx_bundle_key_only: bool = False
 
     def backend_options(self, name: str) -> dict:
-        """Options the hooks add to backend ``name``'s own (``cert_first`` for Postfix)."""
+        """Options the hooks add to backend ``name``'s own (``cert_first`` for Postfix,
+        ``key_only`` for nginx: the default's file then lacks the certificate, which nginx
+        notices only at the handshake)."""
         if name == "postfix" and self.postfix_bundle_cert_first:
             return {"cert_first": True}
+        if name == "nginx" and self.nginx_bundle_key_only:
+            return {"key_only": True}
         return {}
 
 
@@ -279,7 +284,8 @@ def parse_config(data: dict) -> AgentConfig:
         max_skew=_number(agent, "max_skew", 300, int, section="agent"),
         limits=_limits(listen),
         testing=TestingConfig(
-            postfix_bundle_cert_first=bool(testing.get("postfix_bundle_cert_first", False))
+            postfix_bundle_cert_first=bool(testing.get("postfix_bundle_cert_first", False)),
+            nginx_bundle_key_only=bool(testing.get("nginx_bundle_key_only", False)),
         ),
         metrics_token_digest=_metrics_token(data.get("metrics", {})),
     )

@@ -151,6 +151,48 @@ def test_webmail_only_change_leaves_mail_daemons_alone(
     assert served(stack, "imaps", "mail.b.test", test_ca[1]) == certs["b.test"].fingerprint
 
 
+def test_nginx_certificate_change_replaces_one_file_without_a_reload(
+    agent_client, mail_stack, certs, material, test_ca
+):
+    """The map names each name's file, not its certificate: a new certificate for a name already
+    in the map rewrites that file only; nginx reads it at the next handshake, nothing reloads."""
+    from app.agent.backends.nginx import accepting_workers, master_pid
+
+    stack, _ = mail_stack
+    base = desired_for(agent_client, certs)
+    apply_ok(agent_client, base, material)
+    include = stack.out("nginx") / "certpost.conf"
+    by_name = stack.out("nginx") / "bundles" / "by-name"
+    map_before = include.stat()
+    other_before = (by_name / "webmail.b.test.pem").stat()
+    master = master_pid(stack.nginx_dir / "nginx.conf")
+    workers = accepting_workers(master)
+    assert workers
+    desired = {
+        **base,
+        "generation": base["generation"] + 1,
+        "webmail": {**base["webmail"], "webmail.a.test": certs["a.test/renewed"].fingerprint},
+    }
+    body, _ = apply_ok(agent_client, desired, material)
+    assert body["changed"]["nginx"] is True
+    assert served(stack, "https", "webmail.a.test", test_ca[1]) == certs["a.test/renewed"].fingerprint
+    assert accepting_workers(master) == workers  # no reload: the same workers serve it
+    after = include.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (map_before.st_ino, map_before.st_mtime_ns)
+    other = (by_name / "webmail.b.test.pem").stat()
+    assert (other.st_ino, other.st_mtime_ns) == (other_before.st_ino, other_before.st_mtime_ns)
+    mode = (by_name / "webmail.a.test.pem").stat().st_mode & 0o777
+    assert mode == 0o640
+    assert not [p for p in by_name.iterdir() if p.name.startswith(".")]  # no staged or backup left
+    # dropping a name changes the map (reload) and removes its file
+    fewer = {**desired, "generation": desired["generation"] + 1,
+             "webmail": {k: v for k, v in desired["webmail"].items() if k != "webmail.c.test"}}
+    apply_ok(agent_client, fewer, material)
+    assert not (by_name / "webmail.c.test.pem").exists()
+    assert served(stack, "https", "webmail.c.test", None) == fewer["webmail_default"]
+    assert accepting_workers(master).isdisjoint(workers)
+
+
 def test_replacing_the_server_certificate(agent_client, mail_stack, certs, material, test_ca):
     stack, _ = mail_stack
     desired = desired_for(agent_client, certs, server="server2")

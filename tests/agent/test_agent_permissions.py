@@ -140,9 +140,9 @@ def _can_read(user: str, path: Path) -> bool:
 def assert_ownership(stack) -> None:
     """Exactly: nginx's files root:www-data 0640 in 0750 dirs; Postfix's and Dovecot's root-only."""
     nginx = stack.out("nginx")
-    for directory in (nginx, nginx / "bundles"):
+    for directory in (nginx, nginx / "bundles", nginx / "bundles" / "by-name"):
         assert _mode(directory) == ("root", "www-data", 0o750), directory
-    copies = sorted((nginx / "bundles").glob("*.pem"))
+    copies = sorted((nginx / "bundles" / "by-name").glob("*.pem"))  # named by SNI name
     assert copies
     for path in [*copies, nginx / "certpost.conf"]:
         assert _mode(path) == ("root", "www-data", 0o640), path
@@ -178,11 +178,12 @@ def test_wrong_modes_left_by_others_are_repaired(
     doc = desired(agent_client, tenants)
     apply_ok(agent_client, doc, tenant_material)
     nginx = stack.out("nginx")
-    untouched = nginx / "bundles" / f"{tenants['tenant-two.test'].fingerprint}.pem"
+    untouched = nginx / "bundles" / "by-name" / "webmail.tenant-two.test.pem"
     server_wide = stack.out("postfix") / "default.pem"  # the renewal below does not rewrite it
     for path, mode in (
         (nginx, 0o755),
         (nginx / "bundles", 0o755),
+        (nginx / "bundles" / "by-name", 0o755),
         (untouched, 0o644),
         (server_wide, 0o644),
         (stack.out("postfix"), 0o755),

@@ -108,8 +108,18 @@ def test_nginx_one_server_and_a_map(tmp_path):
     assert text.count("server {") == 1
     assert "location @certpost_autodiscover {" in text  # autoconfiguration, in the same server
     assert "map $ssl_server_name $certpost_bundle {\n    hostnames;\n" in text
-    assert f"    default {ng.bundle_dir}/{S}.pem;\n" in text
-    assert f"    webmail.b.test {ng.bundle_dir}/{B}.pem;\n" in text
+    # Name-addressed bundle files: a certificate change rewrites one file, not the map.
+    by_name = ng.bundle_dir / "by-name"
+    assert f"    default {by_name}/_default.pem;\n" in text
+    assert f"    webmail.b.test {by_name}/webmail.b.test.pem;\n" in text
+    files = ng.render(VIEW).files
+    assert files[by_name / "_default.pem"] == BundleRef(S)
+    assert files[by_name / "webmail.b.test.pem"] == BundleRef(B)
+    assert not ng.render(VIEW).bundles
+    assert ng.name_path("*.a.test").name == "_2a.a.test.pem"
+    longest = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 57]) + ".test"  # 253 characters
+    assert ng.name_path(longest).name.startswith("_h") and len(ng.name_path(longest).name) < 80
+    assert ng.name_path(longest) != ng.name_path(longest[:-1] + "x")
     assert (
         "ssl_certificate $certpost_bundle;" in text
         and "ssl_certificate_key $certpost_bundle;" in text

@@ -33,14 +33,15 @@ def material(certs) -> dict[str, Issued]:
     return {c.fingerprint: c for c in certs.values()}
 
 
-def document(client, certs, webmail_default: str) -> dict:
+def document(client, certs, webmail_default: str, **more_webmail: str) -> dict:
     return {
         "generation": client.next_generation(),
         "server_hostname": client.stack.hostname,
         "server_certificate": certs["mail"].fingerprint,
         "webmail_default": certs[webmail_default].fingerprint,
         "mail": {},
-        "webmail": {"webmail.one.test": certs["one"].fingerprint, "webmail.two.test": certs["two"].fingerprint},
+        "webmail": {"webmail.one.test": certs["one"].fingerprint, "webmail.two.test": certs["two"].fingerprint,
+                    **{name: certs[which].fingerprint for name, which in more_webmail.items()}},
     }
 
 
@@ -91,8 +92,9 @@ def test_a_default_nginx_cannot_serve_fails_the_whole_change(agent_client, mail_
 def test_a_change_returns_only_once_the_old_workers_stopped_accepting(agent_client, mail_stack, certs, material,
                                                                       test_ca):
     """``nginx -s reload`` returns before the old workers retire, and they read the old map,
-    whose bundles the agent deletes after verifying. Frozen with SIGSTOP, the old worker cannot
-    take its QUIT: the push must wait for it rather than report success while it still accepts."""
+    whose files of dropped names the agent deletes after verifying. Frozen with SIGSTOP, the old
+    worker cannot take its QUIT: the push must wait for it rather than report success while it
+    still accepts. (The change adds a name: a certificate change alone reloads nothing.)"""
     import os
     import signal
     import threading
@@ -109,7 +111,8 @@ def test_a_change_returns_only_once_the_old_workers_stopped_accepting(agent_clie
     outcome = {}
 
     def push() -> None:
-        outcome["response"], _ = agent_client.push(document(agent_client, certs, "webmail/2"), material)
+        changed = document(agent_client, certs, "webmail/2", **{"webmail.three.test": "two"})
+        outcome["response"], _ = agent_client.push(changed, material)
         outcome["still_accepting"] = old & accepting_workers(master)
 
     for pid in old:
@@ -123,7 +126,7 @@ def test_a_change_returns_only_once_the_old_workers_stopped_accepting(agent_clie
             os.kill(pid, signal.SIGCONT)
     pushing.join(30)
     assert outcome["response"].status_code == 200, outcome["response"].text
-    assert outcome["still_accepting"] == set()
+    assert outcome["still_accepting"] == set(), outcome["response"].json()
     deadline = time.monotonic() + 10
     while old & accepting_workers(master) and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from tests.support.api import create_domain, create_server, upload
+from tests.support.daemons import write_agent_config
 from tests.support.tlsprobe import served_fingerprint
 from tests.support.worker import server_applied, work_until
 
@@ -135,12 +136,13 @@ async def test_webmail_default_set_changed_unset_and_rolled_back(
     status = (await client.get("/v1/domains/tenant-one.test/tls", headers=admin)).json()
     assert status["webmail"]["source"] == "binding"
 
-    # Broken: nginx's copy of the new default is unreadable material (a disk gone bad, a hand
-    # edit). The agent's own checks pass (its store is intact), nginx loads the copy at
-    # handshake time and fails; verification catches it and the change is rolled back.
+    # Broken: nginx's file of the new default is unusable (the test hook writes the key
+    # without its certificate, as a disk gone bad or a hand edit could). The agent's own checks
+    # pass (its store is intact), nginx loads the file at handshake time and fails; verification
+    # catches it and the change is rolled back: the previous file is back.
     broken = await upload(client, admin, test_ca.issue([stack.hostname]))
-    copy = stack.out("nginx") / "bundles" / f"{broken['fingerprint_sha256']}.pem"
-    copy.write_bytes(b"-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n")
+    write_agent_config(stack, nginx_bundle_key_only=True, verify_timeout=2)
+    agent.restart()
     try:
         r = await client.put(f"/v1/servers/{sid}/webmail-certificate", json={"certificate_id": broken["id"]},
                              headers=admin)
@@ -157,8 +159,8 @@ async def test_webmail_default_set_changed_unset_and_rolled_back(
         await assert_served(mail["fingerprint_sha256"], trusted=True)  # the previous default, still
         assert await mail_no_sni(stack) == {mail["fingerprint_sha256"]}
     finally:
-        copy.unlink(missing_ok=True)
-        agent.restart()  # forgets the copies it listed, so the next apply writes this one again
+        write_agent_config(stack)
+        agent.restart()
     r = await client.post(f"/v1/servers/{sid}/deployments", headers=admin)
     assert r.status_code == 202, r.text
     await work_until(controller, server_applied(client, admin, sid))

@@ -118,8 +118,10 @@ async def test_swapped_file_is_detected_shown_for_its_tenant_only_and_repaired(
     applied = (await client.get(f"/v1/servers/{server['id']}", headers=admin)).json()["applied_generation"]
 
     # The admin's mistake: tenant B's bundle copied over tenant A's in nginx's directory (nginx
-    # opens it at each handshake) and in Dovecot's, with a reload (Dovecot reads it then).
-    shutil.copyfile(stack.out("nginx") / "bundles" / f"{b_fp}.pem", stack.out("nginx") / "bundles" / f"{a_fp}.pem")
+    # opens it at each handshake; its files are named by SNI name) and in Dovecot's, with a
+    # reload (Dovecot reads it then).
+    by_name = stack.out("nginx") / "bundles" / "by-name"
+    shutil.copyfile(by_name / "webmail.b.test.pem", by_name / "webmail.a.test.pem")
     bundles = stack.out("dovecot") / "bundles"
     shutil.copyfile(bundles / f"{b_fp}.pem", bundles / f"{a_fp}.pem")
     await asyncio.to_thread(subprocess.run, ["doveadm", "-c", str(stack.dovecot_conf), "reload"], check=True,

@@ -233,7 +233,7 @@ def _toml_list(items: list[str]) -> str:
 
 def write_agent_config(
     stack: Stack, *, postfix_bundle_cert_first: bool = False, verify_timeout: float = 4,
-    drift_interval: float = 0,
+    drift_interval: float = 0, nginx_bundle_key_only: bool = False,
 ) -> Path:
     """The agent's TOML for this stack (see docs/agent.md for every key). Drift rounds are off
     unless ``drift_interval`` is given (tests/e2e/test_drift.py): elsewhere their handshakes
@@ -281,6 +281,7 @@ verify = [{{port = {p["https"]}, protocol = "https"}}]
 
 [testing]
 postfix_bundle_cert_first = {str(postfix_bundle_cert_first).lower()}
+nginx_bundle_key_only = {str(nginx_bundle_key_only).lower()}
 """
     stack.agent_config.write_text(text)
     return stack.agent_config

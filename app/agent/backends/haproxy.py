@@ -117,6 +117,7 @@ class HaproxyBackend(Backend):
         # What the running HAProxy holds: {SNI filter: entry}, read from the runtime API after
         # a start or reload, then kept in step with every command sent.
         self._running: dict[str, CrtListEntry] | None = None
+        self._rendered_list: tuple[bytes, dict[str, str]] | None = None  # (crt-list, wanted)
 
     # -- rendering -------------------------------------------------------------------------
     def render_config(self) -> bytes:
@@ -142,11 +143,14 @@ class HaproxyBackend(Backend):
         rendered = Rendered()
         rendered.files[self.default_bundle] = BundleRef(view.server_certificate)
         lines = ["# written by the certpost agent; do not edit\n", f"{self.default_bundle} {DEFAULT_FILTER}\n"]
+        wanted: dict[str, str] = {}
         for name in sorted(view.mail):
             path = self.bundle_path(view.mail[name])
             rendered.bundles[path] = view.mail[name]
-            lines.append(f"{path} {name}\n")
-        rendered.files[self.crt_list] = "".join(lines).encode()
+            wanted[name] = text = str(path)
+            lines.append(f"{text} {name}\n")
+        listing = rendered.files[self.crt_list] = "".join(lines).encode()
+        self._rendered_list = (listing, wanted)
         rendered.files[self.config_file] = self.render_config()
         return rendered
 
@@ -214,8 +218,13 @@ class HaproxyBackend(Backend):
             raise StepError("reload", self.name, f"runtime API: {exc}") from None
 
     def _wanted(self) -> dict[str, str]:
+        """{name: bundle path} of the live crt-list: from the last render when the live file is
+        that render (a change), parsed otherwise (the file a rollback restored)."""
+        data = self.crt_list.read_bytes()
+        if self._rendered_list is not None and self._rendered_list[0] == data:
+            return self._rendered_list[1]
         wanted: dict[str, str] = {}
-        for line in self.crt_list.read_text().splitlines():
+        for line in data.decode().splitlines():
             if line and not line.startswith("#"):
                 path, _, name = line.partition(" ")
                 if name != DEFAULT_FILTER:

@@ -8,7 +8,12 @@ certificate chain. The agent writes one file, included in the ``http`` block of 
     server { listen ... ssl; ssl_certificate $certpost_bundle; ssl_certificate_key $certpost_bundle; ... }
 
 (ngx_http_map_module: ``hostnames`` allows ``*.a.test`` masks; unknown names, and clients that
-send no SNI, get ``default``). One block instead of one per domain keeps ``nginx -t`` and reloads
+send no SNI, get ``default``). Each ``<bundle>`` is NAME-addressed, ``bundles/by-name/<name>.pem``
+(see :meth:`NginxBackend.name_path`), replaced by rename(2): nginx loads variable certificates
+at every handshake with no cache, so a new certificate for a name already in the map is one file
+replaced, served by the next handshake, with no ``nginx -t`` and no reload; only a changed map
+(names added or removed) is validated and reloaded. The pipeline switches these files like
+configuration files (backup link, restored on rollback). One block instead of one per domain keeps ``nginx -t`` and reloads
 in milliseconds at 10,000 names. Because files are loaded at handshake time, the WORKER user
 reads the bundles: ``bundle_group`` makes the copies 0640 and owned by that group.
 ``nginx -t`` cannot check certificates given by variables; the pipeline checked every bundle on
@@ -30,15 +35,24 @@ verify probes, and later every client, meet the new configuration alone.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 import re
+import string
 import time
 from pathlib import Path
 
 from app.agent.backends import nginx_autoconfig
-from app.agent.backends.base import Backend, Rendered, View
+from app.agent.backends.base import Backend, BundleRef, Rendered, View
 from app.agent.backends.section import ConfigError
 from app.agent.challenges import DIRECTORY_NAME
+from app.agent.fsutil import secure_directory
+from app.kit import x509 as kx
 from app.kit.mailclients import autoconfig_names
+
+_SAFE = frozenset(string.ascii_lowercase + string.digits + ".-")
+# NAME_MAX is 255: room for ".pem" and the pipeline's ".<file>.certpost-new" staging name.
+MAX_STEM = 200
 
 
 def _addresses(value, key: str) -> list[str]:
@@ -130,25 +144,28 @@ class NginxBackend(Backend):
         self.autoconfig = opts.get("autoconfig", True)
         if not isinstance(self.autoconfig, bool):
             raise ConfigError("[nginx] autoconfig must be true or false")
+        self.by_name_dir = self.bundle_dir / "by-name"
+        self.key_only = bool(opts.get("key_only", False))  # test hook (app.agent.config)
+        self._default_fp = ""
+        self._owned: set[Path] | None = None  # name-addressed files this process knows of
+        self._name_paths: dict[str | None, Path] = {}
+        self._bundle_refs: dict[str, BundleRef] = {}
 
     def serves_mail(self) -> bool:
         return False
 
     def render(self, view: View) -> Rendered:
         rendered = Rendered()
-        default = self.bundle_path(view.webmail_default)
-        rendered.bundles[default] = view.webmail_default
+        default, paths = self._name_bundles(view, rendered)
         lines = [
             "# written by the certpost agent; do not edit\n",
             "map $ssl_server_name $certpost_bundle {\n    hostnames;\n",
             f"    default {default};\n",
         ]
         for name in sorted(view.webmail):
-            path = self.bundle_path(view.webmail[name])
-            rendered.bundles[path] = view.webmail[name]
-            lines.append(f"    {name} {path};\n")
-            if self.autoconfig:  # autoconfig.<d>, autodiscover.<d>: the webmail certificate
-                lines += [f"    {extra} {path};\n" for extra in autoconfig_names(name.split(".", 1)[1])]
+            lines.append(f"    {name} {paths[name]};\n")
+            if self.autoconfig:  # autoconfig.<d>, autodiscover.<d>: the webmail certificate's file
+                lines += [f"    {extra} {paths[name]};\n" for extra in autoconfig_names(name.split(".", 1)[1])]
         lines.append("}\n")
         if self.autoconfig and self.listen:
             lines += nginx_autoconfig.http_maps(view.autoconfig)
@@ -187,6 +204,94 @@ class NginxBackend(Backend):
         rendered.files[self.include_file] = "".join(lines).encode()
         return rendered
 
+    # -- name-addressed bundles ----------------------------------------------------------
+    def name_path(self, name: str | None) -> Path:
+        """``bundles/by-name/<name>.pem``; None is the map's ``default``.
+
+        Bytes outside ``[a-z0-9.-]`` become ``_xx`` (hex), so ``*.a.test`` is ``_2a.a.test.pem``
+        and ``_default.pem`` (the default) can be no name's file: names are ASCII (IDNA
+        A-labels, app.agent.desired), so ``_de`` is never produced by the escaping. A name
+        longer than fits in a file name (255 bytes; host names reach 253 characters) becomes
+        ``_h<SHA-256 of the name>``: ``h`` is no hex digit either.
+        """
+        path = self._name_paths.get(name)
+        if path is not None:
+            return path
+        if len(self._name_paths) > 200_000:
+            self._name_paths.clear()
+        if name is None:
+            stem = "_default"
+        else:
+            stem = "".join(c if c in _SAFE else f"_{ord(c):02x}" for c in name)
+            if len(stem) > MAX_STEM:
+                stem = "_h" + hashlib.sha256(name.encode()).hexdigest()
+        # Memoized: building 10,000 Path objects per render costs more than the rest of it.
+        path = self._name_paths[name] = self.by_name_dir / f"{stem}.pem"
+        return path
+
+    def _name_bundles(self, view: View, rendered: Rendered) -> tuple[Path, dict[str, Path]]:
+        """Put one name-addressed bundle file per map entry into ``rendered.files``.
+
+        The files are switched (kept as a backup link, restored on rollback) like the include
+        file; the pipeline stages only those whose certificate changed. Files of names no
+        longer in the map are removed in the switch: this process remembers the files it
+        rendered (the directory is listed once), so a change stats only the names it drops.
+        """
+        refs = self._bundle_refs
+        if len(refs) > 200_000:
+            refs.clear()
+        default = self.name_path(None)
+        self._default_fp = view.webmail_default
+        files = rendered.files
+        files[default] = BundleRef(view.webmail_default)
+        paths = {}
+        name_path = self.name_path
+        for name, fp in view.webmail.items():
+            path = paths[name] = name_path(name)
+            ref = refs.get(fp)
+            if ref is None:
+                ref = refs[fp] = BundleRef(fp)
+            files[path] = ref
+        if self._owned is None:
+            self._owned = set()
+            if self.by_name_dir.is_dir():
+                with os.scandir(self.by_name_dir) as entries:
+                    self._owned = {
+                        Path(e.path) for e in entries
+                        if e.name.endswith(".pem") and not e.name.startswith(".")
+                    }
+        # In place, without a 10,000-element temporary: gone are those that no longer exist.
+        dropped = self._owned.difference(files)
+        rendered.remove = [p for p in dropped if p.exists()]
+        self._owned.difference_update(dropped.difference(rendered.remove))
+        self._owned.update(files)
+        self._owned.discard(self.include_file)
+        return default, paths
+
+    def bundle_bytes(self, key_pem: bytes, certs_pem: bytes) -> bytes:
+        if self.key_only:  # test hook: the default's file gets the key without its certificate
+            leaf = kx.load_pem_certificates(certs_pem)[0]
+            if kx.fingerprint_sha256(leaf) == self._default_fp:
+                return key_pem
+        return key_pem + certs_pem
+
+    def ensure_directories(self) -> None:
+        super().ensure_directories()
+        secure_directory(self.by_name_dir, self.config.bundle_group)
+
+    def secure_existing(self, copies) -> None:
+        """Also the name-addressed files, which may come from a run under another group."""
+        files = []
+        if self.by_name_dir.is_dir():
+            with os.scandir(self.by_name_dir) as entries:
+                files = [Path(e.path) for e in entries if e.is_file(follow_symlinks=False)]
+        super().secure_existing([*copies, *files])
+
+    def needs_reload(self, changed: set[Path]) -> bool:
+        """Only a changed map or server block: workers open the bundle files at every
+        handshake, so a replaced file is served by the next one without a reload."""
+        return self.include_file in changed
+
     async def reload(self) -> None:
         """``nginx -s reload``, then wait for the workers that accepted before it to retire."""
         master = master_pid(self.config.main_config)
@@ -196,7 +301,12 @@ class NginxBackend(Backend):
             await wait_retired(master, old)
 
     async def validate(self, staged: dict[Path, Path]) -> None:
-        check = self.check_with_main_config(staged)
+        """``nginx -t`` on the include file when it changed. Bundle files alone need no check
+        here: ``nginx -t`` cannot check certificates given by variables, and the pipeline
+        checked every bundle on receipt (app.agent.bundles.build_bundle)."""
+        if self.include_file not in staged:
+            return
+        check = self.check_with_main_config({self.include_file: staged[self.include_file]})
         try:
             await self.run_validate_command(check)
         finally:
