@@ -185,6 +185,23 @@ def _run_before_commit(session: Session) -> None:
         hook(session)
 
 
+AFTER_COMMIT = "after_commit"
+
+
+def after_commit(session, key: str, hook) -> None:
+    """Run ``hook()`` once after this transaction has committed (a revoked token leaves the
+    process's token cache once the revocation is visible to every other connection). ``key``
+    makes it once; a rollback forgets it."""
+    sync = getattr(session, "sync_session", session)
+    sync.info.setdefault("transaction", {}).setdefault(AFTER_COMMIT, {})[key] = hook
+
+
+@event.listens_for(TransactionalSession, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    for hook in list(session.info.get("transaction", {}).get(AFTER_COMMIT, {}).values()):
+        hook()
+
+
 WORKER_WORK = "worker_work"
 
 

@@ -40,6 +40,8 @@ async def get_session(ctx: Context) -> AsyncIterator[AsyncSession]:
     async with ctx.sessionmaker() as session:
         try:
             yield session
+            if not session.in_transaction():
+                return  # nothing ran through the session (a cached token, a connection read)
             wake = has_worker_work(session)  # a read never wakes the worker: nothing for it
             await session.commit()
             if wake:
@@ -59,10 +61,13 @@ _bearer = HTTPBearer(auto_error=False, description="An API token: `cpt_<id>_<sec
 
 async def get_caller(
     session: Session,
+    ctx: Context,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
+    """The caller; a token this process authenticated within ``token_cache_seconds`` is answered
+    from its cache (app.accounts.token_cache) and the session then never opens a connection."""
     token = credentials.credentials if credentials else None
-    return await AccountService(AccountRepository(session)).authenticate(token)
+    return await AccountService(AccountRepository(session), ctx.token_cache()).authenticate(token)
 
 
 CurrentCaller = Annotated[Caller, Depends(get_caller)]
