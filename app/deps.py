@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.accounts.caller import Caller
 from app.accounts.repository import AccountRepository
@@ -55,6 +55,25 @@ async def get_session(ctx: Context) -> AsyncIterator[AsyncSession]:
 # scope="function": the commit runs when the handler returns and BEFORE the response is sent,
 # so a failed commit can never be answered with a 2xx.
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+async def get_reader(ctx: Context) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection for a read-only route's Core statements, outside the ORM session
+    and without a BEGIN/COMMIT pair (issue 8: the TLS status).
+
+    Why this reads what the session would: PostgreSQL runs at READ COMMITTED, where every
+    statement takes its own snapshot inside a transaction too, so AUTOCOMMIT changes nothing a
+    SELECT sees and saves the BEGIN and COMMIT round trips. pysqlite (legacy transaction
+    control) never opens a transaction for a SELECT, so on SQLite each statement already ran on
+    its own WAL snapshot; asking it for AUTOCOMMIT would cost two thread hand-offs through
+    aiosqlite to set and reset, for nothing. Nothing may be written here: no commit follows.
+    """
+    async with ctx.engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield conn
+
+
+Reader = Annotated[AsyncConnection, Depends(get_reader, scope="function")]
 
 _bearer = HTTPBearer(auto_error=False, description="An API token: `cpt_<id>_<secret>`.")
 

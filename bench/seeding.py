@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import common  # noqa: F401  (puts the repository on sys.path)
 
-from app.accounts.caller import Caller
+from app.accounts.caller import OPERATOR, Caller
 from app.accounts.repository import AccountRepository
 from app.accounts.service import AccountService
 from app.certificates import material
@@ -38,11 +38,11 @@ async def tenant(ctx: AppContext, hostname: str = "mx.bench.test", *, agent_url:
     async with ctx.sessionmaker() as session:
         accounts = AccountService(AccountRepository(session))
         account = await accounts.create_account("bench")
-        _row, token = await accounts.create_token("admin", None)
+        _row, token = await accounts.create_token("admin", None, caller=OPERATOR)
         certs = CertificateService(CertificateRepository(session), ctx.master_key)
         server = await ServerService(ServerRepository(session), certs).register(
             name="bench", hostname=hostname, software="postfix-dovecot", agent_url=agent_url,
-            agent_tls_fingerprint=agent_tls_fingerprint)
+            agent_tls_fingerprint=agent_tls_fingerprint, caller=OPERATOR)
         await session.commit()
         return Tenant(account.id, token, server.id, server.hostname)
 
@@ -52,4 +52,4 @@ async def store_issued(ctx: AppContext, certs: CertificateService, ca, names: li
     """A new certificate for ``names`` from the bench CA, stored as an upload (flushed, not committed)."""
     issued = ca.issue(names)
     mat = material.from_pem(issued.cert_pem, issued.key_pem, chain_pem=issued.chain_pem, trust=ctx.trust)
-    return await certs.store(mat, account_id=account_id, name=name, source="upload")
+    return await certs.store(mat, account_id=account_id, name=name, source="upload", caller=OPERATOR)

@@ -89,11 +89,12 @@ class DriftRepository:
 
     async def for_names(self, server_id: str, hostnames: list[str]) -> list[Seen]:
         """The observations of a few names (a domain's mail. and webmail.): a primary-key range."""
-        rows = await self.session.scalars(
-            select(ServedObservation).where(and_(ServedObservation.server_id == server_id,
-                                                 ServedObservation.hostname.in_(hostnames))))
-        return [Seen(r.hostname, r.service, r.daemon, r.port, r.protocol, r.expected, r.served, r.error,
-                     r.observed_at) for r in rows]
+        o = ServedObservation
+        # Columns, not entities: the TLS status runs this on a bare connection (app.deps.get_reader).
+        rows = await self.session.execute(
+            select(o.hostname, o.service, o.daemon, o.port, o.protocol, o.expected, o.served, o.error,
+                   o.observed_at).where(and_(o.server_id == server_id, o.hostname.in_(hostnames))))
+        return [Seen(*row) for row in rows]
 
     async def domain_accounts(self, server_id: str, names: Iterable[str]) -> dict[str, str]:
         """Domain name -> account, for the given names hosted on the server."""
