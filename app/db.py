@@ -85,6 +85,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         # more statement (three more thread hops through aiosqlite) on every request.
         engine = create_async_engine(url, connect_args={"timeout": 30}, **common)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        _skip_idle_ends(engine.sync_engine.dialect)
         return engine
     # asyncpg waits 60 s for a connection by default; an outage must be answered sooner.
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_timeout=10, pool_pre_ping=True,
@@ -138,6 +139,36 @@ def secure_sqlite_files(url: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             if file.stat().st_mode & 0o077:
                 file.chmod(0o600)
+
+
+def _sqlite_open(connection) -> bool:
+    """Whether SQLite has a transaction open on this (pooled, aiosqlite) connection; True when
+    that cannot be read, so the caller then does what it would have done anyway."""
+    try:
+        raw = connection.dbapi_connection if hasattr(connection, "dbapi_connection") else connection
+        return bool(raw._connection.in_transaction)  # aiosqlite reads sqlite3_get_autocommit, no thread hop
+    except Exception:  # not aiosqlite, or closed: let the driver decide, as without this
+        return True
+
+
+def _skip_idle_ends(dialect) -> None:
+    """Send COMMIT/ROLLBACK to SQLite only when it has a transaction open.
+
+    pysqlite opens a transaction at the first write only, so after a read (a TLS status, a
+    token lookup) there is nothing to end: sqlite3's own ``commit()``/``rollback()`` then do
+    nothing, but through aiosqlite each is still a hand-off to the connection's thread and back
+    (one per request, on every connection returned to the pool; issue 8)."""
+    rollback, commit = dialect.do_rollback, dialect.do_commit
+
+    def do_rollback(connection) -> None:
+        if _sqlite_open(connection):
+            rollback(connection)
+
+    def do_commit(connection) -> None:
+        if _sqlite_open(connection):
+            commit(connection)
+
+    dialect.do_rollback, dialect.do_commit = do_rollback, do_commit
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

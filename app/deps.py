@@ -92,6 +92,21 @@ async def get_caller(
 CurrentCaller = Annotated[Caller, Depends(get_caller)]
 
 
+async def get_reading_caller(
+    reader: Reader,
+    ctx: Context,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Caller:
+    """``get_caller`` for routes on ``Reader``: a token not in the cache is looked up on the
+    route's own connection, so such a request never holds two pooled connections (16
+    concurrent requests each holding one and waiting for a second emptied the pool)."""
+    token = credentials.credentials if credentials else None
+    return await AccountService(AccountRepository(reader), ctx.token_cache()).authenticate(token)
+
+
+ReadingCaller = Annotated[Caller, Depends(get_reading_caller)]
+
+
 async def get_admin(caller: CurrentCaller) -> Caller:
     caller.require_admin()
     return caller

@@ -218,3 +218,17 @@ async def test_a_warm_tls_status_is_two_selects_without_a_transaction(client, ad
     with statements(context) as seen:
         cold = await client.get("/v1/domains/w.test/tls", headers=customer)
     assert cold.json() == first.json() and any("api_tokens" in s for s in seen), seen
+
+
+async def test_more_concurrent_cold_tls_reads_than_pooled_connections(client, admin, customer_headers, test_ca,
+                                                                      context):
+    """Each TLS status holds one pooled connection, the token lookup included: more concurrent
+    first requests than the pool has connections all answer (when the lookup took a second
+    connection, 16 of them could each hold one and wait for another until the pool timed out)."""
+    _server, customer, _certs = await _hosting(client, admin, customer_headers, test_ca, ("p.test",), 1)
+    pool = context.engine.sync_engine.pool
+    many = pool.size() + getattr(pool, "_max_overflow", 0) + 5
+    context.token_cache().clear()
+    answers = await asyncio.wait_for(
+        asyncio.gather(*(client.get("/v1/domains/p.test/tls", headers=customer) for _ in range(many))), 60)
+    assert [r.status_code for r in answers] == [200] * many

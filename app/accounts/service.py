@@ -109,7 +109,7 @@ class AccountService:
         return await self._lookup(parsed)
 
     async def _lookup(self, parsed: tuple[str, str]) -> Caller:
-        row = await self.repo.get_token(parsed[0])
+        row = await self.repo.token_facts(parsed[0])
         # Compare even when the row is missing, so both paths cost the same.
         stored = row.secret_hash if row is not None else "0" * 64
         if not tokens.secret_matches(parsed[1], stored) or row is None or row.revoked_at is not None:
