@@ -63,6 +63,11 @@ class Settings(BaseSettings):
         3600, ge=60, le=7 * 86400, description="Default lifetime of an agent enrolment token.")
     max_body_bytes: int = Field(1024 * 1024, gt=0)
     expiring_days: int = Field(30, ge=0, description="Binding warns when the certificate expires sooner.")
+    token_cache_seconds: float = Field(
+        5.0, ge=0, description="How long a process remembers an authenticated API token (by its SHA-256) "
+        "instead of looking it up again; 0 disables. A token revoked through another process (a second "
+        "`certpost serve`, `certpost tokens revoke`) keeps working here for at most this long.",
+    )
     run_worker: bool = Field(True, description="Run the deployment worker inside `certpost serve`.")
     worker_poll_seconds: float = Field(1.0, gt=0)
     lease_seconds: float = Field(

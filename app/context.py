@@ -10,6 +10,7 @@ from functools import partial
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.accounts.token_cache import TokenCache
 from app.certificates.reading import MaterialReader
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker
@@ -45,6 +46,7 @@ class AppContext:
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
     _reader: MaterialReader | None = field(default=None, repr=False)
     memo: dict = field(default_factory=dict, repr=False)
+    _tokens: TokenCache | None = field(default=None, repr=False)
     """Small per-process facts worth not re-fetching (the ACME directory, app.acme.accounts)."""
 
     @classmethod
@@ -72,6 +74,12 @@ class AppContext:
         if self._blocking is None:
             self._blocking = ThreadPoolExecutor(max_workers=BLOCKING_THREADS, thread_name_prefix="certpost-io")
         return await asyncio.get_running_loop().run_in_executor(self._blocking, partial(fn, *args, **kwargs))
+
+    def token_cache(self) -> TokenCache:
+        """The authenticated tokens this process remembers (app.accounts.token_cache)."""
+        if self._tokens is None:
+            self._tokens = TokenCache(self.settings.token_cache_seconds)
+        return self._tokens
 
     def material_reader(self) -> MaterialReader:
         """Reads uploaded keys and PKCS#12 files in worker processes (certificates/reading.py)."""

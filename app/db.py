@@ -85,6 +85,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         # more statement (three more thread hops through aiosqlite) on every request.
         engine = create_async_engine(url, connect_args={"timeout": 30}, **common)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        _skip_idle_ends(engine.sync_engine.dialect)
         return engine
     # asyncpg waits 60 s for a connection by default; an outage must be answered sooner.
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_timeout=10, pool_pre_ping=True,
@@ -140,6 +141,36 @@ def secure_sqlite_files(url: str) -> None:
                 file.chmod(0o600)
 
 
+def _sqlite_open(connection) -> bool:
+    """Whether SQLite has a transaction open on this (pooled, aiosqlite) connection; True when
+    that cannot be read, so the caller then does what it would have done anyway."""
+    try:
+        raw = connection.dbapi_connection if hasattr(connection, "dbapi_connection") else connection
+        return bool(raw._connection.in_transaction)  # aiosqlite reads sqlite3_get_autocommit, no thread hop
+    except Exception:  # not aiosqlite, or closed: let the driver decide, as without this
+        return True
+
+
+def _skip_idle_ends(dialect) -> None:
+    """Send COMMIT/ROLLBACK to SQLite only when it has a transaction open.
+
+    pysqlite opens a transaction at the first write only, so after a read (a TLS status, a
+    token lookup) there is nothing to end: sqlite3's own ``commit()``/``rollback()`` then do
+    nothing, but through aiosqlite each is still a hand-off to the connection's thread and back
+    (one per request, on every connection returned to the pool; issue 8)."""
+    rollback, commit = dialect.do_rollback, dialect.do_commit
+
+    def do_rollback(connection) -> None:
+        if _sqlite_open(connection):
+            rollback(connection)
+
+    def do_commit(connection) -> None:
+        if _sqlite_open(connection):
+            commit(connection)
+
+    dialect.do_rollback, dialect.do_commit = do_rollback, do_commit
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -183,6 +214,23 @@ def before_commit(session, key: str, hook) -> None:
 def _run_before_commit(session: Session) -> None:
     for hook in list(session.info.get("transaction", {}).get(BEFORE_COMMIT, {}).values()):
         hook(session)
+
+
+AFTER_COMMIT = "after_commit"
+
+
+def after_commit(session, key: str, hook) -> None:
+    """Run ``hook()`` once after this transaction has committed (a revoked token leaves the
+    process's token cache once the revocation is visible to every other connection). ``key``
+    makes it once; a rollback forgets it."""
+    sync = getattr(session, "sync_session", session)
+    sync.info.setdefault("transaction", {}).setdefault(AFTER_COMMIT, {})[key] = hook
+
+
+@event.listens_for(TransactionalSession, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    for hook in list(session.info.get("transaction", {}).get(AFTER_COMMIT, {}).values()):
+        hook()
 
 
 WORKER_WORK = "worker_work"

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.accounts.caller import Caller
 from app.accounts.repository import AccountRepository
@@ -40,6 +40,8 @@ async def get_session(ctx: Context) -> AsyncIterator[AsyncSession]:
     async with ctx.sessionmaker() as session:
         try:
             yield session
+            if not session.in_transaction():
+                return  # nothing ran through the session (a cached token, a connection read)
             wake = has_worker_work(session)  # a read never wakes the worker: nothing for it
             await session.commit()
             if wake:
@@ -54,18 +56,55 @@ async def get_session(ctx: Context) -> AsyncIterator[AsyncSession]:
 # so a failed commit can never be answered with a 2xx.
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
+async def get_reader(ctx: Context) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection for a read-only route's Core statements, outside the ORM session
+    and without a BEGIN/COMMIT pair (issue 8: the TLS status).
+
+    Why this reads what the session would: PostgreSQL runs at READ COMMITTED, where every
+    statement takes its own snapshot inside a transaction too, so AUTOCOMMIT changes nothing a
+    SELECT sees and saves the BEGIN and COMMIT round trips. pysqlite (legacy transaction
+    control) never opens a transaction for a SELECT, so on SQLite each statement already ran on
+    its own WAL snapshot; asking it for AUTOCOMMIT would cost two thread hand-offs through
+    aiosqlite to set and reset, for nothing. Nothing may be written here: no commit follows.
+    """
+    async with ctx.engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield conn
+
+
+Reader = Annotated[AsyncConnection, Depends(get_reader, scope="function")]
+
 _bearer = HTTPBearer(auto_error=False, description="An API token: `cpt_<id>_<secret>`.")
 
 
 async def get_caller(
     session: Session,
+    ctx: Context,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
+    """The caller; a token this process authenticated within ``token_cache_seconds`` is answered
+    from its cache (app.accounts.token_cache) and the session then never opens a connection."""
     token = credentials.credentials if credentials else None
-    return await AccountService(AccountRepository(session)).authenticate(token)
+    return await AccountService(AccountRepository(session), ctx.token_cache()).authenticate(token)
 
 
 CurrentCaller = Annotated[Caller, Depends(get_caller)]
+
+
+async def get_reading_caller(
+    reader: Reader,
+    ctx: Context,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Caller:
+    """``get_caller`` for routes on ``Reader``: a token not in the cache is looked up on the
+    route's own connection, so such a request never holds two pooled connections (16
+    concurrent requests each holding one and waiting for a second emptied the pool)."""
+    token = credentials.credentials if credentials else None
+    return await AccountService(AccountRepository(reader), ctx.token_cache()).authenticate(token)
+
+
+ReadingCaller = Annotated[Caller, Depends(get_reading_caller)]
 
 
 async def get_admin(caller: CurrentCaller) -> Caller:

@@ -42,6 +42,7 @@ from common import (
 from seeding import tenant
 from sqlalchemy import insert, select, text
 
+from app.accounts.caller import OPERATOR
 from app.certificates import material
 from app.certificates.models import Certificate, CertificateName
 from app.certificates.repository import CertificateRepository
@@ -63,7 +64,9 @@ from tests.support.ports import free_port
 BATCH = 5000
 CONNECTIONS = 16
 THREADS = 2
-CERTPOST = str(REPO / ".venv" / "bin" / "certpost")
+# CERTPOST_BENCH_CERTPOST: another `certpost` to measure (e.g. a checkout of main), for a before/after
+# in the same conditions; the seeding always uses this checkout's code.
+CERTPOST = os.environ.get("CERTPOST_BENCH_CERTPOST") or str(REPO / ".venv" / "bin" / "certpost")
 
 LUA = """
 local counter = 0
@@ -103,7 +106,7 @@ async def _template(ctx: AppContext, session) -> dict:
     """One real certificate row (material, sealed key) to clone: the reads never unseal it."""
     certs = CertificateService(CertificateRepository(session), ctx.master_key)
     cert = await certs.store(material.self_signed([f"webmail.{domain_name(0)}", f"mail.{domain_name(0)}"]),
-                             account_id=None, name="template", source="upload")
+                             account_id=None, name="template", source="upload", caller=OPERATOR)
     await session.flush()
     row = (await session.execute(select(Certificate.__table__).where(Certificate.id == cert.id))).mappings().one()
     await session.execute(Certificate.__table__.delete().where(Certificate.id == cert.id))

@@ -130,6 +130,7 @@ async def clean_tables(request):
     async with ctx.engine.begin() as conn:
         for table in reversed(Base.metadata.sorted_tables):
             await conn.execute(text(f"DELETE FROM {table.name}"))
+    ctx.token_cache().clear()  # the tokens it remembers are gone with their rows
 
 
 @pytest.fixture

@@ -189,3 +189,46 @@ async def test_tls_status_runs_the_same_statements_at_5_and_200_domains(client, 
         selects = [s for s in seen if s.lstrip().upper().startswith(("SELECT", "WITH"))]
         assert len(selects) <= 3, seen  # the token, the domain with its server, the certificates
         assert not any("certificate_names" in s or "applied_names" in s or "count(" in s.lower() for s in seen), seen
+
+
+async def test_a_warm_tls_status_is_two_selects_without_a_transaction(client, admin, customer_headers, test_ca,
+                                                                      context):
+    """With the caller's token cached (app.accounts.token_cache), the TLS status is the domain's
+    statement and its observations on a bare connection (app.deps.get_reader): no token lookup,
+    no COMMIT; with the cache off the token is looked up again and the report is the same."""
+    _server, customer, (cert,) = await _hosting(client, admin, customer_headers, test_ca, ("w.test",), 1)
+    r = await client.put("/v1/domains/w.test/bindings/mail", json={"certificate_id": cert}, headers=customer)
+    assert r.status_code == 201, r.text
+    commits = []
+
+    def on_commit(_conn):
+        commits.append(1)
+
+    first = await client.get("/v1/domains/w.test/tls", headers=customer)  # caches the token
+    event.listen(context.engine.sync_engine, "commit", on_commit)
+    try:
+        with statements(context) as seen:
+            warm = await client.get("/v1/domains/w.test/tls", headers=customer)
+    finally:
+        event.remove(context.engine.sync_engine, "commit", on_commit)
+    assert warm.status_code == 200 and warm.json() == first.json()
+    assert len(seen) == 2 and not any("api_tokens" in s for s in seen), seen
+    assert commits == []
+    context.token_cache().clear()
+    with statements(context) as seen:
+        cold = await client.get("/v1/domains/w.test/tls", headers=customer)
+    assert cold.json() == first.json() and any("api_tokens" in s for s in seen), seen
+
+
+async def test_more_concurrent_cold_tls_reads_than_pooled_connections(client, admin, customer_headers, test_ca,
+                                                                      context):
+    """Each TLS status holds one pooled connection, the token lookup included: more concurrent
+    first requests than the pool has connections all answer (when the lookup took a second
+    connection, 16 of them could each hold one and wait for another until the pool timed out)."""
+    _server, customer, _certs = await _hosting(client, admin, customer_headers, test_ca, ("p.test",), 1)
+    pool = context.engine.sync_engine.pool
+    many = pool.size() + getattr(pool, "_max_overflow", 0) + 5
+    context.token_cache().clear()
+    answers = await asyncio.wait_for(
+        asyncio.gather(*(client.get("/v1/domains/p.test/tls", headers=customer) for _ in range(many))), 60)
+    assert [r.status_code for r in answers] == [200] * many

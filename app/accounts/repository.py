@@ -35,6 +35,13 @@ class AccountRepository:
     async def get_token(self, token_id: str) -> ApiToken | None:
         return await self.session.get(ApiToken, token_id)
 
+    async def token_facts(self, token_id: str):
+        """What authenticating needs of a token (id, role, account_id, secret_hash, revoked_at),
+        as columns: this runs on a session or on a bare connection (app.deps.get_reader)."""
+        t = ApiToken
+        return (await self.session.execute(
+            select(t.id, t.role, t.account_id, t.secret_hash, t.revoked_at).where(t.id == token_id))).first()
+
     async def list_tokens(self, visible: Any, page: PageRequest) -> Window[ApiToken]:
         """Tokens in creation order (``visible``: ``Caller.visible_rows`` on their account)."""
         return await fetch(self.session, select(ApiToken).where(visible), TOKEN_ORDER, page)

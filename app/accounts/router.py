@@ -17,7 +17,7 @@ from app.accounts.schemas import (
     TokenPage,
 )
 from app.accounts.service import AccountExists, AccountService, UnknownAccount
-from app.deps import Admin, Session
+from app.deps import Admin, Context, Session
 from app.idempotency.http import IDEMPOTENT, IdempotentRoute
 from app.paging import InvalidCursor, PageParams
 from app.problems import Forbidden, NotFound, responses
@@ -25,8 +25,8 @@ from app.problems import Forbidden, NotFound, responses
 router = APIRouter(prefix="/v1", tags=["accounts"], route_class=IdempotentRoute)
 
 
-async def get_service(session: Session) -> AccountService:
-    return AccountService(AccountRepository(session))
+async def get_service(session: Session, ctx: Context) -> AccountService:
+    return AccountService(AccountRepository(session), ctx.token_cache())
 
 
 Accounts = Annotated[AccountService, Depends(get_service)]
@@ -79,6 +79,11 @@ async def list_tokens(admin: Admin, accounts: Accounts, page: PageParams,
 @router.delete("/tokens/{token_id}", operation_id="revokeToken", response_description="Revoked",
     summary="Revoke an API token", status_code=204, responses=responses(Forbidden, NotFound))
 async def revoke_token(token_id: str, admin: Admin, accounts: Accounts):
-    """Revoke a token: it is refused from now on (401 `unauthenticated`). Its row stays, with `revoked_at`. Admin only."""
+    """Revoke a token: it is refused from now on (401 `unauthenticated`). Its row stays, with `revoked_at`. Admin only.
+
+    Each `certpost serve` process remembers a token it authenticated for `token_cache_seconds`
+    (default 5; `CERTPOST_TOKEN_CACHE_SECONDS`, 0 disables): the process that answers this
+    request refuses the token at once, another process (a second instance behind the same
+    database) within that many seconds."""
     await accounts.revoke_token(token_id, caller=admin)
     return Response(status_code=204)

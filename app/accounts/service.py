@@ -8,7 +8,8 @@ from app.accounts import tokens
 from app.accounts.caller import SYSTEM, Caller
 from app.accounts.models import Account, ApiToken
 from app.accounts.repository import AccountRepository
-from app.db import new_id
+from app.accounts.token_cache import TokenCache, token_key
+from app.db import after_commit, new_id
 from app.events import EventKind, record
 from app.kit.time import utc_now
 from app.paging import MAX_LIMIT, PageRequest, Window
@@ -28,8 +29,9 @@ class UnknownAccount(RuleViolation):
 
 
 class AccountService:
-    def __init__(self, repo: AccountRepository):
+    def __init__(self, repo: AccountRepository, token_cache: TokenCache | None = None):
         self.repo = repo
+        self.token_cache = token_cache
 
     async def create_account(self, name: str) -> Account:
         if await self.repo.account_by_name(name):
@@ -78,14 +80,36 @@ class AccountService:
             raise NotFound("token not found")
         row.revoked_at = utc_now()
         await self.repo.session.flush()
+        if self.token_cache is not None:
+            # At once, and again after COMMIT: a lookup that read the row before the commit
+            # cannot store it (the cache's epoch moved), and none can read it unrevoked after.
+            cache = self.token_cache
+            cache.invalidate_token(row.id)
+            after_commit(self.repo.session, f"token_cache:{row.id}", lambda: cache.invalidate_token(row.id))
         record(self.repo.session, EventKind.TOKEN_REVOKED, caller, account_id=row.account_id,
                subjects={"token": row.id}, data={"role": row.role})
 
     async def authenticate(self, bearer: str | None) -> Caller:
+        """The caller a bearer token stands for. A process's token cache (when given) answers
+        a token it authenticated less than ``token_cache_seconds`` ago without the database;
+        only successes are cached, so a wrong token always costs a lookup."""
         parsed = tokens.parse_token(bearer or "")
         if parsed is None:
             raise Unauthenticated("send Authorization: Bearer <token>")
-        row = await self.repo.get_token(parsed[0])
+        cache = self.token_cache
+        if cache is not None and cache.enabled:
+            key = token_key(bearer)
+            hit = cache.get(key)
+            if hit is not None:
+                return hit
+            epoch = cache.epoch
+            caller = await self._lookup(parsed)
+            cache.put(key, caller, epoch)
+            return caller
+        return await self._lookup(parsed)
+
+    async def _lookup(self, parsed: tuple[str, str]) -> Caller:
+        row = await self.repo.token_facts(parsed[0])
         # Compare even when the row is missing, so both paths cost the same.
         stored = row.secret_hash if row is not None else "0" * 64
         if not tokens.secret_matches(parsed[1], stored) or row is None or row.revoked_at is not None:

@@ -10,7 +10,7 @@ from app.accounts.service import UnknownAccount
 from app.certificates import errors as cert_errors
 from app.certificates.repository import CertificateRepository
 from app.certificates.service import CertificateService
-from app.deps import Admin, Context, CurrentCaller, Session
+from app.deps import Admin, Context, CurrentCaller, Reader, ReadingCaller, Session
 from app.domains import rules
 from app.domains.repository import DomainRepository
 from app.domains.schemas import (
@@ -59,6 +59,15 @@ async def get_service(session: Session, ctx: Context) -> DomainService:
 
 
 Domains = Annotated[DomainService, Depends(get_service)]
+
+
+async def get_reads(reader: Reader, ctx: Context) -> DomainService:
+    """The service over a bare connection (app.deps.get_reader), for routes that only run its
+    Core reads (``status``, ``observed``): no ORM session, no transaction pair."""
+    return DomainService(DomainRepository(reader), None, ctx.settings.expiring_days)
+
+
+DomainReads = Annotated[DomainService, Depends(get_reads)]
 
 
 def domain_out(d) -> DomainOut:
@@ -264,7 +273,7 @@ def _presented(cert) -> PresentedCertificate:
 
 @router.get("/{name}/tls", operation_id="getDomainTls", response_description="What clients see, and why",
     summary="Get what clients see for a domain's webmail and mail", response_model=TlsStatus, responses=responses(NotFound))
-async def tls_status(name: str, caller: CurrentCaller, domains: Domains, ctx: Context):
+async def tls_status(name: str, caller: ReadingCaller, domains: DomainReads, ctx: Context):
     """What a browser (webmail) and a mail client (mail) would see, and why (domain.md)."""
     status = await domains.status(caller, name)
     domain, server, effective, server_cert = status.domain, status.server, status.effective, status.server_certificate
