@@ -8,7 +8,6 @@ the same CNAMEs) issues the wildcard. A loop and a dangling CNAME fail at the DN
 from __future__ import annotations
 
 import asyncio
-
 from collections.abc import Iterator
 
 import pytest
