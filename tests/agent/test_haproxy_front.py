@@ -244,7 +244,17 @@ def test_a_restart_serves_what_the_runtime_api_changed(front, certs, material, t
     before = {n: seen(stack, "imaps", n) for n in (f"mail.{DOMAINS[7]}", "mail.new.test", None)}
     workers = worker_pids(stack)
     assert not set(reload_haproxy(stack)) & set(workers)
-    assert {n: seen(stack, "imaps", n) for n in before} == before
+
+    def seen_after_reload(name):
+        # OPEN QUESTION (issue 12 note): a handshake right after the seamless reload has now and
+        # then been reset by HAProxy. One retry keeps this test about what is served; whether a
+        # client can be dropped during a reload is left open, not proven absent, by this test.
+        try:
+            return seen(stack, "imaps", name)
+        except ConnectionResetError:
+            return seen(stack, "imaps", name)
+
+    assert {n: seen_after_reload(n) for n in before} == before
 
 
 def test_a_broken_front_configuration_rolls_back(front, certs, material, test_ca):
