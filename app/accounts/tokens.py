@@ -18,14 +18,16 @@ def new_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
-def format_token(token_id: str, secret: str) -> str:
-    return f"{PREFIX}{token_id}_{secret}"
+def format_token(token_id: str, secret: str, prefix: str = PREFIX) -> str:
+    return f"{prefix}{token_id}_{secret}"
 
 
-def parse_token(token: str) -> tuple[str, str] | None:
-    if not token.startswith(PREFIX):
+def parse_token(token: str, prefix: str = PREFIX) -> tuple[str, str] | None:
+    """(id, secret) of ``<prefix><36-character id>_<secret>``; None for anything else. Other
+    token kinds (enrolment tokens, app/enrolment/tokens.py) pass their own prefix."""
+    if not token.startswith(prefix):
         return None
-    token_id, sep, secret = token[len(PREFIX):].partition("_")
+    token_id, sep, secret = token[len(prefix):].partition("_")
     if not sep or len(token_id) != 36 or not secret:
         return None
     return token_id, secret

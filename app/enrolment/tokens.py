@@ -8,6 +8,7 @@ is, and secret scanners can tell them apart.
 
 from __future__ import annotations
 
+from app.accounts import tokens as api_tokens
 from app.accounts.tokens import hash_secret, new_secret, secret_matches
 
 PREFIX = "cpe_"
@@ -16,13 +17,8 @@ __all__ = ["PREFIX", "format_token", "hash_secret", "new_secret", "parse_token",
 
 
 def format_token(token_id: str, secret: str) -> str:
-    return f"{PREFIX}{token_id}_{secret}"
+    return api_tokens.format_token(token_id, secret, PREFIX)
 
 
 def parse_token(token: str) -> tuple[str, str] | None:
-    if not token.startswith(PREFIX):
-        return None
-    token_id, sep, secret = token[len(PREFIX):].partition("_")
-    if not sep or len(token_id) != 36 or not secret:
-        return None
-    return token_id, secret
+    return api_tokens.parse_token(token, PREFIX)
