@@ -4,13 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.accounts.service import UnknownAccount
 from app.certificates import errors as cert_errors
 from app.certificates.repository import CertificateRepository
 from app.certificates.service import CertificateService
-from app.deps import Admin, Context, CurrentCaller, Reader, ReadingCaller, Session
+from app.deps import (
+    Admin,
+    Context,
+    CurrentCaller,
+    Reader,
+    ReadingCaller,
+    Session,
+    bearer,
+    get_context,
+    get_reader,
+    get_reading_caller,
+)
+from app.direct import DirectRoute, direct
 from app.domains import rules
 from app.domains.repository import DomainRepository
 from app.domains.schemas import (
@@ -271,16 +283,22 @@ def _presented(cert) -> PresentedCertificate:
     )
 
 
-@router.get("/{name}/tls", operation_id="getDomainTls", response_description="What clients see, and why",
-    summary="Get what clients see for a domain's webmail and mail", response_model=TlsStatus, responses=responses(NotFound))
+async def _tls_inputs(request: Request) -> dict:
+    """The TLS status's arguments, as its declared dependencies resolve them (app/direct.py)."""
+    ctx = await get_context(request)
+    reader = await get_reader(ctx)
+    caller = await get_reading_caller(reader, ctx, await bearer(request))
+    return {"name": request.path_params["name"], "caller": caller, "domains": await get_reads(reader, ctx), "ctx": ctx}
+
+
+@direct(_tls_inputs)
 async def tls_status(name: str, caller: ReadingCaller, domains: DomainReads, ctx: Context):
     """What a browser (webmail) and a mail client (mail) would see, and why (domain.md)."""
-    status = await domains.status(caller, name)
+    status, observed = await domains.observed_status(caller, name)
     domain, server, effective, server_cert = status.domain, status.server, status.effective, status.server_certificate
     now = utc_now()
     per_domain = capabilities(server.software).per_domain_mail
     states = domains.deployments(status)
-    observed = await domains.observed(status)
     parts = {}
     for service, eff in effective.items():
         status = rules.service_status(
@@ -319,3 +337,10 @@ async def tls_status(name: str, caller: ReadingCaller, domains: DomainReads, ctx
                                    applied_generation=server.applied_generation, up_to_date=up_to_date),
         warnings=warnings,
     ))
+
+
+# Declared here, where a decorator would have added it: the OpenAPI document keeps its order.
+router.add_api_route("/{name}/tls", tls_status, methods=["GET"], route_class_override=DirectRoute,
+                     operation_id="getDomainTls", response_description="What clients see, and why",
+                     summary="Get what clients see for a domain's webmail and mail", response_model=TlsStatus,
+                     responses=responses(NotFound))
