@@ -17,7 +17,8 @@ Why not the request's pooled connection of the main engine:
 - **PostgreSQL**: the main engine pre-pings every connection it lends (a ``SELECT 1`` round
   trip before the statement). This engine does not, and runs in AUTOCOMMIT (no BEGIN/COMMIT;
   at READ COMMITTED a SELECT takes its own snapshot anyway), so a read is one round trip (the
-  asyncpg adapter keeps the prepared statement). A pooled connection the server dropped
+  asyncpg adapter keeps the prepared statement). Its sessions start with
+  ``default_transaction_read_only`` on, so a write is refused there too. A pooled connection the server dropped
   (a restart, ``pg_terminate_backend``, an idle timeout) fails at its first statement: SQLAlchemy
   reports that as a disconnect, invalidates the pool's older connections, and the statement is
   retried **once** on a fresh one. ``pool_recycle`` replaces connections before common idle
@@ -96,7 +97,8 @@ class Reads:
             self._async = create_async_engine(
                 self._url, pool_size=PG_POOL_SIZE, max_overflow=PG_MAX_OVERFLOW, pool_timeout=10,
                 pool_recycle=RECYCLE_SECONDS, isolation_level="AUTOCOMMIT", hide_parameters=True,
-                connect_args={"timeout": CONNECT_TIMEOUT_SECONDS})
+                connect_args={"timeout": CONNECT_TIMEOUT_SECONDS,
+                              "server_settings": {"default_transaction_read_only": "on"}})
         return self._async
 
     async def _run_async(self, statement, params) -> Result:
