@@ -7,10 +7,12 @@ import asyncio
 
 import pytest
 from pydantic_core import to_json
-from sqlalchemy import text
+from sqlalchemy import insert, text
 from sqlalchemy.exc import DBAPIError
 
 from app.domains.schemas import TlsStatus
+from app.drift.models import ServedObservation
+from app.kit.time import utc_now
 from tests.support.api import create_domain, create_server, upload
 
 
@@ -36,12 +38,36 @@ async def test_the_read_path_refuses_writes(context, client, admin, customer_hea
     assert (await reads.execute(text("SELECT count(*) FROM domains"))).scalar() == 1
 
 
-async def test_the_answer_is_the_models_json(client, admin, customer_headers, test_ca):
+async def _observe(context, server_id: str, rows) -> None:
+    now = utc_now()
+    async with context.sessionmaker() as session:
+        await session.execute(insert(ServedObservation), [
+            {"server_id": server_id, "hostname": hostname, "service": service, "daemon": daemon, "port": port,
+             "protocol": "imaps" if port == 993 else "https", "expected": "ab" * 32, "served": served,
+             "error": None if served else "connection refused", "drifted": served != "ab" * 32, "observed_at": now}
+            for hostname, service, daemon, port, served in rows])
+        await session.commit()
+
+
+async def test_the_answer_is_the_models_json(context, client, admin, customer_headers, test_ca):
     """The route encodes its answer itself: the bytes are what the response model would write
-    for the same values (field order, formats), and the model accepts them."""
+    for the same values (field order, formats), and the model accepts them; with observations
+    of the bound mail name and of the no-SNI probes (the unbound webmail name), and none of
+    another name."""
     customer = await _status(client, admin, customer_headers, test_ca)
+    server_id = (await client.get("/v1/domains/r.test/tls", headers=customer)).json()["server_id"]
+    await _observe(context, server_id, [("mail.r.test", "mail", "dovecot", 993, "ab" * 32),
+                                        ("mail.r.test", "mail", "postfix", 465, None),
+                                        ("", "webmail", "nginx", 443, "cd" * 32),
+                                        ("mail.other.test", "mail", "dovecot", 993, "ab" * 32),
+                                        ("webmail.r.test", "webmail", "nginx", 443, "ef" * 32)])
     r = await client.get("/v1/domains/r.test/tls", headers=customer)
     assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    body = r.json()
+    assert [(o["daemon"], o["port"], o["fingerprint"]) for o in body["mail"]["observed"]] == [
+        ("dovecot", 993, "ab" * 32), ("postfix", 465, None)]
+    assert [(o["daemon"], o["fingerprint"]) for o in body["webmail"]["observed"]] == [("nginx", "cd" * 32)]
+    assert {w["code"] for w in body["warnings"]} >= {"no_agent"}
     assert TlsStatus.model_validate_json(r.content).model_dump_json().encode() == r.content
     assert to_json(r.json()) == r.content  # compact, in the model's order
 
