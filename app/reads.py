@@ -40,7 +40,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from app.db import CONNECT_TIMEOUT_SECONDS, sqlite_pragmas
 
 SQLITE_THREADS = 4  # concurrent SQLite reads: one connection (and page cache) per thread
-PG_POOL_SIZE, PG_MAX_OVERFLOW = 10, 5
+# As many kept connections as a loaded process has reads at once (wrk's 16 in bench/reads.py):
+# an overflow connection is closed when returned, so a smaller pool opened and closed a
+# connection (asyncpg's start-up and SQLAlchemy's on-connect queries) in every burst, which
+# cost a TLS status about 0.6 ms of CPU more under 16 concurrent readers (docs/performance.md).
+PG_POOL_SIZE, PG_MAX_OVERFLOW = 16, 4
 RECYCLE_SECONDS = 1800  # below the usual idle timeouts of proxies and firewalls
 
 
