@@ -228,9 +228,10 @@ async def test_a_warm_tls_status_is_one_select_without_a_transaction(client, adm
 
 async def test_more_concurrent_cold_tls_reads_than_pooled_connections(client, admin, customer_headers, test_ca,
                                                                       context):
-    """Each TLS status holds one pooled connection, the token lookup included: more concurrent
-    first requests than the pool has connections all answer (when the lookup took a second
-    connection, 16 of them could each hold one and wait for another until the pool timed out)."""
+    """More concurrent first requests than the session's pool has connections all answer: the
+    TLS status and its token lookup take none of them (app/reads.py lends each statement a
+    connection of its own engine for that statement only; when a request held one and its token
+    lookup took a second, 16 of them could each hold one and wait until the pool timed out)."""
     _server, customer, _certs = await _hosting(client, admin, customer_headers, test_ca, ("p.test",), 1)
     pool = context.engine.sync_engine.pool
     many = pool.size() + getattr(pool, "_max_overflow", 0) + 5
