@@ -181,7 +181,7 @@ def start(argv: list[str], env: dict, port: int) -> subprocess.Popen:
     request) goes to a file: a pipe nobody reads fills after about 240 requests (64 KB) and then
     blocks the server's event loop on its next log line, which capped every wrk run at roughly
     what fits in the pipe (about 72 req/s over 3 s, until 2026-12-01)."""
-    log = tempfile.TemporaryFile()
+    log = tempfile.TemporaryFile()  # noqa: SIM115 -- lives as long as the server process
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=log, cwd=REPO,
                             start_new_session=True)
     deadline = time.monotonic() + 60
