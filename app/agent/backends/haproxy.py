@@ -21,7 +21,12 @@ Files in ``directory`` (HAProxy's configuration manual, 5.1 "crt-list"; manageme
   hosted here, still completes the handshake as it did with Dovecot), then one line per bound
   mail name, ``bundles/<fingerprint>.pem <name>``. The name is an explicit SNI filter: a
   certificate is served only for the names bound to it, never for other names it covers.
-* ``default.pem`` and ``bundles/`` — the bundles (key first, then leaf and chain).
+* ``default.pem`` and ``bundles/`` — the bundles: key first, then the leaf, and the chain only when
+  it cannot be shared;
+* ``issuers/`` — each intermediate chain once, read at start through the ``global`` line
+  ``issuers-chain-path`` at the top of ``certpost.cfg``: every leaf of that issuer shares one
+  parsed chain in the worker instead of holding its own (``haproxy_issuers``; about 5 KB per
+  domain with OpenSSL 3, docs/performance.md section 12). Runtime payloads carry the chain.
 
 A change of listeners changes ``certpost.cfg``: validated with ``haproxy -c`` and applied by a
 seamless reload through the master CLI (``haproxy -W -S <socket>``: the old worker serves until
