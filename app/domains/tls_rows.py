@@ -98,7 +98,7 @@ class DomainTlsFacts(NamedTuple):
     def soonest(self) -> datetime:
         """The earlier ``not_after`` of the two presented (what ``sort=not_after`` orders by)."""
         webmail, mail = self.presented["webmail"].not_after, self.presented["mail"].not_after
-        return webmail if webmail <= mail else mail
+        return min(webmail, mail)
 
 
 @dataclass(frozen=True)
