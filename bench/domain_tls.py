@@ -37,7 +37,7 @@ from pathlib import Path
 
 import httpx
 from common import drop_pg_database, machine, process_memory, table, write_results
-from reads import CERTPOST, domain_name, prepare, start, stop
+from reads import CERTPOST, domain_cursor, domain_name, prepare, start, stop
 from sqlalchemy import bindparam, select, update
 
 from app.certificates.models import Certificate
@@ -98,15 +98,18 @@ async def vary(url: str, work: Path, count: int) -> None:
 
 def routes(server_id: str, count: int, rng: random.Random) -> dict[str, list[str]]:
     base = f"/v1/domain-tls?server_id={server_id}&limit=100"
-    names = [domain_name(rng.randrange(count)) for _ in range(PAGES)]
+    picks = [rng.randrange(count) for _ in range(PAGES)]
+    names = [domain_name(i) for i in picks]
+    # Opaque cursors (every list's envelope) and no cache-busting parameter: unknown query
+    # parameters are refused (422), and nothing caches a GET without If-None-Match.
     return {
-        "domains page": [f"/v1/domains?server_id={server_id}&limit=100&cursor={n}" for n in names],
+        "domains page": [f"/v1/domains?server_id={server_id}&limit=100&cursor={domain_cursor(i)}" for i in picks],
         "domain-tls page": [f"{base}&cursor={encode_cursor('name', (n,))}" for n in names],
-        "first page, count=true": [f"{base}&count=true&x={i}" for i in range(PAGES)],
-        "sort=not_after": [f"{base}&sort=not_after&x={i}" for i in range(PAGES)],
-        "sort=-not_after": [f"{base}&sort=-not_after&x={i}" for i in range(PAGES)],
-        "warning=true": [f"{base}&warning=true&x={i}" for i in range(PAGES)],
-        "reason (no match)": [f"{base}&reason=certificate_not_yet_valid&x={i}" for i in range(PAGES)],
+        "first page, count=true": [f"{base}&count=true"],
+        "sort=not_after": [f"{base}&sort=not_after"],
+        "sort=-not_after": [f"{base}&sort=-not_after"],
+        "warning=true": [f"{base}&warning=true"],
+        "reason (no match)": [f"{base}&reason=certificate_not_yet_valid"],
         "q substring": [f"{base}&q={n[:5]}" for n in names],
     }
 

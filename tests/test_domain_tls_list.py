@@ -306,8 +306,8 @@ async def test_other_requests_are_answered_while_an_export_batch_is_encoded(clie
 def statements(context):
     seen = []
 
-    def count(*_args):
-        seen.append(1)
+    def count(_conn, _cursor, statement, *_args):
+        seen.append(statement.split("\n")[0][:120])
 
     event.listen(context.engine.sync_engine, "before_cursor_execute", count)
     try:
@@ -318,9 +318,10 @@ def statements(context):
 
 async def test_no_query_per_row(client, admin, hosting, context):
     counts = []
+    await client.get("/v1/domain-tls", params={"limit": 1}, headers=admin)  # the token is looked up once
     for limit in (1, 11):
         with statements(context) as seen:
             r = await client.get("/v1/domain-tls", params={"limit": limit, "count": "true"}, headers=admin)
             assert r.status_code == 200
-        counts.append(len(seen))
-    assert counts[0] == counts[1], counts
+        counts.append(seen)
+    assert len(counts[0]) == len(counts[1]), counts
