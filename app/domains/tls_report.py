@@ -268,8 +268,15 @@ def csv_record(item: dict) -> list[str]:
     return out
 
 
-def _endpoints_text(endpoints: list[dict]) -> str:
-    return " ".join(f"{e['protocol']}:{e['port']}:{e['security']}" for e in endpoints)
+def _endpoints_text(values: list[dict]) -> str:
+    if values is endpoints():  # every row's: flattened once
+        return _every_endpoints_text()
+    return " ".join(f"{e['protocol']}:{e['port']}:{e['security']}" for e in values)
+
+
+@functools.cache
+def _every_endpoints_text() -> str:
+    return " ".join(f"{e['protocol']}:{e['port']}:{e['security']}" for e in endpoints())
 
 
 def _flag(value: bool) -> str:
