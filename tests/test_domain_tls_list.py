@@ -273,6 +273,23 @@ async def test_export_and_page_bytes_equal_the_rules_applied_one_domain_at_a_tim
     assert [to_json(builder.row(d)) for d in facts] == [to_json(row) for row in expected]
 
 
+async def test_drifted_names_show_in_the_export_as_in_the_page(client, admin, hosting, context):
+    """The export reads the server's drifted names once (few); a page per page: the same flags."""
+    from app.drift.models import ServedObservation
+
+    now = datetime.now(UTC)
+    async with context.engine.begin() as conn:
+        for hostname, service in (("mail.a0.example", "mail"), ("", "webmail")):  # "": an unbound name's probe
+            await conn.execute(ServedObservation.__table__.insert().values(
+                server_id=hosting["s1"], hostname=hostname, service=service, daemon="nginx", port=443,
+                protocol="https", expected="aa" * 32, served="bb" * 32, error=None, drifted=True, observed_at=now))
+    paged = await _all(client, admin, server_id=hosting["s1"])
+    r = await client.get(f"/v1/servers/{hosting['s1']}/domain-tls.ndjson", headers=admin)
+    assert [json.loads(line) for line in r.text.splitlines()] == paged
+    flags = {(row["domain"], s) for row in paged for s in ("webmail", "mail") if row[s]["drifted"]}
+    assert flags == {("a0.example", "mail"), ("b2.example", "webmail"), ("b3.example", "webmail")}
+
+
 async def test_other_requests_are_answered_while_an_export_batch_is_encoded(client, admin, hosting, monkeypatch):
     """Encoding a batch (about 1,000 rows' rules and JSON: tens of milliseconds of CPU) runs in a
     worker thread, not on the event loop. Order, not speed: the batch below is held until
