@@ -1,9 +1,10 @@
 """Queries of the TLS status list: many domains' TLS facts in keyset pages, filtered in SQL.
 
-A page is one statement whatever its size: each domain with its two bindings and the two
-certificates it presents (its binding's, else the server's default; the same joins as
-``DomainRepository.facts``), plus one statement for the servers on the page (and one for its
-drifted names, app/domains/tls_list.py). Nothing is read per row.
+A page is two statements whatever its size: each domain with its two bindings and the ids of
+the two certificates it presents (its binding's, else the server's default; the same joins as
+``DomainRepository.facts``), then those certificates, each read and decoded once however many
+rows present it; plus one statement for the servers on the page (and one for its drifted
+names, app/domains/tls_list.py). Nothing is read per row.
 
 Filters by client warning and reason run in SQL, on the *inputs* of
 ``rules.client_warning_reasons`` (``trusted``, ``self_signed``, the validity period, and whether
