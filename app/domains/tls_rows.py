@@ -252,14 +252,22 @@ def _servers_statement():
 
 
 async def _facts(connection, rows: list) -> list[DomainTlsFacts]:
-    """The rows' facts, each distinct certificate read and decoded once (one statement)."""
+    """The rows' facts, each distinct certificate read and decoded once (one statement).
+
+    The ids are padded to a power of two (repeating the last): an expanding ``IN`` is a new
+    statement for each length, which PostgreSQL would prepare again and again (asyncpg's
+    statement cache); a dozen lengths cover every page and batch. A row whose certificate is
+    gone by the second statement (rebound and deleted in between) is left out, as the inner
+    join of the single statement did before."""
     ids = sorted({cert_id for row in rows for cert_id in row[5:7]})
     if not ids:
         return []
+    ids += [ids[-1]] * ((1 << (len(ids) - 1).bit_length()) - len(ids))
     certs = {row[0]: RowCertificate.of(row)
              for row in await connection.execute(_parts().certificates, {"ids": ids})}
     return [DomainTlsFacts(r[0], r[1], r[2], {"webmail": certs[r[5]], "mail": certs[r[6]]},
-                           {"webmail": r[3] is not None, "mail": r[4] is not None}) for r in rows]
+                           {"webmail": r[3] is not None, "mail": r[4] is not None})
+            for r in rows if r[5] in certs and r[6] in certs]
 
 
 class DomainTlsRepository:
@@ -278,14 +286,17 @@ class DomainTlsRepository:
         by a second one, by name. Either way the certificates the rows present are read by one
         more statement, each once (``_facts``).
         """
+        return await _facts(await self.session.connection(), await self._rows(f, order, after, limit, now))
+
+    async def _rows(self, f: TlsFilter, order: SortOrder, after: tuple | None, limit: int, now: datetime) -> list:
+        """``page``'s rows as the first statement returns them (ids, before ``_facts``)."""
         connection = await self.session.connection()
         if order.key == "name" and f.warning is None and f.reason is None:
             # Core execution on the session's connection: no ORM row loading, plain tuples.
             stmt = _where(_parts().rows, f, now)
             if after is not None:
                 stmt = stmt.where(order.after(after))
-            return await _facts(connection, list(await connection.execute(stmt.order_by(*order.order_by())
-                                                                           .limit(limit))))
+            return list(await connection.execute(stmt.order_by(*order.order_by()).limit(limit)))
         stmt = _where(_parts().base, f, now)
         if after is not None:
             stmt = stmt.where(order.after(after))
@@ -294,7 +305,7 @@ class DomainTlsRepository:
         if not names:
             return []
         rows = {row[0]: row for row in await connection.execute(_parts().rows.where(Domain.name.in_(names)))}
-        return await _facts(connection, [rows[name] for name in names if name in rows])
+        return [rows[name] for name in names if name in rows]
 
     async def count(self, f: TlsFilter, now: datetime) -> int:
         """How many domains match, over all pages. Without a warning or reason filter the
@@ -308,16 +319,19 @@ class DomainTlsRepository:
 
     async def batches(self, f: TlsFilter, now: datetime, size: int) -> AsyncIterator[list[DomainTlsFacts]]:
         """Every matching row in name order, ``size`` at a time (keyset: each batch one
-        statement after the last name of the previous; memory bounded by ``size``)."""
+        statement after the last name of the previous, plus its certificates; memory bounded by
+        ``size``)."""
         order = SortOrder("name", False)
         after = None
+        connection = await self.session.connection()
         while True:
-            rows = await self.page(f, order, after, size, now)
-            if rows:
-                yield rows
+            rows = await self._rows(f, order, after, size, now)
+            facts = await _facts(connection, rows)
+            if facts:
+                yield facts
             if len(rows) < size:
                 return
-            after = (rows[-1].name,)
+            after = (rows[-1][0],)
 
     async def servers(self, ids: set[str]) -> dict[str, ServerTlsFacts]:
         """The servers of a page: their facts, server-wide mail certificate and the names their
