@@ -15,7 +15,7 @@ import logging
 from collections import Counter
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_
+from sqlalchemy import or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,11 +35,19 @@ TASK_LEASE = Lease(ScheduledTask, ScheduledTask.lease_until, ScheduledTask.lease
 
 
 async def claim_retention(session: AsyncSession, owner: str, now: datetime, lease: timedelta) -> list[str]:
-    """The retention run when it is due and nobody holds it; the row is made on first use."""
-    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
-    await session.execute(dialect.insert(ScheduledTask).values(id=TASK_ID).on_conflict_do_nothing())
+    """The retention run when it is due and nobody holds it; the row is made on first use.
+
+    A read first: the claim is looked at every few seconds and due once an hour, so most looks
+    write nothing (on SQLite a write, even of no row, takes the database's write lock)."""
     due = or_(ScheduledTask.next_run_at.is_(None), ScheduledTask.next_run_at <= now)
-    taken = await TASK_LEASE.claim(session, TASK_ID, owner, now + lease, claimable=(TASK_LEASE.free(now) & due))
+    claimable = TASK_LEASE.free(now) & due
+    found = (await session.execute(select(ScheduledTask.id, claimable).where(ScheduledTask.id == TASK_ID))).first()
+    if found is None:
+        dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+        await session.execute(dialect.insert(ScheduledTask).values(id=TASK_ID).on_conflict_do_nothing())
+    elif not found[1]:
+        return []
+    taken = await TASK_LEASE.claim(session, TASK_ID, owner, now + lease, claimable=claimable)
     return [TASK_ID] if taken else []
 
 

@@ -26,6 +26,17 @@ FINISHED_DEPLOYMENTS = tuple(s for s in STATUSES if s not in DUE)  # applied, fa
 _NO_SYNC = {"synchronize_session": False}
 
 
+def events_before(before: datetime, limit: int):
+    """Ids of up to ``limit`` events that occurred before ``before``: ``ix_events_occurred_at``."""
+    return select(Event.id).where(Event.occurred_at < before).order_by(Event.occurred_at).limit(limit)
+
+
+def finished_deliveries(before: datetime):
+    """Delivered or failed deliveries last changed before ``before``:
+    ``ix_webhook_deliveries_status_updated_at``."""
+    return and_(WebhookDelivery.status.in_(FINISHED_DELIVERIES), WebhookDelivery.updated_at < before)
+
+
 class RetentionRepository:
     def __init__(self, session: AsyncSession):
         self.session = session
@@ -37,8 +48,7 @@ class RetentionRepository:
         """Events that occurred before ``before`` (``ix_events_occurred_at``), with their subject
         rows (``ix_event_subjects_event_id``). Ids are never reused, so a cursor or a webhook's
         ``after_event_id`` past a pruned id still means "everything after it"."""
-        ids = list(await self.session.scalars(
-            select(Event.id).where(Event.occurred_at < before).order_by(Event.occurred_at).limit(limit)))
+        ids = list(await self.session.scalars(events_before(before, limit)))
         if not ids:
             return 0
         await self._delete(delete(EventSubject).where(EventSubject.event_id.in_(ids)))
@@ -48,7 +58,7 @@ class RetentionRepository:
         """Delivered or failed webhook deliveries last changed before ``before``
         (``ix_webhook_deliveries_status_updated_at``) and their attempts: (deliveries pruned by
         status, attempts pruned). Pending and retrying ones stay, however old."""
-        finished = and_(WebhookDelivery.status.in_(FINISHED_DELIVERIES), WebhookDelivery.updated_at < before)
+        finished = finished_deliveries(before)
         ids = list(await self.session.scalars(select(WebhookDelivery.id).where(finished).limit(limit)))
         if not ids:
             return Counter(), 0
