@@ -280,7 +280,7 @@ async def tls_status(name: str, caller: ReadingCaller, domains: DomainReads, ctx
     now = utc_now()
     per_domain = capabilities(server.software).per_domain_mail
     states = domains.deployments(status)
-    observed = await domains.observed(status)
+    observed = await domains.observed(status, detail=caller.is_admin)
     parts = {}
     for service, eff in effective.items():
         status = rules.service_status(

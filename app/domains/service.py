@@ -272,17 +272,18 @@ class DomainService:
             )
         return DomainStatus(domain, domain.server, out, domain.server_certificate)
 
-    async def observed(self, status: DomainStatus) -> dict[str, list[dict]]:
+    async def observed(self, status: DomainStatus, *, detail: bool) -> dict[str, list[dict]]:
         """Per service, what each port was last seen serving for its name (app.drift), judged
         against the certificate it should present: one primary-key range of two names. A name
         without a binding is served the default, so its entries are the no-SNI probes (the
-        agent probes bound names only; an unbound name gets what no SNI gets)."""
+        agent probes bound names only; an unbound name gets what no SNI gets). ``detail``: the
+        agent's error text (admins only: it names internal addresses)."""
         names = {service: eff.hostname if eff.source == "binding" else "" for service, eff in status.effective.items()}
         seen = await DriftRepository(self.repo.session).for_names(status.server.id, sorted(set(names.values())))
         return {
             service: drift_rules.observed(
                 [s for s in seen if s.service == service and s.hostname == hostname],
-                status.effective[service].certificate.fingerprint_sha256,
+                status.effective[service].certificate.fingerprint_sha256, detail=detail,
             )
             for service, hostname in names.items()
         }
