@@ -141,6 +141,19 @@ class Settings(BaseSettings):
     expiry_check_seconds: float = Field(
         3600.0, gt=0, description="How often the worker looks for bound certificates nearing expiry.")
 
+    # Retention (app/retention/, docs/operations.md "Retention"): the worker prunes in batches.
+    retention_check_seconds: float = Field(
+        3600.0, ge=0, description="How often the worker prunes old events, webhook deliveries and "
+        "deployment history (one worker at a time); 0: never.")
+    event_retention_days: int = Field(
+        90, ge=0, description="Events (GET /v1/events) older than this many days are deleted; 0: kept forever.")
+    webhook_delivery_retention_days: int = Field(
+        30, ge=0, description="Delivered or failed webhook deliveries (and their attempts) last changed more "
+        "than this many days ago are deleted; pending and retrying ones never. 0: kept forever.")
+    deployment_history_keep: int = Field(
+        100, ge=0, description="Finished deployments kept per server (the newest generations); the newest, "
+        "the applied one and undelivered ones are always kept. 0: kept forever.")
+
     # Outbound requests on a customer's behalf (app/outbound.py): public unicast on port 53 only.
     outbound_allow: str = Field(
         "",

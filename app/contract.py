@@ -106,7 +106,29 @@ def _model_examples() -> dict[str, list[Any]]:
     return found
 
 
+REQUEST_ID_HEADER = {
+    "description": "The request's id: the client's `X-Request-ID` when it is 1 to 128 characters of "
+                   "`A-Za-z0-9._:+=@/-` starting with a letter or digit, else a new one. Every log line of the "
+                   "request carries it; quote it when reporting an error (a 500 too).",
+    "schema": {"type": "string", "maxLength": 128}, "example": "4f1c2a9be0d34e6b8c5a7d9e1f203b4c",
+}
+REQUEST_ID_REF = {"$ref": "#/components/headers/X-Request-ID"}
+
+
+def _request_id_everywhere(doc: dict[str, Any]) -> None:
+    """Every answer carries ``X-Request-ID`` (app/kit/requestlog.py): one shared component,
+    referenced from every response of every operation."""
+    doc.setdefault("components", {}).setdefault("headers", {})["X-Request-ID"] = REQUEST_ID_HEADER
+    for item in doc.get("paths", {}).values():
+        for method, operation in item.items():
+            if method in _METHODS:
+                for status, response in operation.get("responses", {}).items():
+                    operation["responses"][status] = {**response, "headers": {**response.get("headers", {}),
+                                                                              "X-Request-ID": REQUEST_ID_REF}}
+
+
 def finish_document(doc: dict[str, Any]) -> dict[str, Any]:
+    _request_id_everywhere(doc)
     doc["tags"] = TAGS
     schemas = doc.get("components", {}).get("schemas", {})
     for name, examples in _model_examples().items():

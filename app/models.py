@@ -12,6 +12,7 @@ from app.drift.models import DriftPoll, ServedObservation
 from app.events.models import Event, EventSubject
 from app.expiry.models import ExpiryNotice
 from app.idempotency.models import IdempotencyKey
+from app.retention.models import ScheduledTask
 from app.servers.models import Server
 from app.webhooks.models import Webhook, WebhookAttempt, WebhookDelivery
 
@@ -35,6 +36,7 @@ __all__ = [
     "EventSubject",
     "ExpiryNotice",
     "IdempotencyKey",
+    "ScheduledTask",
     "ServedObservation",
     "Server",
     "Webhook",

@@ -239,9 +239,16 @@ def problem_response(status: int, body: dict[str, Any], headers: dict[str, str] 
 
 
 def internal_error(request: Request, exc: BaseException) -> JSONResponse:
-    """A bug: logged with its traceback, answered 500 ``internal_error`` without any detail."""
-    log.error("unhandled error on %s %s: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
-    return problem_response(500, InternalError(InternalError.example_detail).body())
+    """A bug: logged with its traceback, answered 500 ``internal_error`` without any detail, with
+    the request's ``X-Request-ID`` (this answer is sent outside app.kit.requestlog, which left the
+    id in the scope) so the caller can quote the id that finds the traceback in the log."""
+    from app.kit.requestlog import SCOPE_KEY
+
+    request_id = request.scope.get(SCOPE_KEY)
+    log.error("unhandled error on %s %s: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc,
+              extra={"request_id": request_id} if request_id else None)
+    return problem_response(500, InternalError(InternalError.example_detail).body(),
+                            {"X-Request-ID": request_id} if request_id else None)
 
 
 def _validation_problem(exc: RequestValidationError) -> dict[str, Any]:

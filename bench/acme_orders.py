@@ -62,12 +62,13 @@ def _in_thread(fn, *args):
 async def certpost_run(pebble, bind, tmp: Path, zones_single: list[str], zones_batch: list[str]) -> dict:
     import httpx
 
+    from app.accounts.caller import OPERATOR
     from app.accounts.repository import AccountRepository
     from app.accounts.service import AccountService
     from app.config import Settings
     from app.context import AppContext
-    from app.scheduler.worker import Worker
     from app.main import create_app
+    from app.scheduler.worker import Worker
 
     url = f"sqlite+aiosqlite:///{tmp / 'certpost.db'}"
     intervals = {} if DEFAULT_SETTINGS else {"acme_propagation_interval": 0.1, "acme_poll_interval": 0.1}
@@ -81,7 +82,7 @@ async def certpost_run(pebble, bind, tmp: Path, zones_single: list[str], zones_b
     out: dict = {}
     try:
         async with ctx.sessionmaker() as session:
-            _row, admin_token = await AccountService(AccountRepository(session)).create_token("admin", None)
+            _row, admin_token = await AccountService(AccountRepository(session)).create_token("admin", None, caller=OPERATOR)
             await session.commit()
         admin = {"Authorization": f"Bearer {admin_token}"}
         transport = httpx.ASGITransport(app=app)
@@ -90,7 +91,7 @@ async def certpost_run(pebble, bind, tmp: Path, zones_single: list[str], zones_b
             r.raise_for_status()
             account_id = r.json()["id"]
             async with ctx.sessionmaker() as session:
-                _row, token = await AccountService(AccountRepository(session)).create_token("customer", account_id)
+                _row, token = await AccountService(AccountRepository(session)).create_token("customer", account_id, caller=OPERATOR)
                 await session.commit()
             customer = {"Authorization": f"Bearer {token}"}
             r = await api.post("/v1/servers", json={"name": "mx1", "hostname": "mx1.hosting.test",

@@ -15,6 +15,10 @@ a list: a page of 100 from a random cursor of `GET /v1/domains` (the baseline) a
 `reason=certificate_not_yet_valid` (no domain matches: every row is examined) and a `q`
 substring. Then the NDJSON and CSV exports, each three times (wall time to the last byte, and
 the server's CPU time and VmHWM before and after; once at 100,000). Results in bench/results/domain_tls.json.
+
+``--against PATH`` measures a second `certpost` (e.g. main's: ``--against /work/main/.venv/bin/certpost``)
+on the same seeded database right before this checkout's, one server at a time: a before/after
+in one run, under the same load.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from pathlib import Path
 
 import httpx
 from common import drop_pg_database, machine, process_memory, table, write_results
-from reads import CERTPOST, domain_name, prepare, start, stop
+from reads import CERTPOST, domain_cursor, domain_name, prepare, stop
 from sqlalchemy import bindparam, select, update
 
 from app.certificates.models import Certificate
@@ -94,15 +98,18 @@ async def vary(url: str, work: Path, count: int) -> None:
 
 def routes(server_id: str, count: int, rng: random.Random) -> dict[str, list[str]]:
     base = f"/v1/domain-tls?server_id={server_id}&limit=100"
-    names = [domain_name(rng.randrange(count)) for _ in range(PAGES)]
+    picks = [rng.randrange(count) for _ in range(PAGES)]
+    names = [domain_name(i) for i in picks]
+    # Opaque cursors (every list's envelope) and no cache-busting parameter: unknown query
+    # parameters are refused (422), and nothing caches a GET without If-None-Match.
     return {
-        "domains page": [f"/v1/domains?server_id={server_id}&limit=100&cursor={n}" for n in names],
+        "domains page": [f"/v1/domains?server_id={server_id}&limit=100&cursor={domain_cursor(i)}" for i in picks],
         "domain-tls page": [f"{base}&cursor={encode_cursor('name', (n,))}" for n in names],
-        "first page, count=true": [f"{base}&count=true&x={i}" for i in range(PAGES)],
-        "sort=not_after": [f"{base}&sort=not_after&x={i}" for i in range(PAGES)],
-        "sort=-not_after": [f"{base}&sort=-not_after&x={i}" for i in range(PAGES)],
-        "warning=true": [f"{base}&warning=true&x={i}" for i in range(PAGES)],
-        "reason (no match)": [f"{base}&reason=certificate_not_yet_valid&x={i}" for i in range(PAGES)],
+        "first page, count=true": [f"{base}&count=true"],
+        "sort=not_after": [f"{base}&sort=not_after"],
+        "sort=-not_after": [f"{base}&sort=-not_after"],
+        "warning=true": [f"{base}&warning=true"],
+        "reason (no match)": [f"{base}&reason=certificate_not_yet_valid"],
         "q substring": [f"{base}&q={n[:5]}" for n in names],
     }
 
@@ -157,28 +164,56 @@ def export(port: int, server_id: str, token: str, fmt: str, pid: int, runs: int)
             "lines": lines, "memory_before_mb": before, "memory_after_mb": process_memory(pid)}
 
 
-def measure(db: str, count: int, seconds: int) -> dict:
+def measure(db: str, count: int, seconds: int, binaries: list[tuple[str, str]]) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="certpost-domain-tls-") as tmp:
         work = Path(tmp)
         seeded, env = asyncio.run(prepare(db, count, work))
         try:
             asyncio.run(vary(seeded["url"], work, count))
-            port = free_port()
-            proc = start([CERTPOST, "serve", "--port", str(port)], env, port)
-            try:
-                token, server_id = seeded["token"], seeded["server_id"]
-                out = {"db": db, "domains": count, "routes": {}, "exports": {}}
-                for route, paths in routes(server_id, count, random.Random(9)).items():
-                    out["routes"][route] = wrk1(port, paths, token, seconds, work, proc.pid)
-                    print(f"   {route}: {out['routes'][route]}", flush=True)
-                for fmt in ("ndjson", "csv"):
-                    out["exports"][fmt] = export(port, server_id, token, fmt, proc.pid, 3 if count <= 10000 else 1)
-                    print(f"   export {fmt}: {out['exports'][fmt]}", flush=True)
-                return out
-            finally:
-                stop(proc)
+            return [serve_and_measure(db, count, seconds, label, binary, work, seeded, env)
+                    for label, binary in binaries]
         finally:
             asyncio.run(drop_pg_database(seeded["drop"]))
+
+
+def start(argv: list[str], env: dict, port: int, log: Path) -> subprocess.Popen:
+    """``certpost serve`` with its log in a file: a pipe nobody reads fills up with the worker's
+    log lines (an expiry event per expired certificate of the seed) and then blocks the server
+    in the middle of the run (reads.start's pipe did, here)."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=out, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{argv[0]} exited: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    stop(proc)
+    raise RuntimeError(f"{argv[0]} did not answer /healthz within 120 s")
+
+
+def serve_and_measure(db, count, seconds, label, binary, work, seeded, env) -> dict:
+    print(f"   {label}: {binary} (load {os.getloadavg()[0]:.1f})", flush=True)
+    port = free_port()
+    proc = start([binary, "serve", "--port", str(port)], env, port, work / f"serve-{label}.log")
+    try:
+        token, server_id = seeded["token"], seeded["server_id"]
+        out = {"db": db, "domains": count, "certpost": label, "binary": binary, "routes": {}, "exports": {},
+               "load_before": os.getloadavg()}
+        for route, paths in routes(server_id, count, random.Random(9)).items():
+            out["routes"][route] = wrk1(port, paths, token, seconds, work, proc.pid)
+            print(f"   {route}: {out['routes'][route]}", flush=True)
+        for fmt in ("ndjson", "csv"):
+            out["exports"][fmt] = export(port, server_id, token, fmt, proc.pid, 3 if count <= 10000 else 1)
+            print(f"   export {fmt}: {out['exports'][fmt]}", flush=True)
+        out["load_after"] = os.getloadavg()
+        return out
+    finally:
+        stop(proc)
 
 
 def main() -> int:
@@ -187,30 +222,34 @@ def main() -> int:
     parser.add_argument("--sizes", default=None, help="comma-separated domain counts (default 10000,100000)")
     parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default=None)
     parser.add_argument("--seconds", type=int, default=None, help="per wrk run (default 3)")
+    parser.add_argument("--against", default=None, help="another certpost executable, measured first (before/after)")
     args = parser.parse_args()
     sizes = [int(s) for s in (args.sizes or ("10000" if args.quick else "10000,100000")).split(",")]
     dbs = {"sqlite": ["sqlite"], "postgres": ["postgres"], "both": ["sqlite", "postgres"]}[
         args.db or ("sqlite" if args.quick else "both")]
     seconds = args.seconds or (2 if args.quick else 3)
     load_before = os.getloadavg()
+    binaries = ([("against", args.against)] if args.against else []) + [("this", CERTPOST)]
     measured = []
     for db in dbs:
         for count in sizes:
             print(f"-- {db}, {count:,} domains (load {os.getloadavg()[0]:.1f})", flush=True)
-            measured.append(measure(db, count, seconds))
+            measured += measure(db, count, seconds, binaries)
     rows = []
     for m in measured:
         baseline = m["routes"]["domains page"]
         for route, r in m["routes"].items():
-            rows.append([m["db"], f"{m['domains']:,}", route, r["p50_ms"], r["p90_ms"], r["p99_ms"],
-                         r["cpu_ms_per_request"], round(r["p50_ms"] / baseline["p50_ms"], 2), r["non_2xx"]])
-    print(table(["db", "domains", "route (100 rows)", "p50 ms", "p90 ms", "p99 ms", "CPU ms/req",
-                 "p50 / domains page", "non-2xx"], rows))
-    rows = [[m["db"], f"{m['domains']:,}", fmt, e["wall_s"], e["server_cpu_s"], e["bytes"], e["lines"],
-             e["memory_before_mb"].get("VmHWM"), e["memory_after_mb"].get("VmHWM")]
+            rows.append([m["db"], f"{m['domains']:,}", m["certpost"], route, r["p50_ms"], r["p90_ms"], r["p99_ms"],
+                         r["cpu_ms_per_request"], round(r["p50_ms"] / baseline["p50_ms"], 2),
+                         round(r["cpu_ms_per_request"] / baseline["cpu_ms_per_request"], 2), r["non_2xx"]])
+    print(table(["db", "domains", "certpost", "route (100 rows)", "p50 ms", "p90 ms", "p99 ms", "CPU ms/req",
+                 "p50 / domains page", "CPU / domains page", "non-2xx"], rows))
+    rows = [[m["db"], f"{m['domains']:,}", m["certpost"], fmt, e["wall_s"], e["server_cpu_s"], e["bytes"], e["lines"],
+             e["memory_before_mb"].get("VmHWM"), e["memory_after_mb"].get("VmHWM"),
+             f"{m['load_before'][0]:.1f} / {m['load_after'][0]:.1f}"]
             for m in measured for fmt, e in m["exports"].items()]
-    print(table(["db", "domains", "export", "wall s (median)", "certpost CPU s", "bytes", "lines", "VmHWM before MB",
-                 "VmHWM after MB"], rows))
+    print(table(["db", "domains", "certpost", "export", "wall s (median)", "certpost CPU s", "bytes", "lines",
+                 "VmHWM before MB", "VmHWM after MB", "load 1 min before / after"], rows))
     print(f"load average before {load_before}, after {os.getloadavg()}")
     path = write_results("domain_tls", {"machine": machine(), "load_before": load_before,
                                         "load_after": os.getloadavg(), "seconds": seconds, "measured": measured})

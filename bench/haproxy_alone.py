@@ -1,13 +1,17 @@
 """HAProxy 2.6 alone with the agent's front files at N certificates: start, seamless reload, memory.
 
-    .venv/bin/python bench/haproxy_alone.py [--sizes 1000,10000] [--binds 1,2]
+    .venv/bin/python bench/haproxy_alone.py [--quick] [--sizes 1000,10000,50000] [--binds 1,2]
+                                            [--chains shared,inline]
 
 The agent's layout (app/agent/backends/haproxy.py) without the agent or Dovecot: N EC P-256
 bundles, the crt-list (default first, one line per name) and one frontend whose bind line(s)
 load it; ``--binds 2`` writes one bind line per port instead of one line carrying both, to
-show what sharing the list saves. Measured: cold start (``haproxy -W -D`` until a handshake for
-a listed name succeeds), a reload through the master CLI until a NEW worker serves, and the RSS
-of the master and the worker.
+show what sharing the list saves. ``--chains shared`` (the agent's layout) writes key + leaf
+bundles and the intermediate once in ``issuers/`` for ``issuers-chain-path``
+(app/agent/backends/haproxy_issuers.py); ``inline`` writes key + leaf + chain in every bundle,
+as the agent did before. Measured: cold start (``haproxy -W -D`` until a handshake for a listed
+name succeeds, verified against the root CA alone, so the served chain is complete), a reload
+through the master CLI until a NEW worker serves, and the RSS of the master and the worker.
 """
 
 from __future__ import annotations
@@ -29,12 +33,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from agentstack import Material, domain
 from common import table, write_results
 
+from app.agent.backends.haproxy_issuers import Issuers, split_leaf
 from tests.support.ports import free_port
+
+ROOT_CA: list[str] = []  # the bench root's PEM file, set per run
 
 
 def served(port: int, sni: str) -> str:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    """The leaf's SHA-256, after verifying the chain against the root CA alone."""
+    context = ssl.create_default_context(cafile=ROOT_CA[0])
+    context.check_hostname = False
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, context.wrap_socket(
         raw, server_hostname=sni
     ) as tls:
@@ -85,20 +93,32 @@ def wait(predicate, timeout: float = 300) -> float:
     raise TimeoutError
 
 
-def measure(n: int, binds: int) -> dict:
+def measure(n: int, binds: int, chains: str) -> dict:
     d = Path(tempfile.mkdtemp(prefix="certpost-haproxy-alone-"))
     try:
         material = Material()
+        (d / "root.pem").write_text(material.root.cert_pem)
+        ROOT_CA[:] = [str(d / "root.pem")]
+        issuers = Issuers(d / "issuers")
+        (d / "issuers").mkdir()
+
+        def bundle(c) -> bytes:  # what HaproxyBackend.bundle_bytes writes
+            certs = (c.cert_pem + c.chain_pem).encode()
+            leaf, chain = split_leaf(certs)
+            if chains == "shared" and issuers.share(leaf, chain, 0o600, None):
+                return c.key_pem.encode() + leaf
+            return c.key_pem.encode() + certs
+
         default = material.issue(["mx1.host.test"])
         (d / "bundles").mkdir()
         lines = [f"{d}/default.pem certpost-default.invalid\n"]
-        (d / "default.pem").write_text(default.key_pem + default.cert_pem + default.chain_pem)
+        (d / "default.pem").write_bytes(bundle(default))
         names = {}
         for i in range(n):
             name = f"mail.{domain(i)}"
             c = material.issue([name])
             path = d / "bundles" / f"{c.fingerprint}.pem"
-            path.write_text(c.key_pem + c.cert_pem + c.chain_pem)
+            path.write_bytes(bundle(c))
             lines.append(f"{path} {name}\n")
             names[name] = c.fingerprint
         (d / "certpost.crtlist").write_text("".join(lines))
@@ -110,7 +130,8 @@ def measure(n: int, binds: int) -> dict:
         (d / "haproxy.cfg").write_text(
             f"global\n    user haproxy\n    group haproxy\n    pidfile {d}/haproxy.pid\n"
             f"    stats socket {d}/admin.sock mode 600 level admin\n"
-            "defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 1m\n    timeout server 1m\n"
+            + (f"    issuers-chain-path {d}/issuers\n" if chains == "shared" else "")
+            + "defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 1m\n    timeout server 1m\n"
             "frontend certpost_tls\n" + "".join(bind) + "    default_backend b\nbackend b\n    server s 127.0.0.1:1\n"
         )
         sock = d / "master.sock"
@@ -118,7 +139,8 @@ def measure(n: int, binds: int) -> dict:
         started = time.perf_counter()
         subprocess.run(["haproxy", "-W", "-D", "-S", str(sock), "-f", str(d / "haproxy.cfg")], check=True)
         wait(lambda: served(ports[0], probe) == names[probe])
-        row = {"domains": n, "bind_lines": binds, "start_s": round(time.perf_counter() - started, 2)}
+        row = {"domains": n, "bind_lines": binds, "chains": chains,
+               "start_s": round(time.perf_counter() - started, 2)}
         before = []
         wait(lambda: bool(before.extend(workers(sock)) or before))
         row["master_rss_mb"] = rss_mb(int((d / "haproxy.pid").read_text().split()[0]))
@@ -142,11 +164,17 @@ def measure(n: int, binds: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", default="1000,10000")
-    parser.add_argument("--binds", default="1,2")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--sizes", default="")
+    parser.add_argument("--binds", default="1")
+    parser.add_argument("--chains", default="shared")
     args = parser.parse_args()
-    rows = [measure(int(n), int(b)) for n in args.sizes.split(",") for b in args.binds.split(",")]
-    columns = ["domains", "bind_lines", "start_s", "reload_s", "master_rss_mb", "worker_rss_mb",
+    sizes = args.sizes or ("200,1000" if args.quick else "1000,10000,50000")
+    rows = [
+        measure(int(n), int(b), c)
+        for n in sizes.split(",") for b in args.binds.split(",") for c in args.chains.split(",")
+    ]
+    columns = ["domains", "bind_lines", "chains", "start_s", "reload_s", "master_rss_mb", "worker_rss_mb",
                "worker_rss_after_reload_mb", "worker_kb_per_domain"]
     print(table(columns, [[r.get(c) for c in columns] for r in rows]))
     write_results("haproxy_alone", {"rows": rows})

@@ -110,6 +110,8 @@ def settings(database_url, data_dir, test_ca) -> Settings:
         # Off unless a test turns it on (tests/e2e/test_drift.py): worker rounds would otherwise
         # start drift polls beside the deliveries that tests count and pause.
         drift_poll_seconds=0,
+        # Off too unless a test runs it (tests/retention): a round would prune beside what tests count.
+        retention_check_seconds=0,
     )
 
 

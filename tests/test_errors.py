@@ -97,3 +97,39 @@ async def test_a_busy_503_tells_the_client_when_to_retry():
         assert answer.headers["content-type"] == "application/problem+json"
         assert answer.headers["retry-after"] == wait
         assert answer.json()["code"] == code
+
+
+async def test_an_unexpected_exception_is_a_problem_with_the_request_id(app, admin):
+    """A bug (a route that raises something no handler expects) is answered 500 problem+json
+    ``internal_error`` with no detail, and with the request's X-Request-ID like every answer,
+    although that 500 is sent outside the request-id middleware (app/kit/requestlog.py)."""
+    import httpx
+
+    from app.events.router import get_service
+
+    async def broken():
+        raise RuntimeError("a bug with internal detail at 10.1.2.3")
+
+    app.dependency_overrides[get_service] = broken
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://certpost.test") as client:
+            given = await client.get("/v1/events", headers={**admin, "X-Request-ID": "support-ticket-42"})
+            fresh = await client.get("/v1/events", headers=admin)
+    finally:
+        app.dependency_overrides.pop(get_service)
+    body = assert_problem(given, 500, "internal_error")
+    assert given.headers["x-request-id"] == "support-ticket-42"
+    assert "10.1.2.3" not in given.text and "RuntimeError" not in given.text and body["status"] == 500
+    assert_problem(fresh, 500, "internal_error")
+    assert len(fresh.headers["x-request-id"]) == 32
+
+
+def test_every_response_of_every_operation_declares_x_request_id(app):
+    doc = app.openapi()
+    assert doc["components"]["headers"]["X-Request-ID"]["schema"] == {"type": "string", "maxLength": 128}
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            for status, response in operation["responses"].items():
+                assert response["headers"]["X-Request-ID"] == {"$ref": "#/components/headers/X-Request-ID"}, \
+                    (method, path, status)

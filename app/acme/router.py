@@ -55,11 +55,15 @@ async def get_service(session: Session, ctx: Context) -> AcmeService:
 Acme = Annotated[AcmeService, Depends(get_service)]
 
 
-def provider_out(row: DnsProvider) -> dict:
-    """The provider as the API shows it: its kind's public settings, the names of its secrets."""
+def provider_out(row: DnsProvider, caller: Caller) -> dict:
+    """The provider as ``caller`` may read it: its kind's public settings and the names of its
+    secrets for an admin or the owning customer; a platform provider shown to a customer is only
+    what ordering with it takes (id, name, kind, usable), not the operator's addresses and key names."""
     kind = kind_of(row.kind)
+    full = caller.is_admin or row.account_id is not None  # a customer is only shown its own or the platform's
     return {"id": row.id, "name": row.name, "kind": row.kind, "account_id": row.account_id,
-            "settings": kind.public(row.settings), "secrets_set": kind.secret_names(row.settings),
+            "settings": kind.public(row.settings) if full else None,
+            "secrets_set": kind.secret_names(row.settings) if full else [], "usable": True,
             "created_at": row.created_at}
 
 
@@ -99,7 +103,7 @@ async def create_dns_provider(body: DnsProviderCreate, caller: CurrentCaller, ac
     """
     provider = await acme.create_provider(caller, body)
     response.headers["Location"] = f"/v1/dns-providers/{provider.id}"
-    return provider_out(provider)
+    return provider_out(provider, caller)
 
 
 @router.get("/v1/dns-providers", operation_id="listDnsProviders", response_description="A page of the providers the caller may use",
@@ -110,16 +114,18 @@ async def list_dns_providers(caller: CurrentCaller, acme: Acme, page: PageParams
                                  description="Only this account's providers (the platform's are left out). "
                                  "A customer naming another account gets an empty list.")] = None):
     """DNS providers in name order (then `id`). Admins see all; a customer sees its own and the
-    platform's (`account_id` null), never any secret."""
+    platform's (`account_id` null), never any secret, and of the platform's only what ordering with
+    them takes: id, name, kind, `usable` (`settings` null, `secrets_set` empty)."""
     window = await acme.list_providers(caller, account_id, page)
-    return DnsProviderPage.of(window, [provider_out(r) for r in window.rows])
+    return DnsProviderPage.of(window, [provider_out(r, caller) for r in window.rows])
 
 
 @router.get("/v1/dns-providers/{provider_id}", operation_id="getDnsProvider", response_description="The provider (without its secrets)",
     summary="Get a DNS provider", response_model=DnsProviderOut, responses=responses(NotFound))
 async def get_dns_provider(provider_id: str, caller: CurrentCaller, acme: Acme):
-    """One DNS provider, without its secrets (`secrets_set` names those stored). A customer sees its own and the platform's."""
-    return provider_out(await acme.visible_provider(caller, provider_id))
+    """One DNS provider, without its secrets (`secrets_set` names those stored). A customer sees its own, and
+    of the platform's only id, name, kind and `usable` (`settings` null), as in the list."""
+    return provider_out(await acme.visible_provider(caller, provider_id, for_use=True), caller)
 
 
 @router.delete("/v1/dns-providers/{provider_id}", operation_id="deleteDnsProvider", response_description="Deleted",

@@ -43,7 +43,9 @@ class _ProviderOutBase(BaseModel):
     name: str = Field(description="Its name.", examples=["example.com BIND"])
     account_id: str | None = Field(description="The owning account; null: the platform's.", examples=[ex.ACCOUNT_ID])
     secrets_set: list[str] = Field(description="Which secret settings are stored (paths under `settings`, never "
-                                   "their values).", examples=[["key_secret"]])
+                                   "their values); empty where `settings` is null.", examples=[["key_secret"]])
+    usable: bool = Field(description="The caller may name it as `dns_provider_id` in a certificate order (every "
+                         "provider a caller is shown is).", examples=[True])
     created_at: datetime = Field(description="When it was stored (UTC).", examples=[ex.CREATED])
 
 
@@ -53,7 +55,7 @@ def _public_example(kind: DnsKind) -> dict:
     prepared["credential_names"] = sorted(kind.example.get("credentials", {}))
     return {"id": ex.PROVIDER_ID, "name": "example.com DNS", "kind": kind.name, "account_id": ex.ACCOUNT_ID,
             "settings": kind.public(prepared).model_dump(), "secrets_set": kind.secret_names(prepared),
-            "created_at": ex.CREATED}
+            "usable": True, "created_at": ex.CREATED}
 
 
 def _out_model(kind: DnsKind) -> type[BaseModel]:
@@ -62,7 +64,10 @@ def _out_model(kind: DnsKind) -> type[BaseModel]:
         __base__=_ProviderOutBase,
         __module__=__name__,
         kind=(Literal[kind.name], Field(description=f"The provider type: {kind.summary}", examples=[kind.name])),
-        settings=(kind.public_model, Field(description="The settings without secrets.")),
+        settings=(kind.public_model | None, Field(
+            description="The settings without secrets. Null for a platform provider (`account_id` null) read with "
+            "a customer token: its servers, key names and zones are the operator's; a customer needs its id, "
+            "name and kind to order with it.")),
     )
     return _with_example(model, _public_example(kind), f"A stored DNS provider of kind {kind.summary}")
 

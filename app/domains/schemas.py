@@ -147,7 +147,7 @@ class ObservedPort(BaseModel):
 
     model_config = _examples({"daemon": "dovecot", "port": 993, "protocol": "imaps",
                               "observed_at": "2026-12-01T04:05:06Z", "fingerprint": ex.FINGERPRINT,
-                              "matches": True, "drifted": False, "error": None})
+                              "matches": True, "drifted": False, "error": None, "error_code": None})
 
     daemon: Literal["postfix", "dovecot", "nginx", "courier"] = Field(description="The daemon behind the port.",
                                                                      examples=["dovecot"])
@@ -163,7 +163,12 @@ class ObservedPort(BaseModel):
     drifted: bool = Field(description="The port presented something else than the agent last applied: changed "
                           "behind its back. A delivery that repairs it is scheduled (docs/agent.md, \"Drift\").",
                           examples=[False])
-    error: str | None = Field(description="Why there was no handshake, when there was none.", examples=[None])
+    error: str | None = Field(description="Why there was no handshake, when there was none: the agent's own words "
+                              "for an admin token; for a customer token, the generic sentence of `error_code` (the "
+                              "agent's words name internal addresses).", examples=[None])
+    error_code: Literal["tls_handshake_failed", "no_certificate", "starttls_failed", "connection_failed",
+                        "probe_failed"] | None = Field(
+        description="Why there was no handshake, as a stable code; null when there was one.", examples=[None])
 
 
 class ServiceTls(BaseModel):
@@ -265,7 +270,8 @@ _SERVICE = {"source": "binding", "certificate": _PRESENTED, "trusted": True, "co
             "deployment": {"state": "pending", "reason": None, "agent_code": None, "message": None,
                            "fingerprint": None, "serving": None},
             "observed": [{"daemon": "nginx", "port": 443, "protocol": "https", "observed_at": "2026-12-01T04:05:06Z",
-                          "fingerprint": ex.FINGERPRINT, "matches": True, "drifted": False, "error": None}]}
+                          "fingerprint": ex.FINGERPRINT, "matches": True, "drifted": False, "error": None,
+                          "error_code": None}]}
 
 
 _PORTS = [

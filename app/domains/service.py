@@ -268,7 +268,8 @@ class DomainService:
         (app.drift), judged against the certificate it should present, from one statement
         (``DomainRepository.facts_observed``). A name without a binding is served the default,
         so its entries are the no-SNI probes (the agent probes bound names only; an unbound name
-        gets what no SNI gets)."""
+        gets what no SNI gets). The agent's error text only for admins (it names internal
+        addresses; ``drift_rules.observed``)."""
         domain_name = _lookup_name(name)
         hostnames = {service: rules.service_hostname(service, domain_name) for service in ("webmail", "mail")}
         facts, seen = await self.repo.facts_observed(domain_name, hostnames) or (None, [])
@@ -277,7 +278,8 @@ class DomainService:
         for service, eff in status.effective.items():
             hostname = eff.hostname if eff.source == "binding" else ""
             observed[service] = drift_rules.observed(
-                [s for s in seen if s.service == service and s.hostname == hostname], eff.certificate.fingerprint_sha256)
+                [s for s in seen if s.service == service and s.hostname == hostname], eff.certificate.fingerprint_sha256,
+                detail=caller.is_admin)
         return status, observed
 
     def _status(self, domain: DomainFacts) -> DomainStatus:

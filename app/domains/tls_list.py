@@ -1,9 +1,15 @@
 """The TLS status of many domains: keyset pages for a panel's domain list, and a streamed export.
 
-``DomainTlsService.page`` answers one page in three statements whatever the page's size (the
-rows, the servers on the page, and with ``count`` a ``count(*)``); ``export`` streams every row
-of a server in name order, ``EXPORT_BATCH`` rows per statement, so memory does not grow with
-the server. Rows are computed by ``tls_report.row`` (the pure rules of ``rules.py``).
+``DomainTlsService.page`` answers one page in a fixed number of statements whatever the page's
+size (the rows, their certificates, the servers on the page, their drifted names, and with
+``count`` a ``count(*)``); ``export`` streams every row of a server in name order,
+``EXPORT_BATCH`` rows per statement, so memory does not grow with the server. Rows are
+computed by ``tls_report.RowBuilder`` (the pure rules of ``rules.py``, once per distinct input).
+
+An export batch is CPU work without I/O once read (about 1,000 rows' rules and encoding):
+it runs in a worker thread (``asyncio.to_thread``) so that the event loop keeps answering
+other requests between batches and during one (the interpreter switches threads every few
+milliseconds); the reads stay on the loop.
 
 The cursor is opaque to clients: base64url (RFC 4648 section 5) of a JSON array of the list's
 name with its sort and the last row's sort key (the envelope of every list, issue 9). A cursor
@@ -13,20 +19,21 @@ before any query runs.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from pydantic_core import to_json, to_jsonable_python
+from pydantic_core import to_json
 
 from app.accounts.caller import Caller
 from app.context import AppContext
 from app.domains import tls_report
 from app.domains.models import SERVICES
 from app.domains.rules import service_hostname
-from app.domains.tls_rows import DomainTlsRepository, SortOrder, TlsFilter
+from app.domains.tls_rows import DomainTlsFacts, DomainTlsRepository, SortOrder, TlsFilter
 from app.drift.repository import DriftRepository
 from app.kit.text import refused_character
 from app.kit.time import as_utc, utc_now
@@ -34,6 +41,7 @@ from app.paging import InvalidCursor, pack_cursor, unpack_cursor
 from app.problems import NotFound
 
 EXPORT_BATCH = 1000
+DRIFT_AT_ONCE = 10_000  # an export reads a server's drifted names at once up to this many
 MAX_NAME = 253
 
 
@@ -113,14 +121,13 @@ class DomainTlsService:
         now = utc_now()
         total = await self.repo.count(f, now) if query.count else None
         rows = await self.repo.page(f, order, after, query.limit + 1, now)
-        servers = await self.repo.servers({facts.server_id for facts, _ in rows[:query.limit]})
-        drifted = await _drifted(self.repo.session, rows[:query.limit])
-        items = [tls_report.row(facts, servers[facts.server_id], soonest, now, self.expiring_days, drifted)
-                 for facts, soonest in rows[:query.limit]]
+        shown = rows[:query.limit]
+        servers = await self.repo.servers({facts.server_id for facts in shown})
+        builder = tls_report.RowBuilder(servers, now, self.expiring_days, await _drifted(self.repo.session, shown))
+        items = [builder.row(facts) for facts in shown]
         next_cursor = None
         if len(rows) > query.limit:
-            facts, soonest = rows[query.limit - 1]
-            next_cursor = encode_cursor(query.sort, order.key_of(facts, soonest))
+            next_cursor = encode_cursor(query.sort, order.key_of(rows[query.limit - 1]))
         return to_json({"items": items, "next_cursor": next_cursor, "total": total})
 
     async def check_server(self, caller: Caller, server_id: str) -> None:
@@ -140,7 +147,9 @@ async def export(ctx: AppContext, caller: Caller, server_id: str, fmt: str) -> A
 
     Runs after the request's own session has closed (a streamed body outlives the handler), so
     it reads in a session of its own, one keyset batch per statement; each batch is encoded
-    and sent before the next is read.
+    (in a worker thread, module docstring) and sent before the next is read. The server's
+    drifted names are read once when they are few (they are: a drift is repaired), else per
+    batch.
     """
     query = TlsQuery(server_id=server_id)
     f = visible_filter(caller, query)
@@ -150,21 +159,26 @@ async def export(ctx: AppContext, caller: Caller, server_id: str, fmt: str) -> A
     async with ctx.sessionmaker() as session:
         repo = DomainTlsRepository(session)
         servers = await repo.servers({server_id})
+        on_server = await DriftRepository(session).drifted_on(server_id, DRIFT_AT_ONCE)
         async for batch in repo.batches(f, now, EXPORT_BATCH):
-            drifted = await _drifted(session, batch)
-            rows = [tls_report.row(facts, servers[facts.server_id], soonest, now, ctx.settings.expiring_days,
-                                   drifted) for facts, soonest in batch]
-            if fmt == "csv":
-                yield _csv_lines([tls_report.csv_record(to_jsonable_python(r)) for r in rows])
-            else:
-                yield b"".join(to_json(r) + b"\n" for r in rows)
+            drifted = on_server if on_server is not None else await _drifted(session, batch)
+            builder = tls_report.RowBuilder(servers, now, ctx.settings.expiring_days, drifted)
+            yield await asyncio.to_thread(encode_batch, fmt, builder, batch)
         await session.rollback()  # read only: nothing to commit
 
 
-async def _drifted(session, rows: list) -> set[tuple[str, str, str]]:
+def encode_batch(fmt: str, builder: tls_report.RowBuilder, batch: list[DomainTlsFacts]) -> bytes:
+    """A batch's rows as NDJSON lines or CSV records: CPU only, no I/O (a worker thread's)."""
+    rows = [builder.row(facts) for facts in batch]
+    if fmt == "csv":
+        return _csv_lines([tls_report.csv_record(r) for r in rows])
+    return b"".join([to_json(r) + b"\n" for r in rows])
+
+
+async def _drifted(session, rows: list[DomainTlsFacts]) -> set[tuple[str, str, str]]:
     """Which of the rows' names drifted (app/drift): one statement per page or batch."""
     names = {(facts.server_id, tls_report.drift_name(facts, service, service_hostname(service, facts.name)))
-             for facts, _ in rows for service in SERVICES}
+             for facts in rows for service in SERVICES}
     return await DriftRepository(session).drifted_names(names)
 
 

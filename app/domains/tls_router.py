@@ -112,8 +112,10 @@ async def export_domain_tls_ndjson(server_id: _SERVER, caller: CurrentCaller, se
     "/v1/servers/{server_id}/domain-tls.csv",
     operation_id="exportDomainTlsCsv",
     summary="Export a server's domain TLS status as CSV",
-    description=_EXPORT.format(form="RFC 4180 CSV with a header line; lists are space-separated, the deployment "
-                               "is its state and agent code (`text/csv`)"),
+    description=_EXPORT.format(form="RFC 4180 CSV with a header line: a `DomainTlsRow` flattened into the "
+                               "columns of the example (`webmail_…`, `mail_…`, `autoconfig_…`); lists are "
+                               "space-separated, the deployment is its state and agent code, the autoconfiguration's "
+                               "endpoints are `protocol:port:security` (`imap:993:tls`) (`text/csv`)"),
     responses={200: {"content": {"text/csv": {"schema": {"type": "string"}, "example": _CSV_EXAMPLE}}, "description": "CSV with a header."},
                **responses(UnknownServer)},
     response_class=StreamingResponse,

@@ -1,9 +1,10 @@
 """Queries of the TLS status list: many domains' TLS facts in keyset pages, filtered in SQL.
 
-A page is one statement whatever its size: each domain with its two bindings and the two
-certificates it presents (its binding's, else the server's default; the same joins as
-``DomainRepository.facts``), plus one statement for the servers on the page (and one for its
-drifted names, app/domains/tls_list.py). Nothing is read per row.
+A page is two statements whatever its size: each domain with its two bindings and the ids of
+the two certificates it presents (its binding's, else the server's default; the same joins as
+``DomainRepository.facts``), then those certificates, each read and decoded once however many
+rows present it; plus one statement for the servers on the page (and one for its drifted
+names, app/domains/tls_list.py). Nothing is read per row.
 
 Filters by client warning and reason run in SQL, on the *inputs* of
 ``rules.client_warning_reasons`` (``trusted``, ``self_signed``, the validity period, and whether
@@ -50,11 +51,12 @@ from app.domains.repository import CertificateFacts, ServerFacts
 from app.servers.models import Server
 
 ROW_CERTIFICATE_COLUMNS = ("id", "fingerprint_sha256", "sans", "not_before", "not_after", "self_signed", "trusted")
-WIDTH = len(ROW_CERTIFICATE_COLUMNS)
 
 
 class RowCertificate(NamedTuple):
-    """What a list row shows of a presented certificate and the rules read (``rules.CertFacts``)."""
+    """What a list row shows of a presented certificate and the rules read (``rules.CertFacts``),
+    read once per page or export batch however many rows present it (a server default is
+    presented by many), with its names as a set for ``kit.coverage.covers_in``."""
 
     id: str
     fingerprint_sha256: str
@@ -63,6 +65,11 @@ class RowCertificate(NamedTuple):
     not_after: datetime
     self_signed: bool
     trusted: bool
+    names: frozenset[str]
+
+    @classmethod
+    def of(cls, row) -> RowCertificate:
+        return cls(*row, frozenset(row[2]))
 
 
 @dataclass(frozen=True)
@@ -78,15 +85,21 @@ class TlsFilter:
     nothing: bool = False  # a customer naming another account: no rows (nothing is learnt)
 
 
-@dataclass(frozen=True)
-class DomainTlsFacts:
-    """One domain's inputs to the rules: what each service presents and whether bound."""
+class DomainTlsFacts(NamedTuple):
+    """One domain's inputs to the rules: what each service presents and whether bound (a tuple:
+    built 10,000 times per export)."""
 
     name: str
     server_id: str
     account_id: str
     presented: dict[str, RowCertificate]
     bound: dict[str, bool]
+
+    @property
+    def soonest(self) -> datetime:
+        """The earlier ``not_after`` of the two presented (what ``sort=not_after`` orders by)."""
+        webmail, mail = self.presented["webmail"].not_after, self.presented["mail"].not_after
+        return min(webmail, mail)
 
 
 @dataclass(frozen=True)
@@ -118,7 +131,20 @@ def _parts() -> SimpleNamespace:
               certs["webmail"].id == func.coalesce(webmail.certificate_id, Server.default_certificate_id))
         .join(certs["mail"], certs["mail"].id == func.coalesce(mail.certificate_id, Server.mail_certificate_id))
     )
-    return SimpleNamespace(certs=certs, soonest=soonest, base=base)
+    # The rows themselves: ids only, each certificate read once by ``certificates`` (decoding
+    # its names and times per row was a quarter of an export, docs/performance.md section 11).
+    rows = (
+        select(Domain.name, Domain.server_id, Domain.account_id, webmail.id, mail.id,
+               func.coalesce(webmail.certificate_id, Server.default_certificate_id),
+               func.coalesce(mail.certificate_id, Server.mail_certificate_id))
+        .select_from(Domain)
+        .join(Server, Server.id == Domain.server_id)
+        .outerjoin(webmail, and_(webmail.domain_id == Domain.id, webmail.service == "webmail"))
+        .outerjoin(mail, and_(mail.domain_id == Domain.id, mail.service == "mail"))
+    )
+    certificates = (select(*(getattr(Certificate, c) for c in ROW_CERTIFICATE_COLUMNS))
+                    .where(Certificate.id.in_(bindparam("ids", expanding=True))))
+    return SimpleNamespace(certs=certs, soonest=soonest, base=base, rows=rows, certificates=certificates)
 
 
 def _covered(service: str, cert) -> Any:
@@ -205,8 +231,8 @@ class SortOrder:
             terms.append(and_(*[cols[j] == key[j] for j in range(i)], beyond))
         return or_(*terms)
 
-    def key_of(self, row: DomainTlsFacts, soonest: datetime) -> tuple:
-        return (soonest, row.name) if self.key == "not_after" else (row.name,)
+    def key_of(self, row: DomainTlsFacts) -> tuple:
+        return (row.soonest, row.name) if self.key == "not_after" else (row.name,)
 
 
 @functools.cache
@@ -225,11 +251,23 @@ def _servers_statement():
     )
 
 
-def _facts(row) -> tuple[DomainTlsFacts, datetime]:
-    certs = {s: RowCertificate(*row[5 + i * WIDTH:5 + (i + 1) * WIDTH]) for i, s in enumerate(SERVICES)}
-    facts = DomainTlsFacts(row[0], row[1], row[2], presented=certs,
-                           bound={"webmail": row[3] is not None, "mail": row[4] is not None})
-    return facts, row[-1]
+async def _facts(connection, rows: list) -> list[DomainTlsFacts]:
+    """The rows' facts, each distinct certificate read and decoded once (one statement).
+
+    The ids are padded to a power of two (repeating the last): an expanding ``IN`` is a new
+    statement for each length, which PostgreSQL would prepare again and again (asyncpg's
+    statement cache); a dozen lengths cover every page and batch. A row whose certificate is
+    gone by the second statement (rebound and deleted in between) is left out, as the inner
+    join of the single statement did before."""
+    ids = sorted({cert_id for row in rows for cert_id in row[5:7]})
+    if not ids:
+        return []
+    ids += [ids[-1]] * ((1 << (len(ids) - 1).bit_length()) - len(ids))
+    certs = {row[0]: RowCertificate.of(row)
+             for row in await connection.execute(_parts().certificates, {"ids": ids})}
+    return [DomainTlsFacts(r[0], r[1], r[2], {"webmail": certs[r[5]], "mail": certs[r[6]]},
+                           {"webmail": r[3] is not None, "mail": r[4] is not None})
+            for r in rows if r[5] in certs and r[6] in certs]
 
 
 class DomainTlsRepository:
@@ -237,28 +275,36 @@ class DomainTlsRepository:
         self.session = session
 
     async def page(self, f: TlsFilter, order: SortOrder, after: tuple | None, limit: int,
-                   now: datetime) -> list[tuple[DomainTlsFacts, datetime]]:
-        """Up to ``limit`` rows after ``after`` in ``order``: (facts, the sort's not_after).
+                   now: datetime) -> list[DomainTlsFacts]:
+        """Up to ``limit`` rows after ``after`` in ``order``.
 
         In name order without a warning or reason filter the index on (server_id or
         account_id, name) yields the page and the statement stops there. Otherwise every
         candidate domain is examined (a filter on what certificates present, or a sort on their
         expiry, has no index to follow), so the page's names are chosen first by a narrow
         statement (only the sort key travels through the scan and the sort) and their rows read
-        by a second one, by name.
+        by a second one, by name. Either way the certificates the rows present are read by one
+        more statement, each once (``_facts``).
         """
+        return await _facts(await self.session.connection(), await self._rows(f, order, after, limit, now))
+
+    async def _rows(self, f: TlsFilter, order: SortOrder, after: tuple | None, limit: int, now: datetime) -> list:
+        """``page``'s rows as the first statement returns them (ids, before ``_facts``)."""
         connection = await self.session.connection()
+        if order.key == "name" and f.warning is None and f.reason is None:
+            # Core execution on the session's connection: no ORM row loading, plain tuples.
+            stmt = _where(_parts().rows, f, now)
+            if after is not None:
+                stmt = stmt.where(order.after(after))
+            return list(await connection.execute(stmt.order_by(*order.order_by()).limit(limit)))
         stmt = _where(_parts().base, f, now)
         if after is not None:
             stmt = stmt.where(order.after(after))
-        if order.key == "name" and f.warning is None and f.reason is None:
-            # Core execution on the session's connection: no ORM row loading for plain columns.
-            return [_facts(row) for row in await connection.execute(stmt.order_by(*order.order_by()).limit(limit))]
         keys = stmt.with_only_columns(Domain.name).order_by(*order.order_by()).limit(limit)
         names = list(await connection.scalars(keys))
         if not names:
             return []
-        rows = {row[0]: _facts(row) for row in await connection.execute(_parts().base.where(Domain.name.in_(names)))}
+        rows = {row[0]: row for row in await connection.execute(_parts().rows.where(Domain.name.in_(names)))}
         return [rows[name] for name in names if name in rows]
 
     async def count(self, f: TlsFilter, now: datetime) -> int:
@@ -271,18 +317,21 @@ class DomainTlsRepository:
             inner = _where(_parts().base, f, now).with_only_columns(Domain.id).subquery()
         return int(await self.session.scalar(select(func.count()).select_from(inner)) or 0)
 
-    async def batches(self, f: TlsFilter, now: datetime, size: int) -> AsyncIterator[list[tuple]]:
+    async def batches(self, f: TlsFilter, now: datetime, size: int) -> AsyncIterator[list[DomainTlsFacts]]:
         """Every matching row in name order, ``size`` at a time (keyset: each batch one
-        statement after the last name of the previous; memory bounded by ``size``)."""
+        statement after the last name of the previous, plus its certificates; memory bounded by
+        ``size``)."""
         order = SortOrder("name", False)
         after = None
+        connection = await self.session.connection()
         while True:
-            rows = await self.page(f, order, after, size, now)
-            if rows:
-                yield rows
+            rows = await self._rows(f, order, after, size, now)
+            facts = await _facts(connection, rows)
+            if facts:
+                yield facts
             if len(rows) < size:
                 return
-            after = (rows[-1][0].name,)
+            after = (rows[-1][0],)
 
     async def servers(self, ids: set[str]) -> dict[str, ServerTlsFacts]:
         """The servers of a page: their facts, server-wide mail certificate and the names their

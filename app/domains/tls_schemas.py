@@ -2,7 +2,8 @@
 
 One row per domain with what each service presents and whether clients warn: the facts of
 ``GET /v1/domains/{d}/tls`` a domain list shows, without the certificate's subject and issuer
-(one call for the dialog) nor the server-level warnings (one call for the server's screen).
+(one call for the dialog) nor the server-level warnings (one call for the server's screen);
+its ``autoconfig`` object is the same as there.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app import examples as ex
-from app.domains.schemas import NameDeploymentOut
+from app.domains.schemas import AutoconfigTls, NameDeploymentOut
 
 Reason = Literal[
     "hostname_not_covered", "self_signed", "certificate_untrusted", "certificate_expired", "certificate_not_yet_valid",
@@ -71,6 +72,12 @@ DOMAIN_TLS_ROW_EXAMPLE = {
     "not_after": ex.NOT_AFTER, "webmail": _WEBMAIL,
     "mail": {**_WEBMAIL, "hostname": "mail.example.com", "recommended_client_hostname": ex.SERVER_HOSTNAME,
              "recommendation_reason": "mail_hostname_warns", "recommended_ports": [465, 993, 995]},
+    "autoconfig": {"hostname": ex.SERVER_HOSTNAME,
+                   "endpoints": [{"protocol": protocol, "port": port, "security": security} for protocol, port, security in (
+                       ("imap", 993, "tls"), ("imap", 143, "starttls"), ("pop3", 995, "tls"), ("pop3", 110, "starttls"),
+                       ("smtp", 465, "tls"), ("smtp", 587, "starttls"))],
+                   "names": ["autoconfig.example.com", "autodiscover.example.com"],
+                   "uncovered_names": ["autoconfig.example.com", "autodiscover.example.com"], "deployed": True},
 }
 
 
@@ -87,6 +94,12 @@ class DomainTlsRow(BaseModel):
                                 "orders by).", examples=["2027-03-01T12:00:00Z"])
     webmail: ServiceTlsRow = Field(description="What browsers see on `webmail.<domain>`.")
     mail: MailTlsRow = Field(description="What mail clients see on `mail.<domain>` (IMAP, POP3, SMTP).")
+    autoconfig: AutoconfigTls = Field(
+        description="What mail client autoconfiguration (Thunderbird autoconfig, Outlook Autodiscover, the Apple "
+        "profile) advertises for this domain: the host name (`mail.recommended_client_hostname`, else the server's "
+        "host name), the endpoints, the names clients look it up under and those of them the webmail certificate "
+        "does not cover (`autoconfig_names_not_covered` in `GET /v1/domains/{domain}/tls`), and whether the server "
+        "applied it (docs/autoconfig.md).")
 
 
 class DomainTlsPage(BaseModel):

@@ -96,6 +96,17 @@ class DriftRepository:
             select(Domain.name, Domain.account_id).where(Domain.server_id == server_id, Domain.name.in_(names)))
         return {name: account for name, account in rows}
 
+    async def drifted_on(self, server_id: str, at_most: int) -> set[tuple[str, str, str]] | None:
+        """(server_id, hostname, service) of every drifted name of the server, from the
+        ``(server_id, drifted)`` index in one statement; None when there are more than
+        ``at_most`` (then ``drifted_names`` per batch keeps memory bounded)."""
+        o = ServedObservation
+        rows = await self.session.execute(
+            select(o.server_id, o.hostname, o.service).where(o.server_id == server_id, o.drifted.is_(True))
+            .distinct().limit(at_most + 1))
+        out = {tuple(r) for r in rows}
+        return None if len(out) > at_most else out
+
     async def drifted_names(self, names: set[tuple[str, str]]) -> set[tuple[str, str, str]]:
         """(server_id, hostname, service) of the given (server_id, hostname) pairs that some port
         was last seen serving differently from what the agent applied: the ``(server_id,

@@ -106,13 +106,65 @@ def repair_due(drifted: int, delivery_due: bool, last_repair: datetime | None, n
     return now - last_repair >= min(wait, max(MAX_REPAIR_BACKOFF, timedelta(seconds=backoff)))
 
 
-def observed(rows: list[Seen], desired: str) -> list[dict]:
+PROBE_ERRORS = {
+    "tls_handshake_failed": "The port accepted the connection, but the TLS handshake failed.",
+    "no_certificate": "The port completed the TLS handshake without presenting a certificate.",
+    "starttls_failed": "The port's mail protocol did not offer or accept STARTTLS.",
+    "connection_failed": "The port could not be reached (connection refused, timed out or unreachable).",
+    "probe_failed": "The agent could not read which certificate the port serves.",
+}
+"""Why a probe got no handshake, by ``error_code``, in the words a customer is given: the agent's
+own text (app/agent/probe.py) names the address and port it dialled and the daemon's greeting,
+which are the platform's business, so only admins read it."""
+
+_STARTTLS_TEXT = re.compile(r"(SMTP|IMAP|POP3) |unexpected SMTP reply")
+_ADDRESS_TEXT = re.compile(r"\S+:\d+ \(")
+
+
+def probe_error_code(error: str | None) -> str | None:
+    """The stable code of an agent's probe error text (None: no error)."""
+    if not error:
+        return None
+    if error.startswith("TLS handshake"):
+        return "tls_handshake_failed"
+    if error.endswith("presented no certificate"):
+        return "no_certificate"
+    if _STARTTLS_TEXT.match(error):
+        return "starttls_failed"
+    if _ADDRESS_TEXT.match(error):
+        return "connection_failed"
+    return "probe_failed"
+
+
+def probe_error(error: str | None, *, detail: bool, code: str | None = None) -> tuple[str | None, str | None]:
+    """(code, text) of a probe error as a reader may see it: the agent's text with ``detail``
+    (admins), else the generic sentence of its code."""
+    code = code or probe_error_code(error)
+    if code is None:
+        return None, None
+    return code, error if detail else PROBE_ERRORS.get(code, PROBE_ERRORS["probe_failed"])
+
+
+def observed(rows: list[Seen], desired: str, *, detail: bool) -> list[dict]:
     """The ``observed`` entries of one service of a domain's TLS status: per daemon and port,
-    what was served when, and whether that is the certificate the domain should present now."""
+    what was served when, and whether that is the certificate the domain should present now.
+    ``detail``: the agent's error text (admins); otherwise its generic sentence (``probe_error``)."""
     out = []
     for s in sorted(rows, key=lambda r: (r.daemon, r.port)):
+        code, error = probe_error(s.error, detail=detail)
         out.append({
             "daemon": s.daemon, "port": s.port, "protocol": s.protocol, "observed_at": s.at,
-            "fingerprint": s.served, "matches": s.served == desired, "drifted": s.drifted, "error": s.error,
+            "fingerprint": s.served, "matches": s.served == desired, "drifted": s.drifted, "error": error,
+            "error_code": code,
         })
     return out
+
+
+def event_data_for(data: dict, *, detail: bool) -> dict:
+    """A ``drift.detected``/``drift.resolved`` event's data as a reader may see it (the event API
+    and webhooks): the same rule as ``observed``. Events recorded before ``error_code`` existed
+    get theirs from the text."""
+    if detail or not data.get("error"):
+        return data
+    code, error = probe_error(data["error"], detail=False, code=data.get("error_code"))
+    return {**data, "error": error, "error_code": code}

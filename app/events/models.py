@@ -47,6 +47,8 @@ class Event(Base):
 
 class EventSubject(Base):
     __tablename__ = "event_subjects"
+    # Retention deletes a batch of events' subject rows by event id (app/retention).
+    __table_args__ = (Index("ix_event_subjects_event_id", "event_id"),)
 
     subject_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     event_id: Mapped[int] = mapped_column(EventId, ForeignKey("events.id", ondelete="CASCADE"), primary_key=True)

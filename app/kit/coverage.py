@@ -50,6 +50,17 @@ def covers(sans: Iterable[str], hostname: str) -> bool:
     return any(name_covers(san, hostname) for san in sans)
 
 
+def covers_in(names: frozenset[str] | set[str], hostname: str) -> bool:
+    """``covers(names, hostname)`` for a set of SANs: the two names that can cover ``hostname``
+    (itself, and the wildcard one label up unless that is on a public suffix) looked up, instead
+    of every SAN compared. For the many rows of a list that share a certificate (a server's
+    default: hundreds of names)."""
+    if hostname in names:
+        return True
+    head, sep, rest = hostname.partition(".")
+    return bool(sep) and bool(head) and head != "*" and f"*.{rest}" in names and not is_public_suffix(rest)
+
+
 def public_suffix_wildcard_for(sans: Iterable[str], hostname: str) -> str | None:
     """The SAN that would cover ``hostname`` if wildcards on public suffixes counted, else None.
 

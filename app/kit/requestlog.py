@@ -13,8 +13,9 @@ queries and the latency histogram (``observe``) to one series per route. A reque
 answered is ``unmatched``. Headers, query strings and bodies are never logged.
 
 The middleware sits inside Starlette's ``ServerErrorMiddleware``: an unhandled exception is
-logged here with status 500 and its request id, while the 500 itself is sent from outside (and
-so without the header).
+logged here with status 500 and its request id, while the 500 itself is sent from outside. So
+the id is also left in the scope (``SCOPE_KEY``), where the catch-all handler that writes that
+500 (``app.problems.internal_error``) finds it and sends the header too.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ HEADER = b"x-request-id"
 _VALID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+=@/-]{0,127}")
 UNMATCHED = "unmatched"
 ROUTE_KEY = "certpost.route"  # a scope key for answers given outside the router (/metrics)
+SCOPE_KEY = "certpost.request_id"  # the request's id, for answers sent outside this middleware (a 500)
 
 Observer = Callable[[str, str, int, float], None]  # method, route, status, seconds
 
@@ -75,6 +77,7 @@ class RequestLog:
             return
         given = next((v for k, v in scope["headers"] if k.lower() == HEADER), None)
         request_id = accepted_request_id(given) or new_request_id()
+        scope[SCOPE_KEY] = request_id
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500

@@ -55,6 +55,7 @@ async def read_snapshot(sessionmaker) -> Snapshot:
     now = utc_now()
     async with sessionmaker() as session:
         repo = MetricsRepository(session)
+        pruned = await repo.retention_totals()
         return Snapshot(
             taken_at=now,
             read_seconds=0.0,
@@ -64,7 +65,8 @@ async def read_snapshot(sessionmaker) -> Snapshot:
             orders=await repo.order_counts(),
             warnings=await DomainTlsRepository(session).warning_counts(now),
             servers=await repo.servers(),
-            webhook_deliveries=await repo.webhook_delivery_counts(),
+            webhook_deliveries=await repo.webhook_delivery_counts(pruned),
+            pruned=pruned,
         ).timed(time.perf_counter() - started)
 
 

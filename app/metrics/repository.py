@@ -18,6 +18,7 @@ from app.acme.models import CertificateOrder
 from app.certificates.models import Certificate
 from app.deployments.models import Deployment
 from app.domains.models import Binding
+from app.retention.models import ScheduledTask
 from app.servers.models import Server
 from app.webhooks.models import WebhookDelivery
 
@@ -120,9 +121,17 @@ class MetricsRepository:
             for r in rows
         ]
 
-    async def webhook_delivery_counts(self) -> dict[str, int]:
+    async def webhook_delivery_counts(self, pruned: dict[str, int]) -> dict[str, int]:
         """Webhook deliveries by status (``pending``, ``retrying``, ``delivered``, ``failed``):
-        one ``GROUP BY``; ``delivered`` and ``failed`` only grow, so their increase over a window
-        is the outcomes in it."""
+        one ``GROUP BY``, plus those retention pruned (``pruned``, from ``retention_totals``), so
+        ``delivered`` and ``failed`` only grow and their increase over a window is the outcomes in it."""
         stmt = select(WebhookDelivery.status, func.count()).group_by(WebhookDelivery.status)
-        return {status: int(count) for status, count in await self.session.execute(stmt)}
+        counts = {status: int(count) for status, count in await self.session.execute(stmt)}
+        for status in ("delivered", "failed"):
+            counts[status] = counts.get(status, 0) + int(pruned.get(f"webhook_deliveries.{status}", 0))
+        return counts
+
+    async def retention_totals(self) -> dict[str, int]:
+        """Rows retention pruned since the database was made, by table (app/retention)."""
+        totals = await self.session.scalar(select(ScheduledTask.pruned_total).where(ScheduledTask.id == "retention"))
+        return {k: int(v) for k, v in (totals or {}).items()}

@@ -17,13 +17,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from app.deployments.models import STATUSES
 from app.domains.models import SERVICES
 from app.domains.tls_rows import REASONS
 from app.metrics.repository import CertificateRow, RenewalRow, ServerRow
 from app.webhooks.models import DELIVERY_STATUSES
+
+PRUNED_TABLES = ("events", "webhook_deliveries", "webhook_attempts", "deployments", "deployment_attempts")
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class Snapshot:
     warnings: dict[tuple[str, str], int] = field(default_factory=dict)
     servers: list[ServerRow] = field(default_factory=list)
     webhook_deliveries: dict[str, int] = field(default_factory=dict)
+    pruned: dict[str, int] = field(default_factory=dict)  # rows retention deleted, by table
 
     def timed(self, seconds: float) -> Snapshot:
         return dataclasses.replace(self, read_seconds=seconds)
@@ -53,10 +56,16 @@ def families(snap: Snapshot) -> Iterator[Metric]:
     yield from _warnings(snap)
     yield from _servers(snap)
     deliveries = _gauge("certpost_webhook_deliveries",
-                        "Webhook deliveries by status; delivered and failed only grow.", ["status"])
+                        "Webhook deliveries by status; delivered and failed only grow (pruned ones included).",
+                        ["status"])
     for status in DELIVERY_STATUSES:
         deliveries.add_metric([status], snap.webhook_deliveries.get(status, 0))
     yield deliveries
+    pruned = CounterMetricFamily("certpost_retention_pruned_rows",
+                                 "Rows the retention job deleted, by table (docs/operations.md).", labels=["table"])
+    for table in PRUNED_TABLES:
+        pruned.add_metric([table], snap.pruned.get(table, 0))
+    yield pruned
     yield GaugeMetricFamily("certpost_metrics_snapshot_timestamp_seconds",
                             "When the database figures of this scrape were read (they are cached briefly).",
                             value=snap.taken_at.timestamp())

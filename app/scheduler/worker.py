@@ -9,6 +9,7 @@ job kind and runs each piece as its own task, in slots of its own per kind:
 | certificate order | the order row | ``ORDER_CONCURRENCY`` | ``app.acme.runner.run_order`` |
 | webhook | the webhook row | ``WEBHOOK_CONCURRENCY`` | ``app.webhooks.jobs.run_webhook`` |
 | drift poll of a server | the server's next poll time | ``DRIFT_CONCURRENCY`` | ``app.drift.poll.poll_server`` |
+| retention (pruning) | the ``retention`` row of ``scheduled_tasks`` | 1 | ``app.retention.jobs.run_retention`` |
 
 and, every ``renewal_check_seconds``, the renewal scan (``app.acme.renewal``, which writes orders),
 every ``expiry_check_seconds`` the expiry scan (``app.expiry.jobs``, which records events).
@@ -20,7 +21,8 @@ Every leased job follows one rule (``app.scheduler.lease``): claimed by a condit
 kept by a heartbeat (``app.scheduler.heartbeat``), so a crashed worker's work is taken over
 within ``lease_seconds``. A drift poll is claimed the same way (one conditional statement moves
 the server's next poll ``drift_poll_seconds`` ahead), so its "lease" is the poll interval: a
-crashed poll is simply the next one.
+crashed poll is simply the next one. Retention is one job for the whole database: its row
+holds the lease and when it is due again (``retention_check_seconds`` after the last run).
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ class JobKind:
     """A kind of leased job: how to claim up to n of them, how to run one, how many at once.
 
     ``every``: the setting that paces a kind that is due by the clock rather than by a write
-    (drift polls): claimed at most every that many seconds (and every ``CLAIM_THROTTLE_SECONDS``
+    (drift polls, retention): claimed at most every that many seconds (and every ``CLAIM_THROTTLE_SECONDS``
     at most), never when it is 0."""
 
     name: str
@@ -122,11 +124,24 @@ async def _run_drift_poll(ctx, server_id, owner):
     await poll_server(ctx, server_id, owner)
 
 
+async def _claim_retention(_ctx, session, owner, now, lease, _limit):
+    from app.retention.jobs import claim_retention
+
+    return await claim_retention(session, owner, now, lease)
+
+
+async def _run_retention(ctx, task_id, owner):
+    from app.retention.jobs import run_retention
+
+    await run_retention(ctx, task_id, owner)
+
+
 JOB_KINDS = (
     JobKind("deliver", CONCURRENCY, _claim_servers, _run_delivery),
     JobKind("order", ORDER_CONCURRENCY, _claim_orders, _run_order),
     JobKind("webhook", WEBHOOK_CONCURRENCY, _claim_webhooks, _run_webhook),
     JobKind("drift", DRIFT_CONCURRENCY, _claim_drift_polls, _run_drift_poll, every="drift_poll_seconds"),
+    JobKind("retention", 1, _claim_retention, _run_retention, every="retention_check_seconds"),
 )
 
 

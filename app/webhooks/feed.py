@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.accounts.caller import Caller
 from app.events import KINDS, EventKind, record
 from app.events.models import Event
+from app.events.views import data_for
 
 
 def known_kinds() -> frozenset[str]:
@@ -48,9 +49,12 @@ async def new_events(session: AsyncSession, *, after: int, kinds: list[str], acc
     return Batch(events, events[-1].id if len(events) == limit else top)
 
 
-def payload_data(event: Event) -> dict[str, Any]:
-    """The ``data`` of the webhook body: the event's own data with its id, account and subjects."""
-    return {**event.data, "event_id": event.id, "account_id": event.account_id, "subjects": event.subjects,
+def payload_data(event: Event, *, detail: bool) -> dict[str, Any]:
+    """The ``data`` of the webhook body: the event's own data with its id, account and subjects.
+    ``detail``: as an admin reads it (a platform webhook); an account's webhook gets what that
+    account's tokens read (``app.events.views``)."""
+    return {**data_for(event.kind, event.data, detail=detail), "event_id": event.id, "account_id": event.account_id,
+            "subjects": event.subjects,
             "actor": {"type": event.actor_type, "id": event.actor_id, "role": event.actor_role}}
 
 

@@ -81,8 +81,9 @@ async def _fan_out(ctx: AppContext, webhook_id: str, owner: str) -> None:
             if batch.seen_up_to == webhook.after_event_id:
                 return
             now = utc_now()
+            detail = webhook.account_id is None  # a platform webhook reads events as an admin does
             for event in batch.events:
-                body = signing.payload(event.kind, event.occurred_at, feed.payload_data(event))
+                body = signing.payload(event.kind, event.occurred_at, feed.payload_data(event, detail=detail))
                 session.add(WebhookDelivery(
                     id=new_id(), webhook_id=webhook_id, event_id=event.id, event_kind=event.kind,
                     body=body.decode(), status="pending", attempts=0, next_attempt_at=now))

@@ -57,6 +57,8 @@ class WebhookDelivery(IdMixin, TimestampMixin, Base):
     __table_args__ = (
         UniqueConstraint("webhook_id", "event_id"),
         Index("ix_webhook_deliveries_due", "webhook_id", "status", "next_attempt_at"),
+        # Retention: finished deliveries by when they last changed (app/retention).
+        Index("ix_webhook_deliveries_status_updated_at", "status", "updated_at"),
     )
 
     webhook_id: Mapped[str] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))

@@ -69,6 +69,10 @@ export const cloudflare: DnsProviderRequest = {
 
 export function describeProviders(page: DnsProviderPage): string[] {
   return page.items.map((p) => {
+    // A platform provider read with a customer token: id, name and kind only (settings null).
+    if (p.settings === null) {
+      return `${p.name}: ${p.kind} (the platform's${p.usable ? ", usable" : ""})`;
+    }
     switch (p.kind) {
       case "rfc2136":
         return `${p.name}: TSIG key ${p.settings.key_name} at ${p.settings.server}:${p.settings.port}`;

@@ -75,8 +75,8 @@ def test_repairs_of_a_drift_that_stays_back_off_up_to_a_day() -> None:
 def test_observed_is_judged_against_the_desired_certificate() -> None:
     drifted = rules.parse(GOOD, NOW)
     pending = rules.parse({**GOOD, "port": 143, "protocol": "imap-starttls", "expected": B, "served": B}, NOW)
-    out = rules.observed([drifted, pending], desired=A)
+    out = rules.observed([drifted, pending], desired=A, detail=True)
     assert [(o["port"], o["matches"], o["drifted"]) for o in out] == [(143, False, False), (993, False, True)]
-    assert rules.observed([drifted], desired=B)[0]["matches"] is True
+    assert rules.observed([drifted], desired=B, detail=False)[0]["matches"] is True
     assert rules.domain_of("webmail.a.test") == "a.test" and rules.domain_of("") is None
     assert rules.domain_of("mx1.host.test") is None

@@ -161,6 +161,7 @@ class Fleet:
             "CERTPOST_DATA_DIR": str(self.root / "controller"),
             "CERTPOST_TRUST_BUNDLE": str(self.root / "trust.pem"),
             "CERTPOST_RUN_WORKER": "false",
+            "CERTPOST_LOG_FORMAT": "text",  # claim_times() and audit() read the classic log line
             "CERTPOST_RETRY_BASE_SECONDS": "0.2",
             "CERTPOST_RETRY_MAX_SECONDS": "1",
         }

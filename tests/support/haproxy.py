@@ -196,7 +196,12 @@ def worker_pids(stack: Stack) -> list[int]:
 
 
 def master_command(stack: Stack, text: str) -> bytes:
-    """One command on the master CLI; b"" when it is not accepting connections."""
+    """One command on the master CLI; b"" when it is not answering.
+
+    During a reload the master re-executes itself: its socket refuses connections, and one it
+    had accepted just before is reset (measured: 7 resets in 30 reloads of 300 certificates,
+    polled every 0.1 s). That reset was the "connection reset right after a seamless reload"
+    of issue 12; it is an answer to wait for, like a refusal."""
     try:
         with socket.socket(socket.AF_UNIX) as sock:
             sock.settimeout(10)
@@ -207,7 +212,7 @@ def master_command(stack: Stack, text: str) -> bytes:
             while chunk := sock.recv(65536):
                 out += chunk
             return out
-    except (ConnectionRefusedError, FileNotFoundError):
+    except (ConnectionRefusedError, ConnectionResetError, BrokenPipeError, FileNotFoundError):
         return b""
 
 

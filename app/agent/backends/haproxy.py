@@ -21,7 +21,12 @@ Files in ``directory`` (HAProxy's configuration manual, 5.1 "crt-list"; manageme
   hosted here, still completes the handshake as it did with Dovecot), then one line per bound
   mail name, ``bundles/<fingerprint>.pem <name>``. The name is an explicit SNI filter: a
   certificate is served only for the names bound to it, never for other names it covers.
-* ``default.pem`` and ``bundles/`` — the bundles (key first, then leaf and chain).
+* ``default.pem`` and ``bundles/`` — the bundles: key first, then the leaf, and the chain only when
+  it cannot be shared;
+* ``issuers/`` — each intermediate chain once, read at start through the ``global`` line
+  ``issuers-chain-path`` at the top of ``certpost.cfg``: every leaf of that issuer shares one
+  parsed chain in the worker instead of holding its own (``haproxy_issuers``; about 5 KB per
+  domain with OpenSSL 3, docs/performance.md section 12). Runtime payloads carry the chain.
 
 A change of listeners changes ``certpost.cfg``: validated with ``haproxy -c`` and applied by a
 seamless reload through the master CLI (``haproxy -W -S <socket>``: the old worker serves until
@@ -46,8 +51,10 @@ import re
 from pathlib import Path
 
 from app.agent.backends.base import Backend, BundleRef, Rendered, StepError, View
+from app.agent.backends.haproxy_issuers import Issuers, split_leaf
 from app.agent.backends.haproxy_runtime import CrtListEntry, MasterCli, Runtime, RuntimeApiError
 from app.agent.backends.section import ConfigError
+from app.agent.fsutil import secure_directory
 
 # The default line's SNI filter: a name no client sends, so the first line only makes its
 # certificate the default and adds no SNI entry that could shadow a bound name.
@@ -114,15 +121,32 @@ class HaproxyBackend(Backend):
         self.config_file = self.directory / "certpost.cfg"
         self.crt_list = self.directory / "certpost.crtlist"
         self.default_bundle = self.directory / "default.pem"
+        self.issuers = Issuers(self.directory / "issuers")
         # What the running HAProxy holds: {SNI filter: entry}, read from the runtime API after
         # a start or reload, then kept in step with every command sent.
         self._running: dict[str, CrtListEntry] | None = None
         self._rendered_list: tuple[bytes, dict[str, str]] | None = None  # (crt-list, wanted)
 
     # -- rendering -------------------------------------------------------------------------
+    def ensure_directories(self) -> None:
+        super().ensure_directories()
+        secure_directory(self.issuers.directory, self.config.bundle_group)
+
+    def bundle_bytes(self, key_pem: bytes, certs_pem: bytes) -> bytes:
+        """Key and leaf only when the chain is shared through ``issuers/`` (one copy in
+        HAProxy's memory for every certificate of that issuer); key, leaf and chain otherwise."""
+        leaf, chain = split_leaf(certs_pem)
+        if self.issuers.share(leaf, chain, *self.file_mode()):
+            return key_pem + leaf
+        return key_pem + certs_pem
+
     def render_config(self) -> bytes:
         lines = [
             "# written by the certpost agent; do not edit\n",
+            # Loaded before the bind line below reads the crt-list (HAProxy applies a global
+            # section as it parses it; several global sections are allowed).
+            "global\n",
+            f"    issuers-chain-path {self.issuers.directory}\n",
             "frontend certpost_tls\n",
             "    mode tcp\n",
             f"    bind {','.join(b for b, _ in self.listeners)} ssl crt-list {self.crt_list}\n",
@@ -207,7 +231,7 @@ class HaproxyBackend(Backend):
                 return
             if self.default_bundle in changed:
                 await self.runtime.load_cert(
-                    str(self.default_bundle), self.default_bundle.read_bytes(), new=False
+                    str(self.default_bundle), self._payload(self.default_bundle), new=False
                 )
             if self.crt_list in changed:
                 await self._apply_crt_list()
@@ -251,7 +275,7 @@ class HaproxyBackend(Backend):
             if entry is not None and entry.path == path:
                 continue
             if path not in loaded:
-                await self.runtime.load_cert(path, Path(path).read_bytes(), new=True)
+                await self.runtime.load_cert(path, self._payload(Path(path)), new=True)
                 loaded.add(path)
             # Added before the old line is deleted: HAProxy keeps serving the old entry while
             # both exist (measured), so the name never falls back to the default meanwhile.
@@ -272,8 +296,11 @@ class HaproxyBackend(Backend):
         for path in sorted(loaded - still):
             await self.runtime.delete_cert(path)
 
+    def _payload(self, path: Path) -> bytes:
+        return self.issuers.payload(path.read_bytes())
+
     def _too_big(self, path: Path) -> bool:
-        return path.stat().st_size > self.runtime_payload_max
+        return len(self._payload(path)) > self.runtime_payload_max
 
     async def _line_of(self, name: str, path: str) -> int:
         for entry in await self.runtime.crt_list(self.crt_list):
