@@ -17,6 +17,7 @@ from app.db import create_engine, create_sessionmaker
 from app.kit.crypto import MasterKey, MasterKeyError, load_master_key
 from app.kit.signing import load_or_create_private_key
 from app.kit.trust import TrustStore
+from app.reads import Reads
 
 BLOCKING_THREADS = 48  # the worker's ORDER_CONCURRENCY orders, and room for the rest
 
@@ -48,6 +49,7 @@ class AppContext:
     memo: dict = field(default_factory=dict, repr=False)
     _tokens: TokenCache | None = field(default=None, repr=False)
     """Small per-process facts worth not re-fetching (the ACME directory, app.acme.accounts)."""
+    _reads: Reads | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, settings: Settings) -> AppContext:
@@ -81,6 +83,12 @@ class AppContext:
             self._tokens = TokenCache(self.settings.token_cache_seconds)
         return self._tokens
 
+    def reads(self) -> Reads:
+        """Read-only statements of the hot read routes in one trip to the database (app/reads.py)."""
+        if self._reads is None:
+            self._reads = Reads(self.settings.resolved_database_url)
+        return self._reads
+
     def material_reader(self) -> MaterialReader:
         """Reads uploaded keys and PKCS#12 files in worker processes (certificates/reading.py)."""
         if self._reader is None:
@@ -106,4 +114,6 @@ class AppContext:
             self._blocking.shutdown(wait=False, cancel_futures=True)
         if self._reader is not None:
             self._reader.close()
+        if self._reads is not None:
+            await self._reads.close()
         await self.engine.dispose()

@@ -84,7 +84,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         # No pre-ping: a file does not restart under a pooled connection, and the ping was one
         # more statement (three more thread hops through aiosqlite) on every request.
         engine = create_async_engine(url, connect_args={"timeout": 30}, **common)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         _skip_idle_ends(engine.sync_engine.dialect)
         return engine
     # asyncpg waits 60 s for a connection by default; an outage must be answered sooner.
@@ -171,7 +171,7 @@ def _skip_idle_ends(dialect) -> None:
     dialect.do_rollback, dialect.do_commit = do_rollback, do_commit
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
+def sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")

@@ -8,13 +8,14 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.caller import Caller
 from app.accounts.repository import AccountRepository
 from app.accounts.service import AccountService
 from app.context import AppContext
 from app.db import has_worker_work
+from app.reads import Reads
 
 
 async def get_context(request: Request) -> AppContext:
@@ -56,32 +57,27 @@ async def get_session(ctx: Context) -> AsyncIterator[AsyncSession]:
 # so a failed commit can never be answered with a 2xx.
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
-async def get_reader(ctx: Context) -> AsyncIterator[AsyncConnection]:
-    """A pooled connection for a read-only route's Core statements, outside the ORM session
-    and without a BEGIN/COMMIT pair (issue 8: the TLS status).
+async def get_reader(ctx: Context) -> Reads:
+    """Read-only statements for a route's Core reads, outside the ORM session and without a
+    transaction, each in one trip to the database (app/reads.py; issue 8: the TLS status).
 
     Why this reads what the session would: PostgreSQL runs at READ COMMITTED, where every
     statement takes its own snapshot inside a transaction too, so AUTOCOMMIT changes nothing a
-    SELECT sees and saves the BEGIN and COMMIT round trips. pysqlite (legacy transaction
-    control) never opens a transaction for a SELECT, so on SQLite each statement already ran on
-    its own WAL snapshot; asking it for AUTOCOMMIT would cost two thread hand-offs through
-    aiosqlite to set and reset, for nothing. Nothing may be written here: no commit follows.
+    SELECT sees. pysqlite never opens a transaction for a SELECT, so on SQLite each statement
+    already ran on its own WAL snapshot. Nothing can be written here: no commit follows.
     """
-    async with ctx.engine.connect() as conn:
-        if conn.dialect.name == "postgresql":
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-        yield conn
+    return ctx.reads()
 
 
-Reader = Annotated[AsyncConnection, Depends(get_reader, scope="function")]
+Reader = Annotated[Reads, Depends(get_reader)]
 
-_bearer = HTTPBearer(auto_error=False, description="An API token: `cpt_<id>_<secret>`.")
+bearer = HTTPBearer(auto_error=False, description="An API token: `cpt_<id>_<secret>`.")
 
 
 async def get_caller(
     session: Session,
     ctx: Context,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Caller:
     """The caller; a token this process authenticated within ``token_cache_seconds`` is answered
     from its cache (app.accounts.token_cache) and the session then never opens a connection."""
@@ -95,11 +91,10 @@ CurrentCaller = Annotated[Caller, Depends(get_caller)]
 async def get_reading_caller(
     reader: Reader,
     ctx: Context,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Caller:
-    """``get_caller`` for routes on ``Reader``: a token not in the cache is looked up on the
-    route's own connection, so such a request never holds two pooled connections (16
-    concurrent requests each holding one and waiting for a second emptied the pool)."""
+    """``get_caller`` for routes on ``Reader``: a token not in the cache is looked up through
+    it too, so such a request never holds a pooled connection of the session's engine."""
     token = credentials.credentials if credentials else None
     return await AccountService(AccountRepository(reader), ctx.token_cache()).authenticate(token)
 

@@ -135,11 +135,14 @@ def statements(context):
     def count(_conn, _cursor, statement, *_args):
         seen.append(statement)
 
-    event.listen(context.engine.sync_engine, "before_cursor_execute", count)
+    engines = (context.engine.sync_engine, context.reads().engine)  # the session's, the reads' (app/reads.py)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", count)
     try:
         yield seen
     finally:
-        event.remove(context.engine.sync_engine, "before_cursor_execute", count)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", count)
 
 
 async def test_tls_status_runs_the_same_statements_at_5_and_200_domains(client, admin, customer_headers, test_ca,
@@ -191,10 +194,10 @@ async def test_tls_status_runs_the_same_statements_at_5_and_200_domains(client, 
         assert not any("certificate_names" in s or "applied_names" in s or "count(" in s.lower() for s in seen), seen
 
 
-async def test_a_warm_tls_status_is_two_selects_without_a_transaction(client, admin, customer_headers, test_ca,
-                                                                      context):
-    """With the caller's token cached (app.accounts.token_cache), the TLS status is the domain's
-    statement and its observations on a bare connection (app.deps.get_reader): no token lookup,
+async def test_a_warm_tls_status_is_one_select_without_a_transaction(client, admin, customer_headers, test_ca,
+                                                                     context):
+    """With the caller's token cached (app.accounts.token_cache), the TLS status is one statement,
+    the domain with its observations, outside any transaction (app/reads.py): no token lookup,
     no COMMIT; with the cache off the token is looked up again and the report is the same."""
     _server, customer, (cert,) = await _hosting(client, admin, customer_headers, test_ca, ("w.test",), 1)
     r = await client.put("/v1/domains/w.test/bindings/mail", json={"certificate_id": cert}, headers=customer)
@@ -205,14 +208,17 @@ async def test_a_warm_tls_status_is_two_selects_without_a_transaction(client, ad
         commits.append(1)
 
     first = await client.get("/v1/domains/w.test/tls", headers=customer)  # caches the token
-    event.listen(context.engine.sync_engine, "commit", on_commit)
+    engines = (context.engine.sync_engine, context.reads().engine)
+    for engine in engines:
+        event.listen(engine, "commit", on_commit)
     try:
         with statements(context) as seen:
             warm = await client.get("/v1/domains/w.test/tls", headers=customer)
     finally:
-        event.remove(context.engine.sync_engine, "commit", on_commit)
+        for engine in engines:
+            event.remove(engine, "commit", on_commit)
     assert warm.status_code == 200 and warm.json() == first.json()
-    assert len(seen) == 2 and not any("api_tokens" in s for s in seen), seen
+    assert len(seen) == 1 and not any("api_tokens" in s for s in seen), seen
     assert commits == []
     context.token_cache().clear()
     with statements(context) as seen:
@@ -222,9 +228,10 @@ async def test_a_warm_tls_status_is_two_selects_without_a_transaction(client, ad
 
 async def test_more_concurrent_cold_tls_reads_than_pooled_connections(client, admin, customer_headers, test_ca,
                                                                       context):
-    """Each TLS status holds one pooled connection, the token lookup included: more concurrent
-    first requests than the pool has connections all answer (when the lookup took a second
-    connection, 16 of them could each hold one and wait for another until the pool timed out)."""
+    """More concurrent first requests than the session's pool has connections all answer: the
+    TLS status and its token lookup take none of them (app/reads.py lends each statement a
+    connection of its own engine for that statement only; when a request held one and its token
+    lookup took a second, 16 of them could each hold one and wait until the pool timed out)."""
     _server, customer, _certs = await _hosting(client, admin, customer_headers, test_ca, ("p.test",), 1)
     pool = context.engine.sync_engine.pool
     many = pool.size() + getattr(pool, "_max_overflow", 0) + 5

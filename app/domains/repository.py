@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, bindparam, delete, func, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +17,8 @@ from app.certificates.repository import PRESENTED_COLUMNS
 from app.db import new_id
 from app.deployments.models import Deployment
 from app.domains.models import Binding, Domain
+from app.drift.models import ServedObservation
+from app.drift.rules import Seen
 from app.paging import Order, PageRequest, Window, fetch
 from app.servers.models import Server
 
@@ -90,11 +92,41 @@ def _facts_statement():
         .join(presented[0], presented[0].id == func.coalesce(webmail.certificate_id, Server.webmail_default_id))
         .join(presented[1], presented[1].id == func.coalesce(mail.certificate_id, Server.mail_certificate_id))
         .join(presented[2], presented[2].id == Server.mail_certificate_id)
-        .where(Domain.name == bindparam("name"))
+        .where(Domain.name == bindparam("name")), webmail, mail
     )
 
 
-_FACTS = _facts_statement()
+def _observed_statement():
+    """The facts with the latest observations of what the domain's names are served, in one
+    statement (issue 8: one round trip on PostgreSQL): one row per observation, the facts
+    repeated, or one row with NULL observation columns when there is none. A name without a
+    binding is served the default, so its observations are the no-SNI probes (hostname "");
+    ``service_observations`` keeps each service's own. A primary-key range of served_observations."""
+    facts, webmail, mail = _facts_statement()
+    o = ServedObservation
+    probed = [case((webmail.id.is_(None), literal("")), else_=bindparam("webmail_host")),
+              case((mail.id.is_(None), literal("")), else_=bindparam("mail_host"))]
+    return facts.add_columns(o.hostname, o.service, o.daemon, o.port, o.protocol, o.expected, o.served, o.error,
+                             o.observed_at).outerjoin(o, and_(o.server_id == Server.id, o.hostname.in_(probed)))
+
+
+_FACTS = _facts_statement()[0]
+_FACTS_OBSERVED = _observed_statement()
+_FACTS_WIDTH = len(_FACTS.selected_columns)
+
+
+def _facts(row) -> DomainFacts:
+    width = len(PRESENTED_COLUMNS)
+    certs = [CertificateFacts(*row[15 + i * width:15 + (i + 1) * width]) for i in range(3)]
+    last = _FACTS_WIDTH - 1
+    return DomainFacts(
+        row[0], row[1], row[2], ServerFacts(*row[3:12], row[last]), list(row[12] or []),
+        presented={"webmail": certs[0], "mail": certs[1]},
+        bound={"webmail": row[13] is not None, "mail": row[14] is not None},
+        server_certificate=certs[2],
+        binding_rows={"webmail": (row[13], row[last - 2]) if row[13] is not None else None,
+                      "mail": (row[14], row[last - 1]) if row[14] is not None else None},
+    )
 
 
 class DomainRepository:
@@ -113,18 +145,18 @@ class DomainRepository:
         service presents (its binding's, else the server's default), in one query of primary-key
         and unique-index lookups: the same work at 10 domains on the server as at 100,000."""
         row = (await self.session.execute(_FACTS, {"name": name})).first()
-        if row is None:
+        return None if row is None else _facts(row)
+
+    async def facts_observed(self, name: str, hostnames: dict[str, str]) -> tuple[DomainFacts, list[Seen]] | None:
+        """``facts`` and the observations of the names it serves (``hostnames``: per service, the
+        name clients connect to; see ``_observed_statement``), in one statement: the TLS
+        status's one trip to the database."""
+        rows = (await self.session.execute(_FACTS_OBSERVED, {
+            "name": name, "webmail_host": hostnames["webmail"], "mail_host": hostnames["mail"]})).all()
+        if not rows:
             return None
-        width = len(PRESENTED_COLUMNS)
-        certs = [CertificateFacts(*row[15 + i * width:15 + (i + 1) * width]) for i in range(3)]
-        return DomainFacts(
-            row[0], row[1], row[2], ServerFacts(*row[3:12], row[-1]), list(row[12] or []),
-            presented={"webmail": certs[0], "mail": certs[1]},
-            bound={"webmail": row[13] is not None, "mail": row[14] is not None},
-            server_certificate=certs[2],
-            binding_rows={"webmail": (row[13], row[-3]) if row[13] is not None else None,
-                          "mail": (row[14], row[-2]) if row[14] is not None else None},
-        )
+        seen = [Seen(*row[_FACTS_WIDTH:]) for row in rows if row[_FACTS_WIDTH] is not None]
+        return _facts(rows[0]), seen
 
     async def list(self, visible: Any, server_id: str | None, page: PageRequest) -> Window:
         """One page of (id, name, server_id, account_id, created_at) rows, in name order

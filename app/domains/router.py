@@ -4,31 +4,36 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.accounts.service import UnknownAccount
 from app.certificates import errors as cert_errors
 from app.certificates.repository import CertificateRepository
 from app.certificates.service import CertificateService
-from app.deps import Admin, Context, CurrentCaller, Reader, ReadingCaller, Session
-from app.domains import rules
+from app.deps import (
+    Admin,
+    Context,
+    CurrentCaller,
+    Reader,
+    ReadingCaller,
+    Session,
+    bearer,
+    get_context,
+    get_reader,
+    get_reading_caller,
+)
+from app.direct import DirectRoute, direct
+from app.domains import rules, tls_answer
 from app.domains.repository import DomainRepository
 from app.domains.schemas import (
-    AdvertisedEndpoint,
-    AutoconfigTls,
     BindingIn,
     BindingOut,
     BindingsOut,
-    DeploymentState,
     DomainCreate,
     DomainOut,
     DomainPage,
-    MailPortTls,
-    MailTls,
     NameDeploymentOut,
-    PresentedCertificate,
     Service,
-    ServiceTls,
     TlsStatus,
 )
 from app.domains.service import (
@@ -40,15 +45,13 @@ from app.domains.service import (
     UnknownServer,
 )
 from app.idempotency.http import IDEMPOTENT, IdempotentRoute
-from app.kit.coverage import covers
-from app.kit.mailclients import ENDPOINTS, autoconfig_names
 from app.kit.time import utc_now
 from app.paging import InvalidCursor, PageParams
 from app.preconditions import IfMatch, binding_tag, bindings_tag, domain_tag, tag
 from app.problems import Forbidden, NotFound, responses
 from app.schemas import ModelResponse, WarningOut
 from app.servers.router import capacity_warnings
-from app.servers.software import SniUnsupported, capabilities, mail_ports
+from app.servers.software import SniUnsupported
 
 router = APIRouter(prefix="/v1/domains", tags=["domains"], route_class=IdempotentRoute)
 
@@ -213,109 +216,25 @@ async def delete_binding(name: str, service: Service, caller: CurrentCaller, dom
     return Response(status_code=204)
 
 
-def deployment_warning(server) -> WarningOut:
-    if not server.agent_url:
-        return WarningOut(code="no_agent", message="The server has no agent (agent_url), so nothing bound here "
-                          "is deployed automatically; configure the server by hand or register its agent.")
-    return WarningOut(
-        code="not_yet_deployed",
-        message=f"The server has applied generation {server.applied_generation} of {server.desired_generation}: "
-        "what is bound here may not be served yet.",
-    )
+async def _tls_inputs(request: Request) -> dict:
+    """The TLS status's arguments, as its declared dependencies resolve them (app/direct.py)."""
+    ctx = await get_context(request)
+    reader = await get_reader(ctx)
+    caller = await get_reading_caller(reader, ctx, await bearer(request))
+    return {"name": request.path_params["name"], "caller": caller, "domains": await get_reads(reader, ctx), "ctx": ctx}
 
 
-_FAILURE_ADVICE = {
-    "config_refused": "The server's configuration cannot take this name; ask the operator.",
-    "verify_failed": "The server did not serve it after reloading; ask the operator.",
-}
-_KEY_ADVICE = "Bind a certificate whose key the server can use (RSA of 2048 bits or more, or ECDSA P-256/P-384)."
-
-
-def failure_warning(state: rules.NameDeployment, hostname: str) -> WarningOut:
-    kept = f"still served {state.serving}" if state.serving else "served the server's default certificate"
-    advice = _FAILURE_ADVICE.get(state.agent_code or "", _KEY_ADVICE)
-    return WarningOut(
-        code="deployment_failed",
-        message=f"The server cannot serve the certificate bound to {hostname} ({state.agent_code}: "
-        f"{state.message}); {hostname} is {kept}. {advice}",
-    )
-
-
-def _port_out(port: rules.PortStatus) -> MailPortTls:
-    return MailPortTls(port=port.port, protocol=port.protocol, daemon=port.daemon, source=port.source,
-                       client_warning=bool(port.reasons), reasons=list(port.reasons))
-def autoconfig_out(domain: str, mail_status: rules.ServiceStatus, webmail_cert, server_hostname: str,
-                   deployed: bool) -> AutoconfigTls:
-    """What autoconfiguration advertises: the same rule the desired document uses."""
-    return AutoconfigTls(
-        hostname=rules.autoconfig_hostname(mail_status, server_hostname),
-        endpoints=[AdvertisedEndpoint(protocol=e.protocol, port=e.port, security=e.security) for e in ENDPOINTS],
-        names=autoconfig_names(domain), uncovered_names=rules.autoconfig_uncovered(webmail_cert, domain),
-        deployed=deployed,
-    )
-
-
-def autoconfig_warning(uncovered: list[str]) -> WarningOut:
-    return WarningOut(
-        code="autoconfig_names_not_covered",
-        message=f"The certificate served for {' and '.join(uncovered)} does not cover "
-        f"{'them' if len(uncovered) > 1 else 'it'}: mail clients that look their settings up there meet a "
-        "certificate error. Bind a webmail certificate that names them too (a wildcard covers them).",
-    )
-
-
-def _presented(cert) -> PresentedCertificate:
-    return PresentedCertificate(
-        id=cert.id, fingerprint_sha256=cert.fingerprint_sha256, subject=cert.subject, issuer=cert.issuer,
-        sans=cert.sans, not_after=cert.not_after, self_signed=cert.self_signed,
-    )
-
-
-@router.get("/{name}/tls", operation_id="getDomainTls", response_description="What clients see, and why",
-    summary="Get what clients see for a domain's webmail and mail", response_model=TlsStatus, responses=responses(NotFound))
+@direct(_tls_inputs)
 async def tls_status(name: str, caller: ReadingCaller, domains: DomainReads, ctx: Context):
     """What a browser (webmail) and a mail client (mail) would see, and why (domain.md)."""
-    status = await domains.status(caller, name)
-    domain, server, effective, server_cert = status.domain, status.server, status.effective, status.server_certificate
-    now = utc_now()
-    per_domain = capabilities(server.software).per_domain_mail
-    states = domains.deployments(status)
-    observed = await domains.observed(status, detail=caller.is_admin)
-    parts = {}
-    for service, eff in effective.items():
-        status = rules.service_status(
-            service, domain.name, eff.certificate, eff.source,
-            server_hostname=server.hostname, server_cert=server_cert, per_domain_mail=per_domain,
-            now=now, expiring_days=ctx.settings.expiring_days,
-            ports=mail_ports(server.software, server.tls_front) if service == "mail" else (),
-        )
-        common = dict(
-            hostname=status.hostname, source=status.source, certificate=_presented(eff.certificate),
-            trusted=eff.certificate.trusted, covers_hostname=covers(eff.certificate.sans, status.hostname),
-            expires_at=eff.certificate.not_after, client_warning=status.client_warning,
-            reasons=status.reasons, notices=status.notices, deployment=deployment_out(states[service]),
-            observed=observed[service],
-        )
-        if service == "mail":
-            mail_status = status
-            parts[service] = MailTls(**common, recommended_client_hostname=status.recommended_client_hostname,
-                                     recommendation_reason=status.recommendation_reason,
-                                     ports=[_port_out(p) for p in status.ports],
-                                     recommended_ports=status.recommended_ports)
-        else:
-            parts[service] = ServiceTls(**common)
-    up_to_date = server.applied_generation >= server.desired_generation
-    warnings = [] if up_to_date else [deployment_warning(server)]
-    warnings += [failure_warning(st, effective[s].hostname) for s, st in states.items() if st.state == "failed"]
-    warnings += capacity_warnings(server, server.mail_certificate_count, ctx.settings.dovecot_capacity)
-    autoconfig = autoconfig_out(domain.name, mail_status, effective["webmail"].certificate, server.hostname,
-                                up_to_date)
-    if autoconfig.uncovered_names:
-        warnings.append(autoconfig_warning(autoconfig.uncovered_names))
-    return ModelResponse(TlsStatus(
-        domain=domain.name, server_id=server.id, server_hostname=server.hostname,
-        webmail=parts["webmail"], mail=parts["mail"], autoconfig=autoconfig,
-        deployment=DeploymentState(desired_generation=server.desired_generation,
-                                   applied_generation=server.applied_generation, up_to_date=up_to_date),
-        warnings=warnings,
-    ))
+    status, observed = await domains.observed_status(caller, name)
+    server = status.server
+    return tls_answer.report(status, domains.deployments(status), observed, utc_now(), ctx.settings.expiring_days,
+                             capacity_warnings(server, server.mail_certificate_count, ctx.settings.dovecot_capacity))
+
+
+# Declared here, where a decorator would have added it: the OpenAPI document keeps its order.
+router.add_api_route("/{name}/tls", tls_status, methods=["GET"], route_class_override=DirectRoute,
+                     operation_id="getDomainTls", response_description="What clients see, and why",
+                     summary="Get what clients see for a domain's webmail and mail", response_model=TlsStatus,
+                     responses=responses(NotFound))

@@ -21,7 +21,6 @@ from app.domains import rules
 from app.domains.models import SERVICES, Domain
 from app.domains.repository import CertificateFacts, DomainFacts, DomainRepository, ServerFacts
 from app.drift import rules as drift_rules
-from app.drift.repository import DriftRepository
 from app.events import EventKind, record
 from app.kit.coverage import is_public_suffix
 from app.kit.names import InvalidName, normalise_hostname
@@ -80,6 +79,14 @@ class DomainStatus:
     server: ServerFacts
     effective: dict[str, Effective]
     server_certificate: CertificateFacts  # the server-wide mail certificate
+
+
+def _lookup_name(name: str) -> str:
+    """A path's domain name as stored; a name that cannot be one is not found (404)."""
+    try:
+        return normalise_hostname(name)
+    except InvalidName:
+        raise NotFound("domain not found") from None
 
 
 LONGEST_SERVICE_LABEL = "webmail."
@@ -254,11 +261,28 @@ class DomainService:
         Two columns-only queries in all, whatever the number of domains on the server: the
         caller's token, and the domain with its server and certificates (``DomainRepository.facts``).
         """
-        try:
-            domain_name = normalise_hostname(name)
-        except InvalidName:
-            raise NotFound("domain not found") from None
-        domain = caller.visible(await self.repo.facts(domain_name), "domain")
+        return self._status(caller.visible(await self.repo.facts(_lookup_name(name)), "domain"))
+
+    async def observed_status(self, caller: Caller, name: str) -> tuple[DomainStatus, dict[str, list[dict]]]:
+        """``status`` and, per service, what each port was last seen serving for its name
+        (app.drift), judged against the certificate it should present, from one statement
+        (``DomainRepository.facts_observed``). A name without a binding is served the default,
+        so its entries are the no-SNI probes (the agent probes bound names only; an unbound name
+        gets what no SNI gets). The agent's error text only for admins (it names internal
+        addresses; ``drift_rules.observed``)."""
+        domain_name = _lookup_name(name)
+        hostnames = {service: rules.service_hostname(service, domain_name) for service in ("webmail", "mail")}
+        facts, seen = await self.repo.facts_observed(domain_name, hostnames) or (None, [])
+        status = self._status(caller.visible(facts, "domain"))
+        observed = {}
+        for service, eff in status.effective.items():
+            hostname = eff.hostname if eff.source == "binding" else ""
+            observed[service] = drift_rules.observed(
+                [s for s in seen if s.service == service and s.hostname == hostname], eff.certificate.fingerprint_sha256,
+                detail=caller.is_admin)
+        return status, observed
+
+    def _status(self, domain: DomainFacts) -> DomainStatus:
         now = utc_now()
         out: dict[str, Effective] = {}
         for service in ("webmail", "mail"):
@@ -271,22 +295,6 @@ class DomainService:
                 rules.certificate_warnings(cert, now, self.expiring_days),
             )
         return DomainStatus(domain, domain.server, out, domain.server_certificate)
-
-    async def observed(self, status: DomainStatus, *, detail: bool) -> dict[str, list[dict]]:
-        """Per service, what each port was last seen serving for its name (app.drift), judged
-        against the certificate it should present: one primary-key range of two names. A name
-        without a binding is served the default, so its entries are the no-SNI probes (the
-        agent probes bound names only; an unbound name gets what no SNI gets). ``detail``: the
-        agent's error text (admins only: it names internal addresses)."""
-        names = {service: eff.hostname if eff.source == "binding" else "" for service, eff in status.effective.items()}
-        seen = await DriftRepository(self.repo.session).for_names(status.server.id, sorted(set(names.values())))
-        return {
-            service: drift_rules.observed(
-                [s for s in seen if s.service == service and s.hostname == hostname],
-                status.effective[service].certificate.fingerprint_sha256, detail=detail,
-            )
-            for service, hostname in names.items()
-        }
 
     @staticmethod
     def deployments(status: DomainStatus) -> dict[str, rules.NameDeployment]:

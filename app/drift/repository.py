@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, func, or_, select, tuple_, update
+from sqlalchemy import func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,16 +14,6 @@ from app.domains.models import Domain
 from app.drift.models import DriftPoll, ServedObservation
 from app.drift.rules import Seen
 from app.servers.models import Server
-
-
-def _for_names_statement():
-    o = ServedObservation
-    return select(o.hostname, o.service, o.daemon, o.port, o.protocol, o.expected, o.served, o.error,
-                  o.observed_at).where(o.server_id == bindparam("server_id"),
-                                       o.hostname.in_([bindparam("first"), bindparam("second")]))
-
-
-_FOR_NAMES = _for_names_statement()
 
 
 def _insert(session: AsyncSession, model):
@@ -96,19 +86,6 @@ class DriftRepository:
     async def delivery_due(self, server_id: str) -> bool:
         return await self.session.scalar(
             select(Deployment.id).where(Deployment.server_id == server_id, is_due()).limit(1)) is not None
-
-    async def for_names(self, server_id: str, hostnames: list[str]) -> list[Seen]:
-        """The observations of one or two names (a domain's mail. and webmail.): a primary-key range."""
-        if not hostnames:
-            return []
-        if len(hostnames) > 2:
-            raise ValueError("for_names takes one or two names")
-        # Columns, not entities, built once (app.domains.repository's _FACTS explains why): the
-        # TLS status runs this on a bare connection (app.deps.get_reader) on every request.
-        first, *rest = hostnames
-        rows = await self.session.execute(_FOR_NAMES, {"server_id": server_id, "first": first,
-                                                       "second": rest[0] if rest else first})
-        return [Seen(*row) for row in rows]
 
     async def domain_accounts(self, server_id: str, names: Iterable[str]) -> dict[str, str]:
         """Domain name -> account, for the given names hosted on the server."""
