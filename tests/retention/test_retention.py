@@ -154,10 +154,11 @@ async def test_one_worker_prunes_at_a_time_and_only_when_due(context, retention_
     first, second = Worker(context, owner="worker-1"), Worker(context, owner="worker-2")
     with caplog.at_level(logging.INFO, logger="certpost.retention"):
         started = await asyncio.gather(first.round(), second.round())
-        ran = [w for w in (first, second) if w.running["retention"]]
         await asyncio.gather(first.drain(), second.drain())
-    assert sorted(started) == [0, 1] and len(ran) == 1
-    assert any("retention: pruned 0 events" in r.getMessage() for r in caplog.records)
+    # One round started the job and the other did not; a run can finish before round() returns,
+    # so the proof that it ran once is its one log line, not the running set.
+    assert sorted(started) == [0, 1]
+    assert sum("retention: pruned 0 events" in r.getMessage() for r in caplog.records) == 1
     async with context.sessionmaker() as session:
         row = await session.get(ScheduledTask, TASK_ID)
         assert row.lease_owner is None and row.last_pruned["events"] == 0
