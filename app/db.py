@@ -58,7 +58,7 @@ def new_id() -> str:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {datetime: UTCDateTime()}
+    type_annotation_map = {datetime: UTCDateTime()}  # noqa: RUF012 (SQLAlchemy reads this class attribute)
 
 
 class IdMixin:
@@ -147,7 +147,7 @@ def _sqlite_open(connection) -> bool:
     try:
         raw = connection.dbapi_connection if hasattr(connection, "dbapi_connection") else connection
         return bool(raw._connection.in_transaction)  # aiosqlite reads sqlite3_get_autocommit, no thread hop
-    except Exception:  # not aiosqlite, or closed: let the driver decide, as without this
+    except Exception:  # noqa: BLE001 (not aiosqlite, or closed: let the driver decide, as without this)
         return True
 
 

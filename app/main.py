@@ -23,9 +23,9 @@ from app.acme.router import router as acme_router
 from app.certificate_requests.router import router as certificate_requests_router
 from app.certificates.router import router as certificates_router
 from app.certificates.trust import refresh_stored as refresh_stored_trust
+from app.conditional import ConditionalGet
 from app.config import Settings, get_settings
 from app.context import AppContext
-from app.conditional import ConditionalGet
 from app.contract import TAGS
 from app.deployments.router import router as deployments_router
 from app.domains.router import router as domains_router
@@ -142,7 +142,7 @@ def _install_ops_routes(app: FastAPI) -> None:
         try:
             async with app.state.ctx.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (any failure to reach the database is the answer)
             return database_unavailable(app.state.outage_log, exc, database="unreachable")
         return JSONResponse({"status": "ok", "database": "ok"})
 

@@ -7,8 +7,8 @@ from app.certificates.models import Certificate, CertificateName
 from app.db import Base
 from app.deployments.models import Deployment, DeploymentAttempt
 from app.domains.models import Binding, Domain
-from app.enrolment.models import EnrolmentToken
 from app.drift.models import DriftPoll, ServedObservation
+from app.enrolment.models import EnrolmentToken
 from app.events.models import Event, EventSubject
 from app.expiry.models import ExpiryNotice
 from app.idempotency.models import IdempotencyKey
@@ -30,8 +30,8 @@ __all__ = [
     "DeploymentAttempt",
     "DnsProvider",
     "Domain",
-    "EnrolmentToken",
     "DriftPoll",
+    "EnrolmentToken",
     "Event",
     "EventSubject",
     "ExpiryNotice",

@@ -23,7 +23,7 @@ async def database_bytes(context, backend, settings) -> bytes:
         blob = b""
         for suffix in ("", "-wal", "-shm"):
             try:
-                with open(path + suffix, "rb") as handle:
+                with open(path + suffix, "rb") as handle:  # noqa: ASYNC230 (a test's read of a closed database)
                     blob += handle.read()
             except FileNotFoundError:
                 pass

@@ -26,6 +26,6 @@ def test_the_server_starts_without_acme_dns_asyncpg_or_alembic(tmp_path):
 
 
 def test_the_lazy_acme_names_still_resolve():
-    import app.acme as acme
+    from app import acme
 
     assert acme.issue.__module__ == "app.acme.order" and acme.Dns01Solver.__name__ == "Dns01Solver"

@@ -55,8 +55,8 @@ def _fetch_pinned_context(host: str, port: int, fingerprint: str, timeout: float
     probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     probe.check_hostname = False
     probe.verify_mode = ssl.CERT_NONE
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        with probe.wrap_socket(sock, server_hostname=host) as tls:
+    with socket.create_connection((host, port), timeout=timeout) as sock, \
+            probe.wrap_socket(sock, server_hostname=host) as tls:
             der = tls.getpeercert(binary_form=True)
     seen = hashlib.sha256(der).hexdigest()
     if seen != fingerprint:

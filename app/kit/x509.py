@@ -91,7 +91,7 @@ def load_private_key(text: str | bytes, passphrase: str | bytes | None = None) -
         if pw is not None and b"ENCRYPTED" in data:
             raise KeyPassphrase("the key_passphrase does not decrypt the private key") from None
         raise InvalidKey("the private key could not be parsed") from None
-    except Exception:  # unsupported algorithms raise UnsupportedAlgorithm
+    except Exception:  # noqa: BLE001 (unsupported algorithms raise UnsupportedAlgorithm)
         raise InvalidKey("the private key uses an unsupported algorithm") from None
 
 
@@ -130,7 +130,7 @@ def signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
         return False
     try:
         cert.verify_directly_issued_by(issuer)
-    except Exception:  # InvalidSignature, TypeError for a mismatched key type, ValueError
+    except Exception:  # noqa: BLE001 (InvalidSignature, TypeError for a mismatched key type, ValueError)
         return False
     return True
 

@@ -139,7 +139,7 @@ async def test_renew_now_endpoint(client, admin, context, acme_ready, bind_serve
 
 
 async def test_order_refusals(client, admin, test_ca, bind_server, hosted, customer_headers):
-    server, _account, customer = hosted
+    _server, _account, customer = hosted
     provider = await make_provider(client, admin, bind_server)
     base = {"challenge": "dns-01", "dns_provider_id": provider["id"]}
     cases = [

@@ -11,7 +11,6 @@ import socket
 import threading
 import uuid
 from collections.abc import Iterator
-
 from datetime import UTC, datetime
 
 import dns.query

@@ -26,6 +26,7 @@ from tests.support.api import create_domain, create_server, upload, upload_body
 from tests.support.tlsprobe import served_fingerprint
 from tests.support.worker import server_applied, work_until
 
+
 def names(domain: str) -> list[str]:
     """Every name the domain's clients reach (mail clients fetch their settings from the last two)."""
     return [f"mail.{domain}", f"webmail.{domain}", f"autoconfig.{domain}", f"autodiscover.{domain}"]

@@ -130,13 +130,13 @@ def test_serve_refuses_a_tls_pair_that_does_not_load_before_migrating(tmp_path, 
         assert not (data / "certpost.db").exists()  # refused before migrating anything
 
 
-@pytest.mark.parametrize(("controller", "expected"), [
+@pytest.mark.parametrize(("controller_url", "expected"), [
     ("https://certpost.example:8443", "https://certpost.example:8443/v1/agent-enrolments"),
     ("https://certpost.example:8443/", "https://certpost.example:8443/v1/agent-enrolments"),
     # CERTPOST_PUBLIC_URL behind a proxy at a path: the printed command names it, and it is kept.
     ("https://proxy.example/certpost", "https://proxy.example/certpost/v1/agent-enrolments"),
 ])
-def test_the_enrolment_url_keeps_the_controllers_path(controller, expected):
+def test_the_enrolment_url_keeps_the_controllers_path(controller_url, expected):
     from app.agent.enrol import enrolment_url
 
-    assert str(enrolment_url(httpx.URL(controller.rstrip("/")))) == expected
+    assert str(enrolment_url(httpx.URL(controller_url.rstrip("/")))) == expected

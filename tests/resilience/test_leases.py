@@ -20,11 +20,11 @@ from sqlalchemy import func, select, update
 
 from app.acme.models import CertificateOrder
 from app.acme.repository import AcmeRepository
-from app.scheduler.heartbeat import Heartbeat, LeaseLost
 from app.deployments.models import Deployment, DeploymentAttempt
-from app.scheduler.worker import Worker
 from app.kit.signing import public_key_to_text
 from app.kit.time import utc_now
+from app.scheduler.heartbeat import Heartbeat, LeaseLost
+from app.scheduler.worker import Worker
 from app.servers.models import Server
 from tests.support.api import create_domain, create_server
 from tests.support.daemons import running_stack
