@@ -39,6 +39,8 @@ from app.kit.x509 import fingerprint_sha256, load_pem_certificates
 
 log = logging.getLogger("certpost.agent")
 
+SCALARS = ("server_hostname", "server_certificate", "webmail_default")
+
 
 def _view(desired: dict | Desired) -> View:
     d = desired.model_dump() if isinstance(desired, Desired) else desired
@@ -270,7 +272,10 @@ class Agent:
             total = updated_sum(total, field, applied.get(field) or {}, changes)
             journal = merge_journal(journal, field, changes)
         desired = delta.resolve(applied)
-        document = desired.without_bundles()
+        # Desired.without_bundles() without a model_dump of 20,000 names.
+        document = {key: getattr(desired, key) for key in ("generation", *SCALARS, "mail", "webmail")}
+        if desired.autoconfig:
+            document["autoconfig"] = desired.autoconfig
         digest = digest_of(scalars(document), total)
         if delta.digest is not None and digest != delta.digest:
             raise AgentProblem(
@@ -298,13 +303,18 @@ class Agent:
         if desired.generation == st.applied_generation:
             return 200, st.last_result  # exactly once per generation: the same answer again
         if isinstance(desired, DesiredDelta):
+            # The applied document's other fingerprints are held (pruning keeps them).
+            new_refs = {fp for field in ("mail", "webmail") for fp in getattr(desired, f"{field}_changes").values()}
+            new_refs |= {desired.server_certificate, desired.webmail_default}
+            new_refs.discard(None)
             desired, document, total, digest, journal = self._resolve(desired, st)
         else:
             document = desired.without_bundles()
             total = digest = journal = None  # digested only once applied
+            new_refs = desired.referenced()
         missing = sorted(
             fp
-            for fp in desired.referenced()
+            for fp in new_refs
             if fp not in desired.bundles and not self.store.has(fp)
         )
         if missing:

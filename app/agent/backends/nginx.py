@@ -150,6 +150,8 @@ class NginxBackend(Backend):
         self._owned: set[Path] | None = None  # name-addressed files this process knows of
         self._name_paths: dict[str | None, Path] = {}
         self._bundle_refs: dict[str, BundleRef] = {}
+        # (names, autoconfig, bytes) of the last rendered include file (render()).
+        self._include: tuple[set[str], dict[str, str], bytes] | None = None
 
     def serves_mail(self) -> bool:
         return False
@@ -157,6 +159,14 @@ class NginxBackend(Backend):
     def render(self, view: View) -> Rendered:
         rendered = Rendered()
         default, paths = self._name_bundles(view, rendered)
+        # The include file names files by host name, not by certificate: it depends only on the
+        # set of names and the autoconfig map. A certificate change keeps both, so the bytes of
+        # the previous render are returned as they are (the same object, which the pipeline
+        # then knows is live) instead of rendering and comparing 1.5 MB at 10,000 names.
+        cached = self._include
+        if cached is not None and cached[0] == view.webmail.keys() and cached[1] == view.autoconfig:
+            rendered.files[self.include_file] = cached[2]
+            return rendered
         lines = [
             "# written by the certpost agent; do not edit\n",
             "map $ssl_server_name $certpost_bundle {\n    hostnames;\n",
@@ -201,7 +211,8 @@ class NginxBackend(Backend):
                 "    location / {\n        return 404;\n    }\n"
                 "}\n"
             )
-        rendered.files[self.include_file] = "".join(lines).encode()
+        text = rendered.files[self.include_file] = "".join(lines).encode()
+        self._include = (set(view.webmail), dict(view.autoconfig), text)
         return rendered
 
     # -- name-addressed bundles ----------------------------------------------------------
