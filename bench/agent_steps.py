@@ -6,7 +6,8 @@ The agent (``app.agent.service.Agent``) runs in this process on the files of a p
 (tests/support/daemons.py: Postfix and nginx configuration, plus an ``[haproxy]`` front section;
 Dovecot left out as in bench/agent_apply.py), but no daemon runs: ``postmap`` and ``nginx -t``
 run for real in ``validate``, while reloads, HAProxy's runtime commands (the moves against the
-running list are still computed) and the verification by handshake are stubbed, so what is
+running list are still computed) and the handshakes of the verification (planned, not sent)
+are stubbed, so what is
 timed is the agent's own work, which is what grows with the number of names. For each size: a
 full apply of N domains (each its own EC P-256 certificate for ``mail.<d>`` and ``webmail.<d>``),
 (seeded without fsync), then ``--changes`` delta documents, each giving one domain a new certificate, timed as
@@ -34,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from agentstack import Material, domain
 from common import write_results
 
-from app.agent.apply import Pipeline
+import app.agent.apply as apply_module
 from app.agent.backends.base import Backend
 from app.agent.backends.haproxy import HaproxyBackend
 from app.agent.backends.haproxy_runtime import CrtListEntry
@@ -61,13 +62,13 @@ def _stub() -> None:
     async def nothing(self, *args, **kwargs):
         return None
 
-    async def verified(self, view, previous):
-        return []
+    async def no_probes(probes, timeout):
+        return [], []  # the probes are planned (verify.plan), not sent
 
     Backend.reload = nothing
     HaproxyBackend.reload = nothing
     HaproxyBackend.validate = nothing  # haproxy -c runs only when listeners change anyway
-    Pipeline._verify = verified
+    apply_module.run_probes = no_probes
 
 
 def _stack() -> tuple[daemons.Stack, Path]:
