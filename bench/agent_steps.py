@@ -13,7 +13,8 @@ full apply of N domains (each its own EC P-256 certificate for ``mail.<d>`` and 
 (seeded without fsync), then ``--changes`` delta documents, each giving one domain a new certificate, timed as
 ``put_config`` (the request handler's work after parsing) with the pipeline's step timings and
 the rest ("outside": resolve, digest, state, prune). ``--profile`` prints cProfile's top
-functions of the changes at each size. Benchmarks, not tests: nothing is asserted.
+functions of the changes at each size; ``gc`` is the time the cyclic garbage collector ran
+during a change (it is part of the steps it happened in). Benchmarks, not tests: nothing is asserted.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import io
 import os
 import pstats
@@ -136,6 +138,15 @@ async def run_size(n: int, changes: int, profile: bool) -> dict:
                             for name, path in haproxy._wanted().items()}
         records = []
         profiler = cProfile.Profile() if profile else None
+        gc_time = [0.0, 0.0]  # seconds in the cyclic garbage collector during this change
+
+        def gc_clock(phase, info):
+            if phase == "start":
+                gc_time[1] = time.perf_counter()
+            else:
+                gc_time[0] += time.perf_counter() - gc_time[1]
+
+        gc.callbacks.append(gc_clock)
         for k in range(changes):
             d = domain((k * 7919) % n)
             c = material.issue([f"mail.{d}", f"webmail.{d}"])
@@ -149,6 +160,7 @@ async def run_size(n: int, changes: int, profile: bool) -> dict:
             })
             if profiler:
                 profiler.enable()
+            gc_time[0] = 0.0
             started = time.perf_counter()
             status, result = await agent.put_config(delta)
             wall = time.perf_counter() - started
@@ -156,7 +168,8 @@ async def run_size(n: int, changes: int, profile: bool) -> dict:
                 profiler.disable()
             assert status == 200, result
             steps = result["timings"]
-            records.append({"wall": wall, **steps, "outside": wall - sum(steps.values())})
+            records.append({"wall": wall, **steps, "outside": wall - sum(steps.values()), "gc": gc_time[0]})
+        gc.callbacks.remove(gc_clock)
         out = {"n": n, "full_apply_s": round(full, 2),
                "changes": records,
                "median": {k: round(statistics.median(r[k] for r in records), 4) for k in records[0]}}
