@@ -185,6 +185,32 @@ def test_verification_sample_puts_changes_first():
     assert len(picks) == 4
 
 
+def test_verification_sample_equals_sorting_every_name():
+    """The sample is found without a pass over every name (set operations, remembered smallest
+    names); it is exactly what sorting all of them gives, for any change."""
+    import random
+
+    from app.agent.verify import _under_wildcard
+
+    def reference(names, previous, default, limit):
+        expected = dict(names)
+        for removed in previous.keys() - names.keys():
+            if not _under_wildcard(removed, names):
+                expected[removed] = default
+        changed = sorted(n for n in expected if previous.get(n) != expected[n] or n not in names)
+        stable = sorted(n for n in expected if n not in changed)
+        return [(n, expected[n]) for n in (changed + stable)[:limit]]
+
+    rng = random.Random(12)
+    pool = [f"mail.d{i}.test" for i in range(30)] + ["*.w.test", "mail.w.test"]
+    for _ in range(2000):
+        previous = {n: rng.choice("ABD") for n in rng.sample(pool, rng.randrange(0, 20))}
+        names = ({n: rng.choice("ABD") for n in previous} if rng.random() < 0.5
+                 else {n: rng.choice("ABD") for n in rng.sample(pool, rng.randrange(0, 20))})
+        limit = rng.randrange(0, 30)
+        assert sample_names(names, previous, "D", limit) == reference(names, previous, "D", limit)
+
+
 def test_a_removed_name_under_a_bound_wildcard_is_not_expected_to_get_the_default():
     before = {"*.c.test": A, "mail.c.test": B, "x.y.c.test": B, "mail.d.test": B}
     now = {"*.c.test": A}
