@@ -82,7 +82,7 @@ def test_0006_keeps_what_the_agents_applied(tmp_path):
     server without an agent has no due time; the downgrade rebuilds the document."""
     import json
 
-    from app.kit.digest import config_digest
+    from app.kit.digest import config_digest_v1 as config_digest  # 0006 froze version 1
 
     path = tmp_path / "old.db"
     url = f"sqlite+aiosqlite:///{path}"

@@ -91,12 +91,21 @@ class Pipeline:
         # compares the other 10,000. Set after a success; dropped for every file a failed
         # apply switched (the rollback may not have restored it).
         self._refs: dict[str, dict[Path, str]] = {}
+        # Per backend, the configuration bytes a file is known to hold (same rules as _refs).
+        self._written: dict[str, dict[Path, bytes]] = {}
+        # Per backend, the ``Rendered.token`` of its last successfully applied render.
+        self._applied_render: dict[str, int] = {}
 
     def _known_copies(self, backend: Backend) -> set[Path]:
         known = self._copies.get(backend.name)
         if known is None:
             directory = backend.bundle_dir
-            known = set(directory.glob("*.pem")) if directory.is_dir() else set()
+            known = set()
+            for path in directory.glob("*.pem") if directory.is_dir() else ():
+                # The backend's own (memoized) path object where it is the same file, so that
+                # later set operations match by identity instead of comparing paths.
+                same = backend.bundle_path(path.name.split(".", 1)[0])
+                known.add(same if same == path else path)
             backend.secure_existing(known)  # copies of an earlier run, maybe another group
             self._copies[backend.name] = known
         return known
@@ -116,7 +125,12 @@ class Pipeline:
         backend.ensure_directories()
         known = self._known_copies(backend)
         suspect = self.repair.get(backend.name)
-        for path, fp in work.rendered.bundles.items():
+        rendered = work.rendered
+        bundles = rendered.bundles
+        # Set operations over dicts and sets of paths run in C on the stored hashes: a change
+        # does not visit the 10,000 copies one by one.
+        for path in (bundles if suspect is not None else set(bundles) - known):
+            fp = bundles[path]
             if suspect is not None and fp in suspect:
                 data = backend.bundle_bytes(*self.store.read(fp))
                 if read_or_none(path) != data:  # swapped behind the agent's back
@@ -127,7 +141,13 @@ class Pipeline:
                     atomic_write(path, backend.bundle_bytes(*self.store.read(fp)), mode, group)
                 known.add(path)
         refs = self._refs.setdefault(backend.name, {})
-        for live, content in work.rendered.files.items():
+        written = self._written.setdefault(backend.name, {})
+        files = rendered.files.items()
+        if (suspect is None and rendered.changed is not None and rendered.base is not None
+                and rendered.base == self._applied_render.get(backend.name)):
+            # Only what differs from the render this process last applied successfully.
+            files = [(live, rendered.files[live]) for live in rendered.changed if live in rendered.files]
+        for live, content in files:
             if isinstance(content, BundleRef):
                 fp = content.fingerprint
                 if refs.get(live) == fp and (suspect is None or fp not in suspect):
@@ -138,7 +158,10 @@ class Pipeline:
                     continue
             else:
                 data = content
-                if suspect is None and read_or_none(live) == data:
+                # The bytes this process last saw live (an unchanged render returns the same
+                # object: nginx's map, Postfix's unchanged shards): no read of a 1.5 MB file.
+                if suspect is None and (written.get(live) is data or read_or_none(live) == data):
+                    written[live] = data
                     continue
             staged = staged_path(live)
             write_file(staged, data, mode, group)
@@ -209,12 +232,20 @@ class Pipeline:
             if backup is not None:
                 backup.unlink(missing_ok=True)
         refs = self._refs.setdefault(work.backend.name, {})
+        written = self._written.setdefault(work.backend.name, {})
         for live, _ in work.switched:
             content = work.rendered.files.get(live)
             if isinstance(content, BundleRef):
                 refs[live] = content.fingerprint
+                written.pop(live, None)
             else:
                 refs.pop(live, None)
+                if isinstance(content, bytes):
+                    written[live] = content
+                else:
+                    written.pop(live, None)
+        if work.rendered.token is not None:
+            self._applied_render[work.backend.name] = work.rendered.token
         keep = set(work.rendered.bundles) | set(work.rendered.files)
         known = self._known_copies(work.backend)
         for path in known - keep:
@@ -340,8 +371,11 @@ class Pipeline:
         """Put the previous files back, reload, and check the previous certificates are served."""
         for work in works:
             refs = self._refs.get(work.backend.name, {})
+            written = self._written.get(work.backend.name, {})
+            self._applied_render.pop(work.backend.name, None)
             for live, _ in work.switched:
                 refs.pop(live, None)
+                written.pop(live, None)
         try:
             for work in works:
                 await self._restore(work)

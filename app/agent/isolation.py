@@ -67,6 +67,15 @@ def held_back(
     so a fix on the server's side (a larger ``map_hash_bucket_size``) is picked up by the next
     change.
     """
+    if not bad:  # the usual change: only carried verification failures can stay
+        out = []
+        kept = [f for f in carried if f.service in SERVICES and f.code == "verify_failed"]
+        for old in sorted(kept, key=lambda f: (SERVICES.index(f.service), f.name)):
+            fp = names(desired, old.service).get(old.name)
+            previous = names(served_before, old.service).get(old.name) if served_before else None
+            if old.fingerprint == fp and previous != fp:
+                out.append(NameFailure(old.name, old.service, fp, old.code, old.message, previous))
+        return out
     carried_by_key = {(f.service, f.name): f for f in carried}
     out: list[NameFailure] = []
     for service in SERVICES:

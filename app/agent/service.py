@@ -25,10 +25,21 @@ from app.agent.isolated import IsolatedApply
 from app.agent.isolation import NameFailure, referenced, served_view
 from app.agent.metrics import AgentMetrics
 from app.agent.problems import AgentProblem
-from app.agent.state import AgentState, StateFile, canonical_document
+from app.agent.state import (
+    JOURNAL_MAX,
+    AgentState,
+    StateFile,
+    canonical_document,
+    journal_size,
+    merge_journal,
+)
+from app.kit.digest import FEATURE as SET_DIGEST
+from app.kit.digest import digest_of, maps_sum, scalars, updated_sum
 from app.kit.x509 import fingerprint_sha256, load_pem_certificates
 
 log = logging.getLogger("certpost.agent")
+
+SCALARS = ("server_hostname", "server_certificate", "webmail_default")
 
 
 def _view(desired: dict | Desired) -> View:
@@ -144,7 +155,8 @@ class Agent:
             # Names of the applied document held back on what they served before (isolation).
             "failed_names": st.failed_names or [],
             # What this agent understands beyond full documents; the controller checks it.
-            "features": ["delta-config", "bundle-upload", "observations", "autoconfig"],
+            # ``set-digest``: applied_digest is app.kit.digest's version 2 (a set hash).
+            "features": ["delta-config", "bundle-upload", "observations", "autoconfig", SET_DIGEST],
             # The largest body the request gate accepts; the controller sizes its chunks by it.
             "max_body_bytes": self.config.limits.max_body_bytes,
             # The TLS front this agent runs ([haproxy]), for an operator to compare with the
@@ -180,10 +192,12 @@ class Agent:
             "webmail": {},
         }
         await self.pipeline.apply(_view(desired), None, live=False)
-        canonical, digest = canonical_document(desired)
+        total = maps_sum(desired)
         st = AgentState(
-            applied_generation=0, desired=desired, last_applied_at=_now(), applied_digest=digest
+            applied_generation=0, desired=desired, last_applied_at=_now(),
+            applied_digest=digest_of(scalars(desired), total), applied_sum=total,
         )
+        canonical = canonical_document(desired)
         self.state_file.save(st, canonical)
         self.st = st
         return True
@@ -237,12 +251,12 @@ class Agent:
             return await self._put_config(desired)
 
     @staticmethod
-    def _resolve(
-        delta: DesiredDelta, applied: dict | None, applied_digest: str | None
-    ) -> tuple[Desired, dict, bytes, str]:
-        """The full document a delta describes (the model, the document as persisted and its
-        canonical JSON), or 409 ``base_mismatch`` / ``digest_mismatch``."""
-        applied_digest = applied_digest if applied else None
+    def _resolve(delta: DesiredDelta, st: AgentState) -> tuple[Desired, dict, int, str, dict]:
+        """The full document a delta describes (the model, the document as persisted), its
+        digest's sum and digest, computed from the changes alone (app.kit.digest, version 2),
+        and the journal with the changes on top; or 409 ``base_mismatch`` / ``digest_mismatch``."""
+        applied = st.desired
+        applied_digest = st.applied_digest if applied else None
         if applied_digest != delta.base_digest:
             raise AgentProblem(
                 409,
@@ -251,9 +265,18 @@ class Agent:
                 "base_digest is not the digest of the applied document; send the full document",
                 applied_digest=applied_digest,
             )
+        total = st.applied_sum if st.applied_sum is not None else maps_sum(applied)
+        journal = st.applied_changes
+        for field in ("mail", "webmail", "autoconfig"):
+            changes = getattr(delta, f"{field}_changes")
+            total = updated_sum(total, field, applied.get(field) or {}, changes)
+            journal = merge_journal(journal, field, changes)
         desired = delta.resolve(applied)
-        document = desired.without_bundles()
-        canonical, digest = canonical_document(document)
+        # Desired.without_bundles() without a model_dump of 20,000 names.
+        document = {key: getattr(desired, key) for key in ("generation", *SCALARS, "mail", "webmail")}
+        if desired.autoconfig:
+            document["autoconfig"] = desired.autoconfig
+        digest = digest_of(scalars(document), total)
         if delta.digest is not None and digest != delta.digest:
             raise AgentProblem(
                 409,
@@ -262,7 +285,7 @@ class Agent:
                 "the applied document with these changes does not have the given digest; "
                 "send the full document",
             )
-        return desired, document, canonical, digest
+        return desired, document, total, digest, journal
 
     async def _put_config(self, desired: Desired | DesiredDelta) -> tuple[int, dict]:
         st = self.st
@@ -280,15 +303,18 @@ class Agent:
         if desired.generation == st.applied_generation:
             return 200, st.last_result  # exactly once per generation: the same answer again
         if isinstance(desired, DesiredDelta):
-            desired, document, canonical, digest = self._resolve(
-                desired, st.desired, st.applied_digest
-            )
+            # The applied document's other fingerprints are held (pruning keeps them).
+            new_refs = {fp for field in ("mail", "webmail") for fp in getattr(desired, f"{field}_changes").values()}
+            new_refs |= {desired.server_certificate, desired.webmail_default}
+            new_refs.discard(None)
+            desired, document, total, digest, journal = self._resolve(desired, st)
         else:
             document = desired.without_bundles()
-            canonical = digest = None  # serialized only once applied
+            total = digest = journal = None  # digested only once applied
+            new_refs = desired.referenced()
         missing = sorted(
             fp
-            for fp in desired.referenced()
+            for fp in new_refs
             if fp not in desired.bundles and not self.store.has(fp)
         )
         if missing:
@@ -336,8 +362,9 @@ class Agent:
             **outcome,
             "failed_names": failed_names,
         }
-        if canonical is None:
-            canonical, digest = canonical_document(document)
+        if total is None:  # a full document: digested once, O(names)
+            total = maps_sum(document)
+            digest = digest_of(scalars(document), total)
         result["applied_digest"] = digest
         new_st = AgentState(
             applied_generation=desired.generation,
@@ -347,9 +374,19 @@ class Agent:
             last_applied_at=_now(),
             applied_digest=digest,
             failed_names=failed_names,
+            applied_file=st.applied_file,
+            applied_changes=st.applied_changes,
+            applied_sum=total,
         )
-        # The document file only when it changed (a re-push of the same content is not written).
-        self.state_file.save(new_st, None if digest == st.applied_digest else canonical)
+        # The document file only when a full document changed the content, or when the journal
+        # of deltas grew past JOURNAL_MAX entries; a delta otherwise adds to the journal in
+        # state.json (O(changes)), and a re-push of the same content writes no document.
+        canonical = None
+        if journal is not None and journal_size(journal) <= JOURNAL_MAX:
+            new_st.applied_changes = journal
+        elif digest != st.applied_digest or st.applied_file is None:
+            canonical = canonical_document(document)
+        self.state_file.save(new_st, canonical)
         self.st = new_st
         self.metrics.record_applied(desired.generation, len(failed_names))
         self.store.prune(

@@ -30,7 +30,7 @@ from app.deployments.delta import SCALARS, delta_body, name_changes
 from app.deployments.desired import load_desired, load_head, load_names
 from app.deployments.models import Deployment, DeploymentAttempt, is_due
 from app.kit.conditions import condition
-from app.kit.digest import config_digest
+from app.kit.digest import config_digest_v1, digest_for
 from app.kit.logs import request_id_var
 from app.kit.time import utc_now
 from app.scheduler.heartbeat import Heartbeat, LeaseLost
@@ -205,7 +205,11 @@ async def _push_full(ctx: AppContext, client: AgentClient, server_id: str, plan:
     document = desired.document(autoconfig="autoconfig" in (state.get("features") or []))
     head = {key: document[key] for key in SCALARS}
     agent_generation = int(state.get("applied_generation", 0))
-    if agent_generation == plan.generation and state.get("applied_digest") == config_digest(document):
+    # Version 2 (a set hash) for an agent announcing ``set-digest``, version 1 otherwise: O(names),
+    # on this full path only (a delta's digest is the agent's, computed from the changes).
+    same = agent_generation == plan.generation and state.get("applied_digest") == digest_for(
+        state.get("features"), document)
+    if same:
         return Outcome(True, bytes_sent=client.bytes_sent, response=state, generation=plan.generation,
                        head=head, document=document, mode="same")
     if agent_generation >= plan.generation:
@@ -314,7 +318,7 @@ async def _record_applied(session, server: Server, outcome: Outcome) -> None:
     digest = (outcome.response or {}).get("applied_digest")
     if outcome.document is not None:
         await applied.record_document(session, server.id, outcome.document)
-        digest = digest or config_digest(outcome.document)
+        digest = digest or config_digest_v1(outcome.document)  # an agent from before deltas
     else:
         await applied.record_changes(session, server.id, outcome.changes or {})
     # An agent that did not say which digest it reached: the next delivery sends everything.

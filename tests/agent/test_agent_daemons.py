@@ -472,6 +472,43 @@ def test_daemon_failure_rolls_back(agent_client, mail_stack, certs, material, te
     assert_served(stack, desired, test_ca[1])
 
 
+def test_delta_chain_is_journaled_restored_and_rolled_back(agent_client, mail_stack, certs, material, test_ca):
+    """Deltas are digested from their changes (app.kit.digest version 2) and journaled in
+    state.json: after a chain of them, a failed delta rolled back, and a restart, the agent
+    holds and reports the digest a from-scratch computation gives, and takes the next delta."""
+    stack, agent = mail_stack
+    applied = desired_for(agent_client, certs)
+    apply_ok(agent_client, applied, material)
+    assert "set-digest" in agent_client.state()["features"]
+    d1 = desired_for(agent_client, certs, which={"b.test": "b.test/renewed"})
+    assert push_delta(agent_client, applied, d1, material, with_digest=False)[0].status_code == 200
+    d2 = desired_for(agent_client, certs, domains=("a.test", "b.test"), which={"b.test": "b.test/renewed"})
+    response, _ = push_delta(agent_client, d1, d2, material)
+    assert response.status_code == 200, response.text
+    assert response.json()["applied_digest"] == config_digest(d2)
+    state_dir = stack.state_dir
+    assert len(list(state_dir.glob("applied-*.json"))) == 1
+    journal = json.loads((state_dir / "state.json").read_text())["applied_changes"]
+    assert journal["mail"] == {"mail.b.test": certs["b.test/renewed"].fingerprint, "mail.c.test": None}
+    write_agent_config(stack, postfix_bundle_cert_first=True, verify_timeout=2)
+    agent.restart()
+    try:
+        d3 = desired_for(agent_client, certs, domains=("a.test", "b.test"),
+                         which={"a.test": "a.test/renewed", "b.test": "b.test/renewed"})
+        failed, _ = push_delta(agent_client, d2, d3, material)
+        assert failed.status_code == 422 and failed.json()["rolled_back"] is True
+        assert agent_client.state()["applied_digest"] == config_digest(d2)
+        assert_served(stack, d2, test_ca[1], removed=("c.test",))
+    finally:
+        write_agent_config(stack)
+        agent.restart()
+    assert agent_client.state()["applied_digest"] == config_digest(d2)  # the journal replayed
+    response, _ = push_delta(agent_client, d2, d3, material, with_digest=False)
+    assert response.status_code == 200, response.text
+    assert agent_client.state()["applied_digest"] == config_digest(d3)
+    assert_served(stack, d3, test_ca[1], removed=("c.test",))
+
+
 def test_state_survives_an_agent_restart(agent_client, mail_stack):
     _, agent = mail_stack
     before = agent_client.state()

@@ -111,3 +111,73 @@ def test_prepare_only_writes_the_front_files_when_the_section_is_added_later(tmp
     assert (out / "default.pem").exists()
     assert "crt-list" in (out / "certpost.cfg").read_text()
     assert (out / "certpost.crtlist").read_text().splitlines()[1] == f"{out}/default.pem {DEFAULT_FILTER}"
+
+
+class FakeRuntime:
+    """HAProxy's runtime API as a list of lines and a set of loaded certificates."""
+
+    def __init__(self, lines: list[tuple[str, str]]) -> None:
+        self.lines = list(lines)  # (path, name)
+        self.certs = {path for path, _ in lines}
+        self.commands: list[tuple] = []
+
+    async def crt_list(self, crt_list):
+        return [CrtListEntry(p, i + 1, (n,)) for i, (p, n) in enumerate(self.lines)]
+
+    async def load_cert(self, path, pem, *, new):
+        self.commands.append(("load", path))
+        self.certs.add(path)
+
+    async def add_line(self, crt_list, path, name):
+        self.commands.append(("add", name))
+        assert path in self.certs
+        self.lines.append((path, name))
+
+    async def delete_line(self, crt_list, path, line):
+        self.commands.append(("del", path))
+        if line is None:
+            assert sum(p == path for p, _ in self.lines) == 1
+            self.lines = [(p, n) for p, n in self.lines if p != path]
+        else:
+            del self.lines[line - 1]
+
+    async def delete_cert(self, path):
+        self.commands.append(("delcert", path))
+        assert all(p != path for p, _ in self.lines)
+        self.certs.discard(path)
+
+
+def test_runtime_updates_look_only_at_changed_names_and_match_the_list(tmp_path):
+    """After a first full comparison, each update sends commands for the changed names only,
+    and the running list always equals the persisted one (shared bundles, removals, moves)."""
+    import asyncio
+
+    hb = backend(tmp_path)
+    hb.directory.mkdir(parents=True)
+    a, b, c = "a" * 64, "b" * 64, "c" * 64
+    views = [
+        {f"mail.d{i}.test": a for i in range(3)} | {"mail.x.test": b},
+        {f"mail.d{i}.test": a for i in range(3)} | {"mail.x.test": c},  # one renewal
+        {"mail.d0.test": c, "mail.d1.test": a, "mail.x.test": c},  # a move and a removal
+        {"mail.d1.test": b},
+    ]
+    first = hb.render(View(a, a, views[0], {}))
+    hb.crt_list.write_bytes(first.files[hb.crt_list])
+    runtime = hb.runtime = FakeRuntime([(str(hb.default_bundle), DEFAULT_FILTER)] + [
+        (str(hb.bundle_path(fp)), name) for name, fp in sorted(views[0].items())])
+    for path in first.bundles:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    for mail in views[1:]:
+        out = hb.render(View(a, a, mail, {}))
+        hb.crt_list.write_bytes(out.files[hb.crt_list])
+        for path in out.bundles:
+            path.write_bytes(b"x")
+        runtime.commands.clear()
+        asyncio.run(hb.apply_runtime({hb.crt_list}))
+        assert sorted(n for _, n in runtime.lines if n != DEFAULT_FILTER) == sorted(mail)
+        assert {n: p for p, n in runtime.lines if n != DEFAULT_FILTER} == {
+            n: str(hb.bundle_path(fp)) for n, fp in mail.items()}
+        assert runtime.certs == {p for p, _ in runtime.lines}
+        if mail is views[1]:
+            assert [c[0] for c in runtime.commands] == ["load", "add", "del", "delcert"]

@@ -80,6 +80,32 @@ def test_postfix_shards_are_stable_and_listed_in_order(tmp_path):
     assert [p.name for p in before if before[p] != after[p]] == [f"sni.{shard_of('mail.a.test')}"]
 
 
+def test_incremental_renders_equal_fresh_ones(tmp_path):
+    """Postfix re-renders only the shards of changed names and nginx reuses its include file
+    while the names stay: after any sequence of views, each render equals a fresh backend's."""
+    pf, ng = PostfixBackend(config(tmp_path).postfix), NginxBackend(config(tmp_path).nginx)
+    views = [
+        VIEW,
+        View(S, S, {**VIEW.mail, "mail.a.test": B}, {**VIEW.webmail, "webmail.a.test": B}),  # a renewal
+        View(S, S, {"mail.a.test": S, "mail.e.test": A, "*.d.test": B}, {"webmail.e.test": A}),
+        View(A, S, {"mail.a.test": A, "mail.e.test": B}, {"webmail.e.test": A}),  # new server-wide
+        View(A, S, {}, {}, autoconfig={"e.test": "mail.e.test"}),
+    ]
+    for view in views:
+        for backend, cls, section in ((pf, PostfixBackend, "postfix"), (ng, NginxBackend, "nginx")):
+            out = backend.render(view)
+            fresh = cls(getattr(config(tmp_path / "fresh"), section)).render(view)
+            rebase = {p.relative_to(tmp_path / "fresh"): c for p, c in fresh.files.items()}
+            assert {p.relative_to(tmp_path): c for p, c in out.files.items()} == {
+                p: (c.replace(str(tmp_path / "fresh").encode(), str(tmp_path).encode())
+                    if isinstance(c, bytes) else c) for p, c in rebase.items()}
+            assert {p.relative_to(tmp_path) for p in out.bundles} == {
+                p.relative_to(tmp_path / "fresh") for p in fresh.bundles}
+    unchanged = pf.render(views[-1])
+    again = pf.render(views[-1])
+    assert all(again.files[p] is unchanged.files[p] for p in pf.map_sources.values())
+
+
 def test_postfix_test_hook_writes_certificate_first(tmp_path):
     pf = PostfixBackend(config(tmp_path).postfix, {"cert_first": True})
     assert pf.bundle_bytes(b"KEY", b"CERT") == b"CERTKEY"
@@ -157,6 +183,32 @@ def test_verification_sample_puts_changes_first():
     picks = sample_names(now, before, S, limit=4)
     assert picks[:3] == [("n5.test", B), ("n9.test", S), ("new.test", B)]
     assert len(picks) == 4
+
+
+def test_verification_sample_equals_sorting_every_name():
+    """The sample is found without a pass over every name (set operations, remembered smallest
+    names); it is exactly what sorting all of them gives, for any change."""
+    import random
+
+    from app.agent.verify import _under_wildcard
+
+    def reference(names, previous, default, limit):
+        expected = dict(names)
+        for removed in previous.keys() - names.keys():
+            if not _under_wildcard(removed, names):
+                expected[removed] = default
+        changed = sorted(n for n in expected if previous.get(n) != expected[n] or n not in names)
+        stable = sorted(n for n in expected if n not in changed)
+        return [(n, expected[n]) for n in (changed + stable)[:limit]]
+
+    rng = random.Random(12)
+    pool = [f"mail.d{i}.test" for i in range(30)] + ["*.w.test", "mail.w.test"]
+    for _ in range(2000):
+        previous = {n: rng.choice("ABD") for n in rng.sample(pool, rng.randrange(0, 20))}
+        names = ({n: rng.choice("ABD") for n in previous} if rng.random() < 0.5
+                 else {n: rng.choice("ABD") for n in rng.sample(pool, rng.randrange(0, 20))})
+        limit = rng.randrange(0, 30)
+        assert sample_names(names, previous, "D", limit) == reference(names, previous, "D", limit)
 
 
 def test_a_removed_name_under_a_bound_wildcard_is_not_expected_to_get_the_default():

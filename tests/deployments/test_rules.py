@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 from app.acme.renewal import renewal_due
 from app.deployments.policy import retry_delay
-from app.kit.digest import config_digest
+from app.kit.digest import config_digest, config_digest_v1
 
 
 def test_backoff_grows_exponentially_with_jitter_and_a_cap():
@@ -36,3 +36,4 @@ def test_config_digest_ignores_generation_bundles_and_key_order():
             "bundles": {"x": {}}}
     assert config_digest(doc) == config_digest(same)
     assert config_digest(doc) != config_digest({**doc, "mail": {"a": "1"}})
+    assert config_digest_v1(doc) == config_digest_v1(same) != config_digest_v1({**doc, "mail": {"a": "1"}})

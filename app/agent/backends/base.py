@@ -51,6 +51,13 @@ class Rendered:
     files: dict[Path, bytes | BundleRef] = field(default_factory=dict)
     bundles: dict[Path, str] = field(default_factory=dict)
     remove: list[Path] = field(default_factory=list)
+    # Optional, for a backend with thousands of files (nginx's by-name bundles): this render's
+    # number, the number of the backend's previous render, and the files whose content may
+    # differ from that one's. The pipeline then looks only at ``changed`` when the previous
+    # render is the one it last applied successfully; otherwise at every file.
+    token: int | None = None
+    base: int | None = None
+    changed: set[Path] | None = None
 
 
 @dataclass(frozen=True)

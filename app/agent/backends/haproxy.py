@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from pathlib import Path
 
 from app.agent.backends.base import Backend, BundleRef, Rendered, StepError, View
@@ -89,6 +90,49 @@ def _path(value, key: str) -> Path:
     return Path(value)
 
 
+class _CrtList:
+    """The crt-list of the last render: a line per mail name, kept so that the next render
+    changes only the lines of the names that differ (a symmetric difference of the two name
+    maps, in C) and sorts again only when names were added or removed."""
+
+    def __init__(self, backend: HaproxyBackend) -> None:
+        self.backend = backend
+        self.mail: dict[str, str] = {}
+        self.lines: dict[str, str] = {}
+        self.order: list[str] = []
+        self.wanted: dict[str, str] = {}  # name -> bundle path, as the list says
+        self.counts: Counter[str] = Counter()
+        self.paths: dict[Path, str] = {}  # bundle path -> fingerprint (Rendered.bundles)
+        self.listing: bytes | None = None
+
+    def update(self, mail: dict[str, str]) -> tuple[bytes, dict[str, str]]:
+        old = self.mail
+        if old != mail or self.listing is None:
+            changed = {name for name, _ in old.items() ^ mail.items()}
+            for name in changed:
+                if name in old:
+                    fp = old[name]
+                    self.counts[fp] -= 1
+                    if self.counts[fp] <= 0:
+                        del self.counts[fp]
+                        self.paths.pop(self.backend.bundle_path(fp), None)
+                    del self.lines[name], self.wanted[name]
+            for name in changed:
+                if name in mail:
+                    fp = mail[name]
+                    path = self.backend.bundle_path(fp)
+                    self.counts[fp] += 1
+                    self.paths[path] = fp
+                    self.wanted[name] = text = str(path)
+                    self.lines[name] = f"{text} {name}\n"
+            if old.keys() != mail.keys():
+                self.order = sorted(mail)
+            head = f"# written by the certpost agent; do not edit\n{self.backend.default_bundle} {DEFAULT_FILTER}\n"
+            self.listing = "".join([head, *map(self.lines.__getitem__, self.order)]).encode()
+            self.mail = dict(mail)
+        return self.listing, self.wanted
+
+
 class HaproxyBackend(Backend):
     name = "haproxy"
 
@@ -126,6 +170,13 @@ class HaproxyBackend(Backend):
         # a start or reload, then kept in step with every command sent.
         self._running: dict[str, CrtListEntry] | None = None
         self._rendered_list: tuple[bytes, dict[str, str]] | None = None  # (crt-list, wanted)
+        self._list: _CrtList | None = None  # the last render, kept to render the next by its changes
+        self._config: bytes | None = None
+        # The {name: bundle path} the running list matched after the last runtime update, and
+        # how many running lines name each path: the next update then looks only at the names
+        # that differ from it (None: compare every name, after a start, reload or error).
+        self._synced: dict[str, str] | None = None
+        self._path_counts: Counter[str] = Counter()
 
     # -- rendering -------------------------------------------------------------------------
     def ensure_directories(self) -> None:
@@ -166,16 +217,15 @@ class HaproxyBackend(Backend):
     def render(self, view: View) -> Rendered:
         rendered = Rendered()
         rendered.files[self.default_bundle] = BundleRef(view.server_certificate)
-        lines = ["# written by the certpost agent; do not edit\n", f"{self.default_bundle} {DEFAULT_FILTER}\n"]
-        wanted: dict[str, str] = {}
-        for name in sorted(view.mail):
-            path = self.bundle_path(view.mail[name])
-            rendered.bundles[path] = view.mail[name]
-            wanted[name] = text = str(path)
-            lines.append(f"{text} {name}\n")
-        listing = rendered.files[self.crt_list] = "".join(lines).encode()
+        if self._list is None:
+            self._list = _CrtList(self)
+        listing, wanted = self._list.update(view.mail)
+        rendered.bundles.update(self._list.paths)
+        rendered.files[self.crt_list] = listing
         self._rendered_list = (listing, wanted)
-        rendered.files[self.config_file] = self.render_config()
+        if self._config is None:
+            self._config = self.render_config()
+        rendered.files[self.config_file] = self._config
         return rendered
 
     # -- validation ------------------------------------------------------------------------
@@ -221,7 +271,7 @@ class HaproxyBackend(Backend):
         except RuntimeApiError as exc:
             raise StepError("reload", self.name, str(exc)) from None
         finally:
-            self._running = None  # the new worker read the files: ask it again
+            self._running = self._synced = None  # the new worker read the files: ask it again
 
     async def apply_runtime(self, changed: set[Path]) -> None:
         """Bring the running HAProxy to the live files through the runtime API (no reload)."""
@@ -238,7 +288,7 @@ class HaproxyBackend(Backend):
         except StepError:
             raise
         except (RuntimeApiError, OSError) as exc:
-            self._running = None  # unsure what is live now: read it again next time
+            self._running = self._synced = None  # unsure what is live now: read it again next time
             raise StepError("reload", self.name, f"runtime API: {exc}") from None
 
     def _wanted(self) -> dict[str, str]:
@@ -259,42 +309,50 @@ class HaproxyBackend(Backend):
         if self._running is None:
             listed = await self.runtime.crt_list(self.crt_list)
             self._running = {e.filters[0]: e for e in listed}
-        running = self._running
+            self._path_counts = Counter(e.path for e in self._running.values())
+            self._synced = None
+        running, counts = self._running, self._path_counts
         wanted = self._wanted()
-        moves = sum(1 for n, p in wanted.items() if (e := running.get(n)) is None or e.path != p)
-        if moves > self.runtime_max_changes and self.master is not None:
+        if self._synced is not None:  # a change: only the names that differ from the last one
+            names = {name for name, _ in wanted.items() ^ self._synced.items()}
+        else:
+            names = set(wanted) | (running.keys() - {DEFAULT_FILTER})
+        self._synced = None  # until this update has finished
+        moving = sorted(n for n in names if n in wanted and ((e := running.get(n)) is None or e.path != wanted[n]))
+        if len(moving) > self.runtime_max_changes and self.master is not None:
             await self.reload()  # the new worker loads the persisted files
             return
-        loaded = {e.path for e in running.values()}
-        if any(p not in loaded and self._too_big(Path(p)) for p in set(wanted.values())):
+        if any(counts[p] == 0 and self._too_big(Path(p)) for p in {wanted[n] for n in moving}):
             await self.reload()  # the new worker loads the persisted files, big bundles included
             return
         added: dict[str, str] = {}
-        for name, path in wanted.items():
-            entry = running.get(name)
-            if entry is not None and entry.path == path:
-                continue
-            if path not in loaded:
+        touched: set[str] = set()
+        for name in moving:
+            path = wanted[name]
+            if counts[path] == 0 and path not in touched:
                 await self.runtime.load_cert(path, self._payload(Path(path)), new=True)
-                loaded.add(path)
+                touched.add(path)
             # Added before the old line is deleted: HAProxy keeps serving the old entry while
             # both exist (measured), so the name never falls back to the default meanwhile.
             await self.runtime.add_line(self.crt_list, path, name)
             added[name] = path
-        stale = [n for n, e in running.items() if n != DEFAULT_FILTER and wanted.get(n) != e.path]
+        stale = [n for n in names if n != DEFAULT_FILTER and n in running and wanted.get(n) != running[n].path]
         for name in sorted(stale):
             entry = running.pop(name)
-            shared = entry.path in added.values() or any(
-                e.path == entry.path for e in running.values()
-            )
+            counts[entry.path] -= 1
+            touched.add(entry.path)
+            shared = entry.path in added.values() or counts[entry.path] > 0
             # A file on several lines is deleted by line number, which only HAProxy knows.
             line = await self._line_of(name, entry.path) if shared else None
             await self.runtime.delete_line(self.crt_list, entry.path, line)
         for name, path in added.items():
             running[name] = CrtListEntry(path, None, (name,))
-        still = {e.path for e in running.values()}
-        for path in sorted(loaded - still):
-            await self.runtime.delete_cert(path)
+            counts[path] += 1
+        for path in sorted(touched):
+            if counts[path] <= 0:
+                counts.pop(path, None)
+                await self.runtime.delete_cert(path)
+        self._synced = dict(wanted)
 
     def _payload(self, path: Path) -> bytes:
         return self.issuers.payload(path.read_bytes())
