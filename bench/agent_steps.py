@@ -187,7 +187,10 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--changes", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="200 and 1,000 names, 3 changes")
     args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.changes = "200,1000", 3
     _stub()
     load = os.getloadavg()
     results = []

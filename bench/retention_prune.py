@@ -132,7 +132,10 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--quick", action="store_true", help="10,000 rows, SQLite")
     args = parser.parse_args()
+    if args.quick:
+        args.rows, args.backends = 10_000, "sqlite"
     tmp = Path(__file__).resolve().parent / "results" / "tmp-retention"
     tmp.mkdir(parents=True, exist_ok=True)
     results = [await run(b, args.rows, tmp) for b in args.backends.split(",")]

@@ -13,9 +13,11 @@ import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-SCRIPTS = ("api.py", "reads.py", "domain_tls.py", "e2e.py", "changes.py", "agent_apply.py", "dovecot_capacity.py", "haproxy_front.py", "haproxy_alone.py",
-           "acme_orders.py",
-           "renewal_scan.py", "hostile_uploads.py", "workers.py", "metrics_scrape.py")
+SCRIPTS = (
+    "api.py", "reads.py", "domain_tls.py", "e2e.py", "changes.py", "agent_steps.py", "agent_apply.py",
+    "dovecot_capacity.py", "haproxy_front.py", "haproxy_alone.py", "acme_orders.py", "renewal_scan.py",
+    "hostile_uploads.py", "workers.py", "metrics_scrape.py", "retention_prune.py",
+)
 
 
 def main() -> int:
