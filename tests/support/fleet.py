@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -125,11 +126,23 @@ class WorkerProcess:
     name: str
 
 
-_LOG_TIME = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) "
-
-
-def _log_time(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S,%f")
+def _claims(path: Path) -> list[tuple[datetime, str]]:
+    """(when, server id) of every "worker ... claimed server S" line of a process's JSON log,
+    the time as local naive (what the benchmark's clock reads)."""
+    out = []
+    if path.exists():
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a line that is not the log's (a crash's traceback): not a claim
+            if not isinstance(record, dict):
+                continue
+            message = str(record.get("message", ""))
+            if record.get("logger") == "certpost.worker" and " claimed server " in message:
+                moment = datetime.fromisoformat(str(record["time"]))  # "...Z": UTC
+                out.append((moment.astimezone().replace(tzinfo=None), message.rsplit(" ", 1)[-1]))
+    return out
 
 
 @dataclass
@@ -161,7 +174,6 @@ class Fleet:
             "CERTPOST_DATA_DIR": str(self.root / "controller"),
             "CERTPOST_TRUST_BUNDLE": str(self.root / "trust.pem"),
             "CERTPOST_RUN_WORKER": "false",
-            "CERTPOST_LOG_FORMAT": "text",  # claim_times() and audit() read the classic log line
             "CERTPOST_RETRY_BASE_SECONDS": "0.2",
             "CERTPOST_RETRY_MAX_SECONDS": "1",
         }
@@ -223,15 +235,8 @@ class Fleet:
 
     def claim_times(self, since: datetime) -> list[datetime]:
         """When any worker logged a claim at or after ``since`` (local time, as logged)."""
-        claimed_re = re.compile(_LOG_TIME + r".*claimed server ")
         paths = {w.log for w in self.workers} | {self.root / "serve.log", self.root / "serve-embedded.log"}
-        out = []
-        for path in paths:
-            if path.exists():
-                for line in path.read_text(errors="replace").splitlines():
-                    if (m := claimed_re.match(line)) and _log_time(m.group(1)) >= since:
-                        out.append(_log_time(m.group(1)))
-        return sorted(out)
+        return sorted(when for path in paths for when, _server in _claims(path) if when >= since)
 
     def issue(self) -> Issued:
         return self.ca.issue([webmail(i) for i in range(self.servers)])
@@ -392,13 +397,11 @@ class Fleet:
             SELECT split_part(new_owner, ':', 2), count(*) FROM bench_lease_log
             WHERE new_owner IS NOT NULL GROUP BY 1""")
         claims: dict[str, int] = {}  # "worker ... claimed server S" lines (since ``since``)
-        claimed_re = re.compile(_LOG_TIME + r".*claimed server (\S+)")
         sources = dict([(w.log, w.name) for w in self.workers] + [(self.root / "serve.log", "serve"),
                                                                   (self.root / "serve-embedded.log", "embedded")])
         for path, name in sources.items():
             if path.exists():
-                claims[name] = sum(1 for line in path.read_text(errors="replace").splitlines()
-                                   if (m := claimed_re.match(line)) and (since is None or _log_time(m.group(1)) >= since))
+                claims[name] = sum(1 for when, _server in _claims(path) if since is None or when >= since)
 
         agent_twice = {}
         agent_applied = 0
