@@ -218,11 +218,14 @@ def master_command(stack: Stack, text: str) -> bytes:
 
 def reload_haproxy(stack: Stack, timeout: float = 60) -> list[int]:
     """A seamless reload through the master CLI; the new workers' PIDs once they serve."""
-    before = worker_pids(stack)
-    if not before:
-        raise RuntimeError("HAProxy has no worker to replace")
-    master_command(stack, "reload")
     deadline = time.monotonic() + timeout
+    before = worker_pids(stack)
+    while not before and time.monotonic() < deadline:  # a master still busy after a start
+        time.sleep(0.1)
+        before = worker_pids(stack)
+    if not before:
+        raise RuntimeError(f"HAProxy has no worker to replace after {timeout} s")
+    master_command(stack, "reload")
     while time.monotonic() < deadline:
         now = worker_pids(stack)
         if now and not set(now) & set(before):
