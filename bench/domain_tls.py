@@ -37,7 +37,7 @@ from pathlib import Path
 
 import httpx
 from common import drop_pg_database, machine, process_memory, table, write_results
-from reads import CERTPOST, domain_cursor, domain_name, prepare, stop
+from reads import CERTPOST, domain_cursor, domain_name, prepare, start, stop
 from sqlalchemy import bindparam, select, update
 
 from app.certificates.models import Certificate
@@ -176,30 +176,11 @@ def measure(db: str, count: int, seconds: int, binaries: list[tuple[str, str]]) 
             asyncio.run(drop_pg_database(seeded["drop"]))
 
 
-def start(argv: list[str], env: dict, port: int, log: Path) -> subprocess.Popen:
-    """``certpost serve`` with its log in a file: a pipe nobody reads fills up with the worker's
-    log lines (an expiry event per expired certificate of the seed) and then blocks the server
-    in the middle of the run (reads.start's pipe did, here)."""
-    with log.open("ab") as out:
-        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=out, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{argv[0]} exited: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    stop(proc)
-    raise RuntimeError(f"{argv[0]} did not answer /healthz within 120 s")
-
 
 def serve_and_measure(db, count, seconds, label, binary, work, seeded, env) -> dict:
     print(f"   {label}: {binary} (load {os.getloadavg()[0]:.1f})", flush=True)
     port = free_port()
-    proc = start([binary, "serve", "--port", str(port)], env, port, work / f"serve-{label}.log")
+    proc = start([binary, "serve", "--port", str(port)], env, port, timeout=120)
     try:
         token, server_id = seeded["token"], seeded["server_id"]
         out = {"db": db, "domains": count, "certpost": label, "binary": binary, "routes": {}, "exports": {},

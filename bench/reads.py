@@ -176,7 +176,7 @@ async def seed(ctx: AppContext, count: int) -> dict:
 
 # -- processes ------------------------------------------------------------------------------
 
-def start(argv: list[str], env: dict, port: int) -> subprocess.Popen:
+def start(argv: list[str], env: dict, port: int, timeout: float = 60) -> subprocess.Popen:
     """Start a server and wait for /healthz. Its stderr (certpost's access log: a JSON line per
     request) goes to a file: a pipe nobody reads fills after about 240 requests (64 KB) and then
     blocks the server's event loop on its next log line, which capped every wrk run at roughly
@@ -184,7 +184,7 @@ def start(argv: list[str], env: dict, port: int) -> subprocess.Popen:
     log = tempfile.TemporaryFile()  # noqa: SIM115 -- lives as long as the server process
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=log, cwd=REPO,
                             start_new_session=True)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             log.seek(0)
