@@ -143,7 +143,7 @@ def measure(n: int, changes: int, seconds: float) -> dict:
         # Cold start from the persisted files.
         stop_haproxy(stack)
         started = time.perf_counter()
-        daemons._run(haproxy_argv(stack), stack.root / "haproxy-start.log")
+        daemons._run(haproxy_argv(stack), stack.root / "haproxy-start.log", timeout=600)
         wait_served(port, probe, mail[probe], 300)
         row["start_s"] = round(time.perf_counter() - started, 3)
         started = time.perf_counter()

@@ -330,13 +330,15 @@ def write_stack(
 # -- processes -----------------------------------------------------------------------------------
 
 
-def _run(argv: list[str], log: Path) -> None:
+def _run(argv: list[str], log: Path, timeout: float = 60) -> None:
     """Run a daemon's start command. Its output goes to a file, not a pipe: a daemon that
-    forks keeps the pipe open and ``communicate`` would wait for it forever."""
+    forks keeps the pipe open and ``communicate`` would wait for it forever. ``timeout``: how
+    long the command may take to return (HAProxy's master loads every certificate before it
+    daemonises: minutes at 50,000)."""
     with open(log, "a+b") as out:
         start = out.tell()
         result = subprocess.run(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=60, check=False
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=timeout, check=False
         )
         out.seek(start)
         output = out.read().decode(errors="replace")
