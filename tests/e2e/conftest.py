@@ -32,3 +32,20 @@ def controller(context, e2e_controller_key):
     context.settings.retry_base_seconds, context.settings.retry_max_seconds = 0.1, 0.5
     yield context
     context.controller_key, context.settings.retry_base_seconds, context.settings.retry_max_seconds = saved
+
+
+@pytest.fixture
+def sent_documents(monkeypatch):
+    """Every document the controller PUTs to an agent (the real request still goes out), with
+    ``bundles`` reduced to the sorted fingerprints it carried: no key material is kept."""
+    from app.deployments.agent_client import AgentClient
+
+    sent: list[dict] = []
+    real = AgentClient.put_config
+
+    async def spy(self, document):
+        sent.append({k: v for k, v in document.items() if k != "bundles"} | {"bundles": sorted(document.get("bundles", ()))})
+        return await real(self, document)
+
+    monkeypatch.setattr(AgentClient, "put_config", spy)
+    return sent

@@ -157,21 +157,6 @@ async def assert_advertised(stack, ca_file, domain: str, host: str) -> None:
     assert_profile(body, domain, host, None)
 
 
-@pytest.fixture
-def sent_documents(monkeypatch):
-    """Every document the controller PUTs to an agent (bundles left out)."""
-    from app.deployments.agent_client import AgentClient
-
-    sent: list[dict] = []
-    real = AgentClient.put_config
-
-    async def spy(self, document):
-        sent.append({k: v for k, v in document.items() if k != "bundles"})
-        return await real(self, document)
-
-    monkeypatch.setattr(AgentClient, "put_config", spy)
-    return sent
-
 
 async def test_autoconfig_follows_bindings(client, admin, controller, stack, test_ca, settings, customer_headers,
                                            sent_documents):

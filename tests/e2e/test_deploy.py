@@ -34,21 +34,6 @@ async def deployments(client, admin, server_id) -> list[dict]:
     return (await client.get(f"/v1/servers/{server_id}/deployments", headers=admin)).json()["items"]
 
 
-@pytest.fixture
-def sent_documents(monkeypatch):
-    """Every document the controller PUTs to an agent (the real request still goes out)."""
-    from app.deployments.agent_client import AgentClient
-
-    sent: list[dict] = []
-    real = AgentClient.put_config
-
-    async def spy(self, document):
-        sent.append({k: v for k, v in document.items() if k != "bundles"} | {"bundles": sorted(document["bundles"])})
-        return await real(self, document)
-
-    monkeypatch.setattr(AgentClient, "put_config", spy)
-    return sent
-
 
 async def test_bind_deploy_and_serve(client, admin, controller, stack, test_ca, settings, customer_headers,
                                      sent_documents):

@@ -52,21 +52,6 @@ async def latest_deployment(client, admin, server_id) -> dict:
     return (await client.get(f"/v1/servers/{server_id}/deployments", headers=admin)).json()["items"][0]
 
 
-@pytest.fixture
-def sent_documents(monkeypatch):
-    """Every document the controller PUTs to an agent, without key material (still sent)."""
-    from app.deployments.agent_client import AgentClient
-
-    sent: list[dict] = []
-    real = AgentClient.put_config
-
-    async def spy(self, document):
-        sent.append({k: v for k, v in document.items() if k != "bundles"} | {"bundles": sorted(document["bundles"])})
-        return await real(self, document)
-
-    monkeypatch.setattr(AgentClient, "put_config", spy)
-    return sent
-
 
 async def test_webmail_default_set_changed_unset_and_rolled_back(
     client, admin, controller, stack, test_ca, settings, customer_headers, sent_documents

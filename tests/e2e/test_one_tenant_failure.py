@@ -59,21 +59,6 @@ async def store_legacy(context, account_id: str, issued) -> str:
         return cert.id
 
 
-@pytest.fixture
-def sent_documents(monkeypatch):
-    """Every document the controller PUTs to the agent (the real request still goes out)."""
-    from app.deployments.agent_client import AgentClient
-
-    sent: list[dict] = []
-    real = AgentClient.put_config
-
-    async def spy(self, document):
-        sent.append({k: v for k, v in document.items() if k != "bundles"})
-        return await real(self, document)
-
-    monkeypatch.setattr(AgentClient, "put_config", spy)
-    return sent
-
 
 async def bind(client, headers, domain, cert_id):
     for service in ("mail", "webmail"):
