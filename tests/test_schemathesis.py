@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.ports import free_port
+from tests.support.serve import ServeProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
@@ -76,23 +76,12 @@ def served(backend, tmp_path_factory):
     try:
         _certpost(env, "migrate")
         admin = _certpost(env, "tokens", "create", "--role", "admin").strip()
-        port = free_port()
-        log = (data.parent / "serve.log").open("w")
-        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--no-worker"],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        serve = ServeProcess(data, env=env, args=("--no-worker",), log=data.parent / "serve.log").start(ready="/readyz")
         try:
-            url = f"http://127.0.0.1:{port}"
-            _wait_ready(url, proc)
-            customer, seeded = _seed(url, admin)
-            yield url, admin, customer, seeded, data.parent / "serve.log"
+            customer, seeded = _seed(serve.url, admin)
+            yield serve.url, admin, customer, seeded, serve.log
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            log.close()
+            serve.stop()
     finally:
         if database:
             _pg(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
@@ -132,20 +121,6 @@ def _config(path: Path, seeded: dict[str, list[str]]) -> Path:
     lines += [f'"path.{p}" = {{ dictionary = "{p}", probability = 0.5 }}' for p in seeded]
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def _wait_ready(url: str, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError("certpost serve exited before it was ready")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("certpost serve did not become ready")
 
 
 @pytest.mark.parametrize("role", ["admin", "customer"])

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import threading
-import time
 
 import httpx
 
@@ -15,56 +13,30 @@ from tests.support.daemons import certpost_command
 from tests.support.logs import json_lines
 from tests.support.pki import CA
 from tests.support.ports import free_port
+from tests.support.serve import ServeProcess
 
 METRICS_TOKEN = "scrape-" + "m" * 40
 
 
-class Serve:
-    """`certpost serve` in a subprocess; stderr kept in a file, the first admin token read."""
+def start_serve(data_dir, *args: str) -> ServeProcess:
+    """`certpost serve` with the metrics token set and the default log format (whatever the
+    test runner's environment says), run from the data directory's parent as an operator
+    would; ready once the database answers."""
+    env = {"CERTPOST_METRICS_TOKEN": METRICS_TOKEN, "CERTPOST_LOG_FORMAT": None}
+    return ServeProcess(data_dir, env=env, args=args, cwd=data_dir.parent,
+                        log=data_dir.parent / "serve-stderr.log").start(timeout=90, ready="/readyz")
 
-    def __init__(self, data_dir, *args: str):
-        self.port = free_port()
-        self.stderr = data_dir.parent / f"serve-{self.port}.log"
-        env = {**os.environ, "CERTPOST_DATA_DIR": str(data_dir), "CERTPOST_METRICS_TOKEN": METRICS_TOKEN}
-        env.pop("CERTPOST_DATABASE_URL", None)
-        env.pop("CERTPOST_LOG_FORMAT", None)
-        with open(self.stderr, "wb") as err:
-            self.proc = subprocess.Popen([certpost_command(), "serve", "--port", str(self.port), *args],
-                                         cwd=data_dir.parent, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
-        self.stdout: list[str] = []
-        threading.Thread(target=lambda: self.stdout.extend(self.proc.stdout), daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 90  # a start is ~10 s here, more on a loaded machine
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.stderr.read_text()
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError("certpost serve did not become ready")
 
-    def token(self) -> str:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            found = [line.strip() for line in self.stdout if line.strip().startswith("cpt_")]
-            if found:
-                return found[0]
-            time.sleep(0.05)
-        raise AssertionError("no admin token printed")
-
-    def stop(self) -> str:
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
-        return self.stderr.read_text()
+def stop(serve: ServeProcess) -> str:
+    serve.stop()
+    return serve.log_text()
 
 
 def test_serve_logs_json_lines_with_request_ids_and_no_secrets(tmp_path):
     issued = CA.create("logs root").issue(["mail.logs.test"])
-    serve = Serve(tmp_path / "data")
+    serve = start_serve(tmp_path / "data")
     try:
-        token = serve.token()
+        token = serve.wait_token()
         admin = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=serve.url, timeout=30) as http:
             # A refused upload: a PEM private key in the body, and a certificate that is not its.
@@ -80,7 +52,7 @@ def test_serve_logs_json_lines_with_request_ids_and_no_secrets(tmp_path):
             assert http.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).status_code == 200
             assert http.get("/metrics", headers={"Authorization": "Bearer " + "w" * 40}).status_code == 401
     finally:
-        stderr = serve.stop()
+        stderr = stop(serve)
 
     lines = json_lines(stderr)  # every line, uvicorn's and the migration's included
     for record in lines:
@@ -99,11 +71,11 @@ def test_serve_logs_json_lines_with_request_ids_and_no_secrets(tmp_path):
 
 
 def test_serve_log_format_text_is_plain_lines(tmp_path):
-    serve = Serve(tmp_path / "data", "--log-format", "text")
+    serve = start_serve(tmp_path / "data", "--log-format", "text")
     try:
         httpx.get(f"{serve.url}/healthz", headers={"X-Request-ID": "plain-1"}, timeout=10)
     finally:
-        stderr = serve.stop()
+        stderr = stop(serve)
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert lines
     for line in lines:
