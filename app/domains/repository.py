@@ -244,13 +244,21 @@ class DomainRepository:
         )
 
     async def mail_certificate_elsewhere(self, server_id: str, certificate_id: str, domain_id: str) -> bool:
-        """Whether another domain of the server has ``certificate_id`` bound as mail (indexed on
-        the certificate: it stops at the first such binding)."""
+        """Whether another domain of the server has ``certificate_id`` bound as mail.
+
+        Driven by the certificate, always: its bindings are read through
+        ``ix_bindings_certificate_id`` (a few rows for a domain's own certificate) and each one's
+        server is looked up by primary key in a correlated subquery, which neither PostgreSQL
+        nor SQLite turns into a join. A plain join leaves the order to PostgreSQL's estimates:
+        right after a bulk import, before autovacuum had analysed ``domains``, it estimated a
+        server's 10,000 domains at 10 rows, walked them and probed the bindings once per domain,
+        25-130 ms per mail binding PUT (auto_explain; docs/performance.md section 8).
+        """
+        server_of = select(Domain.server_id).where(Domain.id == Binding.domain_id).scalar_subquery()
         found = await self.session.scalar(
             select(Binding.id)
-            .join(Domain, Domain.id == Binding.domain_id)
             .where(Binding.certificate_id == certificate_id, Binding.service == "mail",
-                   Domain.server_id == server_id, Binding.domain_id != domain_id)
+                   Binding.domain_id != domain_id, server_of == server_id)
             .limit(1)
         )
         return found is not None
