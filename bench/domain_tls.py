@@ -34,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -149,24 +150,56 @@ def wrk1(port: int, paths: list[str], token: str, seconds: int, work: Path, pid:
 
 
 def export(port: int, server_id: str, token: str, fmt: str, pid: int, runs: int) -> dict:
-    walls, size, lines, digest = [], 0, 0, None
+    walls = []
     before = process_memory(pid)
     cpu = cpu_seconds(pid)
     for _ in range(runs):
         started = time.perf_counter()
-        size = lines = 0
-        digest = hashlib.sha256()
-        with httpx.stream("GET", f"http://127.0.0.1:{port}/v1/servers/{server_id}/domain-tls.{fmt}",
-                          headers={"Authorization": f"Bearer {token}"}, timeout=120) as r:
-            r.raise_for_status()
-            for chunk in r.iter_bytes():
-                size += len(chunk)
-                lines += chunk.count(b"\n")
-                digest.update(chunk)
+        size, lines, digest = download(port, server_id, token, fmt)
         walls.append(time.perf_counter() - started)
     return {"wall_s": round(statistics.median(walls), 3), "walls": [round(w, 3) for w in walls], "bytes": size,
             "server_cpu_s": round((cpu_seconds(pid) - cpu) / runs, 3),
-            "lines": lines, "sha256": digest.hexdigest()[:16], "memory_before_mb": before, "memory_after_mb": process_memory(pid)}
+            "lines": lines, "sha256": digest, "memory_before_mb": before, "memory_after_mb": process_memory(pid),
+            "healthz_during_export_ms": healthz_during(port, server_id, token, fmt)}
+
+
+def download(port: int, server_id: str, token: str, fmt: str) -> tuple[int, int, str]:
+    size = lines = 0
+    digest = hashlib.sha256()
+    with httpx.stream("GET", f"http://127.0.0.1:{port}/v1/servers/{server_id}/domain-tls.{fmt}",
+                      headers={"Authorization": f"Bearer {token}"}, timeout=300) as r:
+        r.raise_for_status()
+        for chunk in r.iter_bytes():
+            size += len(chunk)
+            lines += chunk.count(b"\n")
+            digest.update(chunk)
+    return size, lines, digest.hexdigest()[:16]
+
+
+def healthz_during(port: int, server_id: str, token: str, fmt: str) -> dict:
+    """One more export (not in the timings above) with ``GET /healthz`` sent every 20 ms
+    meanwhile from another connection: whether the event loop answers during an export."""
+    done = threading.Event()
+
+    def run():
+        try:
+            download(port, server_id, token, fmt)
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    seen = []
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+        while not done.is_set():
+            started = time.perf_counter()
+            client.get("/healthz").raise_for_status()
+            seen.append((time.perf_counter() - started) * 1000)
+            time.sleep(0.02)
+    worker.join()
+    seen.sort()
+    return {"probes": len(seen), "p50": round(seen[len(seen) // 2], 1) if seen else None,
+            "max": round(seen[-1], 1) if seen else None}
 
 
 def measure(db: str, count: int, seconds: int, binaries: list[tuple[str, str]], exports_only: bool) -> list[dict]:
@@ -185,7 +218,7 @@ def measure(db: str, count: int, seconds: int, binaries: list[tuple[str, str]], 
 def serve_and_measure(db, count, seconds, label, binary, work, seeded, env, exports_only=False) -> dict:
     print(f"   {label}: {binary} (load {os.getloadavg()[0]:.1f})", flush=True)
     port = free_port()
-    proc = start([binary, "serve", "--port", str(port)], env, port, timeout=120)
+    proc = start([binary, "serve", "--port", str(port)], env, port, timeout=300)
     try:
         token, server_id = seeded["token"], seeded["server_id"]
         out = {"db": db, "domains": count, "certpost": label, "binary": binary, "routes": {}, "exports": {},
@@ -237,10 +270,11 @@ def main() -> int:
                  "p50 / domains page", "CPU / domains page", "non-2xx"], rows))
     rows = [[m["db"], f"{m['domains']:,}", m["certpost"], fmt, e["wall_s"], e["server_cpu_s"], e["bytes"], e["sha256"],
              e["memory_before_mb"].get("VmHWM"), e["memory_after_mb"].get("VmHWM"),
+             f"{e['healthz_during_export_ms']['p50']} / {e['healthz_during_export_ms']['max']}",
              f"{m['load_before'][0]:.1f} / {m['load_after'][0]:.1f}"]
             for m in measured for fmt, e in m["exports"].items()]
     print(table(["db", "domains", "certpost", "export", "wall s (median)", "certpost CPU s", "bytes", "sha256",
-                 "VmHWM before MB", "VmHWM after MB", "load 1 min before / after"], rows))
+                 "VmHWM before MB", "VmHWM after MB", "/healthz during (p50 / max ms)", "load 1 min before / after"], rows))
     print(f"load average before {load_before}, after {os.getloadavg()}")
     path = write_results("domain_tls", {"machine": machine(), "load_before": load_before,
                                         "load_after": os.getloadavg(), "seconds": seconds, "measured": measured})

@@ -144,6 +144,7 @@ class LineBuilder(RowBuilder):
         super().__init__(*args, **kwargs)
         self._cert_json: dict[str, tuple[str, str]] = {}
         self._cert_csv: dict[str, tuple[str, str]] = {}
+        self._time_json: dict = {}
         self._ids: dict[str, tuple[str, str]] = {}  # server and account ids as JSON and CSV
 
     def json_line(self, domain: DomainTlsFacts) -> str:
@@ -151,12 +152,8 @@ class LineBuilder(RowBuilder):
         name = domain.name
         if not _PLAIN.fullmatch(name):
             return json_text(self.row(domain))
-        server = self._server(domain.server_id)
-        web, mail = domain.presented["webmail"], domain.presented["mail"]
-        web_answer, web_host, web_drifted = self._look("webmail", domain, web, server)
-        mail_answer, mail_host, mail_drifted = self._look("mail", domain, mail, server)
-        web_text = web_answer.text or _text(web_answer)
-        mail_text = mail_answer.text or _text(mail_answer)
+        (server, web, mail, web_text, web_host, web_drifted,
+         mail_answer, mail_text, mail_host, mail_drifted) = self._both(domain)
         web_cert = self._cert_json.get(web.id) or self._json_of(web)
         mail_cert = self._cert_json.get(mail.id) or self._json_of(mail)
         web_deployment, mail_deployment = web_text.json_deployment, mail_text.json_deployment
@@ -187,12 +184,8 @@ class LineBuilder(RowBuilder):
         name = domain.name
         if not _PLAIN.fullmatch(name):
             return csv_text([csv_record(self.row(domain))])
-        server = self._server(domain.server_id)
-        web, mail = domain.presented["webmail"], domain.presented["mail"]
-        web_answer, web_host, web_drifted = self._look("webmail", domain, web, server)
-        mail_answer, mail_host, mail_drifted = self._look("mail", domain, mail, server)
-        web_text = web_answer.text or _text(web_answer)
-        mail_text = mail_answer.text or _text(mail_answer)
+        (server, web, mail, web_text, web_host, web_drifted,
+         mail_answer, mail_text, mail_host, mail_drifted) = self._both(domain)
         web_cert = self._cert_csv.get(web.id) or self._csv_of(web)
         mail_cert = self._cert_csv.get(mail.id) or self._csv_of(mail)
         web_deployment, mail_deployment = web_text.csv_deployment, mail_text.csv_deployment
@@ -215,10 +208,22 @@ class LineBuilder(RowBuilder):
             f'{_FLAG[server.up_to_date]}\r\n'
         )
 
+    def _both(self, domain: DomainTlsFacts) -> tuple:
+        """The server, the two certificates, then for webmail the text of the rules' answer, the
+        host name and whether it drifted, and for mail the same with the answer itself."""
+        server = self._server(domain.server_id)
+        web, mail = domain.presented["webmail"], domain.presented["mail"]
+        web_answer, web_host, web_drifted = self._look("webmail", domain, web, server)
+        mail_answer, mail_host, mail_drifted = self._look("mail", domain, mail, server)
+        return (server, web, mail, web_answer.text or _text(web_answer), web_host, web_drifted,
+                mail_answer, mail_answer.text or _text(mail_answer), mail_host, mail_drifted)
+
     def _json_of(self, cert: RowCertificate) -> tuple[str, str]:
         """A certificate's id, names and expiry as the JSON of a part (from ``certificate_id``'s
         value to ``not_after``'s), and its expiry alone: once per certificate of the batch."""
-        time = json_text(self._time(cert.not_after))
+        time = self._time_json.get(cert.not_after)
+        if time is None:
+            time = self._time_json[cert.not_after] = json_text(self._time(cert.not_after))
         found = self._cert_json[cert.id] = (
             f'{json_text(cert.id)},"certificate_names":{json_text(cert.sans)},"not_after":{time}', time)
         return found

@@ -181,7 +181,8 @@ class RowBuilder:
         answer = self._answers.get(key)
         if answer is None:
             answer = self._answers[key] = self._answer(service, domain, cert, server)
-        return answer, hostname, (domain.server_id, hostname if bound else "", service) in self.drifted
+        drifted = bool(self.drifted) and (domain.server_id, hostname if bound else "", service) in self.drifted
+        return answer, hostname, drifted
 
     def _part(self, service: str, domain: DomainTlsFacts, cert: RowCertificate, server: _Server) -> tuple[dict, str]:
         """The service's part of the row, and the host name autoconfiguration advertises."""
