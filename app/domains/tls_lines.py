@@ -88,7 +88,7 @@ class _Text:
     json_deployment: str
     json_recommended: str  # recommended_client_hostname when not the row's own (mail)
     json_mail: str  # ,"recommendation_reason":…,"recommended_ports":… (mail)
-    json_autoconfig: str | None  # the host name autoconfiguration advertises; None: the row's own
+    json_autoconfig: str | None  # the host name autoconfiguration advertises; None: the row's own (``_part``)
     csv_source: str
     csv_checks: str  # client_warning,reasons,notices
     csv_deployment: str  # state,agent_code
@@ -111,7 +111,7 @@ class _Text:
             json_recommended=json_text(recommended),
             json_mail=(f',"recommendation_reason":{json_text(part["recommendation_reason"])},'
                        f'"recommended_ports":{json_text(part["recommended_ports"])}') if mail else "",
-            json_autoconfig=None if answer.autoconfig_hostname is None else json_text(answer.autoconfig_hostname),
+            json_autoconfig=json_text(answer.autoconfig_hostname) if answer.autoconfig_hostname else None,
             csv_source=csv_field(part["source"]),
             csv_checks=",".join(csv_field(v) for v in (flag(part["client_warning"]), " ".join(part["reasons"]),
                                                        " ".join(part["notices"]))),
@@ -119,7 +119,7 @@ class _Text:
             csv_recommended=csv_field(recommended or ""),
             csv_mail=(csv_field(part["recommendation_reason"] or "") + ","
                       + csv_field(" ".join(str(p) for p in part["recommended_ports"]))) if mail else "",
-            csv_autoconfig=None if answer.autoconfig_hostname is None else csv_field(answer.autoconfig_hostname),
+            csv_autoconfig=csv_field(answer.autoconfig_hostname) if answer.autoconfig_hostname else None,
             warns=part["client_warning"],
         )
 

@@ -183,7 +183,7 @@ def encode_batch(fmt: str, builder: tls_lines.LineBuilder, batch: list[DomainTls
     """A batch's rows as NDJSON lines or CSV records: CPU only, no I/O (a worker thread's)."""
     if fmt == "csv":
         return "".join([builder.csv_line(facts) for facts in batch]).encode()
-    return "".join([builder.json_line(facts) + "\n" for facts in batch]).encode()
+    return ("\n".join([builder.json_line(facts) for facts in batch]) + "\n").encode()
 
 
 async def _drifted(session, rows: list[DomainTlsFacts]) -> set[tuple[str, str, str]]:
