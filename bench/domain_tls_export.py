@@ -1,15 +1,18 @@
 """The server export of the domain TLS list in process: CPU time, bytes, a digest of the output, a profile.
 
     .venv/bin/python bench/domain_tls_export.py --db sqlite --count 10000 [--keep DIR] [--profile]
-    PYTHONPATH=/work/main .venv/bin/python bench/domain_tls_export.py --keep DIR   # main's code, same data
+    .venv/bin/python MAIN/bench/domain_tls_export.py --keep DIR   # main's code on the same data
+
+(MAIN: a tree of main, ``git archive main | tar -x -C MAIN``, with this script copied into its
+bench/: bench/common.py puts the script's own checkout first on ``sys.path``.)
 
 Seeds one server as bench/domain_tls.py does (``reads.prepare`` then ``domain_tls.vary``), or
 reuses the database a previous ``--keep DIR`` run left (``DIR/url``), and runs
 ``tls_list.export`` directly (no HTTP), NDJSON and CSV, ``--rounds`` times each: wall and CPU
 seconds of this process (on PostgreSQL the database's own work is in its process, not here),
 and a SHA-256 of the bytes, so that two versions of the code can be compared row for row on
-the same data (their digests must be equal). ``--profile`` prints cProfile's top functions of
-one more run of each format. Where the served figures come from: bench/domain_tls.py.
+the same data (their digests must be equal). ``--profile`` prints cProfile's top functions (CPU time of the
+event loop's thread, with the encoding run in it too) of one more run of each format. Where the served figures come from: bench/domain_tls.py.
 """
 
 from __future__ import annotations
