@@ -18,19 +18,23 @@ the server's CPU time and VmHWM before and after; once at 100,000). Results in b
 
 ``--against PATH`` measures a second `certpost` (e.g. main's: ``--against /work/main/.venv/bin/certpost``)
 on the same seeded database right before this checkout's, one server at a time: a before/after
-in one run, under the same load.
+in one run, under the same load; ``--rounds N`` measures the two in turn N times (against,
+this, against, this, ...) and ``--exports-only`` skips the wrk routes. Each export's body is
+digested (``sha256``): two versions of the code must send the same bytes.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import os
 import random
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -146,46 +150,80 @@ def wrk1(port: int, paths: list[str], token: str, seconds: int, work: Path, pid:
 
 
 def export(port: int, server_id: str, token: str, fmt: str, pid: int, runs: int) -> dict:
-    walls, size, lines = [], 0, 0
+    walls = []
     before = process_memory(pid)
     cpu = cpu_seconds(pid)
     for _ in range(runs):
         started = time.perf_counter()
-        size = lines = 0
-        with httpx.stream("GET", f"http://127.0.0.1:{port}/v1/servers/{server_id}/domain-tls.{fmt}",
-                          headers={"Authorization": f"Bearer {token}"}, timeout=120) as r:
-            r.raise_for_status()
-            for chunk in r.iter_bytes():
-                size += len(chunk)
-                lines += chunk.count(b"\n")
+        size, lines, digest = download(port, server_id, token, fmt)
         walls.append(time.perf_counter() - started)
     return {"wall_s": round(statistics.median(walls), 3), "walls": [round(w, 3) for w in walls], "bytes": size,
             "server_cpu_s": round((cpu_seconds(pid) - cpu) / runs, 3),
-            "lines": lines, "memory_before_mb": before, "memory_after_mb": process_memory(pid)}
+            "lines": lines, "sha256": digest, "memory_before_mb": before, "memory_after_mb": process_memory(pid),
+            "healthz_during_export_ms": healthz_during(port, server_id, token, fmt)}
 
 
-def measure(db: str, count: int, seconds: int, binaries: list[tuple[str, str]]) -> list[dict]:
+def download(port: int, server_id: str, token: str, fmt: str) -> tuple[int, int, str]:
+    size = lines = 0
+    digest = hashlib.sha256()
+    with httpx.stream("GET", f"http://127.0.0.1:{port}/v1/servers/{server_id}/domain-tls.{fmt}",
+                      headers={"Authorization": f"Bearer {token}"}, timeout=300) as r:
+        r.raise_for_status()
+        for chunk in r.iter_bytes():
+            size += len(chunk)
+            lines += chunk.count(b"\n")
+            digest.update(chunk)
+    return size, lines, digest.hexdigest()[:16]
+
+
+def healthz_during(port: int, server_id: str, token: str, fmt: str) -> dict:
+    """One more export (not in the timings above) with ``GET /healthz`` sent every 20 ms
+    meanwhile from another connection: whether the event loop answers during an export."""
+    done = threading.Event()
+
+    def run():
+        try:
+            download(port, server_id, token, fmt)
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    seen = []
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+        while not done.is_set():
+            started = time.perf_counter()
+            client.get("/healthz").raise_for_status()
+            seen.append((time.perf_counter() - started) * 1000)
+            time.sleep(0.02)
+    worker.join()
+    seen.sort()
+    return {"probes": len(seen), "p50": round(seen[len(seen) // 2], 1) if seen else None,
+            "max": round(seen[-1], 1) if seen else None}
+
+
+def measure(db: str, count: int, seconds: int, binaries: list[tuple[str, str]], exports_only: bool) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="certpost-domain-tls-") as tmp:
         work = Path(tmp)
         seeded, env = asyncio.run(prepare(db, count, work))
         try:
             asyncio.run(vary(seeded["url"], work, count))
-            return [serve_and_measure(db, count, seconds, label, binary, work, seeded, env)
+            return [serve_and_measure(db, count, seconds, label, binary, work, seeded, env, exports_only)
                     for label, binary in binaries]
         finally:
             asyncio.run(drop_pg_database(seeded["drop"]))
 
 
 
-def serve_and_measure(db, count, seconds, label, binary, work, seeded, env) -> dict:
+def serve_and_measure(db, count, seconds, label, binary, work, seeded, env, exports_only=False) -> dict:
     print(f"   {label}: {binary} (load {os.getloadavg()[0]:.1f})", flush=True)
     port = free_port()
-    proc = start([binary, "serve", "--port", str(port)], env, port, timeout=120)
+    proc = start([binary, "serve", "--port", str(port)], env, port, timeout=300)
     try:
         token, server_id = seeded["token"], seeded["server_id"]
         out = {"db": db, "domains": count, "certpost": label, "binary": binary, "routes": {}, "exports": {},
                "load_before": os.getloadavg()}
-        for route, paths in routes(server_id, count, random.Random(9)).items():
+        for route, paths in ({} if exports_only else routes(server_id, count, random.Random(9))).items():
             out["routes"][route] = wrk1(port, paths, token, seconds, work, proc.pid)
             print(f"   {route}: {out['routes'][route]}", flush=True)
         for fmt in ("ndjson", "csv"):
@@ -204,20 +242,25 @@ def main() -> int:
     parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default=None)
     parser.add_argument("--seconds", type=int, default=None, help="per wrk run (default 3)")
     parser.add_argument("--against", default=None, help="another certpost executable, measured first (before/after)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="with --against: measure the two in turn this many times (against, this, against, ...)")
+    parser.add_argument("--exports-only", action="store_true", help="skip the wrk routes, measure the exports")
     args = parser.parse_args()
     sizes = [int(s) for s in (args.sizes or ("10000" if args.quick else "10000,100000")).split(",")]
     dbs = {"sqlite": ["sqlite"], "postgres": ["postgres"], "both": ["sqlite", "postgres"]}[
         args.db or ("sqlite" if args.quick else "both")]
     seconds = args.seconds or (2 if args.quick else 3)
     load_before = os.getloadavg()
-    binaries = ([("against", args.against)] if args.against else []) + [("this", CERTPOST)]
+    binaries = (([("against", args.against)] if args.against else []) + [("this", CERTPOST)]) * args.rounds
     measured = []
     for db in dbs:
         for count in sizes:
             print(f"-- {db}, {count:,} domains (load {os.getloadavg()[0]:.1f})", flush=True)
-            measured += measure(db, count, seconds, binaries)
+            measured += measure(db, count, seconds, binaries, args.exports_only)
     rows = []
     for m in measured:
+        if not m["routes"]:
+            continue
         baseline = m["routes"]["domains page"]
         for route, r in m["routes"].items():
             rows.append([m["db"], f"{m['domains']:,}", m["certpost"], route, r["p50_ms"], r["p90_ms"], r["p99_ms"],
@@ -225,12 +268,13 @@ def main() -> int:
                          round(r["cpu_ms_per_request"] / baseline["cpu_ms_per_request"], 2), r["non_2xx"]])
     print(table(["db", "domains", "certpost", "route (100 rows)", "p50 ms", "p90 ms", "p99 ms", "CPU ms/req",
                  "p50 / domains page", "CPU / domains page", "non-2xx"], rows))
-    rows = [[m["db"], f"{m['domains']:,}", m["certpost"], fmt, e["wall_s"], e["server_cpu_s"], e["bytes"], e["lines"],
+    rows = [[m["db"], f"{m['domains']:,}", m["certpost"], fmt, e["wall_s"], e["server_cpu_s"], e["bytes"], e["sha256"],
              e["memory_before_mb"].get("VmHWM"), e["memory_after_mb"].get("VmHWM"),
+             f"{e['healthz_during_export_ms']['p50']} / {e['healthz_during_export_ms']['max']}",
              f"{m['load_before'][0]:.1f} / {m['load_after'][0]:.1f}"]
             for m in measured for fmt, e in m["exports"].items()]
-    print(table(["db", "domains", "certpost", "export", "wall s (median)", "certpost CPU s", "bytes", "lines",
-                 "VmHWM before MB", "VmHWM after MB", "load 1 min before / after"], rows))
+    print(table(["db", "domains", "certpost", "export", "wall s (median)", "certpost CPU s", "bytes", "sha256",
+                 "VmHWM before MB", "VmHWM after MB", "/healthz during (p50 / max ms)", "load 1 min before / after"], rows))
     print(f"load average before {load_before}, after {os.getloadavg()}")
     path = write_results("domain_tls", {"machine": machine(), "load_before": load_before,
                                         "load_after": os.getloadavg(), "seconds": seconds, "measured": measured})

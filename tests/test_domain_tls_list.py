@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import csv
+import dataclasses
 import io
 import json
 import threading
@@ -23,7 +24,7 @@ from sqlalchemy import event, update
 
 from app.accounts.caller import Caller
 from app.certificates.models import Certificate
-from app.domains import tls_list, tls_report
+from app.domains import tls_lines, tls_list, tls_report
 from app.domains.tls_list import TlsQuery, visible_filter
 from app.domains.tls_report import CSV_COLUMNS
 from app.domains.tls_rows import DomainTlsRepository
@@ -342,3 +343,123 @@ async def test_no_query_per_row(client, admin, hosting, context):
             assert r.status_code == 200
         counts.append(seen)
     assert len(counts[0]) == len(counts[1]), counts
+
+
+# -- the export's text path (tls_lines) --------------------------------------------------------
+
+
+async def _facts_and_servers(context, server_id, size=3):
+    f = visible_filter(Caller.for_worker("test"), TlsQuery(server_id=server_id))
+    now = utc_now()
+    async with context.sessionmaker() as session:
+        repo = DomainTlsRepository(session)
+        servers = await repo.servers({server_id})
+        facts = [row async for batch in repo.batches(f, now, size) for row in batch]
+    return facts, servers, now
+
+
+def _reference_lines(facts, servers, now, expiring_days, drifted=frozenset()):
+    rows = [tls_report.row(d, servers[d.server_id], now, expiring_days, drifted) for d in facts]
+    return ([to_json(row).decode() for row in rows],
+            [tls_lines.csv_text([tls_report.csv_record(to_jsonable_python(row))]) for row in rows])
+
+
+async def test_text_lines_equal_the_rules_applied_one_domain_at_a_time(client, admin, hosting, context, settings):
+    """``LineBuilder`` writes each row from text made once per key and per certificate; the
+    reference builds the row as dicts (``tls_report.row``) and encodes it with pydantic and the
+    csv module. Same bytes on every kind of row of the fixture, then with a deployment that
+    failed for some names (per-row deployment), drifted names, a server whose host name is a
+    domain's mail name, and names that JSON escapes or CSV quotes (the general path)."""
+    facts, servers, now = await _facts_and_servers(context, hosting["s1"])
+    days = settings.expiring_days
+
+    def check(facts, servers, drifted=frozenset()):
+        builder = tls_lines.LineBuilder(servers, now, days, drifted)
+        json_lines, csv_lines = _reference_lines(facts, servers, now, days, drifted)
+        assert [builder.json_line(d) for d in facts] == json_lines
+        assert [builder.csv_line(d) for d in facts] == csv_lines
+        return json_lines
+
+    lines = check(facts, servers)
+    assert len(lines) == 10
+    s1 = hosting["s1"]
+    server = servers[s1]
+    by_name = {d.name: d for d in facts}
+    a0, b2 = by_name["a0.example"], by_name["b2.example"]
+    failed = [{"service": "mail", "name": "mail.a0.example", "fingerprint": a0.presented["mail"].fingerprint_sha256,
+               "code": "key_refused", "message": 'the key, "as said"', "serving": None}]
+    agent = dataclasses.replace(server.server, agent_url="https://agent.test:9", hostname="mail.b2.example")
+    lines = check(facts, {s1: dataclasses.replace(server, server=agent, failed_names=failed)},
+                  {(s1, "mail.a0.example", "mail"), (s1, "", "webmail"), (s1, "webmail.a1.example", "webmail")})
+    row = json.loads(lines[0])
+    assert row["mail"]["deployment"]["state"] == "failed" and row["mail"]["drifted"]
+    odd = [a0._replace(name='we"ird,na\\me\n'), b2._replace(name="été.example"), a0._replace(name="x,y.example")]
+    lines = check(odd, servers)
+    assert json.loads(lines[0])["domain"] == 'we"ird,na\\me\n'
+
+
+def test_csv_fields_are_quoted_as_the_csv_module_quotes_them():
+    values = ["plain", "", " spaced ", "a,b", 'say "hi"', "line\nbreak", "cr\rlf", "tab\there", "é", "'"]
+    assert ",".join(tls_lines.csv_field(v) for v in values) + "\r\n" == tls_lines.csv_text([values])
+
+
+@pytest.mark.parametrize("batch", [3, 5, 1000])
+async def test_export_across_batch_boundaries(client, admin, hosting, monkeypatch, batch):
+    """10 rows in batches of 3 (a short last batch), 5 (the last batch full: one more statement
+    finds nothing) and 1,000 (one batch): the same rows, in order, each once."""
+    monkeypatch.setattr(tls_list, "EXPORT_BATCH", batch)
+    paged = await _all(client, admin, server_id=hosting["s1"])
+    r = await client.get(f"/v1/servers/{hosting['s1']}/domain-tls.ndjson", headers=admin)
+    assert [json.loads(line) for line in r.text.splitlines()] == paged
+    r = await client.get(f"/v1/servers/{hosting['s1']}/domain-tls.csv", headers=admin)
+    records = list(csv.reader(io.StringIO(r.text)))
+    assert tuple(records[0]) == CSV_COLUMNS and [rec[0] for rec in records[1:]] == _names(paged)
+
+
+async def test_drifted_names_per_batch_when_the_server_has_many(client, admin, hosting, context, monkeypatch):
+    """Over ``DRIFT_AT_ONCE`` drifted names the export reads them per batch: the same flags."""
+    from app.drift.models import ServedObservation
+
+    now = datetime.now(UTC)
+    async with context.engine.begin() as conn:
+        for hostname, service in (("mail.a0.example", "mail"), ("webmail.b1.example", "webmail"), ("", "webmail")):
+            await conn.execute(ServedObservation.__table__.insert().values(
+                server_id=hosting["s1"], hostname=hostname, service=service, daemon="nginx", port=443,
+                protocol="https", expected="aa" * 32, served="bb" * 32, error=None, drifted=True, observed_at=now))
+    monkeypatch.setattr(tls_list, "DRIFT_AT_ONCE", 1)
+    monkeypatch.setattr(tls_list, "EXPORT_BATCH", 3)
+    paged = await _all(client, admin, server_id=hosting["s1"])
+    r = await client.get(f"/v1/servers/{hosting['s1']}/domain-tls.ndjson", headers=admin)
+    assert [json.loads(line) for line in r.text.splitlines()] == paged
+    flags = {(row["domain"], s) for row in paged for s in ("webmail", "mail") if row[s]["drifted"]}
+    assert flags == {("a0.example", "mail"), ("b1.example", "webmail"), ("b2.example", "webmail"),
+                     ("b3.example", "webmail")}
+
+
+async def test_a_customer_exports_its_own_rows_only(client, admin, hosting):
+    """Two accounts on server 1: each customer's export holds its own domains, in both formats;
+    server 2 hosts none of A's, so A is told it does not exist."""
+    for who, mine in (("a", ["a0", "a1", "a2", "a3", "a4", "a5"]), ("b", ["b0", "b1", "b2", "b3"])):
+        account = hosting[f"acct_{who}"]
+        r = await client.get(f"/v1/servers/{hosting['s1']}/domain-tls.ndjson", headers=hosting[who])
+        rows = [json.loads(line) for line in r.text.splitlines()]
+        assert _names(rows) == [f"{n}.example" for n in mine]
+        assert {row["account_id"] for row in rows} == {account}
+        r = await client.get(f"/v1/servers/{hosting['s1']}/domain-tls.csv", headers=hosting[who])
+        records = list(csv.reader(io.StringIO(r.text)))[1:]
+        assert [rec[0] for rec in records] == [f"{n}.example" for n in mine]
+        assert {rec[2] for rec in records} == {account}
+    for fmt in ("ndjson", "csv"):
+        assert_problem(await client.get(f"/v1/servers/{hosting['s2']}/domain-tls.{fmt}", headers=hosting["a"]),
+                       404, "not_found")
+
+
+async def test_an_export_left_unread_stops_cleanly(client, admin, hosting, context, monkeypatch):
+    """A client that goes away after the first batch: the generator is closed while the next
+    batch may be encoding; nothing is left waiting and the session is returned."""
+    monkeypatch.setattr(tls_list, "EXPORT_BATCH", 2)
+    stream = tls_list.export(context, Caller.for_worker("test"), hosting["s1"], "ndjson")
+    first = await anext(stream)
+    assert len(first.splitlines()) == 2
+    await stream.aclose()
+    assert context.engine.pool.checkedout() == 0

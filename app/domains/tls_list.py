@@ -4,12 +4,15 @@
 size (the rows, their certificates, the servers on the page, their drifted names, and with
 ``count`` a ``count(*)``); ``export`` streams every row of a server in name order,
 ``EXPORT_BATCH`` rows per statement, so memory does not grow with the server. Rows are
-computed by ``tls_report.RowBuilder`` (the pure rules of ``rules.py``, once per distinct input).
+computed by ``tls_report.RowBuilder`` (the pure rules of ``rules.py``, once per distinct input)
+and, in the export, written as text by ``tls_lines.LineBuilder``.
 
 An export batch is CPU work without I/O once read (about 1,000 rows' rules and encoding):
 it runs in a worker thread (``asyncio.to_thread``) so that the event loop keeps answering
 other requests between batches and during one (the interpreter switches threads every few
-milliseconds); the reads stay on the loop.
+milliseconds); the reads stay on the loop, and the next batch is read while the thread
+encodes the current one (the database's own work, in its process or in SQLite's C code
+without the GIL, overlaps the encoding).
 
 The cursor is opaque to clients: base64url (RFC 4648 section 5) of a JSON array of the list's
 name with its sort and the last row's sort key (the envelope of every list, issue 9). A cursor
@@ -20,8 +23,6 @@ before any query runs.
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,7 +31,7 @@ from pydantic_core import to_json
 
 from app.accounts.caller import Caller
 from app.context import AppContext
-from app.domains import tls_report
+from app.domains import tls_lines, tls_report
 from app.domains.models import SERVICES
 from app.domains.rules import service_hostname
 from app.domains.tls_rows import DomainTlsFacts, DomainTlsRepository, SortOrder, TlsFilter
@@ -146,8 +147,9 @@ async def export(ctx: AppContext, caller: Caller, server_id: str, fmt: str) -> A
     """Every row of the server the caller may see, in name order, as NDJSON lines or CSV.
 
     Runs after the request's own session has closed (a streamed body outlives the handler), so
-    it reads in a session of its own, one keyset batch per statement; each batch is encoded
-    (in a worker thread, module docstring) and sent before the next is read. The server's
+    it reads in a session of its own, one keyset batch per statement. Each batch is encoded in
+    a worker thread (module docstring) while the next is read on the loop, and sent when
+    encoded: at most two batches are held, whatever the number of domains. The server's
     drifted names are read once when they are few (they are: a drift is repaired), else per
     batch.
     """
@@ -155,24 +157,33 @@ async def export(ctx: AppContext, caller: Caller, server_id: str, fmt: str) -> A
     f = visible_filter(caller, query)
     now = utc_now()
     if fmt == "csv":
-        yield _csv_lines([tls_report.CSV_COLUMNS])
-    async with ctx.sessionmaker() as session:
-        repo = DomainTlsRepository(session)
-        servers = await repo.servers({server_id})
-        on_server = await DriftRepository(session).drifted_on(server_id, DRIFT_AT_ONCE)
-        async for batch in repo.batches(f, now, EXPORT_BATCH):
-            drifted = on_server if on_server is not None else await _drifted(session, batch)
-            builder = tls_report.RowBuilder(servers, now, ctx.settings.expiring_days, drifted)
-            yield await asyncio.to_thread(encode_batch, fmt, builder, batch)
-        await session.rollback()  # read only: nothing to commit
+        yield tls_lines.csv_text([tls_report.CSV_COLUMNS]).encode()
+    encoding: asyncio.Future[bytes] | None = None
+    try:
+        async with ctx.sessionmaker() as session:
+            repo = DomainTlsRepository(session)
+            servers = await repo.servers({server_id})
+            on_server = await DriftRepository(session).drifted_on(server_id, DRIFT_AT_ONCE)
+            async for batch in repo.batches(f, now, EXPORT_BATCH):
+                drifted = on_server if on_server is not None else await _drifted(session, batch)
+                builder = tls_lines.LineBuilder(servers, now, ctx.settings.expiring_days, drifted)
+                previous, encoding = encoding, asyncio.ensure_future(asyncio.to_thread(encode_batch, fmt, builder, batch))
+                if previous is not None:
+                    yield await previous
+            await session.rollback()  # read only: nothing to commit
+        if encoding is not None:
+            yield await encoding
+            encoding = None
+    finally:
+        if encoding is not None:  # the client went away: the thread finishes, nobody waits for it
+            encoding.cancel()
 
 
-def encode_batch(fmt: str, builder: tls_report.RowBuilder, batch: list[DomainTlsFacts]) -> bytes:
+def encode_batch(fmt: str, builder: tls_lines.LineBuilder, batch: list[DomainTlsFacts]) -> bytes:
     """A batch's rows as NDJSON lines or CSV records: CPU only, no I/O (a worker thread's)."""
-    rows = [builder.row(facts) for facts in batch]
     if fmt == "csv":
-        return _csv_lines([tls_report.csv_record(r) for r in rows])
-    return b"".join([to_json(r) + b"\n" for r in rows])
+        return "".join([builder.csv_line(facts) for facts in batch]).encode()
+    return ("\n".join([builder.json_line(facts) for facts in batch]) + "\n").encode()
 
 
 async def _drifted(session, rows: list[DomainTlsFacts]) -> set[tuple[str, str, str]]:
@@ -180,10 +191,3 @@ async def _drifted(session, rows: list[DomainTlsFacts]) -> set[tuple[str, str, s
     names = {(facts.server_id, tls_report.drift_name(facts, service, service_hostname(service, facts.name)))
              for facts in rows for service in SERVICES}
     return await DriftRepository(session).drifted_names(names)
-
-
-def _csv_lines(records: list) -> bytes:
-    """RFC 4180 records (CRLF line ends, quoted where needed)."""
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerows(records)
-    return buffer.getvalue().encode()

@@ -7,7 +7,7 @@ Also the row's flat CSV form for the export.
 
 Two ways to the same row: ``row`` applies the rules to one domain (the reference), and
 ``RowBuilder`` applies them once per distinct input over a page or an export batch. What the
-rules read of a service name and its certificate comes down to a few facts (``RowBuilder._part``'s key): whether
+rules read of a service name and its certificate comes down to a few facts (``RowBuilder._look``'s key): whether
 the presented certificate covers the name, its trust, whether it is self-signed, expired, not
 yet valid or expiring, whether it is bound, the server; for mail also whether the server-wide
 certificate covers the name and whether the name is the server's own host name. The builder
@@ -16,7 +16,8 @@ the row's own (its host name, certificate id, names and expiry): 10,000 domains 
 dozen keys, and no row walks the mail ports again (that walk and the rules were a third of an
 export, docs/performance.md section 11). Its rows are plain JSON values (times already as the JSON
 text pydantic writes), serialised and flattened without conversion; the tests check that they
-encode to the same bytes as ``row``'s.
+encode to the same bytes as ``row``'s. The export skips the dicts: ``tls_lines.LineBuilder``
+writes the same rows as text.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from app.kit.time import expired
 from app.servers.software import capabilities, mail_ports
 
 
-def _deployment(state: rules.NameDeployment) -> dict:
+def deployment_part(state: rules.NameDeployment) -> dict:
+    """``NameDeploymentOut`` as a plain dict."""
     return {"state": state.state, "reason": state.reason, "agent_code": state.agent_code, "message": state.message,
             "fingerprint": state.fingerprint, "serving": state.serving}
 
@@ -77,7 +79,7 @@ def row(domain: DomainTlsFacts, server: ServerTlsFacts, now: datetime, expiring_
         part = {
             "hostname": status.hostname, "source": status.source, "certificate_id": cert.id,
             "certificate_names": cert.sans, "not_after": cert.not_after, "client_warning": status.client_warning,
-            "reasons": status.reasons, "notices": status.notices, "deployment": _deployment(deployment),
+            "reasons": status.reasons, "notices": status.notices, "deployment": deployment_part(deployment),
             "drifted": (domain.server_id, drift_name(domain, service, status.hostname), service) in drifted,
         }
         if service == "mail":
@@ -109,13 +111,14 @@ class _Server:
     up_to_date: bool
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Answer:
     """The rules' answer for one service of one key: the part without its host name."""
 
     part: dict
     own: bool  # recommended_client_hostname is the row's own host name
     autoconfig_hostname: str | None  # None: the row's own host name
+    text: object = None  # its constant JSON and CSV text, made on first use (``tls_lines``)
 
 
 class RowBuilder:
@@ -166,8 +169,10 @@ class RowBuilder:
                 facts.applied_generation >= facts.desired_generation)
         return found
 
-    def _part(self, service: str, domain: DomainTlsFacts, cert: RowCertificate, server: _Server) -> tuple[dict, str]:
-        """The service's part of the row, and the host name autoconfiguration advertises."""
+    def _look(self, service: str, domain: DomainTlsFacts, cert: RowCertificate,
+              server: _Server) -> tuple[_Answer, str, bool]:
+        """The rules' answer for the service of this domain (evaluated once per key), its host
+        name, and whether that name drifted."""
         hostname = f"{service}.{domain.name}"
         bound = domain.bound[service]
         key = (service, domain.server_id, bound, covers_in(cert.names, hostname), self._certificate(cert))
@@ -176,6 +181,12 @@ class RowBuilder:
         answer = self._answers.get(key)
         if answer is None:
             answer = self._answers[key] = self._answer(service, domain, cert, server)
+        drifted = bool(self.drifted) and (domain.server_id, hostname if bound else "", service) in self.drifted
+        return answer, hostname, drifted
+
+    def _part(self, service: str, domain: DomainTlsFacts, cert: RowCertificate, server: _Server) -> tuple[dict, str]:
+        """The service's part of the row, and the host name autoconfiguration advertises."""
+        answer, hostname, drifted = self._look(service, domain, cert, server)
         part = answer.part.copy()
         part["hostname"] = hostname
         part["certificate_id"] = cert.id
@@ -184,8 +195,8 @@ class RowBuilder:
         if answer.own:
             part["recommended_client_hostname"] = hostname
         if server.facts.failed_names:  # a failure names a host name: per row (rare)
-            part["deployment"] = _deployment(self._deployment(service, hostname, cert, server))
-        part["drifted"] = (domain.server_id, hostname if bound else "", service) in self.drifted
+            part["deployment"] = deployment_part(self._deployment(service, hostname, cert, server))
+        part["drifted"] = drifted
         return part, answer.autoconfig_hostname or hostname
 
     def _certificate(self, cert: RowCertificate) -> tuple:
@@ -218,7 +229,7 @@ class RowBuilder:
             "hostname": None, "source": status.source, "certificate_id": cert.id, "certificate_names": cert.sans,
             "not_after": self._time(cert.not_after), "client_warning": status.client_warning,
             "reasons": status.reasons, "notices": status.notices,
-            "deployment": _deployment(self._deployment(service, status.hostname, cert, server)), "drifted": False,
+            "deployment": deployment_part(self._deployment(service, status.hostname, cert, server)), "drifted": False,
         }
         own, autoconfig = False, None
         if service == "mail":
@@ -253,31 +264,33 @@ autoconfiguration's endpoints as ``protocol:port:security`` (``imap:993:tls``)."
 
 def csv_record(item: dict) -> list[str]:
     """One CSV record in ``CSV_COLUMNS`` order, from a row as JSON would carry it."""
-    out = [item["domain"], item["server_id"], item["account_id"], _flag(item["client_warning"]), item["not_after"]]
+    out = [item["domain"], item["server_id"], item["account_id"], flag(item["client_warning"]), item["not_after"]]
     for service in SERVICES:
         part = item[service]
         out += [part["hostname"], part["source"], part["certificate_id"], " ".join(part["certificate_names"]),
-                part["not_after"], _flag(part["client_warning"]), " ".join(part["reasons"]),
+                part["not_after"], flag(part["client_warning"]), " ".join(part["reasons"]),
                 " ".join(part["notices"]), part["deployment"]["state"], part["deployment"]["agent_code"] or "",
-                _flag(part["drifted"])]
+                flag(part["drifted"])]
     mail, autoconfig = item["mail"], item["autoconfig"]
     out += [mail["recommended_client_hostname"] or "", mail["recommendation_reason"] or "",
             " ".join(str(p) for p in mail["recommended_ports"]),
-            autoconfig["hostname"], _endpoints_text(autoconfig["endpoints"]), " ".join(autoconfig["names"]),
-            " ".join(autoconfig["uncovered_names"]), _flag(autoconfig["deployed"])]
+            autoconfig["hostname"], _flat_endpoints(autoconfig["endpoints"]), " ".join(autoconfig["names"]),
+            " ".join(autoconfig["uncovered_names"]), flag(autoconfig["deployed"])]
     return out
 
 
-def _endpoints_text(values: list[dict]) -> str:
+def _flat_endpoints(values: list[dict]) -> str:
     if values is endpoints():  # every row's: flattened once
-        return _every_endpoints_text()
+        return endpoints_text()
     return " ".join(f"{e['protocol']}:{e['port']}:{e['security']}" for e in values)
 
 
 @functools.cache
-def _every_endpoints_text() -> str:
+def endpoints_text() -> str:
+    """Every row's ``autoconfig_endpoints`` field: flattened once."""
     return " ".join(f"{e['protocol']}:{e['port']}:{e['security']}" for e in endpoints())
 
 
-def _flag(value: bool) -> str:
+def flag(value: bool) -> str:
+    """A boolean as the CSV writes it (and JSON)."""
     return "true" if value else "false"

@@ -1,0 +1,244 @@
+"""A domain's TLS status row written directly as an NDJSON line or a CSV record (the export).
+
+Building each row as dicts and lists and then serialising it (``pydantic_core.to_json``, or
+``csv_record`` and ``csv.writer``) was most of what an export cost once the rules ran once per
+key (docs/performance.md section 11). Most of a row's text is the same for thousands of rows:
+what ``RowBuilder`` answers per key (source, warning, reasons, notices, deployment, the mail
+recommendation) and what it reads per certificate (id, names, expiry). ``LineBuilder`` writes
+that text once per key and once per certificate, and a row is those pieces joined with the
+row's own values: its name and host names, account, drift flags and the autoconfiguration
+names its webmail certificate leaves uncovered.
+
+The text is the same, byte for byte, as ``to_json(RowBuilder.row(d))`` (compact JSON, RFC
+8259) and as ``csv.writer`` over ``tls_report.csv_record`` (RFC 4180, quoted only where
+needed): every piece is written by those same encoders, and the row's own strings are
+inserted unescaped only when they need no escaping in either format. A name that would
+(stored names are A-labels, which never do) takes the general path. tests/test_domain_tls_list.py
+compares both paths on every kind of row.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import re
+from dataclasses import dataclass
+
+from pydantic_core import to_json
+
+from app.domains.tls_report import (
+    RowBuilder,
+    csv_record,
+    deployment_part,
+    endpoints,
+    endpoints_text,
+    flag,
+)
+from app.domains.tls_rows import DomainTlsFacts, RowCertificate
+from app.kit.coverage import covers_in
+from app.kit.mailclients import autoconfig_names
+
+_PLAIN = re.compile(r"[0-9A-Za-z._-]+")
+"""A name of these characters needs no escape in JSON (RFC 8259 section 7: only the quote,
+the backslash and control characters do) and no quoting in CSV (RFC 4180: comma, quote, line
+break), nor do the host names made from it."""
+
+_CSV_QUOTED = re.compile(r'[,"\r\n]')
+
+
+def json_text(value) -> str:
+    return to_json(value).decode()
+
+
+def csv_field(value: str) -> str:
+    """One field as ``csv.writer`` writes it (``QUOTE_MINIMAL``): quoted, with its quotes
+    doubled, when it holds a comma, a quote or a line break."""
+    if _CSV_QUOTED.search(value):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def csv_text(records: list) -> str:
+    """RFC 4180 records (CRLF line ends, quoted where needed)."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerows(records)
+    return buffer.getvalue()
+
+
+@functools.cache
+def _endpoints_json() -> str:
+    return json_text(endpoints())
+
+
+_QUOTED_COMMA = '","'
+
+
+def _json_names(names: list[str]) -> str:
+    """A list of plain names (``_PLAIN``) as JSON."""
+    return f'["{_QUOTED_COMMA.join(names)}"]' if names else "[]"
+
+
+@dataclass(frozen=True)
+class _Text:
+    """The text of one key's answer (``tls_report._Answer``) around a row's own values."""
+
+    json_source: str  # ,"source":…,"certificate_id":
+    json_checks: str  # ,"client_warning":…,"reasons":…,"notices":…,"deployment":
+    json_deployment: str
+    json_recommended: str  # recommended_client_hostname when not the row's own (mail)
+    json_mail: str  # ,"recommendation_reason":…,"recommended_ports":… (mail)
+    json_autoconfig: str | None  # the host name autoconfiguration advertises; None: the row's own (``_part``)
+    csv_source: str
+    csv_checks: str  # client_warning,reasons,notices
+    csv_deployment: str  # state,agent_code
+    csv_recommended: str
+    csv_mail: str  # recommendation_reason,recommended_ports
+    csv_autoconfig: str | None
+    warns: bool
+
+    @classmethod
+    def of(cls, answer) -> _Text:
+        part = answer.part
+        mail = "recommended_ports" in part
+        deployment = part["deployment"]
+        recommended = part.get("recommended_client_hostname")
+        return cls(
+            json_source=f',"source":{json_text(part["source"])},"certificate_id":',
+            json_checks=(f',"client_warning":{json_text(part["client_warning"])},"reasons":'
+                         f'{json_text(part["reasons"])},"notices":{json_text(part["notices"])},"deployment":'),
+            json_deployment=json_text(deployment),
+            json_recommended=json_text(recommended),
+            json_mail=(f',"recommendation_reason":{json_text(part["recommendation_reason"])},'
+                       f'"recommended_ports":{json_text(part["recommended_ports"])}') if mail else "",
+            json_autoconfig=json_text(answer.autoconfig_hostname) if answer.autoconfig_hostname else None,
+            csv_source=csv_field(part["source"]),
+            csv_checks=",".join(csv_field(v) for v in (flag(part["client_warning"]), " ".join(part["reasons"]),
+                                                       " ".join(part["notices"]))),
+            csv_deployment=_csv_deployment(deployment),
+            csv_recommended=csv_field(recommended or ""),
+            csv_mail=(csv_field(part["recommendation_reason"] or "") + ","
+                      + csv_field(" ".join(str(p) for p in part["recommended_ports"]))) if mail else "",
+            csv_autoconfig=csv_field(answer.autoconfig_hostname) if answer.autoconfig_hostname else None,
+            warns=part["client_warning"],
+        )
+
+
+def _text(answer) -> _Text:
+    answer.text = _Text.of(answer)
+    return answer.text
+
+
+def _csv_deployment(deployment: dict) -> str:
+    return csv_field(deployment["state"]) + "," + csv_field(deployment["agent_code"] or "")
+
+
+_FLAG = {False: "false", True: "true"}  # tls_report.flag, looked up
+
+
+class LineBuilder(RowBuilder):
+    """``RowBuilder`` whose rows come out as text: ``json_line`` (without the line end) and
+    ``csv_line`` (with its CRLF). One per export batch, like the builder."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._cert_json: dict[str, tuple[str, str]] = {}
+        self._cert_csv: dict[str, tuple[str, str]] = {}
+        self._time_json: dict = {}
+        self._ids: dict[str, tuple[str, str]] = {}  # server and account ids as JSON and CSV
+
+    def json_line(self, domain: DomainTlsFacts) -> str:
+        """``to_json(self.row(domain))`` as text."""
+        name = domain.name
+        if not _PLAIN.fullmatch(name):
+            return json_text(self.row(domain))
+        (server, web, mail, web_text, web_host, web_drifted,
+         mail_answer, mail_text, mail_host, mail_drifted) = self._both(domain)
+        web_cert = self._cert_json.get(web.id) or self._json_of(web)
+        mail_cert = self._cert_json.get(mail.id) or self._json_of(mail)
+        web_deployment, mail_deployment = web_text.json_deployment, mail_text.json_deployment
+        if server.facts.failed_names:  # a failure names a host name: per row (rare)
+            web_deployment = json_text(deployment_part(self._deployment("webmail", web_host, web, server)))
+            mail_deployment = json_text(deployment_part(self._deployment("mail", mail_host, mail, server)))
+        own = f'"{mail_host}"'
+        names = autoconfig_names(name)
+        uncovered = [n for n in names if not covers_in(web.names, n)]
+        return (
+            f'{{"domain":"{name}","server_id":{(self._ids.get(domain.server_id) or self._id(domain.server_id))[0]},'
+            f'"account_id":{(self._ids.get(domain.account_id) or self._id(domain.account_id))[0]},'
+            f'"client_warning":{_FLAG[web_text.warns or mail_text.warns]},'
+            f'"not_after":{(web_cert if web.not_after <= mail.not_after else mail_cert)[1]},'
+            f'"webmail":{{"hostname":"{web_host}"{web_text.json_source}{web_cert[0]}{web_text.json_checks}'
+            f'{web_deployment},"drifted":{_FLAG[web_drifted]}}},'
+            f'"mail":{{"hostname":{own}{mail_text.json_source}{mail_cert[0]}{mail_text.json_checks}'
+            f'{mail_deployment},"drifted":{_FLAG[mail_drifted]},'
+            f'"recommended_client_hostname":{own if mail_answer.own else mail_text.json_recommended}'
+            f'{mail_text.json_mail}}},'
+            f'"autoconfig":{{"hostname":{mail_text.json_autoconfig or own},"endpoints":{_endpoints_json()},'
+            f'"names":["{_QUOTED_COMMA.join(names)}"],'
+            f'"uncovered_names":{_json_names(uncovered)},"deployed":{_FLAG[server.up_to_date]}}}}}'
+        )
+
+    def csv_line(self, domain: DomainTlsFacts) -> str:
+        """``csv.writer``'s line for ``csv_record(self.row(domain))``, CRLF included."""
+        name = domain.name
+        if not _PLAIN.fullmatch(name):
+            return csv_text([csv_record(self.row(domain))])
+        (server, web, mail, web_text, web_host, web_drifted,
+         mail_answer, mail_text, mail_host, mail_drifted) = self._both(domain)
+        web_cert = self._cert_csv.get(web.id) or self._csv_of(web)
+        mail_cert = self._cert_csv.get(mail.id) or self._csv_of(mail)
+        web_deployment, mail_deployment = web_text.csv_deployment, mail_text.csv_deployment
+        if server.facts.failed_names:
+            web_deployment = _csv_deployment(deployment_part(self._deployment("webmail", web_host, web, server)))
+            mail_deployment = _csv_deployment(deployment_part(self._deployment("mail", mail_host, mail, server)))
+        names = autoconfig_names(name)
+        uncovered = " ".join([n for n in names if not covers_in(web.names, n)])
+        return (
+            f'{name},{(self._ids.get(domain.server_id) or self._id(domain.server_id))[1]},'
+            f'{(self._ids.get(domain.account_id) or self._id(domain.account_id))[1]},'
+            f'{_FLAG[web_text.warns or mail_text.warns]},'
+            f'{(web_cert if web.not_after <= mail.not_after else mail_cert)[1]},'
+            f'{web_host},{web_text.csv_source},{web_cert[0]},{web_text.csv_checks},{web_deployment},'
+            f'{_FLAG[web_drifted]},'
+            f'{mail_host},{mail_text.csv_source},{mail_cert[0]},{mail_text.csv_checks},{mail_deployment},'
+            f'{_FLAG[mail_drifted]},'
+            f'{mail_host if mail_answer.own else mail_text.csv_recommended},{mail_text.csv_mail},'
+            f'{mail_text.csv_autoconfig or mail_host},{_endpoints_csv()},{" ".join(names)},{uncovered},'
+            f'{_FLAG[server.up_to_date]}\r\n'
+        )
+
+    def _both(self, domain: DomainTlsFacts) -> tuple:
+        """The server, the two certificates, then for webmail the text of the rules' answer, the
+        host name and whether it drifted, and for mail the same with the answer itself."""
+        server = self._server(domain.server_id)
+        web, mail = domain.presented["webmail"], domain.presented["mail"]
+        web_answer, web_host, web_drifted = self._look("webmail", domain, web, server)
+        mail_answer, mail_host, mail_drifted = self._look("mail", domain, mail, server)
+        return (server, web, mail, web_answer.text or _text(web_answer), web_host, web_drifted,
+                mail_answer, mail_answer.text or _text(mail_answer), mail_host, mail_drifted)
+
+    def _json_of(self, cert: RowCertificate) -> tuple[str, str]:
+        """A certificate's id, names and expiry as the JSON of a part (from ``certificate_id``'s
+        value to ``not_after``'s), and its expiry alone: once per certificate of the batch."""
+        time = self._time_json.get(cert.not_after)
+        if time is None:
+            time = self._time_json[cert.not_after] = json_text(self._time(cert.not_after))
+        found = self._cert_json[cert.id] = (
+            f'{json_text(cert.id)},"certificate_names":{json_text(cert.sans)},"not_after":{time}', time)
+        return found
+
+    def _csv_of(self, cert: RowCertificate) -> tuple[str, str]:
+        """The same as CSV fields."""
+        time = csv_field(self._time(cert.not_after))
+        found = self._cert_csv[cert.id] = (f'{csv_field(cert.id)},{csv_field(" ".join(cert.sans))},{time}', time)
+        return found
+
+    def _id(self, value: str) -> tuple[str, str]:
+        found = self._ids[value] = (json_text(value), csv_field(value))
+        return found
+
+
+@functools.cache
+def _endpoints_csv() -> str:
+    return csv_field(endpoints_text())
