@@ -92,44 +92,65 @@ def _path(value, key: str) -> Path:
 
 class _CrtList:
     """The crt-list of the last render: a line per mail name, kept so that the next render
-    changes only the lines of the names that differ (a symmetric difference of the two name
-    maps, in C) and sorts again only when names were added or removed."""
+    changes only the lines of the names that differ (the view's named changes, or else a
+    symmetric difference of the two name maps, in C) and sorts again only when names were
+    added or removed. ``changed`` holds the names the last update changed."""
 
     def __init__(self, backend: HaproxyBackend) -> None:
         self.backend = backend
         self.mail: dict[str, str] = {}
+        self.view: int | None = None  # the token of the view last rendered
         self.lines: dict[str, str] = {}
         self.order: list[str] = []
         self.wanted: dict[str, str] = {}  # name -> bundle path, as the list says
         self.counts: Counter[str] = Counter()
         self.paths: dict[Path, str] = {}  # bundle path -> fingerprint (Rendered.bundles)
+        self.added: dict[Path, str] = {}
+        self.dropped: set[Path] = set()
+        self.changed: set[str] = set()
         self.listing: bytes | None = None
 
-    def update(self, mail: dict[str, str]) -> tuple[bytes, dict[str, str]]:
-        old = self.mail
-        if old != mail or self.listing is None:
-            changed = {name for name, _ in old.items() ^ mail.items()}
-            for name in changed:
-                if name in old:
-                    fp = old[name]
-                    self.counts[fp] -= 1
-                    if self.counts[fp] <= 0:
-                        del self.counts[fp]
-                        self.paths.pop(self.backend.bundle_path(fp), None)
-                    del self.lines[name], self.wanted[name]
-            for name in changed:
-                if name in mail:
-                    fp = mail[name]
-                    path = self.backend.bundle_path(fp)
-                    self.counts[fp] += 1
-                    self.paths[path] = fp
-                    self.wanted[name] = text = str(path)
-                    self.lines[name] = f"{text} {name}\n"
-            if old.keys() != mail.keys():
-                self.order = sorted(mail)
+    def update(self, view: View) -> tuple[bytes, dict[str, str]]:
+        mail, old = view.mail, self.mail
+        named = view.changes_since(self.view, "mail")
+        self.view = view.token
+        self.added, self.dropped, self.changed = {}, set(), set()
+        if named is None:
+            if old == mail and self.listing is not None:
+                self.mail = mail
+                return self.listing, self.wanted
+            named = {name for name, _ in old.items() ^ mail.items()}
+        moved = False
+        for name in named:
+            before, after = old.get(name), mail.get(name)
+            if before == after:
+                continue
+            self.changed.add(name)
+            moved = moved or before is None or after is None
+            if before is not None:
+                self.counts[before] -= 1
+                if self.counts[before] <= 0:
+                    del self.counts[before]
+                    path = self.backend.bundle_path(before)
+                    self.paths.pop(path, None)
+                    self.added.pop(path, None)
+                    self.dropped.add(path)
+                del self.lines[name], self.wanted[name]
+            if after is not None:
+                path = self.backend.bundle_path(after)
+                self.counts[after] += 1
+                if path not in self.paths:
+                    self.paths[path] = after
+                    self.added[path] = after
+                    self.dropped.discard(path)
+                self.wanted[name] = text = str(path)
+                self.lines[name] = f"{text} {name}\n"
+        if moved or self.listing is None:
+            self.order = sorted(mail)
+        if self.changed or self.listing is None:
             head = f"# written by the certpost agent; do not edit\n{self.backend.default_bundle} {DEFAULT_FILTER}\n"
             self.listing = "".join([head, *map(self.lines.__getitem__, self.order)]).encode()
-            self.mail = dict(mail)
+        self.mail = mail  # the view's map is kept, never changed
         return self.listing, self.wanted
 
 
@@ -172,11 +193,13 @@ class HaproxyBackend(Backend):
         self._rendered_list: tuple[bytes, dict[str, str]] | None = None  # (crt-list, wanted)
         self._list: _CrtList | None = None  # the last render, kept to render the next by its changes
         self._config: bytes | None = None
-        # The {name: bundle path} the running list matched after the last runtime update, and
-        # how many running lines name each path: the next update then looks only at the names
-        # that differ from it (None: compare every name, after a start, reload or error).
-        self._synced: dict[str, str] | None = None
+        # The names rendered with another line since the running list was last brought to the
+        # live file, and how many running lines name each path: the next update then looks
+        # only at those names (None: compare every name, after a start, reload, error or
+        # rollback).
+        self._synced: set[str] | None = None
         self._path_counts: Counter[str] = Counter()
+        self._renders = 0
 
     # -- rendering -------------------------------------------------------------------------
     def ensure_directories(self) -> None:
@@ -217,12 +240,19 @@ class HaproxyBackend(Backend):
     def render(self, view: View) -> Rendered:
         rendered = Rendered()
         rendered.files[self.default_bundle] = BundleRef(view.server_certificate)
+        fresh = self._list is None
         if self._list is None:
             self._list = _CrtList(self)
-        listing, wanted = self._list.update(view.mail)
-        rendered.bundles.update(self._list.paths)
+        listing, wanted = self._list.update(view)
+        rendered.bundles = self._list.paths  # the list's own: valid until the next render
         rendered.files[self.crt_list] = listing
         self._rendered_list = (listing, wanted)
+        if self._synced is not None:
+            self._synced |= self._list.changed
+        self._renders += 1
+        rendered.base, rendered.token = self._renders - 1, self._renders
+        if not fresh:
+            rendered.added, rendered.dropped = self._list.added, self._list.dropped
         if self._config is None:
             self._config = self.render_config()
         rendered.files[self.config_file] = self._config
@@ -273,7 +303,7 @@ class HaproxyBackend(Backend):
         finally:
             self._running = self._synced = None  # the new worker read the files: ask it again
 
-    async def apply_runtime(self, changed: set[Path]) -> None:
+    async def apply_runtime(self, changed: set[Path], *, restored: bool = False) -> None:
         """Bring the running HAProxy to the live files through the runtime API (no reload)."""
         try:
             if self.default_bundle in changed and self._too_big(self.default_bundle):
@@ -284,16 +314,18 @@ class HaproxyBackend(Backend):
                     str(self.default_bundle), self._payload(self.default_bundle), new=False
                 )
             if self.crt_list in changed:
-                await self._apply_crt_list()
+                await self._apply_crt_list(restored)
         except StepError:
             raise
         except (RuntimeApiError, OSError) as exc:
             self._running = self._synced = None  # unsure what is live now: read it again next time
             raise StepError("reload", self.name, f"runtime API: {exc}") from None
 
-    def _wanted(self) -> dict[str, str]:
+    def _wanted(self, restored: bool = False) -> dict[str, str]:
         """{name: bundle path} of the live crt-list: from the last render when the live file is
-        that render (a change), parsed otherwise (the file a rollback restored)."""
+        that render (a change), parsed otherwise (the file a rollback ``restored``)."""
+        if not restored and self._rendered_list is not None:
+            return self._rendered_list[1]
         data = self.crt_list.read_bytes()
         if self._rendered_list is not None and self._rendered_list[0] == data:
             return self._rendered_list[1]
@@ -305,16 +337,16 @@ class HaproxyBackend(Backend):
                     wanted[name] = path
         return wanted
 
-    async def _apply_crt_list(self) -> None:
+    async def _apply_crt_list(self, restored: bool = False) -> None:
         if self._running is None:
             listed = await self.runtime.crt_list(self.crt_list)
             self._running = {e.filters[0]: e for e in listed}
             self._path_counts = Counter(e.path for e in self._running.values())
             self._synced = None
         running, counts = self._running, self._path_counts
-        wanted = self._wanted()
-        if self._synced is not None:  # a change: only the names that differ from the last one
-            names = {name for name, _ in wanted.items() ^ self._synced.items()}
+        wanted = self._wanted(restored)
+        if self._synced is not None and not restored:
+            names = self._synced  # a change: only the names rendered anew since the last update
         else:
             names = set(wanted) | (running.keys() - {DEFAULT_FILTER})
         self._synced = None  # until this update has finished
@@ -352,7 +384,9 @@ class HaproxyBackend(Backend):
             if counts[path] <= 0:
                 counts.pop(path, None)
                 await self.runtime.delete_cert(path)
-        self._synced = dict(wanted)
+        # Brought to the live file: a restored one is not the last render, whose changes
+        # would then be missed, so after a rollback the next update compares every name.
+        self._synced = None if restored else set()
 
     def _payload(self, path: Path) -> bytes:
         return self.issuers.payload(path.read_bytes())
