@@ -378,14 +378,15 @@ def test_postfix_keeps_an_existing_16_shard_install_and_the_256_tables_beside_it
     assert pf.render(VIEW).remove == []
 
 
-def test_postfix_refuses_a_main_cf_without_the_shards_before_staging(tmp_path):
+def test_postfix_refuses_a_main_cf_without_the_shards(tmp_path):
     import asyncio
 
     from app.agent.backends.base import StepError
 
     pf, _ = _postfix_with_main_cf(tmp_path, "smtpd_tls_security_level = may\n")
+    asyncio.run(pf.prepare(live=True))  # read before rendering; refused when Postfix changes
     with pytest.raises(StepError) as refused:
-        asyncio.run(pf.prepare(live=True))
+        asyncio.run(pf.validate({}))
     message = refused.value.message
     assert refused.value.step == "validate" and f"tls_server_sni_maps = {pf.sni_maps_value()}" in message
     assert "sni.0" in message and "sni.f" in message  # the 16-shard line is named as accepted
@@ -398,11 +399,18 @@ def _delta_views(rng, count: int):
     fps = [S, A, B, "c" * 64, "d" * 64]
     mail = {n: rng.choice(fps) for n in rng.sample(pool, 20)}
     webmail = {n.replace("mail.", "webmail."): rng.choice(fps) for n in rng.sample(pool, 15)}
-    view = View(S, S, mail, webmail)
+    view = View(S, S, mail, webmail, "mx.test", {"d1.test": "mail.d1.test"})
     yield view
     for _ in range(count):
-        mail, webmail = dict(view.mail), dict(view.webmail)
+        mail, webmail, autoconfig = dict(view.mail), dict(view.webmail), dict(view.autoconfig)
         named = {"mail": set(), "webmail": set(), "autoconfig": set()}
+        if rng.random() < 0.2:  # a domain's autoconfiguration host changes, or goes
+            domain = f"d{rng.randrange(5)}.test"
+            if rng.random() < 0.3:
+                autoconfig.pop(domain, None)
+            else:
+                autoconfig[domain] = rng.choice([f"mail.{domain}", "mx.test"])
+            named["autoconfig"].add(domain)
         for service, target in (("mail", mail), ("webmail", webmail)):
             for _ in range(rng.randrange(0, 4)):
                 name = rng.choice(pool)
@@ -414,7 +422,7 @@ def _delta_views(rng, count: int):
                 named[service].add(name)
             if rng.random() < 0.2:  # a superset is allowed: an unchanged name named
                 named[service].add(rng.choice(list(target) or ["x.test"]))
-        view = View(S, S, mail, webmail, base=view.token, changed=named)
+        view = View(S, S, mail, webmail, "mx.test", autoconfig, base=view.token, changed=named)
         yield view
 
 
@@ -436,7 +444,8 @@ def test_renders_by_named_changes_equal_fresh_renders(tmp_path):
     backends = {key: make(tmp_path / "inc") for key, make in made.items()}
     last = {key: None for key in made}
     views = list(_delta_views(rng, 60))
-    views.insert(30, View(S, S, dict(views[10].mail), dict(views[10].webmail)))  # out of sequence
+    views.insert(30, View(S, S, dict(views[10].mail), dict(views[10].webmail), "mx.test",
+                          dict(views[10].autoconfig)))  # out of sequence
     for view in views:
         for key, make in made.items():
             out = backends[key].render(view)

@@ -240,8 +240,9 @@ class PostfixBackend(Backend):
 
         ``postconf -c DIR -xh tls_server_sni_maps`` (``$name`` expanded) must list exactly the
         256 tables or exactly the 16 of earlier versions, in order; anything else fails a live
-        apply here (nothing staged) with the line to write, because a table main.cf does not
-        list would silently serve the server-wide certificate for its names. The answer is
+        apply that changes Postfix's files, at ``validate`` (nothing switched), with the line to
+        write, because a table main.cf does not list would silently serve the server-wide
+        certificate for its names (a change of the other daemons alone goes on). The answer is
         kept while main.cf's stat(2) is the same, so a change runs no postconf. Without
         postconf (no Postfix on this machine) nothing can be checked and 256 is written.
         """
@@ -262,8 +263,6 @@ class PostfixBackend(Backend):
                 self.layouts = layouts
                 self.map_sources = self._sources()
                 self._cache, self._stale, self._tables_known = None, True, False
-        if live and self._layout_error is not None:
-            raise StepError("validate", self.name, self._layout_error)
 
     async def _read_layout(self) -> tuple[int | None, str | None]:
         """(the layout main.cf names, None) or (None, the error quoting the line to write)."""
@@ -288,6 +287,8 @@ class PostfixBackend(Backend):
         """main.cf must list exactly the agent's shards, or names would silently get the default."""
         self._layout_seen = None
         await self.prepare(live=True)
+        if self._layout_error is not None:
+            raise StepError("validate", self.name, self._layout_error)
 
     # -- rendering -----------------------------------------------------------------------------
     def render(self, view: View) -> Rendered:
@@ -383,7 +384,8 @@ class PostfixBackend(Backend):
         }
 
     async def validate(self, staged: dict[Path, Path]) -> None:
-        # The layout of main.cf was checked before staging (prepare).
+        if self._layout_error is not None:  # read before rendering (prepare)
+            raise StepError("validate", self.name, self._layout_error)
         await self.run_validate_command(self.config_directory)
 
     def missing_files(self) -> bool:
