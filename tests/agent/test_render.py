@@ -395,7 +395,7 @@ def test_postfix_refuses_a_main_cf_without_the_shards(tmp_path):
 def _delta_views(rng, count: int):
     """Views each made from the one before by a few named changes (as app.agent.service makes
     a delta's), starting from a full one: names added, renewed, moved to the default, removed."""
-    pool = [f"mail.d{i}.test" for i in range(40)] + ["*.w.test", "mail.w.test"]
+    pool = [f"mail.d{i}.test" for i in range(40)] + ["*.w.test", "mail.w.test", "w.test"]
     fps = [S, A, B, "c" * 64, "d" * 64]
     mail = {n: rng.choice(fps) for n in rng.sample(pool, 20)}
     webmail = {n.replace("mail.", "webmail."): rng.choice(fps) for n in rng.sample(pool, 15)}
@@ -426,6 +426,12 @@ def _delta_views(rng, count: int):
         yield view
 
 
+def _fresh_conflicts(make, root, view):
+    backend = make(root)
+    backend.render(view)
+    return backend.conflicts
+
+
 def test_renders_by_named_changes_equal_fresh_renders(tmp_path):
     """Postfix, nginx and HAProxy render a view made from the one they rendered last by its
     named changes alone; after any sequence of such deltas (and a view out of sequence, which
@@ -436,10 +442,21 @@ def test_renders_by_named_changes_equal_fresh_renders(tmp_path):
     from tests.agent.test_haproxy_render import backend as haproxy_backend
 
     rng = random.Random(8)
+    from app.agent.backends.courier import CourierBackend
+
+    def courier(root):
+        section = {"directory": str(root / "co"), "verify": [{"port": 993, "protocol": "imaps"}]}
+        return CourierBackend(parse_config({
+            "agent": {"state_dir": str(root / "state"), "controller_public_key": "ed25519:x"},
+            "courier": section,
+        }).courier)
+
     made = {
         "pf": lambda root: PostfixBackend(config(root).postfix),
         "ng": lambda root: NginxBackend(config(root).nginx),
         "hx": lambda root: haproxy_backend(root),
+        "co": courier,
+        "dc": lambda root: DovecotBackend(config(root).dovecot),
     }
     backends = {key: make(tmp_path / "inc") for key, make in made.items()}
     last = {key: None for key in made}
@@ -454,6 +471,8 @@ def test_renders_by_named_changes_equal_fresh_renders(tmp_path):
                 return {p.relative_to(root): (c.replace(str(root).encode(), b"ROOT") if isinstance(c, bytes) else c)
                         for p, c in files.items()}
             assert rel(out.files, tmp_path / "inc") == rel(fresh.files, tmp_path / "fresh"), key
+            if key == "co":
+                assert backends[key].conflicts == _fresh_conflicts(make, tmp_path / "fresh3", view)
             assert {p.relative_to(tmp_path / "inc") for p in out.bundles} == {
                 p.relative_to(tmp_path / "fresh") for p in fresh.bundles}, key
             before = last[key]
