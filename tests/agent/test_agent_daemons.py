@@ -524,7 +524,7 @@ def assert_copies_are_what_is_served(client, stack, desired: dict) -> None:
 
 
 def test_a_chain_of_deltas_leaves_no_stray_copies(agent_client, mail_stack, certs, material, test_ca):
-    """Renewals, a removal, a name moved to the server-wide certificate and back, each a delta
+    """Renewals, a certificate given back, a removal and the domain added again, each a delta
     applied from its changed names alone (app.agent.apply, View.changes_since): what is served
     and what is kept on disk match the document after each."""
     stack, _ = mail_stack
@@ -532,9 +532,10 @@ def test_a_chain_of_deltas_leaves_no_stray_copies(agent_client, mail_stack, cert
     apply_ok(agent_client, applied, material)
     steps = [
         {"which": {"a.test": "a.test/renewed"}},
-        {"which": {"a.test": "a.test/renewed", "b.test": "server"}},
+        {"which": {"a.test": "a.test/renewed", "b.test": "b.test/renewed"}},
         {"domains": ("a.test", "b.test"), "which": {"a.test": "a.test/renewed"}},
         {"which": {"c.test": "c.test/renewed"}},
+        {"which": {"c.test": "c.test/renewed", "a.test": "a.test/renewed"}},
     ]
     for step in steps:
         desired = desired_for(agent_client, certs, **step)

@@ -53,15 +53,16 @@ def test_crt_list_starts_with_the_default_and_has_one_line_per_name(tmp_path):
     lines = []
     for shard in hx.crt_shards:
         text = out.files[shard].decode().splitlines()
-        assert text[0].startswith("# written") and text[1:] == sorted(text[1:])
+        names = [line.split(" ")[1] for line in text[1:]]
+        assert text[0].startswith("# written") and names == sorted(names)
         assert all(hx.list_of(line.split(" ")[1]) == shard for line in text[1:])  # each in its list
         lines += text[1:]
-    assert sorted(lines) == [
+    assert sorted(lines) == sorted([
         f"{hx.bundle_path(A)} *.c.test",
         f"{hx.bundle_path(A)} mail.a.test",
         f"{hx.bundle_path(B)} mail.b.test",
         f"{hx.bundle_path(S)} mail.s.test",
-    ]
+    ])
     assert set(out.bundles.values()) == {A, B, S}
     # a renewal rewrites the one list of that name; the others are the same bytes objects
     again = hx.render(View(S, S, {"mail.b.test": A, "mail.a.test": A, "*.c.test": A, "mail.s.test": S}, {}))
