@@ -389,8 +389,9 @@ class HaproxyBackend(Backend):
 
     async def _apply_crt_list(self, restored: bool = False) -> None:
         if self._running is None:
+            listed = await self.runtime.crt_list(self.crt_list)  # unreachable: the step fails
             try:
-                listed = [e for p in (self.crt_list, *self.crt_shards) for e in await self.runtime.crt_list(p)]
+                listed += [e for p in self.crt_shards for e in await self.runtime.crt_list(p)]
             except RuntimeApiError as exc:
                 if self.master is None and not self.config.reload:
                     raise
