@@ -56,7 +56,7 @@ def make_desired(n: int, material: Material) -> tuple[dict, float]:
 def bare_commands(stack, with_dovecot: bool, reps: int = 3) -> dict:
     out: dict[str, float] = {}
     map_type = postfix_map_type(stack)
-    shards = sorted(stack.out("postfix").glob("sni.?"))
+    shards = sorted(stack.out("postfix").glob("sni.??"))
     largest = max(shards, key=lambda p: p.stat().st_size)
     copy = largest.with_name(".bench-sni")
     # every name in one table (what each change rebuilt before the shards), then the largest

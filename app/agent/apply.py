@@ -57,6 +57,9 @@ class _Work:
     staged: dict[Path, Path] = field(default_factory=dict)
     derived: set[Path] = field(default_factory=set)  # built from staged files (Postfix table)
     switched: list[tuple[Path, Path | None]] = field(default_factory=list)  # (live, backup)
+    # The render follows the one last applied by named changes (Rendered.changed/added/
+    # dropped): staging and pruning look at those alone.
+    incremental: bool = False
 
 
 def _backup_path(live: Path) -> Path:
@@ -119,6 +122,10 @@ class Pipeline:
             return backend.bundle_bytes(*self.store.read(content.fingerprint))
         return content
 
+    async def _prepare(self, live: bool) -> None:
+        for backend in self.backends:
+            await backend.prepare(live)
+
     def _stage(self, backend: Backend, view: View) -> _Work:
         work = _Work(backend, backend.render(view))
         mode, group = self._mode(backend)
@@ -127,9 +134,19 @@ class Pipeline:
         suspect = self.repair.get(backend.name)
         rendered = work.rendered
         bundles = rendered.bundles
-        # Set operations over dicts and sets of paths run in C on the stored hashes: a change
-        # does not visit the 10,000 copies one by one.
-        for path in (bundles if suspect is not None else set(bundles) - known):
+        # The render follows the one this process last applied successfully, by the names a
+        # delta changed: only the files and bundle copies it says it touched are looked at.
+        work.incremental = (
+            suspect is None
+            and rendered.base is not None
+            and rendered.base == self._applied_render.get(backend.name)
+        )
+        if work.incremental and rendered.added is not None:
+            candidates = rendered.added
+        else:
+            # Set operations over dicts and sets of paths run in C on the stored hashes.
+            candidates = bundles if suspect is not None else set(bundles) - known
+        for path in candidates:
             fp = bundles[path]
             if suspect is not None and fp in suspect:
                 data = backend.bundle_bytes(*self.store.read(fp))
@@ -143,8 +160,7 @@ class Pipeline:
         refs = self._refs.setdefault(backend.name, {})
         written = self._written.setdefault(backend.name, {})
         files = rendered.files.items()
-        if (suspect is None and rendered.changed is not None and rendered.base is not None
-                and rendered.base == self._applied_render.get(backend.name)):
+        if work.incremental and rendered.changed is not None:
             # Only what differs from the render this process last applied successfully.
             files = [(live, rendered.files[live]) for live in rendered.changed if live in rendered.files]
         for live, content in files:
@@ -160,7 +176,13 @@ class Pipeline:
                 data = content
                 # The bytes this process last saw live (an unchanged render returns the same
                 # object: nginx's map, Postfix's unchanged shards): no read of a 1.5 MB file.
-                if suspect is None and (written.get(live) is data or read_or_none(live) == data):
+                # Otherwise the bytes known to be live are compared in memory (they differ at the
+                # first byte or in length, usually): no read of the 1 MB crt-list per change.
+                known_bytes = written.get(live)
+                if suspect is None and (
+                    known_bytes is data
+                    or (known_bytes == data if known_bytes is not None else read_or_none(live) == data)
+                ):
                     written[live] = data
                     continue
             staged = staged_path(live)
@@ -246,12 +268,20 @@ class Pipeline:
                     written.pop(live, None)
         if work.rendered.token is not None:
             self._applied_render[work.backend.name] = work.rendered.token
-        keep = set(work.rendered.bundles) | set(work.rendered.files)
+        rendered = work.rendered
         known = self._known_copies(work.backend)
-        for path in known - keep:
+        if work.incremental and rendered.dropped is not None:
+            # What this render stopped naming: every other known copy is named by the previous
+            # render, hence kept. (Copies a failed apply wrote are not: but every render bumps
+            # its backend's token, so the render after a failure never follows the applied one
+            # and is pruned in full, below.)
+            gone = {p for p in rendered.dropped if p not in rendered.bundles and p not in rendered.files}
+        else:
+            gone = known - (set(rendered.bundles) | set(rendered.files))
+        for path in gone:
             if path.parent == work.backend.bundle_dir and path.suffix == ".pem":
                 path.unlink(missing_ok=True)
-        known &= keep
+        known -= gone
 
     # -- the pipeline ----------------------------------------------------------------------
     async def apply(self, view: View, previous: View | None, *, live: bool = True) -> dict:
@@ -282,6 +312,10 @@ class Pipeline:
             mark = now
 
         positions = {b.name: b.log_position() for b in self.backends}
+        try:
+            await self._prepare(live)
+        except StepError as exc:
+            raise ApplyFailed(self._failure(exc, positions, rolled_back=True)) from None
         works = [self._stage(b, view) for b in self.backends]
         lap("stage")
         try:
@@ -324,6 +358,10 @@ class Pipeline:
     async def validate_only(self, view: View) -> StepError | None:
         """Stage and validate ``view`` like :meth:`apply`, then discard it: the live files are
         never touched. Used to find which names a daemon's configuration refuses."""
+        try:
+            await self._prepare(True)
+        except StepError as exc:
+            return exc
         works = [self._stage(b, view) for b in self.backends]
         try:
             for work in works:
@@ -336,7 +374,7 @@ class Pipeline:
             self._discard_staged(works)
         return None
 
-    async def _reload(self, works: list[_Work]) -> None:
+    async def _reload(self, works: list[_Work], *, restored: bool = False) -> None:
         """Reload the daemons whose change needs it; hand the others' changed files to their
         runtime API (HAProxy), if they have one."""
         for work in works:
@@ -347,7 +385,7 @@ class Pipeline:
             if repair or work.backend.needs_reload(changed):
                 await work.backend.reload()
             else:
-                await work.backend.apply_runtime(changed)
+                await work.backend.apply_runtime(changed, restored=restored)
 
     async def _verify(self, view: View, previous: View | None) -> list[dict]:
         probes = plan(self.backends, view, previous, self.verify_sample)
@@ -379,7 +417,7 @@ class Pipeline:
         try:
             for work in works:
                 await self._restore(work)
-            await self._reload(works)
+            await self._reload(works, restored=True)
             if previous is not None:
                 await self._verify(previous, failed)
         except StepError as exc:

@@ -100,6 +100,16 @@ class BundleStore:
         at = data.index(marker)
         return data[:at], data[at:]
 
+    def prune_only(self, candidates: set[str]) -> list[str]:
+        """Remove the held bundles among ``candidates`` (the caller knows nothing names them)."""
+        known = self._known()
+        removed = sorted(candidates & known)
+        for fp in removed:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path(fp))
+            known.discard(fp)
+        return removed
+
     def prune(self, keep: set[str]) -> list[str]:
         known = self._known()
         removed = sorted(known - keep)

@@ -108,12 +108,20 @@ def served_view(desired: View, failures: list[NameFailure]) -> View:
         return desired
     maps = {"mail": dict(desired.mail), "webmail": dict(desired.webmail)}
     autoconfig = dict(desired.autoconfig)
+    # The held-back names join the names ``desired`` says it changed (View.changes_since).
+    changed = None if desired.changed is None else {
+        key: set(desired.changed.get(key, ())) for key in ("mail", "webmail", "autoconfig")
+    }
     for failure in failures:
+        if changed is not None:
+            changed[failure.service].add(failure.name)
         if failure.serving is None:
             maps[failure.service].pop(failure.name, None)
             domain = failure.name.split(".", 1)[-1]
             if failure.service == "mail" and autoconfig.get(domain) == failure.name and desired.server_hostname:
                 autoconfig[domain] = desired.server_hostname
+                if changed is not None:
+                    changed["autoconfig"].add(domain)
         else:
             maps[failure.service][failure.name] = failure.serving
     return View(
@@ -123,6 +131,8 @@ def served_view(desired: View, failures: list[NameFailure]) -> View:
         maps["webmail"],
         desired.server_hostname,
         autoconfig,
+        base=desired.base,
+        changed=changed,
     )
 
 
@@ -140,8 +150,25 @@ def to_check(desired: View, served_before: View | None) -> set[str]:
 
     A served bundle passed this check (or verification) when it went live; checking only the
     new ones keeps a one-name change at one handshake on a server with thousands of names.
+    When ``desired`` was made from ``served_before`` by named changes (a delta), only the
+    fingerprints of those names are candidates, each looked for among the served ones by a
+    scan in C instead of building two sets of every fingerprint.
     """
-    return referenced(desired) - (referenced(served_before) if served_before else set())
+    if served_before is None:
+        return referenced(desired)
+    candidates = {desired.server_certificate, desired.webmail_default}
+    for service in SERVICES:
+        changed = desired.changes_since(served_before.token, service)
+        if changed is None:
+            return referenced(desired) - referenced(served_before)
+        current = names(desired, service)
+        candidates.update(fp for n in changed if (fp := current.get(n)) is not None)
+    served = {served_before.server_certificate, served_before.webmail_default}
+    return {
+        fp for fp in candidates
+        if fp not in served and fp not in served_before.mail.values()
+        and fp not in served_before.webmail.values()
+    }
 
 
 def verify_culprits(

@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
+from collections import Counter
 
 from app.agent.apply import ApplyFailed, Pipeline
 from app.agent.backends.base import View
@@ -42,15 +43,20 @@ log = logging.getLogger("certpost.agent")
 SCALARS = ("server_hostname", "server_certificate", "webmail_default")
 
 
-def _view(desired: dict | Desired) -> View:
+def _view(desired: dict | Desired, base: View | None = None, changed: dict | None = None) -> View:
+    """The view of a document, sharing its maps (a document is never changed once made: a
+    delta makes a new one). ``base`` and ``changed``: the view it was made from and the names
+    that differ (View.changes_since)."""
     d = desired.model_dump() if isinstance(desired, Desired) else desired
     return View(
         d["server_certificate"],
         d["webmail_default"],
-        dict(d["mail"]),
-        dict(d["webmail"]),
+        d["mail"],
+        d["webmail"],
         d.get("server_hostname") or "",
-        dict(d.get("autoconfig") or {}),
+        d.get("autoconfig") or {},
+        base=base.token if base is not None and changed is not None else None,
+        changed=changed if base is not None else None,
     )
 
 
@@ -96,6 +102,14 @@ class Agent:
         self.staged: dict[str, int] = {}
         nginx = next((b for b in self.backends if isinstance(b, NginxBackend)), None)
         self.challenges = ChallengeStore(nginx.challenge_dir) if nginx else None
+        # The served view of the applied document (_served_before), kept with that document.
+        self._served: tuple[dict, View] | None = None
+        # How many names of the applied document's mail and webmail maps name each
+        # fingerprint, kept up to date by a delta's changes (None: count them at the next
+        # prune), and the bundles stored since the last prune that nothing may name: so a
+        # delta prunes the bundle store by its changes, not by two sets of every fingerprint.
+        self._fp_count: Counter[str] | None = None
+        self._unsettled: set[str] = set()
 
     def prepare_challenges(self) -> None:
         """Create the HTTP-01 directory nginx serves, so its first start finds it."""
@@ -302,11 +316,21 @@ class Agent:
             )
         if desired.generation == st.applied_generation:
             return 200, st.last_result  # exactly once per generation: the same answer again
+        previous = self._served_before()
+        named: dict[str, set[str]] | None = None
         if isinstance(desired, DesiredDelta):
             # The applied document's other fingerprints are held (pruning keeps them).
             new_refs = {fp for field in ("mail", "webmail") for fp in getattr(desired, f"{field}_changes").values()}
             new_refs |= {desired.server_certificate, desired.webmail_default}
             new_refs.discard(None)
+            # The names that differ from what the daemons serve: the delta's, and the names
+            # held back last time (the served view had them on their earlier certificate).
+            named = {field: set(getattr(desired, f"{field}_changes")) for field in ("mail", "webmail", "autoconfig")}
+            # (A held-back mail name may have had its domain's autoconfiguration changed too.)
+            for failure in st.failed_names or []:
+                name = failure.get("name") or ""
+                named.setdefault(failure.get("service"), set()).add(name)
+                named["autoconfig"].add(name.split(".", 1)[-1])
             desired, document, total, digest, journal = self._resolve(desired, st)
         else:
             document = desired.without_bundles()
@@ -331,8 +355,7 @@ class Agent:
                 raise AgentProblem(
                     422, "invalid_bundle", "Invalid bundle", bad[fp][1], fingerprint=fp
                 )
-        desired_view = _view(document)
-        previous = self._served_before()
+        desired_view = _view(document, previous, named)
         carried = [NameFailure.from_dict(f) for f in st.failed_names or []]
         drifted = self.drift.observations.drifted()
         self.pipeline.repair = self.drift.repair_plan(drifted)
@@ -387,11 +410,10 @@ class Agent:
         elif digest != st.applied_digest or st.applied_file is None:
             canonical = canonical_document(document)
         self.state_file.save(new_st, canonical)
+        self._prune(st.desired, document, served, desired.generation, named, failures)
         self.st = new_st
+        self._served = (document, served)
         self.metrics.record_applied(desired.generation, len(failed_names))
-        self.store.prune(
-            desired.referenced() | referenced(served) | self._keep_staged(desired.generation)
-        )
         if drifted:
             await self.drift.recheck(drifted)  # what the repair achieved, for the controller
             log.info("drift repair: %d of %d drifted probe(s) still drifted",
@@ -418,6 +440,53 @@ class Agent:
             )
         return 200, result
 
+    def _prune(self, before: dict | None, document: dict, served: View, generation: int,
+               named: dict[str, set[str]] | None, failures: list[NameFailure]) -> None:
+        """Remove the held bundles nothing refers to any more: not the applied document, not
+        what is served (held-back names keep their earlier bundle), not a staged upload.
+
+        After a delta (``named``: its names; ``before``: the document it changed) the
+        candidates are the bundles those names, the scalars and the held-back names named
+        before, and the bundles stored since the last prune; a fingerprint count of the
+        document's maps, kept up to date by the changes, says which are still named.
+        """
+        staged_before = set(self.staged)
+        kept_staged = self._keep_staged(generation)
+        count = self._fp_count
+        if named is None or before is None or count is None:
+            self._fp_count = Counter(document["mail"].values())
+            self._fp_count.update(document["webmail"].values())
+            self._unsettled.clear()
+            self.store.prune(
+                {document["server_certificate"], document["webmail_default"], *self._fp_count}
+                | referenced(served) | kept_staged
+            )
+            return
+        candidates = {before["server_certificate"], before["webmail_default"]}
+        candidates |= self._unsettled | (staged_before - kept_staged)
+        for field in ("mail", "webmail"):
+            old, new = before[field], document[field]
+            for name in named.get(field, ()):
+                was, now = old.get(name), new.get(name)
+                if was != now:
+                    if was is not None:
+                        count[was] -= 1
+                        candidates.add(was)
+                    if now is not None:
+                        count[now] += 1
+        previous = self._served[1] if self._served is not None else None
+        if previous is not None:  # what held-back names served until now
+            for field in ("mail", "webmail"):
+                prior = previous.mail if field == "mail" else previous.webmail
+                candidates.update(fp for name in named.get(field, ()) if (fp := prior.get(name)))
+        keep = {document["server_certificate"], document["webmail_default"], *kept_staged}
+        keep.update(f.serving for f in failures if f.serving)
+        gone = {fp for fp in candidates if fp not in keep and count.get(fp, 0) <= 0}
+        for fp in list(gone):
+            count.pop(fp, None)
+        self._unsettled.clear()
+        self.store.prune_only(gone)
+
     def _store_bundles(self, bundles: dict) -> dict[str, tuple[str, str]]:
         """Store each received bundle that is sound; return the unsound ones' (code, message).
 
@@ -433,12 +502,18 @@ class Agent:
                 bad[fp] = ("invalid_bundle", str(exc))
                 continue
             self.store.put(fp, key_pem, certs_pem)
+            self._unsettled.add(fp)
         return bad
 
     def _served_before(self) -> View | None:
-        """What the daemons serve now: the applied document with its held-back names."""
+        """What the daemons serve now: the applied document with its held-back names (made
+        once per applied document: its token is what the next delta's view names as base)."""
         st = self.st
         if not st.desired:
             return None
+        if self._served is not None and self._served[0] is st.desired:
+            return self._served[1]
         failures = [NameFailure.from_dict(f) for f in st.failed_names or []]
-        return served_view(_view(st.desired), failures)
+        view = served_view(_view(st.desired), failures)
+        self._served = (st.desired, view)
+        return view

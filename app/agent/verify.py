@@ -59,38 +59,97 @@ def probe_name(name: str) -> str:
 
 
 def sample_names(
-    names: dict[str, str], previous: dict[str, str], default: str, limit: int
+    names: dict[str, str],
+    previous: dict[str, str],
+    default: str,
+    limit: int,
+    changed: set[str] | frozenset[str] | None = None,
+    keys: tuple[object, object] | None = None,
 ) -> list[tuple[str, str]]:
-    """(name, expected fingerprint) pairs to probe: changed and removed names first, then others."""
-    expected = dict(names)
-    for removed in previous.keys() - names.keys():
-        if not _under_wildcard(removed, names):
-            expected[removed] = default  # a removed name must fall back to the default
-    # Without a Python pass over every name: the pairs that differ (a set operation in C),
-    # the removed names, and the first stable names in order (heapq, not a sort of 10,000).
-    touched = {n for n, _ in expected.items() ^ previous.items()} | (expected.keys() - names.keys())
-    changed = sorted(n for n in touched if n in expected)
-    room = max(limit - len(changed), 0)
-    pool = _smallest(names, room + len(changed)) + list(expected.keys() - names.keys())
-    stable = [n for n in heapq.nsmallest(room + len(changed), pool) if n not in touched][:room]
-    chosen = (changed + stable)[:limit]
+    """(name, expected fingerprint) pairs to probe: changed and removed names first, then others.
+
+    ``changed``, when known, holds every name whose entry may differ between ``previous`` and
+    ``names`` (a delta's names): the sample is then found from those alone. ``keys`` is
+    (a key naming ``names``, a key naming ``previous`` or None): see :func:`_smallest`.
+    """
+    if changed is None:
+        expected = dict(names)
+        for removed in previous.keys() - names.keys():
+            if not _under_wildcard(removed, names):
+                expected[removed] = default  # a removed name must fall back to the default
+        # Without a Python pass over every name: the pairs that differ (a set operation in C),
+        # the removed names, and the first stable names in order (heapq, not a sort of 10,000).
+        touched = {n for n, _ in expected.items() ^ previous.items()} | (expected.keys() - names.keys())
+        extra = expected.keys() - names.keys()
+    else:
+        extra_map: dict[str, str] = {}
+        touched = set()
+        for n in changed:
+            now, before = names.get(n), previous.get(n)
+            if now is None:
+                if before is None:
+                    continue
+                touched.add(n)
+                if not _under_wildcard(n, names):
+                    extra_map[n] = default
+            elif now != before:
+                touched.add(n)
+        extra = extra_map.keys()
+        expected = _Overlay(names, extra_map)
+    changed_names = sorted(n for n in touched if n in expected)
+    room = max(limit - len(changed_names), 0)
+    if keys is not None and (changed is None or any((n in names) != (n in previous) for n in changed)):
+        keys = (keys[0], None)  # names were (or may have been) added or removed
+    pool = _smallest(names, room + len(changed_names), *(keys or (None, None))) + list(extra)
+    stable = [n for n in heapq.nsmallest(room + len(changed_names), pool) if n not in touched][:room]
+    chosen = (changed_names + stable)[:limit]
     return [(n, expected[n]) for n in chosen]
 
 
-_SMALLEST: list[tuple[frozenset[str], int, list[str]]] = []
+class _Overlay:
+    """``names`` with a few more entries, without copying ``names``."""
+
+    def __init__(self, names: dict[str, str], extra: dict[str, str]) -> None:
+        self.names, self.extra = names, extra
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.names or name in self.extra
+
+    def __getitem__(self, name: str) -> str:
+        value = self.names.get(name)
+        return self.extra[name] if value is None else value
 
 
-def _smallest(names: dict[str, str], count: int) -> list[str]:
+# (the names, how many smallest are remembered, the smallest, keys of maps with these names)
+_SMALLEST: list[tuple[frozenset[str], int, list[str], set]] = []
+
+
+def _smallest(names: dict[str, str], count: int, key=None, same_as=None) -> list[str]:
     """The ``count`` smallest names in order, remembered while the set of names stays the same
     (a certificate change keeps it): comparing the sets runs in C, finding them again would be
-    a Python pass over every name."""
-    for known, size, first in _SMALLEST:
+    a Python pass over every name. ``key`` names the map ``names`` (a view's token and the
+    service); ``same_as`` another map known to have the same names (the previous view's, when
+    a delta only changed certificates): then not even the sets are compared."""
+    for known, size, first, keys in _SMALLEST:
+        if size >= count and key is not None and (key in keys or (same_as is not None and same_as in keys)):
+            _remember(keys, key)
+            return first[:count]
+    for known, size, first, keys in _SMALLEST:
         if size >= count and len(known) == len(names) and known == names.keys():
+            _remember(keys, key)
             return first[:count]
     first = heapq.nsmallest(count, names)
-    _SMALLEST.insert(0, (frozenset(names), count, first))
+    _SMALLEST.insert(0, (frozenset(names), count, first, set()))
+    _remember(_SMALLEST[0][3], key)
     del _SMALLEST[8:]
     return first
+
+
+def _remember(keys: set, key) -> None:
+    if key is not None:
+        if len(keys) >= 64:  # one key per change: the older ones are not asked for again
+            keys.clear()
+        keys.add(key)
 
 
 def _under_wildcard(name: str, names: dict[str, str]) -> bool:
@@ -103,6 +162,7 @@ def _under_wildcard(name: str, names: dict[str, str]) -> bool:
 
 def plan(backends: list[Backend], view: View, previous: View | None, limit: int) -> list[Probe]:
     probes: list[Probe] = []
+    samples: dict[tuple[str, bool], list[tuple[str, str]]] = {}
     for backend in backends:
         service = "mail" if backend.serves_mail() else "webmail"
         if backend.serves_mail():
@@ -117,11 +177,17 @@ def plan(backends: list[Backend], view: View, previous: View | None, limit: int)
                 view.webmail,
                 previous.webmail if previous else {},
             )
-        if not backend.per_name_sni():
+        per_name = backend.per_name_sni()
+        if not per_name:
             # Every bound name gets the default here: probe a sample of them expecting it.
             names = dict.fromkeys(names, default)
             before = dict.fromkeys(before, default)
-        picks = sample_names(names, before, default, limit)
+        picks = samples.get((service, per_name))
+        if picks is None:
+            # A delta's names, when ``view`` was made from ``previous`` by them (app.agent.service).
+            changed = view.changes_since(previous.token, service) if previous else None
+            keys = ((view.token, service, per_name), (previous.token, service, per_name)) if previous else None
+            picks = samples[(service, per_name)] = sample_names(names, before, default, limit, changed, keys)
         unbound = [(None, default), (UNKNOWN_NAME, default)]
         if not backend.serves_mail() and _probeable(view.server_hostname):
             unbound.append((view.server_hostname, names.get(view.server_hostname, default)))

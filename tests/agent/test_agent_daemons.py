@@ -509,6 +509,44 @@ def test_delta_chain_is_journaled_restored_and_rolled_back(agent_client, mail_st
     assert_served(stack, d3, test_ca[1], removed=("c.test",))
 
 
+def assert_copies_are_what_is_served(client, stack, desired: dict) -> None:
+    """The bundle store holds exactly the referenced bundles, and each daemon's bundle copies
+    are exactly those its files name: a delta prunes by its changed names alone, so nothing it
+    does not name may be left behind (nor anything named removed)."""
+    referenced = {desired["server_certificate"], desired["webmail_default"],
+                  *desired["mail"].values(), *desired["webmail"].values()}
+    assert set(client.state()["fingerprints"]) == referenced
+    default = desired["server_certificate"]
+    postfix = {p.name.split(".")[0] for p in (stack.out("postfix") / "bundles").glob("*.pem")}
+    assert postfix == {fp for fp in desired["mail"].values() if fp != default}
+    dovecot = {p.name.split(".")[0] for p in (stack.out("dovecot") / "bundles").glob("*.pem")}
+    assert dovecot == {default, *desired["mail"].values()} - {None}
+
+
+def test_a_chain_of_deltas_leaves_no_stray_copies(agent_client, mail_stack, certs, material, test_ca):
+    """Renewals, a certificate given back, a removal and the domain added again, each a delta
+    applied from its changed names alone (app.agent.apply, View.changes_since): what is served
+    and what is kept on disk match the document after each."""
+    stack, _ = mail_stack
+    applied = desired_for(agent_client, certs)
+    apply_ok(agent_client, applied, material)
+    steps = [
+        {"which": {"a.test": "a.test/renewed"}},
+        {"which": {"a.test": "a.test/renewed", "b.test": "b.test/renewed"}},
+        {"domains": ("a.test", "b.test"), "which": {"a.test": "a.test/renewed"}},
+        {"which": {"c.test": "c.test/renewed"}},
+        {"which": {"c.test": "c.test/renewed", "a.test": "a.test/renewed"}},
+    ]
+    for step in steps:
+        desired = desired_for(agent_client, certs, **step)
+        response, _ = push_delta(agent_client, applied, desired, material)
+        assert response.status_code == 200, response.text
+        removed = tuple(d for d in DOMAINS if f"mail.{d}" not in desired["mail"])
+        assert_served(stack, desired, test_ca[1], removed=removed)
+        assert_copies_are_what_is_served(agent_client, stack, desired)
+        applied = desired
+
+
 def test_state_survives_an_agent_restart(agent_client, mail_stack):
     _, agent = mail_stack
     before = agent_client.state()
@@ -516,3 +554,70 @@ def test_state_survives_an_agent_restart(agent_client, mail_stack):
     agent.restart()
     assert agent.fingerprint == fingerprint  # same TLS identity: the controller's pin holds
     assert agent_client.state() == before
+
+
+def _postfix_reload(stack) -> None:
+    import subprocess
+
+    subprocess.run(["postfix", "-c", str(stack.postfix_dir / "etc"), "reload"], check=True,
+                   capture_output=True, timeout=30)
+
+
+def test_a_16_shard_main_cf_keeps_working_and_the_switch_to_256_needs_only_a_reload(
+    agent_client, mail_stack, certs, material, test_ca
+):
+    """An installation whose main.cf names the 16 SNI tables of earlier versions: after the
+    upgrade the agent writes the 256 tables beside them at its start, keeps both up to date,
+    and serves through the 16; the operator then puts the 256-table line in main.cf and runs
+    ``postfix reload``, the names are served through the 256, and the next change removes
+    the 16 files (docs/agent.md, "Upgrading from 16 shards")."""
+    import re
+
+    from app.agent.backends.postfix import shard_of, sni_maps_value
+    from tests.support.daemons import wait_for_port
+
+    stack, agent = mail_stack
+    out = stack.out("postfix")
+    main_cf = stack.postfix_dir / "etc" / "main.cf"
+    original = main_cf.read_text()
+    map_type = re.search(r"^tls_server_sni_maps = (\w+):", original, re.MULTILINE).group(1)
+    suffix = ".lmdb" if map_type == "lmdb" else ".db"
+    applied = desired_for(agent_client, certs)
+    apply_ok(agent_client, applied, material)
+    try:
+        # The installation before the upgrade: main.cf names 16 tables, the 256 do not exist.
+        agent.stop()
+        main_cf.write_text(original.replace(
+            f"tls_server_sni_maps = {sni_maps_value(out, map_type)}",
+            f"tls_server_sni_maps = {sni_maps_value(out, map_type, 16)}"))
+        for path in out.glob("sni.??*"):
+            path.unlink()
+        agent.start()  # the upgraded agent: its start writes both layouts from the applied document
+        assert all((out / f"sni.{i:02x}{suffix}").exists() for i in range(256))
+        assert all((out / f"sni.{i:x}{suffix}").exists() for i in range(16))
+        _postfix_reload(stack)
+        wait_for_port(stack.ports["smtp"])
+        assert_served(stack, applied, test_ca[1])
+        renewed = desired_for(agent_client, certs, which={"a.test": "a.test/renewed"})
+        response, _ = push_delta(agent_client, applied, renewed, material)
+        assert response.status_code == 200, response.text
+        assert_served(stack, renewed, test_ca[1])  # through the 16 tables
+        line = f"mail.a.test\t{out}/bundles/{certs['a.test/renewed'].fingerprint}.pem"
+        for shards in (16, 256):  # both layouts hold the change
+            assert line in (out / f"sni.{shard_of('mail.a.test', shards)}").read_text()
+        # The operator's switch: the 256-table line, then postfix reload.
+        main_cf.write_text(original)
+        _postfix_reload(stack)
+        wait_for_port(stack.ports["smtp"])
+        assert_served(stack, renewed, test_ca[1])  # through the 256 tables, kept up to date
+        again = desired_for(agent_client, certs, which={"a.test": "a.test/renewed", "b.test": "b.test/renewed"})
+        response, _ = push_delta(agent_client, renewed, again, material)
+        assert response.status_code == 200, response.text
+        assert_served(stack, again, test_ca[1])
+        assert not [p.name for p in out.glob("sni.?") if p.is_file()]
+        assert not [p.name for p in out.glob(f"sni.?{suffix}")]
+    finally:
+        main_cf.write_text(original)
+        _postfix_reload(stack)
+        if agent.process is None:
+            agent.start()

@@ -31,6 +31,12 @@ pytestmark = pytest.mark.daemons
 DOMAINS = [f"d{i:03}.test" for i in range(300)]
 
 
+def crt_lists(stack) -> str:
+    """The default's crt-list and the sixteen lists of names, as one text."""
+    out = stack.out("haproxy")
+    return "".join(p.read_text() for p in [out / "certpost.crtlist", *sorted(out.glob("certpost.crtlist.?"))])
+
+
 @pytest.fixture(scope="module")
 def front(controller_key):
     keep = os.environ.get("CERTPOST_KEEP_STACK") == "1"
@@ -163,8 +169,8 @@ def test_per_domain_certificates_on_the_implicit_tls_ports(front, certs, materia
     assert client.state()["tls_front"] == "haproxy"
     # Dovecot's include has no local_name block: its configuration no longer grows with domains.
     assert "local_name" not in (stack.out("dovecot") / "certpost.conf").read_text()
-    lines = (stack.out("haproxy") / "certpost.crtlist").read_text().splitlines()
-    assert len(lines) == 2 + len(DOMAINS)
+    lines = crt_lists(stack).splitlines()
+    assert len([line for line in lines if not line.startswith("#")]) == 1 + len(DOMAINS)
     # The bundles hold key and leaf only; the intermediate is in issuers/ once, and HAProxy
     # completed every chain from it (the handshakes above verified against the root alone).
     bundle = (stack.out("haproxy") / "bundles" / f"{certs[DOMAINS[0]].fingerprint}.pem").read_text()
@@ -231,7 +237,7 @@ def test_one_domain_change_goes_through_the_runtime_api(front, certs, material, 
     assert worker_pids(stack) == workers
     assert (haproxy_dir(stack) / "haproxy.pid").read_text().split()[0] == master
     # Persisted for the next start: the crt-list names the new bundle, not the removed name.
-    listing = (stack.out("haproxy") / "certpost.crtlist").read_text()
+    listing = crt_lists(stack)
     assert f" {name}\n" in listing and "mail.new.test" in listing
     assert f"mail.{DOMAINS[8]}" not in listing
     # ... and the server-wide certificate is replaced at runtime too.
@@ -327,7 +333,7 @@ def test_an_unreachable_runtime_api_restores_the_files(front, certs, material, t
     stack, agent, client = front
     base = document(client, certs)
     apply_ok(client, base, material)
-    listing = (stack.out("haproxy") / "certpost.crtlist").read_text()
+    listing = crt_lists(stack)
     config = stack.agent_config.read_text()
     name = f"mail.{DOMAINS[11]}"
     try:
@@ -340,7 +346,7 @@ def test_an_unreachable_runtime_api_restores_the_files(front, certs, material, t
         failure = response.json()
         assert (failure["step"], failure["daemon"]) == ("reload", "haproxy"), failure
         assert "runtime API" in failure["message"]
-        assert (stack.out("haproxy") / "certpost.crtlist").read_text() == listing
+        assert crt_lists(stack) == listing
         assert seen(stack, "imaps", name) == certs[DOMAINS[11]].fingerprint
     finally:
         stack.agent_config.write_text(config)
@@ -400,3 +406,45 @@ def test_a_bundle_too_big_for_the_runtime_api_is_loaded_by_a_reload(front, certs
     assert seen(stack, "imaps", "mail.big.test") == big.fingerprint
     assert seen(stack, "imaps", other) == certs["added"].fingerprint
     assert not set(worker_pids(stack)) & set(workers)  # a reload did it
+
+
+def test_a_front_running_the_single_crt_list_is_upgraded_with_one_reload(front, certs, material, test_ca):
+    """An installation from before the split lists: HAProxy runs one crt-list holding every
+    name. The upgraded agent writes the sixteen lists and the new certpost.cfg at its start
+    (nothing reloaded), and at the next change the running process, which does not know those
+    lists, is reloaded once, seamlessly; then changes go through the runtime API again."""
+    stack, agent, client = front
+    base = document(client, certs)
+    apply_ok(client, base, material)
+    out = stack.out("haproxy")
+    agent.stop()
+    try:
+        lists = [out / "certpost.crtlist", *sorted(out.glob("certpost.crtlist.?"))]
+        single = "".join(p.read_text() for p in lists)  # every line in the one list, as before
+        config = (out / "certpost.cfg").read_text()
+        old_bind = " ".join(f"crt-list {p}" for p in lists)
+        assert old_bind in config
+        (out / "certpost.cfg").write_text(config.replace(old_bind, f"crt-list {lists[0]}"))
+        (out / "certpost.crtlist").write_text(single)
+        for path in lists[1:]:
+            path.unlink()
+        reload_haproxy(stack)  # HAProxy now serves from the one list
+        name = f"mail.{DOMAINS[21]}"
+        assert seen(stack, "imaps", name) == certs[DOMAINS[21]].fingerprint
+    finally:
+        agent.start()  # bootstrap: the split lists and certpost.cfg are written, no reload
+    assert (out / "certpost.cfg").read_text() == config
+    assert all(p.exists() for p in lists)
+    workers = worker_pids(stack)
+    desired = {**base, "generation": client.next_generation(),
+               "mail": {**base["mail"], name: certs["renewed"].fingerprint}}
+    apply_ok(client, desired, material)
+    assert seen(stack, "imaps", name) == certs["renewed"].fingerprint
+    assert seen(stack, "pop3s", f"mail.{DOMAINS[22]}", test_ca[1]) == certs[DOMAINS[22]].fingerprint
+    reloaded = worker_pids(stack)
+    assert not set(reloaded) & set(workers)  # the one reload that read the new lists
+    again = {**desired, "generation": client.next_generation(),
+             "mail": {**desired["mail"], name: certs[DOMAINS[21]].fingerprint}}
+    apply_ok(client, again, material)
+    assert seen(stack, "imaps", name) == certs[DOMAINS[21]].fingerprint
+    assert worker_pids(stack) == reloaded  # and from then on, the runtime API alone

@@ -37,8 +37,11 @@ def backend(tmp_path, **extra) -> HaproxyBackend:
 def test_one_bind_line_for_every_port_and_one_backend_each(tmp_path):
     text = backend(tmp_path).render_config().decode()
     binds = [line for line in text.splitlines() if line.strip().startswith("bind ")]
-    # One bind line: the certificate list is loaded once for both ports.
-    assert binds == [f"    bind 0.0.0.0:993,0.0.0.0:995 ssl crt-list {tmp_path}/hx/certpost.crtlist"]
+    # One bind line: the certificate lists are loaded once for both ports; the default's list
+    # first, then the sixteen lists of names, within HAProxy's 64 words on a line.
+    lists = [f"{tmp_path}/hx/certpost.crtlist"] + [f"{tmp_path}/hx/certpost.crtlist.{i:x}" for i in range(16)]
+    assert binds == ["    bind 0.0.0.0:993,0.0.0.0:995 ssl " + " ".join(f"crt-list {p}" for p in lists)]
+    assert len(binds[0].split()) <= 64
     assert "use_backend certpost_993 if { dst_port 993 }" in text
     assert "server dovecot 127.0.0.1:10995 send-proxy-v2-ssl" in text
 
@@ -46,15 +49,24 @@ def test_one_bind_line_for_every_port_and_one_backend_each(tmp_path):
 def test_crt_list_starts_with_the_default_and_has_one_line_per_name(tmp_path):
     hx = backend(tmp_path)
     out = hx.render(View(S, S, {"mail.b.test": B, "mail.a.test": A, "*.c.test": A, "mail.s.test": S}, {}))
-    lines = out.files[hx.crt_list].decode().splitlines()
-    assert lines[1] == f"{hx.default_bundle} {DEFAULT_FILTER}"
-    assert lines[2:] == [
+    assert out.files[hx.crt_list].decode().splitlines()[1:] == [f"{hx.default_bundle} {DEFAULT_FILTER}"]
+    lines = []
+    for shard in hx.crt_shards:
+        text = out.files[shard].decode().splitlines()
+        names = [line.split(" ")[1] for line in text[1:]]
+        assert text[0].startswith("# written") and names == sorted(names)
+        assert all(hx.list_of(line.split(" ")[1]) == shard for line in text[1:])  # each in its list
+        lines += text[1:]
+    assert sorted(lines) == sorted([
         f"{hx.bundle_path(A)} *.c.test",
         f"{hx.bundle_path(A)} mail.a.test",
         f"{hx.bundle_path(B)} mail.b.test",
         f"{hx.bundle_path(S)} mail.s.test",
-    ]
+    ])
     assert set(out.bundles.values()) == {A, B, S}
+    # a renewal rewrites the one list of that name; the others are the same bytes objects
+    again = hx.render(View(S, S, {"mail.b.test": A, "mail.a.test": A, "*.c.test": A, "mail.s.test": S}, {}))
+    assert [p for p in hx.crt_lists if again.files[p] is not out.files[p]] == [hx.list_of("mail.b.test")]
 
 
 @pytest.mark.parametrize(
@@ -114,15 +126,19 @@ def test_prepare_only_writes_the_front_files_when_the_section_is_added_later(tmp
 
 
 class FakeRuntime:
-    """HAProxy's runtime API as a list of lines and a set of loaded certificates."""
+    """HAProxy's runtime API as lines per crt-list and a set of loaded certificates."""
 
-    def __init__(self, lines: list[tuple[str, str]]) -> None:
-        self.lines = list(lines)  # (path, name)
-        self.certs = {path for path, _ in lines}
+    def __init__(self, lines: dict) -> None:
+        self.lists = {str(k): list(v) for k, v in lines.items()}  # crt-list -> [(path, name)]
+        self.certs = {path for v in self.lists.values() for path, _ in v}
         self.commands: list[tuple] = []
 
+    @property
+    def lines(self) -> list[tuple[str, str]]:
+        return [line for v in self.lists.values() for line in v]
+
     async def crt_list(self, crt_list):
-        return [CrtListEntry(p, i + 1, (n,)) for i, (p, n) in enumerate(self.lines)]
+        return [CrtListEntry(p, i + 1, (n,)) for i, (p, n) in enumerate(self.lists.get(str(crt_list), []))]
 
     async def load_cert(self, path, pem, *, new):
         self.commands.append(("load", path))
@@ -131,15 +147,16 @@ class FakeRuntime:
     async def add_line(self, crt_list, path, name):
         self.commands.append(("add", name))
         assert path in self.certs
-        self.lines.append((path, name))
+        self.lists.setdefault(str(crt_list), []).append((path, name))
 
     async def delete_line(self, crt_list, path, line):
         self.commands.append(("del", path))
+        lines = self.lists[str(crt_list)]
         if line is None:
-            assert sum(p == path for p, _ in self.lines) == 1
-            self.lines = [(p, n) for p, n in self.lines if p != path]
+            assert sum(p == path for p, _ in lines) == 1
+            self.lists[str(crt_list)] = [(p, n) for p, n in lines if p != path]
         else:
-            del self.lines[line - 1]
+            del lines[line - 1]
 
     async def delete_cert(self, path):
         self.commands.append(("delcert", path))
@@ -162,19 +179,25 @@ def test_runtime_updates_look_only_at_changed_names_and_match_the_list(tmp_path)
         {"mail.d1.test": b},
     ]
     first = hb.render(View(a, a, views[0], {}))
-    hb.crt_list.write_bytes(first.files[hb.crt_list])
-    runtime = hb.runtime = FakeRuntime([(str(hb.default_bundle), DEFAULT_FILTER)] + [
-        (str(hb.bundle_path(fp)), name) for name, fp in sorted(views[0].items())])
+    for path in hb.crt_lists:
+        path.write_bytes(first.files[path])
+    running = {hb.crt_list: [(str(hb.default_bundle), DEFAULT_FILTER)]}
+    for name, fp in sorted(views[0].items()):
+        running.setdefault(hb.list_of(name), []).append((str(hb.bundle_path(fp)), name))
+    runtime = hb.runtime = FakeRuntime(running)
     for path in first.bundles:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x")
     for mail in views[1:]:
         out = hb.render(View(a, a, mail, {}))
-        hb.crt_list.write_bytes(out.files[hb.crt_list])
+        for path in hb.crt_lists:
+            path.write_bytes(out.files[path])
         for path in out.bundles:
             path.write_bytes(b"x")
         runtime.commands.clear()
-        asyncio.run(hb.apply_runtime({hb.crt_list}))
+        asyncio.run(hb.apply_runtime(set(hb.crt_lists)))
+        for crt_list, lines in runtime.lists.items():  # each name's line is in its own list
+            assert all(str(hb.list_of(n)) == crt_list for _, n in lines if n != DEFAULT_FILTER)
         assert sorted(n for _, n in runtime.lines if n != DEFAULT_FILTER) == sorted(mail)
         assert {n: p for p, n in runtime.lines if n != DEFAULT_FILTER} == {
             n: str(hb.bundle_path(fp)) for n, fp in mail.items()}

@@ -55,7 +55,7 @@ def test_postfix_map_has_one_key_per_name_and_skips_the_default(tmp_path):
     pf = PostfixBackend(config(tmp_path).postfix)
     out = pf.render(VIEW)
     shards = {live: out.files[live].decode().splitlines() for live in pf.map_sources.values()}
-    assert len(shards) == 16 and all(lines[0].startswith("# written") for lines in shards.values())
+    assert len(shards) == 256 and all(lines[0].startswith("# written") for lines in shards.values())
     entries = sorted(line for lines in shards.values() for line in lines[1:])
     assert entries == [
         f".d.test\t{pf.bundle_dir}/{B}.pem",
@@ -70,8 +70,10 @@ def test_postfix_map_has_one_key_per_name_and_skips_the_default(tmp_path):
 
 def test_postfix_shards_are_stable_and_listed_in_order(tmp_path):
     pf = PostfixBackend(config(tmp_path).postfix, {"map_type": "lmdb"})
-    assert shard_of("mail.a.test") == hashlib.sha256(b"mail.a.test").hexdigest()[0]
-    assert pf.sni_maps_value() == ", ".join(
+    assert shard_of("mail.a.test") == hashlib.sha256(b"mail.a.test").hexdigest()[:2]
+    assert shard_of("mail.a.test", 16) == hashlib.sha256(b"mail.a.test").hexdigest()[0]
+    assert pf.sni_maps_value() == ", ".join(f"lmdb:{tmp_path}/pf/sni.{i:02x}" for i in range(256))
+    assert pf.sni_maps_value(16) == ", ".join(
         f"lmdb:{tmp_path}/pf/sni.{i}" for i in "0123456789abcdef"
     )
     # one changed name changes exactly one shard
@@ -310,6 +312,173 @@ def test_postfix_validate_requires_main_cf_to_list_the_shards(tmp_path):
     first, *rest = pf.sni_maps_value().split(", ")
     main_cf.write_text(f"tls_server_sni_maps = {first},\n    " + ",\n    ".join(rest) + "\n")
     asyncio.run(pf.check_main_cf())  # continuation lines are fine
+    assert pf.layout == 256 and pf.layouts == (256,)
+    main_cf.write_text(f"tls_server_sni_maps = {pf.sni_maps_value(16)}\n")  # an install before 256
+    asyncio.run(pf.check_main_cf())
+    assert pf.layout == 16 and pf.layouts == (256, 16)
+    main_cf.write_text(f"tls_server_sni_maps = {pf.sni_maps_value()}, lmdb:/etc/postfix/extra\n")
+    with pytest.raises(StepError):
+        asyncio.run(pf.check_main_cf())
+    asyncio.run(pf.prepare(live=False))  # the bootstrap writes files before main.cf is right
+
+
+def _postfix_with_main_cf(tmp_path, line: str):
+    import shutil
+
+    if shutil.which("postconf") is None:
+        pytest.skip("postconf is not installed")
+    etc = tmp_path / "etc"
+    etc.mkdir(exist_ok=True)
+    (etc / "master.cf").write_text("")
+    (etc / "main.cf").write_text(line)
+    return PostfixBackend(config(tmp_path).postfix, {"map_type": "lmdb", "config_directory": etc}), etc / "main.cf"
+
+
+def test_postfix_keeps_an_existing_16_shard_install_and_the_256_tables_beside_it(tmp_path):
+    """main.cf naming the 16 tables of earlier versions keeps working: both layouts are
+    written (the 16 that Postfix reads, the 256 that switching the line will read), each key
+    in the shard of its hash in each; once main.cf names the 256, the 16 files are removed."""
+    import asyncio
+
+    pf, main_cf = _postfix_with_main_cf(tmp_path, "")
+    main_cf.write_text(f"tls_server_sni_maps = {pf.sni_maps_value(16)}\n")
+    asyncio.run(pf.prepare(live=True))
+    out = pf.render(VIEW)
+    sources = {p.name: c for p, c in out.files.items() if p.name.startswith("sni.")}
+    assert len(sources) == 256 + 16
+    for shards, digits in ((256, 2), (16, 1)):
+        entries = []
+        for name, text in sources.items():
+            if len(name) == 4 + digits:
+                lines = text.decode().splitlines()[1:]
+                entries += lines
+                assert all(shard_of(line.split("\t")[0], shards) == name[4:] for line in lines)
+        assert sorted(entries) == [
+            f".d.test\t{pf.bundle_dir}/{B}.pem",
+            f"mail.a.test\t{pf.bundle_dir}/{A}.pem",
+            f"mail.b.test\t{pf.bundle_dir}/{A}.pem",
+        ]
+    # a renewal re-renders one shard of each layout
+    after = pf.render(View(S, S, {**VIEW.mail, "mail.a.test": B}, VIEW.webmail))
+    differ = sorted(p.name for p in after.files if p.name.startswith("sni.") and after.files[p] != out.files[p])
+    assert differ == sorted([f"sni.{shard_of('mail.a.test')}", f"sni.{shard_of('mail.a.test', 16)}"])
+    pf.directory.mkdir(parents=True, exist_ok=True)
+    for path, content in after.files.items():
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+            pf.map_file(path).write_bytes(b"table")
+    main_cf.write_text(f"tls_server_sni_maps = {pf.sni_maps_value()}\n")  # the operator switches
+    asyncio.run(pf.prepare(live=True))
+    switched = pf.render(VIEW)
+    assert len([p for p in switched.files if p.name.startswith("sni.")]) == 256
+    legacy = {f"sni.{i}" for i in "0123456789abcdef"}
+    assert {p.name for p in switched.remove} == legacy | {f"{n}.lmdb" for n in legacy}
+    for path in switched.remove:
+        path.unlink()
+    assert pf.render(VIEW).remove == []
+
+
+def test_postfix_refuses_a_main_cf_without_the_shards(tmp_path):
+    import asyncio
+
+    from app.agent.backends.base import StepError
+
+    pf, _ = _postfix_with_main_cf(tmp_path, "smtpd_tls_security_level = may\n")
+    asyncio.run(pf.prepare(live=True))  # read before rendering; refused when Postfix changes
+    with pytest.raises(StepError) as refused:
+        asyncio.run(pf.validate({}))
+    message = refused.value.message
+    assert refused.value.step == "validate" and f"tls_server_sni_maps = {pf.sni_maps_value()}" in message
+    assert "sni.0" in message and "sni.f" in message  # the 16-shard line is named as accepted
+
+
+def _delta_views(rng, count: int):
+    """Views each made from the one before by a few named changes (as app.agent.service makes
+    a delta's), starting from a full one: names added, renewed, moved to the default, removed."""
+    pool = [f"mail.d{i}.test" for i in range(40)] + ["*.w.test", "mail.w.test", "w.test"]
+    fps = [S, A, B, "c" * 64, "d" * 64]
+    mail = {n: rng.choice(fps) for n in rng.sample(pool, 20)}
+    webmail = {n.replace("mail.", "webmail."): rng.choice(fps) for n in rng.sample(pool, 15)}
+    view = View(S, S, mail, webmail, "mx.test", {"d1.test": "mail.d1.test"})
+    yield view
+    for _ in range(count):
+        mail, webmail, autoconfig = dict(view.mail), dict(view.webmail), dict(view.autoconfig)
+        named = {"mail": set(), "webmail": set(), "autoconfig": set()}
+        if rng.random() < 0.2:  # a domain's autoconfiguration host changes, or goes
+            domain = f"d{rng.randrange(5)}.test"
+            if rng.random() < 0.3:
+                autoconfig.pop(domain, None)
+            else:
+                autoconfig[domain] = rng.choice([f"mail.{domain}", "mx.test"])
+            named["autoconfig"].add(domain)
+        for service, target in (("mail", mail), ("webmail", webmail)):
+            for _ in range(rng.randrange(0, 4)):
+                name = rng.choice(pool)
+                name = name if service == "mail" else name.replace("mail.", "webmail.")
+                if rng.random() < 0.25:
+                    target.pop(name, None)
+                else:
+                    target[name] = rng.choice(fps)
+                named[service].add(name)
+            if rng.random() < 0.2:  # a superset is allowed: an unchanged name named
+                named[service].add(rng.choice(list(target) or ["x.test"]))
+        view = View(S, S, mail, webmail, "mx.test", autoconfig, base=view.token, changed=named)
+        yield view
+
+
+def _fresh_conflicts(make, root, view):
+    backend = make(root)
+    backend.render(view)
+    return backend.conflicts
+
+
+def test_renders_by_named_changes_equal_fresh_renders(tmp_path):
+    """Postfix, nginx and HAProxy render a view made from the one they rendered last by its
+    named changes alone; after any sequence of such deltas (and a view out of sequence, which
+    they compare in full), each render equals a fresh backend's, and the bundle paths a render
+    says it added and dropped are exactly the difference from the render before."""
+    import random
+
+    from tests.agent.test_haproxy_render import backend as haproxy_backend
+
+    rng = random.Random(8)
+    from app.agent.backends.courier import CourierBackend
+
+    def courier(root):
+        section = {"directory": str(root / "co"), "verify": [{"port": 993, "protocol": "imaps"}]}
+        return CourierBackend(parse_config({
+            "agent": {"state_dir": str(root / "state"), "controller_public_key": "ed25519:x"},
+            "courier": section,
+        }).courier)
+
+    made = {
+        "pf": lambda root: PostfixBackend(config(root).postfix),
+        "ng": lambda root: NginxBackend(config(root).nginx),
+        "hx": lambda root: haproxy_backend(root),
+        "co": courier,
+        "dc": lambda root: DovecotBackend(config(root).dovecot),
+    }
+    backends = {key: make(tmp_path / "inc") for key, make in made.items()}
+    last = {key: None for key in made}
+    views = list(_delta_views(rng, 60))
+    views.insert(30, View(S, S, dict(views[10].mail), dict(views[10].webmail), "mx.test",
+                          dict(views[10].autoconfig)))  # out of sequence
+    for view in views:
+        for key, make in made.items():
+            out = backends[key].render(view)
+            fresh = make(tmp_path / "fresh").render(view)
+            def rel(files, root):
+                return {p.relative_to(root): (c.replace(str(root).encode(), b"ROOT") if isinstance(c, bytes) else c)
+                        for p, c in files.items()}
+            assert rel(out.files, tmp_path / "inc") == rel(fresh.files, tmp_path / "fresh"), key
+            if key == "co":
+                assert backends[key].conflicts == _fresh_conflicts(make, tmp_path / "fresh3", view)
+            assert {p.relative_to(tmp_path / "inc") for p in out.bundles} == {
+                p.relative_to(tmp_path / "fresh") for p in fresh.bundles}, key
+            before = last[key]
+            if out.added is not None and before is not None and key != "ng":
+                assert set(out.bundles) == (before - out.dropped) | set(out.added), key
+            last[key] = set(out.bundles)
 
 
 @pytest.mark.parametrize(

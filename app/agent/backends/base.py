@@ -9,7 +9,9 @@ so each backend only knows its daemon's syntax and commands.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,14 +57,37 @@ class Rendered:
     # number, the number of the backend's previous render, and the files whose content may
     # differ from that one's. The pipeline then looks only at ``changed`` when the previous
     # render is the one it last applied successfully; otherwise at every file.
+    # Every backend may set these, and then also ``added`` and ``dropped``: the bundle copies
+    # this render names that the previous did not, and those it no longer names, so that
+    # staging and pruning look at those alone instead of 20,000 paths. ``bundles`` may be the
+    # backend's own dict, valid until its next render.
     token: int | None = None
     base: int | None = None
     changed: set[Path] | None = None
+    added: dict[Path, str] | None = None
+    dropped: set[Path] | None = None
+
+
+_TOKENS = itertools.count(1)
+
+
+def new_token() -> int:
+    """A number no other view of this process has (:attr:`View.token`)."""
+    return next(_TOKENS)
 
 
 @dataclass(frozen=True)
 class View:
-    """The part of the desired configuration a backend renders from (no key material)."""
+    """The part of the desired configuration a backend renders from (no key material).
+
+    Views are never changed once made; their maps may be shared with the agent's state.
+    ``token`` names this view; ``base`` and ``changed`` say, when known, that it was made from
+    the view numbered ``base`` by changing only the names ``changed`` lists per map (``mail``,
+    ``webmail``, ``autoconfig``; a superset is fine, the scalars may differ too). A backend
+    whose last render was of view ``base`` then renders this one by those names alone, instead
+    of comparing two maps of 10,000 names (a delta document carries its changed names this way:
+    app.agent.service). ``changed`` None: compare everything.
+    """
 
     server_certificate: str
     webmail_default: str
@@ -74,6 +99,18 @@ class View:
     # Mail client autoconfiguration: domain -> the host name clients are told to use
     # (app.agent.backends.nginx_autoconfig); only nginx renders it.
     autoconfig: dict[str, str] = field(default_factory=dict)
+    token: int = field(default_factory=new_token, compare=False)
+    base: int | None = field(default=None, compare=False)
+    changed: Mapping[str, frozenset[str] | set[str]] | None = field(
+        default=None, compare=False, repr=False
+    )
+
+    def changes_since(self, token: int | None, service: str) -> frozenset[str] | set[str] | None:
+        """The names of map ``service`` that may differ from view ``token``; None when unknown
+        (this view was not made from that one by named changes)."""
+        if token is None or self.base != token or self.changed is None:
+            return None
+        return self.changed.get(service, frozenset())
 
 
 def staged_path(live: Path) -> Path:
@@ -182,6 +219,11 @@ class Backend:
         """Content of a bundle copy: key first, then leaf and chain."""
         return key_pem + certs_pem
 
+    async def prepare(self, live: bool) -> None:
+        """Before rendering: read what the daemon's own configuration says the files must be
+        (Postfix: which shard layout main.cf lists); raise StepError (step ``validate``) when a
+        ``live`` apply cannot go on. Nothing is staged yet."""
+
     def render(self, view: View) -> Rendered:
         raise NotImplementedError
 
@@ -233,11 +275,11 @@ class Backend:
     def needs_reload(self, changed: set[Path]) -> bool:
         return bool(changed)
 
-    async def apply_runtime(self, changed: set[Path]) -> None:
+    async def apply_runtime(self, changed: set[Path], *, restored: bool = False) -> None:
         """Make the running daemon serve the switched ``changed`` files without a reload.
 
         Called instead of :meth:`reload` when :meth:`needs_reload` says no, and again after a
-        rollback restored the files. Most daemons read changed files by themselves (Postfix
+        rollback restored the files (``restored``: they are not the last render's). Most daemons read changed files by themselves (Postfix
         tables, nginx and Courier bundles opened per handshake): nothing to do.
         """
 

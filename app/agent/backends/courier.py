@@ -52,6 +52,15 @@ class CourierBackend(Backend):
         if self.certfile.parent != self.directory:
             raise ConfigError("[courier] certfile must be a file directly in [courier] directory")
         self.conflicts: list[str] = []
+        # The last render: its view (token, mail map), the names per file, each file's
+        # content and conflicts (render()).
+        self._view: int | None = None
+        self._mail: dict[str, str] = {}
+        self._by_file: dict[Path, dict[str, str]] = {}
+        self._files: dict[Path, BundleRef] = {}
+        self._conflicts: dict[Path, list[tuple]] = {}
+        self._refs: dict[str, BundleRef] = {}
+        self._renders = 0
 
     def file_for(self, name: str) -> Path:
         """``TLS_CERTFILE.<name>``; a ``*.a.test`` binding becomes ``TLS_CERTFILE.a.test``."""
@@ -74,21 +83,76 @@ class CourierBackend(Backend):
         self.ensure_directories()
 
     def render(self, view: View) -> Rendered:
+        """The server-wide file and one file per bound name, kept from the previous render.
+
+        Names that share a file (``*.a.test`` and ``a.test``) are kept per file; the exact name
+        owns it (exact names after wildcards), and two names of one file with different
+        certificates are a conflict (refused in validate). A view made from the one rendered
+        last by named changes (``View.changes_since``) updates the files of those names only,
+        removes only the files they leave unused and tells the pipeline which files changed;
+        any other view is compared in full and the directory listed.
+        """
         self._ensure_directory()
         rendered = Rendered()
+        named = view.changes_since(self._view, "mail")
+        if named is None:
+            named = {n for n, _ in self._mail.items() ^ view.mail.items()}
+            full = True
+        else:
+            full = False
+        mail = view.mail
+        touched: set[Path] = set()
+        for name in named:
+            before, after = self._mail.get(name), mail.get(name)
+            if before == after:
+                continue
+            path = self.file_for(name)
+            touched.add(path)
+            sharing = self._by_file.setdefault(path, {})
+            if after is None:
+                sharing.pop(name, None)
+            else:
+                sharing[name] = after
+        for path in touched:
+            self._settle(path)
+        self._mail, self._view = mail, view.token
+        rendered.files = dict(self._files)
         rendered.files[self.certfile] = BundleRef(view.server_certificate)
-        self.conflicts = []
-        chosen: dict[Path, tuple[str, str]] = {}
-        # Exact names after wildcards, so an exact binding owns a shared file (a conflict with
-        # different certificates is refused in validate).
-        for name in sorted(view.mail, key=lambda n: (not n.startswith("*."), n)):
-            fp, path = view.mail[name], self.file_for(name)
-            if path in chosen and chosen[path][1] != fp:
-                self.conflicts.append(f"{chosen[path][0]} and {name}")
-            chosen[path] = (name, fp)
-            rendered.files[path] = BundleRef(fp)
-        rendered.remove = [p for p in self.owned_files() if p not in rendered.files]
+        self.conflicts = [message for _, message in sorted(
+            c for path in self._conflicts for c in self._conflicts[path])]
+        self._renders += 1
+        rendered.base, rendered.token = self._renders - 1, self._renders
+        rendered.added, rendered.dropped = {}, set()  # no fingerprint-named copies
+        if full:
+            rendered.remove = [p for p in self.owned_files() if p not in rendered.files]
+        else:
+            rendered.changed = {self.certfile, *touched}
+            rendered.remove = [p for p in touched if p not in rendered.files and p.exists()]
         return rendered
+
+    def _settle(self, path: Path) -> None:
+        """The file ``path`` after its names changed: its owner's certificate, and conflicts."""
+        sharing = self._by_file.get(path) or {}
+        self._conflicts.pop(path, None)
+        if not sharing:
+            self._by_file.pop(path, None)
+            self._files.pop(path, None)
+            return
+        order = sorted(sharing, key=_order)
+        owner, fp = order[0], sharing[order[0]]
+        found = []
+        for name in order[1:]:
+            if sharing[name] != fp:
+                found.append((_order(name), f"{owner} and {name}"))
+            owner, fp = name, sharing[name]
+        if found:
+            self._conflicts[path] = found
+        ref = self._refs.get(fp)
+        if ref is None:
+            if len(self._refs) > 200_000:
+                self._refs.clear()
+            ref = self._refs[fp] = BundleRef(fp)
+        self._files[path] = ref
 
     async def validate(self, staged: dict[Path, Path]) -> None:
         if self.conflicts:
@@ -105,6 +169,11 @@ class CourierBackend(Backend):
 
     def needs_reload(self, changed: set[Path]) -> bool:
         return bool(changed) and bool(self.config.reload)
+
+
+def _order(name: str) -> tuple[bool, str]:
+    """Wildcards first, then exact names: the last of a file's names owns it."""
+    return (not name.startswith("*."), name)
 
 
 def _check_bundle(data: bytes) -> str:

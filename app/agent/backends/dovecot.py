@@ -42,11 +42,28 @@ class DovecotBackend(Backend):
         # false: a TLS front ([haproxy]) serves the per-domain certificates on the implicit-TLS
         # ports, and Dovecot's own TLS (STARTTLS on 143/110) presents only the server-wide one.
         self.local_names = local_names
+        self._last: tuple | None = None  # (view token, server certificate, Rendered) last rendered
 
     def per_name_sni(self) -> bool:
         return self.local_names
 
     def render(self, view: View) -> Rendered:
+        """The include file; the previous render's (the same objects) when the view was made
+        from the one rendered last by named changes that touch no mail name (a webmail
+        change), which the pipeline then knows are live without a comparison."""
+        last = self._last
+        if (
+            last is not None
+            and last[1] == view.server_certificate
+            and (not self.local_names or view.changes_since(last[0], "mail") == frozenset())
+        ):
+            self._last = (view.token, *last[1:])
+            return Rendered(files=dict(last[2].files), bundles=dict(last[2].bundles))
+        rendered = self._render(view)
+        self._last = (view.token, view.server_certificate, rendered)
+        return rendered
+
+    def _render(self, view: View) -> Rendered:
         rendered = Rendered()
         default = self.bundle_path(view.server_certificate)
         rendered.bundles[default] = view.server_certificate

@@ -155,6 +155,10 @@ class NginxBackend(Backend):
         # (webmail map, {by-name path: BundleRef}) of the last render (_name_bundles).
         self._entries: tuple[dict[str, str], dict[Path, BundleRef]] = ({}, {})
         self._include: tuple[set[str], dict[str, str], bytes] | None = None
+        self._view: int | None = None  # the token of the view last rendered
+        # (names added or removed, autoconfig changed) by the last render's named changes;
+        # None when they were not named (compare the maps).
+        self._moved: tuple[bool, bool] | None = None
 
     def serves_mail(self) -> bool:
         return False
@@ -166,9 +170,13 @@ class NginxBackend(Backend):
         # set of names and the autoconfig map. A certificate change keeps both, so the bytes of
         # the previous render are returned as they are (the same object, which the pipeline
         # then knows is live) instead of rendering and comparing 1.5 MB at 10,000 names.
-        cached = self._include
-        if cached is not None and cached[0] == view.webmail.keys() and cached[1] == view.autoconfig:
+        cached, moved = self._include, self._moved
+        if cached is not None and (
+            (moved is not None and not any(moved))
+            or (moved is None and cached[0] == view.webmail.keys() and cached[1] == view.autoconfig)
+        ):
             rendered.files[self.include_file] = cached[2]
+            self._include = (cached[0], view.autoconfig, cached[2])
             return rendered
         lines = [
             "# written by the certpost agent; do not edit\n",
@@ -216,7 +224,7 @@ class NginxBackend(Backend):
                 "}\n"
             )
         text = rendered.files[self.include_file] = "".join(lines).encode()
-        self._include = (set(view.webmail), dict(view.autoconfig), text)
+        self._include = (set(view.webmail), view.autoconfig, text)
         return rendered
 
     # -- name-addressed bundles ----------------------------------------------------------
@@ -262,27 +270,56 @@ class NginxBackend(Backend):
             refs.clear()
         default = self.name_path(None)
         self._default_fp = view.webmail_default
-        files = rendered.files
-        files[default] = BundleRef(view.webmail_default)
         kept, entries = self._entries
         changed = {default, self.include_file}
         name_path = self.name_path
-        for name in {name for name, _ in kept.items() ^ view.webmail.items()}:
+        named = view.changes_since(self._view, "webmail")
+        incremental = named is not None and self._owned is not None
+        if named is None:
+            named = {name for name, _ in kept.items() ^ view.webmail.items()}
+        webmail = view.webmail
+        dropped: list[Path] = []
+        moved_names = False
+        for name in named:
+            fp = webmail.get(name)
+            before = kept.get(name)
+            if fp == before:
+                continue
             path = name_path(name)
             changed.add(path)
-            fp = view.webmail.get(name)
             if fp is None:
                 entries.pop(path, None)
+                dropped.append(path)
+                moved_names = True
                 continue
+            moved_names = moved_names or before is None
             ref = refs.get(fp)
             if ref is None:
                 ref = refs[fp] = BundleRef(fp)
             entries[path] = ref
-        self._entries = (dict(view.webmail), entries)
+        if incremental:
+            autoconfig_names_ = view.changes_since(self._view, "autoconfig") or ()
+            before_auto = self._include[1] if self._include is not None else {}
+            moved_auto = any(before_auto.get(n) != view.autoconfig.get(n) for n in autoconfig_names_)
+            self._moved = (moved_names, moved_auto)
+        else:
+            self._moved = None
+        self._entries = (webmail, entries)  # the view's map is kept, never changed
+        self._view = view.token
+        files = rendered.files
         files.update(entries)
+        files[default] = BundleRef(view.webmail_default)
         self._render_count += 1
         rendered.base, rendered.token = self._render_count - 1, self._render_count
         rendered.changed = changed
+        rendered.added, rendered.dropped = {}, set()  # no fingerprint-named copies
+        if incremental:
+            # Only the names this change dropped can leave files behind. They stay in _owned
+            # (a rollback may put them back) until a full render finds them gone.
+            rendered.remove = [p for p in dropped if p in self._owned and p.exists()]
+            self._owned.update(p for p in changed if p in files)
+            self._owned.discard(self.include_file)
+            return default
         if self._owned is None:
             self._owned = set()
             if self.by_name_dir.is_dir():
@@ -292,9 +329,9 @@ class NginxBackend(Backend):
                         if e.name.endswith(".pem") and not e.name.startswith(".")
                     }
         # In place, without a 10,000-element temporary: gone are those that no longer exist.
-        dropped = self._owned.difference(files)
-        rendered.remove = [p for p in dropped if p.exists()]
-        self._owned.difference_update(dropped.difference(rendered.remove))
+        dropped_all = self._owned.difference(files)
+        rendered.remove = [p for p in dropped_all if p.exists()]
+        self._owned.difference_update(dropped_all.difference(rendered.remove))
         self._owned.update(files)
         self._owned.discard(self.include_file)
         return default
