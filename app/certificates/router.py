@@ -22,17 +22,7 @@ from app.certificates.schemas import (
 )
 from app.certificates.service import CertificateService, InvalidCursor, InvalidFilter, Stored
 from app.certificates.trust import Trust, upload_warnings
-from app.deps import (
-    Context,
-    CurrentCaller,
-    Reader,
-    ReadingCaller,
-    Session,
-    bearer,
-    get_context,
-    get_reader,
-    get_reading_caller,
-)
+from app.deps import Context, CurrentCaller, Reader, ReadingCaller, Session, read_inputs
 from app.direct import DirectRoute, direct
 from app.idempotency.http import IDEMPOTENT, IdempotentRoute
 from app.kit import conditions
@@ -238,9 +228,7 @@ async def _list_inputs(request: Request) -> dict | None:
     sort, service = query.get("sort", "created_at"), query.get("service")
     if page is None or sort not in SORTS or service not in _SERVICES or "expires_before" in query:
         return None
-    ctx = await get_context(request)
-    reader = await get_reader(ctx)
-    caller = await get_reading_caller(reader, ctx, await bearer(request))
+    ctx, reader, caller = await read_inputs(request)
     return {"caller": caller, "certificates": await get_reads(reader, ctx), "page": page,
             "covers": query.getlist("covers") or None, "usable_for": query.get("usable_for"), "service": service,
             "expires_before": None, "account_id": query.get("account_id"), "sort": sort}

@@ -10,18 +10,7 @@ from app.accounts.service import UnknownAccount
 from app.certificates import errors as cert_errors
 from app.certificates.repository import CertificateRepository
 from app.certificates.service import CertificateService
-from app.deps import (
-    Admin,
-    Context,
-    CurrentCaller,
-    Reader,
-    ReadingCaller,
-    Session,
-    bearer,
-    get_context,
-    get_reader,
-    get_reading_caller,
-)
+from app.deps import Admin, Context, CurrentCaller, Reader, ReadingCaller, Session, read_inputs
 from app.direct import DirectRoute, direct
 from app.domains import rules, tls_answer
 from app.domains.repository import DomainRepository
@@ -124,9 +113,7 @@ async def _list_inputs(request: Request) -> dict | None:
     page = plain_page(query)
     if page is None:
         return None
-    ctx = await get_context(request)
-    reader = await get_reader(ctx)
-    caller = await get_reading_caller(reader, ctx, await bearer(request))
+    ctx, reader, caller = await read_inputs(request)
     return {"caller": caller, "domains": await get_reads(reader, ctx), "page": page,
             "server_id": query.get("server_id"), "account_id": query.get("account_id")}
 
@@ -243,9 +230,7 @@ async def delete_binding(name: str, service: Service, caller: CurrentCaller, dom
 
 async def _tls_inputs(request: Request) -> dict:
     """The TLS status's arguments, as its declared dependencies resolve them (app/direct.py)."""
-    ctx = await get_context(request)
-    reader = await get_reader(ctx)
-    caller = await get_reading_caller(reader, ctx, await bearer(request))
+    ctx, reader, caller = await read_inputs(request)
     return {"name": request.path_params["name"], "caller": caller, "domains": await get_reads(reader, ctx), "ctx": ctx}
 
 
