@@ -108,3 +108,11 @@ async def get_admin(caller: CurrentCaller) -> Caller:
 
 
 Admin = Annotated[Caller, Depends(get_admin)]
+
+
+async def read_inputs(request: Request) -> tuple[AppContext, Reads, Caller]:
+    """The context, the reader and the caller as ``get_context``, ``get_reader`` and
+    ``get_reading_caller`` resolve them, for a DirectRoute's resolver (app/direct.py)."""
+    ctx = await get_context(request)
+    reader = await get_reader(ctx)
+    return ctx, reader, await get_reading_caller(reader, ctx, await bearer(request))

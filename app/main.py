@@ -28,6 +28,7 @@ from app.config import Settings, get_settings
 from app.context import AppContext
 from app.contract import TAGS
 from app.deployments.router import router as deployments_router
+from app.direct import shortcut
 from app.domains.router import router as domains_router
 from app.domains.tls_router import router as domain_tls_router
 from app.enrolment.router import router as enrolment_router
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     _install_ops_routes(app)
     _install_docs(app)
     install_problem_pages(app)
+    shortcut(app)  # last: it judges the routes declared before each hot one
     return app
 
 

@@ -21,7 +21,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
@@ -29,7 +30,6 @@ from typing import Annotated, Any, Generic, TypeVar
 from fastapi import Depends, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import Integer, and_, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 
 from app.kit.text import refused_character
@@ -80,6 +80,24 @@ async def page_params(
 
 PageParams = Annotated[PageRequest, Depends(page_params)]
 """The paging parameters of every list operation."""
+
+_PLAIN_LIMIT = re.compile(r"[1-9][0-9]{0,3}")
+
+
+def plain_page(query: Mapping[str, str]) -> PageRequest | None:
+    """``page_params`` of a query whose paging parameters are plainly valid (absent, ``limit``
+    in ASCII digits within bounds, ``count`` ``true`` or ``false``), without FastAPI's solver;
+    None for anything else, which the solver then validates (and refuses with its own 422).
+    A route resolved by hand (app/direct.py) reads the common case here and the rest as before,
+    so both give the same ``PageRequest``. ``query``: the request's query parameters (the last
+    of repeated ones, as FastAPI reads a single-valued parameter)."""
+    limit, count = query.get("limit"), query.get("count")
+    if limit is not None and not (_PLAIN_LIMIT.fullmatch(limit) and int(limit) <= MAX_LIMIT):
+        return None
+    if count is not None and count not in ("true", "false"):
+        return None
+    return PageRequest(limit=DEFAULT_LIMIT if limit is None else int(limit), cursor=query.get("cursor"),
+                       count=count == "true")
 
 
 # -- the answer ------------------------------------------------------------------------------
@@ -197,25 +215,28 @@ def _typed(column: Any, value: Any) -> Any:
 
 # -- running a page --------------------------------------------------------------------------
 
-async def fetch(session: AsyncSession, stmt: Select, order: Order, page: PageRequest) -> Window:
+async def fetch(session: Any, stmt: Select, order: Order, page: PageRequest) -> Window:
     """Run one page of ``stmt`` (filtered, not yet ordered or limited) in ``order``.
 
     One query for the page (``limit + 1`` rows: the extra one says whether there is a next page)
     and, with ``count``, one ``count(*)`` over the same filters. ``stmt`` may select an entity
     (rows are the objects) or columns (rows are named tuples); either way each row has an
-    attribute for every column of the order.
+    attribute for every column of the order. ``session``: anything with ``AsyncSession``'s
+    ``execute`` (the request's session, or the hot reads' ``app.reads.Reads``).
     """
     after = order.decode(page.cursor) if page.cursor else None
     total = None
     if page.count:
-        total = await session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+        counted = await session.execute(select(func.count()).select_from(stmt.order_by(None).subquery()))
+        total = counted.scalar() or 0
     if after is not None:
         stmt = stmt.where(order.after(after))
     stmt = stmt.order_by(*order.order_by()).limit(page.limit + 1)
     descriptions = stmt.column_descriptions
+    result = await session.execute(stmt)
     if len(descriptions) == 1 and isinstance(descriptions[0]["expr"], type):
-        rows = list(await session.scalars(stmt))
+        rows = list(result.scalars())
     else:
-        rows = list(await session.execute(stmt))
+        rows = list(result)
     next_cursor = order.encode(order.key_of(rows[page.limit - 1])) if len(rows) > page.limit else None
     return Window(rows[: page.limit], next_cursor, total)

@@ -116,3 +116,48 @@ async def test_terminated_postgresql_connections_do_not_fail_the_next_reads(
                                        for n in ("r.test", "s.test") * 4))
         assert [r.status_code for r in again] == [200] * 8, [r.text for r in again]
         assert [r.json() for r in again] == [r.json() for r in first]
+
+
+
+async def test_a_busy_sqlite_read_waits_in_a_thread_not_on_the_loop(backend, tmp_path):
+    """SQLite reads run on the loop's thread with no busy timeout (app/reads.py). A file held
+    exclusively by another connection (SQLite then answers SQLITE_BUSY even to WAL readers)
+    makes the read wait in an executor thread instead, while the loop goes on running, and the
+    read answers once the file is free."""
+    if backend != "sqlite":
+        pytest.skip("SQLite: the loop's own connection")
+    import sqlite3
+    import threading
+    import time
+
+    from app.reads import Reads
+
+    path = tmp_path / "busy.db"
+    holder = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    holder.execute("PRAGMA journal_mode=WAL")
+    holder.execute("CREATE TABLE t (v INTEGER)")
+    holder.execute("INSERT INTO t VALUES (42)")
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("COMMIT")  # in exclusive locking mode the lock outlives the transaction
+    reads = Reads(f"sqlite+aiosqlite:///{path}")
+    ticks = 0
+
+    async def tick():
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    threading.Thread(target=lambda: (time.sleep(0.6), holder.close()), daemon=True).start()
+    try:
+        started = time.monotonic()
+        value = (await reads.execute(text("SELECT v FROM t"))).scalar()
+        waited = time.monotonic() - started
+        assert value == 42
+        assert waited >= 0.4 and ticks >= 20, (waited, ticks)  # it waited for the file; the loop did not
+        assert (await reads.execute(text("SELECT v FROM t"))).scalar() == 42  # and the loop's read works again
+    finally:
+        ticker.cancel()
+        await reads.close()

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile, status
 
 from app import examples as ex
 from app.accounts.service import UnknownAccount
 from app.certificates import errors, material
 from app.certificates.models import Certificate
 from app.certificates.reading import MaterialBusy
-from app.certificates.repository import CertificateRepository, Usage
+from app.certificates.repository import SORTS, CertificateRepository, Usage
 from app.certificates.schemas import (
     CertificateMaterialIn,
     CertificateOut,
@@ -19,21 +19,20 @@ from app.certificates.schemas import (
     CertificateUpload,
     CertificateUploadOut,
     SelfSignedCreate,
-    TrustOut,
-    UsageOut,
 )
 from app.certificates.service import CertificateService, InvalidCursor, InvalidFilter, Stored
 from app.certificates.trust import Trust, upload_warnings
-from app.deps import Context, CurrentCaller, Session
+from app.deps import Context, CurrentCaller, Reader, ReadingCaller, Session, read_inputs
+from app.direct import DirectRoute, direct
 from app.idempotency.http import IDEMPOTENT, IdempotentRoute
 from app.kit import conditions
 from app.kit import x509 as kx
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.time import utc_now
-from app.paging import PageParams
+from app.paging import PageParams, plain_page
 from app.preconditions import IfMatch, tag
 from app.problems import Forbidden, NotFound, RuleViolation, responses
-from app.schemas import Instant, ModelResponse, Text, WarningOut
+from app.schemas import Condition, Instant, ModelResponse, Text, WarningOut, page_json
 from app.servers.software import SniUnsupported
 
 router = APIRouter(prefix="/v1/certificates", tags=["certificates"], route_class=IdempotentRoute)
@@ -54,33 +53,29 @@ async def get_service(session: Session, ctx: Context) -> CertificateService:
 Service = Annotated[CertificateService, Depends(get_service)]
 
 
+def certificate_fields(cert, usages: list[Usage], trust: Trust) -> dict:
+    """``CertificateOut``'s fields of a certificate (a listed row or the model), in the model's
+    order and with the values the model would hold: the list encodes these as they are
+    (app.schemas.JsonResponse), the other routes validate them into the model."""
+    error = conditions.read(cert.renewal_error, at=cert.updated_at)
+    return {
+        "id": cert.id, "name": cert.name, "account_id": cert.account_id, "subject": cert.subject,
+        "issuer": cert.issuer, "serial": cert.serial, "sans": list(cert.sans), "not_before": cert.not_before,
+        "not_after": cert.not_after, "fingerprint_sha256": cert.fingerprint_sha256, "key_type": cert.key_type,
+        "key_bits": cert.key_bits, "self_signed": bool(cert.self_signed), "trusted": trust.trusted,
+        "trust": {"trusted": trust.trusted, "reason": trust.reason, "detail": trust.detail},
+        "chain_length": cert.chain_length, "source": cert.source, "revision": cert.revision,
+        "bindings": [{"kind": u.kind, "service": u.service, "hostname": u.hostname, "domain": u.domain,
+                      "server_id": u.server_id} for u in usages],
+        "renewal_at": cert.renewal_at, "renewal_status": cert.renewal_status,
+        # A stored condition may be in an older shape or order: the model's reading of it.
+        "renewal_error": None if error is None else Condition.model_validate(error).model_dump(mode="json"),
+        "created_at": cert.created_at, "updated_at": cert.updated_at,
+    }
+
+
 def to_out(cert: Certificate, usages: list[Usage], trust: Trust) -> CertificateOut:
-    return CertificateOut(
-        id=cert.id,
-        name=cert.name,
-        account_id=cert.account_id,
-        subject=cert.subject,
-        issuer=cert.issuer,
-        serial=cert.serial,
-        sans=cert.sans,
-        not_before=cert.not_before,
-        not_after=cert.not_after,
-        fingerprint_sha256=cert.fingerprint_sha256,
-        key_type=cert.key_type,
-        key_bits=cert.key_bits,
-        self_signed=cert.self_signed,
-        trusted=trust.trusted,
-        trust=TrustOut(trusted=trust.trusted, reason=trust.reason, detail=trust.detail),
-        chain_length=cert.chain_length,
-        source=cert.source,
-        revision=cert.revision,
-        bindings=[UsageOut(**u.__dict__) for u in usages],
-        renewal_at=cert.renewal_at,
-        renewal_status=cert.renewal_status,
-        renewal_error=conditions.read(cert.renewal_error, at=cert.updated_at),
-        created_at=cert.created_at,
-        updated_at=cert.updated_at,
-    )
+    return CertificateOut.model_validate(certificate_fields(cert, usages, trust))
 
 
 async def _one(service: CertificateService, cert: Certificate, response: Response | None = None,
@@ -215,12 +210,34 @@ async def create_self_signed(body: SelfSignedCreate, caller: CurrentCaller, serv
     return await _one(service, cert, response, created=True)
 
 
-@router.get("", operation_id="listCertificates", response_description="A page of certificates",
-    summary="List certificates",
-    response_model=CertificatePage, responses=responses(InvalidCursor, InvalidFilter, NotFound, SniUnsupported))
+async def get_reads(reader: Reader, ctx: Context) -> CertificateService:
+    """The service over a bare connection (app.deps.get_reader), for the list's reads."""
+    return CertificateService(CertificateRepository(reader), ctx.master_key, ctx.trust)
+
+
+CertificateReads = Annotated[CertificateService, Depends(get_reads)]
+_SERVICES = (None, "webmail", "mail", "both")
+
+
+async def _list_inputs(request: Request) -> dict | None:
+    """The list's arguments when its query is plain (app/direct.py): paging as ``plain_page``
+    reads it, ``sort`` and ``service`` one of their values, no ``expires_before`` (a time to
+    parse). None leaves the rest to FastAPI's solver."""
+    query = request.query_params
+    page = plain_page(query)
+    sort, service = query.get("sort", "created_at"), query.get("service")
+    if page is None or sort not in SORTS or service not in _SERVICES or "expires_before" in query:
+        return None
+    ctx, reader, caller = await read_inputs(request)
+    return {"caller": caller, "certificates": await get_reads(reader, ctx), "page": page,
+            "covers": query.getlist("covers") or None, "usable_for": query.get("usable_for"), "service": service,
+            "expires_before": None, "account_id": query.get("account_id"), "sort": sort}
+
+
+@direct(_list_inputs)
 async def list_certificates(
-    caller: CurrentCaller,
-    certificates: Service,
+    caller: ReadingCaller,
+    certificates: CertificateReads,
     page: PageParams,
     covers: Annotated[list[str] | None, Query(
         description="Only certificates that cover this host name (RFC 9525 matching, one-label wildcards); "
@@ -264,10 +281,14 @@ async def list_certificates(
         sort=sort,
         page=page,
     )
-    return ModelResponse(CertificatePage(
-        items=[to_out(c, found.usages[c.id], found.trust[c.id]) for c in found.items], next_cursor=found.next_cursor,
-        total=found.total,
-    ))
+    return page_json(found, [certificate_fields(c, found.usages[c.id], found.trust[c.id]) for c in found.items])
+
+
+# Declared here, where a decorator would have added it: the OpenAPI document keeps its order.
+router.add_api_route("", list_certificates, methods=["GET"], route_class_override=DirectRoute,
+                     operation_id="listCertificates", response_description="A page of certificates",
+                     summary="List certificates", response_model=CertificatePage,
+                     responses=responses(InvalidCursor, InvalidFilter, NotFound, SniUnsupported))
 
 
 @router.get("/{certificate_id}", operation_id="getCertificate", response_description="The certificate",

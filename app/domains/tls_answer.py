@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import Response
 from pydantic_core import to_json
 
 from app.domains import rules
 from app.domains.service import DomainStatus
 from app.kit.coverage import covers
 from app.kit.mailclients import ENDPOINTS, autoconfig_names
+from app.schemas import JsonResponse
 from app.servers.software import capabilities, mail_ports
 
 _ENDPOINTS = [{"protocol": e.protocol, "port": e.port, "security": e.security} for e in ENDPOINTS]
@@ -28,12 +28,6 @@ _FAILURE_ADVICE = {
     "verify_failed": "The server did not serve it after reloading; ask the operator.",
 }
 _KEY_ADVICE = "Bind a certificate whose key the server can use (RSA of 2048 bits or more, or ECDSA P-256/P-384)."
-
-
-class JsonResponse(Response):
-    """Already-encoded JSON, sent as is (no re-validation, no second encoding)."""
-
-    media_type = "application/json"
 
 
 def warning(code: str, message: str) -> dict:
