@@ -1,5 +1,6 @@
 """The Alembic revisions upgrade an empty database, downgrade to nothing, and upgrade again."""
 
+import json
 import sqlite3
 
 from app.migrate import downgrade, upgrade
@@ -155,3 +156,70 @@ def test_0007_backfills_renewal_eligible_at(tmp_path):
     in_thread(upgrade, url)
     found = dict(sqlite3.connect(path).execute("SELECT id, renewal_eligible_at FROM certificates"))
     assert found == {"due": past, "backing-off": later, "retry-passed": later, "renewing": None, "uploaded": None}
+
+
+def test_0020_backfills_each_domains_tls_summary(tmp_path):
+    """What each domain presents (its binding's certificate, else the server's webmail default
+    or server-wide mail certificate), summarised as ``tls_summary.summarize`` does."""
+    from datetime import UTC, datetime
+
+    from app.domains.tls_summary import summarize
+
+    path = tmp_path / "m.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    in_thread(upgrade, url, "0019")
+    db = sqlite3.connect(path)
+    now = "2026-11-30 00:00:00.000000"
+    db.execute("INSERT INTO accounts (id, name, created_at, updated_at) VALUES ('a', 'a', ?, ?)", (now, now))
+    # id: (names, not_before, not_after, self_signed, trusted)
+    certs = {
+        "default": (["h.test"], "2026-01-01", "2036-01-01", 1, 0),
+        "webmail": (["h.test", "webmail.d3.test"], "2026-02-01", "2027-03-01", 0, 1),
+        "c1": (["webmail.d1.test", "mail.d1.test"], "2026-03-01", "2027-01-01", 0, 1),
+        "c2": (["*.d2.test"], "2026-12-24", "2027-02-01", 0, 0),
+    }
+    for cert, (names, start, end, own, trusted) in certs.items():
+        db.execute(
+            "INSERT INTO certificates (id, source, subject, issuer, serial, sans, not_before, not_after,"
+            " fingerprint_sha256, key_type, key_bits, self_signed, trusted, chain_length, certificate_pem,"
+            " chain_pem, key_ciphertext, key_wrapped, master_key_id, revision, created_at, updated_at, renewal_attempts)"
+            " VALUES (?, 'upload', 's', 'i', '1', ?, ?, ?, ?, 'ec-p256', 256, ?, ?, 1, '', '', x'00', x'00', 'k', 1,"
+            " ?, ?, 0)",
+            (cert, json.dumps(names), f"{start} 00:00:00.000000", f"{end} 00:00:00.000000", cert, own, trusted,
+             now, now))
+        db.executemany("INSERT INTO certificate_names (certificate_id, name) VALUES (?, ?)",
+                       [(cert, n) for n in names])
+    for server, webmail in (("s1", None), ("s2", "webmail")):
+        db.execute("INSERT INTO servers (id, name, hostname, software, mail_certificate_id, default_certificate_id,"
+                   " webmail_certificate_id, desired_generation, applied_generation, created_at, updated_at)"
+                   " VALUES (?, ?, 'h.test', 'postfix-dovecot', 'default', 'default', ?, 0, 0, ?, ?)",
+                   (server, server, webmail, now, now))
+    bindings = {"d1.test": ("s1", {"mail": "c1", "webmail": "c1"}), "d2.test": ("s1", {"webmail": "c2"}),
+                "d3.test": ("s2", {}), "d4.test": ("s2", {"mail": "c1"})}
+    for domain, (server, services) in bindings.items():
+        db.execute("INSERT INTO domains (id, name, server_id, account_id, created_at, updated_at)"
+                   " VALUES (?, ?, ?, 'a', ?, ?)", (domain, domain, server, now, now))
+        for service, cert in services.items():
+            db.execute("INSERT INTO bindings (id, domain_id, service, certificate_id, created_at, updated_at,"
+                       " version) VALUES (?, ?, ?, ?, ?, ?, 1)", (f"{domain}-{service}", domain, service, cert, now, now))
+    db.commit()
+    db.close()
+    in_thread(upgrade, url)
+
+    class Cert:
+        def __init__(self, cert):
+            names, start, end, own, trusted = certs[cert]
+            self.sans, self.self_signed, self.trusted = names, bool(own), bool(trusted)
+            self.not_before, self.not_after = (datetime.fromisoformat(t).replace(tzinfo=UTC) for t in (start, end))
+
+    defaults = {"s1": {"webmail": "default", "mail": "default"}, "s2": {"webmail": "webmail", "mail": "default"}}
+    expected = {}
+    for domain, (server, services) in bindings.items():
+        presented = {s: Cert(services.get(s, defaults[server][s])) for s in ("webmail", "mail")}
+        soonest, start, flags = summarize(domain, presented)
+        expected[domain] = (str(soonest.replace(tzinfo=None)) + ".000000", str(start.replace(tzinfo=None)) + ".000000",
+                            flags)
+    kept = {r[0]: tuple(r[1:]) for r in sqlite3.connect(path).execute(
+        "SELECT name, tls_soonest, tls_latest_start, tls_flags FROM domains")}
+    assert kept == expected
+    assert {d: f for d, (_s, _t, f) in kept.items()} == {"d1.test": 0, "d2.test": 7, "d3.test": 3, "d4.test": 1}
