@@ -17,7 +17,7 @@ of `sort=not_after` and `-name` from a random cursor, `warning=true` (with and w
 `q` substring and a `prefix` from random names. Then the NDJSON and CSV exports, each three times (wall time to the last byte, and
 the server's CPU time and VmHWM before and after; once at 100,000). Results in bench/results/domain_tls.json.
 
-``--against PATH`` measures a second `certpost` (e.g. main's: ``--against /work/main/.venv/bin/certpost``)
+``BENCH_NO_EXPORT=1`` leaves the exports out (the pages only). ``--against PATH`` measures a second `certpost` (e.g. main's: ``--against /work/main/.venv/bin/certpost``)
 on the same seeded database right before this checkout's, one server at a time: a before/after
 in one run, under the same load.
 """
@@ -209,7 +209,7 @@ def serve_and_measure(db, count, seconds, label, binary, work, seeded, env, expi
         for route, paths in routes(server_id, count, random.Random(9), expiry_keys).items():
             out["routes"][route] = wrk1(port, paths, token, seconds, work, proc.pid)
             print(f"   {route}: {out['routes'][route]}", flush=True)
-        for fmt in ("ndjson", "csv"):
+        for fmt in () if os.environ.get("BENCH_NO_EXPORT") else ("ndjson", "csv"):
             out["exports"][fmt] = export(port, server_id, token, fmt, proc.pid, 3 if count <= 10000 else 1)
             print(f"   export {fmt}: {out['exports'][fmt]}", flush=True)
         out["load_after"] = os.getloadavg()

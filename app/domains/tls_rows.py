@@ -323,32 +323,33 @@ async def _facts(connection, rows: list) -> list[DomainTlsFacts]:
             for r in rows if r[5] in certs and r[6] in certs]
 
 
+@functools.cache
+def _named_statement():
+    """The rows of given names, shaped as ``_parts().rows`` returns them, with each binding
+    read by a correlated lookup of its (domain_id, service) index. With the bindings outer-
+    joined instead, PostgreSQL's planner hash-joins every binding of the table for a page's
+    hundred names (a scan that grows with all domains)."""
+    def binding(service: str, column):
+        return (select(column).where(Binding.domain_id == Domain.id, Binding.service == service)
+                .scalar_subquery())
+
+    return (
+        select(Domain.name, Domain.server_id, Domain.account_id, binding("webmail", Binding.id),
+               binding("mail", Binding.id),
+               func.coalesce(binding("webmail", Binding.certificate_id), Server.webmail_default_id),
+               func.coalesce(binding("mail", Binding.certificate_id), Server.mail_certificate_id),
+               Domain.tls_soonest)
+        .join(Server, Server.id == Domain.server_id)
+        .where(Domain.name.in_(bindparam("names", expanding=True)))
+    )
+
+
 async def _rows_named(connection, names: list[str]) -> list:
-    """The rows of ``names`` (in that order; a name deleted meanwhile is left out), shaped as
-    ``_parts().rows`` returns them. Two statements: the domains with their servers' defaults,
-    then their bindings by domain id. In one statement with the bindings outer-joined,
-    PostgreSQL's planner hash-joins every binding of the table (a scan that grows with all
-    domains) instead of probing the index for these few."""
-    found = {row[1]: row for row in await connection.execute(
-        select(Domain.id, Domain.name, Domain.server_id, Domain.account_id, Server.webmail_default_id,
-               Server.mail_certificate_id, Domain.tls_soonest)
-        .join(Server, Server.id == Domain.server_id).where(Domain.name.in_(names)))}
-    bound: dict[tuple[str, str], tuple[str, str]] = {}
-    if found:
-        ids = [row[0] for row in found.values()]
-        for domain_id, service, binding_id, cert_id in await connection.execute(
-                select(Binding.domain_id, Binding.service, Binding.id, Binding.certificate_id)
-                .where(Binding.domain_id.in_(ids))):
-            bound[domain_id, service] = (binding_id, cert_id)
-    rows = []
-    for name in names:
-        if name not in found:
-            continue
-        domain_id, _, server_id, account_id, webmail_default, mail_default, soonest = found[name]
-        webmail, mail = bound.get((domain_id, "webmail")), bound.get((domain_id, "mail"))
-        rows.append((name, server_id, account_id, webmail and webmail[0], mail and mail[0],
-                     webmail[1] if webmail else webmail_default, mail[1] if mail else mail_default, soonest))
-    return rows
+    """The rows of ``names``, in that order (a name deleted meanwhile is left out). The names
+    are padded to a power of two as in ``_facts`` (one prepared statement per length)."""
+    padded = names + [names[-1]] * ((1 << (len(names) - 1).bit_length()) - len(names))
+    rows = {row[0]: row for row in await connection.execute(_named_statement(), {"names": padded})}
+    return [rows[name] for name in names if name in rows]
 
 
 class DomainTlsRepository:
