@@ -84,8 +84,13 @@ async def vary(url: str, work: Path, count: int) -> list:
                 i = int(name[1:7])
                 expiry = now - timedelta(days=1) if i % 200 == 1 else now + timedelta(days=40 + (i * 7919) % 700)
                 changes.append({"cid": cert_id, "na": expiry, "ss": i % 100 == 0, "tr": i % 100 != 0})
+            # Judged against the server's own trust store (its identity), so `certpost serve`
+            # does not judge them again at start-up (trust.refresh_stored): the seed's material
+            # is one real certificate whose names are not the row's, which the chain check
+            # calls untrusted, and every domain would warn.
             stmt = (update(Certificate.__table__).where(Certificate.id == bindparam("cid"))
-                    .values(not_after=bindparam("na"), self_signed=bindparam("ss"), trusted=bindparam("tr")))
+                    .values(not_after=bindparam("na"), self_signed=bindparam("ss"), trusted=bindparam("tr"),
+                            trust_store=ctx.trust.identity, trust_reason=None, trust_detail=None))
             for start_at in range(0, len(changes), BATCH):
                 await conn.execute(stmt, changes[start_at:start_at + BATCH])
             defaulted = [domain_name(i) for i in range(2, count, 100)]
