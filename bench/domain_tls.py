@@ -11,12 +11,13 @@ left to the server default (``i % 100 == 2``: ``hostname_not_covered``): 2.5% of
 `certpost serve` as users run it; wrk with ONE connection (so the latency is the service time
 of one request, not a queue) runs each route for a few seconds, a random path per request from
 a list: a page of 100 from a random cursor of `GET /v1/domains` (the baseline) and of
-`GET /v1/domain-tls`, first pages with `count=true`, `sort=not_after`, `warning=true`,
-`reason=certificate_not_yet_valid` (no domain matches: every row is examined) and a `q`
-substring. Then the NDJSON and CSV exports, each three times (wall time to the last byte, and
+`GET /v1/domain-tls`, first pages with `count=true`, `sort=not_after` and `-not_after`, pages
+of `sort=not_after` and `-name` from a random cursor, `warning=true` (with and without
+`count=true`) and `false`, each reason (`certificate_not_yet_valid` matches no domain), and a
+`q` substring and a `prefix` from random names. Then the NDJSON and CSV exports, each three times (wall time to the last byte, and
 the server's CPU time and VmHWM before and after; once at 100,000). Results in bench/results/domain_tls.json.
 
-``--against PATH`` measures a second `certpost` (e.g. main's: ``--against /work/main/.venv/bin/certpost``)
+``BENCH_NO_EXPORT=1`` leaves the exports out (the pages only). ``--against PATH`` measures a second `certpost` (e.g. main's: ``--against /work/main/.venv/bin/certpost``)
 on the same seeded database right before this checkout's, one server at a time: a before/after
 in one run, under the same load; ``--rounds N`` measures the two in turn N times (against,
 this, against, this, ...) and ``--exports-only`` skips the wrk routes. Each export's body is
@@ -47,6 +48,7 @@ from sqlalchemy import bindparam, select, update
 from app.certificates.models import Certificate
 from app.config import Settings
 from app.context import AppContext
+from app.domains import tls_upkeep
 from app.domains.models import Binding, Domain
 from app.domains.tls_list import encode_cursor
 from app.kit.time import utc_now
@@ -73,8 +75,9 @@ end
 """
 
 
-async def vary(url: str, work: Path, count: int) -> None:
-    """Make 2.5% of the domains warn and spread the expiry dates (module docstring)."""
+async def vary(url: str, work: Path, count: int) -> list:
+    """Make 2.5% of the domains warn and spread the expiry dates (module docstring); returns
+    the expiry sort's keys (the earlier notAfter, the name) of random domains, for cursors."""
     ctx = AppContext.build(Settings(data_dir=work / "data", database_url=url, run_worker=False))
     now = utc_now().replace(microsecond=0)
     try:
@@ -85,22 +88,36 @@ async def vary(url: str, work: Path, count: int) -> None:
                 i = int(name[1:7])
                 expiry = now - timedelta(days=1) if i % 200 == 1 else now + timedelta(days=40 + (i * 7919) % 700)
                 changes.append({"cid": cert_id, "na": expiry, "ss": i % 100 == 0, "tr": i % 100 != 0})
+            # Judged against the server's own trust store (its identity), so `certpost serve`
+            # does not judge them again at start-up (trust.refresh_stored): the seed's material
+            # is one real certificate whose names are not the row's, which the chain check
+            # calls untrusted, and every domain would warn.
             stmt = (update(Certificate.__table__).where(Certificate.id == bindparam("cid"))
-                    .values(not_after=bindparam("na"), self_signed=bindparam("ss"), trusted=bindparam("tr")))
+                    .values(not_after=bindparam("na"), self_signed=bindparam("ss"), trusted=bindparam("tr"),
+                            trust_store=ctx.trust.identity, trust_reason=None, trust_detail=None))
             for start_at in range(0, len(changes), BATCH):
                 await conn.execute(stmt, changes[start_at:start_at + BATCH])
             defaulted = [domain_name(i) for i in range(2, count, 100)]
             ids = select(Domain.id).where(Domain.name.in_(defaulted)).scalar_subquery()
             await conn.execute(Binding.__table__.delete().where(Binding.service == "mail", Binding.domain_id.in_(ids)))
+        # Seeded and varied around the application: each domain's TLS summary is brought up to
+        # date once, as the writes of the API keep it (app/domains/tls_upkeep.py).
+        async with ctx.sessionmaker() as session:
+            await tls_upkeep.everything(session)
+            await session.commit()
+        async with ctx.engine.connect() as conn:
+            picks = [domain_name(i) for i in random.Random(11).sample(range(count), min(count, PAGES))]
+            keys = list(await conn.execute(select(Domain.tls_soonest, Domain.name).where(Domain.name.in_(picks))))
         if ctx.engine.dialect.name == "postgresql":
             async with ctx.engine.connect() as conn:
                 await conn.execution_options(isolation_level="AUTOCOMMIT")
                 await conn.exec_driver_sql("ANALYZE")
     finally:
         await ctx.close()
+    return [(soonest, name) for soonest, name in keys]
 
 
-def routes(server_id: str, count: int, rng: random.Random) -> dict[str, list[str]]:
+def routes(server_id: str, count: int, rng: random.Random, expiry_keys: list) -> dict[str, list[str]]:
     base = f"/v1/domain-tls?server_id={server_id}&limit=100"
     picks = [rng.randrange(count) for _ in range(PAGES)]
     names = [domain_name(i) for i in picks]
@@ -112,9 +129,18 @@ def routes(server_id: str, count: int, rng: random.Random) -> dict[str, list[str
         "first page, count=true": [f"{base}&count=true"],
         "sort=not_after": [f"{base}&sort=not_after"],
         "sort=-not_after": [f"{base}&sort=-not_after"],
+        "sort=not_after, random cursor": [
+            f"{base}&sort=not_after&cursor={encode_cursor('not_after', (soonest, n))}"
+            for soonest, n in expiry_keys],
+        "sort=-name, random cursor": [f"{base}&sort=-name&cursor={encode_cursor('-name', (n,))}" for n in names],
         "warning=true": [f"{base}&warning=true"],
+        "warning=true, count=true": [f"{base}&warning=true&count=true"],
+        "warning=false": [f"{base}&warning=false"],
         "reason (no match)": [f"{base}&reason=certificate_not_yet_valid"],
+        **{f"reason={r}": [f"{base}&reason={r}"]
+           for r in ("certificate_expired", "self_signed", "certificate_untrusted", "hostname_not_covered")},
         "q substring": [f"{base}&q={n[:5]}" for n in names],
+        "prefix": [f"{base}&prefix={n[:5]}" for n in names],
     }
 
 
@@ -207,15 +233,15 @@ def measure(db: str, count: int, seconds: int, binaries: list[tuple[str, str]], 
         work = Path(tmp)
         seeded, env = asyncio.run(prepare(db, count, work))
         try:
-            asyncio.run(vary(seeded["url"], work, count))
-            return [serve_and_measure(db, count, seconds, label, binary, work, seeded, env, exports_only)
+            expiry_keys = asyncio.run(vary(seeded["url"], work, count))
+            return [serve_and_measure(db, count, seconds, label, binary, work, seeded, env, expiry_keys, exports_only)
                     for label, binary in binaries]
         finally:
             asyncio.run(drop_pg_database(seeded["drop"]))
 
 
 
-def serve_and_measure(db, count, seconds, label, binary, work, seeded, env, exports_only=False) -> dict:
+def serve_and_measure(db, count, seconds, label, binary, work, seeded, env, expiry_keys, exports_only=False) -> dict:
     print(f"   {label}: {binary} (load {os.getloadavg()[0]:.1f})", flush=True)
     port = free_port()
     proc = start([binary, "serve", "--port", str(port)], env, port, timeout=300)
@@ -223,10 +249,10 @@ def serve_and_measure(db, count, seconds, label, binary, work, seeded, env, expo
         token, server_id = seeded["token"], seeded["server_id"]
         out = {"db": db, "domains": count, "certpost": label, "binary": binary, "routes": {}, "exports": {},
                "load_before": os.getloadavg()}
-        for route, paths in ({} if exports_only else routes(server_id, count, random.Random(9))).items():
+        for route, paths in ({} if exports_only else routes(server_id, count, random.Random(9), expiry_keys)).items():
             out["routes"][route] = wrk1(port, paths, token, seconds, work, proc.pid)
             print(f"   {route}: {out['routes'][route]}", flush=True)
-        for fmt in ("ndjson", "csv"):
+        for fmt in () if os.environ.get("BENCH_NO_EXPORT") else ("ndjson", "csv"):
             out["exports"][fmt] = export(port, server_id, token, fmt, proc.pid, 3 if count <= 10000 else 1)
             print(f"   export {fmt}: {out['exports'][fmt]}", flush=True)
         out["load_after"] = os.getloadavg()

@@ -20,16 +20,19 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic_core import to_json, to_jsonable_python
-from sqlalchemy import event, update
+from sqlalchemy import event, select, update
 
 from app.accounts.caller import Caller
 from app.certificates.models import Certificate
-from app.domains import tls_lines, tls_list, tls_report
+from app.domains import tls_lines, tls_list, tls_report, tls_upkeep
+from app.domains.models import Domain
+from app.domains.repository import DomainRepository
 from app.domains.tls_list import TlsQuery, visible_filter
 from app.domains.tls_report import CSV_COLUMNS
-from app.domains.tls_rows import DomainTlsRepository
+from app.domains.tls_rows import DomainTlsRepository, SortOrder, TlsFilter
+from app.domains.tls_summary import summarize
 from app.kit.time import utc_now
-from tests.support.api import assert_problem, create_domain, create_server, upload
+from tests.support.api import assert_problem, create_domain, create_server, upload, upload_body
 from tests.support.pki import self_signed
 
 REASONS = ("hostname_not_covered", "self_signed", "certificate_untrusted", "certificate_expired",
@@ -42,8 +45,12 @@ async def _bind(client, headers, domain, service, cert_id):
 
 
 async def _set_validity(context, cert_id, **values):
-    async with context.engine.begin() as conn:
-        await conn.execute(update(Certificate.__table__).where(Certificate.id == cert_id).values(**values))
+    """Past or future material, which no upload makes: written around the API, so the domains
+    presenting it are brought up to date as a replace of the material does (tls_upkeep)."""
+    async with context.sessionmaker() as session:
+        await session.execute(update(Certificate.__table__).where(Certificate.id == cert_id).values(**values))
+        await tls_upkeep.presenting(session, [cert_id])
+        await session.commit()
 
 
 @pytest.fixture
@@ -148,7 +155,8 @@ async def test_rows_equal_the_single_domain_tls_status(client, admin, hosting):
     assert by_name["a0.example"]["autoconfig"]["uncovered_names"] == ["autoconfig.a0.example", "autodiscover.a0.example"]
 
 
-async def test_every_filter_keeps_exactly_the_rows_the_rules_say(client, admin, hosting):
+async def _check_filters(client, admin, hosting):
+    """Every filter keeps exactly the rows whose computed status says so, and counts them."""
     rows = await _all(client, admin)
 
     def expect(pred):
@@ -167,28 +175,45 @@ async def test_every_filter_keeps_exactly_the_rows_the_rules_say(client, admin, 
         "combined": ({"server_id": hosting["s1"], "warning": "true", "prefix": "b"},
                      lambda row: row["server_id"] == hosting["s1"] and row["client_warning"]
                      and row["domain"].startswith("b")),
+        "account, reason": ({"account_id": hosting["acct_a"], "reason": "certificate_untrusted"},
+                            lambda row: row["account_id"] == hosting["acct_a"]
+                            and any("certificate_untrusted" in row[s]["reasons"] for s in ("webmail", "mail"))),
+        "warning=false, untrusted": ({"warning": "false", "reason": "certificate_untrusted"}, lambda row: False),
     }
     for label, (params, pred) in checks.items():
         got = await _all(client, admin, **params)
         assert _names(got) == expect(pred), label
         r = await client.get("/v1/domain-tls", params={**params, "count": "true", "limit": 1}, headers=admin)
         assert r.json()["total"] == len(expect(pred)), label
+    return rows
+
+
+async def test_every_filter_keeps_exactly_the_rows_the_rules_say(client, admin, hosting):
+    await _check_filters(client, admin, hosting)
     assert (await client.get("/v1/domain-tls", headers=admin)).json()["total"] is None
 
 
-async def test_sorts_page_through_every_row_in_order(client, admin, hosting):
-    rows = await _all(client, admin)
+async def _check_sorts(client, admin, rows):
+    """The four sorts page through every row in order, two at a time (ties on not_after broken
+    by name across pages), and a filtered expiry sort too."""
     by_name = sorted(rows, key=lambda row: row["domain"])
     by_expiry = sorted(rows, key=lambda row: (datetime.fromisoformat(row["not_after"]), row["domain"]))
     assert _names(await _all(client, admin, sort="name")) == _names(by_name)
     assert _names(await _all(client, admin, sort="-name")) == _names(by_name)[::-1]
     assert _names(await _all(client, admin, sort="not_after")) == _names(by_expiry)
     assert _names(await _all(client, admin, sort="-not_after")) == _names(by_expiry)[::-1]
+    warned = await _all(client, admin, sort="-not_after", warning="true")
+    assert _names(warned) == [row["domain"] for row in by_expiry[::-1] if row["client_warning"]]
+    quiet = await _all(client, admin, sort="not_after", warning="false")
+    assert _names(quiet) == [row["domain"] for row in by_expiry if not row["client_warning"]]
+
+
+async def test_sorts_page_through_every_row_in_order(client, admin, hosting):
+    rows = await _all(client, admin)
+    await _check_sorts(client, admin, rows)
     # b2 and b3 share a not_after (the server's defaults): the name breaks the tie across pages
     tied = [row["not_after"] for row in rows if row["domain"] in ("b2.example", "b3.example")]
     assert tied[0] == tied[1]
-    warned = await _all(client, admin, sort="-not_after", warning="true")
-    assert _names(warned) == [row["domain"] for row in by_expiry[::-1] if row["client_warning"]]
 
 
 async def test_customers_see_their_own_account_only(client, admin, hosting):
@@ -463,3 +488,104 @@ async def test_an_export_left_unread_stops_cleanly(client, admin, hosting, conte
     assert len(first.splitlines()) == 2
     await stream.aclose()
     assert context.engine.pool.checkedout() == 0
+
+
+async def _kept_is_computed(context) -> None:
+    """Each domain keeps what ``summarize`` computes from the certificates it presents, as the
+    single domain's status reads them (``DomainRepository.facts``: another statement)."""
+    async with context.sessionmaker() as session:
+        kept = list(await session.execute(select(Domain.name, Domain.tls_soonest, Domain.tls_latest_start,
+                                                 Domain.tls_flags).order_by(Domain.name)))
+        repo = DomainRepository(session)
+        for name, *values in kept:
+            facts = await repo.facts(name)
+            assert tuple(values) == tuple(summarize(name, facts.presented)), name
+    assert kept
+
+
+async def _written(client, admin, hosting, context) -> None:
+    await _kept_is_computed(context)
+    await _check_sorts(client, admin, await _check_filters(client, admin, hosting))
+
+
+async def test_kept_facts_follow_every_write(client, admin, hosting, context, test_ca, untrusted_ca):
+    """Each write that changes what a domain presents, or what the rules read of it, keeps the
+    domains' facts equal to the rules: binds and unbinds of two tenants on one server, the
+    server-wide mail certificate and the webmail default (chosen, unset), a replaced (renewed)
+    certificate bound to a domain and one that is a server's default, a trust store that
+    changes a verdict, a domain added and deleted. After each, every filter and sort is checked
+    against the rows the rules compute."""
+    from app.certificates.trust import refresh_stored
+    from app.kit.trust import TrustStore
+
+    a, b, s1 = hosting["a"], hosting["b"], hosting["s1"]
+    await _written(client, admin, hosting, context)
+    # tenant B binds b2's webmail; tenant A's a0 leaves its mail to the server's default
+    cert = await upload(client, b, test_ca.issue(["webmail.b2.example"], days=33))
+    await _bind(client, b, "b2.example", "webmail", cert["id"])
+    await _written(client, admin, hosting, context)
+    assert (await client.delete("/v1/domains/a0.example/bindings/mail", headers=a)).status_code == 204
+    await _written(client, admin, hosting, context)
+    # the server-wide mail certificate: every domain of either tenant with a service left to it
+    wide = await upload(client, admin, test_ca.issue(["mx1.hosting.test", "mail.b3.example"], days=20))
+    r = await client.put(f"/v1/servers/{s1}/mail-certificate", json={"certificate_id": wide["id"]}, headers=admin)
+    assert r.status_code == 200, r.text
+    await _written(client, admin, hosting, context)
+    rows = {row["domain"]: row for row in await _all(client, admin)}
+    assert rows["b3.example"]["mail"]["reasons"] == [] and rows["b3.example"]["webmail"]["certificate_id"] == wide["id"]
+    # a webmail default of its own, then unset (back to the server-wide mail certificate)
+    webmail = await upload(client, admin, self_signed(["mx1.hosting.test", "webmail.b3.example"], days=5))
+    r = await client.put(f"/v1/servers/{s1}/webmail-certificate", json={"certificate_id": webmail["id"]},
+                         headers=admin)
+    assert r.status_code == 200, r.text
+    await _written(client, admin, hosting, context)
+    assert (await client.delete(f"/v1/servers/{s1}/webmail-certificate", headers=admin)).status_code == 200
+    await _written(client, admin, hosting, context)
+    # renewals: b1's bound certificate and the server-wide one get new material, later expiry
+    b1 = rows["b1.example"]["webmail"]["certificate_id"]
+    r = await client.put(f"/v1/certificates/{b1}", json=upload_body(test_ca.issue(["*.b1.example"], days=500)),
+                         headers=b)
+    assert r.status_code == 200, r.text
+    await _written(client, admin, hosting, context)
+    r = await client.put(f"/v1/certificates/{wide['id']}",
+                         json=upload_body(untrusted_ca.issue(["mx1.hosting.test", "mail.b3.example"], days=7)),
+                         headers=admin)
+    assert r.status_code == 200, r.text
+    await _written(client, admin, hosting, context)
+    # the trust store changes: the untrusted issuer's certificates become trusted, then not again
+    assert await refresh_stored(context.sessionmaker, TrustStore([test_ca.cert, untrusted_ca.cert])) > 0
+    await _written(client, admin, hosting, context)
+    rows = {row["domain"]: row for row in await _all(client, admin)}
+    assert rows["a2.example"]["client_warning"] is False
+    assert await refresh_stored(context.sessionmaker, context.trust) > 0
+    await _written(client, admin, hosting, context)
+    # a domain added (its server's defaults) and deleted
+    await create_domain(client, admin, "a9.example", s1, hosting["acct_a"])
+    await _written(client, admin, hosting, context)
+    assert (await client.delete("/v1/domains/a9.example", headers=admin)).status_code == 204
+    await _written(client, admin, hosting, context)
+
+
+async def test_time_dependent_reasons_are_decided_at_query_time(hosting, context, settings):
+    """Expired and not yet valid depend on the moment, not on what is kept: the same kept
+    facts give, at each moment, exactly the rows the rules give at that moment (b0 becomes
+    valid after 3 days, a1 expires after 10, most after a year; 30 days ago a4 was valid)."""
+    async with context.sessionmaker() as session:
+        repo = DomainTlsRepository(session)
+        servers = await repo.servers({hosting["s1"], hosting["s2"]})
+        for days in (-30, 0, 4, 11, 70, 365, 1000):
+            now = utc_now() + timedelta(days=days)
+            facts = [row async for batch in repo.batches(TlsFilter(), now, 100) for row in batch]
+            rows = [tls_report.row(d, servers[d.server_id], now, settings.expiring_days) for d in facts]
+            checks = {**{("reason", r): lambda row, r=r: any(r in row[s]["reasons"] for s in ("webmail", "mail"))
+                         for r in REASONS},
+                      ("warning", True): lambda row: row["client_warning"],
+                      ("warning", False): lambda row: not row["client_warning"]}
+            for (key, value), pred in checks.items():
+                f = TlsFilter(**{key: value})
+                expected = [row["domain"] for row in rows if pred(row)]
+                for order in (SortOrder("name", False), SortOrder("not_after", True)):
+                    got = [d.name for d in await repo.page(f, order, None, 1000, now)]
+                    assert sorted(got) == expected, (days, key, value, order)
+                assert await repo.count(f, now) == len(expected), (days, key, value)
+        await session.rollback()

@@ -1,5 +1,6 @@
 """The Alembic revisions upgrade an empty database, downgrade to nothing, and upgrade again."""
 
+import json
 import sqlite3
 
 from app.migrate import downgrade, upgrade
@@ -42,33 +43,50 @@ def test_migrations_match_the_models(tmp_path):
     assert in_thread(asyncio.run, diff()) == []
 
 
-def test_0008_backfills_the_mail_certificate_count(tmp_path):
-    """Distinct certificates bound as mail per server, as the COUNT(DISTINCT) it replaces."""
+def _database_at(tmp_path, revision: str, now: str):
+    """A SQLite database upgraded to ``revision`` with account 'a': (path, url, connection)."""
     path = tmp_path / "m.db"
     url = f"sqlite+aiosqlite:///{path}"
-    in_thread(upgrade, url, "0005")
+    in_thread(upgrade, url, revision)
     db = sqlite3.connect(path)
-    now = "2026-11-30 00:00:00"
     db.execute("INSERT INTO accounts (id, name, created_at, updated_at) VALUES ('a', 'a', ?, ?)", (now, now))
-    for cert in ("c1", "c2", "c3", "default"):
-        db.execute(
-            "INSERT INTO certificates (id, source, subject, issuer, serial, sans, not_before, not_after,"
-            " fingerprint_sha256, key_type, key_bits, self_signed, trusted, chain_length, certificate_pem,"
-            " chain_pem, key_ciphertext, key_wrapped, master_key_id, revision, created_at, updated_at, renewal_attempts)"
-            " VALUES (?, 'upload', 's', 'i', '1', '[]', ?, ?, ?, 'ec-p256', 256, 0, 0, 1, '', '', x'00', x'00', 'k', 1, ?, ?, 0)",
-            (cert, now, now, cert, now, now))
-    for server in ("s1", "s2", "empty"):
-        db.execute("INSERT INTO servers (id, name, hostname, software, mail_certificate_id, default_certificate_id,"
-                   " desired_generation, applied_generation, created_at, updated_at)"
-                   " VALUES (?, ?, 'h', 'postfix-dovecot', 'default', 'default', 0, 0, ?, ?)", (server, server, now, now))
-    bindings = {"d1": ("s1", {"mail": "c1", "webmail": "c3"}), "d2": ("s1", {"mail": "c1"}),
-                "d3": ("s1", {"mail": "c2"}), "d4": ("s2", {"webmail": "c1", "mail": "c3"})}
+    return path, url, db
+
+
+def _certificate(db, cert_id: str, now: str, *, sans: list[str] = (), not_before: str | None = None,
+                 not_after: str | None = None, self_signed: int = 0, trusted: int = 0) -> None:
+    """A certificate row as the revisions since 0005 have it (no material: these tests read none)."""
+    db.execute(
+        "INSERT INTO certificates (id, source, subject, issuer, serial, sans, not_before, not_after,"
+        " fingerprint_sha256, key_type, key_bits, self_signed, trusted, chain_length, certificate_pem,"
+        " chain_pem, key_ciphertext, key_wrapped, master_key_id, revision, created_at, updated_at, renewal_attempts)"
+        " VALUES (?, 'upload', 's', 'i', '1', ?, ?, ?, ?, 'ec-p256', 256, ?, ?, 1, '', '', x'00', x'00', 'k', 1, ?, ?, 0)",
+        (cert_id, json.dumps(list(sans)), not_before or now, not_after or now, cert_id, self_signed, trusted, now, now))
+
+
+def _domains(db, bindings: dict, now: str) -> None:
+    """Domains of account 'a', each ``name: (server, {service: certificate})``."""
     for domain, (server, services) in bindings.items():
         db.execute("INSERT INTO domains (id, name, server_id, account_id, created_at, updated_at)"
                    " VALUES (?, ?, ?, 'a', ?, ?)", (domain, domain, server, now, now))
         for service, cert in services.items():
             db.execute("INSERT INTO bindings (id, domain_id, service, certificate_id, created_at, updated_at)"
                        " VALUES (?, ?, ?, ?, ?, ?)", (f"{domain}-{service}", domain, service, cert, now, now))
+
+
+def test_0008_backfills_the_mail_certificate_count(tmp_path):
+    """Distinct certificates bound as mail per server, as the COUNT(DISTINCT) it replaces."""
+    now = "2026-11-30 00:00:00"
+    path, url, db = _database_at(tmp_path, "0005", now)
+    for cert in ("c1", "c2", "c3", "default"):
+        _certificate(db, cert, now)
+    for server in ("s1", "s2", "empty"):
+        db.execute("INSERT INTO servers (id, name, hostname, software, mail_certificate_id, default_certificate_id,"
+                   " desired_generation, applied_generation, created_at, updated_at)"
+                   " VALUES (?, ?, 'h', 'postfix-dovecot', 'default', 'default', 0, 0, ?, ?)", (server, server, now, now))
+    bindings = {"d1": ("s1", {"mail": "c1", "webmail": "c3"}), "d2": ("s1", {"mail": "c1"}),
+                "d3": ("s1", {"mail": "c2"}), "d4": ("s2", {"webmail": "c1", "mail": "c3"})}
+    _domains(db, bindings, now)
     db.commit()
     db.close()
     in_thread(upgrade, url)
@@ -155,3 +173,55 @@ def test_0007_backfills_renewal_eligible_at(tmp_path):
     in_thread(upgrade, url)
     found = dict(sqlite3.connect(path).execute("SELECT id, renewal_eligible_at FROM certificates"))
     assert found == {"due": past, "backing-off": later, "retry-passed": later, "renewing": None, "uploaded": None}
+
+
+def test_0020_backfills_each_domains_tls_summary(tmp_path):
+    """What each domain presents (its binding's certificate, else the server's webmail default
+    or server-wide mail certificate), summarised as ``tls_summary.summarize`` does."""
+    from datetime import UTC, datetime
+
+    from app.domains.tls_summary import summarize
+
+    now = "2026-11-30 00:00:00.000000"
+    path, url, db = _database_at(tmp_path, "0019", now)
+    # id: (names, not_before, not_after, self_signed, trusted)
+    certs = {
+        "default": (["h.test"], "2026-01-01", "2036-01-01", 1, 0),
+        "webmail": (["h.test", "webmail.d3.test"], "2026-02-01", "2027-03-01", 0, 1),
+        "c1": (["webmail.d1.test", "mail.d1.test"], "2026-03-01", "2027-01-01", 0, 1),
+        "c2": (["*.d2.test"], "2026-12-24", "2027-02-01", 0, 0),
+    }
+    for cert, (names, start, end, own, trusted) in certs.items():
+        _certificate(db, cert, now, sans=names, not_before=f"{start} 00:00:00.000000",
+                     not_after=f"{end} 00:00:00.000000", self_signed=own, trusted=trusted)
+        db.executemany("INSERT INTO certificate_names (certificate_id, name) VALUES (?, ?)",
+                       [(cert, n) for n in names])
+    for server, webmail in (("s1", None), ("s2", "webmail")):
+        db.execute("INSERT INTO servers (id, name, hostname, software, mail_certificate_id, default_certificate_id,"
+                   " webmail_certificate_id, desired_generation, applied_generation, created_at, updated_at)"
+                   " VALUES (?, ?, 'h.test', 'postfix-dovecot', 'default', 'default', ?, 0, 0, ?, ?)",
+                   (server, server, webmail, now, now))
+    bindings = {"d1.test": ("s1", {"mail": "c1", "webmail": "c1"}), "d2.test": ("s1", {"webmail": "c2"}),
+                "d3.test": ("s2", {}), "d4.test": ("s2", {"mail": "c1"})}
+    _domains(db, bindings, now)
+    db.commit()
+    db.close()
+    in_thread(upgrade, url)
+
+    class Cert:
+        def __init__(self, cert):
+            names, start, end, own, trusted = certs[cert]
+            self.sans, self.self_signed, self.trusted = names, bool(own), bool(trusted)
+            self.not_before, self.not_after = (datetime.fromisoformat(t).replace(tzinfo=UTC) for t in (start, end))
+
+    defaults = {"s1": {"webmail": "default", "mail": "default"}, "s2": {"webmail": "webmail", "mail": "default"}}
+    expected = {}
+    for domain, (server, services) in bindings.items():
+        presented = {s: Cert(services.get(s, defaults[server][s])) for s in ("webmail", "mail")}
+        soonest, start, flags = summarize(domain, presented)
+        expected[domain] = (str(soonest.replace(tzinfo=None)) + ".000000", str(start.replace(tzinfo=None)) + ".000000",
+                            flags)
+    kept = {r[0]: tuple(r[1:]) for r in sqlite3.connect(path).execute(
+        "SELECT name, tls_soonest, tls_latest_start, tls_flags FROM domains")}
+    assert kept == expected
+    assert {d: f for d, (_s, _t, f) in kept.items()} == {"d1.test": 0, "d2.test": 7, "d3.test": 3, "d4.test": 1}

@@ -26,6 +26,7 @@ from app.certificates.repository import (
 from app.certificates.trust import Trust, trust_of
 from app.db import new_id
 from app.deployments.outbox import servers_changed
+from app.domains import tls_upkeep
 from app.domains.rules import service_hostname
 from app.events import EventKind, record
 from app.kit import x509 as kx
@@ -289,6 +290,7 @@ class CertificateService:
             f"certificate {cert.id} replaced (revision {cert.revision})",
             names=_bound_names(usages),
         )
+        await tls_upkeep.presenting(self.repo.session, [cert.id])
         return cert
 
     async def delete(self, caller: Caller, cert_id: str, expected: Precondition = NO_PRECONDITION) -> None:

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 
 from app.certificates.material import SELF_SIGNED
 from app.certificates.repository import CertificateRepository
+from app.domains import tls_upkeep
 from app.kit import x509 as kx
 from app.kit.time import expired
 from app.kit.trust import ChainVerdict, TrustStore, time_reason
@@ -116,6 +117,8 @@ async def refresh_stored(sessionmaker, store: TrustStore, *, batch: int = REFRES
                 lambda rows=rows: {r.id: judge(store, r.certificate_pem, r.chain_pem, r.sans) for r in rows}
             )
             await repo.set_verdicts(verdicts, store.identity)
+            # what the domains presenting them keep of their trust (app/domains/tls_summary.py)
+            await tls_upkeep.presenting(session, verdicts)
             await session.commit()
         done += len(rows)
     if done:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, IdMixin, TimestampMixin
@@ -18,11 +20,30 @@ class Domain(IdMixin, TimestampMixin, Base):
     __table_args__ = (
         Index("ix_domains_server_id_name", "server_id", "name"),
         Index("ix_domains_account_id_name", "account_id", "name"),
+        # The TLS list's expiry sort and its filters (app/domains/tls_summary.py): the expiry
+        # order within a server, an account or everything; and the few domains with a lasting
+        # reason to warn, or a certificate not valid yet, found without reading the others.
+        Index("ix_domains_server_id_tls_soonest", "server_id", "tls_soonest", "name"),
+        Index("ix_domains_account_id_tls_soonest", "account_id", "tls_soonest", "name"),
+        Index("ix_domains_tls_soonest", "tls_soonest", "name"),
+        Index("ix_domains_server_id_tls_flags", "server_id", "tls_flags", "name"),
+        Index("ix_domains_account_id_tls_flags", "account_id", "tls_flags", "name"),
+        Index("ix_domains_tls_flags", "tls_flags", "name"),
+        Index("ix_domains_server_id_tls_latest_start", "server_id", "tls_latest_start"),
+        Index("ix_domains_account_id_tls_latest_start", "account_id", "tls_latest_start"),
+        Index("ix_domains_tls_latest_start", "tls_latest_start"),
     )
 
     name: Mapped[str] = mapped_column(String(253), unique=True)
     server_id: Mapped[str] = mapped_column(ForeignKey("servers.id", ondelete="RESTRICT"))
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="RESTRICT"))
+    # What the domain presents, kept by every write that changes it (app/domains/tls_summary.py):
+    # the earlier notAfter and the later notBefore of its two presented certificates, and the
+    # reasons to warn that do not depend on the moment (``rules.identity_reasons``, as bits).
+    # NULL only between the insert of a domain and the refresh in the same transaction.
+    tls_soonest: Mapped[datetime | None]
+    tls_latest_start: Mapped[datetime | None]
+    tls_flags: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Binding(IdMixin, TimestampMixin, Base):

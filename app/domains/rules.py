@@ -107,8 +107,12 @@ def front_binding_warnings(hostname: str, server_hostname: str, ports: tuple) ->
     ]
 
 
-def client_warning_reasons(cert: CertFacts, hostname: str, now: datetime) -> list[str]:
-    """Why a client connecting to ``hostname`` and shown ``cert`` would warn (empty: it won't)."""
+IDENTITY_REASONS = ("hostname_not_covered", "self_signed", "certificate_untrusted")
+
+
+def identity_reasons(cert: CertFacts, hostname: str) -> list[str]:
+    """The reasons of ``client_warning_reasons`` that do not depend on the moment: the names, the
+    issuer and the stored trust verdict (what ``tls_summary`` keeps per domain)."""
     reasons: list[str] = []
     if not covers(cert.sans, hostname):
         reasons.append("hostname_not_covered")
@@ -116,6 +120,12 @@ def client_warning_reasons(cert: CertFacts, hostname: str, now: datetime) -> lis
         reasons.append("self_signed")
     elif not cert.trusted:
         reasons.append("certificate_untrusted")
+    return reasons
+
+
+def client_warning_reasons(cert: CertFacts, hostname: str, now: datetime) -> list[str]:
+    """Why a client connecting to ``hostname`` and shown ``cert`` would warn (empty: it won't)."""
+    reasons = identity_reasons(cert, hostname)
     if expired(cert.not_after, now):
         reasons.append("certificate_expired")
     elif now < cert.not_before:

@@ -17,7 +17,7 @@ from app.certificates.models import Certificate
 from app.certificates.service import CertificateService
 from app.db import new_id
 from app.deployments.outbox import servers_changed
-from app.domains import rules
+from app.domains import rules, tls_upkeep
 from app.domains.models import SERVICES, Domain
 from app.domains.repository import CertificateFacts, DomainFacts, DomainRepository, ServerFacts
 from app.drift import rules as drift_rules
@@ -139,6 +139,7 @@ class DomainService:
         # autoconfiguration for the marked mail names (app/deployments/autoconfig.py).
         await servers_changed(self.repo.session, [server_id], f"domain {domain_name} added",
                               names={server_id: [rules.service_hostname("mail", domain_name)]})
+        await tls_upkeep.domains(self.repo.session, [domain.id])
         return domain
 
     async def list(self, caller: Caller, *, server_id: str | None, account_id: str | None,
@@ -228,6 +229,7 @@ class DomainService:
                 await self._mail_moved(server.id, domain.id, written.previous, cert.id)
             await servers_changed(self.repo.session, [server.id], f"{service} of {domain.name} bound",
                                   names={server.id: [hostname]})
+            await tls_upkeep.domains(self.repo.session, [domain.id])
             record(self.repo.session, EventKind.BINDING_SET, caller, account_id=domain.account_id,
                    subjects={"domain": domain.name, "server": server.id, "certificate": cert.id},
                    data={"service": service, "host_name": hostname, "fingerprint_sha256": cert.fingerprint_sha256,
@@ -247,6 +249,7 @@ class DomainService:
             await self._mail_moved(domain.server_id, domain.id, unbound, None)
         await servers_changed(self.repo.session, [domain.server_id], f"{service} of {domain.name} unbound",
                               names={domain.server_id: [rules.service_hostname(service, domain.name)]})
+        await tls_upkeep.domains(self.repo.session, [domain.id])
         self._unbound(caller, domain.name, domain.server_id, domain.account_id, service, unbound, reason="unbound")
 
     def _unbound(self, caller: Caller, domain: str, server_id: str, account_id: str, service: str, cert_id: str, *,

@@ -6,14 +6,23 @@ the two certificates it presents (its binding's, else the server's default; the 
 rows present it; plus one statement for the servers on the page (and one for its drifted
 names, app/domains/tls_list.py). Nothing is read per row.
 
-Filters by client warning and reason run in SQL, on the *inputs* of
-``rules.client_warning_reasons`` (``trusted``, ``self_signed``, the validity period, and whether
-the certificate's names cover the host name, from the indexed ``certificate_names`` rows).
-Computing warnings in Python and filtering afterwards would make a page of a rare warning
-read every domain of the server (docs/performance.md, section 11). The value of each row is
-still computed by the pure rules; ``reason_predicate`` is their translation to SQL, one line per
-reason, and the tests check on every reason that the rows a filter returns are exactly the rows
-whose computed reasons contain it.
+Sorting by expiry and filtering by client warning or reason run on what each domain keeps of
+its presented certificates (``domains.tls_soonest``, ``tls_latest_start``, ``tls_flags``;
+app/domains/tls_summary.py, kept by app/domains/tls_upkeep.py), through indexes that start
+with the server or the account: the expiry order is an index order, and a filter reads the
+few domains with something to warn about, not every domain of the server. What depends on
+the moment is decided against ``now`` here, exactly as the rules decide it:
+
+- ``certificate_expired`` for some service: ``tls_soonest`` before the current second
+  (``kit.time.expired`` compares whole seconds);
+- ``certificate_not_yet_valid``: only where ``tls_latest_start`` is after ``now``, and there
+  by the presented certificates themselves (``reason_predicate``: the other one may be expired);
+- a client warning for some service: a lasting reason (``tls_flags``), or expired, or a
+  ``notBefore`` after ``now`` (then that service is expired or not yet valid: a warning either way).
+
+The value of each row is still computed by the pure rules from the certificates; the tests
+check on every reason that the rows a filter returns are exactly the rows whose computed reasons
+contain it, and that the kept facts equal ``summarize`` after every write that can change them.
 """
 
 from __future__ import annotations
@@ -37,17 +46,17 @@ from sqlalchemy import (
     or_,
     select,
     true,
-    type_coerce,
+    union,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from app.certificates.models import Certificate, CertificateName
 from app.certificates.repository import PRESENTED_COLUMNS
-from app.db import UTCDateTime
 from app.deployments.models import Deployment
 from app.domains.models import SERVICES, Binding, Domain
 from app.domains.repository import CertificateFacts, ServerFacts
+from app.domains.tls_summary import FLAGS
 from app.servers.models import Server
 
 ROW_CERTIFICATE_COLUMNS = ("id", "fingerprint_sha256", "sans", "not_before", "not_after", "self_signed", "trusted")
@@ -94,6 +103,7 @@ class DomainTlsFacts(NamedTuple):
     account_id: str
     presented: dict[str, RowCertificate]
     bound: dict[str, bool]
+    kept_soonest: datetime | None = None  # domains.tls_soonest: the expiry sort's key as stored
 
     @property
     def soonest(self) -> datetime:
@@ -111,40 +121,31 @@ class ServerTlsFacts:
 
 @functools.cache
 def _parts() -> SimpleNamespace:
-    """The aliases and the base statement, built on first use (aliasing every certificate
-    column costs more than a page)."""
+    """The aliases and the statements, built on first use (aliasing every certificate column
+    costs more than a page). What an unbound service presents is the server's default for it:
+    ``Server.webmail_default_id`` for webmail, the server-wide mail certificate for mail (as
+    ``DomainRepository.facts``, the single domain's status)."""
     webmail, mail = aliased(Binding), aliased(Binding)
+    presented = {"webmail": func.coalesce(webmail.certificate_id, Server.webmail_default_id),
+                 "mail": func.coalesce(mail.certificate_id, Server.mail_certificate_id)}
     certs = {"webmail": aliased(Certificate), "mail": aliased(Certificate)}
-    soonest = type_coerce(
-        case((certs["webmail"].not_after <= certs["mail"].not_after, certs["webmail"].not_after),
-             else_=certs["mail"].not_after),
-        UTCDateTime(),
-    ).label("soonest")
-    base = (
-        select(Domain.name, Domain.server_id, Domain.account_id, webmail.id, mail.id,
-               *(getattr(certs[s], c) for s in SERVICES for c in ROW_CERTIFICATE_COLUMNS), soonest)
-        .select_from(Domain)
-        .join(Server, Server.id == Domain.server_id)
-        .outerjoin(webmail, and_(webmail.domain_id == Domain.id, webmail.service == "webmail"))
-        .outerjoin(mail, and_(mail.domain_id == Domain.id, mail.service == "mail"))
-        .join(certs["webmail"],
-              certs["webmail"].id == func.coalesce(webmail.certificate_id, Server.default_certificate_id))
-        .join(certs["mail"], certs["mail"].id == func.coalesce(mail.certificate_id, Server.mail_certificate_id))
-    )
     # The rows themselves: ids only, each certificate read once by ``certificates`` (decoding
     # its names and times per row was a quarter of an export, docs/performance.md section 11).
     rows = (
         select(Domain.name, Domain.server_id, Domain.account_id, webmail.id, mail.id,
-               func.coalesce(webmail.certificate_id, Server.default_certificate_id),
-               func.coalesce(mail.certificate_id, Server.mail_certificate_id))
+               presented["webmail"], presented["mail"], Domain.tls_soonest)
         .select_from(Domain)
         .join(Server, Server.id == Domain.server_id)
         .outerjoin(webmail, and_(webmail.domain_id == Domain.id, webmail.service == "webmail"))
         .outerjoin(mail, and_(mail.domain_id == Domain.id, mail.service == "mail"))
     )
+    # With the presented certificates' columns: for ``reason_predicate`` (not-yet-valid, and
+    # the metrics' counts over every domain).
+    base = rows.join(certs["webmail"], certs["webmail"].id == presented["webmail"]) \
+        .join(certs["mail"], certs["mail"].id == presented["mail"])
     certificates = (select(*(getattr(Certificate, c) for c in ROW_CERTIFICATE_COLUMNS))
                     .where(Certificate.id.in_(bindparam("ids", expanding=True))))
-    return SimpleNamespace(certs=certs, soonest=soonest, base=base, rows=rows, certificates=certificates)
+    return SimpleNamespace(certs=certs, base=base, rows=rows, certificates=certificates)
 
 
 def _covered(service: str, cert) -> Any:
@@ -159,7 +160,8 @@ def _covered(service: str, cert) -> Any:
 
 
 def reason_predicate(reason: str, service: str, now: datetime) -> Any:
-    """SQL true exactly when ``reason`` is in ``rules.client_warning_reasons`` for the service."""
+    """SQL true exactly when ``reason`` is in ``rules.client_warning_reasons`` for the service,
+    on the presented certificate's own columns (``_parts().base``)."""
     cert = _parts().certs[service]
     second = now.replace(microsecond=0)  # kit.time.expired compares whole seconds
     if reason == "hostname_not_covered":
@@ -186,28 +188,81 @@ def warning_predicate(service: str, now: datetime) -> Any:
                cert.not_before > now, not_(_covered(service, cert)))
 
 
-def _where(stmt, f: TlsFilter, now: datetime):
+class Arm(NamedTuple):
+    """One index-led way to the domains a filter keeps (``_arms``): a condition on the domain's
+    kept facts (None: none but the name filters), and whether it also needs the presented
+    certificates' columns."""
+
+    where: Any
+    joined: bool = False
+
+
+def _arms(f: TlsFilter, now: datetime) -> list[Arm] | None:
+    """The filter's warning and reason conditions as arms whose union is exactly what they
+    keep, each led by an index on the kept facts (a few rows however many domains the server
+    has); None without either. ``warning=false`` is one arm over the server in name order:
+    what it keeps is what a server mostly holds, so the name order finds a page quickly."""
+    second = now.replace(microsecond=0)
+    expired = Domain.tls_soonest < second
+    starts_later = Domain.tls_latest_start > now
+    lasting = Domain.tls_flags > 0
+    arms: list[Arm] | None = None
+    if f.reason is not None:
+        if f.reason in FLAGS:
+            # The flag values that have the reason's bit, as a list (a bitwise test left
+            # PostgreSQL's planner guessing; at 100,000 domains it read them all), and the range
+            # (without it SQLite's planner reads the server in name order).
+            bit = FLAGS[f.reason]
+            arms = [Arm(and_(lasting, Domain.tls_flags.in_([v for v in range(1, 2 * max(FLAGS.values())) if v & bit])))]
+        elif f.reason == "certificate_expired":
+            arms = [Arm(expired)]
+        elif f.reason == "certificate_not_yet_valid":
+            reason = f.reason
+            arms = [Arm(and_(starts_later, or_(*(reason_predicate(reason, s, now) for s in SERVICES))), True)]
+        else:
+            raise ValueError(f.reason)
+    if f.warning is True:
+        if arms is None:
+            arms = [Arm(lasting), Arm(expired), Arm(starts_later)]
+        else:
+            arms = [Arm(and_(arm.where, or_(lasting, expired, starts_later)), arm.joined) for arm in arms]
+    elif f.warning is False:
+        # Most domains: read in the page's order from (server_id, tls_flags, name), leaving out
+        # the few expired or not valid yet, picked by their own indexes (a range on either time
+        # column would otherwise lead SQLite's planner to read and sort every quiet domain).
+        other = aliased(Domain)
+        timed = [_where(select(other.name), f, other).where(when)
+                 for when in (other.tls_soonest < second, other.tls_latest_start > now)]
+        quiet = and_(Domain.tls_flags == 0, *(Domain.name.not_in(t) for t in timed))
+        arms = [Arm(and_(arm.where, quiet), arm.joined) for arm in arms] if arms is not None else [Arm(quiet)]
+    return arms
+
+
+def _select(arm: Arm, *columns) -> Any:
+    """``columns`` of the domains, with the presented certificates joined when the arm needs them."""
+    return _parts().base.with_only_columns(*columns) if arm.joined else select(*columns).select_from(Domain)
+
+
+def _where(stmt, f: TlsFilter, domain: Any = Domain):
+    """The filters that are not about warnings: the caller's visibility, server, name (on
+    ``domain``: the table, or an alias of it in a subquery)."""
     if f.nothing:
         return stmt.where(false())
     if f.server_id is not None:
-        stmt = stmt.where(Domain.server_id == f.server_id)
+        stmt = stmt.where(domain.server_id == f.server_id)
     if f.account_id is not None:
-        stmt = stmt.where(Domain.account_id == f.account_id)
+        stmt = stmt.where(domain.account_id == f.account_id)
     if f.prefix:
-        stmt = stmt.where(Domain.name.startswith(f.prefix, autoescape=True))
+        stmt = stmt.where(domain.name.startswith(f.prefix, autoescape=True))
     if f.q:
-        stmt = stmt.where(Domain.name.contains(f.q, autoescape=True))
-    if f.reason is not None:
-        stmt = stmt.where(or_(*(reason_predicate(f.reason, s, now) for s in SERVICES)))
-    if f.warning is not None:
-        warns = or_(*(warning_predicate(s, now) for s in SERVICES))
-        stmt = stmt.where(warns if f.warning else not_(warns))
+        stmt = stmt.where(domain.name.contains(f.q, autoescape=True))
     return stmt
 
 
 @dataclass(frozen=True)
 class SortOrder:
-    """``name`` (unique) or ``not_after`` (the earlier of the two presented, then name)."""
+    """``name`` (unique) or ``not_after`` (the earlier of the two presented, as each domain
+    keeps it in ``tls_soonest``, then name)."""
 
     key: str  # "name" | "not_after"
     descending: bool
@@ -217,22 +272,24 @@ class SortOrder:
         return cls(sort.lstrip("-"), sort.startswith("-"))
 
     def columns(self) -> list:
-        return [_parts().soonest, Domain.name] if self.key == "not_after" else [Domain.name]
+        return [Domain.tls_soonest, Domain.name] if self.key == "not_after" else [Domain.name]
 
     def order_by(self) -> list:
         return [c.desc() if self.descending else c.asc() for c in self.columns()]
 
     def after(self, key: tuple) -> Any:
-        """Rows strictly after ``key`` in this order (keyset, written out term by term)."""
-        cols = self.columns()
-        terms = []
-        for i, column in enumerate(cols):
-            beyond = column < key[i] if self.descending else column > key[i]
-            terms.append(and_(*[cols[j] == key[j] for j in range(i)], beyond))
-        return or_(*terms)
+        """Rows strictly after ``key`` in this order (keyset). Written as a bound on the first
+        column and the tie broken by the second, so both databases start the index range
+        there instead of filtering the rows before it."""
+        if self.key == "name":
+            return Domain.name < key[0] if self.descending else Domain.name > key[0]
+        soonest, name = key
+        if self.descending:
+            return and_(Domain.tls_soonest <= soonest, or_(Domain.tls_soonest < soonest, Domain.name < name))
+        return and_(Domain.tls_soonest >= soonest, or_(Domain.tls_soonest > soonest, Domain.name > name))
 
     def key_of(self, row: DomainTlsFacts) -> tuple:
-        return (row.soonest, row.name) if self.key == "not_after" else (row.name,)
+        return (row.kept_soonest, row.name) if self.key == "not_after" else (row.name,)
 
 
 @functools.cache
@@ -241,7 +298,7 @@ def _servers_statement():
     cert = aliased(Certificate)
     return (
         select(Server.id, Server.hostname, Server.software, Server.agent_url, Server.desired_generation,
-               Server.applied_generation, Server.mail_certificate_id, Server.default_certificate_id,
+               Server.applied_generation, Server.mail_certificate_id, Server.webmail_default_id,
                Server.mail_certificate_count, Deployment.failed_names,
                *(getattr(cert, c.key) for c in PRESENTED_COLUMNS), Server.tls_front)
         .join(cert, cert.id == Server.mail_certificate_id)
@@ -266,8 +323,37 @@ async def _facts(connection, rows: list) -> list[DomainTlsFacts]:
     certs = {row[0]: RowCertificate.of(row)
              for row in await connection.execute(_parts().certificates, {"ids": ids})}
     return [DomainTlsFacts(r[0], r[1], r[2], {"webmail": certs[r[5]], "mail": certs[r[6]]},
-                           {"webmail": r[3] is not None, "mail": r[4] is not None})
+                           {"webmail": r[3] is not None, "mail": r[4] is not None}, r[7])
             for r in rows if r[5] in certs and r[6] in certs]
+
+
+@functools.cache
+def _named_statement():
+    """The rows of given names, shaped as ``_parts().rows`` returns them, with each binding
+    read by a correlated lookup of its (domain_id, service) index. With the bindings outer-
+    joined instead, PostgreSQL's planner hash-joins every binding of the table for a page's
+    hundred names (a scan that grows with all domains)."""
+    def binding(service: str, column):
+        return (select(column).where(Binding.domain_id == Domain.id, Binding.service == service)
+                .scalar_subquery())
+
+    return (
+        select(Domain.name, Domain.server_id, Domain.account_id, binding("webmail", Binding.id),
+               binding("mail", Binding.id),
+               func.coalesce(binding("webmail", Binding.certificate_id), Server.webmail_default_id),
+               func.coalesce(binding("mail", Binding.certificate_id), Server.mail_certificate_id),
+               Domain.tls_soonest)
+        .join(Server, Server.id == Domain.server_id)
+        .where(Domain.name.in_(bindparam("names", expanding=True)))
+    )
+
+
+async def _rows_named(connection, names: list[str]) -> list:
+    """The rows of ``names``, in that order (a name deleted meanwhile is left out). The names
+    are padded to a power of two as in ``_facts`` (one prepared statement per length)."""
+    padded = names + [names[-1]] * ((1 << (len(names) - 1).bit_length()) - len(names))
+    rows = {row[0]: row for row in await connection.execute(_named_statement(), {"names": padded})}
+    return [rows[name] for name in names if name in rows]
 
 
 class DomainTlsRepository:
@@ -278,43 +364,57 @@ class DomainTlsRepository:
                    now: datetime) -> list[DomainTlsFacts]:
         """Up to ``limit`` rows after ``after`` in ``order``.
 
-        In name order without a warning or reason filter the index on (server_id or
-        account_id, name) yields the page and the statement stops there. Otherwise every
-        candidate domain is examined (a filter on what certificates present, or a sort on their
-        expiry, has no index to follow), so the page's names are chosen first by a narrow
-        statement (only the sort key travels through the scan and the sort) and their rows read
-        by a second one, by name. Either way the certificates the rows present are read by one
-        more statement, each once (``_facts``).
+        Without a filter but the server or account, one statement yields the page from an
+        index in the page's order (server or account, then name, or the kept expiry and name)
+        and stops there. Otherwise the page's keys are picked from ``domains`` alone first:
+        each arm of a warning or reason filter (``_arms``) its first ``limit`` keys after
+        ``after`` from its own index, their union sorted and cut in SQL (a name filter: one
+        arm in the page's order); then the rows of those names are read by a second statement.
+        Either way the certificates the rows present are read by one more statement, each
+        once (``_facts``).
         """
         return await _facts(await self.session.connection(), await self._rows(f, order, after, limit, now))
 
     async def _rows(self, f: TlsFilter, order: SortOrder, after: tuple | None, limit: int, now: datetime) -> list:
         """``page``'s rows as the first statement returns them (ids, before ``_facts``)."""
         connection = await self.session.connection()
-        if order.key == "name" and f.warning is None and f.reason is None:
+        arms = _arms(f, now)
+        if arms is None and not (f.q or f.prefix):
             # Core execution on the session's connection: no ORM row loading, plain tuples.
-            stmt = _where(_parts().rows, f, now)
+            stmt = _where(_parts().rows, f)
             if after is not None:
                 stmt = stmt.where(order.after(after))
             return list(await connection.execute(stmt.order_by(*order.order_by()).limit(limit)))
-        stmt = _where(_parts().base, f, now)
-        if after is not None:
-            stmt = stmt.where(order.after(after))
-        keys = stmt.with_only_columns(Domain.name).order_by(*order.order_by()).limit(limit)
-        names = list(await connection.scalars(keys))
+        picks = []
+        for arm in arms or [Arm(None)]:
+            stmt = _where(_select(arm, *order.columns()), f)
+            if arm.where is not None:
+                stmt = stmt.where(arm.where)
+            if after is not None:
+                stmt = stmt.where(order.after(after))
+            picks.append(stmt.order_by(*order.order_by()).limit(limit))
+        if len(picks) > 1:
+            # Merged in SQL, in the database's own collation (which the keyset compares in).
+            both = union(*(select(*pick.subquery().c) for pick in picks)).subquery()
+            picks = [select(*both.c).order_by(*(c.desc() if order.descending else c.asc() for c in both.c))
+                     .limit(limit)]
+        keys = list(await connection.execute(picks[0]))
+        names = [k[-1] for k in keys]
         if not names:
             return []
-        rows = {row[0]: row for row in await connection.execute(_parts().rows.where(Domain.name.in_(names)))}
-        return [rows[name] for name in names if name in rows]
+        return await _rows_named(connection, names)
 
     async def count(self, f: TlsFilter, now: datetime) -> int:
         """How many domains match, over all pages. Without a warning or reason filter the
         joins cannot drop a domain (foreign keys: its server, and the certificates each service
-        presents, exist), so only ``domains`` and its index are read."""
-        if f.warning is None and f.reason is None:
-            inner = _where(select(Domain.id), f, now).subquery()
+        presents, exist), so only ``domains`` and its index are read; with one, the union of
+        the filter's arms (each a few rows from its index, but for ``warning=false``)."""
+        arms = _arms(f, now)
+        if arms is None:
+            inner = _where(select(Domain.id), f).subquery()
         else:
-            inner = _where(_parts().base, f, now).with_only_columns(Domain.id).subquery()
+            parts = [_where(_select(arm, Domain.id), f).where(arm.where) for arm in arms]
+            inner = (parts[0] if len(parts) == 1 else union(*parts)).subquery()
         return int(await self.session.scalar(select(func.count()).select_from(inner)) or 0)
 
     async def batches(self, f: TlsFilter, now: datetime, size: int) -> AsyncIterator[list[DomainTlsFacts]]:

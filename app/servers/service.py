@@ -14,7 +14,7 @@ from app.certificates.repository import CertificateRepository
 from app.certificates.service import CertificateService
 from app.db import new_id
 from app.deployments.outbox import forget_applied, servers_changed
-from app.domains import rules
+from app.domains import rules, tls_upkeep
 from app.events import EventKind, record
 from app.kit.names import InvalidName, normalise_hostname
 from app.kit.time import utc_now
@@ -268,10 +268,13 @@ class ServerService:
                        names: list[str] | None = None) -> None:
         """Flush a change of a server-level certificate; a new generation when what the server
         presents changed (the document's scalars are re-read by every delivery; ``names``: host
-        names whose desired state may move with it, see ``set_mail_certificate``)."""
+        names whose desired state may move with it, see ``set_mail_certificate``); the TLS
+        summary of the domains left to the server's defaults (app/domains/tls_upkeep.py), once
+        the server's row is written (and so locked)."""
         await self.repo.session.flush()
         if redeploy:
             await servers_changed(self.repo.session, [server.id], reason, names={server.id: names or []})
+        await tls_upkeep.unbound_on(self.repo.session, server.id)
         await self.repo.session.refresh(server)
 
     async def delete(self, server_id: str, expected: Precondition = NO_PRECONDITION) -> None:
