@@ -21,6 +21,8 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
+import threading
+import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -49,7 +51,7 @@ class MaterialBusy(AppError):
 _TRUST: TrustStore | None = None  # one per worker process, from the parent's roots
 
 
-def _init_worker(roots_der: list[bytes]) -> None:
+def _init_worker(roots_der: list[bytes], parent: int) -> None:
     """Build the worker's trust store, and yield the CPU to the API process when both want it.
 
     ``nice`` 10 (setpriority(2)): with two cores and two readers busy, the scheduler still runs
@@ -58,9 +60,27 @@ def _init_worker(roots_der: list[bytes]) -> None:
     global _TRUST
     with contextlib.suppress(OSError):
         os.nice(NICENESS)
+    # ``parent`` is the pool's process, named by it: a worker still starting when that process
+    # was killed is already an orphan here, and its own getppid() would name the adopter.
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="parent-watch", daemon=True).start()
     with warnings.catch_warnings():  # one Mozilla root has a non-positive serial (see TrustStore.load)
         warnings.simplefilter("ignore")
         _TRUST = TrustStore([x509.load_der_x509_certificate(d) for d in roots_der])
+
+
+def _exit_with_parent(parent: int, every: float = 1.0) -> None:
+    """End this worker once the process that started it is gone.
+
+    A pool's workers leave when the pool is shut down, but a ``certpost serve`` killed outright
+    (SIGKILL, the OOM killer) shuts nothing down: its workers, each holding a trust store, were
+    left running for good (the test suite's crash tests left a dozen). An orphan is adopted by
+    another process, so the parent id changes (getppid(2)). Polled rather than
+    ``prctl(PR_SET_PDEATHSIG)``, which fires when the *thread* that started the worker ends, and
+    the pool is started from a worker thread (``_start``).
+    """
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(0)
 
 
 def _ready() -> bool:
@@ -101,7 +121,7 @@ class MaterialReader:
             max_workers=self._workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(self._roots,),
+            initargs=(self._roots, os.getpid()),
         )
         for future in [pool.submit(_ready) for _ in range(self._workers)]:
             future.result()
