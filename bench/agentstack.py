@@ -103,8 +103,9 @@ class Agent:
 
         Preparing it here costs what the controller does not pay: this client diffs two whole
         documents, digests both and asks the agent for every fingerprint it holds, where the
-        controller keeps the applied digest and names and asks only for the changed names'
-        fingerprints (its own part is measured by bench/e2e.py). ``sending`` (see ``_put``) is
+        controller keeps the applied digest and names, and sends the bundles of the fingerprints
+        the applied document did not hold without asking (app/deployments/delivery.py; its own
+        part is measured by bench/e2e.py). ``sending`` (see ``_put``) is
         called once that is done, just before the PUT goes out."""
         from app.kit.digest import config_digest
 
