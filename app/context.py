@@ -14,6 +14,7 @@ from app.accounts.token_cache import TokenCache
 from app.certificates.reading import MaterialReader
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker
+from app.deployments.agent_client import PinStore
 from app.kit.crypto import MasterKey, MasterKeyError, load_master_key
 from app.kit.signing import load_or_create_private_key
 from app.kit.trust import TrustStore
@@ -50,6 +51,7 @@ class AppContext:
     _tokens: TokenCache | None = field(default=None, repr=False)
     """Small per-process facts worth not re-fetching (the ACME directory, app.acme.accounts)."""
     _reads: Reads | None = field(default=None, repr=False)
+    _pins: PinStore | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, settings: Settings) -> AppContext:
@@ -88,6 +90,12 @@ class AppContext:
         if self._reads is None:
             self._reads = Reads(self.settings.resolved_database_url)
         return self._reads
+
+    def agent_pins(self) -> PinStore:
+        """The agents' pinned TLS contexts, fetched once per agent (app/deployments/agent_client.py)."""
+        if self._pins is None:
+            self._pins = PinStore()
+        return self._pins
 
     def material_reader(self) -> MaterialReader:
         """Reads uploaded keys and PKCS#12 files in worker processes (certificates/reading.py)."""

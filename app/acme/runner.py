@@ -80,7 +80,8 @@ async def _http_solver(ctx: AppContext, order: CertificateOrder) -> Http01Solver
 
     def call(method: str, token: str, key_authorization: str | None = None) -> None:
         async def go():
-            client = AgentClient(server.agent_url, server.agent_tls_fingerprint, ctx.controller_key, timeout=30)
+            client = AgentClient(server.agent_url, server.agent_tls_fingerprint, ctx.controller_key, timeout=30,
+                                 pins=ctx.agent_pins())
             try:
                 if method == "PUT":
                     await client.put_challenge(token, key_authorization, names)

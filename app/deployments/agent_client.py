@@ -73,10 +73,40 @@ def _fetch_pinned_context(host: str, port: int, fingerprint: str, timeout: float
     return PinnedTls(context, fingerprint)
 
 
-class AgentClient:
-    """One agent. Build per delivery; ``aclose()`` when done."""
+class PinStore:
+    """Pinned TLS contexts by (host, port, fingerprint), kept for the life of the process.
 
-    def __init__(self, base_url: str, fingerprint: str | None, signing_key: Ed25519PrivateKey, *, timeout: float = 120.0):
+    Fetching the pin is a TCP connection and a TLS handshake of its own (3 to 4 ms on loopback,
+    in a thread), paid before every delivery until this store: a tenth of what the controller
+    spends on a one-domain change (docs/performance.md, section 8). A kept context trusts only
+    the certificate pinned, so an agent that comes back with another one fails the handshake
+    like before; the client then forgets the context and fetches again once, which reports the
+    mismatch by name (``agent_tls_pin_mismatch``). A new registered fingerprint is a new key.
+    Bounded: the oldest entry goes when ``limit`` is reached (one per registered agent)."""
+
+    def __init__(self, limit: int = 4096):
+        self.limit = limit
+        self._pins: dict[tuple[str, int, str], PinnedTls] = {}
+
+    def get(self, key: tuple[str, int, str]) -> PinnedTls | None:
+        return self._pins.get(key)
+
+    def put(self, key: tuple[str, int, str], pinned: PinnedTls) -> None:
+        self._pins.pop(key, None)
+        if len(self._pins) >= self.limit:
+            self._pins.pop(next(iter(self._pins)), None)
+        self._pins[key] = pinned
+
+    def forget(self, key: tuple[str, int, str]) -> None:
+        self._pins.pop(key, None)
+
+
+class AgentClient:
+    """One agent. Build per delivery; ``aclose()`` when done. With ``pins`` (the process's
+    ``PinStore``) the pinned context is fetched once per agent, not once per client."""
+
+    def __init__(self, base_url: str, fingerprint: str | None, signing_key: Ed25519PrivateKey, *, timeout: float = 120.0,
+                 pins: PinStore | None = None):
         if not fingerprint:
             raise AgentError("agent_not_pinned", "the server has no agent_tls_fingerprint; set it with PATCH /v1/servers/{id}", retryable=False)
         self.base = httpx.URL(base_url)
@@ -85,27 +115,44 @@ class AgentClient:
         self.timeout = timeout
         self._client: httpx.AsyncClient | None = None
         self.bytes_sent = 0
+        self.pins = pins
+        self._kept = False  # the current client's context came from ``pins``
 
     async def _http(self) -> httpx.AsyncClient:
         if self._client is None:
             host, port = self.base.host, self.base.port or 443
-            try:
-                pinned = await asyncio.to_thread(_fetch_pinned_context, host, port, self.fingerprint, min(self.timeout, 10.0))
-            except AgentError:
-                raise
-            except OSError as exc:
-                raise AgentError("agent_unreachable", f"cannot reach the agent at {self.base}: {exc}", retryable=True) from None
+            key = (host, port, self.fingerprint)
+            pinned = self.pins.get(key) if self.pins is not None else None
+            self._kept = pinned is not None
+            if pinned is None:
+                try:
+                    pinned = await asyncio.to_thread(_fetch_pinned_context, host, port, self.fingerprint, min(self.timeout, 10.0))
+                except AgentError:
+                    raise
+                except OSError as exc:
+                    raise AgentError("agent_unreachable", f"cannot reach the agent at {self.base}: {exc}", retryable=True) from None
+                if self.pins is not None:
+                    self.pins.put(key, pinned)
             self._client = httpx.AsyncClient(
                 verify=pinned.context, follow_redirects=False, timeout=httpx.Timeout(self.timeout, connect=10.0)
             )
         return self._client
+
+    async def _forget_pin(self) -> None:
+        """After a failed connection on a kept context: drop it and the client, so that the next
+        attempt fetches the pin again and names what is wrong (``PinStore``)."""
+        if self.pins is not None:
+            self.pins.forget((self.base.host, self.base.port or 443, self.fingerprint))
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+        self._kept = False
 
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()
 
     async def _request(self, method: str, path: str, document: dict | None = None) -> dict:
-        client = await self._http()
         url = self.base.join(path)
         body = json.dumps(document, separators=(",", ":")).encode() if document is not None else b""
         target = url.raw_path.decode()
@@ -117,7 +164,14 @@ class AgentClient:
             headers["X-Request-ID"] = request_id
         self.bytes_sent += len(body)
         try:
-            response = await client.request(method, url, content=body, headers=headers)
+            try:
+                response = await (await self._http()).request(method, url, content=body, headers=headers)
+            except httpx.ConnectError:
+                if not self._kept:
+                    raise
+                # Nothing was sent (the connection or its handshake failed): once more with the pin fetched again.
+                await self._forget_pin()
+                response = await (await self._http()).request(method, url, content=body, headers=headers)
         except httpx.TimeoutException:
             raise AgentError("agent_timeout", f"the agent did not answer {method} {path} in {self.timeout} s", retryable=True) from None
         except httpx.HTTPError as exc:

@@ -139,7 +139,8 @@ async def _bundles(ctx: AppContext, fingerprints: set[str]) -> dict[str, dict]:
 async def _push(ctx: AppContext, server_id: str, plan: Plan) -> Outcome:
     url, fingerprint = plan.agent
     try:
-        client = AgentClient(url, fingerprint, ctx.controller_key, timeout=ctx.settings.agent_timeout_seconds)
+        client = AgentClient(url, fingerprint, ctx.controller_key, timeout=ctx.settings.agent_timeout_seconds,
+                             pins=ctx.agent_pins())
     except AgentError as exc:
         return Outcome(False, exc, generation=plan.generation)
     try:

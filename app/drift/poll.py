@@ -57,7 +57,8 @@ async def poll_server(ctx: AppContext, server_id: str, owner: str) -> int | None
 
 
 async def _read(ctx: AppContext, url: str, pin: str | None, epoch: str | None, seq: int):
-    client = AgentClient(url, pin, ctx.controller_key, timeout=ctx.settings.agent_timeout_seconds)
+    client = AgentClient(url, pin, ctx.controller_key, timeout=ctx.settings.agent_timeout_seconds,
+                         pins=ctx.agent_pins())
     items: list = []
     try:
         for _ in range(MAX_PAGES):

@@ -15,7 +15,11 @@ and, every ``renewal_check_seconds``, the renewal scan (``app.acme.renewal``, wh
 every ``expiry_check_seconds`` the expiry scan (``app.expiry.jobs``, which records events).
 An order mostly waits on the CA and DNS and a webhook on a receiver, so separate slots keep one
 kind from holding back another: a slow receiver holds one webhook slot, never a delivery.
-Between rounds it sleeps until the next poll, or until the API wakes it after a commit.
+Between rounds it sleeps until the next poll, until the API wakes it after a commit, or until a
+task it started ends; it looks again at once only when a kind claimed as many as it had room
+for (more may be waiting). A round right after one that found less would find nothing, and its
+claim statements would compete with the delivery just started for the database and the GIL:
+on SQLite under load, 10 to 15 ms of a one-domain change's path (docs/performance.md, section 8).
 
 Every leased job follows one rule (``app.scheduler.lease``): claimed by a conditional UPDATE,
 kept by a heartbeat (``app.scheduler.heartbeat``), so a crashed worker's work is taken over
@@ -174,6 +178,7 @@ class Worker:
         self.running: dict[str, set[asyncio.Task]] = {kind.name: set() for kind in JOB_KINDS}
         self._last_scan: dict[str, float] = {}
         self._last_claim: dict[str, float] = {}
+        self.filled = False  # the last round claimed as many of some kind as it had room for
         self._last_outage_log = float("-inf")
 
     @property
@@ -240,13 +245,15 @@ class Worker:
             return 0
         now = utc_now()
         claimed: list[tuple[JobKind, str]] = []
+        self.filled = False
         async with self.ctx.sessionmaker() as session:
             # Short leases, renewed while the work runs (heartbeat.py): a crash is taken over fast.
             lease = timedelta(seconds=self.ctx.settings.lease_seconds)
             for kind in JOB_KINDS:
                 if rooms[kind.name] > 0:
-                    claimed += [(kind, i) for i in await kind.claim(self.ctx, session, self.owner, now, lease,
-                                                                         rooms[kind.name])]
+                    got = await kind.claim(self.ctx, session, self.owner, now, lease, rooms[kind.name])
+                    claimed += [(kind, i) for i in got]
+                    self.filled = self.filled or len(got) >= rooms[kind.name]
             await session.commit()
         for kind, job_id in claimed:
             if kind.name == "deliver":
@@ -271,7 +278,7 @@ class Worker:
                 except Exception as exc:  # noqa: BLE001 - the database may be briefly away; keep the worker alive
                     self._round_failed(exc)
                     started = 0
-                if started:
+                if started and self.filled:  # more may be due than there was room for: look again now
                     continue
                 try:
                     await asyncio.wait_for(wake.wait(), timeout=self.ctx.settings.worker_poll_seconds)
