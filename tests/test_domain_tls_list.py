@@ -24,7 +24,7 @@ from sqlalchemy import event, select, update
 
 from app.accounts.caller import Caller
 from app.certificates.models import Certificate
-from app.domains import tls_lines, tls_list, tls_report, tls_upkeep
+from app.domains import tls_lines, tls_list, tls_report, tls_rows, tls_upkeep
 from app.domains.models import Domain
 from app.domains.repository import DomainRepository
 from app.domains.tls_list import TlsQuery, visible_filter
@@ -294,6 +294,14 @@ async def test_export_and_page_bytes_equal_the_rules_applied_one_domain_at_a_tim
     assert lines == [to_json(row) for row in expected]
     assert records == [tls_report.csv_record(to_jsonable_python(row)) for row in expected]
     assert page.startswith(b'{"items":[' + b",".join(lines) + b"]")
+    # the whole page, written as text (tls_lines), is what encoding the rows as dicts writes
+    for params, total in (({}, None), ({"count": "true"}, 10)):
+        page = (await client.get("/v1/domain-tls", params={"server_id": hosting["s1"], **params}, headers=admin))
+        assert page.content == to_json({"items": expected, "next_cursor": None, "total": total})
+    first = (await client.get("/v1/domain-tls", params={"server_id": hosting["s1"], "limit": 3}, headers=admin)).json()
+    assert first["next_cursor"] and (await client.get(
+        "/v1/domain-tls", params={"server_id": hosting["s1"], "limit": 3}, headers=admin)).content == to_json(
+        {"items": [json.loads(line) for line in lines[:3]], "next_cursor": first["next_cursor"], "total": None})
     # a batch shares its evaluations across rows: the builder's rows equal the reference's too
     builder = tls_report.RowBuilder(servers, now, settings.expiring_days)
     assert [to_json(builder.row(d)) for d in facts] == [to_json(row) for row in expected]
@@ -347,27 +355,83 @@ async def test_other_requests_are_answered_while_an_export_batch_is_encoded(clie
 
 @contextmanager
 def statements(context):
+    """The statements run meanwhile, on the session's engine and on the hot reads' (app/reads.py)."""
     seen = []
 
     def count(_conn, _cursor, statement, *_args):
         seen.append(statement.split("\n")[0][:120])
 
-    event.listen(context.engine.sync_engine, "before_cursor_execute", count)
+    engines = (context.engine.sync_engine, context.reads().engine)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", count)
     try:
         yield seen
     finally:
-        event.remove(context.engine.sync_engine, "before_cursor_execute", count)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", count)
 
 
 async def test_no_query_per_row(client, admin, hosting, context):
     counts = []
     await client.get("/v1/domain-tls", params={"limit": 1}, headers=admin)  # the token is looked up once
     for limit in (1, 11):
+        tls_rows.CERTIFICATES.clear()  # each page reads its certificates
         with statements(context) as seen:
             r = await client.get("/v1/domain-tls", params={"limit": limit, "count": "true"}, headers=admin)
             assert r.status_code == 200
         counts.append(seen)
-    assert len(counts[0]) == len(counts[1]), counts
+    assert len(counts[0]) == len(counts[1]) > 0, counts
+
+
+async def test_pages_read_certificates_again_only_when_they_changed(client, admin, hosting, context):
+    """A page takes the certificates of an earlier page from ``tls_rows.CERTIFICATES`` while
+    their row version is the one its rows carry: no certificate statement when nothing changed;
+    a certificate changed in any way (here around the API, as a trust refresh writes) is read
+    again, and the page shows the change."""
+    params = {"server_id": hosting["s1"], "limit": 4}
+    tls_rows.CERTIFICATES.clear()
+    with statements(context) as cold:
+        before = (await client.get("/v1/domain-tls", params=params, headers=admin)).json()
+    with statements(context) as warm:
+        again = await client.get("/v1/domain-tls", params=params, headers=admin)
+    assert again.json() == before
+    assert [s for s in cold if "FROM certificates" in s or s.startswith("SELECT certificates.")]
+    assert len(warm) == len(cold) - 1 and not [s for s in warm if s.startswith("SELECT certificates.")], warm
+    row = next(r for r in before["items"] if r["webmail"]["reasons"] == [] and r["mail"]["source"] == "binding")
+    cert_id = row["webmail"]["certificate_id"]
+    named = {**params, "q": row["domain"]}  # the other way to a page's rows (tls_rows._rows_named)
+    assert (await client.get("/v1/domain-tls", params=named, headers=admin)).json()["items"] == [row]
+    async with context.sessionmaker() as session:
+        await session.execute(update(Certificate.__table__).where(Certificate.id == cert_id).values(trusted=False))
+        await tls_upkeep.presenting(session, [cert_id])
+        await session.commit()
+    for query in (named, params):
+        after = {r["domain"]: r for r in (await client.get("/v1/domain-tls", params=query, headers=admin)).json()["items"]}
+        assert after[row["domain"]]["webmail"]["reasons"] == ["certificate_untrusted"], query
+
+
+async def test_plain_queries_resolved_by_hand_answer_as_the_solver_does(client, admin, hosting):
+    """The list resolves plain queries itself (app/direct.py) and leaves other spellings to
+    FastAPI: both give the same bytes, and what the declared parameters refuse is refused with
+    the same codes."""
+    s1 = hosting["s1"]
+    same = [({"warning": "true"}, {"warning": "1"}), ({"warning": "false"}, {"warning": "off"}),
+            ({"count": "true", "limit": "3"}, {"count": "yes", "limit": "03"}),
+            ({"server_id": s1, "sort": "-not_after", "limit": "2"}, {"server_id": s1, "sort": "-not_after", "limit": "+2"}),
+            ({"reason": "self_signed", "count": "false"}, {"reason": "self_signed", "count": "0"})]
+    for plain, other in same:
+        a = await client.get("/v1/domain-tls", params=plain, headers=admin)
+        b = await client.get("/v1/domain-tls", params=other, headers=admin)
+        assert a.status_code == b.status_code == 200 and a.content == b.content, (plain, other)
+    for params in ({"warning": "maybe"}, {"prefix": ""}, {"q": "x" * 254}, {"server_id": "s" * 37},
+                   {"account_id": "a" * 37}, {"cursor": "c" * 2049}, {"limit": "1001"}, {"count": "2"},
+                   {"sort": "NAME"}, {"reason": ""}):
+        assert_problem(await client.get("/v1/domain-tls", params=params, headers=admin), 422, "validation_error")
+    assert_problem(await client.get("/v1/domain-tls", params={"page": "2"}, headers=admin), 422, "unknown_parameter")
+    for params in ({}, {"limit": "abc"}):
+        assert_problem(await client.get("/v1/domain-tls", params=params), 401, "unauthenticated")
+    longest = {"q": "x" * 253, "prefix": "x" * 253, "server_id": "s" * 36, "account_id": "a" * 36}
+    assert (await client.get("/v1/domain-tls", params=longest, headers=admin)).json()["items"] == []
 
 
 # -- the export's text path (tls_lines) --------------------------------------------------------

@@ -35,7 +35,7 @@ from app.domains.tls_report import (
     endpoints_text,
     flag,
 )
-from app.domains.tls_rows import DomainTlsFacts, RowCertificate
+from app.domains.tls_rows import CertificateCache, DomainTlsFacts, RowCertificate
 from app.kit.coverage import covers_in
 from app.kit.mailclients import autoconfig_names
 
@@ -140,8 +140,9 @@ class LineBuilder(RowBuilder):
     """``RowBuilder`` whose rows come out as text: ``json_line`` (without the line end) and
     ``csv_line`` (with its CRLF). One per export batch, like the builder."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, certificates: CertificateCache | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        self._shared = certificates  # a page's: its certificates' JSON kept from page to page
         self._cert_json: dict[str, tuple[str, str]] = {}
         self._cert_csv: dict[str, tuple[str, str]] = {}
         self._time_json: dict = {}
@@ -220,7 +221,19 @@ class LineBuilder(RowBuilder):
 
     def _json_of(self, cert: RowCertificate) -> tuple[str, str]:
         """A certificate's id, names and expiry as the JSON of a part (from ``certificate_id``'s
-        value to ``not_after``'s), and its expiry alone: once per certificate of the batch."""
+        value to ``not_after``'s), and its expiry alone: once per certificate of the batch, or
+        of the cache of pages (``tls_rows.CertificateCache``)."""
+        shared = self._shared
+        if shared is not None:
+            found = shared.text(cert)
+            if found is None:
+                found = self._json_text_of(cert)
+                shared.keep_text(cert, found)
+            self._cert_json[cert.id] = found
+            return found
+        return self._json_text_of(cert)
+
+    def _json_text_of(self, cert: RowCertificate) -> tuple[str, str]:
         time = self._time_json.get(cert.not_after)
         if time is None:
             time = self._time_json[cert.not_after] = json_text(self._time(cert.not_after))
