@@ -487,6 +487,29 @@ async def test_text_lines_equal_the_rules_applied_one_domain_at_a_time(client, a
     assert json.loads(lines[0])["domain"] == 'we"ird,na\\me\n'
 
 
+async def test_rows_kept_between_pages_are_the_rows_of_the_moment(client, admin, hosting, context, settings):
+    """The pages keep rows' text and certificates between requests (``tls_lines.RowTexts``,
+    ``tls_rows.CertificateCache``), keyed by everything a row is written from: at moments
+    before, between and after the certificates' validity (expired, expiring, not yet valid,
+    the server's certificate too), with a server whose facts change in between and with drifted
+    names, each line is the reference's for that moment and those facts."""
+    facts, servers, now = await _facts_and_servers(context, hosting["s1"])
+    days = settings.expiring_days
+    rows, certificates = tls_lines.RowTexts(size=7), tls_rows.CertificateCache()
+    s1 = hosting["s1"]
+    moved = {s1: dataclasses.replace(servers[s1], server=dataclasses.replace(servers[s1].server, applied_generation=-1))}
+    drifted = {(s1, "mail.a0.example", "mail"), (s1, "", "webmail")}
+    for shift, facts_of_server, drift in [(0, servers, set()), (0, moved, set()), (0, servers, drifted),
+                                          (-30, servers, set()), (4, servers, set()), (11, servers, set()),
+                                          (70, servers, set()), (365, servers, set()), (1000, servers, set()),
+                                          (0, servers, set())]:
+        moment = now + timedelta(days=shift)
+        builder = tls_lines.LineBuilder(facts_of_server, moment, days, drift, certificates=certificates, rows=rows)
+        for _ in range(2):  # written, then reused
+            assert [builder.json_line(d) for d in facts] == _reference_lines(facts, facts_of_server, moment, days,
+                                                                             drift)[0], (shift, drift)
+
+
 def test_csv_fields_are_quoted_as_the_csv_module_quotes_them():
     values = ["plain", "", " spaced ", "a,b", 'say "hi"', "line\nbreak", "cr\rlf", "tab\there", "é", "'"]
     assert ",".join(tls_lines.csv_field(v) for v in values) + "\r\n" == tls_lines.csv_text([values])
@@ -569,7 +592,13 @@ async def _kept_is_computed(context) -> None:
 
 async def _written(client, admin, hosting, context) -> None:
     await _kept_is_computed(context)
-    await _check_sorts(client, admin, await _check_filters(client, admin, hosting))
+    rows = await _check_filters(client, admin, hosting)
+    await _check_sorts(client, admin, rows)
+    # the pages keep rows and certificates between requests; the export reads and writes every
+    # row afresh: after each write they agree
+    exported = [json.loads(line) for s in (hosting["s1"], hosting["s2"])
+                for line in (await client.get(f"/v1/servers/{s}/domain-tls.ndjson", headers=admin)).text.splitlines()]
+    assert sorted(exported, key=lambda row: row["domain"]) == rows
 
 
 async def test_kept_facts_follow_every_write(client, admin, hosting, context, test_ca, untrusted_ca):

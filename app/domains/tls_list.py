@@ -131,7 +131,8 @@ class DomainTlsService:
         shown = rows[:query.limit]
         servers = await self.repo.servers({facts.server_id for facts in shown})
         drifted = await _drifted(self.repo.db, shown) if any(s.drifted for s in servers.values()) else set()
-        builder = tls_lines.LineBuilder(servers, now, self.expiring_days, drifted, certificates=CERTIFICATES)
+        builder = tls_lines.LineBuilder(servers, now, self.expiring_days, drifted, certificates=CERTIFICATES,
+                                        rows=tls_lines.ROWS)
         items = ",".join([builder.json_line(facts) for facts in shown])
         next_cursor = None
         if len(rows) > query.limit:
