@@ -172,6 +172,9 @@ async def _check_filters(client, admin, hosting):
         "prefix": ({"prefix": "A"}, lambda row: row["domain"].startswith("a")),
         "q": ({"q": "1.EX"}, lambda row: "1.ex" in row["domain"]),
         "q with LIKE characters": ({"q": "%"}, lambda row: False),
+        "prefix with LIKE characters": ({"prefix": "a_"}, lambda row: False),
+        "prefix, a whole name": ({"prefix": "Z1.example"}, lambda row: row["domain"] == "z1.example"),
+        "prefix, past every name": ({"prefix": "z9"}, lambda row: False),
         "combined": ({"server_id": hosting["s1"], "warning": "true", "prefix": "b"},
                      lambda row: row["server_id"] == hosting["s1"] and row["client_warning"]
                      and row["domain"].startswith("b")),

@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Integer,
+    String,
     and_,
     bindparam,
     case,
@@ -51,7 +52,9 @@ from sqlalchemy import (
     union,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.functions import FunctionElement
 
 from app.certificates.models import Certificate, CertificateName
 from app.certificates.repository import PRESENTED_COLUMNS
@@ -264,6 +267,9 @@ def _where(stmt, f: TlsFilter, domain: Any = Domain):
         stmt = stmt.where(domain.account_id == f.account_id)
     if f.prefix:
         stmt = stmt.where(domain.name.startswith(f.prefix, autoescape=True))
+        bounds = _prefix_bounds(domain.name, f.prefix)
+        if bounds is not None:
+            stmt = stmt.where(bounds)
     if f.q:
         stmt = stmt.where(domain.name.contains(f.q, autoescape=True))
     return stmt
@@ -315,6 +321,51 @@ def _plain_statement(server: bool, account: bool, order: SortOrder, after: bool)
         columns = order.columns()
         stmt = stmt.where(order.after(tuple(bindparam(f"after_{i}", type_=c.type) for i, c in enumerate(columns))))
     return stmt.order_by(*order.order_by()).limit(bindparam("limit", type_=Integer()))
+
+
+@functools.cache
+def _count_statement(server: bool, account: bool):
+    """``count`` of the domains of a server or account (bound), read from their indexes alone."""
+    stmt = select(func.count()).select_from(Domain)
+    if server:
+        stmt = stmt.where(Domain.server_id == bindparam("server_id"))
+    if account:
+        stmt = stmt.where(Domain.account_id == bindparam("account_id"))
+    return stmt
+
+
+class prefix_range(FunctionElement):
+    """``column`` within the code-point range of the strings that start with ``low`` (``high``:
+    ``low`` with its last character's successor): what ``LIKE 'low%'`` keeps, as an index range.
+    On SQLite the column's BINARY collation compares code points; on PostgreSQL the pattern
+    operators ``~>=~`` / ``~<~`` do whatever the database's collation (a glibc or ICU collation
+    may ignore punctuation, and then a plain range would leave out names that match), read from
+    the ``text_pattern_ops`` index of migration 0021. A bound, never the whole condition: the
+    ``LIKE`` stays beside it. Untyped: SQLite would compare a boolean-typed one to 1, which no
+    index serves."""
+
+    inherit_cache = True
+    name = "prefix_range"
+
+
+@compiles(prefix_range)
+def _prefix_range(element, compiler, **kw):
+    column, low, high = (compiler.process(c, **kw) for c in element.clauses)
+    return f"({column} >= {low} AND {column} < {high})"
+
+
+@compiles(prefix_range, "postgresql")
+def _prefix_range_pg(element, compiler, **kw):
+    column, low, high = (compiler.process(c, **kw) for c in element.clauses)
+    return f"({column} ~>=~ {low} AND {column} ~<~ {high})"
+
+
+def _prefix_bounds(column, prefix: str) -> Any:
+    """``prefix_range`` of ``prefix``; None when its last character has no successor."""
+    last = ord(prefix[-1])
+    if last >= 0x10FFFF:
+        return None
+    return prefix_range(column, literal(prefix, String()), literal(prefix[:-1] + chr(last + 1), String()))
 
 
 @functools.cache
@@ -414,22 +465,21 @@ def _named_statement():
     joined instead, PostgreSQL's planner hash-joins every binding of the table for a page's
     hundred names (a scan that grows with all domains)."""
     def binding(service: str, column):
-        # correlated to the outer ``domains`` also from within ``version``'s subquery
         return (select(column).where(Binding.domain_id == Domain.id, Binding.service == service)
-                .correlate_except(Binding).scalar_subquery())
-
-    def version(presented):
-        return (select(Certificate.version).where(Certificate.id == presented)
-                .correlate_except(Certificate).scalar_subquery())
+                .scalar_subquery())
 
     webmail = func.coalesce(binding("webmail", Binding.certificate_id), Server.webmail_default_id)
     mail = func.coalesce(binding("mail", Binding.certificate_id), Server.mail_certificate_id)
-    return (
-        select(Domain.name, Domain.server_id, Domain.account_id, binding("webmail", Binding.id),
-               binding("mail", Binding.id), webmail, mail, Domain.tls_soonest, version(webmail), version(mail))
+    rows = (
+        select(Domain.name, Domain.server_id, Domain.account_id, binding("webmail", Binding.id).label("wb"),
+               binding("mail", Binding.id).label("mb"), webmail.label("wc"), mail.label("mc"), Domain.tls_soonest)
         .join(Server, Server.id == Domain.server_id)
         .where(Domain.name.in_(bindparam("names", expanding=True)))
-    )
+    ).subquery()
+    # the presented certificates' versions (``CertificateCache``): a primary-key lookup each
+    web_cert, mail_cert = aliased(Certificate), aliased(Certificate)
+    return (select(*rows.c, web_cert.version, mail_cert.version).select_from(rows)
+            .join(web_cert, web_cert.id == rows.c.wc).join(mail_cert, mail_cert.id == rows.c.mc))
 
 
 async def _rows_named(connection, names: list[str]) -> list:
@@ -502,7 +552,13 @@ class DomainTlsRepository:
         joins cannot drop a domain (foreign keys: its server, and the certificates each service
         presents, exist), so only ``domains`` and its index are read; with one, the union of
         the filter's arms (each a few rows from its index, but for ``warning=false``)."""
+        if f.nothing:
+            return 0
         arms = _arms(f, now)
+        if arms is None and not (f.q or f.prefix):
+            stmt = _count_statement(f.server_id is not None, f.account_id is not None)
+            return int((await self.db.execute(stmt, {"server_id": f.server_id, "account_id": f.account_id})).scalar()
+                       or 0)
         if arms is None:
             inner = _where(select(Domain.id), f).subquery()
         else:
