@@ -378,7 +378,7 @@ async def test_no_query_per_row(client, admin, hosting, context):
     counts = []
     await client.get("/v1/domain-tls", params={"limit": 1}, headers=admin)  # the token is looked up once
     for limit in (1, 11):
-        tls_rows.CERTIFICATES.clear()  # each page reads its certificates
+        tls_list.memory(context).certificates.clear()  # each page reads its certificates
         with statements(context) as seen:
             r = await client.get("/v1/domain-tls", params={"limit": limit, "count": "true"}, headers=admin)
             assert r.status_code == 200
@@ -387,12 +387,12 @@ async def test_no_query_per_row(client, admin, hosting, context):
 
 
 async def test_pages_read_certificates_again_only_when_they_changed(client, admin, hosting, context):
-    """A page takes the certificates of an earlier page from ``tls_rows.CERTIFICATES`` while
+    """A page takes the certificates of an earlier page from the context's ``tls_list.PageMemory`` while
     their row version is the one its rows carry: no certificate statement when nothing changed;
     a certificate changed in any way (here around the API, as a trust refresh writes) is read
     again, and the page shows the change."""
     params = {"server_id": hosting["s1"], "limit": 4}
-    tls_rows.CERTIFICATES.clear()
+    tls_list.memory(context).certificates.clear()
     with statements(context) as cold:
         before = (await client.get("/v1/domain-tls", params=params, headers=admin)).json()
     with statements(context) as warm:

@@ -144,7 +144,7 @@ class RowTexts:
     the rows of its server share, what the moment makes of each certificate and of the server's
     (expired, not yet valid, expiring), the drift flags. A row is text made by pure functions of
     those, so it is reused exactly when they are equal (compared as values; the same objects
-    when nothing changed: the certificates come from ``tls_rows.CERTIFICATES``, the server's
+    when nothing changed: the certificates come from the page memory's ``CertificateCache``, the server's
     facts are kept here while equal). Bounded: the oldest entries go first."""
 
     def __init__(self, size: int = 10_000):
@@ -177,10 +177,6 @@ class RowTexts:
     def clear(self) -> None:
         self._entries.clear()
         self._contexts.clear()
-
-
-ROWS = RowTexts()
-"""The pages' rows (the export writes each row once: it would only churn this)."""
 
 
 class LineBuilder(RowBuilder):

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from pydantic_core import to_json
@@ -35,7 +35,7 @@ from app.domains import tls_lines, tls_report
 from app.domains.models import SERVICES
 from app.domains.rules import service_hostname
 from app.domains.tls_rows import (
-    CERTIFICATES,
+    CertificateCache,
     DomainTlsFacts,
     DomainTlsRepository,
     SortOrder,
@@ -115,10 +115,35 @@ class UnknownServer(NotFound):
     none of its account's domains)."""
 
 
+@dataclass
+class PageMemory:
+    """What the pages of one process keep between requests: decoded certificates by row
+    version and rows' text by their inputs (``CertificateCache``, ``tls_lines.RowTexts``), each
+    bounded. Held by the application's context (``memory``), not the module, so two
+    applications in one process (the tests) never share it; the export keeps nothing (it
+    writes each row once and would only churn it)."""
+
+    certificates: CertificateCache = field(default_factory=CertificateCache)
+    rows: tls_lines.RowTexts = field(default_factory=tls_lines.RowTexts)
+
+    def clear(self) -> None:
+        self.certificates.clear()
+        self.rows.clear()
+
+
+def memory(ctx: AppContext) -> PageMemory:
+    """The context's ``PageMemory``, made on first use."""
+    found = ctx.memo.get("domain_tls_pages")
+    if found is None:
+        found = ctx.memo["domain_tls_pages"] = PageMemory()
+    return found
+
+
 class DomainTlsService:
-    def __init__(self, repo: DomainTlsRepository, expiring_days: int):
+    def __init__(self, repo: DomainTlsRepository, expiring_days: int, kept: PageMemory | None = None):
         self.repo = repo
         self.expiring_days = expiring_days
+        self.kept = kept or PageMemory()  # without the context's: nothing kept beyond this service
 
     async def page(self, caller: Caller, query: TlsQuery) -> bytes:
         """The ``DomainTlsPage`` JSON of one page."""
@@ -127,12 +152,12 @@ class DomainTlsService:
         f = visible_filter(caller, query)
         now = utc_now()
         total = await self.repo.count(f, now) if query.count else None
-        rows = await self.repo.page(f, order, after, query.limit + 1, now, CERTIFICATES)
+        rows = await self.repo.page(f, order, after, query.limit + 1, now, self.kept.certificates)
         shown = rows[:query.limit]
         servers = await self.repo.servers({facts.server_id for facts in shown})
         drifted = await _drifted(self.repo.db, shown) if any(s.drifted for s in servers.values()) else set()
-        builder = tls_lines.LineBuilder(servers, now, self.expiring_days, drifted, certificates=CERTIFICATES,
-                                        rows=tls_lines.ROWS)
+        builder = tls_lines.LineBuilder(servers, now, self.expiring_days, drifted, certificates=self.kept.certificates,
+                                        rows=self.kept.rows)
         items = ",".join([builder.json_line(facts) for facts in shown])
         next_cursor = None
         if len(rows) > query.limit:

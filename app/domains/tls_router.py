@@ -14,7 +14,14 @@ from fastapi.responses import StreamingResponse
 from app.deps import Context, CurrentCaller, Reader, ReadingCaller, Session, read_inputs
 from app.direct import DirectRoute, direct
 from app.domains import tls_report
-from app.domains.tls_list import DomainTlsService, InvalidCursor, TlsQuery, UnknownServer, export
+from app.domains.tls_list import (
+    DomainTlsService,
+    InvalidCursor,
+    TlsQuery,
+    UnknownServer,
+    export,
+    memory,
+)
 from app.domains.tls_rows import DomainTlsRepository
 from app.domains.tls_schemas import DOMAIN_TLS_ROW_EXAMPLE, DomainTlsPage, Reason, Sort
 from app.paging import plain_page
@@ -24,7 +31,7 @@ router = APIRouter(tags=["domains"])
 
 
 async def get_service(session: Session, ctx: Context) -> DomainTlsService:
-    return DomainTlsService(DomainTlsRepository(session), ctx.settings.expiring_days)
+    return DomainTlsService(DomainTlsRepository(session), ctx.settings.expiring_days, memory(ctx))
 
 
 DomainTls = Annotated[DomainTlsService, Depends(get_service)]
@@ -33,7 +40,7 @@ DomainTls = Annotated[DomainTlsService, Depends(get_service)]
 async def get_reads(reader: Reader, ctx: Context) -> DomainTlsService:
     """The service over the hot reads' bare connection (app/reads.py): the page runs only
     read-only Core statements, so no ORM session and no transaction pair."""
-    return DomainTlsService(DomainTlsRepository(reader), ctx.settings.expiring_days)
+    return DomainTlsService(DomainTlsRepository(reader), ctx.settings.expiring_days, memory(ctx))
 
 
 DomainTlsReads = Annotated[DomainTlsService, Depends(get_reads)]

@@ -138,7 +138,7 @@ def _parts() -> SimpleNamespace:
     certs = {"webmail": aliased(Certificate), "mail": aliased(Certificate)}
     # The rows themselves: ids and versions only, each certificate read once by
     # ``certificates`` (decoding its names and times per row was a quarter of an export,
-    # docs/performance.md section 11), or taken from ``CERTIFICATES`` when its version is the
+    # docs/performance.md section 11), or taken from the pages' ``CertificateCache`` when its version is the
     # one read here (a page; two primary-key lookups per row, in the database's C code).
     base = (
         select(Domain.name, Domain.server_id, Domain.account_id, webmail.id, mail.id,
@@ -428,10 +428,6 @@ class CertificateCache:
 
     def clear(self) -> None:
         self._entries.clear()
-
-
-CERTIFICATES = CertificateCache()
-"""The pages' certificates (the export reads each batch's itself: it would only churn this)."""
 
 
 async def _facts(connection, rows: list, cache: CertificateCache | None = None) -> list[DomainTlsFacts]:
