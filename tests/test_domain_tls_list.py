@@ -24,7 +24,7 @@ from sqlalchemy import event, select, update
 
 from app.accounts.caller import Caller
 from app.certificates.models import Certificate
-from app.domains import tls_lines, tls_list, tls_report, tls_upkeep
+from app.domains import tls_lines, tls_list, tls_report, tls_rows, tls_upkeep
 from app.domains.models import Domain
 from app.domains.repository import DomainRepository
 from app.domains.tls_list import TlsQuery, visible_filter
@@ -172,6 +172,9 @@ async def _check_filters(client, admin, hosting):
         "prefix": ({"prefix": "A"}, lambda row: row["domain"].startswith("a")),
         "q": ({"q": "1.EX"}, lambda row: "1.ex" in row["domain"]),
         "q with LIKE characters": ({"q": "%"}, lambda row: False),
+        "prefix with LIKE characters": ({"prefix": "a_"}, lambda row: False),
+        "prefix, a whole name": ({"prefix": "Z1.example"}, lambda row: row["domain"] == "z1.example"),
+        "prefix, past every name": ({"prefix": "z9"}, lambda row: False),
         "combined": ({"server_id": hosting["s1"], "warning": "true", "prefix": "b"},
                      lambda row: row["server_id"] == hosting["s1"] and row["client_warning"]
                      and row["domain"].startswith("b")),
@@ -294,6 +297,14 @@ async def test_export_and_page_bytes_equal_the_rules_applied_one_domain_at_a_tim
     assert lines == [to_json(row) for row in expected]
     assert records == [tls_report.csv_record(to_jsonable_python(row)) for row in expected]
     assert page.startswith(b'{"items":[' + b",".join(lines) + b"]")
+    # the whole page, written as text (tls_lines), is what encoding the rows as dicts writes
+    for params, total in (({}, None), ({"count": "true"}, 10)):
+        page = (await client.get("/v1/domain-tls", params={"server_id": hosting["s1"], **params}, headers=admin))
+        assert page.content == to_json({"items": expected, "next_cursor": None, "total": total})
+    first = (await client.get("/v1/domain-tls", params={"server_id": hosting["s1"], "limit": 3}, headers=admin)).json()
+    assert first["next_cursor"] and (await client.get(
+        "/v1/domain-tls", params={"server_id": hosting["s1"], "limit": 3}, headers=admin)).content == to_json(
+        {"items": [json.loads(line) for line in lines[:3]], "next_cursor": first["next_cursor"], "total": None})
     # a batch shares its evaluations across rows: the builder's rows equal the reference's too
     builder = tls_report.RowBuilder(servers, now, settings.expiring_days)
     assert [to_json(builder.row(d)) for d in facts] == [to_json(row) for row in expected]
@@ -347,27 +358,83 @@ async def test_other_requests_are_answered_while_an_export_batch_is_encoded(clie
 
 @contextmanager
 def statements(context):
+    """The statements run meanwhile, on the session's engine and on the hot reads' (app/reads.py)."""
     seen = []
 
     def count(_conn, _cursor, statement, *_args):
         seen.append(statement.split("\n")[0][:120])
 
-    event.listen(context.engine.sync_engine, "before_cursor_execute", count)
+    engines = (context.engine.sync_engine, context.reads().engine)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", count)
     try:
         yield seen
     finally:
-        event.remove(context.engine.sync_engine, "before_cursor_execute", count)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", count)
 
 
 async def test_no_query_per_row(client, admin, hosting, context):
     counts = []
     await client.get("/v1/domain-tls", params={"limit": 1}, headers=admin)  # the token is looked up once
     for limit in (1, 11):
+        tls_list.memory(context).certificates.clear()  # each page reads its certificates
         with statements(context) as seen:
             r = await client.get("/v1/domain-tls", params={"limit": limit, "count": "true"}, headers=admin)
             assert r.status_code == 200
         counts.append(seen)
-    assert len(counts[0]) == len(counts[1]), counts
+    assert len(counts[0]) == len(counts[1]) > 0, counts
+
+
+async def test_pages_read_certificates_again_only_when_they_changed(client, admin, hosting, context):
+    """A page takes the certificates of an earlier page from the context's ``tls_list.PageMemory`` while
+    their row version is the one its rows carry: no certificate statement when nothing changed;
+    a certificate changed in any way (here around the API, as a trust refresh writes) is read
+    again, and the page shows the change."""
+    params = {"server_id": hosting["s1"], "limit": 4}
+    tls_list.memory(context).certificates.clear()
+    with statements(context) as cold:
+        before = (await client.get("/v1/domain-tls", params=params, headers=admin)).json()
+    with statements(context) as warm:
+        again = await client.get("/v1/domain-tls", params=params, headers=admin)
+    assert again.json() == before
+    assert [s for s in cold if "FROM certificates" in s or s.startswith("SELECT certificates.")]
+    assert len(warm) == len(cold) - 1 and not [s for s in warm if s.startswith("SELECT certificates.")], warm
+    row = next(r for r in before["items"] if r["webmail"]["reasons"] == [] and r["mail"]["source"] == "binding")
+    cert_id = row["webmail"]["certificate_id"]
+    named = {**params, "q": row["domain"]}  # the other way to a page's rows (tls_rows._rows_named)
+    assert (await client.get("/v1/domain-tls", params=named, headers=admin)).json()["items"] == [row]
+    async with context.sessionmaker() as session:
+        await session.execute(update(Certificate.__table__).where(Certificate.id == cert_id).values(trusted=False))
+        await tls_upkeep.presenting(session, [cert_id])
+        await session.commit()
+    for query in (named, params):
+        after = {r["domain"]: r for r in (await client.get("/v1/domain-tls", params=query, headers=admin)).json()["items"]}
+        assert after[row["domain"]]["webmail"]["reasons"] == ["certificate_untrusted"], query
+
+
+async def test_plain_queries_resolved_by_hand_answer_as_the_solver_does(client, admin, hosting):
+    """The list resolves plain queries itself (app/direct.py) and leaves other spellings to
+    FastAPI: both give the same bytes, and what the declared parameters refuse is refused with
+    the same codes."""
+    s1 = hosting["s1"]
+    same = [({"warning": "true"}, {"warning": "1"}), ({"warning": "false"}, {"warning": "off"}),
+            ({"count": "true", "limit": "3"}, {"count": "yes", "limit": "03"}),
+            ({"server_id": s1, "sort": "-not_after", "limit": "2"}, {"server_id": s1, "sort": "-not_after", "limit": "+2"}),
+            ({"reason": "self_signed", "count": "false"}, {"reason": "self_signed", "count": "0"})]
+    for plain, other in same:
+        a = await client.get("/v1/domain-tls", params=plain, headers=admin)
+        b = await client.get("/v1/domain-tls", params=other, headers=admin)
+        assert a.status_code == b.status_code == 200 and a.content == b.content, (plain, other)
+    for params in ({"warning": "maybe"}, {"prefix": ""}, {"q": "x" * 254}, {"server_id": "s" * 37},
+                   {"account_id": "a" * 37}, {"cursor": "c" * 2049}, {"limit": "1001"}, {"count": "2"},
+                   {"sort": "NAME"}, {"reason": ""}):
+        assert_problem(await client.get("/v1/domain-tls", params=params, headers=admin), 422, "validation_error")
+    assert_problem(await client.get("/v1/domain-tls", params={"page": "2"}, headers=admin), 422, "unknown_parameter")
+    for params in ({}, {"limit": "abc"}):
+        assert_problem(await client.get("/v1/domain-tls", params=params), 401, "unauthenticated")
+    longest = {"q": "x" * 253, "prefix": "x" * 253, "server_id": "s" * 36, "account_id": "a" * 36}
+    assert (await client.get("/v1/domain-tls", params=longest, headers=admin)).json()["items"] == []
 
 
 # -- the export's text path (tls_lines) --------------------------------------------------------
@@ -421,6 +488,29 @@ async def test_text_lines_equal_the_rules_applied_one_domain_at_a_time(client, a
     odd = [a0._replace(name='we"ird,na\\me\n'), b2._replace(name="été.example"), a0._replace(name="x,y.example")]
     lines = check(odd, servers)
     assert json.loads(lines[0])["domain"] == 'we"ird,na\\me\n'
+
+
+async def test_rows_kept_between_pages_are_the_rows_of_the_moment(client, admin, hosting, context, settings):
+    """The pages keep rows' text and certificates between requests (``tls_lines.RowTexts``,
+    ``tls_rows.CertificateCache``), keyed by everything a row is written from: at moments
+    before, between and after the certificates' validity (expired, expiring, not yet valid,
+    the server's certificate too), with a server whose facts change in between and with drifted
+    names, each line is the reference's for that moment and those facts."""
+    facts, servers, now = await _facts_and_servers(context, hosting["s1"])
+    days = settings.expiring_days
+    rows, certificates = tls_lines.RowTexts(size=7), tls_rows.CertificateCache()
+    s1 = hosting["s1"]
+    moved = {s1: dataclasses.replace(servers[s1], server=dataclasses.replace(servers[s1].server, applied_generation=-1))}
+    drifted = {(s1, "mail.a0.example", "mail"), (s1, "", "webmail")}
+    for shift, facts_of_server, drift in [(0, servers, set()), (0, moved, set()), (0, servers, drifted),
+                                          (-30, servers, set()), (4, servers, set()), (11, servers, set()),
+                                          (70, servers, set()), (365, servers, set()), (1000, servers, set()),
+                                          (0, servers, set())]:
+        moment = now + timedelta(days=shift)
+        builder = tls_lines.LineBuilder(facts_of_server, moment, days, drift, certificates=certificates, rows=rows)
+        for _ in range(2):  # written, then reused
+            assert [builder.json_line(d) for d in facts] == _reference_lines(facts, facts_of_server, moment, days,
+                                                                             drift)[0], (shift, drift)
 
 
 def test_csv_fields_are_quoted_as_the_csv_module_quotes_them():
@@ -505,7 +595,13 @@ async def _kept_is_computed(context) -> None:
 
 async def _written(client, admin, hosting, context) -> None:
     await _kept_is_computed(context)
-    await _check_sorts(client, admin, await _check_filters(client, admin, hosting))
+    rows = await _check_filters(client, admin, hosting)
+    await _check_sorts(client, admin, rows)
+    # the pages keep rows and certificates between requests; the export reads and writes every
+    # row afresh: after each write they agree
+    exported = [json.loads(line) for s in (hosting["s1"], hosting["s2"])
+                for line in (await client.get(f"/v1/servers/{s}/domain-tls.ndjson", headers=admin)).text.splitlines()]
+    assert sorted(exported, key=lambda row: row["domain"]) == rows
 
 
 async def test_kept_facts_follow_every_write(client, admin, hosting, context, test_ca, untrusted_ca):

@@ -127,8 +127,8 @@ async def test_shortcut_routes_answer_what_the_routes_answered(context, client, 
     requests, for other methods on their paths (405 and its Allow) and for the paths beside."""
     app = create_app(context=context, run_worker=False)
     assert shortcut(app) == [], "a second pass finds every hot route shadowed by its copy"
-    assert [r.path for r in app.router.routes[:3]] == [
-        "/v1/domains", "/v1/domains/{name}/tls", "/v1/certificates"]
+    assert [r.path for r in app.router.routes[:4]] == [
+        "/v1/domains", "/v1/domains/{name}/tls", "/v1/domain-tls", "/v1/certificates"]
     plain = create_app(context=context, run_worker=False)
     plain.router.routes[:] = [r for r in plain.router.routes if type(r).__name__ != "_Shortcut"]
     for application in (app, plain):
@@ -138,7 +138,7 @@ async def test_shortcut_routes_answer_what_the_routes_answered(context, client, 
     await create_domain(client, admin, "s.test", server["id"], account_id)
     await upload(client, customer, test_ca.issue(["mail.s.test"]))
     requests = [(method, path, params, headers)
-                for path in ("/v1/domains", "/v1/domains/s.test/tls", "/v1/certificates", "/v1/domains/s.test",
+                for path in ("/v1/domains", "/v1/domains/s.test/tls", "/v1/domain-tls", "/v1/certificates", "/v1/domains/s.test",
                              "/v1/domains/s.test/tls/", "/v1/domains/tls", "/v1/certificates/x")
                 for method in ("GET", "HEAD", "PUT", "POST", "DELETE")
                 for params, headers in (({}, customer), ({"limit": "x"}, customer), ({"q": "1"}, admin), ({}, {}))]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -35,9 +36,10 @@ from app.domains.tls_report import (
     endpoints_text,
     flag,
 )
-from app.domains.tls_rows import DomainTlsFacts, RowCertificate
+from app.domains.tls_rows import CertificateCache, DomainTlsFacts, RowCertificate
 from app.kit.coverage import covers_in
 from app.kit.mailclients import autoconfig_names
+from app.kit.time import expired
 
 _PLAIN = re.compile(r"[0-9A-Za-z._-]+")
 """A name of these characters needs no escape in JSON (RFC 8259 section 7: only the quote,
@@ -136,19 +138,101 @@ def _csv_deployment(deployment: dict) -> str:
 _FLAG = {False: "false", True: "true"}  # tls_report.flag, looked up
 
 
+class RowTexts:
+    """The JSON text of the rows of recent pages, by domain name, each with everything it was
+    written from (``LineBuilder._inputs``): the row's own values, the two certificates, what
+    the rows of its server share, what the moment makes of each certificate and of the server's
+    (expired, not yet valid, expiring), the drift flags. A row is text made by pure functions of
+    those, so it is reused exactly when they are equal (compared as values; the same objects
+    when nothing changed: the certificates come from the page memory's ``CertificateCache``, the server's
+    facts are kept here while equal). Bounded: the oldest entries go first."""
+
+    def __init__(self, size: int = 10_000):
+        self.size = size
+        self._entries: dict[str, tuple[tuple, str]] = {}
+        self._contexts: dict[str, tuple] = {}
+
+    def get(self, name: str, inputs: tuple) -> str | None:
+        found = self._entries.get(name)
+        return found[1] if found is not None and found[0] == inputs else None
+
+    def put(self, name: str, inputs: tuple, text: str) -> None:
+        entries = self._entries
+        entries.pop(name, None)
+        entries[name] = (inputs, text)
+        if len(entries) > self.size:
+            for old in list(itertools.islice(entries, len(entries) - self.size)):
+                del entries[old]
+
+    def context(self, server_id: str, context: tuple) -> tuple:
+        """``context`` itself, or the equal one kept for the server (so rows compare it by identity)."""
+        kept = self._contexts.get(server_id)
+        if kept is not None and kept == context:
+            return kept
+        if len(self._contexts) >= self.size:
+            self._contexts.clear()
+        self._contexts[server_id] = context
+        return context
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._contexts.clear()
+
+
 class LineBuilder(RowBuilder):
     """``RowBuilder`` whose rows come out as text: ``json_line`` (without the line end) and
     ``csv_line`` (with its CRLF). One per export batch, like the builder."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, certificates: CertificateCache | None = None, rows: RowTexts | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        self._shared = certificates  # a page's: its certificates' JSON kept from page to page
+        self._rows = rows  # a page's: its rows' JSON kept from page to page
+        self._contexts: dict[str, tuple] = {}
         self._cert_json: dict[str, tuple[str, str]] = {}
         self._cert_csv: dict[str, tuple[str, str]] = {}
         self._time_json: dict = {}
         self._ids: dict[str, tuple[str, str]] = {}  # server and account ids as JSON and CSV
 
     def json_line(self, domain: DomainTlsFacts) -> str:
-        """``to_json(self.row(domain))`` as text."""
+        """``to_json(self.row(domain))`` as text (kept in ``rows`` when given)."""
+        rows = self._rows
+        if rows is None:
+            return self._json_line(domain)
+        inputs = self._inputs(domain)
+        text = rows.get(domain.name, inputs)
+        if text is None:
+            text = self._json_line(domain)
+            rows.put(domain.name, inputs, text)
+        return text
+
+    def _inputs(self, domain: DomainTlsFacts) -> tuple:
+        """Everything ``_json_line`` reads for the row, as values (``RowTexts``): the row's own
+        facts, its certificates and what the moment makes of them, its server's context, drift."""
+        web, mail = domain.presented["webmail"], domain.presented["mail"]
+        bound = domain.bound
+        server_id = domain.server_id
+        drifted = self.drifted
+        if drifted:
+            name = domain.name
+            web_drifted = (server_id, f"webmail.{name}" if bound["webmail"] else "", "webmail") in drifted
+            mail_drifted = (server_id, f"mail.{name}" if bound["mail"] else "", "mail") in drifted
+        else:
+            web_drifted = mail_drifted = False
+        return (server_id, domain.account_id, bound["webmail"], bound["mail"], web, mail,
+                self._contexts.get(server_id) or self._context(server_id),
+                self._certificate(web), self._certificate(mail), web_drifted, mail_drifted)
+
+    def _context(self, server_id: str) -> tuple:
+        """What every row of the server reads of it and of the moment: its facts, whether its
+        mail certificate is expired or not yet valid now (``rules.server_certificate_usable``,
+        the ports' reasons), and the expiring threshold."""
+        server = self.servers[server_id]
+        cert, now = server.certificate, self.now
+        context = (server, expired(cert.not_after, now), now < cert.not_before, self.expiring_days)
+        found = self._contexts[server_id] = self._rows.context(server_id, context) if self._rows else context
+        return found
+
+    def _json_line(self, domain: DomainTlsFacts) -> str:
         name = domain.name
         if not _PLAIN.fullmatch(name):
             return json_text(self.row(domain))
@@ -220,7 +304,19 @@ class LineBuilder(RowBuilder):
 
     def _json_of(self, cert: RowCertificate) -> tuple[str, str]:
         """A certificate's id, names and expiry as the JSON of a part (from ``certificate_id``'s
-        value to ``not_after``'s), and its expiry alone: once per certificate of the batch."""
+        value to ``not_after``'s), and its expiry alone: once per certificate of the batch, or
+        of the cache of pages (``tls_rows.CertificateCache``)."""
+        shared = self._shared
+        if shared is not None:
+            found = shared.text(cert)
+            if found is None:
+                found = self._json_text_of(cert)
+                shared.keep_text(cert, found)
+            self._cert_json[cert.id] = found
+            return found
+        return self._json_text_of(cert)
+
+    def _json_text_of(self, cert: RowCertificate) -> tuple[str, str]:
         time = self._time_json.get(cert.not_after)
         if time is None:
             time = self._time_json[cert.not_after] = json_text(self._time(cert.not_after))

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from pydantic_core import to_json
@@ -34,7 +34,13 @@ from app.context import AppContext
 from app.domains import tls_lines, tls_report
 from app.domains.models import SERVICES
 from app.domains.rules import service_hostname
-from app.domains.tls_rows import DomainTlsFacts, DomainTlsRepository, SortOrder, TlsFilter
+from app.domains.tls_rows import (
+    CertificateCache,
+    DomainTlsFacts,
+    DomainTlsRepository,
+    SortOrder,
+    TlsFilter,
+)
 from app.drift.repository import DriftRepository
 from app.kit.text import refused_character
 from app.kit.time import as_utc, utc_now
@@ -109,10 +115,35 @@ class UnknownServer(NotFound):
     none of its account's domains)."""
 
 
+@dataclass
+class PageMemory:
+    """What the pages of one process keep between requests: decoded certificates by row
+    version and rows' text by their inputs (``CertificateCache``, ``tls_lines.RowTexts``), each
+    bounded. Held by the application's context (``memory``), not the module, so two
+    applications in one process (the tests) never share it; the export keeps nothing (it
+    writes each row once and would only churn it)."""
+
+    certificates: CertificateCache = field(default_factory=CertificateCache)
+    rows: tls_lines.RowTexts = field(default_factory=tls_lines.RowTexts)
+
+    def clear(self) -> None:
+        self.certificates.clear()
+        self.rows.clear()
+
+
+def memory(ctx: AppContext) -> PageMemory:
+    """The context's ``PageMemory``, made on first use."""
+    found = ctx.memo.get("domain_tls_pages")
+    if found is None:
+        found = ctx.memo["domain_tls_pages"] = PageMemory()
+    return found
+
+
 class DomainTlsService:
-    def __init__(self, repo: DomainTlsRepository, expiring_days: int):
+    def __init__(self, repo: DomainTlsRepository, expiring_days: int, kept: PageMemory | None = None):
         self.repo = repo
         self.expiring_days = expiring_days
+        self.kept = kept or PageMemory()  # without the context's: nothing kept beyond this service
 
     async def page(self, caller: Caller, query: TlsQuery) -> bytes:
         """The ``DomainTlsPage`` JSON of one page."""
@@ -121,15 +152,17 @@ class DomainTlsService:
         f = visible_filter(caller, query)
         now = utc_now()
         total = await self.repo.count(f, now) if query.count else None
-        rows = await self.repo.page(f, order, after, query.limit + 1, now)
+        rows = await self.repo.page(f, order, after, query.limit + 1, now, self.kept.certificates)
         shown = rows[:query.limit]
         servers = await self.repo.servers({facts.server_id for facts in shown})
-        builder = tls_report.RowBuilder(servers, now, self.expiring_days, await _drifted(self.repo.session, shown))
-        items = [builder.row(facts) for facts in shown]
+        drifted = await _drifted(self.repo.db, shown) if any(s.drifted for s in servers.values()) else set()
+        builder = tls_lines.LineBuilder(servers, now, self.expiring_days, drifted, certificates=self.kept.certificates,
+                                        rows=self.kept.rows)
+        items = ",".join([builder.json_line(facts) for facts in shown])
         next_cursor = None
         if len(rows) > query.limit:
             next_cursor = encode_cursor(query.sort, order.key_of(rows[query.limit - 1]))
-        return to_json({"items": items, "next_cursor": next_cursor, "total": total})
+        return page_json(items, next_cursor, total)
 
     async def check_server(self, caller: Caller, server_id: str) -> None:
         """404 for a server that does not exist and, for a customer, for one that hosts none of
@@ -161,7 +194,7 @@ async def export(ctx: AppContext, caller: Caller, server_id: str, fmt: str) -> A
     encoding: asyncio.Future[bytes] | None = None
     try:
         async with ctx.sessionmaker() as session:
-            repo = DomainTlsRepository(session)
+            repo = DomainTlsRepository(await session.connection())
             servers = await repo.servers({server_id})
             on_server = await DriftRepository(session).drifted_on(server_id, DRIFT_AT_ONCE)
             async for batch in repo.batches(f, now, EXPORT_BATCH):
@@ -186,8 +219,16 @@ def encode_batch(fmt: str, builder: tls_lines.LineBuilder, batch: list[DomainTls
     return ("\n".join([builder.json_line(facts) for facts in batch]) + "\n").encode()
 
 
-async def _drifted(session, rows: list[DomainTlsFacts]) -> set[tuple[str, str, str]]:
-    """Which of the rows' names drifted (app/drift): one statement per page or batch."""
+async def _drifted(db, rows: list[DomainTlsFacts]) -> set[tuple[str, str, str]]:
+    """Which of the rows' names drifted (app/drift): one statement per page or batch. ``db``:
+    a session, or the page's ``Reads`` (``execute`` alike)."""
     names = {(facts.server_id, tls_report.drift_name(facts, service, service_hostname(service, facts.name)))
              for facts in rows for service in SERVICES}
-    return await DriftRepository(session).drifted_names(names)
+    return await DriftRepository(db).drifted_names(names)
+
+
+def page_json(items: str, next_cursor: str | None, total: int | None) -> bytes:
+    """``to_json({"items": [...], "next_cursor": ..., "total": ...})`` around items already
+    written as JSON text (``LineBuilder.json_line``, comma-joined): the same bytes as encoding
+    the rows as dicts (tests/test_domain_tls_list.py)."""
+    return b'{"items":[' + items.encode() + b"]," + to_json({"next_cursor": next_cursor, "total": total})[1:]

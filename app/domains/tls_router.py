@@ -6,49 +6,82 @@ Own paths (``/v1/domain-tls``, ``/v1/servers/{id}/domain-tls.ndjson|.csv``) rath
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, get_args
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from app.deps import Context, CurrentCaller, Session
+from app.deps import Context, CurrentCaller, Reader, ReadingCaller, Session, read_inputs
+from app.direct import DirectRoute, direct
 from app.domains import tls_report
-from app.domains.tls_list import DomainTlsService, InvalidCursor, TlsQuery, UnknownServer, export
+from app.domains.tls_list import (
+    DomainTlsService,
+    InvalidCursor,
+    TlsQuery,
+    UnknownServer,
+    export,
+    memory,
+)
 from app.domains.tls_rows import DomainTlsRepository
 from app.domains.tls_schemas import DOMAIN_TLS_ROW_EXAMPLE, DomainTlsPage, Reason, Sort
+from app.paging import plain_page
 from app.problems import responses
 
 router = APIRouter(tags=["domains"])
 
 
 async def get_service(session: Session, ctx: Context) -> DomainTlsService:
-    return DomainTlsService(DomainTlsRepository(session), ctx.settings.expiring_days)
+    return DomainTlsService(DomainTlsRepository(session), ctx.settings.expiring_days, memory(ctx))
 
 
 DomainTls = Annotated[DomainTlsService, Depends(get_service)]
 
+
+async def get_reads(reader: Reader, ctx: Context) -> DomainTlsService:
+    """The service over the hot reads' bare connection (app/reads.py): the page runs only
+    read-only Core statements, so no ORM session and no transaction pair."""
+    return DomainTlsService(DomainTlsRepository(reader), ctx.settings.expiring_days, memory(ctx))
+
+
+DomainTlsReads = Annotated[DomainTlsService, Depends(get_reads)]
+
 _NAME_PART = {"min_length": 1, "max_length": 253}
+_ID_LENGTH, _NAME_LENGTH, _CURSOR_LENGTH = 36, 253, 2048
+_REASONS, _SORTS = frozenset(get_args(Reason)), frozenset(get_args(Sort))
+_FLAGS = {"true": True, "false": False}
 
 
-@router.get(
-    "/v1/domain-tls",
-    response_model=DomainTlsPage,
-    response_description="A page of domains with the TLS status of their webmail and mail",
-    operation_id="listDomainTls",
-    summary="List the TLS status of many domains",
-    description=(
-        "One row per domain with what webmail and mail present (source, certificate, expiry), whether "
-        "clients warn and why, the recommended mail client host name and the deployment state: the facts of "
-        "`GET /v1/domains/{name}/tls`, computed by the same rules, for a whole domain list in one call. "
-        "Filter by server, account (admins), warning, reason and name; sort by name or by the earlier "
-        "expiry of the two certificates; keyset pages behind an opaque cursor, with `count=true` for the "
-        "total. Customer tokens see their own account's domains only."
-    ),
-    responses=responses(InvalidCursor),
-)
+async def _list_inputs(request: Request) -> dict | None:
+    """The list's arguments when every parameter is plainly valid as declared below (app/direct.py):
+    ids and names within their lengths, ``warning`` and ``count`` ``true`` or ``false``, a
+    ``reason`` and a ``sort`` among their values, ``limit`` as ``plain_page`` reads it. None for
+    anything else, which FastAPI's solver then validates as before (its 422 and codes)."""
+    query = request.query_params
+    page = plain_page(query)
+    if page is None:
+        return None
+    get = query.get
+    server_id, account_id, prefix, q = get("server_id"), get("account_id"), get("prefix"), get("q")
+    warning, reason, sort = get("warning"), get("reason"), get("sort", "name")
+    if ((server_id is not None and len(server_id) > _ID_LENGTH)
+            or (account_id is not None and len(account_id) > _ID_LENGTH)
+            or (prefix is not None and not 0 < len(prefix) <= _NAME_LENGTH)
+            or (q is not None and not 0 < len(q) <= _NAME_LENGTH)
+            or (warning is not None and warning not in _FLAGS)
+            or (reason is not None and reason not in _REASONS)
+            or sort not in _SORTS
+            or (page.cursor is not None and len(page.cursor) > _CURSOR_LENGTH)):
+        return None
+    ctx, reader, caller = await read_inputs(request)
+    return {"caller": caller, "service": await get_reads(reader, ctx), "server_id": server_id,
+            "account_id": account_id, "warning": None if warning is None else _FLAGS[warning], "reason": reason,
+            "prefix": prefix, "q": q, "sort": sort, "limit": page.limit, "cursor": page.cursor, "count": page.count}
+
+
+@direct(_list_inputs)
 async def list_domain_tls(
-    caller: CurrentCaller,
-    service: DomainTls,
+    caller: ReadingCaller,
+    service: DomainTlsReads,
     server_id: Annotated[str | None, Query(max_length=36, description="Only this server's domains.",
                                            examples=["5f0e4c0a-8d1b-4a3e-9a55-3c3b8f1e2d10"])] = None,
     account_id: Annotated[str | None, Query(
@@ -80,6 +113,25 @@ async def list_domain_tls(
         sort=sort, cursor=cursor, limit=limit, count=count,
     ))
     return Response(page, media_type="application/json")
+
+
+# Declared here, where a decorator would have added it: the OpenAPI document keeps its order.
+router.add_api_route(
+    "/v1/domain-tls", list_domain_tls, methods=["GET"], route_class_override=DirectRoute,
+    response_model=DomainTlsPage,
+    response_description="A page of domains with the TLS status of their webmail and mail",
+    operation_id="listDomainTls",
+    summary="List the TLS status of many domains",
+    description=(
+        "One row per domain with what webmail and mail present (source, certificate, expiry), whether "
+        "clients warn and why, the recommended mail client host name and the deployment state: the facts of "
+        "`GET /v1/domains/{name}/tls`, computed by the same rules, for a whole domain list in one call. "
+        "Filter by server, account (admins), warning, reason and name; sort by name or by the earlier "
+        "expiry of the two certificates; keyset pages behind an opaque cursor, with `count=true` for the "
+        "total. Customer tokens see their own account's domains only."
+    ),
+    responses=responses(InvalidCursor),
+)
 
 
 _SERVER = Annotated[str, Path(max_length=36, description="The server whose domains to export.",

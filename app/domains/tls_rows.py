@@ -28,6 +28,7 @@ contain it, and that the kept facts equal ``summarize`` after every write that c
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +36,8 @@ from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
+    Integer,
+    String,
     and_,
     bindparam,
     case,
@@ -48,8 +51,10 @@ from sqlalchemy import (
     true,
     union,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.functions import FunctionElement
 
 from app.certificates.models import Certificate, CertificateName
 from app.certificates.repository import PRESENTED_COLUMNS
@@ -57,6 +62,7 @@ from app.deployments.models import Deployment
 from app.domains.models import SERVICES, Binding, Domain
 from app.domains.repository import CertificateFacts, ServerFacts
 from app.domains.tls_summary import FLAGS
+from app.drift.models import ServedObservation
 from app.servers.models import Server
 
 ROW_CERTIFICATE_COLUMNS = ("id", "fingerprint_sha256", "sans", "not_before", "not_after", "self_signed", "trusted")
@@ -117,6 +123,7 @@ class ServerTlsFacts:
     server: ServerFacts
     certificate: CertificateFacts  # the server-wide mail certificate
     failed_names: list[dict]
+    drifted: bool = True  # whether any of its names drifted (False: a page need not look them up)
 
 
 @functools.cache
@@ -129,23 +136,34 @@ def _parts() -> SimpleNamespace:
     presented = {"webmail": func.coalesce(webmail.certificate_id, Server.webmail_default_id),
                  "mail": func.coalesce(mail.certificate_id, Server.mail_certificate_id)}
     certs = {"webmail": aliased(Certificate), "mail": aliased(Certificate)}
-    # The rows themselves: ids only, each certificate read once by ``certificates`` (decoding
-    # its names and times per row was a quarter of an export, docs/performance.md section 11).
-    rows = (
+    # The rows themselves: ids and versions only, each certificate read once by
+    # ``certificates`` (decoding its names and times per row was a quarter of an export,
+    # docs/performance.md section 11), or taken from the pages' ``CertificateCache`` when its version is the
+    # one read here (a page; two primary-key lookups per row, in the database's C code).
+    base = (
         select(Domain.name, Domain.server_id, Domain.account_id, webmail.id, mail.id,
-               presented["webmail"], presented["mail"], Domain.tls_soonest)
+               presented["webmail"], presented["mail"], Domain.tls_soonest,
+               certs["webmail"].version, certs["mail"].version)
         .select_from(Domain)
         .join(Server, Server.id == Domain.server_id)
         .outerjoin(webmail, and_(webmail.domain_id == Domain.id, webmail.service == "webmail"))
         .outerjoin(mail, and_(mail.domain_id == Domain.id, mail.service == "mail"))
-    )
-    # With the presented certificates' columns: for ``reason_predicate`` (not-yet-valid, and
-    # the metrics' counts over every domain).
-    base = rows.join(certs["webmail"], certs["webmail"].id == presented["webmail"]) \
+        .join(certs["webmail"], certs["webmail"].id == presented["webmail"])
         .join(certs["mail"], certs["mail"].id == presented["mail"])
-    certificates = (select(*(getattr(Certificate, c) for c in ROW_CERTIFICATE_COLUMNS))
+    )
+    # Also with the presented certificates' columns: for ``reason_predicate`` (not-yet-valid,
+    # and the metrics' counts over every domain).
+    rows = base
+    # Without the versions (the export, which keeps no certificate between batches).
+    ids = (
+        select(*list(base.selected_columns)[:8]).select_from(Domain)
+        .join(Server, Server.id == Domain.server_id)
+        .outerjoin(webmail, and_(webmail.domain_id == Domain.id, webmail.service == "webmail"))
+        .outerjoin(mail, and_(mail.domain_id == Domain.id, mail.service == "mail"))
+    )
+    certificates = (select(*(getattr(Certificate, c) for c in ROW_CERTIFICATE_COLUMNS), Certificate.version)
                     .where(Certificate.id.in_(bindparam("ids", expanding=True))))
-    return SimpleNamespace(certs=certs, base=base, rows=rows, certificates=certificates)
+    return SimpleNamespace(certs=certs, base=base, rows=rows, ids=ids, certificates=certificates)
 
 
 def _covered(service: str, cert) -> Any:
@@ -202,6 +220,8 @@ def _arms(f: TlsFilter, now: datetime) -> list[Arm] | None:
     keep, each led by an index on the kept facts (a few rows however many domains the server
     has); None without either. ``warning=false`` is one arm over the server in name order:
     what it keeps is what a server mostly holds, so the name order finds a page quickly."""
+    if f.reason is None and f.warning is None:
+        return None
     second = now.replace(microsecond=0)
     expired = Domain.tls_soonest < second
     starts_later = Domain.tls_latest_start > now
@@ -254,6 +274,9 @@ def _where(stmt, f: TlsFilter, domain: Any = Domain):
         stmt = stmt.where(domain.account_id == f.account_id)
     if f.prefix:
         stmt = stmt.where(domain.name.startswith(f.prefix, autoescape=True))
+        bounds = _prefix_bounds(domain.name, f.prefix)
+        if bounds is not None:
+            stmt = stmt.where(bounds)
     if f.q:
         stmt = stmt.where(domain.name.contains(f.q, autoescape=True))
     return stmt
@@ -293,6 +316,67 @@ class SortOrder:
 
 
 @functools.cache
+def _plain_statement(server: bool, account: bool, order: SortOrder, after: bool, versions: bool = True):
+    """The rows of a page filtered by server and account alone, in ``order``, after the key
+    bound as ``after_0`` (and ``after_1``), ``limit`` of them: built once per shape. Without
+    ``versions``, the rows lack their certificates' versions (two lookups a row fewer)."""
+    stmt = _parts().rows if versions else _parts().ids
+    if server:
+        stmt = stmt.where(Domain.server_id == bindparam("server_id"))
+    if account:
+        stmt = stmt.where(Domain.account_id == bindparam("account_id"))
+    if after:
+        columns = order.columns()
+        stmt = stmt.where(order.after(tuple(bindparam(f"after_{i}", type_=c.type) for i, c in enumerate(columns))))
+    return stmt.order_by(*order.order_by()).limit(bindparam("limit", type_=Integer()))
+
+
+@functools.cache
+def _count_statement(server: bool, account: bool):
+    """``count`` of the domains of a server or account (bound), read from their indexes alone."""
+    stmt = select(func.count()).select_from(Domain)
+    if server:
+        stmt = stmt.where(Domain.server_id == bindparam("server_id"))
+    if account:
+        stmt = stmt.where(Domain.account_id == bindparam("account_id"))
+    return stmt
+
+
+class prefix_range(FunctionElement):
+    """``column`` within the code-point range of the strings that start with ``low`` (``high``:
+    ``low`` with its last character's successor): what ``LIKE 'low%'`` keeps, as an index range.
+    On SQLite the column's BINARY collation compares code points; on PostgreSQL the pattern
+    operators ``~>=~`` / ``~<~`` do whatever the database's collation (a glibc or ICU collation
+    may ignore punctuation, and then a plain range would leave out names that match), read from
+    the ``text_pattern_ops`` index of migration 0021. A bound, never the whole condition: the
+    ``LIKE`` stays beside it. Untyped: SQLite would compare a boolean-typed one to 1, which no
+    index serves."""
+
+    inherit_cache = True
+    name = "prefix_range"
+
+
+@compiles(prefix_range)
+def _prefix_range(element, compiler, **kw):
+    column, low, high = (compiler.process(c, **kw) for c in element.clauses)
+    return f"({column} >= {low} AND {column} < {high})"
+
+
+@compiles(prefix_range, "postgresql")
+def _prefix_range_pg(element, compiler, **kw):
+    column, low, high = (compiler.process(c, **kw) for c in element.clauses)
+    return f"({column} ~>=~ {low} AND {column} ~<~ {high})"
+
+
+def _prefix_bounds(column, prefix: str) -> Any:
+    """``prefix_range`` of ``prefix``; None when its last character has no successor."""
+    last = ord(prefix[-1])
+    if last >= 0x10FFFF:
+        return None
+    return prefix_range(column, literal(prefix, String()), literal(prefix[:-1] + chr(last + 1), String()))
+
+
+@functools.cache
 def _servers_statement():
     """Built once: aliasing a certificate's columns costs more than running the statement."""
     cert = aliased(Certificate)
@@ -300,7 +384,8 @@ def _servers_statement():
         select(Server.id, Server.hostname, Server.software, Server.agent_url, Server.desired_generation,
                Server.applied_generation, Server.mail_certificate_id, Server.webmail_default_id,
                Server.mail_certificate_count, Deployment.failed_names,
-               *(getattr(cert, c.key) for c in PRESENTED_COLUMNS), Server.tls_front)
+               *(getattr(cert, c.key) for c in PRESENTED_COLUMNS), Server.tls_front,
+               exists().where(ServedObservation.server_id == Server.id, ServedObservation.drifted.is_(True)))
         .join(cert, cert.id == Server.mail_certificate_id)
         .outerjoin(Deployment, and_(Deployment.server_id == Server.id,
                                     Deployment.generation == Server.applied_generation))
@@ -308,20 +393,73 @@ def _servers_statement():
     )
 
 
-async def _facts(connection, rows: list) -> list[DomainTlsFacts]:
-    """The rows' facts, each distinct certificate read and decoded once (one statement).
+class CertificateCache:
+    """Decoded ``RowCertificate``s of recent pages by id, each with the row ``version`` it was
+    read at (app/versioning.py: every UPDATE of a certificate raises it, from the ORM or a Core
+    statement: a replace of the material, a new trust verdict). A page's rows carry the
+    current version of each certificate they present, so an entry is used only while it is
+    still the row's; ids are UUIDs, never reused. Bounded: the oldest entries go first."""
+
+    def __init__(self, size: int = 10_000):
+        self.size = size
+        self._entries: dict[str, list] = {}  # id -> [version, RowCertificate, its JSON text or None]
+
+    def get(self, cert_id: str, version: int) -> RowCertificate | None:
+        found = self._entries.get(cert_id)
+        return found[1] if found is not None and found[0] == version else None
+
+    def put(self, cert_id: str, version: int, cert: RowCertificate) -> None:
+        entries = self._entries
+        entries.pop(cert_id, None)
+        entries[cert_id] = [version, cert, None]
+        if len(entries) > self.size:
+            for old in list(itertools.islice(entries, len(entries) - self.size)):
+                del entries[old]
+
+    def text(self, cert: RowCertificate):
+        """What ``tls_lines`` wrote of this very certificate (the object the cache holds), or None."""
+        found = self._entries.get(cert.id)
+        return found[2] if found is not None and found[1] is cert else None
+
+    def keep_text(self, cert: RowCertificate, text) -> None:
+        found = self._entries.get(cert.id)
+        if found is not None and found[1] is cert:
+            found[2] = text
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+async def _facts(connection, rows: list, cache: CertificateCache | None = None) -> list[DomainTlsFacts]:
+    """The rows' facts, each distinct certificate read and decoded once (one statement), or
+    none read when ``cache`` holds every one at the version the rows carry.
 
     The ids are padded to a power of two (repeating the last): an expanding ``IN`` is a new
     statement for each length, which PostgreSQL would prepare again and again (asyncpg's
     statement cache); a dozen lengths cover every page and batch. A row whose certificate is
     gone by the second statement (rebound and deleted in between) is left out, as the inner
     join of the single statement did before."""
-    ids = sorted({cert_id for row in rows for cert_id in row[5:7]})
-    if not ids:
-        return []
-    ids += [ids[-1]] * ((1 << (len(ids) - 1).bit_length()) - len(ids))
-    certs = {row[0]: RowCertificate.of(row)
-             for row in await connection.execute(_parts().certificates, {"ids": ids})}
+    certs: dict[str, RowCertificate] = {}
+    missing: set[str] = set()
+    if cache is None:
+        missing = {cert_id for row in rows for cert_id in row[5:7]}
+    else:
+        for row in rows:
+            for cert_id, version in ((row[5], row[8]), (row[6], row[9])):
+                if cert_id in certs:
+                    continue
+                found = cache.get(cert_id, version)
+                if found is None:
+                    missing.add(cert_id)
+                else:
+                    certs[cert_id] = found
+    if missing:
+        ids = sorted(missing)
+        ids += [ids[-1]] * ((1 << (len(ids) - 1).bit_length()) - len(ids))
+        for row in await connection.execute(_parts().certificates, {"ids": ids}):
+            cert = certs[row[0]] = RowCertificate.of(row[:-1])
+            if cache is not None:
+                cache.put(row[0], row[-1], cert)
     return [DomainTlsFacts(r[0], r[1], r[2], {"webmail": certs[r[5]], "mail": certs[r[6]]},
                            {"webmail": r[3] is not None, "mail": r[4] is not None}, r[7])
             for r in rows if r[5] in certs and r[6] in certs]
@@ -337,15 +475,18 @@ def _named_statement():
         return (select(column).where(Binding.domain_id == Domain.id, Binding.service == service)
                 .scalar_subquery())
 
-    return (
-        select(Domain.name, Domain.server_id, Domain.account_id, binding("webmail", Binding.id),
-               binding("mail", Binding.id),
-               func.coalesce(binding("webmail", Binding.certificate_id), Server.webmail_default_id),
-               func.coalesce(binding("mail", Binding.certificate_id), Server.mail_certificate_id),
-               Domain.tls_soonest)
+    webmail = func.coalesce(binding("webmail", Binding.certificate_id), Server.webmail_default_id)
+    mail = func.coalesce(binding("mail", Binding.certificate_id), Server.mail_certificate_id)
+    rows = (
+        select(Domain.name, Domain.server_id, Domain.account_id, binding("webmail", Binding.id).label("wb"),
+               binding("mail", Binding.id).label("mb"), webmail.label("wc"), mail.label("mc"), Domain.tls_soonest)
         .join(Server, Server.id == Domain.server_id)
         .where(Domain.name.in_(bindparam("names", expanding=True)))
-    )
+    ).subquery()
+    # the presented certificates' versions (``CertificateCache``): a primary-key lookup each
+    web_cert, mail_cert = aliased(Certificate), aliased(Certificate)
+    return (select(*rows.c, web_cert.version, mail_cert.version).select_from(rows)
+            .join(web_cert, web_cert.id == rows.c.wc).join(mail_cert, mail_cert.id == rows.c.mc))
 
 
 async def _rows_named(connection, names: list[str]) -> list:
@@ -357,11 +498,16 @@ async def _rows_named(connection, names: list[str]) -> list:
 
 
 class DomainTlsRepository:
-    def __init__(self, session: AsyncSession):
-        self.session = session
+    """The list's statements on ``db``: anything with ``AsyncConnection``'s ``execute`` whose
+    result iterates into rows and has ``scalar()`` and ``first()``: the page's read-only
+    ``app.reads.Reads`` (one trip per statement, no transaction), the export's session
+    connection, or a session (the tests, the metrics)."""
+
+    def __init__(self, db: AsyncSession | AsyncConnection | Any):
+        self.db = db
 
     async def page(self, f: TlsFilter, order: SortOrder, after: tuple | None, limit: int,
-                   now: datetime) -> list[DomainTlsFacts]:
+                   now: datetime, cache: CertificateCache | None = None) -> list[DomainTlsFacts]:
         """Up to ``limit`` rows after ``after`` in ``order``.
 
         Without a filter but the server or account, one statement yields the page from an
@@ -371,20 +517,27 @@ class DomainTlsRepository:
         ``after`` from its own index, their union sorted and cut in SQL (a name filter: one
         arm in the page's order); then the rows of those names are read by a second statement.
         Either way the certificates the rows present are read by one more statement, each
-        once (``_facts``).
+        once (``_facts``), unless ``cache`` holds them all at their current version.
         """
-        return await _facts(await self.session.connection(), await self._rows(f, order, after, limit, now))
+        return await _facts(self.db, await self._rows(f, order, after, limit, now), cache)
 
-    async def _rows(self, f: TlsFilter, order: SortOrder, after: tuple | None, limit: int, now: datetime) -> list:
-        """``page``'s rows as the first statement returns them (ids, before ``_facts``)."""
-        connection = await self.session.connection()
+    async def _rows(self, f: TlsFilter, order: SortOrder, after: tuple | None, limit: int, now: datetime,
+                    versions: bool = True) -> list:
+        """``page``'s rows as the first statement returns them (ids, before ``_facts``); without
+        ``versions`` they may lack their certificates' versions (``_facts`` without a cache)."""
+        connection = self.db
+        if f.nothing:
+            return []
         arms = _arms(f, now)
         if arms is None and not (f.q or f.prefix):
-            # Core execution on the session's connection: no ORM row loading, plain tuples.
-            stmt = _where(_parts().rows, f)
+            # Built once per shape, the values bound (building and keying the statement cost
+            # more than SQLite running it).
+            stmt = _plain_statement(f.server_id is not None, f.account_id is not None, order, after is not None,
+                                    versions)
+            params = {"server_id": f.server_id, "account_id": f.account_id, "limit": limit}
             if after is not None:
-                stmt = stmt.where(order.after(after))
-            return list(await connection.execute(stmt.order_by(*order.order_by()).limit(limit)))
+                params.update(zip(("after_0", "after_1"), after, strict=False))
+            return list(await connection.execute(stmt, params))
         picks = []
         for arm in arms or [Arm(None)]:
             stmt = _where(_select(arm, *order.columns()), f)
@@ -409,13 +562,19 @@ class DomainTlsRepository:
         joins cannot drop a domain (foreign keys: its server, and the certificates each service
         presents, exist), so only ``domains`` and its index are read; with one, the union of
         the filter's arms (each a few rows from its index, but for ``warning=false``)."""
+        if f.nothing:
+            return 0
         arms = _arms(f, now)
+        if arms is None and not (f.q or f.prefix):
+            stmt = _count_statement(f.server_id is not None, f.account_id is not None)
+            return int((await self.db.execute(stmt, {"server_id": f.server_id, "account_id": f.account_id})).scalar()
+                       or 0)
         if arms is None:
             inner = _where(select(Domain.id), f).subquery()
         else:
             parts = [_where(_select(arm, Domain.id), f).where(arm.where) for arm in arms]
             inner = (parts[0] if len(parts) == 1 else union(*parts)).subquery()
-        return int(await self.session.scalar(select(func.count()).select_from(inner)) or 0)
+        return int((await self.db.execute(select(func.count()).select_from(inner))).scalar() or 0)
 
     async def batches(self, f: TlsFilter, now: datetime, size: int) -> AsyncIterator[list[DomainTlsFacts]]:
         """Every matching row in name order, ``size`` at a time (keyset: each batch one
@@ -423,9 +582,9 @@ class DomainTlsRepository:
         ``size``)."""
         order = SortOrder("name", False)
         after = None
-        connection = await self.session.connection()
+        connection = self.db
         while True:
-            rows = await self._rows(f, order, after, size, now)
+            rows = await self._rows(f, order, after, size, now, versions=False)
             facts = await _facts(connection, rows)
             if facts:
                 yield facts
@@ -438,10 +597,10 @@ class DomainTlsRepository:
         applied generation held back (one prebuilt statement, primary-key lookups)."""
         if not ids:
             return {}
-        connection = await self.session.connection()
-        rows = await connection.execute(_servers_statement(), {"ids": sorted(ids)})
+        rows = await self.db.execute(_servers_statement(), {"ids": sorted(ids)})
         return {
-            row[0]: ServerTlsFacts(ServerFacts(*row[:9], row[-1]), CertificateFacts(*row[10:-1]), list(row[9] or []))
+            row[0]: ServerTlsFacts(ServerFacts(*row[:9], row[-2]), CertificateFacts(*row[10:-2]), list(row[9] or []),
+                                   bool(row[-1]))
             for row in rows
         }
 
@@ -459,17 +618,16 @@ class DomainTlsRepository:
                 columns.append(func.coalesce(func.sum(case((predicate, 1), else_=0)), 0))
                 keys.append((service, reason))
         stmt = _parts().base.with_only_columns(*columns)
-        connection = await self.session.connection()
-        row = (await connection.execute(stmt)).one()
+        row = (await self.db.execute(stmt)).first()
         total = int(row[0])
         values = iter(row[1:])
         return {key: total if key[1] == "all" else int(next(values)) for key in keys}
 
     async def server_exists(self, server_id: str) -> bool:
-        return await self.session.scalar(select(Server.id).where(Server.id == server_id)) is not None
+        return (await self.db.execute(select(Server.id).where(Server.id == server_id))).scalar() is not None
 
     async def hosts_account(self, server_id: str, account_id: str) -> bool:
         """Whether the server hosts a domain of the account (what a customer may know of a server)."""
         stmt = select(Domain.id).where(Domain.server_id == server_id, Domain.account_id == account_id).limit(1)
-        return await self.session.scalar(stmt) is not None
+        return (await self.db.execute(stmt)).scalar() is not None
 
