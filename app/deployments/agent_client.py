@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from app.kit.bounded import keep
 from app.kit.conditions import condition
 from app.kit.logs import request_id_var
 from app.kit.signing import sign_request
@@ -92,10 +93,7 @@ class PinStore:
         return self._pins.get(key)
 
     def put(self, key: tuple[str, int, str], pinned: PinnedTls) -> None:
-        self._pins.pop(key, None)
-        if len(self._pins) >= self.limit:
-            self._pins.pop(next(iter(self._pins)), None)
-        self._pins[key] = pinned
+        keep(self._pins, key, pinned, self.limit)
 
     def forget(self, key: tuple[str, int, str]) -> None:
         self._pins.pop(key, None)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import functools
 import io
-import itertools
 import re
 from dataclasses import dataclass
 
@@ -37,6 +36,7 @@ from app.domains.tls_report import (
     flag,
 )
 from app.domains.tls_rows import CertificateCache, DomainTlsFacts, RowCertificate
+from app.kit.bounded import keep
 from app.kit.coverage import covers_in
 from app.kit.mailclients import autoconfig_names
 from app.kit.time import expired
@@ -157,12 +157,7 @@ class RowTexts:
         return found[1] if found is not None and found[0] == inputs else None
 
     def put(self, name: str, inputs: tuple, text: str) -> None:
-        entries = self._entries
-        entries.pop(name, None)
-        entries[name] = (inputs, text)
-        if len(entries) > self.size:
-            for old in list(itertools.islice(entries, len(entries) - self.size)):
-                del entries[old]
+        keep(self._entries, name, (inputs, text), self.size)
 
     def context(self, server_id: str, context: tuple) -> tuple:
         """``context`` itself, or the equal one kept for the server (so rows compare it by identity)."""

@@ -28,7 +28,6 @@ contain it, and that the kept facts equal ``summarize`` after every write that c
 from __future__ import annotations
 
 import functools
-import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -63,6 +62,7 @@ from app.domains.models import SERVICES, Binding, Domain
 from app.domains.repository import CertificateFacts, ServerFacts
 from app.domains.tls_summary import FLAGS
 from app.drift.models import ServedObservation
+from app.kit.bounded import keep
 from app.servers.models import Server
 
 ROW_CERTIFICATE_COLUMNS = ("id", "fingerprint_sha256", "sans", "not_before", "not_after", "self_signed", "trusted")
@@ -409,12 +409,7 @@ class CertificateCache:
         return found[1] if found is not None and found[0] == version else None
 
     def put(self, cert_id: str, version: int, cert: RowCertificate) -> None:
-        entries = self._entries
-        entries.pop(cert_id, None)
-        entries[cert_id] = [version, cert, None]
-        if len(entries) > self.size:
-            for old in list(itertools.islice(entries, len(entries) - self.size)):
-                del entries[old]
+        keep(self._entries, cert_id, [version, cert, None], self.size)
 
     def text(self, cert: RowCertificate):
         """What ``tls_lines`` wrote of this very certificate (the object the cache holds), or None."""
