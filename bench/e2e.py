@@ -164,11 +164,11 @@ async def create_database(db: str, tmp: Path, template: str | None) -> tuple[str
 
 
 async def copy_pg_database(name: str, copy: str) -> None:
+    """``copy`` made anew as a copy of ``name`` (which no session may be using)."""
     await drop_pg_database(copy)
-    _url, made = await create_pg_database("certpost_e2e_tmp", name)
     conn = await asyncpg.connect(PG_ADMIN)
     try:
-        await conn.execute(f'ALTER DATABASE "{made}" RENAME TO "{copy}"')
+        await conn.execute(f'CREATE DATABASE "{copy}" TEMPLATE "{name}"')
     finally:
         await conn.close()
 

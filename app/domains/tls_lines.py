@@ -206,11 +206,9 @@ class LineBuilder(RowBuilder):
         web, mail = domain.presented["webmail"], domain.presented["mail"]
         bound = domain.bound
         server_id = domain.server_id
-        drifted = self.drifted
-        if drifted:
-            name = domain.name
-            web_drifted = (server_id, f"webmail.{name}" if bound["webmail"] else "", "webmail") in drifted
-            mail_drifted = (server_id, f"mail.{name}" if bound["mail"] else "", "mail") in drifted
+        if self.drifted:
+            web_drifted = self.drifted_name("webmail", domain, f"webmail.{domain.name}")
+            mail_drifted = self.drifted_name("mail", domain, f"mail.{domain.name}")
         else:
             web_drifted = mail_drifted = False
         return (server_id, domain.account_id, bound["webmail"], bound["mail"], web, mail,

@@ -181,8 +181,11 @@ class RowBuilder:
         answer = self._answers.get(key)
         if answer is None:
             answer = self._answers[key] = self._answer(service, domain, cert, server)
-        drifted = bool(self.drifted) and (domain.server_id, hostname if bound else "", service) in self.drifted
-        return answer, hostname, drifted
+        return answer, hostname, self.drifted_name(service, domain, hostname)
+
+    def drifted_name(self, service: str, domain: DomainTlsFacts, hostname: str) -> bool:
+        """Whether the service's name (``drift_name``) drifted on the domain's server."""
+        return bool(self.drifted) and (domain.server_id, drift_name(domain, service, hostname), service) in self.drifted
 
     def _part(self, service: str, domain: DomainTlsFacts, cert: RowCertificate, server: _Server) -> tuple[dict, str]:
         """The service's part of the row, and the host name autoconfiguration advertises."""

@@ -45,8 +45,9 @@ async def get_reads(reader: Reader, ctx: Context) -> DomainTlsService:
 
 DomainTlsReads = Annotated[DomainTlsService, Depends(get_reads)]
 
-_NAME_PART = {"min_length": 1, "max_length": 253}
+# The declared limits below, which ``_list_inputs`` checks by hand too: one number each.
 _ID_LENGTH, _NAME_LENGTH, _CURSOR_LENGTH = 36, 253, 2048
+_NAME_PART = {"min_length": 1, "max_length": _NAME_LENGTH}
 _REASONS, _SORTS = frozenset(get_args(Reason)), frozenset(get_args(Sort))
 _FLAGS = {"true": True, "false": False}
 
@@ -82,10 +83,10 @@ async def _list_inputs(request: Request) -> dict | None:
 async def list_domain_tls(
     caller: ReadingCaller,
     service: DomainTlsReads,
-    server_id: Annotated[str | None, Query(max_length=36, description="Only this server's domains.",
+    server_id: Annotated[str | None, Query(max_length=_ID_LENGTH, description="Only this server's domains.",
                                            examples=["5f0e4c0a-8d1b-4a3e-9a55-3c3b8f1e2d10"])] = None,
     account_id: Annotated[str | None, Query(
-        max_length=36, description="Only this account's domains. Customer tokens: their own account's (another "
+        max_length=_ID_LENGTH, description="Only this account's domains. Customer tokens: their own account's (another "
         "account lists nothing).", examples=["7d1f3a62-0c4e-4b8e-8f2a-6a1c9e5b4f03"])] = None,
     warning: Annotated[bool | None, Query(
         description="`true`: only domains where webmail or mail would warn a client; `false`: only those where "
@@ -103,7 +104,7 @@ async def list_domain_tls(
         examples=["not_after"])] = "name",
     limit: Annotated[int, Query(ge=1, le=1000, description="Rows per page, 1 to 1000.", examples=[100])] = 100,
     cursor: Annotated[str | None, Query(
-        max_length=2048, description="The `next_cursor` of the previous page, unchanged (opaque; valid for the "
+        max_length=_CURSOR_LENGTH, description="The `next_cursor` of the previous page, unchanged (opaque; valid for the "
         "same `sort` only). Omit for the first page.", examples=["WyJkb21haW4tdGxzOm5hbWUiLCJleGFtcGxlLmNvbSJd"])] = None,
     count: Annotated[bool, Query(description="`true`: also return `total`, the number of matching domains over "
                                  "all pages (one more query).", examples=[True])] = False,
@@ -134,7 +135,7 @@ router.add_api_route(
 )
 
 
-_SERVER = Annotated[str, Path(max_length=36, description="The server whose domains to export.",
+_SERVER = Annotated[str, Path(max_length=_ID_LENGTH, description="The server whose domains to export.",
                               examples=["5f0e4c0a-8d1b-4a3e-9a55-3c3b8f1e2d10"])]
 _CSV_EXAMPLE = "".join(",".join(record) + "\r\n" for record in (
     tls_report.CSV_COLUMNS, tls_report.csv_record(DOMAIN_TLS_ROW_EXAMPLE)))

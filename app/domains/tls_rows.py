@@ -140,30 +140,25 @@ def _parts() -> SimpleNamespace:
     # ``certificates`` (decoding its names and times per row was a quarter of an export,
     # docs/performance.md section 11), or taken from the pages' ``CertificateCache`` when its version is the
     # one read here (a page; two primary-key lookups per row, in the database's C code).
-    base = (
-        select(Domain.name, Domain.server_id, Domain.account_id, webmail.id, mail.id,
-               presented["webmail"], presented["mail"], Domain.tls_soonest,
-               certs["webmail"].version, certs["mail"].version)
-        .select_from(Domain)
+    columns = (Domain.name, Domain.server_id, Domain.account_id, webmail.id, mail.id,
+               presented["webmail"], presented["mail"], Domain.tls_soonest)
+    # Without the versions (the export, which keeps no certificate between batches).
+    ids = (
+        select(*columns).select_from(Domain)
         .join(Server, Server.id == Domain.server_id)
         .outerjoin(webmail, and_(webmail.domain_id == Domain.id, webmail.service == "webmail"))
         .outerjoin(mail, and_(mail.domain_id == Domain.id, mail.service == "mail"))
+    )
+    # With them, and joined to the presented certificates, whose columns ``reason_predicate``
+    # (not-yet-valid) and the metrics' counts over every domain also read.
+    base = (
+        ids.add_columns(certs["webmail"].version, certs["mail"].version)
         .join(certs["webmail"], certs["webmail"].id == presented["webmail"])
         .join(certs["mail"], certs["mail"].id == presented["mail"])
     )
-    # Also with the presented certificates' columns: for ``reason_predicate`` (not-yet-valid,
-    # and the metrics' counts over every domain).
-    rows = base
-    # Without the versions (the export, which keeps no certificate between batches).
-    ids = (
-        select(*list(base.selected_columns)[:8]).select_from(Domain)
-        .join(Server, Server.id == Domain.server_id)
-        .outerjoin(webmail, and_(webmail.domain_id == Domain.id, webmail.service == "webmail"))
-        .outerjoin(mail, and_(mail.domain_id == Domain.id, mail.service == "mail"))
-    )
     certificates = (select(*(getattr(Certificate, c) for c in ROW_CERTIFICATE_COLUMNS), Certificate.version)
                     .where(Certificate.id.in_(bindparam("ids", expanding=True))))
-    return SimpleNamespace(certs=certs, base=base, rows=rows, ids=ids, certificates=certificates)
+    return SimpleNamespace(certs=certs, base=base, ids=ids, certificates=certificates)
 
 
 def _covered(service: str, cert) -> Any:
@@ -320,7 +315,7 @@ def _plain_statement(server: bool, account: bool, order: SortOrder, after: bool,
     """The rows of a page filtered by server and account alone, in ``order``, after the key
     bound as ``after_0`` (and ``after_1``), ``limit`` of them: built once per shape. Without
     ``versions``, the rows lack their certificates' versions (two lookups a row fewer)."""
-    stmt = _parts().rows if versions else _parts().ids
+    stmt = _parts().base if versions else _parts().ids
     if server:
         stmt = stmt.where(Domain.server_id == bindparam("server_id"))
     if account:
@@ -462,7 +457,7 @@ async def _facts(connection, rows: list, cache: CertificateCache | None = None) 
 
 @functools.cache
 def _named_statement():
-    """The rows of given names, shaped as ``_parts().rows`` returns them, with each binding
+    """The rows of given names, shaped as ``_parts().base`` returns them, with each binding
     read by a correlated lookup of its (domain_id, service) index. With the bindings outer-
     joined instead, PostgreSQL's planner hash-joins every binding of the table for a page's
     hundred names (a scan that grows with all domains)."""
