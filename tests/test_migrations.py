@@ -225,3 +225,9 @@ def test_0020_backfills_each_domains_tls_summary(tmp_path):
         "SELECT name, tls_soonest, tls_latest_start, tls_flags FROM domains")}
     assert kept == expected
     assert {d: f for d, (_s, _t, f) in kept.items()} == {"d1.test": 0, "d2.test": 7, "d3.test": 3, "d4.test": 1}
+    # 0022: which certificate each service presents, and whether it is bound
+    presented = {r[0]: tuple(r[1:]) for r in sqlite3.connect(path).execute(
+        "SELECT name, tls_webmail_certificate_id, tls_mail_certificate_id, tls_webmail_bound, tls_mail_bound"
+        " FROM domains")}
+    assert presented == {"d1.test": ("c1", "c1", 1, 1), "d2.test": ("c2", "default", 1, 0),
+                         "d3.test": ("webmail", "default", 0, 0), "d4.test": ("webmail", "c1", 0, 1)}

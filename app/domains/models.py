@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, IdMixin, TimestampMixin
@@ -44,6 +44,14 @@ class Domain(IdMixin, TimestampMixin, Base):
     tls_soonest: Mapped[datetime | None]
     tls_latest_start: Mapped[datetime | None]
     tls_flags: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Which certificate each service presents (its binding's, else the server's default) and
+    # whether it is bound: the TLS list reads a page's rows from this table alone (no binding
+    # or server lookup per row). Plain ids, no foreign key: the bindings and the server's
+    # columns are the truth, these their copy kept with the facts above.
+    tls_webmail_certificate_id: Mapped[str | None] = mapped_column(String(36))
+    tls_mail_certificate_id: Mapped[str | None] = mapped_column(String(36))
+    tls_webmail_bound: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    tls_mail_bound: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Binding(IdMixin, TimestampMixin, Base):

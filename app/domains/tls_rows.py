@@ -1,10 +1,12 @@
 """Queries of the TLS status list: many domains' TLS facts in keyset pages, filtered in SQL.
 
-A page is two statements whatever its size: each domain with its two bindings and the ids of
-the two certificates it presents (its binding's, else the server's default; the same joins as
-``DomainRepository.facts``), then those certificates, each read and decoded once however many
-rows present it; plus one statement for the servers on the page (and one for its drifted
-names, app/domains/tls_list.py). Nothing is read per row.
+A page is two statements whatever its size: the domains, each with the ids of the two
+certificates it presents and whether each is bound (kept on the domain by
+app/domains/tls_upkeep.py: its binding's, else the server's default, as
+``DomainRepository.facts`` decides for one domain), then those certificates, each read and
+decoded once however many rows present it (or only their versions, when an earlier page
+decoded them); plus one statement for the servers on the page (and one for its drifted names,
+app/domains/tls_list.py). Nothing is read per row.
 
 Sorting by expiry and filtering by client warning or reason run on what each domain keeps of
 its presented certificates (``domains.tls_soonest``, ``tls_latest_start``, ``tls_flags``;
@@ -58,7 +60,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from app.certificates.models import Certificate, CertificateName
 from app.certificates.repository import PRESENTED_COLUMNS
 from app.deployments.models import Deployment
-from app.domains.models import SERVICES, Binding, Domain
+from app.domains.models import SERVICES, Domain
 from app.domains.repository import CertificateFacts, ServerFacts
 from app.domains.tls_summary import FLAGS
 from app.drift.models import ServedObservation
@@ -129,36 +131,26 @@ class ServerTlsFacts:
 @functools.cache
 def _parts() -> SimpleNamespace:
     """The aliases and the statements, built on first use (aliasing every certificate column
-    costs more than a page). What an unbound service presents is the server's default for it:
-    ``Server.webmail_default_id`` for webmail, the server-wide mail certificate for mail (as
-    ``DomainRepository.facts``, the single domain's status)."""
-    webmail, mail = aliased(Binding), aliased(Binding)
-    presented = {"webmail": func.coalesce(webmail.certificate_id, Server.webmail_default_id),
-                 "mail": func.coalesce(mail.certificate_id, Server.mail_certificate_id)}
+    costs more than a page). Each row is read from ``domains`` alone: what each service
+    presents (its binding's certificate, else the server's default for it, as
+    ``DomainRepository.facts`` decides for the single domain) and whether it is bound are kept
+    on the domain (``tls_upkeep``), so a page is one index range, no lookup per row."""
     certs = {"webmail": aliased(Certificate), "mail": aliased(Certificate)}
-    # The rows themselves: ids and versions only, each certificate read once by
-    # ``certificates`` (decoding its names and times per row was a quarter of an export,
-    # docs/performance.md section 11), or taken from the pages' ``CertificateCache`` when its version is the
-    # one read here (a page; two primary-key lookups per row, in the database's C code).
-    columns = (Domain.name, Domain.server_id, Domain.account_id, webmail.id, mail.id,
-               presented["webmail"], presented["mail"], Domain.tls_soonest)
-    # Without the versions (the export, which keeps no certificate between batches).
-    ids = (
-        select(*columns).select_from(Domain)
-        .join(Server, Server.id == Domain.server_id)
-        .outerjoin(webmail, and_(webmail.domain_id == Domain.id, webmail.service == "webmail"))
-        .outerjoin(mail, and_(mail.domain_id == Domain.id, mail.service == "mail"))
-    )
-    # With them, and joined to the presented certificates, whose columns ``reason_predicate``
-    # (not-yet-valid) and the metrics' counts over every domain also read.
+    # The rows themselves: ids only, each certificate read once by ``certificates`` (decoding
+    # its names and times per row was a quarter of an export, docs/performance.md section 11),
+    # or taken from the pages' ``CertificateCache`` while its version is current.
+    ids = select(Domain.name, Domain.server_id, Domain.account_id, Domain.tls_webmail_bound, Domain.tls_mail_bound,
+                 Domain.tls_webmail_certificate_id, Domain.tls_mail_certificate_id, Domain.tls_soonest)
+    # Joined to the presented certificates, whose columns ``reason_predicate`` (not-yet-valid)
+    # and the metrics' counts over every domain read.
     base = (
-        ids.add_columns(certs["webmail"].version, certs["mail"].version)
-        .join(certs["webmail"], certs["webmail"].id == presented["webmail"])
-        .join(certs["mail"], certs["mail"].id == presented["mail"])
+        ids.join(certs["webmail"], certs["webmail"].id == Domain.tls_webmail_certificate_id)
+        .join(certs["mail"], certs["mail"].id == Domain.tls_mail_certificate_id)
     )
     certificates = (select(*(getattr(Certificate, c) for c in ROW_CERTIFICATE_COLUMNS), Certificate.version)
                     .where(Certificate.id.in_(bindparam("ids", expanding=True))))
-    return SimpleNamespace(certs=certs, base=base, ids=ids, certificates=certificates)
+    versions = select(Certificate.id, Certificate.version).where(Certificate.id.in_(bindparam("ids", expanding=True)))
+    return SimpleNamespace(certs=certs, base=base, ids=ids, certificates=certificates, versions=versions)
 
 
 def _covered(service: str, cert) -> Any:
@@ -311,11 +303,10 @@ class SortOrder:
 
 
 @functools.cache
-def _plain_statement(server: bool, account: bool, order: SortOrder, after: bool, versions: bool = True):
+def _plain_statement(server: bool, account: bool, order: SortOrder, after: bool):
     """The rows of a page filtered by server and account alone, in ``order``, after the key
-    bound as ``after_0`` (and ``after_1``), ``limit`` of them: built once per shape. Without
-    ``versions``, the rows lack their certificates' versions (two lookups a row fewer)."""
-    stmt = _parts().base if versions else _parts().ids
+    bound as ``after_0`` (and ``after_1``), ``limit`` of them: built once per shape."""
+    stmt = _parts().ids
     if server:
         stmt = stmt.where(Domain.server_id == bindparam("server_id"))
     if account:
@@ -391,15 +382,18 @@ def _servers_statement():
 class CertificateCache:
     """Decoded ``RowCertificate``s of recent pages by id, each with the row ``version`` it was
     read at (app/versioning.py: every UPDATE of a certificate raises it, from the ORM or a Core
-    statement: a replace of the material, a new trust verdict). A page's rows carry the
-    current version of each certificate they present, so an entry is used only while it is
-    still the row's; ids are UUIDs, never reused. Bounded: the oldest entries go first."""
+    statement: a replace of the material, a new trust verdict). A page reads the current
+    version of each certificate its rows present (``_facts``), so an entry is used only while
+    it is still the row's; ids are UUIDs, never reused. Bounded: the oldest entries go first."""
 
     def __init__(self, size: int = 10_000):
         self.size = size
         self._entries: dict[str, list] = {}  # id -> [version, RowCertificate, its JSON text or None]
 
-    def get(self, cert_id: str, version: int) -> RowCertificate | None:
+    def holds(self, cert_id: str) -> bool:
+        return cert_id in self._entries
+
+    def get(self, cert_id: str, version: int | None) -> RowCertificate | None:
         found = self._entries.get(cert_id)
         return found[1] if found is not None and found[0] == version else None
 
@@ -420,71 +414,42 @@ class CertificateCache:
         self._entries.clear()
 
 
-async def _facts(connection, rows: list, cache: CertificateCache | None = None) -> list[DomainTlsFacts]:
-    """The rows' facts, each distinct certificate read and decoded once (one statement), or
-    none read when ``cache`` holds every one at the version the rows carry.
-
-    The ids are padded to a power of two (repeating the last): an expanding ``IN`` is a new
+def _padded(values: list) -> list:
+    """``values`` padded to a power of two (repeating the last): an expanding ``IN`` is a new
     statement for each length, which PostgreSQL would prepare again and again (asyncpg's
-    statement cache); a dozen lengths cover every page and batch. A row whose certificate is
-    gone by the second statement (rebound and deleted in between) is left out, as the inner
-    join of the single statement did before."""
+    statement cache); a dozen lengths cover every page and batch."""
+    return values + [values[-1]] * ((1 << (len(values) - 1).bit_length()) - len(values))
+
+
+async def _facts(connection, rows: list, cache: CertificateCache | None = None) -> list[DomainTlsFacts]:
+    """The rows' facts, each distinct certificate read and decoded once (one statement).
+
+    With ``cache``, the current versions of the certificates it holds are read first (one
+    statement of primary-key lookups) and only those it lacks at that version are read whole:
+    a page whose certificates were all seen costs two statements, its rows and the versions.
+    A row whose certificate is gone by then (rebound and deleted in between) is left out, as
+    an inner join of the certificates would."""
     certs: dict[str, RowCertificate] = {}
-    missing: set[str] = set()
-    if cache is None:
-        missing = {cert_id for row in rows for cert_id in row[5:7]}
-    else:
-        for row in rows:
-            for cert_id, version in ((row[5], row[8]), (row[6], row[9])):
-                if cert_id in certs:
-                    continue
-                found = cache.get(cert_id, version)
-                if found is None:
-                    missing.add(cert_id)
-                else:
+    wanted = sorted({cert_id for row in rows for cert_id in row[5:7]})
+    missing = wanted
+    if cache is not None and wanted:
+        known = [cert_id for cert_id in wanted if cache.holds(cert_id)]
+        if known:
+            current = dict(list(await connection.execute(_parts().versions, {"ids": _padded(known)})))
+            for cert_id in known:
+                found = cache.get(cert_id, current.get(cert_id))
+                if found is not None:
                     certs[cert_id] = found
+            missing = [cert_id for cert_id in wanted if cert_id not in certs
+                       and (cert_id in current or not cache.holds(cert_id))]
     if missing:
-        ids = sorted(missing)
-        ids += [ids[-1]] * ((1 << (len(ids) - 1).bit_length()) - len(ids))
-        for row in await connection.execute(_parts().certificates, {"ids": ids}):
+        for row in await connection.execute(_parts().certificates, {"ids": _padded(missing)}):
             cert = certs[row[0]] = RowCertificate.of(row[:-1])
             if cache is not None:
                 cache.put(row[0], row[-1], cert)
     return [DomainTlsFacts(r[0], r[1], r[2], {"webmail": certs[r[5]], "mail": certs[r[6]]},
-                           {"webmail": r[3] is not None, "mail": r[4] is not None}, r[7])
+                           {"webmail": bool(r[3]), "mail": bool(r[4])}, r[7])
             for r in rows if r[5] in certs and r[6] in certs]
-
-
-@functools.cache
-def _named_statement():
-    """The rows of given names, shaped as ``_parts().base`` returns them, with each binding
-    read by a correlated lookup of its (domain_id, service) index. With the bindings outer-
-    joined instead, PostgreSQL's planner hash-joins every binding of the table for a page's
-    hundred names (a scan that grows with all domains)."""
-    def binding(service: str, column):
-        return (select(column).where(Binding.domain_id == Domain.id, Binding.service == service)
-                .scalar_subquery())
-
-    webmail = func.coalesce(binding("webmail", Binding.certificate_id), Server.webmail_default_id)
-    mail = func.coalesce(binding("mail", Binding.certificate_id), Server.mail_certificate_id)
-    rows = (
-        select(Domain.name, Domain.server_id, Domain.account_id, binding("webmail", Binding.id).label("wb"),
-               binding("mail", Binding.id).label("mb"), webmail.label("wc"), mail.label("mc"), Domain.tls_soonest)
-        .join(Server, Server.id == Domain.server_id)
-        .where(Domain.name.in_(bindparam("names", expanding=True)))
-    ).subquery()
-    # the presented certificates' versions (``CertificateCache``): a primary-key lookup each
-    web_cert, mail_cert = aliased(Certificate), aliased(Certificate)
-    return (select(*rows.c, web_cert.version, mail_cert.version).select_from(rows)
-            .join(web_cert, web_cert.id == rows.c.wc).join(mail_cert, mail_cert.id == rows.c.mc))
-
-
-async def _rows_named(connection, names: list[str]) -> list:
-    """The rows of ``names``, in that order (a name deleted meanwhile is left out). The names
-    are padded to a power of two as in ``_facts`` (one prepared statement per length)."""
-    padded = names + [names[-1]] * ((1 << (len(names) - 1).bit_length()) - len(names))
-    rows = {row[0]: row for row in await connection.execute(_named_statement(), {"names": padded})}
-    return [rows[name] for name in names if name in rows]
 
 
 class DomainTlsRepository:
@@ -502,19 +467,16 @@ class DomainTlsRepository:
 
         Without a filter but the server or account, one statement yields the page from an
         index in the page's order (server or account, then name, or the kept expiry and name)
-        and stops there. Otherwise the page's keys are picked from ``domains`` alone first:
-        each arm of a warning or reason filter (``_arms``) its first ``limit`` keys after
-        ``after`` from its own index, their union sorted and cut in SQL (a name filter: one
-        arm in the page's order); then the rows of those names are read by a second statement.
-        Either way the certificates the rows present are read by one more statement, each
-        once (``_facts``), unless ``cache`` holds them all at their current version.
+        and stops there. Otherwise each arm of a warning or reason filter (``_arms``) reads its
+        first ``limit`` rows after ``after`` from its own index, their union sorted and cut in
+        SQL (a name filter: one arm in the page's order). Either way the certificates the rows
+        present are read by one more statement, each once (``_facts``), or only their versions
+        when ``cache`` holds them.
         """
         return await _facts(self.db, await self._rows(f, order, after, limit, now), cache)
 
-    async def _rows(self, f: TlsFilter, order: SortOrder, after: tuple | None, limit: int, now: datetime,
-                    versions: bool = True) -> list:
-        """``page``'s rows as the first statement returns them (ids, before ``_facts``); without
-        ``versions`` they may lack their certificates' versions (``_facts`` without a cache)."""
+    async def _rows(self, f: TlsFilter, order: SortOrder, after: tuple | None, limit: int, now: datetime) -> list:
+        """``page``'s rows as the first statement returns them (ids, before ``_facts``)."""
         connection = self.db
         if f.nothing:
             return []
@@ -522,15 +484,14 @@ class DomainTlsRepository:
         if arms is None and not (f.q or f.prefix):
             # Built once per shape, the values bound (building and keying the statement cost
             # more than SQLite running it).
-            stmt = _plain_statement(f.server_id is not None, f.account_id is not None, order, after is not None,
-                                    versions)
+            stmt = _plain_statement(f.server_id is not None, f.account_id is not None, order, after is not None)
             params = {"server_id": f.server_id, "account_id": f.account_id, "limit": limit}
             if after is not None:
                 params.update(zip(("after_0", "after_1"), after, strict=False))
             return list(await connection.execute(stmt, params))
         picks = []
         for arm in arms or [Arm(None)]:
-            stmt = _where(_select(arm, *order.columns()), f)
+            stmt = _where(_select(arm, *_parts().ids.selected_columns), f)
             if arm.where is not None:
                 stmt = stmt.where(arm.where)
             if after is not None:
@@ -539,13 +500,10 @@ class DomainTlsRepository:
         if len(picks) > 1:
             # Merged in SQL, in the database's own collation (which the keyset compares in).
             both = union(*(select(*pick.subquery().c) for pick in picks)).subquery()
-            picks = [select(*both.c).order_by(*(c.desc() if order.descending else c.asc() for c in both.c))
+            keys = [both.c[column.key] for column in order.columns()]
+            picks = [select(*both.c).order_by(*(c.desc() if order.descending else c.asc() for c in keys))
                      .limit(limit)]
-        keys = list(await connection.execute(picks[0]))
-        names = [k[-1] for k in keys]
-        if not names:
-            return []
-        return await _rows_named(connection, names)
+        return list(await connection.execute(picks[0]))
 
     async def count(self, f: TlsFilter, now: datetime) -> int:
         """How many domains match, over all pages. Without a warning or reason filter the
@@ -574,7 +532,7 @@ class DomainTlsRepository:
         after = None
         connection = self.db
         while True:
-            rows = await self._rows(f, order, after, size, now, versions=False)
+            rows = await self._rows(f, order, after, size, now)
             facts = await _facts(connection, rows)
             if facts:
                 yield facts

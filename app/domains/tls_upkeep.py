@@ -1,5 +1,8 @@
 """Keeps each domain's TLS summary (``domains.tls_*``, app/domains/tls_summary.py) equal to what it presents.
 
+The summary is the facts the TLS list sorts and filters by, and which certificate each service
+presents and whether it is bound (the list's rows are read from ``domains`` alone).
+
 Every write that changes what a domain presents, or a fact the rules read of a presented
 certificate, calls one of these in its own transaction once the change is written:
 
@@ -36,6 +39,10 @@ from app.domains.tls_summary import summarize
 from app.servers.models import Server
 
 BATCH = 1000
+# What a domain row keeps, in the order ``_refresh`` compares it: the summary's facts, then
+# which certificate each service presents and whether it is bound (the TLS list's rows).
+KEPT = (Domain.tls_soonest, Domain.tls_latest_start, Domain.tls_flags, Domain.tls_webmail_certificate_id,
+        Domain.tls_mail_certificate_id, Domain.tls_webmail_bound, Domain.tls_mail_bound)
 
 
 class _Presented(NamedTuple):
@@ -55,7 +62,8 @@ def _parts() -> SimpleNamespace:
         select(Domain.id, Domain.name,
                func.coalesce(webmail.certificate_id, Server.webmail_default_id),
                func.coalesce(mail.certificate_id, Server.mail_certificate_id),
-               Domain.tls_soonest, Domain.tls_latest_start, Domain.tls_flags)
+               webmail.id.is_not(None), mail.id.is_not(None),
+               *KEPT)
         .select_from(Domain)
         .join(Server, Server.id == Domain.server_id)
         .outerjoin(webmail, and_(webmail.domain_id == Domain.id, webmail.service == "webmail"))
@@ -71,7 +79,9 @@ def _parts() -> SimpleNamespace:
         update(table).where(table.c.id == bindparam("row_id"))
         # updated_at stays: nobody changed the domain (the column's onupdate would move it)
         .values(tls_soonest=bindparam("v_soonest"), tls_latest_start=bindparam("v_start"),
-                tls_flags=bindparam("v_flags"), updated_at=table.c.updated_at)
+                tls_flags=bindparam("v_flags"), tls_webmail_certificate_id=bindparam("v_webmail"),
+                tls_mail_certificate_id=bindparam("v_mail"), tls_webmail_bound=bindparam("v_webmail_bound"),
+                tls_mail_bound=bindparam("v_mail_bound"), updated_at=table.c.updated_at)
     )
     return SimpleNamespace(webmail=webmail, mail=mail, rows=rows, certificates=certificates, write=write)
 
@@ -91,11 +101,12 @@ async def _refresh(session: AsyncSession, scope: Callable[[SimpleNamespace], Any
         certs = {row[0]: _Presented(*row[1:])
                  for row in await connection.execute(parts.certificates, {"ids": ids})}
         changes = []
-        for row_id, name, webmail_id, mail_id, *kept in rows:
+        for row_id, name, webmail_id, mail_id, webmail_bound, mail_bound, *kept in rows:
             facts = summarize(name, {"webmail": certs[webmail_id], "mail": certs[mail_id]})
-            if tuple(kept) != tuple(facts):
+            if tuple(kept) != (*facts, webmail_id, mail_id, bool(webmail_bound), bool(mail_bound)):
                 changes.append({"row_id": row_id, "v_soonest": facts.soonest, "v_start": facts.latest_start,
-                                "v_flags": facts.flags})
+                                "v_flags": facts.flags, "v_webmail": webmail_id, "v_mail": mail_id,
+                                "v_webmail_bound": bool(webmail_bound), "v_mail_bound": bool(mail_bound)})
         if changes:
             await connection.execute(parts.write, changes)
             written += len(changes)
