@@ -35,6 +35,7 @@ from sqlalchemy import insert
 from app.certificates.models import Certificate, CertificateName
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker
+from app.domains import tls_upkeep
 from app.domains.models import Binding, Domain
 from app.kit.time import utc_now
 from app.metrics.controller import read_snapshot, render_snapshot
@@ -79,6 +80,7 @@ async def fill(sessionmaker, rows: int) -> None:
             await session.execute(insert(Binding), [
                 {"id": str(uuid.uuid4()), "domain_id": d["id"], "service": "mail", "certificate_id": c["id"],
                  "created_at": now, "updated_at": now} for d, c in zip(domains, certs, strict=True)])
+        await tls_upkeep.everything(session)  # what the API's writes keep (app/domains/tls_upkeep.py)
         await session.commit()
 
 

@@ -53,6 +53,7 @@ from app.db import new_id
 from app.deployments import applied
 from app.deployments.desired import load_desired, load_head
 from app.deployments.models import Deployment
+from app.domains import tls_upkeep
 from app.domains.models import Binding, Domain
 from app.domains.repository import DOMAIN_ORDER
 from app.kit.digest import config_digest
@@ -165,6 +166,9 @@ async def seed(ctx: AppContext, count: int) -> dict:
         await session.execute(
             Server.__table__.update().where(Server.id == bench.server_id).values(mail_certificate_count=count))
         await seed_applied(session, bench.server_id)
+        # seeded around the application: each domain's TLS summary written once, as the API's
+        # writes keep it (app/domains/tls_upkeep.py)
+        await tls_upkeep.everything(session)
         await session.commit()
     inserted = time.perf_counter() - started
     if ctx.engine.dialect.name == "postgresql":

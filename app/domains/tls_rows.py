@@ -430,7 +430,8 @@ async def _facts(connection, rows: list, cache: CertificateCache | None = None) 
     A row whose certificate is gone by then (rebound and deleted in between) is left out, as
     an inner join of the certificates would."""
     certs: dict[str, RowCertificate] = {}
-    wanted = sorted({cert_id for row in rows for cert_id in row[5:7]})
+    # (None only for a domain written around the application and never summarised: left out)
+    wanted = sorted({cert_id for row in rows for cert_id in row[5:7] if cert_id is not None})
     missing = wanted
     if cache is not None and wanted:
         known = [cert_id for cert_id in wanted if cache.holds(cert_id)]
