@@ -169,6 +169,22 @@ def _limit_malloc_arenas(arenas: int = 2) -> None:
         pass  # not glibc (musl has no per-thread arenas)
 
 
+def _freeze_startup_heap() -> None:
+    """Leave what start-up built out of every later full garbage collection.
+
+    A full (generation 2) collection walks every object the collector tracks; after start-up
+    that is some 180,000 (the modules of FastAPI, SQLAlchemy, pydantic, cryptography and
+    certpost's own), which took 90-150 ms per collection on the benchmark's machine, and every
+    request in flight waited that long (docs/performance.md, "Full collections"). They live as
+    long as the process, so they are collected once here and then frozen (``gc.freeze``,
+    docs.python.org/3/library/gc.html#gc.freeze: moved to a permanent generation the collector
+    no longer walks); what requests and the caches make later is collected as before."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def cmd_serve(args, settings: Settings) -> None:
     import uvicorn
 
@@ -189,6 +205,7 @@ def cmd_serve(args, settings: Settings) -> None:
     del ctx
     host = settings.host if args.host is None else args.host
     port = settings.port if args.port is None else args.port
+    _freeze_startup_heap()
     # log_config=None: uvicorn's own lines go through the handler main() installed (JSON or
     # text); its access log is off, app.kit.requestlog writes one line per request instead.
     uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False, log_config=None,
