@@ -96,8 +96,9 @@ async def hosting(client, admin, customer_headers, test_ca, untrusted_ca, contex
     return {"s1": s1["id"], "s2": s2["id"], "acct_a": acct_a, "acct_b": acct_b, "a": a, "b": b}
 
 
-async def _all(client, headers, **params) -> list[dict]:
-    """Every row, following next_cursor two at a time (checks there is no repeat)."""
+async def _all(client, headers, full_pages: bool = True, **params) -> list[dict]:
+    """Every row, following next_cursor two at a time (checks there is no repeat, and with
+    ``full_pages`` that only the last page is short)."""
     rows, cursor = [], None
     while True:
         query = {**params, "limit": 2, **({"cursor": cursor} if cursor else {})}
@@ -108,7 +109,7 @@ async def _all(client, headers, **params) -> list[dict]:
         cursor = page["next_cursor"]
         if cursor is None:
             break
-        assert len(page["items"]) == 2
+        assert len(page["items"]) == 2 or not full_pages
     names = [row["domain"] for row in rows]
     assert len(names) == len(set(names)), names
     return rows
@@ -374,6 +375,33 @@ def statements(context):
             event.remove(engine, "before_cursor_execute", count)
 
 
+async def test_a_domain_written_around_the_application_is_left_out_not_a_failure(client, admin, hosting, context):
+    """A domain inserted by hand (a bulk load, a restore of part of a table) presents nothing
+    until ``tls_upkeep`` runs: the pages and the export leave it out and answer for the rest
+    (the page it fell on is one row short, and the paging goes on past it); the upkeep brings it in."""
+    from app.db import new_id
+
+    before = await _all(client, admin)
+    async with context.sessionmaker() as session:
+        server = (await session.execute(select(Domain.server_id, Domain.account_id).limit(1))).first()
+        now = utc_now()
+        await session.execute(Domain.__table__.insert().values(
+            id=new_id(), name="hand.example", server_id=server[0], account_id=server[1], created_at=now,
+            updated_at=now))
+        await session.commit()
+    assert await _all(client, admin, full_pages=False) == before
+    for sort in ("name", "not_after"):
+        r = await client.get("/v1/domain-tls", params={"sort": sort, "q": "hand"}, headers=admin)
+        assert r.status_code == 200 and r.json()["items"] == [], r.text
+    r = await client.get(f"/v1/servers/{server[0]}/domain-tls.ndjson", headers=admin)
+    assert r.status_code == 200 and b"hand.example" not in r.content
+    async with context.sessionmaker() as session:
+        await tls_upkeep.everything(session)
+        await session.commit()
+    tls_list.memory(context).clear()
+    assert "hand.example" in [row["domain"] for row in await _all(client, admin)]
+
+
 async def test_no_query_per_row(client, admin, hosting, context):
     counts = []
     await client.get("/v1/domain-tls", params={"limit": 1}, headers=admin)  # the token is looked up once
@@ -388,7 +416,7 @@ async def test_no_query_per_row(client, admin, hosting, context):
 
 async def test_pages_read_certificates_again_only_when_they_changed(client, admin, hosting, context):
     """A page takes the certificates of an earlier page from the context's ``tls_list.PageMemory`` while
-    their row version is current: only their versions are read when nothing changed;
+    their row version is the one its rows carry: no certificate statement when nothing changed;
     a certificate changed in any way (here around the API, as a trust refresh writes) is read
     again, and the page shows the change."""
     params = {"server_id": hosting["s1"], "limit": 4}
@@ -399,10 +427,7 @@ async def test_pages_read_certificates_again_only_when_they_changed(client, admi
         again = await client.get("/v1/domain-tls", params=params, headers=admin)
     assert again.json() == before
     assert [s for s in cold if "FROM certificates" in s or s.startswith("SELECT certificates.")]
-    # warm: the certificates' current versions only, nothing decoded again
-    read = [s for s in warm if s.startswith("SELECT certificates.")]
-    assert len(warm) == len(cold) and [s.split("FROM")[0].strip() for s in read] == [
-        "SELECT certificates.id, certificates.version"], warm
+    assert len(warm) == len(cold) - 1 and not [s for s in warm if s.startswith("SELECT certificates.")], warm
     row = next(r for r in before["items"] if r["webmail"]["reasons"] == [] and r["mail"]["source"] == "binding")
     cert_id = row["webmail"]["certificate_id"]
     named = {**params, "q": row["domain"]}  # the other way to a page's rows (tls_rows._rows_named)
@@ -684,7 +709,7 @@ async def test_time_dependent_reasons_are_decided_at_query_time(hosting, context
                 f = TlsFilter(**{key: value})
                 expected = [row["domain"] for row in rows if pred(row)]
                 for order in (SortOrder("name", False), SortOrder("not_after", True)):
-                    got = [d.name for d in await repo.page(f, order, None, 1000, now)]
+                    got = [d.name for d in (await repo.page(f, order, None, 1000, now)).rows]
                     assert sorted(got) == expected, (days, key, value, order)
                 assert await repo.count(f, now) == len(expected), (days, key, value)
         await session.rollback()

@@ -152,16 +152,14 @@ class DomainTlsService:
         f = visible_filter(caller, query)
         now = utc_now()
         total = await self.repo.count(f, now) if query.count else None
-        rows = await self.repo.page(f, order, after, query.limit + 1, now, self.kept.certificates)
-        shown = rows[:query.limit]
+        page = await self.repo.page(f, order, after, query.limit, now, self.kept.certificates)
+        shown = page.rows
         servers = await self.repo.servers({facts.server_id for facts in shown})
         drifted = await _drifted(self.repo.db, shown) if any(s.drifted for s in servers.values()) else set()
         builder = tls_lines.LineBuilder(servers, now, self.expiring_days, drifted, certificates=self.kept.certificates,
                                         rows=self.kept.rows)
         items = ",".join([builder.json_line(facts) for facts in shown])
-        next_cursor = None
-        if len(rows) > query.limit:
-            next_cursor = encode_cursor(query.sort, order.key_of(rows[query.limit - 1]))
+        next_cursor = None if page.after is None else encode_cursor(query.sort, page.after)
         return page_json(items, next_cursor, total)
 
     async def check_server(self, caller: Caller, server_id: str) -> None:

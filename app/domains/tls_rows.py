@@ -4,8 +4,8 @@ A page is two statements whatever its size: the domains, each with the ids of th
 certificates it presents and whether each is bound (kept on the domain by
 app/domains/tls_upkeep.py: its binding's, else the server's default, as
 ``DomainRepository.facts`` decides for one domain), then those certificates, each read and
-decoded once however many rows present it (or only their versions, when an earlier page
-decoded them); plus one statement for the servers on the page (and one for its drifted names,
+decoded once however many rows present it (none when an earlier page decoded them at the
+row version the page's rows carry); plus one statement for the servers on the page (and one for its drifted names,
 app/domains/tls_list.py). Nothing is read per row.
 
 Sorting by expiry and filtering by client warning or reason run on what each domain keeps of
@@ -111,7 +111,6 @@ class DomainTlsFacts(NamedTuple):
     account_id: str
     presented: dict[str, RowCertificate]
     bound: dict[str, bool]
-    kept_soonest: datetime | None = None  # domains.tls_soonest: the expiry sort's key as stored
 
     @property
     def soonest(self) -> datetime:
@@ -138,9 +137,12 @@ def _parts() -> SimpleNamespace:
     certs = {"webmail": aliased(Certificate), "mail": aliased(Certificate)}
     # The rows themselves: ids only, each certificate read once by ``certificates`` (decoding
     # its names and times per row was a quarter of an export, docs/performance.md section 11),
-    # or taken from the pages' ``CertificateCache`` while its version is current.
+    # or taken from the pages' ``CertificateCache`` while its version is the one a page's rows
+    # carry (``rows``: two primary-key lookups a row, in the database's C code; the export,
+    # which keeps no certificate between batches, reads ``ids``).
     ids = select(Domain.name, Domain.server_id, Domain.account_id, Domain.tls_webmail_bound, Domain.tls_mail_bound,
                  Domain.tls_webmail_certificate_id, Domain.tls_mail_certificate_id, Domain.tls_soonest)
+    rows = ids.add_columns(*_versions(Domain.tls_webmail_certificate_id, Domain.tls_mail_certificate_id))
     # Joined to the presented certificates, whose columns ``reason_predicate`` (not-yet-valid)
     # and the metrics' counts over every domain read.
     base = (
@@ -149,8 +151,16 @@ def _parts() -> SimpleNamespace:
     )
     certificates = (select(*(getattr(Certificate, c) for c in ROW_CERTIFICATE_COLUMNS), Certificate.version)
                     .where(Certificate.id.in_(bindparam("ids", expanding=True))))
-    versions = select(Certificate.id, Certificate.version).where(Certificate.id.in_(bindparam("ids", expanding=True)))
-    return SimpleNamespace(certs=certs, base=base, ids=ids, certificates=certificates, versions=versions)
+    return SimpleNamespace(certs=certs, base=base, ids=ids, rows=rows, certificates=certificates)
+
+
+def _versions(*certificate_ids) -> list:
+    """The row version of each certificate, as a correlated lookup of its primary key: a
+    planner cannot turn it into a join that reads every certificate (PostgreSQL hash-joined a
+    whole table for a page's hundred rows when the page joined it instead). NULL for a
+    certificate that is gone (``_facts`` leaves its rows out)."""
+    return [select(Certificate.version).where(Certificate.id == column).scalar_subquery()
+            for column in certificate_ids]
 
 
 def _covered(service: str, cert) -> Any:
@@ -298,15 +308,23 @@ class SortOrder:
             return and_(Domain.tls_soonest <= soonest, or_(Domain.tls_soonest < soonest, Domain.name < name))
         return and_(Domain.tls_soonest >= soonest, or_(Domain.tls_soonest > soonest, Domain.name > name))
 
-    def key_of(self, row: DomainTlsFacts) -> tuple:
-        return (row.kept_soonest, row.name) if self.key == "not_after" else (row.name,)
+    def key_of(self, row) -> tuple:
+        """The key of a row as the rows statement returns it (name first, ``tls_soonest`` at 7:
+        the expiry sort's key as stored)."""
+        return (row[7], row[0]) if self.key == "not_after" else (row[0],)
+
+
+class TlsPage(NamedTuple):
+    rows: list[DomainTlsFacts]
+    after: tuple | None  # the key the next page starts after; None: this was the last
 
 
 @functools.cache
-def _plain_statement(server: bool, account: bool, order: SortOrder, after: bool):
+def _plain_statement(server: bool, account: bool, order: SortOrder, after: bool, versions: bool = True):
     """The rows of a page filtered by server and account alone, in ``order``, after the key
-    bound as ``after_0`` (and ``after_1``), ``limit`` of them: built once per shape."""
-    stmt = _parts().ids
+    bound as ``after_0`` (and ``after_1``), ``limit`` of them: built once per shape. Without
+    ``versions``, the rows lack their certificates' versions (two lookups a row fewer)."""
+    stmt = _parts().rows if versions else _parts().ids
     if server:
         stmt = stmt.where(Domain.server_id == bindparam("server_id"))
     if account:
@@ -382,16 +400,13 @@ def _servers_statement():
 class CertificateCache:
     """Decoded ``RowCertificate``s of recent pages by id, each with the row ``version`` it was
     read at (app/versioning.py: every UPDATE of a certificate raises it, from the ORM or a Core
-    statement: a replace of the material, a new trust verdict). A page reads the current
-    version of each certificate its rows present (``_facts``), so an entry is used only while
-    it is still the row's; ids are UUIDs, never reused. Bounded: the oldest entries go first."""
+    statement: a replace of the material, a new trust verdict). A page's rows carry the
+    current version of each certificate they present, so an entry is used only while it is
+    still the row's; ids are UUIDs, never reused. Bounded: the oldest entries go first."""
 
     def __init__(self, size: int = 10_000):
         self.size = size
         self._entries: dict[str, list] = {}  # id -> [version, RowCertificate, its JSON text or None]
-
-    def holds(self, cert_id: str) -> bool:
-        return cert_id in self._entries
 
     def get(self, cert_id: str, version: int | None) -> RowCertificate | None:
         found = self._entries.get(cert_id)
@@ -422,34 +437,30 @@ def _padded(values: list) -> list:
 
 
 async def _facts(connection, rows: list, cache: CertificateCache | None = None) -> list[DomainTlsFacts]:
-    """The rows' facts, each distinct certificate read and decoded once (one statement).
-
-    With ``cache``, the current versions of the certificates it holds are read first (one
-    statement of primary-key lookups) and only those it lacks at that version are read whole:
-    a page whose certificates were all seen costs two statements, its rows and the versions.
-    A row whose certificate is gone by then (rebound and deleted in between) is left out, as
-    an inner join of the certificates would."""
+    """The rows' facts, each distinct certificate read and decoded once (one statement), or
+    none read when ``cache`` holds every one at the version the rows carry (``r[8]``, ``r[9]``).
+    A row whose certificate is gone by the second statement (rebound and deleted in between),
+    or presents none (a domain written around the application and never summarised), is left
+    out."""
     certs: dict[str, RowCertificate] = {}
-    # (None only for a domain written around the application and never summarised: left out)
-    wanted = sorted({cert_id for row in rows for cert_id in row[5:7] if cert_id is not None})
-    missing = wanted
-    if cache is not None and wanted:
-        known = [cert_id for cert_id in wanted if cache.holds(cert_id)]
-        if known:
-            current = dict(list(await connection.execute(_parts().versions, {"ids": _padded(known)})))
-            for cert_id in known:
-                found = cache.get(cert_id, current.get(cert_id))
-                if found is not None:
-                    certs[cert_id] = found
-            missing = [cert_id for cert_id in wanted if cert_id not in certs
-                       and (cert_id in current or not cache.holds(cert_id))]
+    missing: set[str] = set()
+    for row in rows:
+        pairs = zip(row[5:7], row[8:10] if cache is not None else (None, None), strict=True)
+        for cert_id, version in pairs:
+            if cert_id is None or cert_id in certs:
+                continue
+            found = cache.get(cert_id, version) if cache is not None else None
+            if found is None:
+                missing.add(cert_id)
+            else:
+                certs[cert_id] = found
     if missing:
-        for row in await connection.execute(_parts().certificates, {"ids": _padded(missing)}):
+        for row in await connection.execute(_parts().certificates, {"ids": _padded(sorted(missing))}):
             cert = certs[row[0]] = RowCertificate.of(row[:-1])
             if cache is not None:
                 cache.put(row[0], row[-1], cert)
     return [DomainTlsFacts(r[0], r[1], r[2], {"webmail": certs[r[5]], "mail": certs[r[6]]},
-                           {"webmail": bool(r[3]), "mail": bool(r[4])}, r[7])
+                           {"webmail": bool(r[3]), "mail": bool(r[4])})
             for r in rows if r[5] in certs and r[6] in certs]
 
 
@@ -463,21 +474,27 @@ class DomainTlsRepository:
         self.db = db
 
     async def page(self, f: TlsFilter, order: SortOrder, after: tuple | None, limit: int,
-                   now: datetime, cache: CertificateCache | None = None) -> list[DomainTlsFacts]:
-        """Up to ``limit`` rows after ``after`` in ``order``.
+                   now: datetime, cache: CertificateCache | None = None) -> TlsPage:
+        """Up to ``limit`` rows after ``after`` in ``order``, and the key to continue after
+        when there are more: the key of the last row read, so a row ``_facts`` leaves out
+        does not end the paging early.
 
         Without a filter but the server or account, one statement yields the page from an
         index in the page's order (server or account, then name, or the kept expiry and name)
         and stops there. Otherwise each arm of a warning or reason filter (``_arms``) reads its
         first ``limit`` rows after ``after`` from its own index, their union sorted and cut in
         SQL (a name filter: one arm in the page's order). Either way the certificates the rows
-        present are read by one more statement, each once (``_facts``), or only their versions
-        when ``cache`` holds them.
+        present are read by one more statement, each once (``_facts``), unless ``cache`` holds
+        them all at their current version.
         """
-        return await _facts(self.db, await self._rows(f, order, after, limit, now), cache)
+        rows = await self._rows(f, order, after, limit + 1, now)
+        more = len(rows) > limit
+        return TlsPage(await _facts(self.db, rows[:limit], cache), order.key_of(rows[limit - 1]) if more else None)
 
-    async def _rows(self, f: TlsFilter, order: SortOrder, after: tuple | None, limit: int, now: datetime) -> list:
-        """``page``'s rows as the first statement returns them (ids, before ``_facts``)."""
+    async def _rows(self, f: TlsFilter, order: SortOrder, after: tuple | None, limit: int, now: datetime,
+                    versions: bool = True) -> list:
+        """``page``'s rows as the first statement returns them (ids, before ``_facts``); without
+        ``versions`` they lack their certificates' versions (``_facts`` without a cache)."""
         connection = self.db
         if f.nothing:
             return []
@@ -485,7 +502,8 @@ class DomainTlsRepository:
         if arms is None and not (f.q or f.prefix):
             # Built once per shape, the values bound (building and keying the statement cost
             # more than SQLite running it).
-            stmt = _plain_statement(f.server_id is not None, f.account_id is not None, order, after is not None)
+            stmt = _plain_statement(f.server_id is not None, f.account_id is not None, order, after is not None,
+                                    versions)
             params = {"server_id": f.server_id, "account_id": f.account_id, "limit": limit}
             if after is not None:
                 params.update(zip(("after_0", "after_1"), after, strict=False))
@@ -502,9 +520,13 @@ class DomainTlsRepository:
             # Merged in SQL, in the database's own collation (which the keyset compares in).
             both = union(*(select(*pick.subquery().c) for pick in picks)).subquery()
             keys = [both.c[column.key] for column in order.columns()]
-            picks = [select(*both.c).order_by(*(c.desc() if order.descending else c.asc() for c in keys))
-                     .limit(limit)]
-        return list(await connection.execute(picks[0]))
+            stmt = select(*both.c).order_by(*(c.desc() if order.descending else c.asc() for c in keys)).limit(limit)
+            presented = (both.c.tls_webmail_certificate_id, both.c.tls_mail_certificate_id)
+        else:
+            stmt, presented = picks[0], (Domain.tls_webmail_certificate_id, Domain.tls_mail_certificate_id)
+        if versions:
+            stmt = stmt.add_columns(*_versions(*presented))
+        return list(await connection.execute(stmt))
 
     async def count(self, f: TlsFilter, now: datetime) -> int:
         """How many domains match, over all pages. Without a warning or reason filter the
@@ -533,7 +555,7 @@ class DomainTlsRepository:
         after = None
         connection = self.db
         while True:
-            rows = await self._rows(f, order, after, size, now)
+            rows = await self._rows(f, order, after, size, now, versions=False)
             facts = await _facts(connection, rows)
             if facts:
                 yield facts
