@@ -5,8 +5,8 @@ certificates it presents and whether each is bound (kept on the domain by
 app/domains/tls_upkeep.py: its binding's, else the server's default, as
 ``DomainRepository.facts`` decides for one domain), then those certificates, each read and
 decoded once however many rows present it (none when an earlier page decoded them at the
-row version the page's rows carry); plus one statement for the servers on the page (and one for its drifted names,
-app/domains/tls_list.py). Nothing is read per row.
+row version the page's rows carry); plus one statement for the servers on the page (and one
+for its drifted names, app/domains/tls_list.py). Nothing is read per row.
 
 Sorting by expiry and filtering by client warning or reason run on what each domain keeps of
 its presented certificates (``domains.tls_soonest``, ``tls_latest_start``, ``tls_flags``;
