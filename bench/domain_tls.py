@@ -14,13 +14,16 @@ a list: a page of 100 from a random cursor of `GET /v1/domains` (the baseline) a
 `GET /v1/domain-tls`, first pages with `count=true`, `sort=not_after` and `-not_after`, pages
 of `sort=not_after` and `-name` from a random cursor, `warning=true` (with and without
 `count=true`) and `false`, each reason (`certificate_not_yet_valid` matches no domain), and a
-`q` substring and a `prefix` from random names. Then the NDJSON and CSV exports, each three times (wall time to the last byte, and
+`q` substring and a `prefix` from random names; and the panel's other screens: a random
+domain's TLS status (its dialog), the certificate picker for it (`usable_for`, both services)
+and the server (its settings). Then the NDJSON and CSV exports, each three times (wall time to the last byte, and
 the server's CPU time and VmHWM before and after; once at 100,000). Results in bench/results/domain_tls.json.
 
 ``BENCH_NO_EXPORT=1`` leaves the exports out (the pages only). ``--against PATH`` measures a second `certpost` (e.g. main's: ``--against /work/main/.venv/bin/certpost``)
 on the same seeded database right before this checkout's, one server at a time: a before/after
 in one run, under the same load; ``--rounds N`` measures the two in turn N times (against,
-this, against, this, ...) and ``--exports-only`` skips the wrk routes. Each export's body is
+this, against, this, ...), ``--exports-only`` skips the wrk routes and ``--routes dialog,picker``
+runs only the routes whose name has one of the words (and the baseline). Each export's body is
 digested (``sha256``): two versions of the code must send the same bytes.
 """
 
@@ -141,6 +144,11 @@ def routes(server_id: str, count: int, rng: random.Random, expiry_keys: list) ->
            for r in ("certificate_expired", "self_signed", "certificate_untrusted", "hostname_not_covered")},
         "q substring": [f"{base}&q={n[:5]}" for n in names],
         "prefix": [f"{base}&prefix={n[:5]}" for n in names],
+        # The panel's other screens (issue 9: each in one or two calls): a domain's dialog, the
+        # certificate picker for it, the server's settings.
+        "domain dialog: one domain's TLS": [f"/v1/domains/{n}/tls" for n in names],
+        "picker: usable_for, both": [f"/v1/certificates?usable_for={n}&service=both" for n in names],
+        "server settings": [f"/v1/servers/{server_id}"],
     }
 
 
@@ -228,20 +236,23 @@ def healthz_during(port: int, server_id: str, token: str, fmt: str) -> dict:
             "max": round(seen[-1], 1) if seen else None}
 
 
-def measure(db: str, count: int, seconds: int, binaries: list[tuple[str, str]], exports_only: bool) -> list[dict]:
+def measure(db: str, count: int, seconds: int, binaries: list[tuple[str, str]], exports_only: bool,
+            only: list[str] | None = None) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="certpost-domain-tls-") as tmp:
         work = Path(tmp)
         seeded, env = asyncio.run(prepare(db, count, work))
         try:
             expiry_keys = asyncio.run(vary(seeded["url"], work, count))
-            return [serve_and_measure(db, count, seconds, label, binary, work, seeded, env, expiry_keys, exports_only)
+            return [serve_and_measure(db, count, seconds, label, binary, work, seeded, env, expiry_keys, exports_only,
+                                      only)
                     for label, binary in binaries]
         finally:
             asyncio.run(drop_pg_database(seeded["drop"]))
 
 
 
-def serve_and_measure(db, count, seconds, label, binary, work, seeded, env, expiry_keys, exports_only=False) -> dict:
+def serve_and_measure(db, count, seconds, label, binary, work, seeded, env, expiry_keys, exports_only=False,
+                      only=None) -> dict:
     print(f"   {label}: {binary} (load {os.getloadavg()[0]:.1f})", flush=True)
     port = free_port()
     proc = start([binary, "serve", "--port", str(port)], env, port, timeout=300)
@@ -249,7 +260,10 @@ def serve_and_measure(db, count, seconds, label, binary, work, seeded, env, expi
         token, server_id = seeded["token"], seeded["server_id"]
         out = {"db": db, "domains": count, "certpost": label, "binary": binary, "routes": {}, "exports": {},
                "load_before": os.getloadavg()}
-        for route, paths in ({} if exports_only else routes(server_id, count, random.Random(9), expiry_keys)).items():
+        chosen = {} if exports_only else routes(server_id, count, random.Random(9), expiry_keys)
+        if only:
+            chosen = {r: p for r, p in chosen.items() if r == "domains page" or any(o in r for o in only)}
+        for route, paths in chosen.items():
             out["routes"][route] = wrk1(port, paths, token, seconds, work, proc.pid)
             print(f"   {route}: {out['routes'][route]}", flush=True)
         for fmt in () if os.environ.get("BENCH_NO_EXPORT") else ("ndjson", "csv"):
@@ -271,6 +285,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1,
                         help="with --against: measure the two in turn this many times (against, this, against, ...)")
     parser.add_argument("--exports-only", action="store_true", help="skip the wrk routes, measure the exports")
+    parser.add_argument("--routes", default=None,
+                        help="comma-separated substrings: only the routes whose name has one (the domain list's "
+                             "page, the baseline, always runs)")
     args = parser.parse_args()
     sizes = [int(s) for s in (args.sizes or ("10000" if args.quick else "10000,100000")).split(",")]
     dbs = {"sqlite": ["sqlite"], "postgres": ["postgres"], "both": ["sqlite", "postgres"]}[
@@ -282,7 +299,8 @@ def main() -> int:
     for db in dbs:
         for count in sizes:
             print(f"-- {db}, {count:,} domains (load {os.getloadavg()[0]:.1f})", flush=True)
-            measured += measure(db, count, seconds, binaries, args.exports_only)
+            measured += measure(db, count, seconds, binaries, args.exports_only,
+                                args.routes.split(",") if args.routes else None)
     rows = []
     for m in measured:
         if not m["routes"]:
