@@ -192,7 +192,7 @@ class CertificateService:
         elif service is not None:
             raise InvalidFilter("service: only with usable_for")
         flt = CertificateFilter(
-            visible=caller.visible_rows(Certificate.account_id, requested=account_id),
+            visible=caller.visible_rows(self.repo.owner_column(bool(covers_sets)), requested=account_id),
             covers=tuple(tuple(c) for c in covers_sets),
             expires_before=expires_before,
             valid_at=valid_at,
