@@ -508,22 +508,30 @@ class DomainTlsRepository:
             if after is not None:
                 params.update(zip(("after_0", "after_1"), after, strict=False))
             return list(await connection.execute(stmt, params))
+        arms = arms or [Arm(None)]
+        # One arm reads whole rows; several read their keys only (from the index alone), and
+        # the rows of the page's keys are then joined by name.
+        columns = _parts().ids.selected_columns if len(arms) == 1 else order.columns()
         picks = []
-        for arm in arms or [Arm(None)]:
-            stmt = _where(_select(arm, *_parts().ids.selected_columns), f)
+        for arm in arms:
+            stmt = _where(_select(arm, *columns), f)
             if arm.where is not None:
                 stmt = stmt.where(arm.where)
             if after is not None:
                 stmt = stmt.where(order.after(after))
             picks.append(stmt.order_by(*order.order_by()).limit(limit))
+        presented = (Domain.tls_webmail_certificate_id, Domain.tls_mail_certificate_id)
         if len(picks) > 1:
             # Merged in SQL, in the database's own collation (which the keyset compares in).
             both = union(*(select(*pick.subquery().c) for pick in picks)).subquery()
             keys = [both.c[column.key] for column in order.columns()]
-            stmt = select(*both.c).order_by(*(c.desc() if order.descending else c.asc() for c in keys)).limit(limit)
-            presented = (both.c.tls_webmail_certificate_id, both.c.tls_mail_certificate_id)
+            chosen = (select(*both.c).order_by(*(c.desc() if order.descending else c.asc() for c in keys))
+                      .limit(limit).subquery())
+            stmt = (_parts().ids.join(chosen, chosen.c.name == Domain.name)
+                    .order_by(*(chosen.c[c.key].desc() if order.descending else chosen.c[c.key].asc()
+                                for c in order.columns())))
         else:
-            stmt, presented = picks[0], (Domain.tls_webmail_certificate_id, Domain.tls_mail_certificate_id)
+            stmt = picks[0]
         if versions:
             stmt = stmt.add_columns(*_versions(*presented))
         return list(await connection.execute(stmt))
