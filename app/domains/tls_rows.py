@@ -481,9 +481,10 @@ class DomainTlsRepository:
 
         Without a filter but the server or account, one statement yields the page from an
         index in the page's order (server or account, then name, or the kept expiry and name)
-        and stops there. Otherwise each arm of a warning or reason filter (``_arms``) reads its
-        first ``limit`` rows after ``after`` from its own index, their union sorted and cut in
-        SQL (a name filter: one arm in the page's order). Either way the certificates the rows
+        and stops there. A name filter or a single reason is one such range in the page's
+        order. Several arms (``warning``, ``_arms``) each read their first ``limit`` keys after
+        ``after`` from their own index, their union sorted and cut in SQL, and the rows of those
+        keys joined by name, in the same statement. Either way the certificates the rows
         present are read by one more statement, each once (``_facts``), unless ``cache`` holds
         them all at their current version.
         """
