@@ -172,13 +172,13 @@ async def test_the_picker_is_driven_by_the_names_not_by_the_account(context, set
     async with context.sessionmaker() as session:
         repo = CertificateRepository(session)
         for caller, bindable in ((customer, None), (Caller(token_id="t", role="admin", account_id=None), "acct")):
-            flt = CertificateFilter(visible=caller.visible_rows(repo.owner_column(True)), covers=names,
-                                    valid_at=NOW, bindable_for_account=bindable)
+            flt = CertificateFilter(visible=caller.visible_rows, covers=names, valid_at=NOW,
+                                    bindable_for_account=bindable)
             stmt = repo.statement(flt).order_by(*CERTIFICATE_ORDERS["created_at"].order_by()).limit(101)
             plan = "\n".join(await query_plan(session, stmt))
             assert "ix_certificates_account" not in plan and "certificates_1 (id=?)" in plan, plan
         # without a names filter the account's index is the way to a page, as before
-        flt = CertificateFilter(visible=customer.visible_rows(repo.owner_column(False)))
+        flt = CertificateFilter(visible=customer.visible_rows)
         plan = "\n".join(await query_plan(session, repo.statement(flt).order_by(
             *CERTIFICATE_ORDERS["created_at"].order_by()).limit(101)))
         assert "ix_certificates_account_created" in plan, plan

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,9 +34,19 @@ SORTS = ("created_at", "not_after", "-not_after")
 """List orders; ``created_at`` (oldest first) is the default. Each is a unique order with ``id``."""
 
 
+def _owner_column(covers: bool) -> Any:
+    """The owning account's column as the list's filters name it: with a ``covers`` filter (a
+    handful of certificates by their names, ``certificate_names``), one the account indexes
+    cannot drive on SQLite (``db.unindexed``): its planner otherwise read every certificate of
+    the account, 16 ms for the picker at 10,000 (docs/performance.md)."""
+    return unindexed(Certificate.account_id) if covers else Certificate.account_id
+
+
 @dataclass(frozen=True)
 class CertificateFilter:
-    visible: Any  # Caller.visible_rows on CertificateRepository.owner_column
+    # Caller.visible_rows with the list's account filter bound: the repository applies it to
+    # the owner column as its query needs it named (``_owner_column``)
+    visible: Callable[[Any], Any]
     # Each entry is one host name's candidate SANs (kit.coverage.candidate_sans): a certificate
     # must cover every one of them.
     covers: tuple[tuple[str, ...], ...] = ()
@@ -199,23 +210,15 @@ class CertificateRepository:
         await self.session.delete(cert)
         await self.session.flush()
 
-    @staticmethod
-    def owner_column(covers: bool) -> Any:
-        """The owning account's column as the list's filters should name it: with a ``covers``
-        filter (a handful of certificates by their names, ``certificate_names``), one the
-        account indexes cannot drive on SQLite (``db.unindexed``): its planner otherwise read
-        every certificate of the account, 16 ms for the picker at 10,000 (docs/performance.md)."""
-        return unindexed(Certificate.account_id) if covers else Certificate.account_id
-
     async def list(self, flt: CertificateFilter, page: PageRequest) -> Window:
         """One page of rows with the columns the API shows (no PEM, no sealed key)."""
         return await fetch(self.session, self.statement(flt), CERTIFICATE_ORDERS[flt.sort], page)
 
     def statement(self, flt: CertificateFilter) -> Any:
         """The list's rows for ``flt``, not yet ordered or paged."""
-        stmt = select(*LISTED_COLUMNS).where(flt.visible)
+        owner = _owner_column(bool(flt.covers))
+        stmt = select(*LISTED_COLUMNS).where(flt.visible(owner))
         if flt.bindable_for_account is not None:
-            owner = self.owner_column(bool(flt.covers))
             stmt = stmt.where(or_(owner.is_(None), owner == flt.bindable_for_account))
         for candidates in flt.covers:  # one indexed IN per host name: the certificate covers all
             covering = select(CertificateName.certificate_id).where(CertificateName.name.in_(candidates))

@@ -6,6 +6,7 @@ be bound live in ``app.domains.rules``. Nothing here commits: the request bounda
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -192,7 +193,7 @@ class CertificateService:
         elif service is not None:
             raise InvalidFilter("service: only with usable_for")
         flt = CertificateFilter(
-            visible=caller.visible_rows(self.repo.owner_column(bool(covers_sets)), requested=account_id),
+            visible=functools.partial(caller.visible_rows, requested=account_id),
             covers=tuple(tuple(c) for c in covers_sets),
             expires_before=expires_before,
             valid_at=valid_at,

@@ -294,8 +294,10 @@ class SortOrder:
     def columns(self) -> list:
         return [Domain.tls_soonest, Domain.name] if self.key == "not_after" else [Domain.name]
 
-    def order_by(self) -> list:
-        return [c.desc() if self.descending else c.asc() for c in self.columns()]
+    def order_by(self, columns=None) -> list:
+        """ORDER BY terms in this order's direction, of its own columns or of ``columns`` (the
+        same keys as a subquery names them)."""
+        return [c.desc() if self.descending else c.asc() for c in (self.columns() if columns is None else columns)]
 
     def after(self, key: tuple) -> Any:
         """Rows strictly after ``key`` in this order (keyset). Written as a bound on the first
@@ -525,12 +527,10 @@ class DomainTlsRepository:
         if len(picks) > 1:
             # Merged in SQL, in the database's own collation (which the keyset compares in).
             both = union(*(select(*pick.subquery().c) for pick in picks)).subquery()
-            keys = [both.c[column.key] for column in order.columns()]
-            chosen = (select(*both.c).order_by(*(c.desc() if order.descending else c.asc() for c in keys))
+            chosen = (select(*both.c).order_by(*order.order_by([both.c[c.key] for c in order.columns()]))
                       .limit(limit).subquery())
             stmt = (_parts().ids.join(chosen, chosen.c.name == Domain.name)
-                    .order_by(*(chosen.c[c.key].desc() if order.descending else chosen.c[c.key].asc()
-                                for c in order.columns())))
+                    .order_by(*order.order_by([chosen.c[c.key] for c in order.columns()])))
         else:
             stmt = picks[0]
         if versions:
@@ -538,10 +538,10 @@ class DomainTlsRepository:
         return list(await connection.execute(stmt))
 
     async def count(self, f: TlsFilter, now: datetime) -> int:
-        """How many domains match, over all pages. Without a warning or reason filter the
-        joins cannot drop a domain (foreign keys: its server, and the certificates each service
-        presents, exist), so only ``domains`` and its index are read; with one, the union of
-        the filter's arms (each a few rows from its index, but for ``warning=false``)."""
+        """How many domains match, over all pages: without a warning or reason filter from
+        ``domains`` and its index alone; with one, the union of the filter's arms (each a few
+        rows from its index, but for ``warning=false``). A domain written around the
+        application and never summarised is counted, though the pages leave it out."""
         if f.nothing:
             return 0
         arms = _arms(f, now)
